@@ -1,0 +1,42 @@
+# subbilling: PGXS build.
+#
+#   make && make install          build and install into the PostgreSQL found by pg_config
+#   make installcheck             pg_regress and isolation tests against a running server
+#   bash scripts/test.sh          every test suite (see README), ends with "N passed, N failed"
+
+EXTENSION   = subbilling
+EXTVERSION  = 0.1
+
+MODULE_big  = subbilling
+# src/core/*.c is plain C (no PostgreSQL headers): parsing, formatting, calendar, rounding,
+# allocation and check digits.  src/*.c are the thin fmgr wrappers and the worker.
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/core/*.c)))
+
+# The install script is assembled from sql/parts/*.sql in name order.
+SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
+DATA        = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=btree_gist --load-extension=$(EXTENSION)
+ISOLATION    = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=btree_gist --load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -Isrc -Isrc/core
+# Warning-free under -Wall -Wextra; scripts/test.sh builds with WERROR=-Werror.
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare $(WERROR)
+
+EXTRA_CLEAN = build
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+$(OBJS): $(wildcard src/*.h src/core/*.h)
+
+.PHONY: pgtap
+pgtap:
+	pg_prove --pset tuples_only=1 $(sort $(wildcard test/pgtap/*.sql))
