@@ -894,7 +894,7 @@ AggCheckCurrency(const PriceAggState *state, const char *currency)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("currency mismatch: %.3s and %.3s", state->currency, currency),
-				 errdetail("sum() and avg() of prices need one currency; group by currency(price).")));
+				 errdetail("The sum and the average of prices need a single currency; group by currency(price).")));
 }
 
 /*
