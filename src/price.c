@@ -922,6 +922,31 @@ price_accum(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Inverse transition function of sum(price) and avg(price) (moving windows)
+ */
+PG_FUNCTION_INFO_V1(price_accum_inv);
+Datum
+price_accum_inv(PG_FUNCTION_ARGS)
+{
+	PriceAggState *state = PG_ARGISNULL(0) ? NULL : (PriceAggState *) PG_GETARG_POINTER(0);
+	Price	   *p;
+
+	if (state == NULL)
+		elog(ERROR, "price_accum_inv called with no state");
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(state);
+	p = PG_GETARG_PRICE_P(1);
+	/* the row was added by price_accum, so the currency matches */
+	if (state->count <= 0 || memcmp(state->currency, p->currency, 4) != 0)
+		elog(ERROR, "price_accum_inv: row was not aggregated");
+	state->sum -= p->units;
+	state->count--;
+	if (state->count == 0)
+		memset(state->currency, 0, sizeof(state->currency));
+	PG_RETURN_POINTER(state);
+}
+
+/*
  * Combine function of sum(price) and avg(price) (parallel aggregation)
  */
 PG_FUNCTION_INFO_V1(price_accum_combine);
