@@ -257,7 +257,8 @@ TrailingCode(const char *str, char *code)
 {
 	const char *end = str + strlen(str);
 
-	while (end > str && isspace((unsigned char) end[-1]))
+	/* the same white space as money_parse, independent of the locale */
+	while (end > str && strchr(" \t\n\r\f\v", end[-1]) != NULL)
 		end--;
 	code[0] = '\0';
 	if (end - str >= 3)
