@@ -47,4 +47,12 @@ extern int64 price_units_muldiv(int64 units, int64 num, int64 den);
 /* round(units * factor) half away from zero; 22003 on overflow. */
 extern int64 price_units_mul_numeric(int64 units, Numeric factor);
 
+/*
+ * round(units / divisor) half away from zero, exactly (no intermediate
+ * rounding); 22012 if divisor = 0, 22023 if it is NaN or infinite, 22003 on
+ * overflow.  (Added; the factor of price_units_mul_numeric is checked the
+ * same way: 22023 if NaN or infinite.)
+ */
+extern int64 price_units_div_numeric(int64 units, Numeric divisor);
+
 #endif							/* SUBBILLING_PRICE_H */

@@ -42,6 +42,10 @@ typedef enum MoneyParseStatus
 /* Case-insensitive lookup of a 3-letter code; NULL if unknown. */
 extern const CurrencyInfo *money_currency(const char *code, size_t len);
 
+/* The table of currencies, sorted by code: count and i-th entry (NULL if out of range). */
+extern int	money_currency_count(void);
+extern const CurrencyInfo *money_currency_at(int i);
+
 /* Parse "1234.50 SEK"; on success sets *units and *currency. */
 extern MoneyParseStatus money_parse(const char *str, int64_t *units,
 									const CurrencyInfo **currency);
@@ -56,10 +60,19 @@ extern size_t money_format(int64_t units, const CurrencyInfo *currency, char *bu
 extern bool money_muldiv(int64_t units, int64_t num, int64_t den, int64_t *result);
 
 /*
+ * *result = round(num / den), half away from zero; den != 0 and num is not
+ * the most negative 128-bit value.  Returns false if den is 0 or the result
+ * does not fit in int64.  (Averages: the sum of many int64 values by count.)
+ */
+extern bool money_div_round128(__int128 num, int64_t den, int64_t *result);
+
+/*
  * Split total into n parts proportional to weights (each >= 0, sum > 0), by
  * largest remainder: parts sum exactly to total, each within one minor unit
- * of its exact share; ties go to the earlier weight.  Returns false on bad
- * weights (negative, all zero) or overflow.
+ * of its exact share; ties go to the earlier weight.  A negative total
+ * splits as the mirror image of the positive one.  Returns false on bad
+ * arguments (n < 1, a negative weight, all weights zero) or if memory for
+ * the n remainders cannot be had (malloc); the parts cannot overflow.
  */
 extern bool money_allocate(int64_t total, const int64_t *weights, int n, int64_t *parts);
 
