@@ -1,0 +1,191 @@
+/*
+ * Unit tests of src/core/checkdigit.c: Luhn, modulus 11, OCR and KID
+ * references.  Prints TAP.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "checkdigit.h"
+
+static int	tests = 0;
+static int	failures = 0;
+
+static void
+ok(int cond, const char *name)
+{
+	tests++;
+	if (!cond)
+		failures++;
+	printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
+}
+
+static void
+check_ocr(const char *base, int length_digit, const char *expected)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+	char		name[120];
+	ReferenceStatus st = ocr_build(base, strlen(base), length_digit, out);
+
+	snprintf(name, sizeof(name), "ocr(%s, %s) = %s", base, length_digit ? "true" : "false",
+			 expected);
+	ok(st == REFERENCE_OK && strcmp(out, expected) == 0, name);
+	if (st != REFERENCE_OK || strcmp(out, expected) != 0)
+		printf("# status %d, got %s\n", st, st == REFERENCE_OK ? out : "-");
+}
+
+static void
+check_kid(const char *base, KidMethod method, const char *expected)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+	char		name[120];
+	ReferenceStatus st = kid_build(base, strlen(base), method, out);
+
+	snprintf(name, sizeof(name), "kid(%s, %s) = %s", base, method == KID_MOD11 ? "mod11" : "mod10",
+			 expected);
+	ok(st == REFERENCE_OK && strcmp(out, expected) == 0, name);
+	if (st != REFERENCE_OK || strcmp(out, expected) != 0)
+		printf("# status %d, got %s\n", st, st == REFERENCE_OK ? out : "-");
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static unsigned
+rng(unsigned n)
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned) ((rng_state >> 33) % n);
+}
+
+/* single-character substitutions of a valid reference must all be invalid */
+static int
+single_errors_detected(const char *ref, int ocr, int flag)
+{
+	char		copy[REFERENCE_MAX_LEN + 1];
+	size_t		len = strlen(ref);
+	size_t		i;
+	const char *alphabet = "0123456789-";
+
+	for (i = 0; i < len; i++)
+	{
+		const char *c;
+
+		for (c = alphabet; *c; c++)
+		{
+			int			valid;
+
+			if (*c == ref[i])
+				continue;
+			strcpy(copy, ref);
+			copy[i] = *c;
+			valid = ocr ? ocr_is_valid(copy, len, flag) : kid_is_valid(copy, len, (KidMethod) flag);
+			if (valid)
+			{
+				printf("# %s is valid, changed from %s\n", copy, ref);
+				return 0;
+			}
+		}
+	}
+	return 1;
+}
+
+int
+main(void)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+	int			i;
+	int			good;
+
+	/* published Luhn examples */
+	ok(checkdigit_luhn("7992739871", 10) == '3', "Luhn 7992739871 -> 3 (textbook example)");
+	ok(checkdigit_luhn("811218987", 9) == '6', "Luhn 811218987 -> 6 (Swedish personnummer 811218-9876)");
+	ok(checkdigit_luhn("60224", 5) == '3', "Luhn 60224 -> 3 (KID 602243)");
+	ok(checkdigit_luhn("0", 1) == '0', "Luhn 0 -> 0");
+	ok(checkdigit_luhn("5", 1) == '9', "Luhn 5 -> 9 (5*2=10 -> 1, check 9)");
+
+	/* published modulus-11 examples (weights 2..7 from the right) */
+	ok(checkdigit_mod11("1374813", 7) == '6', "mod11 1374813 -> 6 (Danish CVR 13748136)");
+	ok(checkdigit_mod11("3112995671", 10) == '5',
+	   "mod11 3112995671 -> 5 (Norwegian fodselsnummer 31129956715, second check digit)");
+	ok(checkdigit_mod11("6", 1) == '-', "mod11 6 -> - (remainder 1)");
+	ok(checkdigit_mod11("0", 1) == '0', "mod11 0 -> 0 (remainder 0)");
+	ok(checkdigit_mod11("1234567", 7) == '4', "mod11 1234567 -> 4 (sum 106, remainder 7)");
+	ok(checkdigit_mod11("14", 2) == '0', "mod11 14 -> 0 (sum 11, remainder 0)");
+
+	/* OCR */
+	check_ocr("12345", 1, "1234574");
+	check_ocr("12345", 0, "123455");
+	check_ocr("7992739871", 0, "79927398713");
+	check_ocr("12345678", 1, "1234567806");
+	check_ocr("1", 1, "133");
+	check_ocr("1", 0, "18");
+	check_ocr("12345678901234567890123", 1, "1234567890123456789012357");
+	check_ocr("123456789012345678901234", 0, "1234567890123456789012340");
+	ok(ocr_build("", 0, 1, out) == REFERENCE_EMPTY, "ocr: empty base");
+	ok(ocr_build("12a4", 4, 1, out) == REFERENCE_NOT_DIGITS, "ocr: letters");
+	ok(ocr_build("12 4", 4, 0, out) == REFERENCE_NOT_DIGITS, "ocr: space");
+	ok(ocr_build("-123", 4, 0, out) == REFERENCE_NOT_DIGITS, "ocr: sign");
+	ok(ocr_build("123456789012345678901234", 24, 1, out) == REFERENCE_TOO_LONG,
+	   "ocr: 24 digits + length + check is too long");
+	ok(ocr_build("1234567890123456789012345", 25, 0, out) == REFERENCE_TOO_LONG,
+	   "ocr: 25 digits + check is too long");
+	ok(ocr_is_valid("1234574", 7, 0) && ocr_is_valid("1234574", 7, 1), "ocr valid 1234574");
+	ok(ocr_is_valid("123455", 6, 0) && !ocr_is_valid("123455", 6, 1),
+	   "ocr 123455 valid, but its length digit is wrong");
+	ok(!ocr_is_valid("1234575", 7, 0), "ocr 1234575 invalid");
+	ok(!ocr_is_valid("0", 1, 0), "ocr: 1 digit is too short");
+	ok(ocr_is_valid("00", 2, 0), "ocr: 00 is valid");
+	ok(!ocr_is_valid("12345678901234567890123459", 26, 0), "ocr: 26 digits too long");
+	ok(!ocr_is_valid("123 455", 7, 0), "ocr: space invalid");
+	ok(!ocr_is_valid("", 0, 0), "ocr: empty invalid");
+
+	/* KID */
+	check_kid("60224", KID_MOD10, "602243");
+	check_kid("1374813", KID_MOD11, "13748136");
+	check_kid("6", KID_MOD11, "6-");
+	check_kid("1234567", KID_MOD11, "12345674");
+	check_kid("14", KID_MOD11, "140");
+	check_kid("000000000000000000000001", KID_MOD10, "0000000000000000000000018");
+	ok(kid_build("1234567890123456789012345", 25, KID_MOD10, out) == REFERENCE_TOO_LONG,
+	   "kid: 25 digits + check is too long");
+	ok(kid_build("", 0, KID_MOD11, out) == REFERENCE_EMPTY, "kid: empty base");
+	ok(kid_build("12-", 3, KID_MOD11, out) == REFERENCE_NOT_DIGITS, "kid: '-' in base");
+	ok(kid_is_valid("6-", 2, KID_MOD11), "kid 6- valid mod11");
+	ok(!kid_is_valid("6-", 2, KID_MOD10), "kid 6- not valid mod10");
+	ok(!kid_is_valid("-6", 2, KID_MOD11), "kid -6 not valid");
+	ok(!kid_is_valid("--", 2, KID_MOD11), "kid -- not valid");
+	ok(!kid_is_valid("0", 1, KID_MOD10), "kid: too short");
+
+	/* properties over many random bases */
+	good = 1;
+	for (i = 0; i < 20000 && good; i++)
+	{
+		char		base[REFERENCE_MAX_LEN + 1];
+		size_t		len = 1 + rng(23);
+		size_t		j;
+
+		for (j = 0; j < len; j++)
+			base[j] = (char) ('0' + rng(10));
+		base[len] = '\0';
+		if (ocr_build(base, len, 1, out) != REFERENCE_OK || !ocr_is_valid(out, strlen(out), 1) ||
+			strncmp(out, base, len) != 0 || !single_errors_detected(out, 1, 0))
+			good = 0;
+		if (ocr_build(base, len, 0, out) != REFERENCE_OK || !ocr_is_valid(out, strlen(out), 0) ||
+			!single_errors_detected(out, 1, 0))
+			good = 0;
+		if (kid_build(base, len, KID_MOD10, out) != REFERENCE_OK ||
+			!kid_is_valid(out, strlen(out), KID_MOD10) ||
+			!single_errors_detected(out, 0, KID_MOD10))
+			good = 0;
+		if (kid_build(base, len, KID_MOD11, out) != REFERENCE_OK ||
+			!kid_is_valid(out, strlen(out), KID_MOD11) ||
+			!single_errors_detected(out, 0, KID_MOD11))
+			good = 0;
+		if (!good)
+			printf("# failed for base %s\n", base);
+	}
+	ok(good, "20000 random bases: OCR/KID references are valid and every single-character change is detected");
+
+	printf("1..%d\n", tests);
+	return failures == 0 ? 0 : 1;
+}
