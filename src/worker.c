@@ -192,6 +192,7 @@ static bool cycle_start(void);
 static void cycle_advance(void);
 static void cycle_batches(bool dunning);
 static void cycle_finish(void);
+static void cycle_add_note(const char *note);
 static void cycle_record_failure(ErrorData *edata);
 static void xact_begin(const char *activity);
 static void xact_commit(void);
@@ -479,7 +480,11 @@ worker_iteration(void)
 		return;
 
 	if (subbilling_worker_enabled)
+	{
 		worker_cycle();
+		/* flush this cycle's statistics before going to sleep */
+		pgstat_report_stat(true);
+	}
 
 	last_cycle_end = GetCurrentTimestamp();
 	next_cycle = TimestampTzPlusMilliseconds(last_cycle_end,
@@ -731,9 +736,7 @@ cycle_batches(bool dunning)
 					(errmsg("subbilling worker: a %s batch reported more due work but handled none", kind),
 					 errdetail("The %s phase of run " INT64_FORMAT " ends here; the next cycle tries again.",
 							   kind, cycle.run_id)));
-			cycle.note = dunning ?
-				"dunning stopped: a batch reported more due work but handled none" :
-				"billing stopped: a batch reported more due work but handled none";
+			cycle_add_note(psprintf("%s stopped: a batch reported more due work but handled none", kind));
 			break;
 		}
 
@@ -743,10 +746,23 @@ cycle_batches(bool dunning)
 		if (!subbilling_worker_enabled || database_changed)
 		{
 			cycle.stopped = true;
-			cycle.note = "cycle ended early by a configuration change";
+			cycle_add_note("cycle ended early by a configuration change");
 			break;
 		}
 	}
+}
+
+/*
+ * Adds a sentence to the message of an ok run that ended a phase early.
+ * Allocated in cycle_context, which lives until the run row is written.
+ */
+static void
+cycle_add_note(const char *note)
+{
+	MemoryContext old = MemoryContextSwitchTo(cycle_context);
+
+	cycle.note = cycle.note ? psprintf("%s; %s", cycle.note, note) : pstrdup(note);
+	MemoryContextSwitchTo(old);
 }
 
 /*

@@ -138,6 +138,7 @@ DECLARE
     v_done       bigint;
     v_failed     bigint;
     v_more       boolean;
+    v_note       text;
 BEGIN
     SELECT c.batch_size INTO v_batch_size FROM subbilling.worker_config() AS c;
 
@@ -159,8 +160,13 @@ BEGIN
         v_batches := v_batches + 1;
         v_invoices := v_invoices + v_done;
         v_errors := v_errors + v_failed;
+        EXIT WHEN NOT v_more;
         -- a batch that claims more work but handled none would loop for ever
-        EXIT WHEN NOT v_more OR (v_done = 0 AND v_failed = 0);
+        IF v_done = 0 AND v_failed = 0 THEN
+            v_note := 'billing stopped: a batch reported more due work but handled none';
+            RAISE WARNING 'subbilling: a billing batch reported more due work but handled none';
+            EXIT;
+        END IF;
     END LOOP;
 
     LOOP
@@ -171,13 +177,19 @@ BEGIN
         v_batches := v_batches + 1;
         v_steps := v_steps + v_done;
         v_errors := v_errors + v_failed;
-        EXIT WHEN NOT v_more OR (v_done = 0 AND v_failed = 0);
+        EXIT WHEN NOT v_more;
+        IF v_done = 0 AND v_failed = 0 THEN
+            v_note := pg_catalog.concat_ws('; ', v_note,
+                'dunning stopped: a batch reported more due work but handled none');
+            RAISE WARNING 'subbilling: a dunning batch reported more due work but handled none';
+            EXIT;
+        END IF;
     END LOOP;
 
     UPDATE subbilling.worker_runs AS r
        SET finished_at = pg_catalog.clock_timestamp(), status = 'ok', batches = v_batches,
            invoices = v_invoices, errors = v_errors, dunning_steps = v_steps,
-           transitions = v_trans
+           transitions = v_trans, message = v_note
      WHERE r.id = v_run_id;
     PERFORM pg_catalog.set_config('subbilling.current_run_id', '', true);
 

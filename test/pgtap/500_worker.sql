@@ -160,8 +160,9 @@ RETURNS TABLE (invoices int, errors int, more boolean)
 LANGUAGE sql VOLATILE AS $$ SELECT 0, 0, true $$;
 SELECT results_eq($$SELECT * FROM subbilling.run_worker_cycle()$$, $$VALUES (0, 2, 5)$$,
                   'a batch with more = true but no progress ends the billing phase');
-SELECT is((SELECT batches FROM subbilling.worker_runs ORDER BY id DESC LIMIT 1), 2,
-          'one billing batch, one dunning batch');
+SELECT is((SELECT row(batches, status, message)::text FROM subbilling.worker_runs ORDER BY id DESC LIMIT 1),
+          '(2,ok,"billing stopped: a batch reported more due work but handled none")',
+          'one billing batch, one dunning batch, and the early end explained');
 
 -- an error in a batch propagates and records nothing (the caller's transaction fails)
 CREATE OR REPLACE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
