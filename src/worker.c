@@ -112,6 +112,9 @@ typedef struct WorkerCycle
 
 static WorkerCycle cycle;
 
+/* Longest single sleep of the worker (it then re-checks and sleeps on) */
+#define MAX_SLEEP_MS	(3600L * 1000L)
+
 /* Worker process state */
 static MemoryContext cycle_context = NULL;
 static char *connected_database = NULL;
@@ -183,6 +186,7 @@ static void worker_shmem_request(void);
 static void worker_shmem_startup(void);
 static void worker_publish(void);
 static void worker_detach(int code, Datum arg);
+static bool worker_wake_requested(void);
 static bool worker_take_wake_request(void);
 static void worker_reload(void);
 static void worker_iteration(void);
@@ -373,6 +377,21 @@ worker_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 }
 
 /*
+ * Whether a session asked for a cycle, leaving the request in place.
+ */
+static bool
+worker_wake_requested(void)
+{
+	bool		pending;
+
+	SpinLockAcquire(&worker_shared->mutex);
+	pending = worker_shared->wake_pending;
+	SpinLockRelease(&worker_shared->mutex);
+
+	return pending;
+}
+
+/*
  * Returns whether a session asked for a cycle since the last call.
  */
 static bool
@@ -447,8 +466,16 @@ subbilling_worker_main(Datum main_arg pg_attribute_unused())
 			proc_exit(1);
 		}
 
+		/*
+		 * Sleep until the next cycle is due.  A wake-up request or a SIGHUP
+		 * that came during the cycle may have had its latch consumed by a
+		 * wait inside a batch (a lock wait, say), so look at the flags too.
+		 * The wait is capped so that the int timeout of the wait primitives
+		 * never overflows with a huge naptime; waking early is harmless.
+		 */
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_cycle);
-		if (timeout > 0)
+		timeout = Min(timeout, MAX_SLEEP_MS);
+		if (timeout > 0 && !ConfigReloadPending && !worker_wake_requested())
 		{
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -107,8 +107,8 @@ SELECT is(pg_temp.as_role('subbilling_tap_reader',
           'SELECT count(*) FROM (SELECT FROM subbilling.worker_runs UNION ALL SELECT FROM subbilling.billing_errors) s'),
           (SELECT ((SELECT count(*) FROM subbilling.worker_runs) + (SELECT count(*) FROM subbilling.billing_errors))::text),
           'readers read worker_runs and billing_errors');
-SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT subbilling.wake_worker()'), 'false',
-          'operators may call wake_worker() (false: no worker serves this database)');
+SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT subbilling.wake_worker() IS NOT NULL'), 'true',
+          'operators may call wake_worker()');
 SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT row(c.*)::text FROM subbilling.run_worker_cycle() c'),
           '(0,0,0)', 'operators may run a cycle');
 
