@@ -168,12 +168,12 @@ $$;
 });
 poll("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $pid AND wait_event = 'PgSleep')",
 	'worker is inside a long batch');
+sql($placeholder);    # the call in progress keeps the sleeping body
 is(sql("SELECT pg_cancel_backend($pid)"), 't', 'cancel sent');
 poll("SELECT EXISTS (SELECT FROM subbilling.worker_runs WHERE status = 'error' AND sqlstate = '57014')",
 	'the cancelled batch is recorded as a failed run');
 is( sql("SELECT message FROM subbilling.worker_runs WHERE sqlstate = '57014'"),
 	'canceling statement due to user request', 'cancel message recorded');
-sql($placeholder);
 is(worker_pid(), $pid, 'same worker process after a cancel');
 
 # --- Reloading naptime ----------------------------------------------------
