@@ -322,8 +322,8 @@ CREATE FUNCTION subbilling.check_plan_fits(s subbilling.subscriptions, p subbill
 AS $$
 BEGIN
     IF p.kind <> want_kind THEN
-        RAISE EXCEPTION 'plan "%" is an % plan, not a % plan', p.code, CASE p.kind WHEN 'addon' THEN 'add-on' ELSE p.kind END,
-                        CASE want_kind WHEN 'addon' THEN 'add-on' ELSE want_kind END
+        RAISE EXCEPTION '%', CASE p.kind WHEN 'addon' THEN format('plan "%s" is an add-on plan, not a base plan', p.code)
+                                          ELSE format('plan "%s" is a base plan, not an add-on plan', p.code) END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = CASE p.kind WHEN 'addon' THEN 'Add-ons go on with add_addon().'
                                     ELSE 'A base plan is chosen with subscribe() or change_plan().' END;
