@@ -975,7 +975,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF pf.kind <> pt.kind THEN
-        RAISE EXCEPTION 'plan "%" is a % plan and plan "%" a % plan', pf.code, pf.kind, pt.code, pt.kind
+        RAISE EXCEPTION 'plan "%" is % plan but plan "%" is %', pf.code,
+                        CASE pf.kind WHEN 'base' THEN 'a base' ELSE 'an add-on' END, pt.code,
+                        CASE pt.kind WHEN 'base' THEN 'a base plan' ELSE 'an add-on plan' END
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Subscribers move between plans of one kind.';
     END IF;
     IF pf.currency <> pt.currency THEN
