@@ -2,7 +2,7 @@
 -- reads, PUBLIC executes nothing that writes; definer functions pin search_path.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(45);
+SELECT plan(47);
 \ir 300_fixture.psql
 
 SELECT has_role('subbilling_operator', 'role subbilling_operator exists');
@@ -36,6 +36,14 @@ SELECT is_empty($$
        AND (has_table_privilege('public', c.oid, 'SELECT') OR has_table_privilege('public', c.oid, 'INSERT')
             OR has_table_privilege('public', c.oid, 'UPDATE') OR has_table_privilege('public', c.oid, 'DELETE'))
 $$, 'PUBLIC has no privilege on any table, view or sequence');
+SELECT is_empty($$
+    SELECT p.oid::regprocedure FROM pg_proc p
+     WHERE p.pronamespace = 'subbilling'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+$$, 'every function of the extension has a comment');
+SELECT is_empty($$
+    SELECT c.oid::regclass FROM pg_class c
+     WHERE c.relnamespace = 'subbilling'::regnamespace AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL
+$$, 'every table and view of the extension has a comment');
 SELECT is_definer('subbilling', f, f || ' is SECURITY DEFINER')
   FROM unnest(ARRAY['subscribe', 'add_addon', 'remove_addon', 'change_plan', 'change_quantity', 'pause', 'resume',
                     'cancel', 'record_usage', 'migrate_subscriptions', 'advance_subscriptions']) f;
