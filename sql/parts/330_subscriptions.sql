@@ -60,7 +60,7 @@ CREATE TABLE subbilling.subscriptions (
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (account_id, id),
-    CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor = coalesce(trial_end, start_date)),
+    CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor >= coalesce(trial_end, start_date)),
     CONSTRAINT subscriptions_canceled_has_date CHECK (status <> 'canceled' OR cancel_at IS NOT NULL),
     CONSTRAINT subscriptions_cancel_request CHECK ((cancel_at IS NULL) = (canceled_at IS NULL))
 );
