@@ -24,6 +24,12 @@ $$;
 
 GRANT USAGE ON SCHEMA subbilling TO subbilling_operator, subbilling_reader;
 
+-- The types (price, billing_period, tier) and their pure functions are for everyone, as
+-- with any type extension: PUBLIC may look names up in the schema.  That reads no table
+-- and executes nothing that writes: tables grant nothing to PUBLIC and every mutating
+-- function is revoked from PUBLIC below.
+GRANT USAGE ON SCHEMA subbilling TO PUBLIC;
+
 -- ---------------------------------------------------------------- tables
 
 GRANT SELECT ON subbilling.dunning_policies, subbilling.products, subbilling.plans, subbilling.campaigns,

@@ -2,7 +2,7 @@
 -- reads, PUBLIC executes nothing that writes; definer functions pin search_path.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(64);
+SELECT plan(68);
 \ir 300_fixture.psql
 
 SELECT has_role('subbilling_operator', 'role subbilling_operator exists');
@@ -107,6 +107,18 @@ SELECT throws_ok(format('SELECT subbilling.change_quantity(%s, 5)', :sub), '4250
                  'permission denied for function change_quantity', 'the reader changes nothing');
 SELECT throws_ok('SELECT * FROM subbilling.accounts', '42501', 'permission denied for table accounts', 'the reader does not read tables');
 SELECT throws_ok('SELECT * FROM subbilling.events_after(0)', '42501', 'permission denied for function events_after', 'nor the outbox');
+RESET ROLE;
+
+-- A role with no grant at all: PUBLIC's USAGE on the schema lets it use the types and their
+-- pure functions, and nothing else.
+CREATE ROLE t_plain NOLOGIN;
+SET LOCAL ROLE t_plain;
+SELECT is(subbilling.price('19.99', 'SEK') * 3, '59.97 SEK'::subbilling.price, 'PUBLIC can use the price type and its functions');
+SELECT is(subbilling.period_start('2024-01-31', 'monthly', 1), '2024-02-29'::date, 'PUBLIC can use billing periods');
+SELECT throws_ok('SELECT * FROM subbilling.accounts', '42501',
+                 'permission denied for table accounts', 'PUBLIC cannot read accounts');
+SELECT throws_ok(format('SELECT subbilling.subscribe(%s, %L)', :acct, 't_basic'), '42501',
+                 'permission denied for function subscribe', 'PUBLIC (no grant at all) cannot subscribe');
 RESET ROLE;
 
 SELECT is((SELECT count(*)::int FROM subscription_items WHERE subscription_id = :sub AND voided_at IS NULL), 2,
