@@ -68,29 +68,29 @@ CREATE FUNCTION pg_temp.sub(w text) RETURNS bigint LANGUAGE sql STABLE RETURN (S
 INSERT INTO demo_sub VALUES ('anna', subscribe(pg_temp.acct('cust-1001'), 'coffee-month-sek', 2, current_date - 75, 'KAFFE3'));
 -- Ola: the Norwegian plan; a summer pause, then cancels at the end of his period
 INSERT INTO demo_sub VALUES ('ola', subscribe(pg_temp.acct('cust-1002'), 'coffee-month-nok', 1, current_date - 120));
-SELECT pause(pg_temp.sub('ola'), current_date - 60, current_date - 30) AS ola_pause_id;
-SELECT cancel(pg_temp.sub('ola')) AS ola_canceled;
+SELECT pause(pg_temp.sub('ola'), current_date - 60, current_date - 30) AS ola_pause_id \gset
+SELECT cancel(pg_temp.sub('ola')) AS ola_canceled \gset
 -- Café Lyktan: five boxes a quarter, a rented grinder, then more boxes
 INSERT INTO demo_sub VALUES ('cafe', subscribe(pg_temp.acct('cust-1003'), 'coffee-quarter-sek', 5, current_date - 200));
-SELECT add_addon(pg_temp.sub('cafe'), 'grinder-rent-sek', 1, current_date - 200) AS cafe_grinder_item;
-SELECT change_quantity(pg_temp.sub('cafe'), 8, current_date - 20) AS cafe_more_boxes_item;
+SELECT add_addon(pg_temp.sub('cafe'), 'grinder-rent-sek', 1, current_date - 200) AS cafe_grinder_item \gset
+SELECT change_quantity(pg_temp.sub('cafe'), 8, current_date - 20) AS cafe_more_boxes_item \gset
 -- Studio Nord: starter with a trial, upgrade to Team x5 straight away, priority support, API usage
 INSERT INTO demo_sub VALUES ('studio', subscribe(pg_temp.acct('cust-2001'), 'saas-starter-eur', 1, current_date - 40, 'WELCOME'));
-SELECT change_plan(pg_temp.sub('studio'), 'saas-team-eur', current_date - 10) AS studio_upgrade_item;
-SELECT change_quantity(pg_temp.sub('studio'), 5, current_date - 10 + 1) AS studio_seats_item;
-SELECT add_addon(pg_temp.sub('studio'), 'saas-support-eur', 1, current_date - 10) AS studio_support_item;
-SELECT add_addon(pg_temp.sub('studio'), 'saas-api-eur', 1, current_date - 10) AS studio_api_item;
+SELECT change_plan(pg_temp.sub('studio'), 'saas-team-eur', current_date - 10) AS studio_upgrade_item \gset
+SELECT change_quantity(pg_temp.sub('studio'), 5, current_date - 10 + 1) AS studio_seats_item \gset
+SELECT add_addon(pg_temp.sub('studio'), 'saas-support-eur', 1, current_date - 10) AS studio_support_item \gset
+SELECT add_addon(pg_temp.sub('studio'), 'saas-api-eur', 1, current_date - 10) AS studio_api_item \gset
 SELECT count(record_usage(pg_temp.sub('studio'), 'saas-api-eur', 1000 + 100 * d,
                           date_trunc('day', now()) - make_interval(days => d, hours => -9), 'batch-' || d)) AS usage_rows
-  FROM generate_series(1, 9) d;
+  FROM generate_series(1, 9) d \gset
 SELECT record_usage(pg_temp.sub('studio'), 'saas-api-eur', 1100, date_trunc('day', now()) - make_interval(days => 1, hours => -9), 'batch-1')
        = (SELECT id FROM usage WHERE idempotency_key = 'batch-1') AS retry_is_idempotent;
 -- Kuutio: twelve seats, leaving at the end of the current period
 INSERT INTO demo_sub VALUES ('kuutio', subscribe(pg_temp.acct('cust-2002'), 'saas-team-eur', 12, current_date - 50, NULL, 0));
-SELECT cancel(pg_temp.sub('kuutio')) AS kuutio_canceled;
+SELECT cancel(pg_temp.sub('kuutio')) AS kuutio_canceled \gset
 -- Molnbyrån: in its 14-day trial, seats 3 -> 8 from tomorrow
 INSERT INTO demo_sub VALUES ('moln', subscribe(pg_temp.acct('cust-2003'), 'saas-team-sek', 3, current_date - 3));
-SELECT change_quantity(pg_temp.sub('moln'), 8, current_date + 1) AS moln_seats_item;
+SELECT change_quantity(pg_temp.sub('moln'), 8, current_date + 1) AS moln_seats_item \gset
 
 SELECT a.name AS account, h.plan_code AS plan, h.quantity AS qty, s.status, s.start_date, s.trial_end, s.cancel_at
   FROM demo_sub d JOIN subscriptions s ON s.id = d.id JOIN accounts a ON a.id = s.account_id
