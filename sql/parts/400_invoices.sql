@@ -239,8 +239,13 @@ COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose 
 COMMENT ON COLUMN subbilling.subscriptions.billed_as_of IS 'billing: the latest (account-local) date the subscription was billed as of';
 COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subscription was last billed';
 
--- A change to a subscription (every lifecycle function touches updated_at)
--- makes it due at once and recomputed from its whole history.
+-- A change to a subscription makes it due at once and recomputed from its
+-- whole history.  Every lifecycle function updates the subscription row
+-- (updated_at, status, dates) and none touches the billing columns, while
+-- the billing engine always changes them (billed_at to the statement's
+-- clock, or next_bill_on): an update that leaves all three alone is a
+-- change.  (Within one transaction updated_at does not move, so it cannot
+-- tell by itself.)
 CREATE FUNCTION subbilling.subscriptions_billing_changed() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -256,14 +261,9 @@ COMMENT ON FUNCTION subbilling.subscriptions_billing_changed() IS 'trigger: a ch
 CREATE TRIGGER subscriptions_billing_changed
     BEFORE UPDATE ON subbilling.subscriptions
     FOR EACH ROW
-    WHEN (OLD.updated_at IS DISTINCT FROM NEW.updated_at
-          OR OLD.status IS DISTINCT FROM NEW.status
-          OR OLD.start_date IS DISTINCT FROM NEW.start_date
-          OR OLD.trial_end IS DISTINCT FROM NEW.trial_end
-          OR OLD.billing_anchor IS DISTINCT FROM NEW.billing_anchor
-          OR OLD.cancel_at IS DISTINCT FROM NEW.cancel_at
-          OR OLD.credit_unused IS DISTINCT FROM NEW.credit_unused
-          OR OLD.currency IS DISTINCT FROM NEW.currency)
+    WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
+          AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
+          AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
     EXECUTE FUNCTION subbilling.subscriptions_billing_changed();
 
 -- ---------------------------------------------------------------- guards

@@ -92,7 +92,7 @@ BEGIN
            SET next_bill_on = st.next_on,
                bill_from = coalesce(st.from_d, greatest(st.as_of, x.billed_as_of) + 1),
                billed_as_of = greatest(st.as_of, x.billed_as_of),
-               billed_at = now()
+               billed_at = clock_timestamp()
           FROM st
          WHERE x.account_id = st.account_id AND x.id = st.subscription_id
         RETURNING x.id
