@@ -170,6 +170,8 @@ BEGIN
                 USING ERRCODE = 'check_violation', DETAIL = format('Plan "%s" says %s.', NEW.code, NEW.billing_timing),
                       HINT = 'Set billing_timing = ''in_arrears''.';
         END IF;
+    ELSE
+        NULL;   -- an unknown model: the CHECK constraint plans_pricing_model_check refuses it
     END CASE;
     RETURN NEW;
 END

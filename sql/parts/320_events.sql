@@ -120,7 +120,8 @@ BEGIN
      WHERE l.locktype = 'advisory'
        AND l.objsubid = 2
        AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-       AND l.classid::bigint BETWEEN 1396834304 AND 1396834304 + 65535;
+       AND l.classid::bigint BETWEEN 1396834304 AND 1396834304 + 65535
+       AND l.pid IS DISTINCT FROM pg_backend_pid();     -- a transaction sees its own events
     -- 3. a new snapshot: what committed before it, below both limits
     RETURN QUERY
         SELECT e.*

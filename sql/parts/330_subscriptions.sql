@@ -322,8 +322,8 @@ CREATE FUNCTION subbilling.check_plan_fits(s subbilling.subscriptions, p subbill
 AS $$
 BEGIN
     IF p.kind <> want_kind THEN
-        RAISE EXCEPTION 'plan "%" is an % plan, not a % plan', p.code, CASE p.kind WHEN 'addon' THEN 'add-on' ELSE p.kind END,
-                        CASE want_kind WHEN 'addon' THEN 'add-on' ELSE want_kind END
+        RAISE EXCEPTION '%', CASE p.kind WHEN 'addon' THEN format('plan "%s" is an add-on plan, not a base plan', p.code)
+                                          ELSE format('plan "%s" is a base plan, not an add-on plan', p.code) END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = CASE p.kind WHEN 'addon' THEN 'Add-ons go on with add_addon().'
                                     ELSE 'A base plan is chosen with subscribe() or change_plan().' END;
@@ -420,7 +420,7 @@ COMMENT ON FUNCTION subbilling.base_item_on(subbilling.subscriptions, date) IS '
 -- The end of the period that holds d: the start date before the start, the
 -- trial end during the trial, else the next boundary of the base plan's
 -- billing period counted from the billing anchor.
-CREATE FUNCTION subbilling.period_end_after(s subbilling.subscriptions, d date) RETURNS date
+CREATE FUNCTION subbilling.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -439,7 +439,7 @@ BEGIN
     RETURN upper(period_of(s.billing_anchor, bp, d));
 END
 $$;
-COMMENT ON FUNCTION subbilling.period_end_after(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+COMMENT ON FUNCTION subbilling.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
 
 -- The item change at the heart of every lifecycle function.  In the chain of
 -- items of one kind (the base chain, or one add-on plan's chain) it
@@ -745,7 +745,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     switch := CASE change_plan.timing WHEN 'immediate' THEN change_plan.effective
-                                      ELSE period_end_after(s, change_plan.effective) END;
+                                      ELSE subscription_period_end(s, change_plan.effective) END;
     PERFORM check_not_ended(s, switch);
     cur := base_item_on(s, switch);
     IF cur.plan_id = p.id THEN
@@ -921,7 +921,7 @@ BEGIN
         RAISE EXCEPTION 'subscription % is already canceled from %', s.id, s.cancel_at
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    ends := coalesce(cancel.effective, period_end_after(s, current_date));
+    ends := coalesce(cancel.effective, subscription_period_end(s, current_date));
     IF ends < s.start_date THEN
         RAISE EXCEPTION 'effective date % is before the subscription''s start on %', ends, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
@@ -975,7 +975,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF pf.kind <> pt.kind THEN
-        RAISE EXCEPTION 'plan "%" is a % plan and plan "%" a % plan', pf.code, pf.kind, pt.code, pt.kind
+        RAISE EXCEPTION 'plan "%" is % plan but plan "%" is %', pf.code,
+                        CASE pf.kind WHEN 'base' THEN 'a base' ELSE 'an add-on' END, pt.code,
+                        CASE pt.kind WHEN 'base' THEN 'a base plan' ELSE 'an add-on plan' END
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Subscribers move between plans of one kind.';
     END IF;
     IF pf.currency <> pt.currency THEN

@@ -96,7 +96,7 @@ REVOKE ALL ON FUNCTION
     subbilling.transition(subbilling.subscriptions, text),
     subbilling.check_not_ended(subbilling.subscriptions, date),
     subbilling.base_item_on(subbilling.subscriptions, date),
-    subbilling.period_end_after(subbilling.subscriptions, date),
+    subbilling.subscription_period_end(subbilling.subscriptions, date),
     subbilling.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text),
     subbilling.item_json(subbilling.subscription_items),
     subbilling.refresh_status(bigint, bigint),
