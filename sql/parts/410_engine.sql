@@ -283,7 +283,7 @@ BEGIN
           FROM billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
           JOIN subbilling.plans p ON p.id = c.plan_id
          WHERE c.emit
-         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, p.code;
+         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
 END
 $$;
 COMMENT ON FUNCTION subbilling.preview_invoice(bigint, date) IS 'the lines that billing the subscription as of a date would invoice, computed by the billing engine and written nowhere';

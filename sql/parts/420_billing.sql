@@ -146,7 +146,8 @@ BEGIN
           FROM ch c
           JOIN hs ON hs.account_id = c.account_id AND hs.subscription_id = c.subscription_id
          WHERE c.emit
-         ORDER BY c.account_id, c.subscription_id, c.key_start, c.charge_type = 'discount', c.charge_type, c.plan_id
+         ORDER BY c.account_id, c.subscription_id, c.key_start, c.charge_type = 'discount', c.charge_type,
+                  minor_units(c.net) >= 0, c.plan_id
         RETURNING 1
     ),
     ev AS (
