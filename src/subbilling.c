@@ -4,15 +4,21 @@
  *	  Module entry point of the subbilling extension.
  *
  * Everything but the background worker works without preloading the
- * library; _PG_init only registers what needs shared_preload_libraries.
+ * library.  _PG_init defines the extension's settings whenever the library
+ * is loaded, then reserves the "subbilling." prefix; only while
+ * shared_preload_libraries is being processed does it also register the
+ * background worker and its shared memory.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 
 #include "subbilling.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,5 +33,19 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 
-	lifecycle_define_gucs();
+	/*
+	 * Settings are defined in every process that loads the library, whether
+	 * or not it was preloaded.  Every subbilling.* setting must be defined
+	 * above this line: after it, unknown names under the prefix are errors.
+	 * (The worker's settings include subbilling.notify, which
+	 * lifecycle_define_gucs() also defines: only one of them may run.)
+	 */
+	subbilling_worker_define_gucs();
+	MarkGUCPrefixReserved("subbilling");
+
+	/* The worker and its shared memory exist only when preloaded. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	subbilling_worker_register();
 }
