@@ -216,42 +216,46 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- due: next_bill_on on or before the account-local date of as_of (no
-    -- zone is more than a day ahead of UTC, which bounds the index scan)
-    SELECT array_agg(c.account_id), array_agg(c.id), array_agg(c.local_date)
-      INTO acc, sid, ad
-      FROM (SELECT s.account_id, s.id, (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-              FROM subbilling.subscriptions s
-              JOIN subbilling.accounts a ON a.id = s.account_id
-             WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-               AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-             ORDER BY s.next_bill_on
-             LIMIT bill_batch.batch_size
-               FOR UPDATE OF s SKIP LOCKED) c;
-    n := coalesce(cardinality(sid), 0);
     invoices := 0;
     errors := 0;
-    more := n = bill_batch.batch_size;
-    IF n = 0 THEN
-        RETURN;
-    END IF;
-    BEGIN
-        invoices := bill_subscriptions(acc, sid, ad, bill_batch.as_of);
-        RETURN;
-    EXCEPTION WHEN OTHERS THEN
-        NULL;   -- fall back to one subscription at a time
-    END;
-    FOR k IN 1 .. n LOOP
+    -- A full batch that yields neither invoice nor error (subscriptions that
+    -- only had their bookkeeping moved on) takes the next one at once, so
+    -- that a caller judging progress by invoices + errors never sees a full
+    -- batch without progress.
+    LOOP
+        -- due: next_bill_on on or before the account-local date of as_of
+        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+        SELECT array_agg(c.account_id), array_agg(c.id), array_agg(c.local_date)
+          INTO acc, sid, ad
+          FROM (SELECT s.account_id, s.id, (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                  FROM subbilling.subscriptions s
+                  JOIN subbilling.accounts a ON a.id = s.account_id
+                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                 ORDER BY s.next_bill_on
+                 LIMIT bill_batch.batch_size
+                   FOR UPDATE OF s SKIP LOCKED) c;
+        n := coalesce(cardinality(sid), 0);
+        more := n = bill_batch.batch_size;
+        EXIT WHEN n = 0;
         BEGIN
-            invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
         EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-            INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
-            VALUES (acc[k], sid[k], current_run_id(), bill_batch.as_of, st, msg, nullif(det, ''));
-            UPDATE subbilling.subscriptions x SET next_bill_on = ad[k] + 1
-             WHERE x.account_id = acc[k] AND x.id = sid[k];
-            errors := errors + 1;
+            -- one subscription at a time, each in its own subtransaction
+            FOR k IN 1 .. n LOOP
+                BEGIN
+                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (acc[k], sid[k], current_run_id(), bill_batch.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = ad[k] + 1
+                     WHERE x.account_id = acc[k] AND x.id = sid[k];
+                    errors := errors + 1;
+                END;
+            END LOOP;
         END;
+        EXIT WHEN NOT more OR invoices + errors > 0;
     END LOOP;
 END
 $$;

@@ -6,7 +6,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 400_fixture.psql
 
-SELECT plan(41);
+SELECT plan(43);
 
 -- ------------------------------------------------------------ batches
 SELECT pg_temp.account('batch');
@@ -21,6 +21,12 @@ SELECT results_eq($$ SELECT * FROM run_billing_batch(3, '2024-06-01') $$, $$ VAL
     'run_billing_batch: nothing left');
 SELECT is((SELECT count(DISTINCT subscription_id) FROM invoices WHERE account_id = pg_temp.acct('batch')), 7::bigint,
           'batches: every subscription billed once');
+SELECT pg_temp.account('future');
+SELECT subscribe(pg_temp.acct('future'), 'b_m300', 1, '2024-07-01') FROM generate_series(1, 5);
+SELECT results_eq($$ SELECT * FROM run_billing_batch(2, '2024-06-01') $$, $$ VALUES (0, 0, false) $$,
+    'run_billing_batch: full batches with nothing to invoice are passed over in the same call (no "more" without progress)');
+SELECT is((SELECT count(*) FROM subscriptions WHERE account_id = pg_temp.acct('future') AND next_bill_on = '2024-07-01'),
+          5::bigint, 'batches: subscriptions starting later are due on their start date');
 SELECT throws_ok($$ SELECT * FROM run_billing_batch(0, now()) $$, '22023', 'batch_size must be a positive number of subscriptions',
                  'run_billing_batch: batch_size must be positive');
 
