@@ -52,7 +52,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A Finnish reference has 3 to 19 digits before its check digit.';
     END IF;
-    b := lpad(b, 3, '0');
+    IF length(b) < 3 THEN
+        b := lpad(b, 3, '0');
+    END IF;
     n := length(b);
     FOR i IN 0 .. n - 1 LOOP
         s := s + substr(b, n - i, 1)::integer * (ARRAY[7, 3, 1])[i % 3 + 1];
