@@ -85,19 +85,25 @@ INSERT INTO subbilling.country_settings (country, reference_kind, description) V
     ('IS', 'luhn', 'Luhn reference');
 
 -- The payment reference of an invoice: built from its id (unique, so the
--- reference is too) by the kind that the country's settings name.
+-- reference is too) by a reference kind.
+CREATE FUNCTION subbilling.reference_of(kind text, invoice_id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE kind
+       WHEN 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
+       WHEN 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
+       WHEN 'fik' THEN subbilling.fik_reference(invoice_id::text)
+       WHEN 'fi'  THEN subbilling.fi_reference(invoice_id::text)
+       ELSE subbilling.luhn_reference(invoice_id::text)
+       END;
+COMMENT ON FUNCTION subbilling.reference_of(text, bigint) IS 'the payment reference of kind ocr, kid, fik, fi or luhn (anything else) for an invoice id';
+
+-- ... by the kind that the country's settings name.
 CREATE FUNCTION subbilling.payment_reference(country text, invoice_id bigint) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT CASE coalesce((SELECT c.reference_kind FROM subbilling.country_settings c
-                           WHERE c.country = payment_reference.country), 'luhn')
-           WHEN 'ocr' THEN ocr_reference(invoice_id::text, true)
-           WHEN 'kid' THEN kid_reference(invoice_id::text, 'mod10')
-           WHEN 'fik' THEN fik_reference(invoice_id::text)
-           WHEN 'fi'  THEN fi_reference(invoice_id::text)
-           ELSE luhn_reference(invoice_id::text)
-           END
+    SELECT reference_of(coalesce((SELECT c.reference_kind FROM subbilling.country_settings c
+                                   WHERE c.country = payment_reference.country), 'luhn'), invoice_id)
 $$;
 COMMENT ON FUNCTION subbilling.payment_reference(text, bigint) IS 'the payment reference for an invoice id in a country: OCR (SE), KID (NO), FIK (DK), Finnish (FI), else Luhn; see country_settings';
 
@@ -140,7 +146,7 @@ COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the numb
 
 -- The text form of number n in a series.
 CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN prefix || lpad(n::text, greatest(digits, length(n::text)), '0');
 COMMENT ON FUNCTION subbilling.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
 
@@ -234,7 +240,7 @@ ALTER TABLE subbilling.subscriptions
     ADD COLUMN bill_from date,
     ADD COLUMN billed_as_of date,
     ADD COLUMN billed_at timestamptz;
-CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on)
+CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on, account_id, id)
     WHERE next_bill_on IS NOT NULL;
 COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
 COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';

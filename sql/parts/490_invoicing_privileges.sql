@@ -37,7 +37,6 @@ REVOKE ALL ON FUNCTION
     subbilling.bill_batch(integer, timestamptz),
     subbilling.billing_batch_size(),
     subbilling.outbox_reserve(),
-    subbilling.event_notification(subbilling.events),
     subbilling.notify_enabled(),
     subbilling.series_for(date),
     subbilling.take_invoice_number(date),
