@@ -14,9 +14,10 @@
 --     recurring: sum_i(full_price(quantity_i) * days_i) / days_of_period
 -- where full_price is the plan's price for a whole period (price * quantity,
 -- the flat price, tiered_price or package_price), days_i are the charged
--- days of segment i (item validity inside the period, from the billing
--- anchor, minus paused days); price * integer is exact, and the one division
--- rounds half away from zero.
+-- days of segment i (item validity inside the period, from the end of the
+-- trial or else the start, minus paused days); price * integer is exact, and
+-- the one division rounds half away from zero.  Periods are counted from the
+-- billing anchor; an anchor after the paid start gives a prorated stub.
 -- ============================================================================
 
 CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
@@ -34,6 +35,7 @@ WITH b AS (
 ),
 s AS MATERIALIZED (
     SELECT s.account_id, s.id AS subscription_id, s.currency, s.billing_anchor AS anchor,
+           coalesce(s.trial_end, s.start_date) AS paid_from,
            s.cancel_at, s.credit_unused, b.as_of, s.bill_from AS from_d,
            greatest(b.as_of, s.billed_as_of) AS horizon, a.tax_exempt,
            price_minor(0, s.currency) AS zero,
@@ -56,7 +58,7 @@ s AS MATERIALIZED (
 it AS MATERIALIZED (
     SELECT s.account_id, s.subscription_id, s.anchor, s.as_of, s.from_d, s.horizon, s.cancel_at, s.zero,
            s.tax_exempt, s.currency, i.id AS item_id, i.kind AS item_kind, i.quantity AS qty,
-           greatest(lower(i.validity), s.anchor) AS lo,
+           greatest(lower(i.validity), s.paid_from) AS lo,
            CASE WHEN NOT s.credit_unused AND p.billing_timing = 'in_advance' AND p.pricing_model <> 'usage'
                      AND upper(i.validity) = s.cancel_at
                 THEN greatest(upper(period_of(s.anchor, p.billing_period, s.cancel_at - 1)), s.cancel_at)

@@ -6,7 +6,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 400_fixture.psql
 
-SELECT plan(43);
+SELECT plan(44);
 
 -- ------------------------------------------------------------ batches
 SELECT pg_temp.account('batch');
@@ -202,6 +202,17 @@ SELECT migrate_subscriptions('b_old', 'b_new', '2024-02-01');
 SELECT run_billing('2024-02-01');
 SELECT results_eq($$ SELECT kind, net FROM pg_temp.lines(pg_temp.sub('mig')) WHERE inv = 2 $$,
     $$ VALUES ('recurring', '600.00 SEK') $$, 'migration at a period boundary: the new price from the next period');
+
+-- ------------------------------------------------------------ an anchor after the start: a stub period
+SELECT pg_temp.account('stub');
+SELECT subscribe(pg_temp.acct('stub'), 'b_m300', 1, '2024-01-10');
+UPDATE subscriptions SET billing_anchor = '2024-02-01' WHERE id = pg_temp.sub('stub');
+SELECT run_billing('2024-01-10');
+SELECT run_billing('2024-02-01');
+SELECT results_eq($$ SELECT * FROM pg_temp.lines(pg_temp.sub('stub')) $$,
+    $$ VALUES (1::bigint, 'proration', '212.90 SEK', '53.23 SEK', '[2024-01-01,2024-02-01)'),
+              (2, 'recurring', '300.00 SEK', '75.00 SEK', '[2024-02-01,2024-03-01)') $$,
+    'billing anchor 2024-02-01 after a start on 2024-01-10: a stub of 22/31, then whole months from the anchor');
 
 -- ------------------------------------------------------------ all invoices of this file
 SELECT is((SELECT count(*) FROM invoices i
