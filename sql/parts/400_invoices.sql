@@ -37,7 +37,8 @@ $$;
 COMMENT ON FUNCTION subbilling.fik_reference(text) IS 'Danish FI-kort type 71 payment id: base zero-padded to 14 digits and a mod 10 (Luhn) check digit, 15 digits';
 
 -- Finnish reference number (viitenumero): 3 to 19 digits of base, then a
--- check digit from weights 7, 3, 1 repeated from the right.
+-- check digit from weights 7, 3, 1 repeated from the right (4 to 20 digits
+-- in all; banks drop leading zeros, so a base should not start with 0).
 CREATE FUNCTION subbilling.fi_reference(base text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -47,13 +48,10 @@ DECLARE
     s   integer := 0;
     n   integer;
 BEGIN
-    IF b !~ '^[0-9]{1,19}$' THEN
+    IF b !~ '^[0-9]{3,19}$' THEN
         RAISE EXCEPTION 'invalid Finnish reference base "%"', base
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A Finnish reference has 3 to 19 digits before its check digit.';
-    END IF;
-    IF length(b) < 3 THEN
-        b := lpad(b, 3, '0');
     END IF;
     n := length(b);
     FOR i IN 0 .. n - 1 LOOP
@@ -62,7 +60,7 @@ BEGIN
     RETURN b || ((10 - s % 10) % 10)::text;
 END
 $$;
-COMMENT ON FUNCTION subbilling.fi_reference(text) IS 'Finnish reference number (viitenumero): base (zero-padded to at least 3 digits) and a 7-3-1 check digit';
+COMMENT ON FUNCTION subbilling.fi_reference(text) IS 'Finnish reference number (viitenumero): base (3 to 19 digits) and a 7-3-1 check digit';
 
 -- ---------------------------------------------------------------- settings
 
@@ -85,14 +83,15 @@ INSERT INTO subbilling.country_settings (country, reference_kind, description) V
     ('IS', 'luhn', 'Luhn reference');
 
 -- The payment reference of an invoice: built from its id (unique, so the
--- reference is too) by a reference kind.
+-- reference is too) by a reference kind; a Finnish reference is built from
+-- id + 100 (at least 3 digits, no leading zero).
 CREATE FUNCTION subbilling.reference_of(kind text, invoice_id bigint) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE kind
        WHEN 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
        WHEN 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
        WHEN 'fik' THEN subbilling.fik_reference(invoice_id::text)
-       WHEN 'fi'  THEN subbilling.fi_reference(invoice_id::text)
+       WHEN 'fi'  THEN subbilling.fi_reference((invoice_id + 100)::text)
        ELSE subbilling.luhn_reference(invoice_id::text)
        END;
 COMMENT ON FUNCTION subbilling.reference_of(text, bigint) IS 'the payment reference of kind ocr, kid, fik, fi or luhn (anything else) for an invoice id';

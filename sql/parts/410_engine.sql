@@ -121,7 +121,10 @@ rec AS MATERIALIZED (
                    ELSE tiered_price(g.qty, g.tiers, g.model) END
                * (g.days - g.paused)) / (g.pe - g.ps) AS expected,
            count(*) = 1 AND min(g.seg_lo) = g.ps AND max(g.seg_hi) = g.pe AS whole,
-           sum(g.paused) AS paused, max(g.qty) AS qty, min(g.seg_lo) AS cover_lo, max(g.seg_hi) AS cover_hi,
+           sum(g.paused) AS paused, max(g.qty) AS qty,
+           -- the charged quantity-days of a partial period, for its description
+           string_agg(CASE WHEN g.model = 'flat' THEN '' ELSE g.qty || ' × ' END || (g.days - g.paused) || ' d', ' + '
+                      ORDER BY g.seg_lo) FILTER (WHERE g.seg_lo > g.ps OR g.seg_hi < g.pe) AS segs,
            g.item_kind, g.model, g.price, g.plan_name, g.plan_code, g.anchor, g.bp,
            g.as_of, g.zero, g.tax_exempt, g.currency
       FROM segp g
@@ -137,8 +140,8 @@ disc AS (
            -least(r.expected,
                   sum(CASE WHEN d.percent_off IS NOT NULL THEN r.expected * (d.percent_off / 100)
                            ELSE d.amount_off END)) AS expected,
-           string_agg(c.name || CASE WHEN d.percent_off IS NOT NULL THEN ' ' || trim_scale(d.percent_off) || '%'
-                                     ELSE ' ' || d.amount_off::text END, ', ' ORDER BY d.id) AS what,
+           string_agg(c.name || CASE WHEN d.percent_off IS NOT NULL THEN ' (' || trim_scale(d.percent_off) || ' % off)'
+                                     ELSE ' (' || d.amount_off::text || ' off)' END, ', ' ORDER BY d.id) AS what,
            r.plan_name, r.anchor, r.as_of, r.zero, r.tax_exempt, r.currency
       FROM rec r
       JOIN subbilling.subscription_discounts d ON d.account_id = r.account_id AND d.subscription_id = r.subscription_id
@@ -180,7 +183,7 @@ ex AS (
     SELECT r.account_id, r.subscription_id, r.plan_id, r.charge_type, r.key_start, r.period, r.due_on, r.corr_due,
            r.expected,
            CASE WHEN NOT r.whole THEN 'proration' WHEN r.item_kind = 'addon' THEN 'addon' ELSE 'recurring' END AS first_kind,
-           r.plan_name AS dname, CASE WHEN NOT r.whole THEN r.cover_lo END AS dlo, r.cover_hi AS dhi,
+           r.plan_name AS dname, CASE WHEN NOT r.whole THEN r.segs END AS dsegs,
            r.paused AS dpaused, NULL::numeric AS dunits,
            CASE WHEN r.model = 'flat' THEN 1 ELSE r.qty END AS first_qty,
            CASE WHEN r.whole AND r.paused = 0 AND r.model IN ('flat', 'per_unit') THEN r.price END AS first_unit,
@@ -188,20 +191,20 @@ ex AS (
       FROM rec r
     UNION ALL
     SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d.period, d.due_on, d.corr_due,
-           d.expected, 'discount', d.what || ' on ' || d.plan_name, NULL, NULL, 0, NULL,
+           d.expected, 'discount', d.what || ': ' || d.plan_name, NULL, 0, NULL,
            1, d.expected, d.anchor, d.as_of, d.zero, d.tax_exempt, d.currency
       FROM disc d
     UNION ALL
     SELECT u.account_id, u.subscription_id, u.plan_id, u.charge_type, u.key_start, u.period, u.due_on, u.due_on,
            CASE WHEN u.tiers IS NOT NULL THEN tiered_price(u.billable, u.tiers, 'graduated')
                 ELSE u.price * u.billable END,
-           'usage', u.plan_name, NULL, NULL, 0, u.billable,
+           'usage', u.plan_name, NULL, 0, u.billable,
            u.billable, CASE WHEN u.tiers IS NULL THEN u.price END, u.anchor, u.as_of, u.zero, u.tax_exempt, u.currency
       FROM usg u
     UNION ALL
     SELECT t.account_id, t.subscription_id, t.plan_id, t.charge_type, t.key_start,
            daterange(t.key_start, t.key_start, '[]'), t.key_start, t.key_start,
-           t.setup_fee, 'setup', t.plan_name, NULL, NULL, 0, NULL, 1, t.setup_fee,
+           t.setup_fee, 'setup', t.plan_name, NULL, 0, NULL, 1, t.setup_fee,
            t.anchor, t.as_of, t.zero, t.tax_exempt, t.currency
       FROM stp t
 ),
@@ -231,7 +234,7 @@ j AS (
            coalesce(e.key_start, v.key_start) AS key_start,
            e.period, e.expected, v.invoiced,
            CASE WHEN v.invoiced IS NULL THEN e.due_on ELSE coalesce(e.corr_due, v.key_start) END AS due_date,
-           e.first_kind, e.dname, e.dlo, e.dhi, e.dpaused, e.dunits, e.first_qty, e.first_unit,
+           e.first_kind, e.dname, e.dsegs, e.dpaused, e.dunits, e.first_qty, e.first_unit,
            coalesce(e.anchor, v.anchor) AS anchor, coalesce(e.as_of, v.as_of) AS as_of,
            coalesce(e.zero, v.zero) AS zero, coalesce(e.tax_exempt, v.tax_exempt) AS tax_exempt,
            coalesce(e.currency, v.currency) AS currency
@@ -244,7 +247,7 @@ d0 AS (
     SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
            coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
                                    ELSE period_of(j.anchor, p.billing_period, j.key_start) END) AS period,
-           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dlo, j.dhi, j.dpaused, j.dunits,
+           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
            j.first_qty, j.first_unit, j.zero, j.currency,
            coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
            j.due_date > j.as_of AS pending,
@@ -270,7 +273,8 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
                 CASE d.charge_type
                 WHEN 'setup' THEN d.dname || ' setup fee'
                 ELSE d.dname || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1)
-                     || CASE WHEN d.dlo IS NOT NULL THEN ', prorated from ' || d.dlo || ' to ' || (d.dhi - 1) ELSE '' END
+                     || CASE WHEN d.dsegs IS NOT NULL
+                             THEN ', prorated ' || d.dsegs || ' of ' || (upper(d.period) - lower(d.period)) ELSE '' END
                      || CASE WHEN d.dpaused > 0 THEN ', ' || d.dpaused || ' days paused' ELSE '' END
                      || CASE WHEN d.dunits IS NOT NULL THEN ', ' || trim_scale(d.dunits) || ' units' ELSE '' END
                 END
