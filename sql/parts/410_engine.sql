@@ -26,7 +26,7 @@ CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_id
                    expected subbilling.price, invoiced subbilling.price,
                    kind text, description text, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, currency text)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 WITH b AS (
@@ -299,7 +299,7 @@ CREATE FUNCTION subbilling.preview_invoice(subscription_id bigint, as_of date DE
     RETURNS TABLE (kind text, description text, period daterange, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, plan_code text,
                    charge_type text, key_start date)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -34,7 +34,7 @@ COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: take this transact
 
 -- Whether events are also announced with pg_notify (subbilling.notify).
 CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
 RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
 COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
 
@@ -174,7 +174,7 @@ COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], ti
 
 -- The batch size of run_billing: subbilling.batch_size, else 1000.
 CREATE FUNCTION subbilling.billing_batch_size() RETURNS integer
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
 RETURN coalesce(nullif(current_setting('subbilling.batch_size', true), '')::integer, 1000);
 COMMENT ON FUNCTION subbilling.billing_batch_size() IS 'internal: subbilling.batch_size (default 1000)';
 
