@@ -211,18 +211,19 @@ BEGIN
     END IF;
     invoices := 0;
     errors := 0;
-    -- Within one transaction, each batch goes on where the last one ended
-    -- (keyset on the claim index): the rows it billed keep their old index
-    -- entries until the transaction ends, and a scan from the start would
-    -- pass them again for every batch.  When the keyset scan finds nothing
-    -- more, one scan from the start picks up what became due behind it
-    -- (changed meanwhile, or released by another session).
+    -- In one session, each batch for the same as_of goes on where the last
+    -- one ended (keyset on the claim index): the rows already billed keep
+    -- index entries under their old dates (until the transaction ends, or
+    -- until vacuum), and a scan from the start would pass them again for
+    -- every batch.  When the keyset scan finds nothing more, one scan from
+    -- the start picks up what became due behind it (changed meanwhile, or
+    -- released by another session).  The cursor is a session setting: a
+    -- rolled-back transaction takes its moves back.
     cursor_ := current_setting('subbilling_internal.billing_cursor', true);
-    IF split_part(cursor_, '|', 1) = pg_current_xact_id()::text
-       AND split_part(cursor_, '|', 2) = bill_batch.as_of::text THEN
-        after_d := split_part(cursor_, '|', 3)::date;
-        after_a := split_part(cursor_, '|', 4)::bigint;
-        after_i := split_part(cursor_, '|', 5)::bigint;
+    IF split_part(cursor_, '|', 1) = bill_batch.as_of::text THEN
+        after_d := split_part(cursor_, '|', 2)::date;
+        after_a := split_part(cursor_, '|', 3)::bigint;
+        after_i := split_part(cursor_, '|', 4)::bigint;
     END IF;
     -- A full batch that yields neither invoice nor error (subscriptions that
     -- only had their bookkeeping moved on) takes the next one at once, so
@@ -259,7 +260,7 @@ BEGIN
         after_a := acc[n];
         after_i := sid[n];
         PERFORM set_config('subbilling_internal.billing_cursor',
-                           concat_ws('|', pg_current_xact_id(), bill_batch.as_of, after_d, after_a, after_i), true);
+                           concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
             invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
         EXCEPTION WHEN OTHERS THEN
