@@ -215,10 +215,11 @@ BEGIN
     -- one ended (keyset on the claim index): the rows already billed keep
     -- index entries under their old dates (until the transaction ends, or
     -- until vacuum), and a scan from the start would pass them again for
-    -- every batch.  When the keyset scan finds nothing more, one scan from
-    -- the start picks up what became due behind it (changed meanwhile, or
-    -- released by another session).  The cursor is a session setting: a
-    -- rolled-back transaction takes its moves back.
+    -- every batch.  When the rows after the cursor do not fill a batch, the
+    -- batch is filled from the start of the index up to the cursor (rows
+    -- that changed meanwhile, or that another session held), and the cursor
+    -- moves to the last row claimed.  It is a session setting: a rolled-back
+    -- transaction takes its moves back.
     cursor_ := current_setting('subbilling_internal.billing_cursor', true);
     IF split_part(cursor_, '|', 1) = bill_batch.as_of::text THEN
         after_d := split_part(cursor_, '|', 2)::date;
@@ -248,14 +249,26 @@ BEGIN
                  LIMIT bill_batch.batch_size
                    FOR UPDATE OF s SKIP LOCKED) c;
         n := coalesce(cardinality(sid), 0);
-        more := n = bill_batch.batch_size;
-        IF n = 0 THEN
-            EXIT WHEN after_d = '-infinity' AND after_a = 0 AND after_i = 0;
-            after_d := '-infinity';
-            after_a := 0;
-            after_i := 0;
-            CONTINUE;
+        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size - n
+                       FOR UPDATE OF s SKIP LOCKED) c;
+            n := coalesce(cardinality(sid), 0);
         END IF;
+        more := n = bill_batch.batch_size;
+        EXIT WHEN n = 0;
         after_d := nbo[n];
         after_a := acc[n];
         after_i := sid[n];
