@@ -172,6 +172,23 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
 
+-- Open billing errors of subscriptions that have now been billed are
+-- resolved.  (A cheap test first: there are rarely any open errors.)
+CREATE FUNCTION subbilling.resolve_billing_errors(account_ids bigint[], subscription_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL) THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+          FROM unnest(account_ids, subscription_ids) AS x(account_id, subscription_id)
+         WHERE e.account_id = x.account_id AND e.subscription_id = x.subscription_id
+           AND e.resolved_at IS NULL;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling.resolve_billing_errors(bigint[], bigint[]) IS 'internal: mark the open billing errors of subscriptions that were just billed resolved';
+
 -- The batch size of run_billing: subbilling.batch_size, else 1000.
 CREATE FUNCTION subbilling.billing_batch_size() RETURNS integer
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -276,11 +293,13 @@ BEGIN
                            concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
             invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM resolve_billing_errors(acc, sid);
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR k IN 1 .. n LOOP
                 BEGIN
                     invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)

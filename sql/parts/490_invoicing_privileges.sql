@@ -35,6 +35,7 @@ REVOKE ALL ON FUNCTION
     subbilling.billing_charges(bigint[], bigint[], date[]),
     subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz),
     subbilling.bill_batch(integer, timestamptz),
+    subbilling.resolve_billing_errors(bigint[], bigint[]),
     subbilling.billing_batch_size(),
     subbilling.outbox_reserve(),
     subbilling.notify_enabled(),
