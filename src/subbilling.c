@@ -37,8 +37,8 @@ _PG_init(void)
 	 * Settings are defined in every process that loads the library, whether
 	 * or not it was preloaded.  Every subbilling.* setting must be defined
 	 * above this line: after it, unknown names under the prefix are errors.
-	 * (The worker's settings include subbilling.notify, which
-	 * lifecycle_define_gucs() also defines: only one of them may run.)
+	 * All of them, subbilling.notify of the event outbox included, are
+	 * defined in worker.c.
 	 */
 	subbilling_worker_define_gucs();
 	MarkGUCPrefixReserved("subbilling");
