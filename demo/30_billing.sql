@@ -1,6 +1,7 @@
 -- Invoicing the demo business: the background worker (shared_preload_libraries
--- = 'subbilling', subbilling.naptime = 1) bills everything due as of now.  We
--- wake it, wait for a run that started after the demo data was loaded, and
+-- = 'subbilling', subbilling.naptime = 1) bills everything due as of now.  The
+-- demo cluster starts with the worker disabled; we enable it now that the
+-- business is loaded, wake it, wait for a run that started after that, and
 -- show the invoices, their lines, a preview, a credit note and the invoice
 -- events as a LISTEN client received them.
 SET search_path = subbilling, public;
@@ -8,7 +9,8 @@ SET search_path = subbilling, public;
 \echo
 \echo '== invoicing: the background worker bills the demo business'
 SELECT now() AS loaded_at \gset
-SELECT set_config('demo.loaded_at', :'loaded_at', false) IS NOT NULL AS noted, wake_worker() AS worker_woken;
+ALTER SYSTEM SET subbilling.worker_enabled = on;
+SELECT pg_reload_conf() AS reloaded, set_config('demo.loaded_at', :'loaded_at', false) IS NOT NULL AS noted \gset
 DO $$
 DECLARE
     deadline timestamptz := clock_timestamp() + interval '60 seconds';
