@@ -1021,6 +1021,9 @@ BEGIN
                     daterange(migrate_subscriptions.effective, s.cancel_at), 'migrate', (r.old_item).id)
             RETURNING i.* INTO newitem;
         END IF;
+        -- like every lifecycle change: the stored status and updated_at follow, and billing
+        -- sees the subscription as changed (a mid-period migration is prorated)
+        PERFORM refresh_status(s.id, s.account_id);
         PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
             jsonb_build_object('change', 'migrated', 'effective', migrate_subscriptions.effective,
                                'status', s.status, 'old', item_json(r.old_item), 'new', item_json(newitem),

@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 400_fixture.psql
 
-SELECT plan(45);
+SELECT plan(47);
 
 -- ------------------------------------------------------------ month-end anchor through a leap February
 SELECT pg_temp.account('me');
@@ -285,6 +285,19 @@ SELECT is((SELECT count(*) FROM (SELECT l.subscription_id, l.plan_id, l.charge_t
                                    FROM invoice_lines l WHERE l.kind IN ('recurring', 'addon', 'usage', 'setup')
                                   GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d), 0::bigint,
           'no charge key was charged twice');
+
+-- ------------------------------------------------------------ migration in the middle of a period
+-- migrate_subscriptions is a plan change for every subscriber: billed like change_plan.
+SELECT pg_temp.account('mig');
+SELECT subscribe(pg_temp.acct('mig'), 'b_d300', 1, '2024-01-01');
+SELECT run_billing('2024-01-01');
+SELECT ok(migrate_subscriptions('b_d300', 'b_d600', '2024-01-11') >= 1, 'migration: the subscriber is moved');
+SELECT run_billing('2024-01-11');
+SELECT results_eq($$ SELECT * FROM pg_temp.lines(pg_temp.sub('mig')) $$,
+    $$ VALUES (1::bigint, 'recurring', '300.00 SEK', '75.00 SEK', '[2024-01-01,2024-01-31)'),
+              (2, 'credit', '-200.00 SEK', '-50.00 SEK', '[2024-01-01,2024-01-31)'),
+              (2, 'proration', '400.00 SEK', '100.00 SEK', '[2024-01-01,2024-01-31)') $$,
+    'migration 300 -> 600 on day 11 of 30: credit 200.00 and charge 400.00, as for change_plan');
 
 SELECT * FROM finish();
 ROLLBACK;
