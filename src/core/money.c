@@ -411,7 +411,7 @@ money_div_round128(__int128 num, int64_t den, int64_t *result)
 	q = num / den;
 	r = num % den;
 	absr = r < 0 ? -r : r;
-	absden = den < 0 ? -den : den;
+	absden = den < 0 ? -(__int128) den : (__int128) den;
 	/* half away from zero: |r| >= |den| - |r| means the fraction is >= 1/2 */
 	if (absr >= absden - absr)
 		q += ((num < 0) != (den < 0)) ? -1 : 1;
