@@ -3,7 +3,7 @@
  * period.c
  *	  fmgr wrappers of the billing_period type and the period functions:
  *	  I/O, comparison, hashing, period_start, period_of, period_index,
- *	  periods_per_year.
+ *	  periods_per_year, monthly.
  *
  * Parsing, formatting, ordering and the calendar are plain C in
  * src/core/period.c; this file adds the PostgreSQL range checks and error
@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "period.h"
+#include "price.h"
 
 PG_FUNCTION_INFO_V1(billing_period_in);
 PG_FUNCTION_INFO_V1(billing_period_out);
@@ -44,6 +45,7 @@ PG_FUNCTION_INFO_V1(period_start);
 PG_FUNCTION_INFO_V1(period_of);
 PG_FUNCTION_INFO_V1(period_index);
 PG_FUNCTION_INFO_V1(periods_per_year);
+PG_FUNCTION_INFO_V1(monthly);
 
 BillingPeriod
 DatumGetBillingPeriod(Datum datum)
@@ -365,6 +367,30 @@ period_index(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Periods per year as the fraction num / den: 12 / months, 52 / weeks (a
+ * count of days divisible by 7) or 365 / days.
+ */
+static void
+PeriodsPerYear(BillingPeriod bp, int64 *num, int64 *den)
+{
+	if (bp.unit == BILLING_UNIT_MONTH)
+	{
+		*num = 12;
+		*den = bp.count;
+	}
+	else if (bp.count % 7 == 0)
+	{
+		*num = 52;
+		*den = bp.count / 7;
+	}
+	else
+	{
+		*num = 365;
+		*den = bp.count;
+	}
+}
+
+/*
  * periods_per_year(period): 12/months, 52/weeks or 365/days
  */
 Datum
@@ -375,21 +401,24 @@ periods_per_year(PG_FUNCTION_ARGS)
 	int64		den;
 	Numeric		q;
 
-	if (bp.unit == BILLING_UNIT_MONTH)
-	{
-		num = 12;
-		den = bp.count;
-	}
-	else if (bp.count % 7 == 0)
-	{
-		num = 52;
-		den = bp.count / 7;
-	}
-	else
-	{
-		num = 365;
-		den = bp.count;
-	}
+	PeriodsPerYear(bp, &num, &den);
 	q = numeric_div_opt_error(int64_to_numeric(num), int64_to_numeric(den), NULL);
 	return DirectFunctionCall1(numeric_trim_scale, NumericGetDatum(q));
+}
+
+/*
+ * monthly(price, period): the price per month, price * periods_per_year / 12,
+ * as one exact fraction rounded half away from zero
+ */
+Datum
+monthly(PG_FUNCTION_ARGS)
+{
+	Price	   *price = PG_GETARG_PRICE_P(0);
+	BillingPeriod bp = PG_GETARG_BILLING_PERIOD(1);
+	int64		num;
+	int64		den;
+
+	PeriodsPerYear(bp, &num, &den);
+	/* den <= 365000 days: 12 * den cannot overflow */
+	PG_RETURN_PRICE_P(price_new(price_units_muldiv(price->units, num, 12 * den), price->currency));
 }

@@ -162,3 +162,9 @@ CREATE FUNCTION subbilling.periods_per_year(period subbilling.billing_period)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.periods_per_year(subbilling.billing_period) IS
     'billing periods in a year: 12 / months, 52 / weeks, 365 / days';
+
+CREATE FUNCTION subbilling.monthly(price subbilling.price, period subbilling.billing_period)
+    RETURNS subbilling.price
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling.monthly(subbilling.price, subbilling.billing_period) IS
+    'the price per month (MRR normalisation): price * periods_per_year / 12 as one exact fraction, rounded half away from zero';

@@ -2,7 +2,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL datestyle = 'ISO, YMD';
-SELECT plan(54);
+SELECT plan(65);
 
 -- catalogue: type, operators, operator classes, functions and their labels
 SELECT has_type('subbilling', 'billing_period', 'type billing_period exists');
@@ -170,6 +170,35 @@ SELECT is(
        FROM ps AS a, ps AS b),
     ((60 + 154 + 2) ^ 2)::bigint,
     'PROPERTY comparison = order of average length, months first; = agrees with hash: 216 x 216 pairs');
+
+-- monthly(price, period): the MRR normalisation
+SELECT function_returns('subbilling', 'monthly', ARRAY['price', 'billing_period'], 'price');
+SELECT volatility_is('subbilling', 'monthly', ARRAY['price', 'billing_period'], 'immutable', 'monthly is IMMUTABLE');
+SELECT is_strict('subbilling', 'monthly', ARRAY['price', 'billing_period'], 'monthly is STRICT');
+SELECT is(monthly('1200.00 SEK', 'yearly'), '100.00 SEK'::price, '1200.00 SEK yearly is 100.00 SEK a month');
+SELECT is(monthly('99.00 SEK', 'quarterly'), '33.00 SEK'::price, '99.00 SEK quarterly is 33.00 SEK a month');
+SELECT is(monthly('10.00 SEK', 'weekly'), '43.33 SEK'::price, '10.00 SEK weekly is 10.00 * 52 / 12 = 43.33 SEK a month');
+SELECT is(monthly('1.00 SEK', 'daily'), '30.42 SEK'::price, '1.00 SEK daily is 365 / 12 = 30.42 SEK a month');
+SELECT is(monthly('0.05 EUR', '2 months'), '0.03 EUR'::price, 'half a cent rounds away from zero');
+SELECT throws_ok($$SELECT subbilling.monthly('92233720368547758.07 EUR', 'daily')$$, '22003', 'price out of range',
+                 'overflow is 22003');
+
+-- PROPERTY: monthly = round(units * periods_per_year / 12) half away from zero, exactly:
+-- units / months, units * 52 / (12 * weeks), units * 365 / (12 * days)
+SELECT is(
+    (SELECT count(*) FILTER (WHERE minor_units(monthly(price_minor(u, 'SEK'), p)) = round((u * num)::numeric / den))
+       FROM generate_series(-3000, 3000, 7) AS u,
+            (SELECT (m || ' months')::billing_period, 1, m FROM generate_series(1, 36) AS m
+             UNION ALL SELECT (w || ' weeks')::billing_period, 52, 12 * w FROM generate_series(1, 10) AS w
+             UNION ALL SELECT (d || ' days')::billing_period, 365, 12 * d FROM generate_series(1, 30) AS d
+                                                                         WHERE d % 7 <> 0) AS t(p, num, den)),
+    (858 * (36 + 10 + 26))::bigint,
+    'PROPERTY monthly(price, p) = round(price * periods_per_year(p) / 12) for 858 prices x 72 periods');
+SELECT is(
+    (SELECT count(*) FILTER (WHERE periods_per_year(p) = trim_scale(12::numeric / k))
+       FROM generate_series(1, 36) AS k, LATERAL (SELECT (k || ' months')::billing_period AS p) AS x),
+    36::bigint,
+    'periods_per_year of 1..36 months is 12 / months');
 
 SELECT * FROM finish();
 ROLLBACK;
