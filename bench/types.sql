@@ -58,7 +58,8 @@ INSERT INTO bench.cases (suite, ord, name, baseline, rows, query) VALUES
 	('types', 1, 'sum(bigint)',        true,  :rows, 'SELECT sum(b) FROM bench.amounts'),
 	('types', 2, 'sum(numeric)',       false, :rows, 'SELECT sum(n) FROM bench.amounts'),
 	('types', 3, 'sum(money)',         false, :rows, 'SELECT sum(m) FROM bench.amounts'),
-	('types', 4, 'sum(price)',         false, :rows, 'SELECT subbilling.sum(p) FROM bench.amounts');
+	('types', 4, 'sum(price)',         false, :rows, 'SELECT subbilling.sum(p) FROM bench.amounts'),
+	('types', 5, 'count(*): scan only', false, :rows, 'SELECT count(*) FROM bench.amounts');
 
 INSERT INTO bench.cases (suite, ord, name, baseline, rows, query) VALUES
 	('types_by_currency', 1, 'sum(bigint) GROUP BY cur',   true,  :rows,
@@ -68,4 +69,6 @@ INSERT INTO bench.cases (suite, ord, name, baseline, rows, query) VALUES
 	('types_by_currency', 3, 'sum(price) GROUP BY cur',  false, :rows,
 	 'SELECT cur, subbilling.sum(pm) FROM bench.amounts GROUP BY cur'),
 	('types_by_currency', 4, 'sum(price) GROUP BY currency(price)', false, :rows,
-	 'SELECT subbilling.currency(pm), subbilling.sum(pm) FROM bench.amounts GROUP BY 1');
+	 'SELECT subbilling.currency(pm), subbilling.sum(pm) FROM bench.amounts GROUP BY 1'),
+	('types_by_currency', 5, 'count(*) GROUP BY cur: scan and grouping only', false, :rows,
+	 'SELECT cur, count(*) FROM bench.amounts GROUP BY cur');
