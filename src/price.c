@@ -257,7 +257,8 @@ TrailingCode(const char *str, char *code)
 {
 	const char *end = str + strlen(str);
 
-	while (end > str && isspace((unsigned char) end[-1]))
+	/* the same white space as money_parse, independent of the locale */
+	while (end > str && strchr(" \t\n\r\f\v", end[-1]) != NULL)
 		end--;
 	code[0] = '\0';
 	if (end - str >= 3)
@@ -894,7 +895,7 @@ AggCheckCurrency(const PriceAggState *state, const char *currency)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("currency mismatch: %.3s and %.3s", state->currency, currency),
-				 errdetail("sum() and avg() of prices need one currency; group by currency(price).")));
+				 errdetail("The sum and the average of prices need a single currency; group by currency(price).")));
 }
 
 /*
@@ -918,6 +919,31 @@ price_accum(PG_FUNCTION_ARGS)
 		AggCheckCurrency(state, p->currency);
 	state->sum += p->units;
 	state->count++;
+	PG_RETURN_POINTER(state);
+}
+
+/*
+ * Inverse transition function of sum(price) and avg(price) (moving windows)
+ */
+PG_FUNCTION_INFO_V1(price_accum_inv);
+Datum
+price_accum_inv(PG_FUNCTION_ARGS)
+{
+	PriceAggState *state = PG_ARGISNULL(0) ? NULL : (PriceAggState *) PG_GETARG_POINTER(0);
+	Price	   *p;
+
+	if (state == NULL)
+		elog(ERROR, "price_accum_inv called with no state");
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(state);
+	p = PG_GETARG_PRICE_P(1);
+	/* the row was added by price_accum, so the currency matches */
+	if (state->count <= 0 || memcmp(state->currency, p->currency, 4) != 0)
+		elog(ERROR, "price_accum_inv: row was not aggregated");
+	state->sum -= p->units;
+	state->count--;
+	if (state->count == 0)
+		memset(state->currency, 0, sizeof(state->currency));
 	PG_RETURN_POINTER(state);
 }
 

@@ -268,6 +268,9 @@ COMMENT ON OPERATOR CLASS subbilling.price_hash_ops USING hash IS 'hashing of pr
 CREATE FUNCTION subbilling.price_accum(internal, subbilling.price) RETURNS internal
 	AS 'MODULE_PATHNAME', 'price_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.price_accum(internal, subbilling.price) IS 'transition function of sum(price) and avg(price)';
+CREATE FUNCTION subbilling.price_accum_inv(internal, subbilling.price) RETURNS internal
+	AS 'MODULE_PATHNAME', 'price_accum_inv' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling.price_accum_inv(internal, subbilling.price) IS 'inverse transition function of sum(price) and avg(price) (moving window frames)';
 CREATE FUNCTION subbilling.price_accum_combine(internal, internal) RETURNS internal
 	AS 'MODULE_PATHNAME', 'price_accum_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.price_accum_combine(internal, internal) IS 'combine function of sum(price) and avg(price)';
@@ -295,6 +298,11 @@ CREATE AGGREGATE subbilling.sum(subbilling.price) (
 	STYPE = internal,
 	SSPACE = 32,
 	FINALFUNC = subbilling.price_sum_final,
+	MSFUNC = subbilling.price_accum,
+	MINVFUNC = subbilling.price_accum_inv,
+	MSTYPE = internal,
+	MSSPACE = 32,
+	MFINALFUNC = subbilling.price_sum_final,
 	COMBINEFUNC = subbilling.price_accum_combine,
 	SERIALFUNC = subbilling.price_accum_serialize,
 	DESERIALFUNC = subbilling.price_accum_deserialize,
@@ -307,6 +315,11 @@ CREATE AGGREGATE subbilling.avg(subbilling.price) (
 	STYPE = internal,
 	SSPACE = 32,
 	FINALFUNC = subbilling.price_avg_final,
+	MSFUNC = subbilling.price_accum,
+	MINVFUNC = subbilling.price_accum_inv,
+	MSTYPE = internal,
+	MSSPACE = 32,
+	MFINALFUNC = subbilling.price_avg_final,
 	COMBINEFUNC = subbilling.price_accum_combine,
 	SERIALFUNC = subbilling.price_accum_serialize,
 	DESERIALFUNC = subbilling.price_accum_deserialize,

@@ -2,7 +2,7 @@
 -- the rounding of avg, and the same results under a forced parallel plan
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(37);
+SELECT plan(41);
 
 CREATE FUNCTION pg_temp.plan_text(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -54,6 +54,30 @@ SELECT set_eq($$SELECT currency(p), sum(p) FROM (VALUES ('1.00 SEK'::subbilling.
 SELECT results_eq($$SELECT sum(p) OVER (ORDER BY i) FROM (VALUES (1, '1.00 SEK'::subbilling.price), (2, '2.00 SEK'), (3, '-0.50 SEK')) v(i, p)$$,
                   $$VALUES ('1.00 SEK'::subbilling.price), ('3.00 SEK'), ('2.50 SEK')$$,
                   'sum as a window function (running total)');
+
+-- sliding frames use the inverse transition function; compare with a sum of minor units
+CREATE TEMP TABLE win AS
+SELECT i, CASE WHEN i % 11 = 0 THEN NULL ELSE price_minor((i * 7919) % 2001 - 1000, 'SEK') END AS p
+  FROM generate_series(1, 500) i;
+SELECT results_eq(
+	$$SELECT sum(p) OVER w, avg(p) OVER w FROM win WINDOW w AS (ORDER BY i ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) ORDER BY i$$,
+	$$SELECT price_minor((sum(minor_units(p)) OVER w)::bigint, 'SEK'),
+	         price_minor(round(sum(minor_units(p)) OVER w::numeric / nullif(count(p) OVER w, 0))::bigint, 'SEK')
+	    FROM win WINDOW w AS (ORDER BY i ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) ORDER BY i$$,
+	'sliding-window sum and avg (moving aggregate) equal the reference');
+SELECT results_eq(
+	$$SELECT sum(p) OVER w FROM (VALUES (1, '1.00 SEK'::subbilling.price), (2, NULL), (3, NULL), (4, '2.00 SEK')) v(i, p)
+	   WINDOW w AS (ORDER BY i ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) ORDER BY i$$,
+	$$VALUES ('1.00 SEK'::subbilling.price), ('1.00 SEK'), (NULL), ('2.00 SEK')$$,
+	'a frame of only NULLs gives NULL, then the sum goes on');
+SELECT results_eq(
+	$$SELECT sum(p) OVER w FROM (VALUES (1, '1.00 SEK'::subbilling.price), (2, '2.00 SEK'), (3, '1.00 EUR'), (4, '3.00 EUR')) v(i, p)
+	   WINDOW w AS (ORDER BY i ROWS BETWEEN CURRENT ROW AND CURRENT ROW) ORDER BY i$$,
+	$$VALUES ('1.00 SEK'::subbilling.price), ('2.00 SEK'), ('1.00 EUR'), ('3.00 EUR')$$,
+	'a one-row frame may change currency once the old rows left the frame');
+SELECT throws_ok($$SELECT subbilling.sum(p) OVER (ORDER BY i ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+                   FROM (VALUES (1, '1.00 SEK'::subbilling.price), (2, '1.00 EUR')) v(i, p)$$,
+                 '22000', 'currency mismatch: SEK and EUR', 'a frame holding two currencies is an error');
 
 -- ---------------------------------------------------------------- parallel aggregation
 -- 200000 rows in SEK, spread over both signs and up to +-1e15 minor units

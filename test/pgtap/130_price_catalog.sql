@@ -37,6 +37,7 @@ INSERT INTO my_funcs VALUES
 	('subbilling.price_smaller(subbilling.price, subbilling.price)', true),
 	('subbilling.price_larger(subbilling.price, subbilling.price)', true),
 	('subbilling.price_accum(internal, subbilling.price)', false),
+	('subbilling.price_accum_inv(internal, subbilling.price)', false),
 	('subbilling.price_accum_combine(internal, internal)', false),
 	('subbilling.price_accum_serialize(internal)', true),
 	('subbilling.price_accum_deserialize(bytea, internal)', true),
@@ -44,7 +45,7 @@ INSERT INTO my_funcs VALUES
 	('subbilling.price_avg_final(internal)', false),
 	('subbilling.allocate(subbilling.price, numeric[])', true);
 
-SELECT plan(30);
+SELECT plan(31);
 
 SELECT has_type('subbilling', 'price', 'type price exists');
 SELECT is((SELECT typlen::int FROM pg_type WHERE oid = 'subbilling.price'::regtype), 16, 'price is 16 bytes');
@@ -53,7 +54,7 @@ SELECT is((SELECT typalign FROM pg_type WHERE oid = 'subbilling.price'::regtype)
 SELECT isnt((SELECT typreceive FROM pg_type WHERE oid = 'subbilling.price'::regtype), 0::regproc, 'price has binary input');
 SELECT isnt((SELECT typsend FROM pg_type WHERE oid = 'subbilling.price'::regtype), 0::regproc, 'price has binary output');
 
-SELECT is((SELECT count(*) FROM my_funcs f JOIN pg_proc p ON p.oid = f.sig), 44::bigint, 'all 44 functions exist');
+SELECT is((SELECT count(*) FROM my_funcs f JOIN pg_proc p ON p.oid = f.sig), 45::bigint, 'all 45 functions exist');
 SELECT is((SELECT array_agg(sig::text) FROM my_funcs f JOIN pg_proc p ON p.oid = f.sig WHERE p.provolatile <> 'i'),
           NULL, 'every price function is IMMUTABLE');
 SELECT is((SELECT array_agg(sig::text) FROM my_funcs f JOIN pg_proc p ON p.oid = f.sig WHERE p.proparallel <> 's'),
@@ -113,6 +114,11 @@ SELECT is((SELECT count(*) FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfn
               AND p.proargtypes[0] = 'subbilling.price'::regtype
               AND a.aggtranstype = 'internal'::regtype AND a.aggserialfn <> 0 AND a.aggdeserialfn <> 0), 2::bigint,
           'sum and avg (internal state) have serial/deserial functions');
+SELECT is((SELECT count(*) FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
+            WHERE p.proname IN ('sum', 'avg') AND p.pronamespace = 'subbilling'::regnamespace
+              AND p.proargtypes[0] = 'subbilling.price'::regtype
+              AND a.aggmtransfn <> 0 AND a.aggminvtransfn <> 0), 2::bigint,
+          'sum and avg have moving-aggregate support (inverse transition)');
 SELECT is((SELECT count(*) FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid
             WHERE p.proname IN ('min', 'max') AND p.pronamespace = 'subbilling'::regnamespace
               AND p.proargtypes[0] = 'subbilling.price'::regtype AND a.aggsortop <> 0), 2::bigint,

@@ -45,7 +45,7 @@ SELECT s AS input, pg_temp.err(format('SELECT %L::subbilling.price', s)) AS resu
                ('92233720368547758.08 SEK'), ('-92233720368547758.09 SEK'),
                ('9223372036854775808 JPY'), ('-9223372036854775809 JPY'),
                ('99999999999999999999999999 EUR'), ('-99999999999999999999999999 EUR'),
-               ('922337203685477.5808 CLF')) v(s);
+               ('922337203685477.5808 CLF'), ('  1.234 sek   '), ('-92233720368547758.09 sek  ')) v(s);
 
 -- a NUL-free but non-ASCII code is garbage, not an unknown currency
 SELECT pg_temp.err($$SELECT '12 SÉK'::subbilling.price$$);
