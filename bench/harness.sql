@@ -20,6 +20,7 @@ CREATE TABLE bench.cases (
 	baseline bool NOT NULL DEFAULT false,
 	rows     bigint NOT NULL,          -- rows the query processes (for ns/row)
 	query    text NOT NULL,
+	seq      bigserial,                -- registration order (suites are reported in it)
 	PRIMARY KEY (suite, name)
 );
 COMMENT ON TABLE bench.cases IS 'benchmark cases: one query each; one baseline per suite';
@@ -97,7 +98,9 @@ END
 $$;
 COMMENT ON FUNCTION bench.measure(text, text, int) IS 'time every case of a suite under one mode: warm-up + RUNS round-robin rounds';
 
--- The figures: median per case and mode, ratio to the suite's baseline in the same mode.
+-- The figures: median per case and mode, ratio to the suite's baseline in the same mode; and
+-- the same ratio of the fastest runs (less affected by other load on the machine: where the
+-- two ratios differ much, the machine was disturbed during the run).
 CREATE VIEW bench.report AS
 WITH med AS (
 	SELECT r.suite, r.mode, r.name,
@@ -112,11 +115,12 @@ SELECT m.suite, m.mode, m.name AS "case", c.rows,
        round(m.min_ms::numeric, 1) AS min_ms,
        round(m.max_ms::numeric, 1) AS max_ms,
        round((1e6 * m.median_ms / c.rows)::numeric, 1) AS ns_per_row,
-       round((m.median_ms / b.median_ms)::numeric, 2) AS ratio
+       round((m.median_ms / b.median_ms)::numeric, 2) AS ratio,
+       round((m.min_ms / b.min_ms)::numeric, 2) AS ratio_of_min
 FROM med m
 JOIN bench.cases c USING (suite, name)
 JOIN bench.cases bc ON bc.suite = m.suite AND bc.baseline
 JOIN med b ON b.suite = m.suite AND b.mode = m.mode AND b.name = bc.name
 JOIN bench.modes mo ON mo.mode = m.mode
-ORDER BY m.suite, mo.ord, c.ord;
+ORDER BY (SELECT min(x.seq) FROM bench.cases x WHERE x.suite = m.suite), mo.ord, c.ord;
 COMMENT ON VIEW bench.report IS 'median milliseconds per case and mode, and the ratio to the suite baseline in the same mode';

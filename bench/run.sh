@@ -113,7 +113,7 @@ SQL
 
     "${PSQL[@]}" -P footer=off -c "SELECT * FROM bench.report" >"$OUT/report.txt"
     # The same as a Markdown table.
-    "${PSQL[@]}" --csv -c "SELECT suite, mode, \"case\", rows, workers, median_ms, min_ms, max_ms, ns_per_row, ratio FROM bench.report" \
+    "${PSQL[@]}" --csv -c "SELECT suite, mode, \"case\", rows, workers, median_ms, min_ms, max_ms, ns_per_row, ratio, ratio_of_min FROM bench.report" \
         | awk -F, 'NR == 1 { print "| " $0 " |"; gsub(/[^,]+/, "---"); print "| " $0 " |"; next } { print "| " $0 " |" }' \
         | sed 's/,/ | /g; s/"//g' >"$OUT/report.md"
     exit 0
@@ -159,6 +159,7 @@ echo
 cat "$OUT/machine.txt"
 echo
 cat "$OUT/report.txt"
-echo "ratio = median time of the case / median time of its suite's baseline in the same mode"
+echo "ratio = median time of the case / median time of its suite's baseline in the same mode;"
+echo "ratio_of_min = the same with the fastest of the runs"
 echo "(types: sum(bigint); types_by_currency: sum(bigint) GROUP BY cur; prorate: plain SQL)."
 echo "== the throwaway cluster has been dropped; tables in $OUT/report.txt and $OUT/report.md"
