@@ -9,11 +9,12 @@
 #   bash bench/run.sh                        10M rows, every suite (several minutes)
 #   bash bench/run.sh --rows 100000          a quick check
 #   bash bench/run.sh --only prorate --prorate-rows 1000000
+#   bash bench/run.sh --only billing_gen_check --rows 3000    (needs the lifecycle schema)
 #
 # Options:
 #   --rows N           rows of each suite's table (default 10000000)
 #   --prorate-rows N   rows of the proration table (default: --rows)
-#   --only NAME        run bench/NAME.sql only (types, prorate); repeatable
+#   --only NAME        run bench/NAME.sql only (types, prorate, billing_gen_check); repeatable
 #   --runs K           timed runs per case and mode (default 5), after one warm-up run
 #   --jit              also time every case serially with jit = on (default: jit off only)
 #
