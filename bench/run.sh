@@ -114,9 +114,12 @@ SQL
 
     "${PSQL[@]}" -P footer=off -c "SELECT * FROM bench.report" >"$OUT/report.txt"
     # The same as a Markdown table.
-    "${PSQL[@]}" --csv -c "SELECT suite, mode, \"case\", rows, workers, median_ms, min_ms, max_ms, ns_per_row, ratio, ratio_of_min FROM bench.report" \
-        | awk -F, 'NR == 1 { print "| " $0 " |"; gsub(/[^,]+/, "---"); print "| " $0 " |"; next } { print "| " $0 " |" }' \
-        | sed 's/,/ | /g; s/"//g' >"$OUT/report.md"
+    "${PSQL[@]}" -At >"$OUT/report.md" <<'SQL'
+SELECT '| suite | mode | case | rows | workers | median ms | min ms | max ms | ns/row | ratio | ratio of min |';
+SELECT '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+SELECT '| ' || concat_ws(' | ', suite, mode, "case", rows, workers, median_ms, min_ms, max_ms, ns_per_row, ratio, ratio_of_min) || ' |'
+  FROM bench.report;
+SQL
     exit 0
 fi
 
