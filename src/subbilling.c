@@ -26,4 +26,6 @@ _PG_init(void)
 {
 	if (IsBinaryUpgrade)
 		return;
+
+	lifecycle_define_gucs();
 }
