@@ -283,8 +283,10 @@ BEGIN
                        AND x.action = 'payment_stop' AND x.lifted_at IS NULL) THEN
                 sid := i.subscription_id;       -- held by another invoice's stop already: this one joins it
                 stop_note := 'the subscription was already suspended by a payment stop';
+            ELSIF sst = 'suspended' THEN
+                stop_note := 'the subscription is already suspended, not by dunning: it is not lifted by dunning either';
             ELSE
-                stop_note := format('the subscription is %s and is not suspended', sst);
+                stop_note := format('the subscription is %s: nothing to suspend', sst);
             END IF;
         END IF;
         payload := payload || jsonb_build_object('subscription_id', i.subscription_id,
