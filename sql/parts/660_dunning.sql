@@ -148,7 +148,9 @@ COMMENT ON FUNCTION subbilling.dunning_due(date) IS 'the open invoices on which 
 -- Issues the fee invoice of a dunning step: a fee line and/or an interest
 -- line, VAT 0 (reminder fees and interest are compensation, outside VAT),
 -- dated the dunning date and due fee_terms_days later, finalised through
--- finalize_invoice (numbered, referenced, booked, announced).  Returns its id.
+-- finalize_invoice (numbered, referenced, announced) and booked through
+-- book_invoices (receivables against the fees account; the interest is
+-- then moved to the interest account).  Returns its id.
 CREATE FUNCTION subbilling.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
                                                as_of date, terms integer,
                                                fee subbilling.price, interest subbilling.price,
@@ -158,8 +160,10 @@ CREATE FUNCTION subbilling.dunning_fee_invoice(i subbilling.invoices, step_no in
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    zero    subbilling.price := price_minor(0, i.currency);
-    fid     bigint := nextval('subbilling.invoices_id_seq'::regclass);
+    zero        subbilling.price := price_minor(0, i.currency);
+    fid         bigint := nextval('subbilling.invoices_id_seq'::regclass);
+    fees_code   text;
+    int_code    text;
 BEGIN
     INSERT INTO subbilling.invoices (account_id, id, subscription_id, kind, status, currency, net, tax, total,
                                      issue_date, due_date, reason)
@@ -173,6 +177,22 @@ BEGIN
      WHERE v.amount IS NOT NULL AND v.amount > zero
      ORDER BY v.ord;
     PERFORM finalize_invoice(fid);
+    -- booked (book_invoices books each document once, so this is a no-op
+    -- when the finalize path booked it already)
+    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[fid]);
+    -- book_invoices credits every fee line to the fees account; interest
+    -- is income of its own: move it there unless the booking already did
+    IF interest IS NOT NULL AND interest > zero THEN
+        fees_code := ledger_code('fees', i.currency);
+        int_code := ledger_code('interest', i.currency);
+        IF fees_code <> int_code AND NOT EXISTS (
+                SELECT 1 FROM subbilling.journal_entries e
+                  JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+                 WHERE e.account_id = i.account_id AND e.invoice_id = fid AND l.ledger_code = int_code) THEN
+            PERFORM book_entry(i.account_id, 'interest', as_of, ARRAY[fees_code, int_code], ARRAY[interest, -interest],
+                               fid, NULL, format('late-payment interest of invoice %s to interest income', i.number));
+        END IF;
+    END IF;
     RETURN fid;
 END
 $$;

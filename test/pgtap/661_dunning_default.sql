@@ -7,7 +7,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 660_fixture.psql
 
-SELECT plan(43);
+SELECT plan(44);
 
 SELECT pg_temp.account('s1') AS s1_id \gset
 CREATE TEMP TABLE s1 AS SELECT pg_temp.invoice('s1', '300.00 SEK', '2024-01-01') AS inv;
@@ -78,6 +78,11 @@ SELECT results_eq($$ SELECT description, period, net::text, tax_rate FROM invoic
                      SELECT 'Late-payment interest on 375.00 SEK, invoice ' || n || ', 2024-02-01 – 2024-02-20 (20 days at 12% a year)',
                             '[2024-02-01,2024-02-21)'::daterange, '2.47 SEK', 0::numeric FROM (SELECT number n FROM invoices WHERE id = pg_temp.inv()) x $$,
                   'the fee line and the interest line with its period and rate');
+SELECT results_eq($$ SELECT l.ledger_code, sum(l.amount)::text FROM journal_lines l
+                       JOIN journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
+                      WHERE e.invoice_id = pg_temp.fee_invoice(pg_temp.inv(), 2) GROUP BY l.ledger_code ORDER BY l.ledger_code $$,
+                  $$ VALUES ('1510', '62.47 SEK'), ('3930', '-60.00 SEK'), ('8313', '-2.47 SEK') $$,
+                  'booked: receivables 62.47, reminder fees (3930) 60.00, interest income (8313) 2.47');
 
 -- day 30: payment stop
 CREATE TEMP TABLE ev30 AS SELECT pg_temp.last_event() AS id;
