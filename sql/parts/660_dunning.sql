@@ -444,15 +444,21 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.dunning_invoice(bigint, bigint, date) IS 'internal: under the invoice''s row lock, take the overdue notice and every due policy step of one open invoice with an open amount; returns the number of steps taken';
 
--- ---------------------------------------------------------------- lifting a payment stop
+-- ---------------------------------------------------------------- when an invoice is paid
 
 -- Called by the payment functions whenever an invoice becomes fully paid.
--- When that invoice is a dunned invoice or one of its fee invoices, and the
--- dunned invoice and all its fee invoices are now settled (paid, void, or
--- nothing left to pay), its payment stop is lifted; when no other stop
--- holds the subscription, the subscription goes back to active.  The
--- dunned invoice's row lock, then the subscription's, serialise concurrent
--- payments of its documents.
+--
+-- 1. A dunned invoice paid by a payment received before a step was taken
+--    (the payment was on its way while dunning ran): the fee invoices of
+--    the steps taken after that day are voided, nothing having been owed
+--    when they were charged (one already paid on, or locked by a payment
+--    in progress, is left alone).
+-- 2. When the paid invoice is a dunned invoice or one of its fee invoices,
+--    and the dunned invoice and all its fee invoices are now settled (paid,
+--    void, or nothing left to pay), its payment stop is lifted; when no
+--    other stop holds the subscription, the subscription goes back to
+--    active.  The dunned invoice's row lock, then the subscription's,
+--    serialise concurrent payments of its documents.
 CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -462,6 +468,8 @@ AS $$
 DECLARE
     d       bigint;
     dn      subbilling.invoices;
+    paid_on date;
+    f       record;
     sid     bigint;
     sst     text;
     newst   text;
@@ -470,7 +478,31 @@ DECLARE
 BEGIN
     SELECT x.invoice_id INTO d FROM subbilling.dunning_actions x
      WHERE x.account_id = after_invoice_paid.account_id AND x.fee_invoice_id = after_invoice_paid.invoice_id;
-    d := coalesce(d, after_invoice_paid.invoice_id);
+    IF d IS NULL THEN
+        d := after_invoice_paid.invoice_id;
+        -- 1. fees charged after the day the invoice was paid
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = after_invoice_paid.account_id AND p.invoice_id = d;
+        IF paid_on IS NOT NULL THEN
+            FOR f IN
+                SELECT x.id, x.total FROM subbilling.invoices x
+                  JOIN subbilling.dunning_actions a ON a.account_id = x.account_id AND a.fee_invoice_id = x.id
+                 WHERE a.account_id = after_invoice_paid.account_id AND a.invoice_id = d
+                   AND a.executed_on > paid_on AND x.status = 'open'
+                 ORDER BY x.id
+                   FOR UPDATE OF x SKIP LOCKED
+            LOOP
+                CONTINUE WHEN invoice_open_amount(after_invoice_paid.account_id, f.id) IS DISTINCT FROM f.total;
+                PERFORM void_invoice(f.id, format('dunning fee voided: invoice %s was paid on %s, before the step',
+                                                  (SELECT x.number FROM subbilling.invoices x
+                                                    WHERE x.account_id = after_invoice_paid.account_id AND x.id = d),
+                                                  paid_on));
+                PERFORM book_invoices(ARRAY[after_invoice_paid.account_id], ARRAY[f.id]);
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. lift the payment stop once everything is settled
     SELECT x.subscription_id INTO sid FROM subbilling.dunning_actions x
      WHERE x.account_id = after_invoice_paid.account_id AND x.invoice_id = d
        AND x.action = 'payment_stop' AND x.subscription_id IS NOT NULL AND x.lifted_at IS NULL;
@@ -479,7 +511,6 @@ BEGIN
     END IF;
     SELECT * INTO dn FROM subbilling.invoices x
      WHERE x.account_id = after_invoice_paid.account_id AND x.id = d FOR UPDATE;
-    -- every document of the claim settled?
     SELECT jsonb_agg(jsonb_build_object('invoice_id', x.id, 'number', x.number, 'status', x.status) ORDER BY x.id)
       INTO docs
       FROM subbilling.invoices x
@@ -512,4 +543,4 @@ BEGIN
                        d);
 END
 $$;
-COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
+COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';

@@ -8,7 +8,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 660_fixture.psql
 
-SELECT plan(32);
+SELECT plan(37);
 
 -- ---------------------------------------------------------------- paid, partly paid, credited
 SELECT pg_temp.account('p1') AS p1 \gset
@@ -92,6 +92,21 @@ SELECT lives_ok($$ SELECT pg_temp.pay_all((SELECT c FROM q23), '2025-11-02') $$,
 SELECT is((SELECT status FROM subscriptions WHERE id = pg_temp.sub('q2')), 'suspended', 'the suspension by hand stays');
 SELECT is((SELECT count(*) FROM events WHERE account_id = pg_temp.acct('q2') AND type = 'dunning.payment_stop_lifted'), 0::bigint,
           'no lift event');
+SELECT pg_temp.done('q2'); SELECT pg_temp.done('q3');
+
+-- ---------------------------------------------------------------- a payment on its way
+-- Paid on 2025-12-09, registered only after the reminder of 2025-12-11:
+-- nothing was owed when the fee was charged, so the fee invoice is voided.
+SELECT pg_temp.account('p5') AS p5 \gset
+CREATE TEMP TABLE p5 AS SELECT pg_temp.invoice('p5', '300.00 SEK', '2025-11-01') AS inv;
+SELECT is(run_dunning('2025-12-11'), 2, '2025-12-11: notice and reminder with fee');
+SELECT lives_ok($$ SELECT pg_temp.pay_all((SELECT inv FROM p5), '2025-12-09') $$, 'a payment received on 2025-12-09 is registered');
+SELECT results_eq($$ SELECT status, voided_at IS NOT NULL FROM invoices WHERE id = pg_temp.fee_invoice((SELECT inv FROM p5), 1) $$,
+                  $$ VALUES ('void', true) $$, 'the fee invoice of the later reminder is voided');
+SELECT is((SELECT payload->>'reason' FROM events WHERE type = 'invoice.voided' AND invoice_id = pg_temp.fee_invoice((SELECT inv FROM p5), 1)),
+          'dunning fee voided: invoice ' || (SELECT number FROM invoices WHERE id = (SELECT inv FROM p5)) || ' was paid on 2025-12-09, before the step',
+          'event invoice.voided says why');
+SELECT is(account_balance(pg_temp.acct('p5'))::text, '0.00 SEK', 'its booking is reversed: the account owes nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
