@@ -167,15 +167,16 @@ BEGIN
                             WHERE r.account_id = i.account_id AND r.invoice_id = i.id AND r.kind = 'void')
     ),
     ln AS MATERIALIZED (
-        SELECT v.account_id, v.eid, l.ledger_code AS code, -l.amount AS amount, l.subledger, NULL::bigint AS invoice_id, 1 AS ord
+        SELECT v.account_id, v.eid, l.ledger_code AS code, -l.amount AS amount, l.subledger, NULL::bigint AS invoice_id,
+               1 AS ord, l.id AS lid
           FROM v JOIN subbilling.journal_lines l ON l.account_id = v.account_id AND l.entry_id = v.booking
          WHERE l.subledger IS DISTINCT FROM 'receivables'
         UNION ALL
-        SELECT v.account_id, v.eid, ledger_code('receivables', v.currency), -v.open_amount, 'receivables', v.id, 0
+        SELECT v.account_id, v.eid, ledger_code('receivables', v.currency), -v.open_amount, 'receivables', v.id, 0, 0
           FROM v WHERE minor_units(v.open_amount) <> 0
         UNION ALL
         SELECT v.account_id, v.eid, ledger_code('customer_credit', v.currency), v.open_amount - v.total,
-               'customer_credit', NULL, 2
+               'customer_credit', NULL, 2, 0
           FROM v WHERE v.open_amount <> v.total
     ),
     ent AS (
@@ -186,7 +187,7 @@ BEGIN
     lin AS (
         INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
         SELECT ln.account_id, ln.eid, ln.code, ln.amount, ln.subledger, ln.invoice_id
-          FROM ln ORDER BY ln.account_id, ln.eid, ln.ord, ln.code
+          FROM ln ORDER BY ln.account_id, ln.eid, ln.ord, ln.lid
     ),
     rq AS (
         UPDATE subbilling.payment_requests r
