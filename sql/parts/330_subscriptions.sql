@@ -60,7 +60,7 @@ CREATE TABLE subbilling.subscriptions (
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (account_id, id),
-    CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor = coalesce(trial_end, start_date)),
+    CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor >= coalesce(trial_end, start_date)),
     CONSTRAINT subscriptions_canceled_has_date CHECK (status <> 'canceled' OR cancel_at IS NOT NULL),
     CONSTRAINT subscriptions_cancel_request CHECK ((cancel_at IS NULL) = (canceled_at IS NULL))
 );
@@ -298,7 +298,7 @@ COMMENT ON FUNCTION subbilling.subscription_for_update(bigint) IS 'internal: the
 
 -- The plan with this code; 42704 if there is none.
 CREATE FUNCTION subbilling.plan_by_code(code text) RETURNS subbilling.plans
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -317,7 +317,7 @@ COMMENT ON FUNCTION subbilling.plan_by_code(text) IS 'internal: the plan with th
 -- A plan may go onto a subscription: active (55000), of the wanted kind
 -- (22023), in the subscription's currency (22000).
 CREATE FUNCTION subbilling.check_plan_fits(s subbilling.subscriptions, p subbilling.plans, want_kind text) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -345,7 +345,7 @@ COMMENT ON FUNCTION subbilling.check_plan_fits(subbilling.subscriptions, subbill
 -- past_due and suspended come from dunning, not from dates: they hold until
 -- set_subscription_status() lifts them.
 CREATE FUNCTION subbilling.status_on(s subbilling.subscriptions, as_of date) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE
@@ -384,7 +384,7 @@ COMMENT ON FUNCTION subbilling.transition(subbilling.subscriptions, text) IS 'in
 
 -- 55000 if the subscription is canceled or ends on or before d.
 CREATE FUNCTION subbilling.check_not_ended(s subbilling.subscriptions, d date) RETURNS void
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -405,7 +405,7 @@ COMMENT ON FUNCTION subbilling.check_not_ended(subbilling.subscriptions, date) I
 -- The base item in effect on d; if none (before the start, after the end),
 -- the latest base item that took effect.
 CREATE FUNCTION subbilling.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT i.*
@@ -421,7 +421,7 @@ COMMENT ON FUNCTION subbilling.base_item_on(subbilling.subscriptions, date) IS '
 -- trial end during the trial, else the next boundary of the base plan's
 -- billing period counted from the billing anchor.
 CREATE FUNCTION subbilling.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -507,7 +507,7 @@ COMMENT ON FUNCTION subbilling.replace_item(subbilling.subscriptions, text, bigi
 
 -- The JSON of an item for event payloads: plan, quantity, price, item id.
 CREATE FUNCTION subbilling.item_json(i subbilling.subscription_items) RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN i.id IS NOT NULL THEN
@@ -1036,7 +1036,7 @@ COMMENT ON FUNCTION subbilling.migrate_subscriptions(text, text, date) IS 'move 
 
 CREATE FUNCTION subbilling.subscription_status(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
     RETURNS text
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1149,7 +1149,7 @@ COMMENT ON FUNCTION subbilling.advance_subscriptions(date) IS 'apply the status 
 
 CREATE FUNCTION subbilling.subscription_history(subscription_id bigint)
     RETURNS SETOF subbilling.subscription_item_history
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT h.* FROM subbilling.subscription_item_history h
@@ -1160,7 +1160,7 @@ COMMENT ON FUNCTION subbilling.subscription_history(bigint) IS 'the whole item h
 
 CREATE FUNCTION subbilling.subscription_items_on(subscription_id bigint, on_date date DEFAULT CURRENT_DATE)
     RETURNS SETOF subbilling.subscription_item_history
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT h.* FROM subbilling.subscription_item_history h

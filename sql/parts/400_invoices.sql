@@ -37,7 +37,8 @@ $$;
 COMMENT ON FUNCTION subbilling.fik_reference(text) IS 'Danish FI-kort type 71 payment id: base zero-padded to 14 digits and a mod 10 (Luhn) check digit, 15 digits';
 
 -- Finnish reference number (viitenumero): 3 to 19 digits of base, then a
--- check digit from weights 7, 3, 1 repeated from the right.
+-- check digit from weights 7, 3, 1 repeated from the right (4 to 20 digits
+-- in all; banks drop leading zeros, so a base should not start with 0).
 CREATE FUNCTION subbilling.fi_reference(base text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -47,13 +48,10 @@ DECLARE
     s   integer := 0;
     n   integer;
 BEGIN
-    IF b !~ '^[0-9]{1,19}$' THEN
+    IF b !~ '^[0-9]{3,19}$' THEN
         RAISE EXCEPTION 'invalid Finnish reference base "%"', base
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A Finnish reference has 3 to 19 digits before its check digit.';
-    END IF;
-    IF length(b) < 3 THEN
-        b := lpad(b, 3, '0');
     END IF;
     n := length(b);
     FOR i IN 0 .. n - 1 LOOP
@@ -62,7 +60,7 @@ BEGIN
     RETURN b || ((10 - s % 10) % 10)::text;
 END
 $$;
-COMMENT ON FUNCTION subbilling.fi_reference(text) IS 'Finnish reference number (viitenumero): base (zero-padded to at least 3 digits) and a 7-3-1 check digit';
+COMMENT ON FUNCTION subbilling.fi_reference(text) IS 'Finnish reference number (viitenumero): base (3 to 19 digits) and a 7-3-1 check digit';
 
 -- ---------------------------------------------------------------- settings
 
@@ -85,19 +83,26 @@ INSERT INTO subbilling.country_settings (country, reference_kind, description) V
     ('IS', 'luhn', 'Luhn reference');
 
 -- The payment reference of an invoice: built from its id (unique, so the
--- reference is too) by the kind that the country's settings name.
+-- reference is too) by a reference kind; a Finnish reference is built from
+-- id + 100 (at least 3 digits, no leading zero).
+CREATE FUNCTION subbilling.reference_of(kind text, invoice_id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE kind
+       WHEN 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
+       WHEN 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
+       WHEN 'fik' THEN subbilling.fik_reference(invoice_id::text)
+       WHEN 'fi'  THEN subbilling.fi_reference((invoice_id + 100)::text)
+       ELSE subbilling.luhn_reference(invoice_id::text)
+       END;
+COMMENT ON FUNCTION subbilling.reference_of(text, bigint) IS 'the payment reference of kind ocr, kid, fik, fi or luhn (anything else) for an invoice id';
+
+-- ... by the kind that the country's settings name.
 CREATE FUNCTION subbilling.payment_reference(country text, invoice_id bigint) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT CASE coalesce((SELECT c.reference_kind FROM subbilling.country_settings c
-                           WHERE c.country = payment_reference.country), 'luhn')
-           WHEN 'ocr' THEN ocr_reference(invoice_id::text, true)
-           WHEN 'kid' THEN kid_reference(invoice_id::text, 'mod10')
-           WHEN 'fik' THEN fik_reference(invoice_id::text)
-           WHEN 'fi'  THEN fi_reference(invoice_id::text)
-           ELSE luhn_reference(invoice_id::text)
-           END
+    SELECT reference_of(coalesce((SELECT c.reference_kind FROM subbilling.country_settings c
+                                   WHERE c.country = payment_reference.country), 'luhn'), invoice_id)
 $$;
 COMMENT ON FUNCTION subbilling.payment_reference(text, bigint) IS 'the payment reference for an invoice id in a country: OCR (SE), KID (NO), FIK (DK), Finnish (FI), else Luhn; see country_settings';
 
@@ -140,7 +145,7 @@ COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the numb
 
 -- The text form of number n in a series.
 CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN prefix || lpad(n::text, greatest(digits, length(n::text)), '0');
 COMMENT ON FUNCTION subbilling.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
 
@@ -234,7 +239,7 @@ ALTER TABLE subbilling.subscriptions
     ADD COLUMN bill_from date,
     ADD COLUMN billed_as_of date,
     ADD COLUMN billed_at timestamptz;
-CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on)
+CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on, account_id, id)
     WHERE next_bill_on IS NOT NULL;
 COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
 COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';

@@ -14,9 +14,10 @@
 --     recurring: sum_i(full_price(quantity_i) * days_i) / days_of_period
 -- where full_price is the plan's price for a whole period (price * quantity,
 -- the flat price, tiered_price or package_price), days_i are the charged
--- days of segment i (item validity inside the period, from the billing
--- anchor, minus paused days); price * integer is exact, and the one division
--- rounds half away from zero.
+-- days of segment i (item validity inside the period, from the end of the
+-- trial or else the start, minus paused days); price * integer is exact, and
+-- the one division rounds half away from zero.  Periods are counted from the
+-- billing anchor; an anchor after the paid start gives a prorated stub.
 -- ============================================================================
 
 CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
@@ -25,7 +26,7 @@ CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_id
                    expected subbilling.price, invoiced subbilling.price,
                    kind text, description text, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, currency text)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 WITH b AS (
@@ -34,9 +35,20 @@ WITH b AS (
 ),
 s AS MATERIALIZED (
     SELECT s.account_id, s.id AS subscription_id, s.currency, s.billing_anchor AS anchor,
+           coalesce(s.trial_end, s.start_date) AS paid_from,
            s.cancel_at, s.credit_unused, b.as_of, s.bill_from AS from_d,
            greatest(b.as_of, s.billed_as_of) AS horizon, a.tax_exempt,
-           price_minor(0, s.currency) AS zero
+           price_minor(0, s.currency) AS zero,
+           -- the lowest key floor (usage plans look one period back)
+           CASE WHEN s.bill_from IS NULL THEN '-infinity'::date
+                ELSE least(s.bill_from,
+                           (SELECT min(period_start(s.billing_anchor, p.billing_period,
+                                                    period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
+                              FROM subbilling.subscription_items i
+                              JOIN subbilling.plans p ON p.id = i.plan_id
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id
+                               AND p.pricing_model = 'usage'))
+           END AS kfloor
       FROM b
       JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id
       JOIN subbilling.accounts a ON a.id = s.account_id
@@ -45,8 +57,8 @@ s AS MATERIALIZED (
 -- without credit_unused keeps the period holding it charged in full
 it AS MATERIALIZED (
     SELECT s.account_id, s.subscription_id, s.anchor, s.as_of, s.from_d, s.horizon, s.cancel_at, s.zero,
-           i.id AS item_id, i.kind AS item_kind, i.quantity AS qty,
-           greatest(lower(i.validity), s.anchor) AS lo,
+           s.tax_exempt, s.currency, i.id AS item_id, i.kind AS item_kind, i.quantity AS qty,
+           greatest(lower(i.validity), s.paid_from) AS lo,
            CASE WHEN NOT s.credit_unused AND p.billing_timing = 'in_advance' AND p.pricing_model <> 'usage'
                      AND upper(i.validity) = s.cancel_at
                 THEN greatest(upper(period_of(s.anchor, p.billing_period, s.cancel_at - 1)), s.cancel_at)
@@ -109,11 +121,15 @@ rec AS MATERIALIZED (
                    ELSE tiered_price(g.qty, g.tiers, g.model) END
                * (g.days - g.paused)) / (g.pe - g.ps) AS expected,
            count(*) = 1 AND min(g.seg_lo) = g.ps AND max(g.seg_hi) = g.pe AS whole,
-           sum(g.paused) AS paused, max(g.qty) AS qty, min(g.seg_lo) AS cover_lo, max(g.seg_hi) AS cover_hi,
-           g.item_kind, g.model, g.price, g.plan_name, g.plan_code, g.anchor, g.bp
+           sum(g.paused) AS paused, max(g.qty) AS qty,
+           -- the charged quantity-days of a partial period, for its description
+           string_agg(CASE WHEN g.model = 'flat' THEN '' ELSE g.qty || ' × ' END || (g.days - g.paused) || ' d', ' + '
+                      ORDER BY g.seg_lo) FILTER (WHERE g.seg_lo > g.ps OR g.seg_hi < g.pe) AS segs,
+           g.item_kind, g.model, g.price, g.plan_name, g.plan_code, g.anchor, g.bp,
+           g.as_of, g.zero, g.tax_exempt, g.currency
       FROM segp g
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.timing, g.item_kind, g.model,
-              g.price, g.plan_name, g.plan_code, g.anchor, g.bp
+              g.price, g.plan_name, g.plan_code, g.anchor, g.bp, g.as_of, g.zero, g.tax_exempt, g.currency
 ),
 -- discounts: percent_off of every qualifying recurring key, amount_off of
 -- the base plan's keys, for `periods` periods of the key's plan from
@@ -124,9 +140,9 @@ disc AS (
            -least(r.expected,
                   sum(CASE WHEN d.percent_off IS NOT NULL THEN r.expected * (d.percent_off / 100)
                            ELSE d.amount_off END)) AS expected,
-           string_agg(c.name || CASE WHEN d.percent_off IS NOT NULL THEN ' ' || trim_scale(d.percent_off) || '%'
-                                     ELSE ' ' || d.amount_off::text END, ', ' ORDER BY d.id) AS what,
-           r.plan_name
+           string_agg(c.name || CASE WHEN d.percent_off IS NOT NULL THEN ' (' || trim_scale(d.percent_off) || ' % off)'
+                                     ELSE ' (' || d.amount_off::text || ' off)' END, ', ' ORDER BY d.id) AS what,
+           r.plan_name, r.anchor, r.as_of, r.zero, r.tax_exempt, r.currency
       FROM rec r
       JOIN subbilling.subscription_discounts d ON d.account_id = r.account_id AND d.subscription_id = r.subscription_id
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
@@ -136,68 +152,70 @@ disc AS (
        AND (c.plan_codes IS NULL OR r.plan_code = ANY (c.plan_codes))
        AND (d.percent_off IS NOT NULL OR r.item_kind = 'base')
      GROUP BY r.account_id, r.subscription_id, r.plan_id, r.key_start, r.period, r.due_on, r.corr_due,
-              r.expected, r.plan_name
+              r.expected, r.plan_name, r.anchor, r.as_of, r.zero, r.tax_exempt, r.currency
 ),
 -- usage in arrears: sum per plan and period, less the included units
 usg AS (
     SELECT g.account_id, g.subscription_id, g.plan_id, 'usage'::text AS charge_type, g.ps AS key_start,
            daterange(g.ps, g.pe) AS period, least(g.pe, min(g.cancel_at)) AS due_on,
            greatest(coalesce(sum(u.total), 0) - g.included_units, 0) AS billable,
-           g.price, g.tiers, g.plan_name
+           g.price, g.tiers, g.plan_name, g.anchor, g.as_of, g.zero, g.tax_exempt, g.currency
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
            WHERE x.account_id = g.account_id AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
-     GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name
+     GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
+              g.anchor, g.as_of, g.zero, g.tax_exempt, g.currency
 ),
 -- setup fees: once per subscription and plan, on the first day charged
 stp AS (
     SELECT it.account_id, it.subscription_id, it.plan_id, 'setup'::text AS charge_type, min(it.lo) AS key_start,
-           it.setup_fee, it.plan_name, it.from_d
+           it.setup_fee, it.plan_name, it.from_d, it.anchor, it.as_of, it.zero, it.tax_exempt, it.currency
       FROM it
      WHERE it.setup_fee IS NOT NULL AND (it.v_hi IS NULL OR it.v_hi > it.lo)
-     GROUP BY it.account_id, it.subscription_id, it.plan_id, it.setup_fee, it.plan_name, it.from_d
+     GROUP BY it.account_id, it.subscription_id, it.plan_id, it.setup_fee, it.plan_name, it.from_d,
+              it.anchor, it.as_of, it.zero, it.tax_exempt, it.currency
     HAVING min(it.lo) >= coalesce(it.from_d, '-infinity'::date)
 ),
 ex AS (
     SELECT r.account_id, r.subscription_id, r.plan_id, r.charge_type, r.key_start, r.period, r.due_on, r.corr_due,
            r.expected,
            CASE WHEN NOT r.whole THEN 'proration' WHEN r.item_kind = 'addon' THEN 'addon' ELSE 'recurring' END AS first_kind,
-           r.plan_name || ' ' || lower(r.period) || ' – ' || (upper(r.period) - 1)
-             || CASE WHEN NOT r.whole THEN ', prorated from ' || r.cover_lo || ' to ' || (r.cover_hi - 1) ELSE '' END
-             || CASE WHEN r.paused > 0 THEN ', ' || r.paused || ' days paused' ELSE '' END AS first_desc,
+           r.plan_name AS dname, CASE WHEN NOT r.whole THEN r.segs END AS dsegs,
+           r.paused AS dpaused, NULL::numeric AS dunits,
            CASE WHEN r.model = 'flat' THEN 1 ELSE r.qty END AS first_qty,
-           CASE WHEN r.whole AND r.paused = 0 AND r.model IN ('flat', 'per_unit') THEN r.price END AS first_unit
+           CASE WHEN r.whole AND r.paused = 0 AND r.model IN ('flat', 'per_unit') THEN r.price END AS first_unit,
+           r.anchor, r.as_of, r.zero, r.tax_exempt, r.currency
       FROM rec r
     UNION ALL
     SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d.period, d.due_on, d.corr_due,
-           d.expected, 'discount',
-           d.what || ' on ' || d.plan_name || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1),
-           1, d.expected
+           d.expected, 'discount', d.what || ': ' || d.plan_name, NULL, 0, NULL,
+           1, d.expected, d.anchor, d.as_of, d.zero, d.tax_exempt, d.currency
       FROM disc d
     UNION ALL
     SELECT u.account_id, u.subscription_id, u.plan_id, u.charge_type, u.key_start, u.period, u.due_on, u.due_on,
            CASE WHEN u.tiers IS NOT NULL THEN tiered_price(u.billable, u.tiers, 'graduated')
                 ELSE u.price * u.billable END,
-           'usage',
-           u.plan_name || ' ' || lower(u.period) || ' – ' || (upper(u.period) - 1) || ', '
-             || trim_scale(u.billable) || ' units',
-           u.billable, CASE WHEN u.tiers IS NULL THEN u.price END
+           'usage', u.plan_name, NULL, 0, u.billable,
+           u.billable, CASE WHEN u.tiers IS NULL THEN u.price END, u.anchor, u.as_of, u.zero, u.tax_exempt, u.currency
       FROM usg u
     UNION ALL
     SELECT t.account_id, t.subscription_id, t.plan_id, t.charge_type, t.key_start,
            daterange(t.key_start, t.key_start, '[]'), t.key_start, t.key_start,
-           t.setup_fee, 'setup', t.plan_name || ' setup fee', 1, t.setup_fee
+           t.setup_fee, 'setup', t.plan_name, NULL, 0, NULL, 1, t.setup_fee,
+           t.anchor, t.as_of, t.zero, t.tax_exempt, t.currency
       FROM stp t
 ),
 -- what engine lines of non-void invoices already invoiced, per key
 inv AS (
-    SELECT l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start, sum(l.net) AS invoiced
+    SELECT l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start, sum(l.net) AS invoiced,
+           s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
         ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.charge_type IS NOT NULL
+       AND l.key_start >= s.kfloor
       JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
@@ -205,7 +223,8 @@ inv AS (
                                WHEN l.charge_type = 'usage'
                                THEN period_start(s.anchor, p.billing_period, period_index(s.anchor, p.billing_period, s.from_d) - 1)
                                ELSE s.from_d END
-     GROUP BY l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start
+     GROUP BY l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start,
+              s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
 ),
 j AS (
     SELECT coalesce(e.account_id, v.account_id) AS account_id,
@@ -215,40 +234,56 @@ j AS (
            coalesce(e.key_start, v.key_start) AS key_start,
            e.period, e.expected, v.invoiced,
            CASE WHEN v.invoiced IS NULL THEN e.due_on ELSE coalesce(e.corr_due, v.key_start) END AS due_date,
-           e.first_kind, e.first_desc, e.first_qty, e.first_unit
+           e.first_kind, e.dname, e.dsegs, e.dpaused, e.dunits, e.first_qty, e.first_unit,
+           coalesce(e.anchor, v.anchor) AS anchor, coalesce(e.as_of, v.as_of) AS as_of,
+           coalesce(e.zero, v.zero) AS zero, coalesce(e.tax_exempt, v.tax_exempt) AS tax_exempt,
+           coalesce(e.currency, v.currency) AS currency
       FROM ex e
       FULL JOIN inv v
         ON v.account_id = e.account_id AND v.subscription_id = e.subscription_id AND v.plan_id = e.plan_id
        AND v.charge_type = e.charge_type AND v.key_start = e.key_start
 ),
-d AS (
-    SELECT j.*, s.as_of, s.currency, s.zero,
-           coalesce(j.expected, s.zero) - coalesce(j.invoiced, s.zero) AS diff,
-           j.due_date > s.as_of AS pending,
-           CASE WHEN s.tax_exempt THEN 0 ELSE pr.tax_rate END AS rate,
-           p.name AS plan_name, p.billing_period AS bp, s.anchor
+d0 AS (
+    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
+           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
+                                   ELSE period_of(j.anchor, p.billing_period, j.key_start) END) AS period,
+           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
+           j.first_qty, j.first_unit, j.zero, j.currency,
+           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
+           j.due_date > j.as_of AS pending,
+           CASE WHEN j.tax_exempt THEN 0 ELSE pr.tax_rate END AS rate,
+           p.name AS plan_name
       FROM j
-      JOIN s ON s.account_id = j.account_id AND s.subscription_id = j.subscription_id
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
+),
+d AS (
+    SELECT d0.*, NOT d0.pending AND d0.diff <> d0.zero AS emit FROM d0
 )
-SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start,
-       coalesce(d.period, CASE WHEN d.charge_type = 'setup' THEN daterange(d.key_start, d.key_start, '[]')
-                               ELSE period_of(d.anchor, d.bp, d.key_start) END),
-       d.due_date, d.pending, NOT d.pending AND d.diff <> d.zero,
+SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d.period,
+       d.due_date, d.pending, d.emit,
        coalesce(d.expected, d.zero), d.invoiced,
        CASE WHEN d.invoiced IS NULL THEN d.first_kind
             WHEN d.charge_type = 'discount' THEN 'discount'
             WHEN d.diff > d.zero THEN 'proration'
             ELSE 'credit' END,
-       CASE WHEN d.invoiced IS NULL THEN d.first_desc
+       -- descriptions only for the lines that are made
+       CASE WHEN NOT d.emit THEN NULL
+            WHEN d.invoiced IS NULL THEN
+                CASE d.charge_type
+                WHEN 'setup' THEN d.dname || ' setup fee'
+                ELSE d.dname || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1)
+                     || CASE WHEN d.dsegs IS NOT NULL
+                             THEN ', prorated ' || d.dsegs || ' of ' || (upper(d.period) - lower(d.period)) ELSE '' END
+                     || CASE WHEN d.dpaused > 0 THEN ', ' || d.dpaused || ' days paused' ELSE '' END
+                     || CASE WHEN d.dunits IS NOT NULL THEN ', ' || trim_scale(d.dunits) || ' units' ELSE '' END
+                END
             ELSE CASE d.charge_type WHEN 'discount' THEN 'Discount adjustment'
                                     WHEN 'setup' THEN 'Setup fee adjustment'
                                     WHEN 'usage' THEN 'Usage adjustment'
                                     ELSE CASE WHEN d.diff > d.zero THEN 'Additional charge' ELSE 'Credit' END END
                  || ' for ' || d.plan_name || ' ' || d.key_start
-                 || CASE WHEN d.charge_type = 'setup' THEN ''
-                         ELSE ' – ' || (upper(coalesce(d.period, period_of(d.anchor, d.bp, d.key_start))) - 1) END
+                 || CASE WHEN d.charge_type = 'setup' THEN '' ELSE ' – ' || (upper(d.period) - 1) END
                  || ': ' || coalesce(d.expected, d.zero)::text || ' instead of ' || d.invoiced::text
        END,
        CASE WHEN d.invoiced IS NULL THEN d.first_qty ELSE 1 END,
@@ -264,7 +299,7 @@ CREATE FUNCTION subbilling.preview_invoice(subscription_id bigint, as_of date DE
     RETURNS TABLE (kind text, description text, period daterange, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, plan_code text,
                    charge_type text, key_start date)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -32,25 +32,9 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: take this transaction''s outbox watermark lock (as emit_event does) before events are inserted in bulk';
 
--- The NOTIFY text of an event row, as emit_event sends it.
-CREATE FUNCTION subbilling.event_notification(ev subbilling.events) RETURNS text
-    LANGUAGE sql STABLE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN octet_length(n::text) > 7000 THEN (n - 'payload' || jsonb_build_object('truncated', true))::text
-                ELSE n::text END
-      FROM (SELECT jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id)
-                   || CASE WHEN ev.subscription_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('subscription_id', ev.subscription_id) END
-                   || CASE WHEN ev.invoice_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('invoice_id', ev.invoice_id) END
-                   || jsonb_build_object('created_at', ev.created_at, 'payload', ev.payload) AS n) q
-$$;
-COMMENT ON FUNCTION subbilling.event_notification(subbilling.events) IS 'internal: the pg_notify payload of an event row (the format of emit_event)';
-
 -- Whether events are also announced with pg_notify (subbilling.notify).
 CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
 RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
 COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
 
@@ -120,7 +104,7 @@ BEGIN
            SET next_number = sr.next_number + cnt.n
           FROM cnt
          WHERE sr.id = cnt.series_id
-        RETURNING sr.id, sr.next_number - cnt.n AS first, sr.prefix, sr.digits
+        RETURNING sr.id, sr.code, sr.next_number - cnt.n AS first, sr.prefix, sr.digits
     ),
     ins AS (
         INSERT INTO subbilling.invoices AS i
@@ -131,10 +115,11 @@ BEGIN
                'open', hs.series_id, num.first + hs.rn - 1,
                format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
                hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
-               payment_reference(a.country, hs.invoice_id), bill_subscriptions.as_of, now()
+               reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now()
           FROM hs
           JOIN num ON num.id = hs.series_id
           JOIN subbilling.accounts a ON a.id = hs.account_id
+          LEFT JOIN subbilling.country_settings cs ON cs.country = a.country
         RETURNING i.*
     ),
     lines AS (
@@ -157,25 +142,28 @@ BEGIN
                WHEN 'invoice.created' THEN
                    jsonb_build_object('invoice_id', i.id, 'kind', i.kind,
                                       'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text,
-                                      'total', i.total::text, 'lines', hs.nlines,
-                                      'as_of', i.as_of)
+                                      'total', i.total::text, 'as_of', i.as_of)
                ELSE
                    jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status,
-                                      'number', i.number, 'series', sr.code,
+                                      'number', i.number, 'series', num.code,
                                       'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text,
                                       'total', i.total::text, 'total_minor', minor_units(i.total),
                                       'issue_date', i.issue_date, 'due_date', i.due_date,
                                       'reference', i.reference)
                END
           FROM ins i
-          JOIN hs ON hs.account_id = i.account_id AND hs.invoice_id = i.id
-          JOIN subbilling.invoice_series sr ON sr.id = i.series_id
+          JOIN num ON num.id = i.series_id
           CROSS JOIN (VALUES (1, 'invoice.created'), (2, 'invoice.finalized')) AS t(ord, type)
          ORDER BY i.account_id, i.id, t.ord
         RETURNING e.*
     ),
+    -- NOTIFY each event as emit_event does (these payloads are far below
+    -- emit_event's 7000-byte truncation limit)
     nt AS (
-        SELECT count(pg_notify('subbilling', event_notification(ev))) AS n
+        SELECT count(pg_notify('subbilling',
+                   (jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id,
+                                       'subscription_id', ev.subscription_id, 'invoice_id', ev.invoice_id,
+                                       'created_at', ev.created_at, 'payload', ev.payload))::text)) AS n
           FROM ev WHERE notify
     )
     SELECT count(*) INTO n FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
@@ -184,9 +172,26 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
 
+-- Open billing errors of subscriptions that have now been billed are
+-- resolved.  (A cheap test first: there are rarely any open errors.)
+CREATE FUNCTION subbilling.resolve_billing_errors(account_ids bigint[], subscription_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL) THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+          FROM unnest(account_ids, subscription_ids) AS x(account_id, subscription_id)
+         WHERE e.account_id = x.account_id AND e.subscription_id = x.subscription_id
+           AND e.resolved_at IS NULL;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling.resolve_billing_errors(bigint[], bigint[]) IS 'internal: mark the open billing errors of subscriptions that were just billed resolved';
+
 -- The batch size of run_billing: subbilling.batch_size, else 1000.
 CREATE FUNCTION subbilling.billing_batch_size() RETURNS integer
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
 RETURN coalesce(nullif(current_setting('subbilling.batch_size', true), '')::integer, 1000);
 COMMENT ON FUNCTION subbilling.billing_batch_size() IS 'internal: subbilling.batch_size (default 1000)';
 
@@ -203,7 +208,12 @@ DECLARE
     acc     bigint[];
     sid     bigint[];
     ad      date[];
+    nbo     date[];
     n       integer;
+    cursor_ text;
+    after_d date := '-infinity';
+    after_a bigint := 0;
+    after_i bigint := 0;
     st      text;
     msg     text;
     det     text;
@@ -218,6 +228,21 @@ BEGIN
     END IF;
     invoices := 0;
     errors := 0;
+    -- In one session, each batch for the same as_of goes on where the last
+    -- one ended (keyset on the claim index): the rows already billed keep
+    -- index entries under their old dates (until the transaction ends, or
+    -- until vacuum), and a scan from the start would pass them again for
+    -- every batch.  When the rows after the cursor do not fill a batch, the
+    -- batch is filled from the start of the index up to the cursor (rows
+    -- that changed meanwhile, or that another session held), and the cursor
+    -- moves to the last row claimed.  It is a session setting: a rolled-back
+    -- transaction takes its moves back.
+    cursor_ := current_setting('subbilling_internal.billing_cursor', true);
+    IF split_part(cursor_, '|', 1) = bill_batch.as_of::text THEN
+        after_d := split_part(cursor_, '|', 2)::date;
+        after_a := split_part(cursor_, '|', 3)::bigint;
+        after_i := split_part(cursor_, '|', 4)::bigint;
+    END IF;
     -- A full batch that yields neither invoice nor error (subscriptions that
     -- only had their bookkeeping moved on) takes the next one at once, so
     -- that a caller judging progress by invoices + errors never sees a full
@@ -225,26 +250,56 @@ BEGIN
     LOOP
         -- due: next_bill_on on or before the account-local date of as_of
         -- (no zone is more than a day ahead of UTC, which bounds the index scan)
-        SELECT array_agg(c.account_id), array_agg(c.id), array_agg(c.local_date)
-          INTO acc, sid, ad
-          FROM (SELECT s.account_id, s.id, (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+          INTO acc, sid, ad, nbo
+          FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
                   FROM subbilling.subscriptions s
                   JOIN subbilling.accounts a ON a.id = s.account_id
                  WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
                    AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                 ORDER BY s.next_bill_on
+                 ORDER BY s.next_bill_on, s.account_id, s.id
                  LIMIT bill_batch.batch_size
                    FOR UPDATE OF s SKIP LOCKED) c;
         n := coalesce(cardinality(sid), 0);
+        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size - n
+                       FOR UPDATE OF s SKIP LOCKED) c;
+            n := coalesce(cardinality(sid), 0);
+        END IF;
         more := n = bill_batch.batch_size;
         EXIT WHEN n = 0;
+        after_d := nbo[n];
+        after_a := acc[n];
+        after_i := sid[n];
+        PERFORM set_config('subbilling_internal.billing_cursor',
+                           concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
             invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM resolve_billing_errors(acc, sid);
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR k IN 1 .. n LOOP
                 BEGIN
                     invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)

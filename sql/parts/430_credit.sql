@@ -44,7 +44,7 @@ COMMENT ON FUNCTION subbilling.invoice_for_update(bigint) IS 'internal: the invo
 -- The amount of an invoice not yet credited: its total less the totals of
 -- its non-void credit notes.
 CREATE FUNCTION subbilling.invoice_uncredited(i subbilling.invoices) RETURNS subbilling.price
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT i.total + coalesce((SELECT sum(c.total) FROM subbilling.invoices c

@@ -2,7 +2,7 @@
 -- reads, PUBLIC executes nothing that writes; definer functions pin search_path.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(45);
+SELECT plan(64);
 \ir 300_fixture.psql
 
 SELECT has_role('subbilling_operator', 'role subbilling_operator exists');
@@ -36,6 +36,20 @@ SELECT is_empty($$
        AND (has_table_privilege('public', c.oid, 'SELECT') OR has_table_privilege('public', c.oid, 'INSERT')
             OR has_table_privilege('public', c.oid, 'UPDATE') OR has_table_privilege('public', c.oid, 'DELETE'))
 $$, 'PUBLIC has no privilege on any table, view or sequence');
+SELECT is_empty($$
+    SELECT p.oid::regprocedure FROM pg_proc p
+     WHERE p.pronamespace = 'subbilling'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+$$, 'every function of the extension has a comment');
+SELECT is_empty($$
+    SELECT c.oid::regclass FROM pg_class c
+     WHERE c.relnamespace = 'subbilling'::regnamespace AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL
+$$, 'every table and view of the extension has a comment');
+SELECT volatility_is('subbilling', f, 'volatile', f || ' is VOLATILE')
+  FROM unnest(ARRAY['subscribe', 'add_addon', 'remove_addon', 'change_plan', 'change_quantity', 'pause', 'resume',
+                    'cancel', 'record_usage', 'migrate_subscriptions', 'advance_subscriptions', 'set_subscription_status',
+                    'emit_event', 'events_after']) f;
+SELECT volatility_is('subbilling', f, 'stable', f || ' is STABLE')
+  FROM unnest(ARRAY['subscription_status', 'subscription_history', 'subscription_items_on']) f;
 SELECT is_definer('subbilling', f, f || ' is SECURITY DEFINER')
   FROM unnest(ARRAY['subscribe', 'add_addon', 'remove_addon', 'change_plan', 'change_quantity', 'pause', 'resume',
                     'cancel', 'record_usage', 'migrate_subscriptions', 'advance_subscriptions']) f;

@@ -6,7 +6,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 400_fixture.psql
 
-SELECT plan(43);
+SELECT plan(46);
 
 -- ------------------------------------------------------------ batches
 SELECT pg_temp.account('batch');
@@ -27,6 +27,14 @@ SELECT results_eq($$ SELECT * FROM run_billing_batch(2, '2024-06-01') $$, $$ VAL
     'run_billing_batch: full batches with nothing to invoice are passed over in the same call (no "more" without progress)');
 SELECT is((SELECT count(*) FROM subscriptions WHERE account_id = pg_temp.acct('future') AND next_bill_on = '2024-07-01'),
           5::bigint, 'batches: subscriptions starting later are due on their start date');
+-- a second run with the same as_of in the same session: rows behind the
+-- claim cursor (changed since) and ahead of it (new) are both billed
+SELECT change_quantity((SELECT min(id) FROM subscriptions WHERE account_id = pg_temp.acct('batch')), 2, '2024-06-15');
+SELECT pg_temp.account('batch2');
+SELECT subscribe(pg_temp.acct('batch2'), 'b_m300', 1, '2024-06-01');
+SELECT is(run_billing('2024-06-01'), 1, 'same as_of again: the new subscription ahead of the cursor is billed');
+SELECT is((SELECT next_bill_on FROM subscriptions WHERE id = (SELECT min(id) FROM subscriptions WHERE account_id = pg_temp.acct('batch'))),
+          '2024-06-15'::date, 'and the changed one behind it is claimed too (its change is due on 2024-06-15)');
 SELECT throws_ok($$ SELECT * FROM run_billing_batch(0, now()) $$, '22023', 'batch_size must be a positive number of subscriptions',
                  'run_billing_batch: batch_size must be positive');
 
@@ -202,6 +210,17 @@ SELECT migrate_subscriptions('b_old', 'b_new', '2024-02-01');
 SELECT run_billing('2024-02-01');
 SELECT results_eq($$ SELECT kind, net FROM pg_temp.lines(pg_temp.sub('mig')) WHERE inv = 2 $$,
     $$ VALUES ('recurring', '600.00 SEK') $$, 'migration at a period boundary: the new price from the next period');
+
+-- ------------------------------------------------------------ an anchor after the start: a stub period
+SELECT pg_temp.account('stub');
+SELECT subscribe(pg_temp.acct('stub'), 'b_m300', 1, '2024-01-10');
+UPDATE subscriptions SET billing_anchor = '2024-02-01' WHERE id = pg_temp.sub('stub');
+SELECT run_billing('2024-01-10');
+SELECT run_billing('2024-02-01');
+SELECT results_eq($$ SELECT * FROM pg_temp.lines(pg_temp.sub('stub')) $$,
+    $$ VALUES (1::bigint, 'proration', '212.90 SEK', '53.23 SEK', '[2024-01-01,2024-02-01)'),
+              (2, 'recurring', '300.00 SEK', '75.00 SEK', '[2024-02-01,2024-03-01)') $$,
+    'billing anchor 2024-02-01 after a start on 2024-01-10: a stub of 22/31, then whole months from the anchor');
 
 -- ------------------------------------------------------------ all invoices of this file
 SELECT is((SELECT count(*) FROM invoices i

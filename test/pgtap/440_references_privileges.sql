@@ -3,7 +3,7 @@ BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(34);
+SELECT plan(35);
 
 -- references
 SELECT is(luhn_reference('7992739871'), '79927398713', 'luhn_reference: the textbook Luhn example');
@@ -15,12 +15,13 @@ SELECT throws_ok($$ SELECT fik_reference('123456789012345') $$, '22023', 'invali
 SELECT throws_ok($$ SELECT fik_reference('12a') $$, '22023', NULL, 'fik_reference: digits only');
 SELECT is(fi_reference('123'), '1232', 'fi_reference: 123 -> 1232 (weights 7, 3, 1 from the right)');
 SELECT is(fi_reference('1234561'), '12345614', 'fi_reference: 1234561 -> 12345614');
-SELECT is(fi_reference('1'), '0013', 'fi_reference: padded to three digits');
+SELECT throws_ok($$ SELECT fi_reference('12') $$, '22023', 'invalid Finnish reference base "12"', 'fi_reference: at least 3 digits');
 SELECT throws_ok($$ SELECT fi_reference('12345678901234567890') $$, '22023', NULL, 'fi_reference: at most 19 digits');
 SELECT is(payment_reference('SE', 1234), ocr_reference('1234', true), 'SE: OCR with length digit');
 SELECT is(payment_reference('NO', 1234), kid_reference('1234', 'mod10'), 'NO: KID mod 10');
 SELECT is(payment_reference('DK', 1234), fik_reference('1234'), 'DK: FIK payment id');
-SELECT is(payment_reference('FI', 1234), fi_reference('1234'), 'FI: Finnish reference');
+SELECT is(payment_reference('FI', 1234), fi_reference('1334'), 'FI: Finnish reference from id + 100');
+SELECT is(payment_reference('FI', 5), '1054', 'FI: at least four digits, no leading zero');
 SELECT is(payment_reference('DE', 1234), luhn_reference('1234'), 'elsewhere: Luhn');
 UPDATE country_settings SET reference_kind = 'kid' WHERE country = 'SE';
 SELECT is(payment_reference('SE', 1234), kid_reference('1234'), 'country_settings decides');

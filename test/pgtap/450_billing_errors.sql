@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 400_fixture.psql
 
-SELECT plan(14);
+SELECT plan(16);
 
 -- a plan whose charge overflows the price type (22003) for a large quantity
 INSERT INTO plans (code, product_id, name, billing_period, price)
@@ -55,6 +55,10 @@ SELECT results_eq($$ SELECT sqlstate, message, detail FROM billing_errors WHERE 
                   'billing_errors: SQLSTATE, message and detail of the failure');
 DROP TRIGGER refuse ON invoice_lines;
 SELECT is(run_billing('2024-01-03'), 1, 'once the cause is gone, it is billed the next day');
+SELECT is((SELECT count(*) FROM billing_errors WHERE subscription_id = pg_temp.sub('trig') AND resolved_at IS NOT NULL),
+          1::bigint, 'and its error is marked resolved');
+SELECT is((SELECT count(*) FROM billing_errors WHERE subscription_id = pg_temp.sub('bad') AND resolved_at IS NULL),
+          3::bigint, 'errors of a subscription that still fails stay open (one per day tried)');
 SELECT is((SELECT count(*) FROM (SELECT series_id FROM invoices GROUP BY series_id
                                   HAVING max(number_seq) - min(number_seq) + 1 <> count(*)) g), 0::bigint,
           'failures leave no gap in the numbering');
