@@ -96,7 +96,7 @@ CREATE TRIGGER dunning_actions_guard
 ALTER TABLE subbilling.billing_errors ADD COLUMN invoice_id bigint;
 CREATE INDEX billing_errors_invoice_idx ON subbilling.billing_errors (account_id, invoice_id)
     WHERE invoice_id IS NOT NULL;
-COMMENT ON COLUMN subbilling.billing_errors.invoice_id IS 'dunning: the invoice whose dunning failed (as_of is the dunning date at 00:00 UTC); NULL for billing failures';
+COMMENT ON COLUMN subbilling.billing_errors.invoice_id IS 'dunning: the invoice whose dunning failed (subscription_id is then NULL, as_of is the dunning date at 00:00 UTC; resolved when a later run dunns it); NULL for billing failures';
 
 -- ---------------------------------------------------------------- schedule
 

@@ -11,8 +11,10 @@
 -- FOR UPDATE SKIP LOCKED on the invoice rows) and takes their steps.  A
 -- failure in the pass over the whole batch falls back to one invoice at a
 -- time, each in its own subtransaction; each failure is recorded in
--- billing_errors and that invoice is left alone until the next dunning
--- date.  more = a full batch was claimed and something was done.
+-- billing_errors (invoice_id set, subscription_id NULL: billing resolves
+-- the errors of the subscriptions it bills, dunning those of the invoices
+-- it dunns) and that invoice is left alone until the next dunning date.
+-- more = a full batch was claimed and something was done.
 CREATE FUNCTION subbilling.dunning_batch(batch_size integer, as_of date,
                                          OUT steps integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
@@ -26,6 +28,8 @@ DECLARE
     ids     bigint[];
     c_acc   bigint[] := '{}';
     c_inv   bigint[] := '{}';
+    ok_acc  bigint[] := '{}';
+    ok_inv  bigint[] := '{}';
     n       integer;
     k       integer;
     st      text;
@@ -82,21 +86,30 @@ BEGIN
         FOR k IN 1 .. n LOOP
             steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
         END LOOP;
+        ok_acc := c_acc;
+        ok_inv := c_inv;
     EXCEPTION WHEN OTHERS THEN
         steps := 0;
         FOR k IN 1 .. n LOOP
             BEGIN
                 steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+                ok_acc := ok_acc || c_acc[k];
+                ok_inv := ok_inv || c_inv[k];
             EXCEPTION WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-                INSERT INTO subbilling.billing_errors (account_id, subscription_id, invoice_id, run_id, as_of,
-                                                      sqlstate, message, detail)
-                SELECT c_acc[k], x.subscription_id, c_inv[k], current_run_id(), err_at, st, msg, nullif(det, '')
-                  FROM subbilling.invoices x WHERE x.account_id = c_acc[k] AND x.id = c_inv[k];
+                INSERT INTO subbilling.billing_errors (account_id, invoice_id, run_id, as_of, sqlstate, message, detail)
+                VALUES (c_acc[k], c_inv[k], current_run_id(), err_at, st, msg, nullif(det, ''));
                 errors := errors + 1;
             END;
         END LOOP;
     END;
+    -- open dunning errors of invoices dunned successfully now are resolved
+    -- (a cheap test first: there are rarely any open errors)
+    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+          FROM unnest(ok_acc, ok_inv) AS x(account_id, invoice_id)
+         WHERE e.account_id = x.account_id AND e.invoice_id = x.invoice_id AND e.resolved_at IS NULL;
+    END IF;
     -- a full batch of which nothing could be done (all claimed elsewhere) is not progress
     more := more AND steps + errors > 0;
 END

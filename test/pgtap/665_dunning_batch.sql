@@ -6,7 +6,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 660_fixture.psql
 
-SELECT plan(33);
+SELECT plan(34);
 
 -- ---------------------------------------------------------------- batches
 SELECT count(pg_temp.account('b' || g)) AS n FROM generate_series(1, 3) g \gset
@@ -35,9 +35,9 @@ SELECT results_eq($$ SELECT * FROM run_dunning_batch(10, '2024-02-20') $$, $$ VA
                   'the batch takes two second reminders and reports one error');
 SELECT results_eq($$ SELECT account_id, subscription_id, invoice_id, as_of, sqlstate, message, detail, resolved_at
                        FROM billing_errors $$,
-                  $$ SELECT pg_temp.acct('b2'), pg_temp.sub('b2'), inv, '2024-02-20 00:00+00'::timestamptz, 'SBT42',
+                  $$ SELECT pg_temp.acct('b2'), NULL::bigint, inv, '2024-02-20 00:00+00'::timestamptz, 'SBT42',
                             'refused for the test', 'A test trigger.', NULL::timestamptz FROM b WHERE g = 2 $$,
-                  'billing_errors: account, subscription, invoice, dunning date, SQLSTATE, message, detail');
+                  'billing_errors: account, invoice (no subscription: billing resolves those), dunning date, SQLSTATE, message, detail');
 SELECT is((SELECT count(*) FROM dunning_actions WHERE invoice_id = (SELECT inv FROM b WHERE g = 2)), 2::bigint,
           'the failed step left nothing behind');
 SELECT is((SELECT count(*) FROM invoices WHERE account_id = pg_temp.acct('b2')), 2::bigint,
@@ -49,6 +49,8 @@ SELECT is((SELECT count(*) FROM billing_errors), 1::bigint, 'so no second error'
 SELECT is((SELECT open_errors FROM worker_status), 1::bigint, 'worker_status counts it');
 DROP TRIGGER refuse ON dunning_actions;
 SELECT is(run_dunning('2024-02-21'), 1, 'the next day, once the cause is gone, the step is taken');
+SELECT ok((SELECT resolved_at IS NOT NULL FROM billing_errors WHERE invoice_id = (SELECT inv FROM b WHERE g = 2)),
+          'and its error is resolved');
 SELECT results_eq($$ SELECT executed_on, fee::text, interest::text FROM dunning_actions
                       WHERE invoice_id = (SELECT inv FROM b WHERE g = 2) AND step_no = 2 $$,
                   $$ VALUES ('2024-02-21'::date, '60.00 SEK', '2.59 SEK') $$,
