@@ -274,17 +274,6 @@ CREATE TRIGGER journal_lines_no_truncate
 
 -- ---------------------------------------------------------------- booking
 
--- The subledger of a line on account code in currency: receivables,
--- customer_credit or NULL (by the current mapping).
-CREATE FUNCTION subbilling.subledger_of(code text, currency text) RETURNS text
-    LANGUAGE sql STABLE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-    SELECT CASE code WHEN ledger_mapping('receivables', currency, NULL) THEN 'receivables'
-                     WHEN ledger_mapping('customer_credit', currency, NULL) THEN 'customer_credit' END
-$$;
-COMMENT ON FUNCTION subbilling.subledger_of(text, text) IS 'internal: receivables or customer_credit when code is that purpose''s account in the currency, else NULL';
-
 CREATE FUNCTION subbilling.book_entry(account_id bigint, kind text, booked_on date, codes text[],
                                       amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
                                       payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
@@ -299,6 +288,8 @@ DECLARE
     eid     bigint;
     bad     text;
     diff    subbilling.price;
+    rc      text;
+    cc      text;
 BEGIN
     IF account_id IS NULL OR kind IS NULL OR booked_on IS NULL THEN
         RAISE EXCEPTION 'book_entry needs an account, a kind and a booking date'
@@ -336,7 +327,9 @@ BEGIN
                   DETAIL = format('Its lines sum to %s, not zero.', diff),
                   HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(codes) c WHERE subledger_of(c, cur) = 'receivables') AND invoice_id IS NULL THEN
+    rc := ledger_mapping('receivables', cur, NULL);
+    cc := ledger_mapping('customer_credit', cur, NULL);
+    IF rc = ANY (codes) AND invoice_id IS NULL THEN
         RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Lines on the receivables account change an open item: pass invoice_id.';
@@ -357,10 +350,10 @@ BEGIN
                 book_entry.payment_id, book_entry.memo)
     )
     INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
-    SELECT book_entry.account_id, eid, x.code, x.amount, s.sl,
-           CASE WHEN s.sl = 'receivables' THEN book_entry.invoice_id END
+    SELECT book_entry.account_id, eid, x.code, x.amount,
+           CASE x.code WHEN rc THEN 'receivables' WHEN cc THEN 'customer_credit' END,
+           CASE WHEN x.code = rc THEN book_entry.invoice_id END
       FROM unnest(codes, amounts) WITH ORDINALITY AS x(code, amount, ord)
-      CROSS JOIN LATERAL (SELECT subledger_of(x.code, cur) AS sl) s
      WHERE minor_units(x.amount) <> 0
      ORDER BY x.ord;
     RETURN eid;

@@ -55,6 +55,8 @@ DECLARE
     p_acc   bigint[];
     p_inv   bigint[];
     bad     text;
+    has_void boolean;
+    has_cn  boolean;
 BEGIN
     IF coalesce(cardinality(account_ids), 0) <> coalesce(cardinality(invoice_ids), 0) THEN
         RAISE EXCEPTION 'book_invoices needs one account id per invoice id'
@@ -66,6 +68,10 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM outbox_reserve();
+    SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
+      INTO has_void, has_cn
+      FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
+      JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id;
 
     -- 1. issued documents not yet booked
     WITH d AS MATERIALIZED (
@@ -139,6 +145,7 @@ BEGIN
 
     -- 2. void invoices: reverse their booking once; what was paid on them
     --    becomes customer credit.  A booked credit note is final.
+    IF has_void THEN
     SELECT c.number INTO bad
       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
       JOIN subbilling.invoices c ON c.account_id = k.account_id AND c.id = k.invoice_id
@@ -198,8 +205,10 @@ BEGIN
         RETURNING r.id
     )
     SELECT booked + count(*) INTO booked FROM v;
+    END IF;
 
     -- 3. credit notes: onto the invoice they credit, the rest to customer credit
+    IF has_cn THEN
     PERFORM 1
        FROM subbilling.invoices o
       WHERE (o.account_id, o.id) IN (SELECT c.account_id, c.credits_invoice_id
@@ -261,6 +270,7 @@ BEGIN
       INTO t_acc, t_inv
       FROM c3
      WHERE (SELECT count(*) FROM ent) >= 0;
+    END IF;
 
     -- 4. customer credit onto open invoices, oldest due first; an account
     --    whose credit another transaction is using is left for next time
@@ -273,18 +283,41 @@ BEGIN
              ORDER BY l.account_id) q
      WHERE lock_account_credit(q.account_id, false);
     IF c_acc IS NOT NULL THEN
+        -- lock the open invoices that the credit reaches (oldest due first);
+        -- their open amounts are read again under the lock below
+        WITH o AS MATERIALIZED (
+            SELECT i.account_id, i.id, i.due_date, s.open_amount
+              FROM subbilling.invoices i
+              JOIN (SELECT l.account_id, l.invoice_id, sum(l.amount) AS open_amount
+                      FROM subbilling.journal_lines l
+                     WHERE l.account_id = ANY (c_acc) AND l.invoice_id IS NOT NULL
+                     GROUP BY l.account_id, l.invoice_id
+                    HAVING minor_units(sum(l.amount)) > 0) s ON s.account_id = i.account_id AND s.invoice_id = i.id
+             WHERE i.account_id = ANY (c_acc) AND i.kind = 'invoice' AND i.status IN ('open', 'uncollectible')
+        ),
+        cr AS MATERIALIZED (
+            SELECT x.account_id, customer_credit(x.account_id) AS credit FROM unnest(c_acc) AS x(account_id)
+        ),
+        w AS MATERIALIZED (
+            SELECT o.account_id, o.id, cr.credit,
+                   sum(o.open_amount) OVER (PARTITION BY o.account_id ORDER BY o.due_date, o.id) - o.open_amount AS before
+              FROM o JOIN cr ON cr.account_id = o.account_id
+        )
         SELECT array_agg(q.account_id), array_agg(q.id) INTO l_acc, l_inv
           FROM (SELECT i.account_id, i.id FROM subbilling.invoices i
-                 WHERE i.account_id = ANY (c_acc) AND i.kind = 'invoice' AND i.status IN ('open', 'uncollectible')
+                 WHERE (i.account_id, i.id) IN (SELECT w.account_id, w.id FROM w WHERE w.before < w.credit)
                  ORDER BY i.account_id, i.id
                    FOR UPDATE SKIP LOCKED) q;
     END IF;
     IF l_inv IS NOT NULL THEN
         WITH o AS MATERIALIZED (
-            SELECT i.account_id, i.id, i.number, i.subscription_id, i.currency, i.due_date,
-                   invoice_open_amount(i.account_id, i.id) AS open_amount
+            SELECT i.account_id, i.id, i.number, i.subscription_id, i.currency, i.due_date, s.open_amount
               FROM unnest(l_acc, l_inv) AS k(account_id, invoice_id)
               JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+              JOIN (SELECT l.account_id, l.invoice_id, sum(l.amount) AS open_amount
+                      FROM subbilling.journal_lines l
+                     WHERE l.account_id = ANY (c_acc) AND l.invoice_id = ANY (l_inv)
+                     GROUP BY l.account_id, l.invoice_id) s ON s.account_id = i.account_id AND s.invoice_id = i.id
         ),
         cr AS MATERIALIZED (
             SELECT x.account_id, customer_credit(x.account_id) AS credit,
@@ -344,13 +377,17 @@ BEGIN
 
     -- 5. invoices whose open amount reached zero are paid
     IF cardinality(t_inv) > 0 THEN
-        WITH p AS (
+        WITH k AS MATERIALIZED (
+            SELECT q.account_id, q.invoice_id
+              FROM (SELECT DISTINCT t.account_id, t.invoice_id FROM unnest(t_acc, t_inv) AS t(account_id, invoice_id)) q
+             WHERE minor_units(invoice_open_amount(q.account_id, q.invoice_id)) = 0
+        ),
+        p AS (
             UPDATE subbilling.invoices x
                SET status = 'paid', paid_at = now()
-              FROM (SELECT DISTINCT k.account_id, k.invoice_id FROM unnest(t_acc, t_inv) AS k(account_id, invoice_id)) k
+              FROM k
              WHERE x.account_id = k.account_id AND x.id = k.invoice_id
                AND x.kind = 'invoice' AND x.status IN ('open', 'uncollectible')
-               AND minor_units(invoice_open_amount(x.account_id, x.id)) = 0
             RETURNING x.*
         ),
         rq AS (
@@ -387,19 +424,24 @@ BEGIN
     END IF;
 
     -- 6. payment requests for new open invoices of accounts that pay automatically
-    WITH r AS (
+    WITH c AS MATERIALIZED (
+        SELECT i.account_id, i.id, pm.id AS pm_id, i.issue_date
+          FROM (SELECT DISTINCT k.account_id, k.invoice_id
+                  FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
+          JOIN subbilling.payment_methods pm ON pm.account_id = k.account_id AND pm.is_default
+                                            AND pm.active AND pm.automatic
+          JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+         WHERE i.kind = 'invoice' AND i.status = 'open'
+           AND NOT EXISTS (SELECT 1 FROM subbilling.payment_requests x
+                            WHERE x.account_id = i.account_id AND x.invoice_id = i.id)
+    ),
+    q AS MATERIALIZED (
+        SELECT c.*, invoice_open_amount(c.account_id, c.id) AS open_amount FROM c
+    ),
+    r AS (
         INSERT INTO subbilling.payment_requests AS r (account_id, invoice_id, payment_method_id, amount, requested_on)
         SELECT q.account_id, q.id, q.pm_id, q.open_amount, q.issue_date
-          FROM (SELECT i.account_id, i.id, pm.id AS pm_id, i.issue_date,
-                       invoice_open_amount(i.account_id, i.id) AS open_amount
-                  FROM (SELECT DISTINCT k.account_id, k.invoice_id
-                          FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
-                  JOIN subbilling.payment_methods pm ON pm.account_id = k.account_id AND pm.is_default
-                                                    AND pm.active AND pm.automatic
-                  JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
-                 WHERE i.kind = 'invoice' AND i.status = 'open'
-                   AND NOT EXISTS (SELECT 1 FROM subbilling.payment_requests x
-                                    WHERE x.account_id = i.account_id AND x.invoice_id = i.id)) q
+          FROM q
          WHERE minor_units(q.open_amount) > 0
          ORDER BY q.account_id, q.id
         RETURNING r.*

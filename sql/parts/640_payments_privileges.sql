@@ -57,7 +57,6 @@ REVOKE ALL ON FUNCTION
     subbilling.journal_lines_balanced(),
     subbilling.journal_entries_have_lines(),
     subbilling.journal_immutable(),
-    subbilling.subledger_of(text, text),
     subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text),
     subbilling.invoices_reopen_guard(),
     subbilling.after_invoice_paid(bigint, bigint),
