@@ -325,6 +325,23 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
 
+-- The pg_notify text of an event row, in emit_event's format (payload
+-- dropped above 7000 bytes), for events written in bulk.
+CREATE FUNCTION subbilling.ledger_event_notification(ev subbilling.events) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN octet_length(n::text) > 7000 THEN (n - 'payload' || jsonb_build_object('truncated', true))::text
+                ELSE n::text END
+      FROM (SELECT jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id)
+                   || CASE WHEN ev.subscription_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('subscription_id', ev.subscription_id) END
+                   || CASE WHEN ev.invoice_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('invoice_id', ev.invoice_id) END
+                   || jsonb_build_object('created_at', ev.created_at, 'payload', ev.payload) AS n) q
+$$;
+COMMENT ON FUNCTION subbilling.ledger_event_notification(subbilling.events) IS 'internal: the pg_notify payload of an event row written in bulk by book_invoices (the format of emit_event)';
+
 -- NOTIFY for events that have no account (the unmatched queue): the same
 -- channel and shape as emit_event, without an event id.
 CREATE FUNCTION subbilling.notify_unaccounted(type text, payload jsonb) RETURNS void

@@ -366,7 +366,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(pg_notify('subbilling', event_notification(ev))) AS n FROM ev WHERE notify
+            SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) AS n FROM ev WHERE notify
         )
         SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO a_acc, a_inv
           FROM al
@@ -410,7 +410,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(pg_notify('subbilling', event_notification(ev))) AS n FROM ev WHERE notify
+            SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) AS n FROM ev WHERE notify
         )
         SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
           INTO p_acc, p_inv
@@ -460,7 +460,7 @@ BEGIN
          ORDER BY r.account_id, r.id
         RETURNING e.*
     )
-    SELECT count(pg_notify('subbilling', event_notification(ev))) INTO n FROM ev WHERE notify;
+    SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) INTO n FROM ev WHERE notify;
 
     RETURN booked;
 END

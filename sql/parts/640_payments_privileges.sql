@@ -65,6 +65,7 @@ REVOKE ALL ON FUNCTION
     subbilling.invoice_paid(subbilling.invoices, text, bigint),
     subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text),
     subbilling.notify_unaccounted(text, jsonb),
+    subbilling.ledger_event_notification(subbilling.events),
     subbilling.payment_request_payload(subbilling.payment_requests),
     subbilling.revenue_code(text, text, numeric, boolean),
     subbilling.book_invoices(bigint[], bigint[])
