@@ -223,28 +223,6 @@ CREATE CONSTRAINT TRIGGER journal_lines_balanced
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION subbilling.journal_lines_balanced();
 
--- Deferred: an entry has at least two lines.
-CREATE FUNCTION subbilling.journal_entries_have_lines() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF (SELECT count(*) FROM subbilling.journal_lines l
-         WHERE l.account_id = NEW.account_id AND l.entry_id = NEW.id) < 2 THEN
-        RAISE EXCEPTION 'journal entry % has fewer than two lines', NEW.id
-            USING ERRCODE = 'check_violation',
-                  DETAIL = format('Entry %s (%s) of account %s.', NEW.id, NEW.kind, NEW.account_id);
-    END IF;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION subbilling.journal_entries_have_lines() IS 'constraint trigger (deferred): a journal entry has at least two lines';
-
-CREATE CONSTRAINT TRIGGER journal_entries_have_lines
-    AFTER INSERT ON subbilling.journal_entries
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_entries_have_lines();
-
 -- Booked is booked: no UPDATE, DELETE or TRUNCATE; a correction is a new entry.
 CREATE FUNCTION subbilling.journal_immutable() RETURNS trigger
     LANGUAGE plpgsql
@@ -341,8 +319,8 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
 
-    -- one statement, so that the entry and its lines are checked together
-    -- even under SET CONSTRAINTS ALL IMMEDIATE
+    -- one statement: the entry and its lines are checked together even
+    -- under SET CONSTRAINTS ALL IMMEDIATE
     eid := nextval('subbilling.journal_entries_id_seq'::regclass);
     WITH e AS (
         INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)

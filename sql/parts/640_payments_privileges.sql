@@ -55,7 +55,6 @@ REVOKE ALL ON FUNCTION
     subbilling.rate_detail(numeric),
     subbilling.ledger_mapping(text, text, text, boolean),
     subbilling.journal_lines_balanced(),
-    subbilling.journal_entries_have_lines(),
     subbilling.journal_immutable(),
     subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text),
     subbilling.invoices_reopen_guard(),
