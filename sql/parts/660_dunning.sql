@@ -148,8 +148,8 @@ COMMENT ON FUNCTION subbilling.dunning_due(date) IS 'the open invoices on which 
 -- Issues the fee invoice of a dunning step: a fee line and/or an interest
 -- line, VAT 0 (reminder fees and interest are compensation, outside VAT),
 -- dated the dunning date and due fee_terms_days later, finalised through
--- finalize_invoice (numbered, referenced, announced) and booked through
--- book_invoices (receivables against the fees account; the interest is
+-- finalize_invoice (numbered, referenced, announced, and booked by
+-- book_invoices: receivables against the fees account; the interest is
 -- then moved to the interest account).  Returns its id.
 CREATE FUNCTION subbilling.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
                                                as_of date, terms integer,
@@ -176,10 +176,7 @@ BEGIN
                    (2, interest_text, interest_period, interest)) AS v(ord, description, period, amount)
      WHERE v.amount IS NOT NULL AND v.amount > zero
      ORDER BY v.ord;
-    PERFORM finalize_invoice(fid);
-    -- booked (book_invoices books each document once, so this is a no-op
-    -- when the finalize path booked it already)
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[fid]);
+    PERFORM finalize_invoice(fid);      -- numbers, announces and books it (book_invoices)
     -- book_invoices credits every fee line to the fees account; interest
     -- is income of its own: move it there unless the booking already did
     IF interest IS NOT NULL AND interest > zero THEN
@@ -493,11 +490,11 @@ BEGIN
                    FOR UPDATE OF x SKIP LOCKED
             LOOP
                 CONTINUE WHEN invoice_open_amount(after_invoice_paid.account_id, f.id) IS DISTINCT FROM f.total;
+                -- void_invoice also reverses its booking (book_invoices)
                 PERFORM void_invoice(f.id, format('dunning fee voided: invoice %s was paid on %s, before the step',
                                                   (SELECT x.number FROM subbilling.invoices x
                                                     WHERE x.account_id = after_invoice_paid.account_id AND x.id = d),
                                                   paid_on));
-                PERFORM book_invoices(ARRAY[after_invoice_paid.account_id], ARRAY[f.id]);
             END LOOP;
         END IF;
     END IF;
