@@ -245,6 +245,7 @@ numeric_field(const char *line, int from, int n, const char *what, int lineno,
 {
 	const char *p = FIELD(line, from);
 
+	*value = 0;
 	if (!all_digits(p, n))
 		return report(err, lineno, "%s (positions %d-%d) is not numeric: \"%.*s\".",
 					  what, from, from + n - 1, n, p);
@@ -300,6 +301,7 @@ date_yyyymmdd(const char *line, int from, const char *what, int lineno, BankFile
 {
 	int64_t		v;
 
+	*date = 0;
 	if (!numeric_field(line, from, 8, what, lineno, err, &v))
 		return false;
 	if (!valid_date(v / 10000, v / 100 % 100, v % 100))
@@ -322,6 +324,7 @@ date_ddmmyy(const char *line, int from, const char *what, bool allow_zero, int l
 				m,
 				y;
 
+	*date = 0;
 	if (!numeric_field(line, from, 6, what, lineno, err, &v))
 		return false;
 	if (v == 0 && allow_zero)
