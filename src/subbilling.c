@@ -37,6 +37,8 @@ _PG_init(void)
 	 * Settings are defined in every process that loads the library, whether
 	 * or not it was preloaded.  Every subbilling.* setting must be defined
 	 * above this line: after it, unknown names under the prefix are errors.
+	 * (The worker's settings include subbilling.notify, which
+	 * lifecycle_define_gucs() also defines: only one of them may run.)
 	 */
 	subbilling_worker_define_gucs();
 	MarkGUCPrefixReserved("subbilling");

@@ -10,4 +10,7 @@
 
 #include "miscadmin.h"
 
+/* lifecycle.c */
+extern void lifecycle_define_gucs(void);
+
 #endif							/* SUBBILLING_H */

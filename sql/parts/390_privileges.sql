@@ -1,0 +1,109 @@
+
+-- ============================================================================
+-- Privileges (SPEC section 6): roles subbilling_operator and subbilling_reader.
+--
+-- Roles are cluster-wide: they are created here if missing and outlive
+-- DROP EXTENSION (and serve every database of the cluster that installs
+-- subbilling).  Functions that change data are SECURITY DEFINER with a pinned
+-- search_path; none of them is executable by PUBLIC.  See docs/privileges.md.
+-- Later parts grant their own objects the same way.
+-- ============================================================================
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_operator') THEN
+        CREATE ROLE subbilling_operator NOLOGIN;
+        COMMENT ON ROLE subbilling_operator IS 'subbilling: runs the lifecycle functions and maintains catalog and accounts';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_reader') THEN
+        CREATE ROLE subbilling_reader NOLOGIN;
+        COMMENT ON ROLE subbilling_reader IS 'subbilling: reads the reporting views and nothing else';
+    END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA subbilling TO subbilling_operator, subbilling_reader;
+
+-- ---------------------------------------------------------------- tables
+
+GRANT SELECT ON subbilling.dunning_policies, subbilling.products, subbilling.plans, subbilling.campaigns,
+                subbilling.accounts, subbilling.payment_methods, subbilling.events,
+                subbilling.subscription_transitions, subbilling.subscriptions, subbilling.subscription_items,
+                subbilling.subscription_pauses, subbilling.subscription_discounts, subbilling.usage,
+                subbilling.subscription_item_history
+    TO subbilling_operator;
+-- catalog and customer master data are maintained with plain SQL
+GRANT INSERT, UPDATE ON subbilling.dunning_policies, subbilling.products, subbilling.plans,
+                        subbilling.campaigns, subbilling.accounts, subbilling.payment_methods
+    TO subbilling_operator;
+-- subscriptions, items, pauses, discounts, usage and events change only through functions
+
+GRANT SELECT ON subbilling.subscription_item_history TO subbilling_reader;
+
+-- ---------------------------------------------------------------- functions
+
+-- the lifecycle: operator only
+REVOKE ALL ON FUNCTION
+    subbilling.subscribe(bigint, text, integer, date, text, integer),
+    subbilling.add_addon(bigint, text, integer, date),
+    subbilling.remove_addon(bigint, text, date),
+    subbilling.change_plan(bigint, text, date, text),
+    subbilling.change_quantity(bigint, integer, date),
+    subbilling.pause(bigint, date, date),
+    subbilling.resume(bigint, date),
+    subbilling.cancel(bigint, date, boolean),
+    subbilling.record_usage(bigint, text, numeric, timestamptz, text),
+    subbilling.migrate_subscriptions(text, text, date),
+    subbilling.set_subscription_status(bigint, text, text),
+    subbilling.advance_subscriptions(date),
+    subbilling.events_after(bigint, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    subbilling.subscribe(bigint, text, integer, date, text, integer),
+    subbilling.add_addon(bigint, text, integer, date),
+    subbilling.remove_addon(bigint, text, date),
+    subbilling.change_plan(bigint, text, date, text),
+    subbilling.change_quantity(bigint, integer, date),
+    subbilling.pause(bigint, date, date),
+    subbilling.resume(bigint, date),
+    subbilling.cancel(bigint, date, boolean),
+    subbilling.record_usage(bigint, text, numeric, timestamptz, text),
+    subbilling.migrate_subscriptions(text, text, date),
+    subbilling.set_subscription_status(bigint, text, text),
+    subbilling.advance_subscriptions(date),
+    subbilling.events_after(bigint, integer)
+    TO subbilling_operator;
+
+-- read-only questions about one subscription: operator and reader
+REVOKE ALL ON FUNCTION
+    subbilling.subscription_status(bigint, date),
+    subbilling.subscription_history(bigint),
+    subbilling.subscription_items_on(bigint, date)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    subbilling.subscription_status(bigint, date),
+    subbilling.subscription_history(bigint),
+    subbilling.subscription_items_on(bigint, date)
+    TO subbilling_operator, subbilling_reader;
+
+-- internal: called by the functions above (as their owner), by nobody else
+REVOKE ALL ON FUNCTION
+    subbilling.emit_event(bigint, text, bigint, jsonb, bigint),
+    subbilling.subscription_for_update(bigint),
+    subbilling.plan_by_code(text),
+    subbilling.check_plan_fits(subbilling.subscriptions, subbilling.plans, text),
+    subbilling.status_on(subbilling.subscriptions, date),
+    subbilling.transition(subbilling.subscriptions, text),
+    subbilling.check_not_ended(subbilling.subscriptions, date),
+    subbilling.base_item_on(subbilling.subscriptions, date),
+    subbilling.subscription_period_end(subbilling.subscriptions, date),
+    subbilling.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text),
+    subbilling.item_json(subbilling.subscription_items),
+    subbilling.refresh_status(bigint, bigint),
+    subbilling.plans_validate(),
+    subbilling.plans_guard_in_use(),
+    subbilling.campaigns_validate(),
+    subbilling.accounts_validate(),
+    subbilling.subscription_items_guard(),
+    subbilling.subscription_pauses_guard()
+    FROM PUBLIC;

@@ -1,0 +1,391 @@
+
+-- ============================================================================
+-- Invoices (SPEC section 4): settings (number series, country settings,
+-- payment references), invoices and their lines, the billing bookkeeping of
+-- subscriptions, and the guards that keep issued invoices unchanged.
+--
+-- invoices and invoice_lines are customer-owned (SPEC 7): account_id leads
+-- every key, foreign keys are composite.  invoice_series and
+-- country_settings are small global settings tables.  docs/invoicing.md
+-- describes every column and rule.
+-- ============================================================================
+
+-- ---------------------------------------------------------------- payment references
+
+-- A Luhn (mod 10) reference: the digits of base and a check digit.
+CREATE FUNCTION subbilling.luhn_reference(base text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN subbilling.ocr_reference(base, false);
+COMMENT ON FUNCTION subbilling.luhn_reference(text) IS 'a payment reference: the digits of base (1 to 24) and a Luhn (mod 10) check digit';
+
+-- Danish FI-kort (+71) payment id: 14 digits (base, zero-padded on the
+-- left) and a mod 10 check digit with weights 2, 1, 2, ... from the right,
+-- which is the Luhn digit.
+CREATE FUNCTION subbilling.fik_reference(base text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF base !~ '^[0-9]{1,14}$' THEN
+        RAISE EXCEPTION 'invalid FIK payment id base "%"', base
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A FI-kort (+71) payment id has 14 digits before its check digit.';
+    END IF;
+    RETURN ocr_reference(lpad(base, 14, '0'), false);
+END
+$$;
+COMMENT ON FUNCTION subbilling.fik_reference(text) IS 'Danish FI-kort type 71 payment id: base zero-padded to 14 digits and a mod 10 (Luhn) check digit, 15 digits';
+
+-- Finnish reference number (viitenumero): 3 to 19 digits of base, then a
+-- check digit from weights 7, 3, 1 repeated from the right.
+CREATE FUNCTION subbilling.fi_reference(base text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    b   text := base;
+    s   integer := 0;
+    n   integer;
+BEGIN
+    IF b !~ '^[0-9]{1,19}$' THEN
+        RAISE EXCEPTION 'invalid Finnish reference base "%"', base
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A Finnish reference has 3 to 19 digits before its check digit.';
+    END IF;
+    IF length(b) < 3 THEN
+        b := lpad(b, 3, '0');
+    END IF;
+    n := length(b);
+    FOR i IN 0 .. n - 1 LOOP
+        s := s + substr(b, n - i, 1)::integer * (ARRAY[7, 3, 1])[i % 3 + 1];
+    END LOOP;
+    RETURN b || ((10 - s % 10) % 10)::text;
+END
+$$;
+COMMENT ON FUNCTION subbilling.fi_reference(text) IS 'Finnish reference number (viitenumero): base (zero-padded to at least 3 digits) and a 7-3-1 check digit';
+
+-- ---------------------------------------------------------------- settings
+
+CREATE TABLE subbilling.country_settings (
+    country         text PRIMARY KEY
+                    CONSTRAINT country_settings_country_iso3166 CHECK (subbilling.is_country_code(country)),
+    reference_kind  text NOT NULL
+                    CONSTRAINT country_settings_reference_kind_check
+                    CHECK (reference_kind IN ('ocr', 'kid', 'fik', 'fi', 'luhn')),
+    description     text,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE subbilling.country_settings IS 'per-country invoicing settings: the kind of payment reference (ocr SE, kid NO, fik DK, fi FI, luhn elsewhere); countries without a row get luhn';
+
+INSERT INTO subbilling.country_settings (country, reference_kind, description) VALUES
+    ('SE', 'ocr',  'Bankgirot OCR: Luhn check digit and length digit'),
+    ('NO', 'kid',  'KID, mod 10'),
+    ('DK', 'fik',  'FI-kort +71 payment id, 15 digits'),
+    ('FI', 'fi',   'Finnish reference number (viitenumero), 7-3-1'),
+    ('IS', 'luhn', 'Luhn reference');
+
+-- The payment reference of an invoice: built from its id (unique, so the
+-- reference is too) by the kind that the country's settings name.
+CREATE FUNCTION subbilling.payment_reference(country text, invoice_id bigint) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE coalesce((SELECT c.reference_kind FROM subbilling.country_settings c
+                           WHERE c.country = payment_reference.country), 'luhn')
+           WHEN 'ocr' THEN ocr_reference(invoice_id::text, true)
+           WHEN 'kid' THEN kid_reference(invoice_id::text, 'mod10')
+           WHEN 'fik' THEN fik_reference(invoice_id::text)
+           WHEN 'fi'  THEN fi_reference(invoice_id::text)
+           ELSE luhn_reference(invoice_id::text)
+           END
+$$;
+COMMENT ON FUNCTION subbilling.payment_reference(text, bigint) IS 'the payment reference for an invoice id in a country: OCR (SE), KID (NO), FIK (DK), Finnish (FI), else Luhn; see country_settings';
+
+-- Gapless numbering: one counter row per series, locked (UPDATE) when a
+-- batch of invoices is numbered, held until commit.  No sequences: a
+-- rolled-back batch returns its numbers.
+CREATE TABLE subbilling.invoice_series (
+    id          bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    code        text NOT NULL UNIQUE CHECK (code ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'),
+    prefix      text NOT NULL DEFAULT '',
+    digits      integer NOT NULL DEFAULT 6
+                CONSTRAINT invoice_series_digits_range CHECK (digits BETWEEN 1 AND 18),
+    next_number bigint NOT NULL DEFAULT 1
+                CONSTRAINT invoice_series_next_number_positive CHECK (next_number > 0),
+    description text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE subbilling.invoice_series IS 'invoice number series: invoices and credit notes issued in a calendar year are numbered in series code YYYY (created on first use: prefix ''YYYY-'', 6 digits); next_number is the gapless counter';
+
+-- The series of an issue date's year, created on first use.
+CREATE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c   text := to_char(issue_date, 'FMYYYY');
+    sid bigint;
+BEGIN
+    SELECT s.id INTO sid FROM subbilling.invoice_series s WHERE s.code = c;
+    IF NOT FOUND THEN
+        INSERT INTO subbilling.invoice_series AS s (code, prefix, description)
+        VALUES (c, c || '-', format('invoices and credit notes issued in %s', c))
+        ON CONFLICT (code) DO NOTHING;
+        SELECT s.id INTO sid FROM subbilling.invoice_series s WHERE s.code = c;
+    END IF;
+    RETURN sid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created if missing';
+
+-- The text form of number n in a series.
+CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN prefix || lpad(n::text, greatest(digits, length(n::text)), '0');
+COMMENT ON FUNCTION subbilling.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
+
+-- ---------------------------------------------------------------- invoices
+
+CREATE TABLE subbilling.invoices (
+    account_id          bigint NOT NULL REFERENCES subbilling.accounts (id),
+    id                  bigint GENERATED BY DEFAULT AS IDENTITY,
+    subscription_id     bigint,
+    kind                text NOT NULL DEFAULT 'invoice'
+                        CONSTRAINT invoices_kind_check CHECK (kind IN ('invoice', 'credit_note')),
+    status              text NOT NULL DEFAULT 'draft'
+                        CONSTRAINT invoices_status_check
+                        CHECK (status IN ('draft', 'open', 'paid', 'void', 'uncollectible')),
+    series_id           bigint REFERENCES subbilling.invoice_series (id),
+    number_seq          bigint,
+    number              text,
+    currency            text NOT NULL,
+    net                 subbilling.price NOT NULL,
+    tax                 subbilling.price NOT NULL,
+    total               subbilling.price NOT NULL,
+    issue_date          date,
+    due_date            date,
+    reference           text,
+    credits_invoice_id  bigint,
+    reason              text,
+    as_of               timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    finalized_at        timestamptz,
+    paid_at             timestamptz,
+    voided_at           timestamptz,
+    PRIMARY KEY (account_id, id),
+    FOREIGN KEY (account_id, subscription_id) REFERENCES subbilling.subscriptions (account_id, id),
+    FOREIGN KEY (account_id, credits_invoice_id) REFERENCES subbilling.invoices (account_id, id),
+    CONSTRAINT invoices_number_unique UNIQUE (account_id, series_id, number),
+    CONSTRAINT invoices_total_is_net_plus_tax CHECK (total = net + tax),
+    CONSTRAINT invoices_currency_matches CHECK (subbilling.currency(total) = currency AND subbilling.currency(net) = currency),
+    CONSTRAINT invoices_issued_numbered
+        CHECK (status = 'draft' OR (series_id IS NOT NULL AND number_seq IS NOT NULL AND number IS NOT NULL
+                                    AND issue_date IS NOT NULL AND due_date IS NOT NULL
+                                    AND reference IS NOT NULL AND finalized_at IS NOT NULL)),
+    CONSTRAINT invoices_draft_unnumbered CHECK (status <> 'draft' OR (number IS NULL AND number_seq IS NULL)),
+    CONSTRAINT invoices_credit_note_reference CHECK (credits_invoice_id IS NULL OR kind = 'credit_note'),
+    CONSTRAINT invoices_paid_at CHECK ((status = 'paid') = (paid_at IS NOT NULL)),
+    CONSTRAINT invoices_voided_at CHECK ((status = 'void') = (voided_at IS NOT NULL))
+);
+CREATE INDEX invoices_id_idx ON subbilling.invoices (id);
+CREATE INDEX invoices_subscription_idx ON subbilling.invoices (account_id, subscription_id);
+CREATE INDEX invoices_reference_idx ON subbilling.invoices (reference);
+CREATE INDEX invoices_credits_idx ON subbilling.invoices (account_id, credits_invoice_id) WHERE credits_invoice_id IS NOT NULL;
+CREATE INDEX invoices_open_due_idx ON subbilling.invoices (due_date) WHERE status = 'open';
+COMMENT ON TABLE subbilling.invoices IS 'invoices and credit notes: draft -> open (numbered, gapless per series) -> paid | void | uncollectible; an issued invoice is never deleted or altered';
+
+CREATE TABLE subbilling.invoice_lines (
+    account_id      bigint NOT NULL,
+    id              bigint GENERATED BY DEFAULT AS IDENTITY,
+    invoice_id      bigint NOT NULL,
+    subscription_id bigint,
+    plan_id         bigint REFERENCES subbilling.plans (id),
+    kind            text NOT NULL
+                    CONSTRAINT invoice_lines_kind_check
+                    CHECK (kind IN ('recurring', 'proration', 'usage', 'addon', 'discount', 'setup', 'fee', 'credit')),
+    charge_type     text
+                    CONSTRAINT invoice_lines_charge_type_check
+                    CHECK (charge_type IN ('recurring', 'usage', 'setup', 'discount')),
+    key_start       date,
+    description     text NOT NULL,
+    period          daterange,
+    quantity        numeric,
+    unit_price      subbilling.price,
+    net             subbilling.price NOT NULL,
+    tax_rate        numeric NOT NULL
+                    CONSTRAINT invoice_lines_tax_rate_range CHECK (tax_rate >= 0 AND tax_rate < 100),
+    tax             subbilling.price NOT NULL,
+    PRIMARY KEY (account_id, id),
+    FOREIGN KEY (account_id, invoice_id) REFERENCES subbilling.invoices (account_id, id),
+    CONSTRAINT invoice_lines_charge_key
+        CHECK ((charge_type IS NULL) = (key_start IS NULL)
+               AND (charge_type IS NULL OR (subscription_id IS NOT NULL AND plan_id IS NOT NULL))),
+    CONSTRAINT invoice_lines_currency_matches CHECK (subbilling.currency(tax) = subbilling.currency(net))
+);
+CREATE INDEX invoice_lines_invoice_idx ON subbilling.invoice_lines (account_id, invoice_id);
+CREATE INDEX invoice_lines_charge_key_idx ON subbilling.invoice_lines (account_id, subscription_id, key_start)
+    WHERE charge_type IS NOT NULL;
+COMMENT ON TABLE subbilling.invoice_lines IS 'invoice lines: kind, period, quantity, unit price, net, VAT rate and VAT; engine lines carry the charge key (subscription, plan, charge_type, key_start) they settle';
+
+-- ---------------------------------------------------------------- billing bookkeeping
+
+ALTER TABLE subbilling.subscriptions
+    ADD COLUMN next_bill_on date DEFAULT '-infinity',
+    ADD COLUMN bill_from date,
+    ADD COLUMN billed_as_of date,
+    ADD COLUMN billed_at timestamptz;
+CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on)
+    WHERE next_bill_on IS NOT NULL;
+COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
+COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';
+COMMENT ON COLUMN subbilling.subscriptions.billed_as_of IS 'billing: the latest (account-local) date the subscription was billed as of';
+COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subscription was last billed';
+
+-- A change to a subscription makes it due at once and recomputed from its
+-- whole history.  Every lifecycle function updates the subscription row
+-- (updated_at, status, dates) and none touches the billing columns, while
+-- the billing engine always changes them (billed_at to the statement's
+-- clock, or next_bill_on): an update that leaves all three alone is a
+-- change.  (Within one transaction updated_at does not move, so it cannot
+-- tell by itself.)
+CREATE FUNCTION subbilling.subscriptions_billing_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.next_bill_on := '-infinity';
+    NEW.bill_from := NULL;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
+
+CREATE TRIGGER subscriptions_billing_changed
+    BEFORE UPDATE ON subbilling.subscriptions
+    FOR EACH ROW
+    WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
+          AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
+          AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
+    EXECUTE FUNCTION subbilling.subscriptions_billing_changed();
+
+-- ---------------------------------------------------------------- guards
+
+-- Issued invoices are never deleted, and only their status (open -> paid |
+-- void | uncollectible, uncollectible -> paid) and its timestamps change;
+-- columns added by later issues (payment bookkeeping) stay writable.
+CREATE FUNCTION subbilling.invoices_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.status <> 'draft' THEN
+            RAISE EXCEPTION 'invoice % is issued and cannot be deleted', coalesce(OLD.number, OLD.id::text)
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Invoice %s has status %s.', OLD.id, OLD.status),
+                      HINT = 'Issue a credit note with credit_invoice(), or void_invoice() an open invoice.';
+        END IF;
+        RETURN OLD;
+    END IF;
+    IF OLD.status = 'draft' THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.account_id <> OLD.account_id OR NEW.id <> OLD.id
+       OR NEW.subscription_id IS DISTINCT FROM OLD.subscription_id OR NEW.kind <> OLD.kind
+       OR NEW.series_id IS DISTINCT FROM OLD.series_id OR NEW.number_seq IS DISTINCT FROM OLD.number_seq
+       OR NEW.number IS DISTINCT FROM OLD.number OR NEW.currency <> OLD.currency
+       OR NEW.net <> OLD.net OR NEW.tax <> OLD.tax OR NEW.total <> OLD.total
+       OR NEW.issue_date IS DISTINCT FROM OLD.issue_date OR NEW.due_date IS DISTINCT FROM OLD.due_date
+       OR NEW.reference IS DISTINCT FROM OLD.reference
+       OR NEW.credits_invoice_id IS DISTINCT FROM OLD.credits_invoice_id
+       OR NEW.reason IS DISTINCT FROM OLD.reason OR NEW.as_of IS DISTINCT FROM OLD.as_of
+       OR NEW.created_at <> OLD.created_at OR NEW.finalized_at IS DISTINCT FROM OLD.finalized_at THEN
+        RAISE EXCEPTION 'invoice % is issued and cannot be altered', OLD.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An issued invoice keeps its number, dates, amounts and reference for ever.',
+                  HINT = 'Issue a credit note with credit_invoice().';
+    END IF;
+    IF NEW.status <> OLD.status
+       AND NOT (OLD.status = 'open' AND NEW.status IN ('paid', 'void', 'uncollectible'))
+       AND NOT (OLD.status = 'uncollectible' AND NEW.status = 'paid') THEN
+        RAISE EXCEPTION 'invoice % cannot go from % to %', OLD.number, OLD.status, NEW.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Issued invoices go open -> paid, void or uncollectible, and uncollectible -> paid.';
+    END IF;
+    IF (OLD.paid_at IS NOT NULL AND NEW.paid_at IS DISTINCT FROM OLD.paid_at)
+       OR (OLD.voided_at IS NOT NULL AND NEW.voided_at IS DISTINCT FROM OLD.voided_at) THEN
+        RAISE EXCEPTION 'invoice % keeps its paid_at and voided_at once set', OLD.number
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
+
+CREATE TRIGGER invoices_guard
+    BEFORE UPDATE OR DELETE ON subbilling.invoices
+    FOR EACH ROW EXECUTE FUNCTION subbilling.invoices_guard();
+
+-- Lines of an issued invoice are never changed or deleted.
+CREATE FUNCTION subbilling.invoice_lines_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    st  text;
+    num text;
+BEGIN
+    SELECT i.status, i.number INTO st, num FROM subbilling.invoices i
+     WHERE i.account_id = OLD.account_id AND i.id = OLD.invoice_id;
+    IF st IS DISTINCT FROM 'draft' THEN
+        RAISE EXCEPTION 'the lines of invoice % are issued and cannot be %', num,
+                        CASE TG_OP WHEN 'DELETE' THEN 'deleted' ELSE 'altered' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Line %s of invoice %s (status %s).', OLD.id, OLD.invoice_id, st),
+                  HINT = 'Issue a credit note with credit_invoice().';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling.invoice_lines_guard() IS 'trigger: the lines of an issued invoice are never altered or deleted';
+
+CREATE TRIGGER invoice_lines_guard
+    BEFORE UPDATE OR DELETE ON subbilling.invoice_lines
+    FOR EACH ROW EXECUTE FUNCTION subbilling.invoice_lines_guard();
+
+-- Totals equal the sum of the lines, checked once per statement for every
+-- issued invoice that the statement gave lines (set-based: one query per
+-- batch, not one per line).
+CREATE FUNCTION subbilling.invoice_lines_check_totals() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
+      FROM (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n) k
+      JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+      CROSS JOIN LATERAL (SELECT sum(l.net) AS net, sum(l.tax) AS tax
+                            FROM subbilling.invoice_lines l
+                           WHERE l.account_id = i.account_id AND l.invoice_id = i.id) t
+     WHERE i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the totals of invoice % are not the sum of its lines', coalesce(bad.number, bad.id::text)
+            USING ERRCODE = 'integrity_constraint_violation',
+                  DETAIL = format('Invoice net %s, VAT %s; lines net %s, VAT %s.', bad.net, bad.tax, bad.lines_net, bad.lines_tax),
+                  HINT = 'Issued invoices get no new lines; a credit note corrects them.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION subbilling.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
+
+CREATE TRIGGER invoice_lines_check_totals
+    AFTER INSERT ON subbilling.invoice_lines
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.invoice_lines_check_totals();

@@ -1,0 +1,289 @@
+
+-- ============================================================================
+-- The billing engine (SPEC section 4): expected minus invoiced.
+--
+-- billing_charges() derives, for a set of subscriptions, every charge key
+-- (subscription, plan, charge_type, key_start) that they should have had up
+-- to a horizon, from the item history, trial, pauses, cancellation,
+-- discounts and usage; subtracts what engine lines of non-void invoices
+-- already invoiced per key; and says which differences are due.  It is one
+-- set-based query: the billing batch, preview_invoice and the tests all use
+-- it.  docs/invoicing.md explains every rule with worked examples.
+--
+-- Amounts: the expected amount of a key is computed once and rounded once:
+--     recurring: sum_i(full_price(quantity_i) * days_i) / days_of_period
+-- where full_price is the plan's price for a whole period (price * quantity,
+-- the flat price, tiered_price or package_price), days_i are the charged
+-- days of segment i (item validity inside the period, from the billing
+-- anchor, minus paused days); price * integer is exact, and the one division
+-- rounds half away from zero.
+-- ============================================================================
+
+CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
+    RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
+                   period daterange, due_date date, pending boolean, emit boolean,
+                   expected subbilling.price, invoiced subbilling.price,
+                   kind text, description text, quantity numeric, unit_price subbilling.price,
+                   net subbilling.price, tax_rate numeric, tax subbilling.price, currency text)
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+WITH b AS (
+    SELECT x.account_id, x.subscription_id, x.as_of
+      FROM unnest(account_ids, subscription_ids, as_of_dates) AS x(account_id, subscription_id, as_of)
+),
+s AS MATERIALIZED (
+    SELECT s.account_id, s.id AS subscription_id, s.currency, s.billing_anchor AS anchor,
+           s.cancel_at, s.credit_unused, b.as_of, s.bill_from AS from_d,
+           greatest(b.as_of, s.billed_as_of) AS horizon, a.tax_exempt,
+           price_minor(0, s.currency) AS zero
+      FROM b
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id
+      JOIN subbilling.accounts a ON a.id = s.account_id
+),
+-- items with their plan; v_hi is where charging ends: a cancellation
+-- without credit_unused keeps the period holding it charged in full
+it AS MATERIALIZED (
+    SELECT s.account_id, s.subscription_id, s.anchor, s.as_of, s.from_d, s.horizon, s.cancel_at, s.zero,
+           i.id AS item_id, i.kind AS item_kind, i.quantity AS qty,
+           greatest(lower(i.validity), s.anchor) AS lo,
+           CASE WHEN NOT s.credit_unused AND p.billing_timing = 'in_advance' AND p.pricing_model <> 'usage'
+                     AND upper(i.validity) = s.cancel_at
+                THEN greatest(upper(period_of(s.anchor, p.billing_period, s.cancel_at - 1)), s.cancel_at)
+                ELSE upper(i.validity) END AS v_hi,
+           p.id AS plan_id, p.code AS plan_code, p.name AS plan_name, p.billing_period AS bp,
+           p.pricing_model AS model, p.price, p.tiers, p.package_size, p.billing_timing AS timing,
+           p.setup_fee, p.included_units,
+           CASE WHEN s.from_d IS NULL THEN NULL
+                WHEN p.pricing_model = 'usage'
+                THEN period_start(s.anchor, p.billing_period, period_index(s.anchor, p.billing_period, s.from_d) - 1)
+                ELSE s.from_d END AS kfrom
+      FROM s
+      JOIN subbilling.subscription_items i
+        ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
+      JOIN subbilling.plans p ON p.id = i.plan_id
+),
+-- the periods of each item from its key floor up to one period past the horizon
+seg AS MATERIALIZED (
+    SELECT it.*, per.ps, per.pe,
+           greatest(it.lo, per.ps) AS seg_lo, least(it.v_hi, per.pe) AS seg_hi
+      FROM it
+      CROSS JOIN LATERAL (
+          SELECT period_index(it.anchor, it.bp, greatest(it.lo, it.kfrom)) AS i0) f
+      CROSS JOIN LATERAL generate_series(
+          f.i0,
+          least(period_index(it.anchor, it.bp, it.v_hi - 1),
+                greatest(f.i0, period_index(it.anchor, it.bp, it.horizon) + 1))) AS k(idx)
+      CROSS JOIN LATERAL (
+          SELECT period_start(it.anchor, it.bp, k.idx) AS ps, period_start(it.anchor, it.bp, k.idx + 1) AS pe) per
+     WHERE (it.v_hi IS NULL OR it.v_hi > it.lo)
+       AND per.ps >= coalesce(it.kfrom, '-infinity'::date)
+       AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
+),
+-- recurring segments with their paused days and the pause boundaries inside
+segp AS (
+    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z.paused, 0) AS paused, z.bound
+      FROM seg
+      LEFT JOIN LATERAL (
+          SELECT sum(least(seg.seg_hi, coalesce(upper(pz.during), seg.seg_hi))
+                     - greatest(seg.seg_lo, lower(pz.during)))::integer AS paused,
+                 max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
+                              CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
+            FROM subbilling.subscription_pauses pz
+           WHERE pz.account_id = seg.account_id AND pz.subscription_id = seg.subscription_id
+             AND pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+     WHERE seg.model <> 'usage'
+),
+rec AS MATERIALIZED (
+    SELECT g.account_id, g.subscription_id, g.plan_id, 'recurring'::text AS charge_type, g.ps AS key_start,
+           daterange(g.ps, g.pe) AS period,
+           CASE WHEN g.timing = 'in_advance' THEN min(g.seg_lo) ELSE least(g.pe, min(g.cancel_at)) END AS due_on,
+           CASE WHEN g.timing = 'in_advance'
+                THEN greatest(min(g.seg_lo), max(CASE WHEN g.seg_lo > g.ps THEN g.seg_lo END),
+                              max(CASE WHEN g.seg_hi < g.pe THEN g.seg_hi END), max(g.bound))
+                ELSE least(g.pe, min(g.cancel_at)) END AS corr_due,
+           sum(CASE g.model
+                   WHEN 'flat' THEN g.price
+                   WHEN 'per_unit' THEN g.price * g.qty
+                   WHEN 'package' THEN package_price(g.qty, g.package_size, g.price)
+                   ELSE tiered_price(g.qty, g.tiers, g.model) END
+               * (g.days - g.paused)) / (g.pe - g.ps) AS expected,
+           count(*) = 1 AND min(g.seg_lo) = g.ps AND max(g.seg_hi) = g.pe AS whole,
+           sum(g.paused) AS paused, max(g.qty) AS qty, min(g.seg_lo) AS cover_lo, max(g.seg_hi) AS cover_hi,
+           g.item_kind, g.model, g.price, g.plan_name, g.plan_code, g.anchor, g.bp
+      FROM segp g
+     GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.timing, g.item_kind, g.model,
+              g.price, g.plan_name, g.plan_code, g.anchor, g.bp
+),
+-- discounts: percent_off of every qualifying recurring key, amount_off of
+-- the base plan's keys, for `periods` periods of the key's plan from
+-- starts_on; never more than the key's charge
+disc AS (
+    SELECT r.account_id, r.subscription_id, r.plan_id, 'discount'::text AS charge_type, r.key_start, r.period,
+           r.due_on, r.corr_due,
+           -least(r.expected,
+                  sum(CASE WHEN d.percent_off IS NOT NULL THEN r.expected * (d.percent_off / 100)
+                           ELSE d.amount_off END)) AS expected,
+           string_agg(c.name || CASE WHEN d.percent_off IS NOT NULL THEN ' ' || trim_scale(d.percent_off) || '%'
+                                     ELSE ' ' || d.amount_off::text END, ', ' ORDER BY d.id) AS what,
+           r.plan_name
+      FROM rec r
+      JOIN subbilling.subscription_discounts d ON d.account_id = r.account_id AND d.subscription_id = r.subscription_id
+      JOIN subbilling.campaigns c ON c.id = d.campaign_id
+     WHERE d.starts_on <= r.key_start
+       AND (d.periods IS NULL
+            OR period_index(r.anchor, r.bp, r.key_start) - period_index(r.anchor, r.bp, d.starts_on) < d.periods)
+       AND (c.plan_codes IS NULL OR r.plan_code = ANY (c.plan_codes))
+       AND (d.percent_off IS NOT NULL OR r.item_kind = 'base')
+     GROUP BY r.account_id, r.subscription_id, r.plan_id, r.key_start, r.period, r.due_on, r.corr_due,
+              r.expected, r.plan_name
+),
+-- usage in arrears: sum per plan and period, less the included units
+usg AS (
+    SELECT g.account_id, g.subscription_id, g.plan_id, 'usage'::text AS charge_type, g.ps AS key_start,
+           daterange(g.ps, g.pe) AS period, least(g.pe, min(g.cancel_at)) AS due_on,
+           greatest(coalesce(sum(u.total), 0) - g.included_units, 0) AS billable,
+           g.price, g.tiers, g.plan_name
+      FROM seg g
+      LEFT JOIN LATERAL (
+          SELECT sum(x.quantity) AS total FROM subbilling.usage x
+           WHERE x.account_id = g.account_id AND x.item_id = g.item_id
+             AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
+     WHERE g.model = 'usage'
+     GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name
+),
+-- setup fees: once per subscription and plan, on the first day charged
+stp AS (
+    SELECT it.account_id, it.subscription_id, it.plan_id, 'setup'::text AS charge_type, min(it.lo) AS key_start,
+           it.setup_fee, it.plan_name, it.from_d
+      FROM it
+     WHERE it.setup_fee IS NOT NULL AND (it.v_hi IS NULL OR it.v_hi > it.lo)
+     GROUP BY it.account_id, it.subscription_id, it.plan_id, it.setup_fee, it.plan_name, it.from_d
+    HAVING min(it.lo) >= coalesce(it.from_d, '-infinity'::date)
+),
+ex AS (
+    SELECT r.account_id, r.subscription_id, r.plan_id, r.charge_type, r.key_start, r.period, r.due_on, r.corr_due,
+           r.expected,
+           CASE WHEN NOT r.whole THEN 'proration' WHEN r.item_kind = 'addon' THEN 'addon' ELSE 'recurring' END AS first_kind,
+           r.plan_name || ' ' || lower(r.period) || ' – ' || (upper(r.period) - 1)
+             || CASE WHEN NOT r.whole THEN ', prorated from ' || r.cover_lo || ' to ' || (r.cover_hi - 1) ELSE '' END
+             || CASE WHEN r.paused > 0 THEN ', ' || r.paused || ' days paused' ELSE '' END AS first_desc,
+           CASE WHEN r.model = 'flat' THEN 1 ELSE r.qty END AS first_qty,
+           CASE WHEN r.whole AND r.paused = 0 AND r.model IN ('flat', 'per_unit') THEN r.price END AS first_unit
+      FROM rec r
+    UNION ALL
+    SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d.period, d.due_on, d.corr_due,
+           d.expected, 'discount',
+           d.what || ' on ' || d.plan_name || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1),
+           1, d.expected
+      FROM disc d
+    UNION ALL
+    SELECT u.account_id, u.subscription_id, u.plan_id, u.charge_type, u.key_start, u.period, u.due_on, u.due_on,
+           CASE WHEN u.tiers IS NOT NULL THEN tiered_price(u.billable, u.tiers, 'graduated')
+                ELSE u.price * u.billable END,
+           'usage',
+           u.plan_name || ' ' || lower(u.period) || ' – ' || (upper(u.period) - 1) || ', '
+             || trim_scale(u.billable) || ' units',
+           u.billable, CASE WHEN u.tiers IS NULL THEN u.price END
+      FROM usg u
+    UNION ALL
+    SELECT t.account_id, t.subscription_id, t.plan_id, t.charge_type, t.key_start,
+           daterange(t.key_start, t.key_start, '[]'), t.key_start, t.key_start,
+           t.setup_fee, 'setup', t.plan_name || ' setup fee', 1, t.setup_fee
+      FROM stp t
+),
+-- what engine lines of non-void invoices already invoiced, per key
+inv AS (
+    SELECT l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start, sum(l.net) AS invoiced
+      FROM s
+      JOIN subbilling.invoice_lines l
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.charge_type IS NOT NULL
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id
+      JOIN subbilling.plans p ON p.id = l.plan_id
+     WHERE v.status <> 'void'
+       AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
+                               WHEN l.charge_type = 'usage'
+                               THEN period_start(s.anchor, p.billing_period, period_index(s.anchor, p.billing_period, s.from_d) - 1)
+                               ELSE s.from_d END
+     GROUP BY l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start
+),
+j AS (
+    SELECT coalesce(e.account_id, v.account_id) AS account_id,
+           coalesce(e.subscription_id, v.subscription_id) AS subscription_id,
+           coalesce(e.plan_id, v.plan_id) AS plan_id,
+           coalesce(e.charge_type, v.charge_type) AS charge_type,
+           coalesce(e.key_start, v.key_start) AS key_start,
+           e.period, e.expected, v.invoiced,
+           CASE WHEN v.invoiced IS NULL THEN e.due_on ELSE coalesce(e.corr_due, v.key_start) END AS due_date,
+           e.first_kind, e.first_desc, e.first_qty, e.first_unit
+      FROM ex e
+      FULL JOIN inv v
+        ON v.account_id = e.account_id AND v.subscription_id = e.subscription_id AND v.plan_id = e.plan_id
+       AND v.charge_type = e.charge_type AND v.key_start = e.key_start
+),
+d AS (
+    SELECT j.*, s.as_of, s.currency, s.zero,
+           coalesce(j.expected, s.zero) - coalesce(j.invoiced, s.zero) AS diff,
+           j.due_date > s.as_of AS pending,
+           CASE WHEN s.tax_exempt THEN 0 ELSE pr.tax_rate END AS rate,
+           p.name AS plan_name, p.billing_period AS bp, s.anchor
+      FROM j
+      JOIN s ON s.account_id = j.account_id AND s.subscription_id = j.subscription_id
+      JOIN subbilling.plans p ON p.id = j.plan_id
+      JOIN subbilling.products pr ON pr.id = p.product_id
+)
+SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start,
+       coalesce(d.period, CASE WHEN d.charge_type = 'setup' THEN daterange(d.key_start, d.key_start, '[]')
+                               ELSE period_of(d.anchor, d.bp, d.key_start) END),
+       d.due_date, d.pending, NOT d.pending AND d.diff <> d.zero,
+       coalesce(d.expected, d.zero), d.invoiced,
+       CASE WHEN d.invoiced IS NULL THEN d.first_kind
+            WHEN d.charge_type = 'discount' THEN 'discount'
+            WHEN d.diff > d.zero THEN 'proration'
+            ELSE 'credit' END,
+       CASE WHEN d.invoiced IS NULL THEN d.first_desc
+            ELSE CASE d.charge_type WHEN 'discount' THEN 'Discount adjustment'
+                                    WHEN 'setup' THEN 'Setup fee adjustment'
+                                    WHEN 'usage' THEN 'Usage adjustment'
+                                    ELSE CASE WHEN d.diff > d.zero THEN 'Additional charge' ELSE 'Credit' END END
+                 || ' for ' || d.plan_name || ' ' || d.key_start
+                 || CASE WHEN d.charge_type = 'setup' THEN ''
+                         ELSE ' – ' || (upper(coalesce(d.period, period_of(d.anchor, d.bp, d.key_start))) - 1) END
+                 || ': ' || coalesce(d.expected, d.zero)::text || ' instead of ' || d.invoiced::text
+       END,
+       CASE WHEN d.invoiced IS NULL THEN d.first_qty ELSE 1 END,
+       CASE WHEN d.invoiced IS NULL THEN d.first_unit ELSE d.diff END,
+       d.diff, d.rate, tax(d.diff, d.rate), d.currency
+  FROM d
+$$;
+COMMENT ON FUNCTION subbilling.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
+
+-- ---------------------------------------------------------------- preview
+
+CREATE FUNCTION subbilling.preview_invoice(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
+    RETURNS TABLE (kind text, description text, period daterange, quantity numeric, unit_price subbilling.price,
+                   net subbilling.price, tax_rate numeric, tax subbilling.price, plan_code text,
+                   charge_type text, key_start date)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = preview_invoice.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(preview_invoice.subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM check_date('as_of', preview_invoice.as_of);
+    RETURN QUERY
+        SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
+               p.code, c.charge_type, c.key_start
+          FROM billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+          JOIN subbilling.plans p ON p.id = c.plan_id
+         WHERE c.emit
+         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
+END
+$$;
+COMMENT ON FUNCTION subbilling.preview_invoice(bigint, date) IS 'the lines that billing the subscription as of a date would invoice, computed by the billing engine and written nowhere';

@@ -1,0 +1,282 @@
+
+-- ============================================================================
+-- Billing runs (SPEC section 4): claim due subscriptions, invoice the due
+-- differences of billing_charges() set-based, number the batch under one
+-- lock of each series row, announce the invoices.
+--
+--   run_billing(as_of)                 loops bill_batch in the caller's transaction
+--   bill_batch(batch_size, as_of)      claims up to batch_size due subscriptions
+--                                      (FOR UPDATE SKIP LOCKED) and bills them;
+--                                      on error, one by one, recording failures
+--   bill_subscriptions(...)            one set-based statement for claimed rows
+-- ============================================================================
+
+-- The event outbox watermark (see 320_events.sql, emit_event): before the
+-- first event id of a transaction is drawn, take the shared advisory lock
+-- that marks the lowest id this transaction may still commit.  Same
+-- protocol and setting as emit_event, so the two never lock twice.
+CREATE FUNCTION subbilling.outbox_reserve() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    xact    text := pg_current_xact_id()::text;
+    bound   bigint;
+BEGIN
+    IF current_setting('subbilling_internal.outbox_xact', true) IS DISTINCT FROM xact THEN
+        SELECT last_value INTO bound FROM subbilling.events_id_seq;
+        PERFORM pg_advisory_xact_lock_shared(outbox_lock_key1(bound), outbox_lock_key2(bound));
+        PERFORM set_config('subbilling_internal.outbox_xact', xact, true);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: take this transaction''s outbox watermark lock (as emit_event does) before events are inserted in bulk';
+
+-- The NOTIFY text of an event row, as emit_event sends it.
+CREATE FUNCTION subbilling.event_notification(ev subbilling.events) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN octet_length(n::text) > 7000 THEN (n - 'payload' || jsonb_build_object('truncated', true))::text
+                ELSE n::text END
+      FROM (SELECT jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id)
+                   || CASE WHEN ev.subscription_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('subscription_id', ev.subscription_id) END
+                   || CASE WHEN ev.invoice_id IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('invoice_id', ev.invoice_id) END
+                   || jsonb_build_object('created_at', ev.created_at, 'payload', ev.payload) AS n) q
+$$;
+COMMENT ON FUNCTION subbilling.event_notification(subbilling.events) IS 'internal: the pg_notify payload of an event row (the format of emit_event)';
+
+-- Whether events are also announced with pg_notify (subbilling.notify).
+CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
+    LANGUAGE sql STABLE
+RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
+COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
+
+-- Bills claimed subscriptions (locked by the caller) as of their
+-- account-local dates: one statement computes the charges once, writes the
+-- invoices (numbered, with due date and payment reference), their lines,
+-- the events invoice.created and invoice.finalized, and each subscription's
+-- bookkeeping.  Returns the number of invoices.
+CREATE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
+                                              as_of_dates date[], as_of timestamptz)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       integer;
+    notify  boolean := notify_enabled();
+BEGIN
+    -- series rows of the issue years (created on first use, outside the lock)
+    PERFORM series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
+    PERFORM outbox_reserve();
+
+    WITH ch AS MATERIALIZED (
+        SELECT * FROM billing_charges(account_ids, subscription_ids, as_of_dates)
+    ),
+    b AS (
+        SELECT x.account_id, x.subscription_id, x.as_of
+          FROM unnest(account_ids, subscription_ids, as_of_dates) AS x(account_id, subscription_id, as_of)
+    ),
+    st AS (
+        SELECT b.account_id, b.subscription_id, b.as_of,
+               min(c.due_date) FILTER (WHERE c.pending) AS next_on,
+               min(c.key_start) FILTER (WHERE c.pending) AS from_d
+          FROM b LEFT JOIN ch c ON c.account_id = b.account_id AND c.subscription_id = b.subscription_id
+         GROUP BY b.account_id, b.subscription_id, b.as_of
+    ),
+    upd AS (
+        UPDATE subbilling.subscriptions x
+           SET next_bill_on = st.next_on,
+               bill_from = coalesce(st.from_d, greatest(st.as_of, x.billed_as_of) + 1),
+               billed_as_of = greatest(st.as_of, x.billed_as_of),
+               billed_at = clock_timestamp()
+          FROM st
+         WHERE x.account_id = st.account_id AND x.id = st.subscription_id
+        RETURNING x.id
+    ),
+    heads AS (
+        SELECT c.account_id, c.subscription_id, b.as_of AS issue_date, min(c.currency) AS currency,
+               sum(c.net) AS net, sum(c.tax) AS tax, count(*) AS nlines
+          FROM ch c JOIN b ON b.account_id = c.account_id AND b.subscription_id = c.subscription_id
+         WHERE c.emit
+         GROUP BY c.account_id, c.subscription_id, b.as_of
+    ),
+    hs AS (
+        SELECT h.*, sr.id AS series_id,
+               row_number() OVER (PARTITION BY sr.id ORDER BY h.account_id, h.subscription_id) AS rn,
+               nextval('subbilling.invoices_id_seq'::regclass) AS invoice_id
+          FROM heads h
+          JOIN subbilling.invoice_series sr ON sr.code = to_char(h.issue_date, 'FMYYYY')
+    ),
+    cnt AS (
+        SELECT hs.series_id, count(*) AS n FROM hs GROUP BY hs.series_id
+    ),
+    -- the gapless counters: one row lock per series for the whole batch
+    num AS (
+        UPDATE subbilling.invoice_series sr
+           SET next_number = sr.next_number + cnt.n
+          FROM cnt
+         WHERE sr.id = cnt.series_id
+        RETURNING sr.id, sr.next_number - cnt.n AS first, sr.prefix, sr.digits
+    ),
+    ins AS (
+        INSERT INTO subbilling.invoices AS i
+               (account_id, id, subscription_id, kind, status, series_id, number_seq, number, currency,
+                net, tax, total, issue_date, due_date, reference, as_of, finalized_at)
+        SELECT hs.account_id, hs.invoice_id, hs.subscription_id,
+               CASE WHEN hs.net + hs.tax < price_minor(0, hs.currency) THEN 'credit_note' ELSE 'invoice' END,
+               'open', hs.series_id, num.first + hs.rn - 1,
+               format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
+               hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
+               payment_reference(a.country, hs.invoice_id), bill_subscriptions.as_of, now()
+          FROM hs
+          JOIN num ON num.id = hs.series_id
+          JOIN subbilling.accounts a ON a.id = hs.account_id
+        RETURNING i.*
+    ),
+    lines AS (
+        INSERT INTO subbilling.invoice_lines
+               (account_id, invoice_id, subscription_id, plan_id, kind, charge_type, key_start, description,
+                period, quantity, unit_price, net, tax_rate, tax)
+        SELECT c.account_id, hs.invoice_id, c.subscription_id, c.plan_id, c.kind, c.charge_type, c.key_start,
+               c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax
+          FROM ch c
+          JOIN hs ON hs.account_id = c.account_id AND hs.subscription_id = c.subscription_id
+         WHERE c.emit
+         ORDER BY c.account_id, c.subscription_id, c.key_start, c.charge_type = 'discount', c.charge_type,
+                  minor_units(c.net) >= 0, c.plan_id
+        RETURNING 1
+    ),
+    ev AS (
+        INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
+        SELECT i.account_id, t.type, i.subscription_id, i.id,
+               CASE t.type
+               WHEN 'invoice.created' THEN
+                   jsonb_build_object('invoice_id', i.id, 'kind', i.kind,
+                                      'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text,
+                                      'total', i.total::text, 'lines', hs.nlines,
+                                      'as_of', i.as_of)
+               ELSE
+                   jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status,
+                                      'number', i.number, 'series', sr.code,
+                                      'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text,
+                                      'total', i.total::text, 'total_minor', minor_units(i.total),
+                                      'issue_date', i.issue_date, 'due_date', i.due_date,
+                                      'reference', i.reference)
+               END
+          FROM ins i
+          JOIN hs ON hs.account_id = i.account_id AND hs.invoice_id = i.id
+          JOIN subbilling.invoice_series sr ON sr.id = i.series_id
+          CROSS JOIN (VALUES (1, 'invoice.created'), (2, 'invoice.finalized')) AS t(ord, type)
+         ORDER BY i.account_id, i.id, t.ord
+        RETURNING e.*
+    ),
+    nt AS (
+        SELECT count(pg_notify('subbilling', event_notification(ev))) AS n
+          FROM ev WHERE notify
+    )
+    SELECT count(*) INTO n FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
+
+-- The batch size of run_billing: subbilling.batch_size, else 1000.
+CREATE FUNCTION subbilling.billing_batch_size() RETURNS integer
+    LANGUAGE sql STABLE
+RETURN coalesce(nullif(current_setting('subbilling.batch_size', true), '')::integer, 1000);
+COMMENT ON FUNCTION subbilling.billing_batch_size() IS 'internal: subbilling.batch_size (default 1000)';
+
+-- Claims up to batch_size due subscriptions and bills them; a failure in
+-- the set-based pass falls back to one subscription at a time, recording
+-- each failure in billing_errors and retrying that subscription the next
+-- day (or as soon as it changes).
+CREATE FUNCTION subbilling.bill_batch(batch_size integer, as_of timestamptz,
+                                      OUT invoices integer, OUT errors integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint[];
+    sid     bigint[];
+    ad      date[];
+    n       integer;
+    st      text;
+    msg     text;
+    det     text;
+BEGIN
+    IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(bill_batch.batch_size::text, 'NULL'));
+    END IF;
+    IF bill_batch.as_of IS NULL OR NOT isfinite(bill_batch.as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    invoices := 0;
+    errors := 0;
+    -- A full batch that yields neither invoice nor error (subscriptions that
+    -- only had their bookkeeping moved on) takes the next one at once, so
+    -- that a caller judging progress by invoices + errors never sees a full
+    -- batch without progress.
+    LOOP
+        -- due: next_bill_on on or before the account-local date of as_of
+        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+        SELECT array_agg(c.account_id), array_agg(c.id), array_agg(c.local_date)
+          INTO acc, sid, ad
+          FROM (SELECT s.account_id, s.id, (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                  FROM subbilling.subscriptions s
+                  JOIN subbilling.accounts a ON a.id = s.account_id
+                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                 ORDER BY s.next_bill_on
+                 LIMIT bill_batch.batch_size
+                   FOR UPDATE OF s SKIP LOCKED) c;
+        n := coalesce(cardinality(sid), 0);
+        more := n = bill_batch.batch_size;
+        EXIT WHEN n = 0;
+        BEGIN
+            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+        EXCEPTION WHEN OTHERS THEN
+            -- one subscription at a time, each in its own subtransaction
+            FOR k IN 1 .. n LOOP
+                BEGIN
+                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (acc[k], sid[k], current_run_id(), bill_batch.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = ad[k] + 1
+                     WHERE x.account_id = acc[k] AND x.id = sid[k];
+                    errors := errors + 1;
+                END;
+            END LOOP;
+        END;
+        EXIT WHEN NOT more OR invoices + errors > 0;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
+
+CREATE FUNCTION subbilling.run_billing(as_of timestamptz DEFAULT now())
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bs      integer := billing_batch_size();
+    r       record;
+    total   integer := 0;
+BEGIN
+    LOOP
+        r := bill_batch(bs, run_billing.as_of);
+        total := total + r.invoices;
+        EXIT WHEN NOT r.more;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION subbilling.run_billing(timestamptz) IS 'invoice everything due up to as_of (in batches of subbilling.batch_size, in the caller''s transaction); returns the number of invoices; failures of single subscriptions go to billing_errors';

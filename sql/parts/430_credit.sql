@@ -1,0 +1,261 @@
+
+-- ============================================================================
+-- Issued invoices after the fact (SPEC section 4): credit notes, voiding,
+-- and finalising drafts.  An issued invoice is never deleted or altered;
+-- these functions add documents or move the status forward.
+-- ============================================================================
+
+-- Numbers one invoice in the series of its issue date: locks the series
+-- row until commit (gapless) and returns the number as (series_id, seq, text).
+CREATE FUNCTION subbilling.take_invoice_number(issue_date date,
+                                               OUT series_id bigint, OUT number_seq bigint, OUT number text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid bigint := series_for(issue_date);
+BEGIN
+    UPDATE subbilling.invoice_series sr SET next_number = sr.next_number + 1
+     WHERE sr.id = sid
+    RETURNING sr.id, sr.next_number - 1, format_invoice_number(sr.prefix, sr.digits, sr.next_number - 1)
+      INTO series_id, number_seq, number;
+END
+$$;
+COMMENT ON FUNCTION subbilling.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
+
+-- The invoice with this id, locked; 42704 if none.
+CREATE FUNCTION subbilling.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    i   subbilling.invoices;
+BEGIN
+    SELECT * INTO i FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invoice % does not exist', coalesce(invoice_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN i;
+END
+$$;
+COMMENT ON FUNCTION subbilling.invoice_for_update(bigint) IS 'internal: the invoice row locked FOR UPDATE, or SQLSTATE 42704';
+
+-- The amount of an invoice not yet credited: its total less the totals of
+-- its non-void credit notes.
+CREATE FUNCTION subbilling.invoice_uncredited(i subbilling.invoices) RETURNS subbilling.price
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT i.total + coalesce((SELECT sum(c.total) FROM subbilling.invoices c
+                                WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id
+                                  AND c.status <> 'void'), price_minor(0, i.currency))
+$$;
+COMMENT ON FUNCTION subbilling.invoice_uncredited(subbilling.invoices) IS 'internal: an invoice''s total less its credit notes';
+
+-- ---------------------------------------------------------------- credit notes
+
+CREATE FUNCTION subbilling.credit_invoice(invoice_id bigint, amount subbilling.price DEFAULT NULL,
+                                          reason text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i       subbilling.invoices;
+    a       subbilling.accounts;
+    left_   subbilling.price;
+    amt     subbilling.price;
+    zero    subbilling.price;
+    whole   boolean;
+    today   date;
+    num     record;
+    cid     bigint;
+    cn      subbilling.invoices;
+BEGIN
+    i := invoice_for_update(credit_invoice.invoice_id);
+    IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
+        RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It is a %s with status %s; only issued invoices (open, paid, uncollectible) are credited.',
+                                  replace(i.kind, '_', ' '), i.status);
+    END IF;
+    zero := price_minor(0, i.currency);
+    left_ := invoice_uncredited(i);
+    IF left_ <= zero THEN
+        RAISE EXCEPTION 'invoice % is fully credited', i.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its total %s has been credited.', i.total);
+    END IF;
+    amt := coalesce(credit_invoice.amount, left_);
+    IF currency(amt) <> i.currency THEN
+        RAISE EXCEPTION 'credit amount % is not in the invoice''s currency %', amt, i.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    IF amt <= zero OR amt > left_ THEN
+        RAISE EXCEPTION 'credit amount % is not between 0 and the uncredited %', amt, left_
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Invoice %s totals %s, of which %s is not yet credited.', i.number, i.total, left_);
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
+    today := (now() AT TIME ZONE a.time_zone)::date;
+    whole := amt = i.total;     -- nothing credited before: mirror every line
+    cid := nextval('subbilling.invoices_id_seq'::regclass);
+    num := take_invoice_number(today);
+
+    WITH g AS (
+        SELECT l.tax_rate, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
+               row_number() OVER (ORDER BY l.tax_rate DESC) AS ord
+          FROM subbilling.invoice_lines l
+          JOIN subbilling.invoices x ON x.account_id = l.account_id AND x.id = l.invoice_id
+         WHERE l.account_id = i.account_id AND x.status <> 'void'
+           AND (x.id = i.id OR x.credits_invoice_id = i.id)
+         GROUP BY l.tax_rate
+    ),
+    -- the gross amount split over the VAT rates in proportion to what is
+    -- not yet credited of each, exactly (largest remainder)
+    parts AS (
+        SELECT g.tax_rate, g.ord, (allocate(amt, (SELECT array_agg(g2.w ORDER BY g2.ord) FROM g g2)))[g.ord] AS part
+          FROM g
+         WHERE NOT whole
+    ),
+    cl AS (
+        SELECT 'Credit: ' || l.description AS description, l.period, l.quantity, -l.unit_price AS unit_price,
+               -l.net AS net, l.tax_rate, -l.tax AS tax, l.id AS ord
+          FROM subbilling.invoice_lines l
+         WHERE whole AND l.account_id = i.account_id AND l.invoice_id = i.id
+        UNION ALL
+        SELECT format('%s (VAT %s%%)', coalesce(credit_invoice.reason, 'Credit'), trim_scale(r.tax_rate)),
+               NULL, 1, -net_of(r.part, r.tax_rate), -net_of(r.part, r.tax_rate), r.tax_rate,
+               -(r.part - net_of(r.part, r.tax_rate)), r.ord
+          FROM parts r
+         WHERE r.part <> zero
+    ),
+    h AS (
+        INSERT INTO subbilling.invoices AS x
+               (account_id, id, subscription_id, kind, status, series_id, number_seq, number, currency, net, tax,
+                total, issue_date, due_date, reference, credits_invoice_id, reason, finalized_at)
+        SELECT i.account_id, cid, i.subscription_id, 'credit_note', 'open', num.series_id, num.number_seq,
+               num.number, i.currency, sum(c.net), sum(c.tax), sum(c.net) + sum(c.tax), today, today,
+               payment_reference(a.country, cid), i.id, credit_invoice.reason, now()
+          FROM cl c
+        RETURNING x.*
+    ),
+    ln AS (
+        INSERT INTO subbilling.invoice_lines
+               (account_id, invoice_id, subscription_id, kind, description, period, quantity, unit_price, net,
+                tax_rate, tax)
+        SELECT i.account_id, cid, i.subscription_id, 'credit', c.description, c.period, c.quantity, c.unit_price,
+               c.net, c.tax_rate, c.tax
+          FROM cl c
+         ORDER BY c.ord
+    )
+    SELECT * INTO cn FROM h;
+
+    PERFORM emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
+        jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'currency', cn.currency, 'net', cn.net::text,
+                           'tax', cn.tax::text, 'total', cn.total::text, 'credits_invoice_id', i.id), cn.id);
+    PERFORM emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
+        jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'status', cn.status, 'number', cn.number,
+                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = cn.series_id),
+                           'currency', cn.currency, 'net', cn.net::text, 'tax', cn.tax::text, 'total', cn.total::text,
+                           'total_minor', minor_units(cn.total), 'issue_date', cn.issue_date,
+                           'due_date', cn.due_date, 'reference', cn.reference, 'credits_invoice_id', i.id), cn.id);
+    PERFORM emit_event(i.account_id, 'invoice.credited', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'number', i.number, 'credit_note_id', cn.id,
+                           'credit_note_number', cn.number, 'amount', amt::text, 'currency', i.currency,
+                           'uncredited', (left_ - amt)::text, 'reason', credit_invoice.reason), i.id);
+    RETURN cid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.credit_invoice(bigint, subbilling.price, text) IS 'issue a credit note for an invoice: the whole uncredited amount (NULL) mirrors its lines, a part is split over its VAT rates; numbered and announced at once; returns the credit note id; events invoice.created, invoice.finalized (note) and invoice.credited';
+
+-- ---------------------------------------------------------------- void
+
+CREATE FUNCTION subbilling.void_invoice(invoice_id bigint, reason text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i   subbilling.invoices;
+BEGIN
+    i := invoice_for_update(void_invoice.invoice_id);
+    IF i.status <> 'open' THEN
+        RAISE EXCEPTION 'invoice % is %, not open', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only an open invoice is voided; credit_invoice() corrects a paid one.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM subbilling.invoices c
+                WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id AND c.status <> 'void') THEN
+        RAISE EXCEPTION 'invoice % has credit notes', i.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Credit the rest with credit_invoice() instead.';
+    END IF;
+    UPDATE subbilling.invoices x SET status = 'void', voided_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id;
+    -- what it invoiced counts as not invoiced: recompute the subscription
+    UPDATE subbilling.subscriptions s SET next_bill_on = '-infinity', bill_from = NULL
+     WHERE s.account_id = i.account_id AND s.id = i.subscription_id;
+    PERFORM emit_event(i.account_id, 'invoice.voided', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'number', i.number, 'total', i.total::text,
+                           'currency', i.currency, 'reason', void_invoice.reason), i.id);
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.void_invoice(bigint, text) IS 'void an open invoice without credit notes (it keeps its number); its charges count as not invoiced, so the next billing run bills what is still due; returns the invoice id; event invoice.voided';
+
+-- ---------------------------------------------------------------- drafts
+
+CREATE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i       subbilling.invoices;
+    a       subbilling.accounts;
+    today   date;
+    t       record;
+    num     record;
+BEGIN
+    i := invoice_for_update(finalize_invoice.invoice_id);
+    IF i.status <> 'draft' THEN
+        RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT sum(l.net) AS net, sum(l.tax) AS tax, count(*) AS n INTO t
+      FROM subbilling.invoice_lines l WHERE l.account_id = i.account_id AND l.invoice_id = i.id;
+    IF t.n = 0 THEN
+        RAISE EXCEPTION 'draft invoice % has no lines', i.id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF currency(t.net) <> i.currency THEN
+        RAISE EXCEPTION 'the lines of draft invoice % are not in its currency %', i.id, i.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
+    today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
+    num := take_invoice_number(today);
+    UPDATE subbilling.invoices x
+       SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
+           net = t.net, tax = t.tax, total = t.net + t.tax,
+           kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
+                       THEN 'credit_note' ELSE x.kind END,
+           issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
+           reference = payment_reference(a.country, x.id), finalized_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id
+    RETURNING x.* INTO i;
+    PERFORM emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
+                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
+                           'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
+                           'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
+                           'due_date', i.due_date, 'reference', i.reference), i.id);
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';

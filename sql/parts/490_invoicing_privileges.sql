@@ -1,0 +1,50 @@
+
+-- ============================================================================
+-- Privileges of invoicing (SPEC section 6), following 390_privileges.sql:
+-- functions that change data are SECURITY DEFINER with a pinned search_path
+-- and executable by subbilling_operator, never by PUBLIC; internal helpers
+-- are executable by nobody but their owner.  subbilling_reader gets no
+-- table: it reads the reporting views of a later issue.
+-- ============================================================================
+
+GRANT SELECT ON subbilling.invoices, subbilling.invoice_lines, subbilling.invoice_series,
+                subbilling.country_settings
+    TO subbilling_operator;
+-- settings are maintained with plain SQL; the counter moves only by numbering
+GRANT INSERT, UPDATE ON subbilling.country_settings TO subbilling_operator;
+GRANT INSERT (code, prefix, digits, description), UPDATE (prefix, digits, description)
+    ON subbilling.invoice_series TO subbilling_operator;
+
+REVOKE ALL ON FUNCTION
+    subbilling.run_billing(timestamptz),
+    subbilling.preview_invoice(bigint, date),
+    subbilling.credit_invoice(bigint, subbilling.price, text),
+    subbilling.void_invoice(bigint, text),
+    subbilling.finalize_invoice(bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    subbilling.run_billing(timestamptz),
+    subbilling.preview_invoice(bigint, date),
+    subbilling.credit_invoice(bigint, subbilling.price, text),
+    subbilling.void_invoice(bigint, text),
+    subbilling.finalize_invoice(bigint)
+    TO subbilling_operator;
+
+-- internal: called by the functions above (as their owner), by nobody else
+REVOKE ALL ON FUNCTION
+    subbilling.billing_charges(bigint[], bigint[], date[]),
+    subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz),
+    subbilling.bill_batch(integer, timestamptz),
+    subbilling.billing_batch_size(),
+    subbilling.outbox_reserve(),
+    subbilling.event_notification(subbilling.events),
+    subbilling.notify_enabled(),
+    subbilling.series_for(date),
+    subbilling.take_invoice_number(date),
+    subbilling.invoice_for_update(bigint),
+    subbilling.invoice_uncredited(subbilling.invoices),
+    subbilling.subscriptions_billing_changed(),
+    subbilling.invoices_guard(),
+    subbilling.invoice_lines_guard(),
+    subbilling.invoice_lines_check_totals()
+    FROM PUBLIC;
