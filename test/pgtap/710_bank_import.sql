@@ -5,7 +5,7 @@
 -- references (pg_temp.bgmax_file, pg_temp.nets_file); the layouts are in docs/bankfiles.md.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(66);
+SELECT plan(67);
 \ir 600_fixture.psql
 
 -- A BgMax file: deposits [{date, currency, payments: [{ref, minor, serial, sender, channel}]}]
@@ -373,6 +373,11 @@ SELECT results_eq($$SELECT payments, imported, unmatched, skipped FROM import_ne
                                                'kid', pg_temp.ref(pg_temp.i('n2'))))))))$$,
                   $$VALUES (2, 1, 0, 1)$$, 'a zero-amount transaction is skipped, the other imported');
 SELECT is(pg_temp.status(pg_temp.i('n2')), 'paid', 'invoice n2 paid by its second payment');
+-- an empty transmission is a valid file without payments
+SELECT results_eq($$SELECT payments, imported, unmatched, total, repeated FROM import_nets_ocr(
+                        'NY000010000080800000124000123450000000000000000000000000000000000000000000000000' || E'\n' ||
+                        'NY000089000000000000000200000000000000000000000000000000000000000000000000000000')$$,
+                  $$VALUES (0, 0, 0, '0.00 NOK'::price, false)$$, 'an empty Nets transmission imports as a file without payments');
 
 -- PROPERTY: the import registers exactly the file's parsed payments, and the outcome
 -- counts add up, for every file imported above
