@@ -10,34 +10,7 @@
 #include <string.h>
 
 #include "bankfile.h"
-
-static int	tests = 0;
-static int	failures = 0;
-
-static void
-ok(int cond, const char *name)
-{
-	tests++;
-	if (!cond)
-		failures++;
-	printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
-}
-
-static void
-is_int(long long got, long long expected, const char *name)
-{
-	ok(got == expected, name);
-	if (got != expected)
-		printf("#   got %lld, expected %lld\n", got, expected);
-}
-
-static void
-is_str(const char *got, const char *expected, const char *name)
-{
-	ok(strcmp(got, expected) == 0, name);
-	if (strcmp(got, expected) != 0)
-		printf("#   got \"%s\", expected \"%s\"\n", got, expected);
-}
+#include "tap.h"
 
 /* A sample file's bytes; *len set.  Aborts the run if it cannot be read. */
 static char *
@@ -643,6 +616,5 @@ main(void)
 	test_nets_good();
 	test_nets_errors();
 	test_encoding();
-	printf("1..%d\n", tests);
-	return failures > 0;
+	return tap_done();
 }

@@ -7,18 +7,7 @@
 #include <string.h>
 
 #include "checkdigit.h"
-
-static int	tests = 0;
-static int	failures = 0;
-
-static void
-ok(int cond, const char *name)
-{
-	tests++;
-	if (!cond)
-		failures++;
-	printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
-}
+#include "tap.h"
 
 static void
 check_ocr(const char *base, int length_digit, const char *expected)
@@ -46,15 +35,6 @@ check_kid(const char *base, KidMethod method, const char *expected)
 	ok(st == REFERENCE_OK && strcmp(out, expected) == 0, name);
 	if (st != REFERENCE_OK || strcmp(out, expected) != 0)
 		printf("# status %d, got %s\n", st, st == REFERENCE_OK ? out : "-");
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-
-static unsigned
-rng(unsigned n)
-{
-	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-	return (unsigned) ((rng_state >> 33) % n);
 }
 
 /* single-character substitutions of a valid reference must all be invalid */
@@ -161,11 +141,11 @@ main(void)
 	for (i = 0; i < 20000 && good; i++)
 	{
 		char		base[REFERENCE_MAX_LEN + 1];
-		size_t		len = 1 + rng(23);
+		size_t		len = 1 + (unsigned) (tap_rng() % 23);
 		size_t		j;
 
 		for (j = 0; j < len; j++)
-			base[j] = (char) ('0' + rng(10));
+			base[j] = (char) ('0' + (unsigned) (tap_rng() % 10));
 		base[len] = '\0';
 		if (ocr_build(base, len, 1, out) != REFERENCE_OK || !ocr_is_valid(out, strlen(out), 1) ||
 			strncmp(out, base, len) != 0 || !single_errors_detected(out, 1, 0))
@@ -186,6 +166,5 @@ main(void)
 	}
 	ok(good, "20000 random bases: OCR/KID references are valid and every single-character change is detected");
 
-	printf("1..%d\n", tests);
-	return failures == 0 ? 0 : 1;
+	return tap_done();
 }

@@ -14,44 +14,13 @@
 #include <string.h>
 
 #include "money.h"
-
-static int	ntests = 0;
-static int	nfailed = 0;
-
-static void
-ok(int cond, const char *fmt, ...)
-{
-	va_list		ap;
-
-	ntests++;
-	if (!cond)
-		nfailed++;
-	printf("%s %d - ", cond ? "ok" : "not ok", ntests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
-
-static uint64_t
-rng(void)
-{
-	uint64_t	x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	rng_state = x;
-	return x;
-}
+#include "tap.h"
 
 /* an int64 spread over all magnitudes, with the extremes and small values often */
 static int64_t
 rand_units(void)
 {
-	uint64_t	r = rng();
+	uint64_t	r = tap_rng();
 
 	switch (r % 8)
 	{
@@ -60,13 +29,13 @@ rand_units(void)
 		case 1:
 			return INT64_MAX;
 		case 2:
-			return (int64_t) (rng() % 201) - 100;
+			return (int64_t) (tap_rng() % 201) - 100;
 		case 3:
-			return (int64_t) rng();		/* any bits */
+			return (int64_t) tap_rng();		/* any bits */
 		default:
 			{
-				int			bits = 1 + (int) (rng() % 63);
-				int64_t		v = (int64_t) (rng() >> (64 - bits));
+				int			bits = 1 + (int) (tap_rng() % 63);
+				int64_t		v = (int64_t) (tap_rng() >> (64 - bits));
 
 				return (r & 16) ? -v : v;
 			}
@@ -108,7 +77,7 @@ parse_ok(const char *in, int64_t want_units, const char *want_code)
 	const CurrencyInfo *c = NULL;
 	MoneyParseStatus st = money_parse(in, &units, &c);
 
-	ok(st == MONEY_PARSE_OK && units == want_units && c != NULL && strcmp(c->code, want_code) == 0,
+	okf(st == MONEY_PARSE_OK && units == want_units && c != NULL && strcmp(c->code, want_code) == 0,
 	   "parse \"%s\" = %" PRId64 " %s (got status %d, %" PRId64 " %s)",
 	   show(in), want_units, want_code, (int) st, units, c ? c->code : "-");
 }
@@ -120,7 +89,7 @@ parse_err(const char *in, MoneyParseStatus want)
 	const CurrencyInfo *c = NULL;
 	MoneyParseStatus st = money_parse(in, &units, &c);
 
-	ok(st == want, "parse \"%s\" fails with status %d (got %d)", show(in), (int) want, (int) st);
+	okf(st == want, "parse \"%s\" fails with status %d (got %d)", show(in), (int) want, (int) st);
 }
 
 static void
@@ -129,7 +98,7 @@ format_is(int64_t units, const char *code, const char *want)
 	char		buf[MONEY_FORMAT_MAX];
 	size_t		len = money_format(units, cur(code), buf);
 
-	ok(strcmp(buf, want) == 0 && len == strlen(want), "format %" PRId64 " %s = \"%s\" (got \"%s\")",
+	okf(strcmp(buf, want) == 0 && len == strlen(want), "format %" PRId64 " %s = \"%s\" (got \"%s\")",
 	   units, code, want, buf);
 }
 
@@ -139,7 +108,7 @@ muldiv_is(int64_t u, int64_t n, int64_t d, int64_t want)
 	int64_t		r = 0;
 	bool		res = money_muldiv(u, n, d, &r);
 
-	ok(res && r == want, "muldiv(%" PRId64 ", %" PRId64 ", %" PRId64 ") = %" PRId64 " (got %s %" PRId64 ")",
+	okf(res && r == want, "muldiv(%" PRId64 ", %" PRId64 ", %" PRId64 ") = %" PRId64 " (got %s %" PRId64 ")",
 	   u, n, d, want, res ? "true" : "false", r);
 }
 
@@ -148,7 +117,7 @@ muldiv_fails(int64_t u, int64_t n, int64_t d)
 {
 	int64_t		r = 0;
 
-	ok(!money_muldiv(u, n, d, &r), "muldiv(%" PRId64 ", %" PRId64 ", %" PRId64 ") fails", u, n, d);
+	okf(!money_muldiv(u, n, d, &r), "muldiv(%" PRId64 ", %" PRId64 ", %" PRId64 ") fails", u, n, d);
 }
 
 static void
@@ -160,7 +129,7 @@ allocate_is(int64_t total, const int64_t *w, int n, const int64_t *want, const c
 
 	for (int i = 0; res && i < n; i++)
 		same = same && parts[i] == want[i];
-	ok(same, "allocate %" PRId64 ": %s", total, what);
+	okf(same, "allocate %" PRId64 ": %s", total, what);
 }
 
 /* |a| as unsigned 128 */
@@ -206,10 +175,10 @@ main(void)
 				money_currency(c->code, 3) != c)
 				sane = false;
 		}
-		ok(n >= 150 && n <= 200, "table has %d currencies", n);
-		ok(sorted, "table sorted by code, no duplicates");
-		ok(sane, "every entry: 3-letter code, numeric code 1..999, exponent 0/2/3/4, found by lookup");
-		ok(money_currency_at(-1) == NULL && money_currency_at(n) == NULL, "money_currency_at out of range is NULL");
+		okf(n >= 150 && n <= 200, "table has %d currencies", n);
+		okf(sorted, "table sorted by code, no duplicates");
+		okf(sane, "every entry: 3-letter code, numeric code 1..999, exponent 0/2/3/4, found by lookup");
+		okf(money_currency_at(-1) == NULL && money_currency_at(n) == NULL, "money_currency_at out of range is NULL");
 	}
 	{
 		const char *zero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
@@ -224,33 +193,33 @@ main(void)
 
 		for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++)
 			good = good && cur(zero[i]) && cur(zero[i])->exponent == 0;
-		ok(good, "exponent 0 currencies");
+		okf(good, "exponent 0 currencies");
 		good = true;
 		for (size_t i = 0; i < sizeof(three) / sizeof(three[0]); i++)
 			good = good && cur(three[i]) && cur(three[i])->exponent == 3;
-		ok(good, "exponent 3 currencies");
+		okf(good, "exponent 3 currencies");
 		good = true;
 		for (size_t i = 0; i < sizeof(four) / sizeof(four[0]); i++)
 			good = good && cur(four[i]) && cur(four[i])->exponent == 4;
-		ok(good, "exponent 4 currencies");
+		okf(good, "exponent 4 currencies");
 		good = true;
 		for (size_t i = 0; i < sizeof(two) / sizeof(two[0]); i++)
 			good = good && cur(two[i]) && cur(two[i])->exponent == 2;
-		ok(good, "exponent 2 currencies");
+		okf(good, "exponent 2 currencies");
 		good = true;
 		for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
 			good = good && cur(absent[i]) == NULL;
-		ok(good, "no-minor-unit, withdrawn and made-up codes are unknown");
+		okf(good, "no-minor-unit, withdrawn and made-up codes are unknown");
 	}
-	ok(cur("SEK") && cur("SEK")->number == 752, "SEK is 752");
-	ok(cur("EUR") && cur("EUR")->number == 978, "EUR is 978");
-	ok(cur("sek") == cur("SEK") && cur("sEk") == cur("SEK"), "lookup is case-insensitive");
-	ok(money_currency("SEKX", 3) == cur("SEK"), "lookup uses len, not NUL");
-	ok(money_currency("SE", 2) == NULL && money_currency("SEKK", 4) == NULL && money_currency("", 0) == NULL,
+	okf(cur("SEK") && cur("SEK")->number == 752, "SEK is 752");
+	okf(cur("EUR") && cur("EUR")->number == 978, "EUR is 978");
+	okf(cur("sek") == cur("SEK") && cur("sEk") == cur("SEK"), "lookup is case-insensitive");
+	okf(money_currency("SEKX", 3) == cur("SEK"), "lookup uses len, not NUL");
+	okf(money_currency("SE", 2) == NULL && money_currency("SEKK", 4) == NULL && money_currency("", 0) == NULL,
 	   "lookup needs exactly 3 letters");
-	ok(money_currency("S1K", 3) == NULL && money_currency("SE ", 3) == NULL && money_currency(NULL, 3) == NULL,
+	okf(money_currency("S1K", 3) == NULL && money_currency("SE ", 3) == NULL && money_currency(NULL, 3) == NULL,
 	   "lookup rejects non-letters and NULL");
-	ok(money_currency("\xc3\x89UR", 3) == NULL, "lookup rejects non-ASCII bytes");
+	okf(money_currency("\xc3\x89UR", 3) == NULL, "lookup rejects non-ASCII bytes");
 
 	/* ------------------------------------------------------------ parse */
 	parse_ok("1234.50 SEK", 123450, "SEK");
@@ -312,7 +281,7 @@ main(void)
 	parse_err("92233720368547759 SEK", MONEY_PARSE_OVERFLOW);
 	parse_err("99999999999999999999999999999999999999 EUR", MONEY_PARSE_OVERFLOW);
 	parse_err("-99999999999999999999999999999999999999 EUR", MONEY_PARSE_OVERFLOW);
-	ok(money_parse(NULL, NULL, NULL) == MONEY_PARSE_SYNTAX, "parse NULL is a syntax error");
+	okf(money_parse(NULL, NULL, NULL) == MONEY_PARSE_SYNTAX, "parse NULL is a syntax error");
 
 	/* ------------------------------------------------------------ format */
 	format_is(123450, "SEK", "1234.50 SEK");
@@ -332,7 +301,7 @@ main(void)
 	{
 		char		buf[MONEY_FORMAT_MAX];
 
-		ok(money_format(INT64_MIN, cur("JPY"), buf) + 1 <= MONEY_FORMAT_MAX,
+		okf(money_format(INT64_MIN, cur("JPY"), buf) + 1 <= MONEY_FORMAT_MAX,
 		   "longest text form fits MONEY_FORMAT_MAX");
 	}
 
@@ -364,14 +333,14 @@ main(void)
 	{
 		int64_t		r;
 
-		ok(money_div_round128(((__int128) 1 << 100) + 1, (int64_t) 1 << 40, &r) && r == (int64_t) 1 << 60,
+		okf(money_div_round128(((__int128) 1 << 100) + 1, (int64_t) 1 << 40, &r) && r == (int64_t) 1 << 60,
 		   "div_round128: (2^100 + 1) / 2^40 = 2^60");
-		ok(!money_div_round128((__int128) 1 << 100, 2, &r), "div_round128: 2^99 does not fit");
-		ok(money_div_round128(((__int128) INT64_MAX) * 3 + 1, 3, &r) && r == INT64_MAX,
+		okf(!money_div_round128((__int128) 1 << 100, 2, &r), "div_round128: 2^99 does not fit");
+		okf(money_div_round128(((__int128) INT64_MAX) * 3 + 1, 3, &r) && r == INT64_MAX,
 		   "div_round128: (3 max + 1) / 3 = max");
-		ok(money_div_round128(-((__int128) 5), 2, &r) && r == -3, "div_round128: -5 / 2 = -3");
-		ok(!money_div_round128(5, 0, &r), "div_round128: division by zero is false");
-		ok(!money_div_round128((__int128) ((unsigned __int128) 1 << 127), -1, &r),
+		okf(money_div_round128(-((__int128) 5), 2, &r) && r == -3, "div_round128: -5 / 2 = -3");
+		okf(!money_div_round128(5, 0, &r), "div_round128: division by zero is false");
+		okf(!money_div_round128((__int128) ((unsigned __int128) 1 << 127), -1, &r),
 		   "div_round128: the most negative 128-bit value is refused");
 	}
 
@@ -400,10 +369,10 @@ main(void)
 					"the largest total in thirds");
 		allocate_is(100, wbig, 3, (int64_t[]) {34, 33, 33}, "weights summing beyond int64");
 		allocate_is(INT64_MAX, wmax1, 2, (int64_t[]) {INT64_MAX - 1, 1}, "extreme total and weights");
-		ok(!money_allocate(1, w111, 0, parts), "allocate: no weights is refused");
-		ok(!money_allocate(1, (int64_t[]) {1, -1}, 2, parts), "allocate: a negative weight is refused");
-		ok(!money_allocate(1, (int64_t[]) {0, 0}, 2, parts), "allocate: all-zero weights are refused");
-		ok(!money_allocate(1, NULL, 2, parts) && !money_allocate(1, w111, 3, NULL), "allocate: NULL arrays are refused");
+		okf(!money_allocate(1, w111, 0, parts), "allocate: no weights is refused");
+		okf(!money_allocate(1, (int64_t[]) {1, -1}, 2, parts), "allocate: a negative weight is refused");
+		okf(!money_allocate(1, (int64_t[]) {0, 0}, 2, parts), "allocate: all-zero weights are refused");
+		okf(!money_allocate(1, NULL, 2, parts) && !money_allocate(1, w111, 3, NULL), "allocate: NULL arrays are refused");
 	}
 
 	/* ------------------------------------------------------------ random properties */
@@ -417,7 +386,7 @@ main(void)
 		{
 			int64_t		u = rand_units(),
 						v = 0;
-			const CurrencyInfo *c = cur(codes[rng() % 4]),
+			const CurrencyInfo *c = cur(codes[tap_rng() % 4]),
 					   *c2 = NULL;
 			char		buf[MONEY_FORMAT_MAX];
 
@@ -425,7 +394,7 @@ main(void)
 			if (money_parse(buf, &v, &c2) != MONEY_PARSE_OK || v != u || c2 != c)
 				bad_roundtrip++;
 		}
-		ok(bad_roundtrip == 0, "200000 random format -> parse round trips (%d bad)", bad_roundtrip);
+		okf(bad_roundtrip == 0, "200000 random format -> parse round trips (%d bad)", bad_roundtrip);
 
 		for (int i = 0; i < 200000; i++)
 		{
@@ -437,9 +406,9 @@ main(void)
 			bool		fits;
 
 			if (i % 2 == 0)
-				n = (int64_t) (rng() % 2001) - 1000;
+				n = (int64_t) (tap_rng() % 2001) - 1000;
 			if (i % 3 == 0)
-				d = (int64_t) (rng() % 2001) - 1000;
+				d = (int64_t) (tap_rng() % 2001) - 1000;
 			if (d == 0)
 				d = 7;
 			p = (__int128) u * n;
@@ -463,8 +432,8 @@ main(void)
 					bad_muldiv_overflow++;
 			}
 		}
-		ok(bad_muldiv == 0, "200000 random muldiv results are round half away from zero (%d bad)", bad_muldiv);
-		ok(bad_muldiv_overflow == 0, "muldiv refuses only results outside int64 (%d bad)", bad_muldiv_overflow);
+		okf(bad_muldiv == 0, "200000 random muldiv results are round half away from zero (%d bad)", bad_muldiv);
+		okf(bad_muldiv_overflow == 0, "muldiv refuses only results outside int64 (%d bad)", bad_muldiv_overflow);
 	}
 	{
 		int			bad_sum = 0,
@@ -475,7 +444,7 @@ main(void)
 
 		for (int i = 0; i < 50000; i++)
 		{
-			int			n = 1 + (int) (rng() % 12);
+			int			n = 1 + (int) (tap_rng() % 12);
 			int64_t		w[12],
 						parts[12],
 						mparts[12];
@@ -485,19 +454,19 @@ main(void)
 
 			for (int k = 0; k < n; k++)
 			{
-				switch (rng() % 4)
+				switch (tap_rng() % 4)
 				{
 					case 0:
 						w[k] = 0;
 						break;
 					case 1:
-						w[k] = (int64_t) (rng() % 10);
+						w[k] = (int64_t) (tap_rng() % 10);
 						break;
 					case 2:
-						w[k] = (int64_t) (rng() % 1000000);
+						w[k] = (int64_t) (tap_rng() % 1000000);
 						break;
 					default:
-						w[k] = (int64_t) (rng() >> 1);
+						w[k] = (int64_t) (tap_rng() >> 1);
 						break;
 				}
 				wsum += w[k];
@@ -538,13 +507,12 @@ main(void)
 						bad_mirror++;
 			}
 		}
-		ok(refused == 0, "50000 random allocations, none refused (%d)", refused);
-		ok(bad_sum == 0, "parts always sum to the total (%d bad)", bad_sum);
-		ok(bad_share == 0, "every part is within one minor unit of its exact share (%d bad)", bad_share);
-		ok(bad_sign == 0, "no part has the opposite sign (%d bad)", bad_sign);
-		ok(bad_mirror == 0, "allocate(-t) mirrors allocate(t) (%d bad)", bad_mirror);
+		okf(refused == 0, "50000 random allocations, none refused (%d)", refused);
+		okf(bad_sum == 0, "parts always sum to the total (%d bad)", bad_sum);
+		okf(bad_share == 0, "every part is within one minor unit of its exact share (%d bad)", bad_share);
+		okf(bad_sign == 0, "no part has the opposite sign (%d bad)", bad_sign);
+		okf(bad_mirror == 0, "allocate(-t) mirrors allocate(t) (%d bad)", bad_mirror);
 	}
 
-	printf("1..%d\n", ntests);
-	return nfailed == 0 ? 0 : 1;
+	return tap_done();
 }

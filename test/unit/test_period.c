@@ -6,18 +6,7 @@
 #include <string.h>
 
 #include "period.h"
-
-static int	tests = 0;
-static int	failures = 0;
-
-static void
-ok(int cond, const char *name)
-{
-	tests++;
-	if (!cond)
-		failures++;
-	printf("%sok %d - %s\n", cond ? "" : "not ", tests, name);
-}
+#include "tap.h"
 
 static BillingPeriod
 bp(int32_t count, int32_t unit)
@@ -115,16 +104,6 @@ check_start(int64_t anchor, BillingPeriod p, int64_t n, int64_t expected, const 
 		period_civil_from_days(got, &y, &m, &d);
 		printf("# got %lld-%02d-%02d\n", (long long) y, m, d);
 	}
-}
-
-/* a small deterministic generator (LCG), so failures reproduce */
-static uint64_t rng_state = 88172645463325252ULL;
-
-static uint64_t
-rng(void)
-{
-	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-	return rng_state >> 33;
 }
 
 int
@@ -258,10 +237,10 @@ main(void)
 	good = 1;
 	for (i = 0; i < 100000; i++)
 	{
-		BillingPeriod a = rng() % 2 ? bp(1 + rng() % PERIOD_MAX_MONTHS, BILLING_UNIT_MONTH)
-		: bp(1 + rng() % PERIOD_MAX_DAYS, BILLING_UNIT_DAY);
-		BillingPeriod b = rng() % 2 ? bp(1 + rng() % PERIOD_MAX_MONTHS, BILLING_UNIT_MONTH)
-		: bp(1 + rng() % PERIOD_MAX_DAYS, BILLING_UNIT_DAY);
+		BillingPeriod a = tap_rng() % 2 ? bp(1 + tap_rng() % PERIOD_MAX_MONTHS, BILLING_UNIT_MONTH)
+		: bp(1 + tap_rng() % PERIOD_MAX_DAYS, BILLING_UNIT_DAY);
+		BillingPeriod b = tap_rng() % 2 ? bp(1 + tap_rng() % PERIOD_MAX_MONTHS, BILLING_UNIT_MONTH)
+		: bp(1 + tap_rng() % PERIOD_MAX_DAYS, BILLING_UNIT_DAY);
 		int			ab = period_cmp(a, b);
 		int			ba = period_cmp(b, a);
 		int			same = a.count == b.count && a.unit == b.unit;
@@ -321,7 +300,7 @@ main(void)
 	good = 1;
 	for (i = 0; i < 200000; i++)
 	{
-		int64_t		day = (int64_t) (rng() % (2147483494ULL)) - 2451545;
+		int64_t		day = (int64_t) (tap_rng() % (2147483494ULL)) - 2451545;
 		int64_t		y;
 		int			m,
 					d;
@@ -371,8 +350,8 @@ main(void)
 		};
 		BillingPeriod pp = periods[i % 9];
 		int64_t		span = i % 3 == 0 ? 2000000 : 5000;
-		int64_t		anchor = (int64_t) (rng() % 40000) - 20000;
-		int64_t		d = anchor + (int64_t) (rng() % (2 * span)) - span;
+		int64_t		anchor = (int64_t) (tap_rng() % 40000) - 20000;
+		int64_t		d = anchor + (int64_t) (tap_rng() % (2 * span)) - span;
 		int64_t		n = period_index_of(anchor, pp, d);
 		int64_t		lo = period_start_days(anchor, pp, n);
 		int64_t		hi = period_start_days(anchor, pp, n + 1);
@@ -387,6 +366,5 @@ main(void)
 	}
 	ok(good, "period_index_of: start(n) <= d < start(n + 1), 300000 random cases");
 
-	printf("1..%d\n", tests);
-	return failures == 0 ? 0 : 1;
+	return tap_done();
 }
