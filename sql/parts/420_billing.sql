@@ -52,6 +52,8 @@ AS $$
 DECLARE
     n       integer;
     notify  boolean := notify_enabled();
+    booked_acc  bigint[];
+    booked_inv  bigint[];
 BEGIN
     -- series rows of the issue years (created on first use, outside the lock)
     PERFORM series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
@@ -166,7 +168,12 @@ BEGIN
                                        'created_at', ev.created_at, 'payload', ev.payload))::text)) AS n
           FROM ev WHERE notify
     )
-    SELECT count(*) INTO n FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
+    SELECT count(*), array_agg(ins.account_id), array_agg(ins.id) INTO n, booked_acc, booked_inv
+      FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
+    -- the receivables ledger: book the invoices, apply customer credit, request automatic payments
+    IF n > 0 THEN
+        PERFORM book_invoices(booked_acc, booked_inv);
+    END IF;
     RETURN n;
 END
 $$;

@@ -166,6 +166,7 @@ BEGIN
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'credit_note_id', cn.id,
                            'credit_note_number', cn.number, 'amount', amt::text, 'currency', i.currency,
                            'uncredited', (left_ - amt)::text, 'reason', credit_invoice.reason), i.id);
+    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
     RETURN cid;
 END
 $$;
@@ -202,6 +203,7 @@ BEGIN
     PERFORM emit_event(i.account_id, 'invoice.voided', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'total', i.total::text,
                            'currency', i.currency, 'reason', void_invoice.reason), i.id);
+    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
     RETURN i.id;
 END
 $$;
@@ -255,6 +257,7 @@ BEGIN
                            'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
                            'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
                            'due_date', i.due_date, 'reference', i.reference), i.id);
+    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
     RETURN i.id;
 END
 $$;
