@@ -101,7 +101,7 @@ SQL
     for s in "${ONLY[@]}"; do
         echo "== loading bench/$s.sql"
         start=$(date +%s)
-        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -f "bench/$s.sql" | tee "$OUT/$s.txt"
+        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -v lib="$BENCH_LIB" -f "bench/$s.sql" | tee "$OUT/$s.txt"
         echo "   loaded in $(( $(date +%s) - start )) s"
         for suite in $("${PSQL[@]}" -Atc "SELECT DISTINCT suite FROM bench.cases WHERE suite NOT IN (SELECT suite FROM bench.results) ORDER BY 1"); do
             for mode in $("${PSQL[@]}" -Atc "SELECT mode FROM bench.modes ORDER BY ord" | tr ' ' '_'); do
