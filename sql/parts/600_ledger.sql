@@ -342,7 +342,7 @@ COMMENT ON FUNCTION subbilling.book_entry(bigint, text, date, text[], subbilling
 -- ---------------------------------------------------------------- balances
 
 CREATE FUNCTION subbilling.invoice_open_amount(account_id bigint, invoice_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l
@@ -355,7 +355,7 @@ $$;
 COMMENT ON FUNCTION subbilling.invoice_open_amount(bigint, bigint) IS 'what is still due on an invoice: the sum of its receivables lines in the journal (0 before booking, negative for an unapplied credit); NULL if there is no such invoice';
 
 CREATE FUNCTION subbilling.customer_credit(account_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT coalesce(-(SELECT sum(l.amount) FROM subbilling.journal_lines l
@@ -366,7 +366,7 @@ $$;
 COMMENT ON FUNCTION subbilling.customer_credit(bigint) IS 'the customer credit of an account (overpayments and unused credit notes, positive), from the journal; NULL if there is no such account';
 
 CREATE FUNCTION subbilling.account_balance(account_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l

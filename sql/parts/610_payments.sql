@@ -202,7 +202,7 @@ COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal h
 
 -- The account-local date of now().
 CREATE FUNCTION subbilling.account_today(account_id bigint) RETURNS date
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT (pg_catalog.now() AT TIME ZONE a.time_zone)::date FROM subbilling.accounts a WHERE a.id = account_today.account_id
@@ -328,7 +328,7 @@ COMMENT ON FUNCTION subbilling.post_payment(subbilling.invoices, bigint, subbill
 -- The pg_notify text of an event row, in emit_event's format (payload
 -- dropped above 7000 bytes), for events written in bulk.
 CREATE FUNCTION subbilling.ledger_event_notification(ev subbilling.events) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN octet_length(n::text) > 7000 THEN (n - 'payload' || jsonb_build_object('truncated', true))::text
@@ -621,7 +621,7 @@ COMMENT ON FUNCTION subbilling.refund(bigint, subbilling.price) IS 'pay money ba
 
 -- Payload of payment.requested for a request row.
 CREATE FUNCTION subbilling.payment_request_payload(r subbilling.payment_requests) RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', i.number,

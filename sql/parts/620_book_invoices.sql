@@ -25,7 +25,7 @@
 -- revenue row; 42704 when nothing maps.
 CREATE FUNCTION subbilling.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
     RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
@@ -90,7 +90,8 @@ BEGIN
           FROM (SELECT DISTINCT d.currency FROM d) c
     ),
     dl AS MATERIALIZED (
-        SELECT d.account_id, d.eid, d.currency, l.kind = 'fee' AS is_fee, p.code AS product, l.tax_rate, l.net, l.tax
+        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.kind = 'fee' AS is_fee,
+               p.code AS product, l.tax_rate, l.net, l.tax
           FROM d
           JOIN subbilling.invoice_lines l ON l.account_id = d.account_id AND l.invoice_id = d.id
           LEFT JOIN subbilling.plans pl ON pl.id = l.plan_id
@@ -105,36 +106,40 @@ BEGIN
         SELECT k.currency, k.tax_rate, ledger_code('vat', k.currency, rate_detail(k.tax_rate)) AS code
           FROM (SELECT DISTINCT dl.currency, dl.tax_rate FROM dl WHERE minor_units(dl.tax) <> 0) k
     ),
+    -- every line carries its document, and entries and lines come from the
+    -- lines alone: no join between the batch-sized intermediate results,
+    -- whose row estimates are poor while a batch is being written
     ln AS MATERIALIZED (
-        SELECT d.account_id, d.eid, cur.rc AS code, d.total AS amount, 'receivables'::text AS subledger,
-               d.id AS invoice_id, 0 AS ord
+        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, cur.rc AS code, d.total AS amount,
+               'receivables'::text AS subledger, d.id AS invoice_id, 0 AS ord
           FROM d JOIN cur ON cur.currency = d.currency
         UNION ALL
-        SELECT dl.account_id, dl.eid, rev.code, -sum(dl.net), NULL, NULL, 1
+        SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code, -sum(dl.net), NULL, NULL, 1
           FROM dl JOIN rev ON rev.currency = dl.currency AND rev.is_fee = dl.is_fee
                           AND rev.product IS NOT DISTINCT FROM dl.product AND rev.tax_rate = dl.tax_rate
-         GROUP BY dl.account_id, dl.eid, rev.code
+         GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code
         UNION ALL
-        SELECT dl.account_id, dl.eid, vat.code, -sum(dl.tax), NULL, NULL, 2
+        SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code, -sum(dl.tax), NULL, NULL, 2
           FROM dl JOIN vat ON vat.currency = dl.currency AND vat.tax_rate = dl.tax_rate
-         GROUP BY dl.account_id, dl.eid, vat.code
+         GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code
     ),
     nz AS MATERIALIZED (
-        SELECT ln.* FROM ln WHERE minor_units(ln.amount) <> 0
-    ),
-    okd AS MATERIALIZED (
-        SELECT nz.account_id, nz.eid FROM nz GROUP BY nz.account_id, nz.eid HAVING count(*) >= 2
+        SELECT q.* FROM (SELECT ln.*, count(*) OVER (PARTITION BY ln.account_id, ln.eid) AS n
+                           FROM ln WHERE minor_units(ln.amount) <> 0) q
+         WHERE q.n >= 2
     ),
     ent AS (
         INSERT INTO subbilling.journal_entries AS e (account_id, id, kind, booked_on, invoice_id, memo)
-        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, replace(d.kind, '_', ' ') || ' ' || d.number
-          FROM d JOIN okd ON okd.account_id = d.account_id AND okd.eid = d.eid
+        SELECT DISTINCT ON (nz.account_id, nz.eid) nz.account_id, nz.eid, nz.kind, nz.issue_date, nz.id,
+               replace(nz.kind, '_', ' ') || ' ' || nz.number
+          FROM nz
+         ORDER BY nz.account_id, nz.eid
         RETURNING e.id
     ),
     lin AS (
         INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
         SELECT nz.account_id, nz.eid, nz.code, nz.amount, nz.subledger, nz.invoice_id
-          FROM nz JOIN okd ON okd.account_id = nz.account_id AND okd.eid = nz.eid
+          FROM nz
          ORDER BY nz.account_id, nz.eid, nz.ord, nz.code
     )
     SELECT (SELECT count(*) FROM ent),

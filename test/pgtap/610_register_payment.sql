@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(77);
+SELECT plan(79);
 
 -- the hook that dunning replaces: log its calls here
 CREATE TEMP TABLE paid_log (account_id bigint, invoice_id bigint, status text);
@@ -94,6 +94,18 @@ SELECT results_eq($$ SELECT * FROM pg_temp.entries(NULL, (SELECT id FROM p4)) $$
     'a payment on a paid invoice becomes customer credit');
 SELECT is((SELECT count(*) FROM paid_log), 2::bigint, 'the hook ran once per invoice that became paid');
 SELECT is(pg_temp.credit('pay'), '85.00 SEK', 'customer credit 85.00');
+
+-- a payment on a void invoice: the customer is known, the money is credit
+SELECT FROM pg_temp.account('pay_v');
+CREATE TEMP TABLE vd AS SELECT pg_temp.invoice(pg_temp.acct('pay_v'), '{8.00 SEK}', '{p_saas}', '2024-02-20') AS id;
+SELECT FROM void_invoice((SELECT id FROM vd));
+SELECT FROM book_invoices(ARRAY[pg_temp.acct('pay_v')], ARRAY[(SELECT id FROM vd)]);
+CREATE TEMP TABLE p5 AS SELECT register_payment('10.00 SEK', pg_temp.ref((SELECT id FROM vd)), '2024-02-21', 'bankgiro') AS id;
+SELECT results_eq($$ SELECT * FROM pg_temp.entries(NULL, (SELECT id FROM p5)) $$,
+    $$ VALUES ('payment', '1930', '10.00 SEK', NULL::bigint), ('payment', '2420', '-10.00 SEK', NULL) $$,
+    'a payment on a void invoice becomes customer credit');
+SELECT results_eq($$ VALUES (pg_temp.status((SELECT id FROM vd)), pg_temp.credit('pay_v'), pg_temp.balance('pay_v')) $$,
+    $$ VALUES ('void', '10.00 SEK', '-10.00 SEK') $$, 'the invoice stays void; credit 10.00');
 
 -- an uncollectible invoice paid in full is paid
 CREATE TEMP TABLE inv3 AS SELECT pg_temp.invoice(pg_temp.acct('pay'), '{10.00 SEK}', '{p_saas}', '2024-03-01') AS id;
