@@ -10,16 +10,18 @@
 #   bash bench/run.sh --rows 100000          a quick check
 #   bash bench/run.sh --only prorate --prorate-rows 1000000
 #   bash bench/run.sh --only billing_gen_check --rows 3000    (needs the lifecycle schema)
+#   bash bench/run.sh --only billing --rows 100000   one billing cycle vs a plain INSERT (issue 4)
 #
 # Options:
 #   --rows N           rows of each suite's table (default 10000000)
 #   --prorate-rows N   rows of the proration table (default: --rows)
-#   --only NAME        run bench/NAME.sql only (types, prorate, billing_gen_check); repeatable
+#   --only NAME        run bench/NAME.sql only (types, prorate, billing_gen_check, billing); repeatable
 #   --runs K           timed runs per case and mode (default 5), after one warm-up run
 #   --jit              also time every case serially with jit = on (default: jit off only)
 #
 # Outputs in build/bench/: report.txt (the table), report.md (the same as Markdown),
-# progress.log (every run), machine.txt (what it ran on).
+# progress.log (every run), machine.txt (what it ran on), <suite>.txt (what each suite printed;
+# billing.txt holds the billing suite's own table).
 set -u
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -56,7 +58,7 @@ done
 # ---------------------------------------------------------------- inside the cluster
 # (run.sh runs itself again under pg_virtualenv, which exports PGHOST, PGPORT, ...)
 if [ "${BENCH_INSIDE:-}" = 1 ]; then
-    set -e
+    set -e -o pipefail
     PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d postgres)
     export PGOPTIONS="-c client_min_messages=warning"
     "${PSQL[@]}" -c "CREATE EXTENSION subbilling CASCADE" -c "CREATE EXTENSION pg_prewarm"
@@ -99,7 +101,7 @@ SQL
     for s in "${ONLY[@]}"; do
         echo "== loading bench/$s.sql"
         start=$(date +%s)
-        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -f "bench/$s.sql"
+        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -v lib="$BENCH_LIB" -f "bench/$s.sql" | tee "$OUT/$s.txt"
         echo "   loaded in $(( $(date +%s) - start )) s"
         for suite in $("${PSQL[@]}" -Atc "SELECT DISTINCT suite FROM bench.cases WHERE suite NOT IN (SELECT suite FROM bench.results) ORDER BY 1"); do
             for mode in $("${PSQL[@]}" -Atc "SELECT mode FROM bench.modes ORDER BY ord" | tr ' ' '_'); do

@@ -1,0 +1,161 @@
+-- bench/billing.sql: one billing cycle against a plain INSERT ... SELECT of its output (issue 4).
+--
+--   bash bench/run.sh --only billing --rows 100000
+--
+-- Makes N = :rows subscriptions with bench/billing_gen.sql (bulk) in a database bgen, then, for
+-- AS_OF = now(), in fresh copies of it (CREATE DATABASE ... TEMPLATE bgen; a fresh session, no
+-- dead rows, nothing left over from another run):
+--   1. run_billing(as_of), subbilling.notify = off, in database brun_off;
+--   2. run_billing(as_of), notify on (the default), in database brun_on;
+-- each timed on the client side of the statement, autocommit, so the commit is included
+-- (subbilling.batch_size is a sighup setting: its default, 1000, applies).  Then, in brun_on,
+-- the baselines, each twice (emptied in between):
+--   A. INSERT ... SELECT of exactly the invoice rows and line rows run 2 made (read from a copy)
+--      into bench.a_invoices and bench.a_invoice_lines, made LIKE subbilling.invoices /
+--      invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES (columns,
+--      NOT NULL, CHECKs, primary and unique keys, indexes; no triggers, no foreign keys);
+--   B. the same into bench.b_* which also carry the foreign keys of the originals (to accounts,
+--      subscriptions, plans, invoice_series, and lines -> invoices).
+-- Registers no case with the harness: it prints its own table.  For a throwaway cluster only
+-- (bench/run.sh makes one); it leaves the three databases behind in it.
+\set ON_ERROR_STOP 1
+\set n :rows
+\timing off
+SELECT current_database() AS home \gset
+CREATE DATABASE bgen;
+\c bgen
+SET client_min_messages = warning;
+CREATE EXTENSION subbilling CASCADE;
+-- the C functions at the private library (bench/run.sh passes its path as :lib), as in the
+-- home database; the next session loads only that copy
+UPDATE pg_proc SET probin = :'lib' WHERE probin = '$libdir/subbilling';
+\c bgen
+SELECT clock_timestamp() AS t0 \gset
+\ir billing_gen.sql
+SET search_path = subbilling, public;
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric, 1) AS gen_s \gset
+\echo == billing: generated :n subscriptions in :gen_s s
+VACUUM ANALYZE;
+SELECT subbilling.billing_batch_size() AS batch_size \gset
+\echo == billing: batch size :batch_size
+\c :home
+CREATE DATABASE brun_off TEMPLATE bgen;
+CREATE DATABASE brun_on TEMPLATE bgen;
+CHECKPOINT;
+SELECT now() AS as_of \gset
+
+-- 1. notify off
+\c brun_off
+SET search_path = subbilling, public;
+SET subbilling.notify = off;
+SELECT split_part(pg_read_file('/proc/loadavg'), ' ', 1) AS load_off \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT run_billing(:'as_of') AS inv_off \gset
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms_off \gset
+SELECT count(*) AS lines_off FROM invoice_lines \gset
+\echo == billing: run_billing notify off: :inv_off invoices, :lines_off lines, :ms_off ms
+
+-- 2. notify on, the default
+\c brun_on
+SET search_path = subbilling, public;
+CHECKPOINT;
+SELECT split_part(pg_read_file('/proc/loadavg'), ' ', 1) AS load_on \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT run_billing(:'as_of') AS inv \gset
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
+SELECT count(*) AS lines FROM invoice_lines \gset
+\echo == billing: run_billing notify on: :inv invoices, :lines lines, :ms ms
+SELECT count(*) AS journal_entries FROM journal_entries \gset
+SELECT count(*) AS events FROM events WHERE type LIKE 'invoice.%' \gset
+\echo == billing: also wrote :journal_entries journal entries and :events invoice events
+CREATE SCHEMA bench;
+CREATE TABLE bench.billing_results (
+    ord      int,
+    name     text,
+    ms       numeric,
+    invoices bigint,
+    lines    bigint,
+    load1    text
+);
+INSERT INTO bench.billing_results VALUES
+    (1, 'run_billing, notify off', :ms_off, :inv_off, :lines_off, :'load_off'),
+    (2, 'run_billing, notify on', :ms, :inv, :lines, :'load_on');
+
+-- The baseline's source: exactly the rows the committed run made (read from a copy, so the
+-- baseline does not read the table it is compared with).
+CREATE TABLE bench.src_invoices AS SELECT * FROM invoices;
+CREATE TABLE bench.src_invoice_lines AS SELECT * FROM invoice_lines;
+CREATE TABLE bench.a_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.a_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.b_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.b_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+-- B: the originals' foreign keys, references to invoices redirected to bench.b_invoices.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    PERFORM set_config('search_path', 'pg_catalog', true);
+    FOR c IN SELECT conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
+               FROM pg_constraint
+              WHERE contype = 'f' AND conrelid IN ('subbilling.invoices'::regclass, 'subbilling.invoice_lines'::regclass)
+              ORDER BY conrelid, conname
+    LOOP
+        EXECUTE format('ALTER TABLE %s ADD %s',
+                       CASE c.tbl WHEN 'subbilling.invoices' THEN 'bench.b_invoices' ELSE 'bench.b_invoice_lines' END,
+                       replace(c.def, 'REFERENCES subbilling.invoices(', 'REFERENCES bench.b_invoices('));
+    END LOOP;
+END
+$$;
+SELECT count(*) AS b_fks FROM pg_constraint WHERE contype = 'f'
+   AND conrelid IN ('bench.b_invoices'::regclass, 'bench.b_invoice_lines'::regclass) \gset
+\echo == billing: baseline B carries :b_fks foreign keys
+VACUUM ANALYZE;
+CHECKPOINT;
+
+-- Baseline: invoices then lines, one transaction (autocommit of one multi-statement -c would be
+-- one too); timed like the committed run, commit included.
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+INSERT INTO bench.a_invoices SELECT * FROM bench.src_invoices;
+INSERT INTO bench.a_invoice_lines SELECT * FROM bench.src_invoice_lines;
+COMMIT;
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
+INSERT INTO bench.billing_results SELECT 4, 'baseline A: INSERT ... SELECT, keys and indexes', :ms,
+    (SELECT count(*) FROM bench.a_invoices), (SELECT count(*) FROM bench.a_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+INSERT INTO bench.b_invoices SELECT * FROM bench.src_invoices;
+INSERT INTO bench.b_invoice_lines SELECT * FROM bench.src_invoice_lines;
+COMMIT;
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
+INSERT INTO bench.billing_results SELECT 5, 'baseline B: INSERT ... SELECT, + foreign keys', :ms,
+    (SELECT count(*) FROM bench.b_invoices), (SELECT count(*) FROM bench.b_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
+-- second round, into emptied tables
+TRUNCATE bench.b_invoice_lines, bench.b_invoices, bench.a_invoice_lines, bench.a_invoices;
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+INSERT INTO bench.a_invoices SELECT * FROM bench.src_invoices;
+INSERT INTO bench.a_invoice_lines SELECT * FROM bench.src_invoice_lines;
+COMMIT;
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
+INSERT INTO bench.billing_results SELECT 6, 'baseline A, again', :ms,
+    (SELECT count(*) FROM bench.a_invoices), (SELECT count(*) FROM bench.a_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+INSERT INTO bench.b_invoices SELECT * FROM bench.src_invoices;
+INSERT INTO bench.b_invoice_lines SELECT * FROM bench.src_invoice_lines;
+COMMIT;
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
+INSERT INTO bench.billing_results SELECT 7, 'baseline B, again', :ms,
+    (SELECT count(*) FROM bench.b_invoices), (SELECT count(*) FROM bench.b_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
+
+-- The table: ratio against the faster of the two rounds of each baseline.
+\echo == billing: results (N = :n)
+WITH base AS (SELECT min(ms) FILTER (WHERE ord IN (4, 6)) AS a, min(ms) FILTER (WHERE ord IN (5, 7)) AS b
+                FROM bench.billing_results)
+SELECT r.name, :n AS subscriptions, r.invoices, r.lines, round(r.ms) AS ms,
+       round((r.invoices + r.lines) / (r.ms / 1000)) AS rows_per_s,
+       round(r.ms / base.a, 2) AS ratio_to_a, round(r.ms / base.b, 2) AS ratio_to_b, r.load1
+  FROM bench.billing_results r, base
+ ORDER BY r.ord;
