@@ -112,43 +112,30 @@ SELECT count(*) AS b_fks FROM pg_constraint WHERE contype = 'f'
 VACUUM ANALYZE;
 CHECKPOINT;
 
--- Baseline: invoices then lines, one transaction (autocommit of one multi-statement -c would be
--- one too); timed like the committed run, commit included.
-SELECT clock_timestamp() AS t0 \gset
-BEGIN;
-INSERT INTO bench.a_invoices SELECT * FROM bench.src_invoices;
-INSERT INTO bench.a_invoice_lines SELECT * FROM bench.src_invoice_lines;
-COMMIT;
-SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
-INSERT INTO bench.billing_results SELECT 4, 'baseline A: INSERT ... SELECT, keys and indexes', :ms,
-    (SELECT count(*) FROM bench.a_invoices), (SELECT count(*) FROM bench.a_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
-SELECT clock_timestamp() AS t0 \gset
-BEGIN;
-INSERT INTO bench.b_invoices SELECT * FROM bench.src_invoices;
-INSERT INTO bench.b_invoice_lines SELECT * FROM bench.src_invoice_lines;
-COMMIT;
-SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
-INSERT INTO bench.billing_results SELECT 5, 'baseline B: INSERT ... SELECT, + foreign keys', :ms,
-    (SELECT count(*) FROM bench.b_invoices), (SELECT count(*) FROM bench.b_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
--- second round, into emptied tables
+-- Baselines A and B, two rounds each (the second into emptied tables); each round is
+-- bench/billing_baseline_round.sql.
+\set inv a_invoices
+\set lines a_invoice_lines
+\set ord 4
+\set label 'baseline A: INSERT ... SELECT, keys and indexes'
+\ir billing_baseline_round.sql
+\set inv b_invoices
+\set lines b_invoice_lines
+\set ord 5
+\set label 'baseline B: INSERT ... SELECT, + foreign keys'
+\ir billing_baseline_round.sql
 TRUNCATE bench.b_invoice_lines, bench.b_invoices, bench.a_invoice_lines, bench.a_invoices;
 CHECKPOINT;
-SELECT clock_timestamp() AS t0 \gset
-BEGIN;
-INSERT INTO bench.a_invoices SELECT * FROM bench.src_invoices;
-INSERT INTO bench.a_invoice_lines SELECT * FROM bench.src_invoice_lines;
-COMMIT;
-SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
-INSERT INTO bench.billing_results SELECT 6, 'baseline A, again', :ms,
-    (SELECT count(*) FROM bench.a_invoices), (SELECT count(*) FROM bench.a_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
-SELECT clock_timestamp() AS t0 \gset
-BEGIN;
-INSERT INTO bench.b_invoices SELECT * FROM bench.src_invoices;
-INSERT INTO bench.b_invoice_lines SELECT * FROM bench.src_invoice_lines;
-COMMIT;
-SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms \gset
-INSERT INTO bench.billing_results SELECT 7, 'baseline B, again', :ms,
-    (SELECT count(*) FROM bench.b_invoices), (SELECT count(*) FROM bench.b_invoice_lines), split_part(pg_read_file('/proc/loadavg'), ' ', 1);
+\set inv a_invoices
+\set lines a_invoice_lines
+\set ord 6
+\set label 'baseline A, again'
+\ir billing_baseline_round.sql
+\set inv b_invoices
+\set lines b_invoice_lines
+\set ord 7
+\set label 'baseline B, again'
+\ir billing_baseline_round.sql
 
 -- The table: ratio against the faster of the two rounds of each baseline.
 \echo == billing: results (N = :n)
