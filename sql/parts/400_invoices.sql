@@ -373,7 +373,10 @@ DECLARE
 BEGIN
     SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
       FROM (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n) k
-      JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+      -- one primary-key lookup per invoice (LIMIT 1 keeps the planner from
+      -- hashing the whole table when its statistics predate a large run)
+      CROSS JOIN LATERAL (SELECT i.* FROM subbilling.invoices i
+                           WHERE i.account_id = k.account_id AND i.id = k.invoice_id LIMIT 1) i
       CROSS JOIN LATERAL (SELECT sum(l.net) AS net, sum(l.tax) AS tax
                             FROM subbilling.invoice_lines l
                            WHERE l.account_id = i.account_id AND l.invoice_id = i.id) t

@@ -192,8 +192,11 @@ CREATE INDEX journal_lines_credit_idx ON subbilling.journal_lines (account_id) W
 COMMENT ON TABLE subbilling.journal_lines IS 'journal lines: amount signed (debit > 0, credit < 0); receivables lines name their open item (invoice_id), customer-credit lines are marked; immutable';
 COMMENT ON COLUMN subbilling.journal_lines.subledger IS 'receivables: a line on the customer''s open items (invoice_id says which); customer_credit: a line on the customer''s credit; NULL: any other account';
 
--- Deferred: at commit (or SET CONSTRAINTS ... IMMEDIATE) every entry that
--- got lines sums to zero in each currency.
+-- At the end of every statement that writes journal lines, each entry that
+-- got lines sums to zero in each currency: an entry is written whole, in
+-- one statement (book_entry and the booking functions always do).  One
+-- set-based query per statement over the statement's new lines, not one
+-- query per line: a billing batch books thousands of lines at once.
 CREATE FUNCTION subbilling.journal_lines_balanced() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -201,27 +204,31 @@ AS $$
 DECLARE
     bad record;
 BEGIN
-    SELECT currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
-      FROM subbilling.journal_lines l
-     WHERE l.account_id = NEW.account_id AND l.entry_id = NEW.entry_id
-     GROUP BY currency(l.amount)
-    HAVING minor_units(sum(l.amount)) <> 0
+    SELECT k.account_id, k.entry_id, b.currency, b.diff INTO bad
+      FROM (SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n) k
+      CROSS JOIN LATERAL (SELECT currency(l.amount) AS currency, sum(l.amount) AS diff
+                            FROM subbilling.journal_lines l
+                           WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+                           GROUP BY currency(l.amount)
+                          HAVING minor_units(sum(l.amount)) <> 0
+                           LIMIT 1) b
+     ORDER BY k.account_id, k.entry_id
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'journal entry % does not balance', NEW.entry_id
+        RAISE EXCEPTION 'journal entry % does not balance', bad.entry_id
             USING ERRCODE = 'check_violation',
-                  DETAIL = format('Its %s lines of account %s sum to %s, not zero.', bad.currency, NEW.account_id, bad.diff),
-                  HINT = 'Debits (positive amounts) must equal credits (negative amounts) in every currency.';
+                  DETAIL = format('Its %s lines of account %s sum to %s, not zero.', bad.currency, bad.account_id, bad.diff),
+                  HINT = 'Debits (positive amounts) must equal credits (negative amounts) in every currency; write an entry''s lines in one statement.';
     END IF;
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION subbilling.journal_lines_balanced() IS 'constraint trigger (deferred): the lines of a journal entry sum to zero per currency';
+COMMENT ON FUNCTION subbilling.journal_lines_balanced() IS 'trigger (after each statement inserting journal lines): every entry that got lines sums to zero per currency';
 
-CREATE CONSTRAINT TRIGGER journal_lines_balanced
+CREATE TRIGGER journal_lines_balanced
     AFTER INSERT ON subbilling.journal_lines
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_lines_balanced();
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.journal_lines_balanced();
 
 -- Booked is booked: no UPDATE, DELETE or TRUNCATE; a correction is a new entry.
 CREATE FUNCTION subbilling.journal_immutable() RETURNS trigger

@@ -1,11 +1,11 @@
 -- The chart of accounts, the purpose mapping, book_entry, and the journal's
--- rules: balanced per entry (deferred constraint trigger), immutable.
+-- rules: balanced per entry (checked after every statement), immutable.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(61);
+SELECT plan(63);
 
 -- ------------------------------------------------------------ objects
 SELECT has_table('subbilling', 'ledger_accounts', 'chart of accounts');
@@ -26,9 +26,9 @@ SELECT ok((SELECT bool_and(c.conkey[1] = (SELECT attnum FROM pg_attribute WHERE 
             WHERE c.contype = 'f' AND c.conrelid IN ('subbilling.journal_lines'::regclass, 'subbilling.journal_entries'::regclass)
               AND c.confrelid <> 'subbilling.ledger_accounts'::regclass),
           'every foreign key between customer tables leads with account_id');
-SELECT ok((SELECT tgdeferrable AND tginitdeferred AND tgconstraint <> 0 FROM pg_trigger
+SELECT ok((SELECT NOT tgdeferrable AND tgconstraint = 0 AND (tgtype & 1) = 0 AND (tgtype & 4) <> 0 FROM pg_trigger
             WHERE tgrelid = 'subbilling.journal_lines'::regclass AND tgname = 'journal_lines_balanced'),
-          'the balance check is a DEFERRABLE INITIALLY DEFERRED constraint trigger');
+          'the balance check is an AFTER INSERT trigger for each statement, not deferrable');
 
 -- ------------------------------------------------------------ chart and mapping
 SELECT results_eq($$ SELECT code, kind FROM ledger_accounts WHERE code IN ('1510', '1930', '2420', '2611', '2621', '2631',
@@ -118,38 +118,44 @@ SELECT * FROM pg_temp.refused($$ SELECT book_entry(NULL, 'fee', '2024-01-05', '{
 SELECT * FROM pg_temp.refused($$ SELECT book_entry(-1, 'fee', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
     '42704', 'account -1 does not exist', 'unknown account: 42704');
 
--- ------------------------------------------------------------ the deferred balance check
+-- ------------------------------------------------------------ the balance check, per statement
 SELECT throws_ok($$ DO $do$
     DECLARE eid bigint;
     BEGIN
-        SET CONSTRAINTS subbilling.journal_lines_balanced DEFERRED;
         INSERT INTO subbilling.journal_entries (account_id, kind, booked_on) VALUES (pg_temp.acct('le'), 'adjustment', '2024-01-01')
         RETURNING id INTO eid;
-        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount) VALUES (pg_temp.acct('le'), eid, '1930', '5.00 SEK');
-        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount) VALUES (pg_temp.acct('le'), eid, '3740', '-4.00 SEK');
-        SET CONSTRAINTS subbilling.journal_lines_balanced IMMEDIATE;
-    END $do$ $$, '23514', NULL, 'unbalanced lines written directly fail when the deferred check runs');
+        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
+        VALUES (pg_temp.acct('le'), eid, '1930', '5.00 SEK'), (pg_temp.acct('le'), eid, '3740', '-4.00 SEK');
+    END $do$ $$, '23514', NULL, 'unbalanced lines written directly fail at the end of the statement');
 SELECT lives_ok($$ DO $do$
     DECLARE eid bigint;
     BEGIN
-        SET CONSTRAINTS subbilling.journal_lines_balanced DEFERRED;
+        INSERT INTO subbilling.journal_entries (account_id, kind, booked_on) VALUES (pg_temp.acct('le'), 'adjustment', '2024-01-01')
+        RETURNING id INTO eid;
+        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
+        VALUES (pg_temp.acct('le'), eid, '1930', '5.00 SEK'), (pg_temp.acct('le'), eid, '3740', '-5.00 SEK');
+    END $do$ $$, 'lines that balance, written in one statement, pass');
+SELECT throws_ok($$ DO $do$
+    DECLARE eid bigint;
+    BEGIN
         INSERT INTO subbilling.journal_entries (account_id, kind, booked_on) VALUES (pg_temp.acct('le'), 'adjustment', '2024-01-01')
         RETURNING id INTO eid;
         INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount) VALUES (pg_temp.acct('le'), eid, '1930', '5.00 SEK');
         INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount) VALUES (pg_temp.acct('le'), eid, '3740', '-5.00 SEK');
-        SET CONSTRAINTS subbilling.journal_lines_balanced IMMEDIATE;
-    END $do$ $$, 'lines that balance by the end of the transaction pass, one statement at a time');
-SELECT throws_ok($$ DO $do$
-    DECLARE eid bigint;
-    BEGIN
-        SET CONSTRAINTS subbilling.journal_lines_balanced DEFERRED;
-        INSERT INTO subbilling.journal_entries (account_id, kind, booked_on) VALUES (pg_temp.acct('le'), 'adjustment', '2024-01-01')
-        RETURNING id INTO eid;
-        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
-        VALUES (pg_temp.acct('le'), eid, '1930', '5.00 SEK'), (pg_temp.acct('le'), eid, '3740', '-5.00 SEK'),
-               (pg_temp.acct('le'), eid, '1930', '1.00 SEK');
-        SET CONSTRAINTS subbilling.journal_lines_balanced IMMEDIATE;
-    END $do$ $$, '23514', NULL, 'the balance check looks at the whole entry');
+    END $do$ $$, '23514', NULL,
+    'an entry written over two statements is refused at the first (an entry is written whole)');
+SELECT throws_ok($$ INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
+                    VALUES (pg_temp.acct('le'), (SELECT id FROM e1), '1930', '1.00 SEK'),
+                           (pg_temp.acct('le'), (SELECT id FROM e1), '3740', '-0.50 SEK') $$,
+    '23514', NULL, 'the balance check looks at the whole entry: lines added to a booked entry must balance among themselves');
+SELECT throws_ok($$ WITH e AS (INSERT INTO subbilling.journal_entries (account_id, kind, booked_on)
+                                VALUES (pg_temp.acct('le'), 'adjustment', '2024-01-01'), (pg_temp.acct('le'), 'adjustment', '2024-01-02')
+                                RETURNING id, booked_on)
+                    INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
+                    SELECT pg_temp.acct('le'), e.id, x.code, x.amount
+                      FROM e CROSS JOIN LATERAL (VALUES ('1930', '2.00 SEK'::price),
+                                                        ('3740', CASE WHEN e.booked_on = '2024-01-02' THEN '-1.99 SEK'::price ELSE '-2.00 SEK'::price END)) x(code, amount) $$,
+    '23514', NULL, 'one statement writing many entries: one that does not balance fails the statement');
 SELECT throws_ok($$ INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount)
                     VALUES (pg_temp.acct('le'), (SELECT id FROM e1), '1930', '0.00 SEK') $$,
     '23514', NULL, 'a zero line is refused');
