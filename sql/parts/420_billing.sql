@@ -102,11 +102,12 @@ BEGIN
     ),
     -- the gapless counters: one row lock per series for the whole batch
     num AS (
-        UPDATE subbilling.invoice_series sr
-           SET next_number = sr.next_number + cnt.n
+        UPDATE subbilling.invoice_counters ct
+           SET next_number = ct.next_number + cnt.n
           FROM cnt
-         WHERE sr.id = cnt.series_id
-        RETURNING sr.id, sr.code, sr.next_number - cnt.n AS first, sr.prefix, sr.digits
+          JOIN subbilling.invoice_series sr ON sr.id = cnt.series_id
+         WHERE ct.series_id = cnt.series_id
+        RETURNING sr.id, sr.code, ct.next_number - cnt.n AS first, sr.prefix, sr.digits
     ),
     ins AS (
         INSERT INTO subbilling.invoices AS i

@@ -15,9 +15,10 @@ AS $$
 DECLARE
     sid bigint := series_for(issue_date);
 BEGIN
-    UPDATE subbilling.invoice_series sr SET next_number = sr.next_number + 1
-     WHERE sr.id = sid
-    RETURNING sr.id, sr.next_number - 1, format_invoice_number(sr.prefix, sr.digits, sr.next_number - 1)
+    UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
+      FROM subbilling.invoice_series sr
+     WHERE ct.series_id = sid AND sr.id = sid
+    RETURNING sr.id, ct.next_number - 1, format_invoice_number(sr.prefix, sr.digits, ct.next_number - 1)
       INTO series_id, number_seq, number;
 END
 $$;

@@ -8,7 +8,7 @@
 -- ============================================================================
 
 GRANT SELECT ON subbilling.invoices, subbilling.invoice_lines, subbilling.invoice_series,
-                subbilling.country_settings
+                subbilling.invoice_counters, subbilling.country_settings
     TO subbilling_operator;
 -- settings are maintained with plain SQL; the counter moves only by numbering
 GRANT INSERT, UPDATE ON subbilling.country_settings TO subbilling_operator;
@@ -46,5 +46,6 @@ REVOKE ALL ON FUNCTION
     subbilling.subscriptions_billing_changed(),
     subbilling.invoices_guard(),
     subbilling.invoice_lines_guard(),
-    subbilling.invoice_lines_check_totals()
+    subbilling.invoice_lines_check_totals(),
+    subbilling.invoice_series_counter()
     FROM PUBLIC;

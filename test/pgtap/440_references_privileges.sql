@@ -59,7 +59,9 @@ SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.invoices', 'SEL
           'the operator reads invoices and lines but writes them only through functions');
 SELECT ok(NOT has_table_privilege('subbilling_reader', 'subbilling.invoices', 'SELECT'),
           'the reader does not read invoice tables (reporting views only)');
-SELECT ok(NOT has_column_privilege('subbilling_operator', 'subbilling.invoice_series', 'next_number', 'UPDATE'),
+SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.invoice_counters', 'SELECT')
+          AND NOT has_table_privilege('subbilling_operator', 'subbilling.invoice_counters', 'UPDATE')
+          AND NOT has_table_privilege('subbilling_operator', 'subbilling.invoice_counters', 'INSERT'),
           'the operator cannot move a series counter');
 
 -- the operator at work
