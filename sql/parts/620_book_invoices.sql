@@ -89,12 +89,23 @@ BEGIN
         SELECT c.currency, ledger_code('receivables', c.currency) AS rc
           FROM (SELECT DISTINCT d.currency FROM d) c
     ),
-    dl AS MATERIALIZED (
-        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.kind = 'fee' AS is_fee,
-               p.code AS product, l.tax_rate, l.net, l.tax
+    -- the lines summed per plan, fee or not, and VAT rate first (an invoice
+    -- bills several periods of the same plan): every later step, the plan
+    -- and product lookups and the joins to the account codes, works on
+    -- these few sums instead of every line
+    dp AS MATERIALIZED (
+        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
+               l.kind = 'fee' AS is_fee, l.tax_rate, sum(l.net) AS net, sum(l.tax) AS tax
           FROM d
           JOIN subbilling.invoice_lines l ON l.account_id = d.account_id AND l.invoice_id = d.id
-          LEFT JOIN subbilling.plans pl ON pl.id = l.plan_id
+         GROUP BY d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
+                  l.kind = 'fee', l.tax_rate
+    ),
+    dl AS MATERIALIZED (
+        SELECT dp.account_id, dp.eid, dp.kind, dp.issue_date, dp.id, dp.number, dp.currency, dp.is_fee,
+               p.code AS product, dp.tax_rate, dp.net, dp.tax
+          FROM dp
+          LEFT JOIN subbilling.plans pl ON pl.id = dp.plan_id
           LEFT JOIN subbilling.products p ON p.id = pl.product_id
     ),
     rev AS MATERIALIZED (
