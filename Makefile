@@ -5,17 +5,21 @@
 #   bash scripts/test.sh          every test suite (see README), ends with "N passed, N failed"
 
 EXTENSION   = subbilling
-EXTVERSION  = 0.1
+EXTVERSION  = 0.2
 
 MODULE_big  = subbilling
 # src/core/*.c is plain C (no PostgreSQL headers): parsing, formatting, calendar, rounding,
 # allocation and check digits.  src/*.c are the thin fmgr wrappers and the worker.
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/core/*.c)))
 
-# The install script is assembled from sql/parts/*.sql in name order.
+# The install script of the current version is assembled from sql/parts/*.sql in name order.
+# Versions that have shipped keep their install script as committed (sql/subbilling--0.1.sql,
+# built from the parts of 0.1), and every step has an upgrade script
+# (sql/subbilling--0.1--0.2.sql); test/upgrade.sh checks that an upgraded database has exactly
+# the objects of a fresh install.
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
-DATA        = $(wildcard sql/$(EXTENSION)--*--*.sql)
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
 REGRESS_OPTS = --inputdir=test --load-extension=btree_gist --load-extension=$(EXTENSION)

@@ -37,4 +37,7 @@ for f in test/pgtap/*.sql; do
     pg_prove -v --nocolor -d subbilling_test "$f" >"$OUT/pgtap_$n.out" 2>&1; rc=$?
     tally_tap "pgtap/$n" "$OUT/pgtap_$n.out" $rc
 done
+# upgrade: 0.1 with data, ALTER EXTENSION ... UPDATE, same schema as a fresh install
+bash test/upgrade.sh "$OUT" >"$OUT/upgrade.out" 2>&1; rc=$?
+tally_tap "upgrade" "$OUT/upgrade.out" $rc
 echo cluster-done

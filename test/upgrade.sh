@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Upgrade test (TAP on stdout): a database that installed subbilling 0.1 and billed in it is
+# updated with ALTER EXTENSION subbilling UPDATE TO '0.2', keeps its invoices and numbers, bills
+# on gaplessly, and ends up with exactly the objects of a fresh 0.2 install: the two schema
+# dumps (pg_dump --schema-only --binary-upgrade, which includes an extension's own objects) are
+# compared after dropping what differs by construction (object OIDs, the dropped column's
+# placeholder).  Runs against the server PG* points at (scripts/test-cluster.sh, pg_virtualenv);
+# needs a superuser.  Leaves no database behind.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${1:-build/test}
+mkdir -p "$OUT"
+export PGOPTIONS='-c client_min_messages=warning'
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
+n=0
+failed=0
+ok() {      # ok CONDITION-EXIT-CODE DESCRIPTION
+    n=$((n + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
+}
+is() {      # is GOT WANTED DESCRIPTION
+    n=$((n + 1))
+    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
+        echo "not ok $n - $3"; echo "#   got:    '$1'"; echo "#   wanted: '$2'"; failed=$((failed + 1))
+    fi
+}
+cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 'DROP DATABASE IF EXISTS sb_fresh' >/dev/null 2>&1; }
+trap cleanup EXIT
+cleanup
+echo "1..11"
+
+"${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_upgrade' -c 'CREATE DATABASE sb_fresh'
+"${PSQL[@]}" -d sb_upgrade -c "CREATE EXTENSION subbilling VERSION '0.1' CASCADE" >/dev/null
+ok $? "0.1 installs from its committed script"
+
+# A small business billed under 0.1: two monthly invoices in series 2024.
+"${PSQL[@]}" -d sb_upgrade >"$OUT/upgrade_business.out" 2>&1 <<'SQL'
+SET search_path = subbilling, public;
+SET TimeZone = 'UTC';
+INSERT INTO products (code, name, tax_rate) VALUES ('u_saas', 'Upgrade test SaaS', 25);
+INSERT INTO plans (code, product_id, name, kind, billing_period, pricing_model, price)
+VALUES ('u_m100', (SELECT id FROM products WHERE code = 'u_saas'), 'Monthly', 'base', '1 month', 'per_unit', '100.00 SEK');
+INSERT INTO accounts (external_id, name, country, currency) VALUES ('u1', 'Upgrade customer', 'SE', 'SEK');
+SELECT subscribe((SELECT id FROM accounts WHERE external_id = 'u1'), 'u_m100', 1, '2024-01-01');
+SELECT run_billing('2024-01-01 12:00+00');
+SELECT run_billing('2024-02-01 12:00+00');
+SQL
+ok $? "0.1 bills a subscription (two monthly invoices)"
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT next_number FROM subbilling.invoice_series WHERE code = '2024'")" "3" \
+   "0.1 keeps the counter in invoice_series.next_number"
+
+"${PSQL[@]}" -d sb_upgrade -c "ALTER EXTENSION subbilling UPDATE TO '0.2'" >"$OUT/upgrade_update.out" 2>&1
+ok $? "ALTER EXTENSION subbilling UPDATE TO '0.2'"
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = 'subbilling'")" "0.2" \
+   "the extension reports version 0.2"
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT c.next_number FROM subbilling.invoice_counters c JOIN subbilling.invoice_series s ON s.id = c.series_id WHERE s.code = '2024'")" "3" \
+   "the counter moved to invoice_counters with its value"
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'subbilling.invoice_series'::regclass AND attname = 'next_number' AND NOT attisdropped")" "0" \
+   "invoice_series has no next_number any more"
+
+"${PSQL[@]}" -d sb_upgrade -c "SET search_path = subbilling, public" -c "SET TimeZone = 'UTC'" \
+    -c "SELECT run_billing('2024-03-01 12:00+00')" >>"$OUT/upgrade_business.out" 2>&1
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT string_agg(number, ',' ORDER BY number_seq) FROM subbilling.invoices")" \
+   "2024-000001,2024-000002,2024-000003" \
+   "after the update billing goes on in the same series without a gap"
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT count(*) FROM subbilling.journal_entries e WHERE e.kind = 'invoice'")" "3" \
+   "every invoice is booked, before and after the update"
+
+"${PSQL[@]}" -d sb_fresh -c "CREATE EXTENSION subbilling CASCADE" >/dev/null
+# Both schemas as pg_dump sees them, without OIDs, comments and the dropped column's traces.
+dump() {
+    pg_dump --schema-only --binary-upgrade --no-owner -d "$1" \
+        | grep -v -e '^--' -e 'binary_upgrade_set_next' -e 'pg\.dropped' -e '^SET ' -e '^SELECT pg_catalog.set_config' \
+                 -e '^\\restrict' -e '^\\unrestrict' -e '^$' -e '^SELECT pg_catalog.setval' \
+                 -e '^UPDATE pg_catalog.pg_attribute' -e '^  AND attrelid = ' \
+        | sed -E -e "s/oid = '[0-9]+'/oid = 'N'/" -e "s/'\{[0-9,]+\}'/'{N}'/"
+}
+dump sb_upgrade >"$OUT/upgrade_upgraded.sql"
+dump sb_fresh >"$OUT/upgrade_fresh.sql"
+is "$(wc -l <"$OUT/upgrade_fresh.sql" | tr -d ' ')" "$(wc -l <"$OUT/upgrade_upgraded.sql" | tr -d ' ')" \
+   "the upgraded and the fresh schema dump have the same number of lines"
+diff -u "$OUT/upgrade_fresh.sql" "$OUT/upgrade_upgraded.sql" >"$OUT/upgrade_schema.diff"
+rc=$?
+ok $rc "an upgraded database has exactly the objects, definitions, comments and privileges of a fresh install"
+if [ $rc -ne 0 ]; then sed 's/^/# /' "$OUT/upgrade_schema.diff" | head -60; fi
+[ "$n" -eq 11 ] && [ "$failed" -eq 0 ]
