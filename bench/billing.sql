@@ -16,7 +16,9 @@
 --      NOT NULL, CHECKs, primary and unique keys, indexes; no triggers, no foreign keys);
 --   B. the same into bench.b_* which also carry the foreign keys of the originals (to accounts,
 --      subscriptions, plans, invoice_series, and lines -> invoices).
--- Registers no case with the harness: it prints its own table.  For a throwaway cluster only
+-- Then, in brun_off: the next month's cycle (one period per subscription, as_of + 1 month)
+-- and its baselines A and B into tables that already hold the first cycle's rows.
+-- Registers no case with the harness: it prints its own tables.  For a throwaway cluster only
 -- (bench/run.sh makes one); it leaves the three databases behind in it.
 \set ON_ERROR_STOP 1
 \set n :rows
@@ -144,5 +146,72 @@ WITH base AS (SELECT min(ms) FILTER (WHERE ord IN (4, 6)) AS a, min(ms) FILTER (
 SELECT r.name, :n AS subscriptions, r.invoices, r.lines, round(r.ms) AS ms,
        round((r.invoices + r.lines) / (r.ms / 1000)) AS rows_per_s,
        round(r.ms / base.a, 2) AS ratio_to_a, round(r.ms / base.b, 2) AS ratio_to_b, r.load1
+  FROM bench.billing_results r, base
+ ORDER BY r.ord;
+
+-- ---------------------------------------------------------------- the next month's cycle
+-- In brun_off, where the first cycle is committed: VACUUM ANALYZE (a month later autovacuum
+-- has run), then one more run_billing one month after as_of (notify on, the default): one
+-- period per subscription, the cycle a business runs every month.  Its baselines insert
+-- exactly the rows that cycle made into copies of the tables that already hold the first
+-- cycle's rows (A: keys and indexes; B: + the foreign keys), one round each.
+\c brun_off
+SET search_path = subbilling, public;
+VACUUM ANALYZE;
+CHECKPOINT;
+SELECT (:'as_of'::timestamptz + interval '1 month') AS as_of2 \gset
+SELECT max(id) AS inv0 FROM invoices \gset
+SELECT max(id) AS line0 FROM invoice_lines \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT run_billing(:'as_of2') AS inv2 \gset
+SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS ms2 \gset
+SELECT count(*) AS lines2 FROM invoice_lines WHERE id > :line0 \gset
+\echo == billing: next month (:as_of2): :inv2 invoices, :lines2 lines, :ms2 ms
+CREATE SCHEMA bench;
+CREATE TABLE bench.src_invoices AS SELECT * FROM invoices WHERE id > :inv0;
+CREATE TABLE bench.src_invoice_lines AS SELECT * FROM invoice_lines WHERE id > :line0;
+CREATE TABLE bench.a_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.a_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.b_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench.b_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+INSERT INTO bench.a_invoices SELECT * FROM invoices WHERE id <= :inv0;
+INSERT INTO bench.a_invoice_lines SELECT * FROM invoice_lines WHERE id <= :line0;
+INSERT INTO bench.b_invoices SELECT * FROM invoices WHERE id <= :inv0;
+INSERT INTO bench.b_invoice_lines SELECT * FROM invoice_lines WHERE id <= :line0;
+DO $$
+DECLARE
+    c record;
+BEGIN
+    PERFORM set_config('search_path', 'pg_catalog', true);
+    FOR c IN SELECT conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
+               FROM pg_constraint
+              WHERE contype = 'f' AND conrelid IN ('subbilling.invoices'::regclass, 'subbilling.invoice_lines'::regclass)
+              ORDER BY conrelid, conname
+    LOOP
+        EXECUTE format('ALTER TABLE %s ADD %s',
+                       CASE c.tbl WHEN 'subbilling.invoices' THEN 'bench.b_invoices' ELSE 'bench.b_invoice_lines' END,
+                       replace(c.def, 'REFERENCES subbilling.invoices(', 'REFERENCES bench.b_invoices('));
+    END LOOP;
+END
+$$;
+VACUUM ANALYZE;
+CHECKPOINT;
+CREATE TABLE bench.billing_results (ord int, name text, ms numeric, invoices bigint, lines bigint, load1 text);
+INSERT INTO bench.billing_results VALUES
+    (1, 'next month: run_billing', :ms2, :inv2, :lines2, split_part(pg_read_file('/proc/loadavg'), ' ', 1));
+\set inv a_invoices
+\set lines a_invoice_lines
+\set ord 2
+\set label 'next month: baseline A'
+\ir billing_baseline_round.sql
+\set inv b_invoices
+\set lines b_invoice_lines
+\set ord 3
+\set label 'next month: baseline B'
+\ir billing_baseline_round.sql
+\echo == billing: next month's cycle (N = :n; the baselines' counts include the first cycle's rows)
+WITH base AS (SELECT min(ms) FILTER (WHERE ord = 2) AS a, min(ms) FILTER (WHERE ord = 3) AS b
+                FROM bench.billing_results)
+SELECT r.name, round(r.ms) AS ms, round(r.ms / base.a, 2) AS ratio_to_a, round(r.ms / base.b, 2) AS ratio_to_b, r.load1
   FROM bench.billing_results r, base
  ORDER BY r.ord;
