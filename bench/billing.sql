@@ -209,7 +209,7 @@ INSERT INTO bench.billing_results VALUES
 \set ord 3
 \set label 'next month: baseline B'
 \ir billing_baseline_round.sql
-\echo == billing: next month's cycle (N = :n; the baselines' counts include the first cycle's rows)
+\echo == billing: the next month cycle, N = :n (baseline row counts include the first cycle rows)
 WITH base AS (SELECT min(ms) FILTER (WHERE ord = 2) AS a, min(ms) FILTER (WHERE ord = 3) AS b
                 FROM bench.billing_results)
 SELECT r.name, round(r.ms) AS ms, round(r.ms / base.a, 2) AS ratio_to_a, round(r.ms / base.b, 2) AS ratio_to_b, r.load1
