@@ -87,30 +87,7 @@ INSERT INTO bench.billing_results VALUES
 -- baseline does not read the table it is compared with).
 CREATE TABLE bench.src_invoices AS SELECT * FROM invoices;
 CREATE TABLE bench.src_invoice_lines AS SELECT * FROM invoice_lines;
-CREATE TABLE bench.a_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.a_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.b_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.b_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
--- B: the originals' foreign keys, references to invoices redirected to bench.b_invoices.
-DO $$
-DECLARE
-    c record;
-BEGIN
-    PERFORM set_config('search_path', 'pg_catalog', true);
-    FOR c IN SELECT conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
-               FROM pg_constraint
-              WHERE contype = 'f' AND conrelid IN ('subbilling.invoices'::regclass, 'subbilling.invoice_lines'::regclass)
-              ORDER BY conrelid, conname
-    LOOP
-        EXECUTE format('ALTER TABLE %s ADD %s',
-                       CASE c.tbl WHEN 'subbilling.invoices' THEN 'bench.b_invoices' ELSE 'bench.b_invoice_lines' END,
-                       replace(c.def, 'REFERENCES subbilling.invoices(', 'REFERENCES bench.b_invoices('));
-    END LOOP;
-END
-$$;
-SELECT count(*) AS b_fks FROM pg_constraint WHERE contype = 'f'
-   AND conrelid IN ('bench.b_invoices'::regclass, 'bench.b_invoice_lines'::regclass) \gset
-\echo == billing: baseline B carries :b_fks foreign keys
+\ir billing_baseline_tables.sql
 VACUUM ANALYZE;
 CHECKPOINT;
 
@@ -170,30 +147,11 @@ SELECT count(*) AS lines2 FROM invoice_lines WHERE id > :line0 \gset
 CREATE SCHEMA bench;
 CREATE TABLE bench.src_invoices AS SELECT * FROM invoices WHERE id > :inv0;
 CREATE TABLE bench.src_invoice_lines AS SELECT * FROM invoice_lines WHERE id > :line0;
-CREATE TABLE bench.a_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.a_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.b_invoices (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
-CREATE TABLE bench.b_invoice_lines (LIKE invoice_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+\ir billing_baseline_tables.sql
 INSERT INTO bench.a_invoices SELECT * FROM invoices WHERE id <= :inv0;
 INSERT INTO bench.a_invoice_lines SELECT * FROM invoice_lines WHERE id <= :line0;
 INSERT INTO bench.b_invoices SELECT * FROM invoices WHERE id <= :inv0;
 INSERT INTO bench.b_invoice_lines SELECT * FROM invoice_lines WHERE id <= :line0;
-DO $$
-DECLARE
-    c record;
-BEGIN
-    PERFORM set_config('search_path', 'pg_catalog', true);
-    FOR c IN SELECT conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
-               FROM pg_constraint
-              WHERE contype = 'f' AND conrelid IN ('subbilling.invoices'::regclass, 'subbilling.invoice_lines'::regclass)
-              ORDER BY conrelid, conname
-    LOOP
-        EXECUTE format('ALTER TABLE %s ADD %s',
-                       CASE c.tbl WHEN 'subbilling.invoices' THEN 'bench.b_invoices' ELSE 'bench.b_invoice_lines' END,
-                       replace(c.def, 'REFERENCES subbilling.invoices(', 'REFERENCES bench.b_invoices('));
-    END LOOP;
-END
-$$;
 VACUUM ANALYZE;
 CHECKPOINT;
 CREATE TABLE bench.billing_results (ord int, name text, ms numeric, invoices bigint, lines bigint, load1 text);
