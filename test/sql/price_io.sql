@@ -119,3 +119,11 @@ SELECT what, pg_temp.copy_bin(field)
                ('too short', '\x0000000000000096' || '\x53454b00'::bytea),
                ('too long', '\x0000000000000096' || '\x53454b00'::bytea || '\x0000000000'::bytea)
        ) v(what, field);
+
+-- remove the two server-side files (the test runs as a superuser)
+DO $$
+BEGIN
+	EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+		format('rm -f /tmp/subbilling_price_io_%s.copy /tmp/subbilling_price_io_%s.bad', pg_backend_pid(), pg_backend_pid()));
+END
+$$;
