@@ -903,9 +903,11 @@ replan_as_tables_grow(int64 work)
 {
 	static int64 worked = 0;
 	static int64 next_replan = 1000;
+	int64		sum;
 
-	if (work <= 0 || pg_add_s64_overflow(worked, work, &worked))
+	if (work <= 0 || pg_add_s64_overflow(worked, work, &sum))
 		return;
+	worked = sum;
 	if (worked >= next_replan)
 	{
 		ResetPlanCache();
