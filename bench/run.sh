@@ -101,7 +101,8 @@ SQL
     for s in "${ONLY[@]}"; do
         echo "== loading bench/$s.sql"
         start=$(date +%s)
-        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -v lib="$BENCH_LIB" -f "bench/$s.sql" | tee "$OUT/$s.txt"
+        "${PSQL[@]}" -v rows="$ROWS" -v prorate_rows="$PRORATE_ROWS" -v lib="$BENCH_LIB" -v copydir="$BENCH_COPY" \
+            -f "bench/$s.sql" | tee "$OUT/$s.txt"
         echo "   loaded in $(( $(date +%s) - start )) s"
         for suite in $("${PSQL[@]}" -Atc "SELECT DISTINCT suite FROM bench.cases WHERE suite NOT IN (SELECT suite FROM bench.results) ORDER BY 1"); do
             for mode in $("${PSQL[@]}" -Atc "SELECT mode FROM bench.modes ORDER BY ord" | tr ' ' '_'); do
@@ -137,6 +138,9 @@ trap 'rm -rf "$BENCH_DIR"' EXIT
 chmod 755 "$BENCH_DIR"
 cp subbilling.so "$BENCH_DIR/subbilling.so"
 chmod 755 "$BENCH_DIR/subbilling.so"
+# Where the server may write files one suite reads into another database (bench/billing.sql).
+mkdir "$BENCH_DIR/copy"
+chmod 1777 "$BENCH_DIR/copy"
 
 echo "== installing and creating the cluster (holding /tmp/subbilling-test.lock)"
 exec 9>/tmp/subbilling-test.lock
@@ -147,7 +151,7 @@ install || exit 1
 # prewarmed; jit off so that compilation time does not blur the comparison (--jit adds a mode
 # with it on); autovacuum off (the suites VACUUM (FREEZE, ANALYZE) their tables themselves);
 # lc_monetary = C, so money has 2 decimals whatever the machine's locale.
-BENCH_INSIDE=1 BENCH_LIB="$BENCH_DIR/subbilling.so" \
+BENCH_INSIDE=1 BENCH_LIB="$BENCH_DIR/subbilling.so" BENCH_COPY="$BENCH_DIR/copy" \
 pg_virtualenv -t -v "$PGVER" \
     -o shared_buffers=4GB -o work_mem=64MB -o maintenance_work_mem=1GB \
     -o max_parallel_workers_per_gather=2 -o max_parallel_maintenance_workers=2 \
