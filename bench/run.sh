@@ -10,7 +10,7 @@
 #   bash bench/run.sh --rows 100000          a quick check
 #   bash bench/run.sh --only prorate --prorate-rows 1000000
 #   bash bench/run.sh --only billing_gen_check --rows 3000    (needs the lifecycle schema)
-#   bash bench/run.sh --only billing --rows 100000   one billing cycle vs a plain INSERT (issue 4)
+#   bash bench/run.sh --only billing --rows 100000   one billing cycle vs plain INSERTs A, B, C (issue 4)
 #
 # Options:
 #   --rows N           rows of each suite's table (default 10000000)
