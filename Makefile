@@ -5,7 +5,7 @@
 #   bash scripts/test.sh          every test suite (see README), ends with "N passed, N failed"
 
 EXTENSION   = subbilling
-EXTVERSION  = 0.2
+EXTVERSION  = 0.3
 
 MODULE_big  = subbilling
 # src/core/*.c is plain C (no PostgreSQL headers): parsing, formatting, calendar, rounding,
@@ -17,8 +17,13 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/core/*.c)))
 # built from the parts of 0.1), and every step has an upgrade script
 # (sql/subbilling--0.1--0.2.sql); test/upgrade.sh checks that an upgraded database has exactly
 # the objects of a fresh install.
+# While a version is open, its upgrade script from the previous one is assembled the same way
+# from sql/upgrade/PREV--NEXT/*.sql (one step per change), so that parallel work adds files
+# instead of editing one; when the version ships the assembled script is committed and frozen.
 SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
-DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+PREVVERSION = 0.2
+UPGRADE_PARTS = $(sort $(wildcard sql/upgrade/$(PREVVERSION)--$(EXTVERSION)/*.sql))
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -38,6 +43,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+sql/$(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS)
 	cat $^ > $@
 
 $(OBJS): $(wildcard src/*.h src/core/*.h)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Upgrade test (TAP on stdout): a database that installed subbilling 0.1 and billed in it is
-# updated with ALTER EXTENSION subbilling UPDATE TO '0.2', keeps its invoices and numbers, bills
-# on gaplessly, and ends up with exactly the objects of a fresh 0.2 install: the two schema
+# updated with ALTER EXTENSION subbilling UPDATE TO '0.2' and then to the current version,
+# keeps its invoices and numbers, bills on gaplessly, and ends up with exactly the objects of a
+# fresh install; so does a database that installed 0.2 and billed in it: the schema
 # dumps (pg_dump --schema-only --binary-upgrade, which includes an extension's own objects) are
 # compared after dropping what differs by construction (object OIDs, the dropped column's
 # placeholder).  Runs against the server PG* points at (scripts/test-cluster.sh, pg_virtualenv);
@@ -24,12 +25,14 @@ is() {      # is GOT WANTED DESCRIPTION
         echo "not ok $n - $3"; echo "#   got:    '$1'"; echo "#   wanted: '$2'"; failed=$((failed + 1))
     fi
 }
-cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 'DROP DATABASE IF EXISTS sb_fresh' >/dev/null 2>&1; }
+cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 'DROP DATABASE IF EXISTS sb_upgrade02' \
+                -c 'DROP DATABASE IF EXISTS sb_fresh' >/dev/null 2>&1; }
+CURRENT=$(sed -nE "s/^default_version = '([^']+)'/\1/p" subbilling.control)
 trap cleanup EXIT
 cleanup
-echo "1..11"
+echo "1..18"
 
-"${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_upgrade' -c 'CREATE DATABASE sb_fresh'
+"${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_upgrade' -c 'CREATE DATABASE sb_upgrade02' -c 'CREATE DATABASE sb_fresh'
 "${PSQL[@]}" -d sb_upgrade -c "CREATE EXTENSION subbilling VERSION '0.1' CASCADE" >/dev/null
 ok $? "0.1 installs from its committed script"
 
@@ -66,6 +69,39 @@ is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT string_agg(number, ',' ORDER BY numb
 is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT count(*) FROM subbilling.journal_entries e WHERE e.kind = 'invoice'")" "3" \
    "every invoice is booked, before and after the update"
 
+# From 0.2 to the current version: the same database, and one that installed 0.2 directly.
+"${PSQL[@]}" -d sb_upgrade -c "ALTER EXTENSION subbilling UPDATE TO '$CURRENT'" >>"$OUT/upgrade_update.out" 2>&1
+ok $? "ALTER EXTENSION subbilling UPDATE TO '$CURRENT' (from 0.1 by way of 0.2)"
+"${PSQL[@]}" -d sb_upgrade -c "SET search_path = subbilling, public" -c "SET TimeZone = 'UTC'" \
+    -c "SELECT run_billing('2024-04-01 12:00+00')" >>"$OUT/upgrade_business.out" 2>&1
+is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT string_agg(number, ',' ORDER BY number_seq) FROM subbilling.invoices")" \
+   "2024-000001,2024-000002,2024-000003,2024-000004" \
+   "after the update to $CURRENT billing goes on in the same series without a gap"
+
+"${PSQL[@]}" -d sb_upgrade02 -c "CREATE EXTENSION subbilling VERSION '0.2' CASCADE" >/dev/null
+ok $? "0.2 installs from its committed script"
+"${PSQL[@]}" -d sb_upgrade02 >>"$OUT/upgrade_business.out" 2>&1 <<'SQL'
+SET search_path = subbilling, public;
+SET TimeZone = 'UTC';
+INSERT INTO products (code, name, tax_rate) VALUES ('u_saas', 'Upgrade test SaaS', 25);
+INSERT INTO plans (code, product_id, name, kind, billing_period, pricing_model, price)
+VALUES ('u_m100', (SELECT id FROM products WHERE code = 'u_saas'), 'Monthly', 'base', '1 month', 'per_unit', '100.00 SEK');
+INSERT INTO accounts (external_id, name, country, currency) VALUES ('u1', 'Upgrade customer', 'SE', 'SEK');
+SELECT subscribe((SELECT id FROM accounts WHERE external_id = 'u1'), 'u_m100', 1, '2024-01-01');
+SELECT run_billing('2024-01-01 12:00+00');
+SELECT run_billing('2024-02-01 12:00+00');
+SQL
+ok $? "0.2 bills a subscription (two monthly invoices)"
+"${PSQL[@]}" -d sb_upgrade02 -c "ALTER EXTENSION subbilling UPDATE" >>"$OUT/upgrade_update.out" 2>&1
+ok $? "ALTER EXTENSION subbilling UPDATE (from 0.2)"
+is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT extversion FROM pg_extension WHERE extname = 'subbilling'")" "$CURRENT" \
+   "the extension reports version $CURRENT"
+"${PSQL[@]}" -d sb_upgrade02 -c "SET search_path = subbilling, public" -c "SET TimeZone = 'UTC'" \
+    -c "SELECT run_billing('2024-03-01 12:00+00')" >>"$OUT/upgrade_business.out" 2>&1
+is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT string_agg(number, ',' ORDER BY number_seq) FROM subbilling.invoices")" \
+   "2024-000001,2024-000002,2024-000003" \
+   "a database updated from 0.2 bills on in the same series without a gap"
+
 "${PSQL[@]}" -d sb_fresh -c "CREATE EXTENSION subbilling CASCADE" >/dev/null
 # Both schemas as pg_dump sees them, without OIDs, comments and the dropped column's traces.
 dump() {
@@ -75,12 +111,12 @@ dump() {
                  -e '^UPDATE pg_catalog.pg_attribute' -e '^  AND attrelid = ' \
         | sed -E -e "s/oid = '[0-9]+'/oid = 'N'/" -e "s/'\{[0-9,]+\}'/'{N}'/"
 }
-dump sb_upgrade >"$OUT/upgrade_upgraded.sql"
 dump sb_fresh >"$OUT/upgrade_fresh.sql"
-is "$(wc -l <"$OUT/upgrade_fresh.sql" | tr -d ' ')" "$(wc -l <"$OUT/upgrade_upgraded.sql" | tr -d ' ')" \
-   "the upgraded and the fresh schema dump have the same number of lines"
-diff -u "$OUT/upgrade_fresh.sql" "$OUT/upgrade_upgraded.sql" >"$OUT/upgrade_schema.diff"
-rc=$?
-ok $rc "an upgraded database has exactly the objects, definitions, comments and privileges of a fresh install"
-if [ $rc -ne 0 ]; then sed 's/^/# /' "$OUT/upgrade_schema.diff" | head -60; fi
-[ "$n" -eq 11 ] && [ "$failed" -eq 0 ]
+for db in sb_upgrade sb_upgrade02; do
+    dump $db >"$OUT/${db}_schema.sql"
+    diff -u "$OUT/upgrade_fresh.sql" "$OUT/${db}_schema.sql" >"$OUT/${db}_schema.diff"
+    rc=$?
+    ok $rc "$db: an updated database has exactly the objects, definitions, comments and privileges of a fresh install"
+    if [ $rc -ne 0 ]; then sed 's/^/# /' "$OUT/${db}_schema.diff" | head -60; fi
+done
+[ "$n" -eq 18 ] && [ "$failed" -eq 0 ]

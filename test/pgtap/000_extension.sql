@@ -2,6 +2,6 @@ BEGIN;
 SELECT plan(3);
 SELECT has_schema('subbilling');
 SELECT has_extension('subbilling');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'subbilling'), '0.2', 'version 0.2 installed');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'subbilling'), '0.3', 'version 0.3 installed');
 SELECT * FROM finish();
 ROLLBACK;
