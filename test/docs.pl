@@ -111,7 +111,7 @@ for my $page (@pages) {
     my %got;
     my $cur;
     for my $l (split /\n/, $output) {
-        if ($l =~ /^\@\@docs-block (\d+|end)\@\@$/) { $cur = $1; next; }
+        if ($l =~ /^\@\@docs-block (\d+|end)\@\@$/) { $cur = $1; $got{$cur} ||= []; next; }
         push @{ $got{$cur} }, $l if defined $cur;
     }
 
