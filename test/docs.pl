@@ -10,7 +10,8 @@
 #
 # - each page runs in a database of its own, created fresh, in one psql session
 #   (psql -X -q, default aligned output, input on stdin as pg_regress does, so errors print
-#   as "ERROR:  ..." without a file name; \set SHOW_CONTEXT never);
+#   as "ERROR:  ..." without a file name; \set SHOW_CONTEXT never; TimeZone UTC, DateStyle
+#   ISO, client encoding UTF8);
 # - pages under docs/ start with `CREATE EXTENSION subbilling CASCADE` already done and
 #   search_path = subbilling, public; README.md starts from an empty database (its example
 #   creates the extension itself);
@@ -26,6 +27,11 @@ use strict;
 use warnings;
 
 my @pages = @ARGV ? @ARGV : ('README.md', sort glob('docs/*.md'));
+# the same output whatever the server's or the caller's settings
+$ENV{PGTZ} = 'UTC';
+$ENV{PGDATESTYLE} = 'ISO, MDY';
+$ENV{PGCLIENTENCODING} = 'UTF8';
+delete $ENV{PGOPTIONS};
 my $bless = $ENV{DOCS_BLESS} ? 1 : 0;
 my $n = 0;
 my $failed = 0;
