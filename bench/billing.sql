@@ -1,4 +1,4 @@
--- bench/billing.sql: one billing cycle against a plain INSERT ... SELECT of its output (issue 4).
+-- bench/billing.sql: one billing cycle against a plain INSERT ... SELECT of its output.
 --
 --   bash bench/run.sh --only billing --rows 100000
 --
@@ -21,7 +21,7 @@
 --      final state, lines, its events, journal entries and lines, payment requests) into the
 --      product's own tables (their keys, indexes, foreign keys and triggers), and UPDATE of the
 --      subscriptions and counters to the values run 2 left; the rows are carried over in files
---      (server-side COPY into :copydir, which bench/run.sh makes).  What SPEC sections 4, 5
+--      (server-side COPY into :copydir, which bench/run.sh makes).  What the product's requirements on billing and the ledger
 --      and 7 make every cycle write, at the cost of writing it: the floor for run_billing.
 -- Then, in brun_off: the next month's cycle (one period per subscription, as_of + 1 month)
 -- and its baselines A and B into tables that already hold the first cycle's rows, and C in

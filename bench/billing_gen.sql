@@ -1,4 +1,4 @@
--- bench/billing_gen.sql: N subscriptions for the billing benchmark (issue 4).
+-- bench/billing_gen.sql: N subscriptions for the billing benchmark.
 --
 --   psql -v n=1000000 -f bench/billing_gen.sql                  bulk (INSERT ... SELECT)
 --   psql -v n=1000 -v via=functions -f bench/billing_gen.sql    through subscribe(), add_addon(), record_usage()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Worker throughput (issue 4): the background worker bills the same backlog of N subscriptions
+# Worker throughput: the background worker bills the same backlog of N subscriptions
 # (bench/billing_gen.sql, bulk) with subbilling.batch_size = 100, 1000, 10000, one fresh copy of
 # the data per batch size, and reports invoices per second from its worker_runs row.
 #

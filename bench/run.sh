@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 2: sum() over price vs numeric vs bigint vs money, and prorate() in C vs
+# Benchmarks of the types: sum() over price vs numeric vs bigint vs money, and prorate() in C vs
 # PL/pgSQL vs plain SQL.  Builds and installs this tree, starts a throwaway cluster tuned for
 # the machine, loads each suite (bench/<suite>.sql), times every case (median of --runs runs
 # after a warm-up, serial and parallel) and prints a table with the ratio of each case to its
@@ -10,7 +10,7 @@
 #   bash bench/run.sh --rows 100000          a quick check
 #   bash bench/run.sh --only prorate --prorate-rows 1000000
 #   bash bench/run.sh --only billing_gen_check --rows 3000    (needs the lifecycle schema)
-#   bash bench/run.sh --only billing --rows 100000   one billing cycle vs plain INSERTs A, B, C (issue 4)
+#   bash bench/run.sh --only billing --rows 100000   one billing cycle vs plain INSERTs A, B, C
 #
 # Options:
 #   --rows N           rows of each suite's table (default 10000000)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cluster tiers of scripts/test.sh: pg_regress, isolation and pgTAP against the server
+# The cluster tiers of scripts/test.sh: pg_regress, isolation, pgTAP, upgrade and docs against the server
 # that PG* variables point at (pg_virtualenv sets them).  Writes "label ok notok" lines into
 # OUT/tally.  Usable by hand: PGHOST=... bash scripts/test-cluster.sh build/test
 set -u
@@ -40,4 +40,10 @@ done
 # upgrade: 0.1 with data, ALTER EXTENSION ... UPDATE, same schema as a fresh install
 bash test/upgrade.sh "$OUT" >"$OUT/upgrade.out" 2>&1; rc=$?
 tally_tap "upgrade" "$OUT/upgrade.out" $rc
+# docs: every page of docs/ and the README run as written, output compared (test/docs.pl);
+# and the docs tier itself can fail (test/docs_selftest.sh)
+perl test/docs.pl >"$OUT/docs.out" 2>&1; rc=$?
+tally_tap "docs" "$OUT/docs.out" $rc
+bash test/docs_selftest.sh >"$OUT/docs_selftest.out" 2>&1; rc=$?
+tally_tap "docs_selftest" "$OUT/docs_selftest.out" $rc
 echo cluster-done

@@ -4,7 +4,8 @@
 #   bash scripts/test.sh
 #
 # Tiers: unit tests of the plain-C core (with ASan/UBSan), a bounded libFuzzer run over the
-# parsers, pg_regress, isolationtester, pgTAP (pg_prove) and TAP (PostgreSQL::Test::Cluster).
+# parsers, pg_regress, isolationtester, pgTAP (pg_prove), the upgrade test, the docs (every
+# page run as written) and TAP (PostgreSQL::Test::Cluster).
 # Environment: FUZZ_SECONDS (per harness, default 15).
 set -u
 cd "$(dirname "$0")/.."
@@ -59,7 +60,7 @@ exec 9>/tmp/subbilling-test.lock
 flock 9
 install || fail_early "install failed"
 
-echo "== pg_regress, isolation and pgTAP in a throwaway cluster (pg_virtualenv)"
+echo "== pg_regress, isolation, pgTAP, upgrade and docs in a throwaway cluster (pg_virtualenv)"
 pg_virtualenv -t -v $PGVER \
     -o shared_preload_libraries=subbilling -o subbilling.worker_enabled=off \
     bash scripts/test-cluster.sh "$OUT" >"$OUT/cluster.log" 2>&1

@@ -1,7 +1,7 @@
 
 -- ============================================================================
--- Catalog (SPEC section 2): products, plans, campaigns and a minimal
--- dunning_policies table that the dunning issue extends.
+-- Catalog: products, plans, campaigns and the dunning_policies table
+-- (its steps and settings are in 650_dunning_settings.sql).
 --
 -- Catalog tables are global (Citus reference tables later): nothing in them
 -- points at a customer-owned table.  Customer tables point at them.

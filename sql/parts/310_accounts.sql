@@ -1,9 +1,9 @@
 
 -- ============================================================================
--- Accounts and payment methods (SPEC section 2).
+-- Accounts and payment methods.
 --
 -- accounts.id is the account id, the distribution column of every
--- customer-owned table (SPEC section 7).  external_id is the one global
+-- customer-owned table.  external_id is the one global
 -- UNIQUE on a customer table; distribute() will have to handle it.
 -- docs/catalog.md describes every column and rule.
 -- ============================================================================

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Events (SPEC section 4): the outbox table, NOTIFY at commit, catch-up.
+-- Events: the outbox table, NOTIFY at commit, catch-up.
 --
 -- Every business event is a row in subbilling.events written in the same
 -- transaction as the change, and (unless subbilling.notify = off) a
@@ -44,7 +44,7 @@ RETURN (bound & 2147483647)::integer;
 COMMENT ON FUNCTION subbilling.outbox_lock_key2(bigint) IS 'internal: second advisory lock key of the outbox watermark for an event id bound';
 
 -- Writes one event and announces it.  Internal: the lifecycle functions (and
--- the invoicing, payment and dunning functions of later issues) call it.
+-- the invoicing, payment and dunning functions) call it.
 CREATE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription_id bigint,
                                       payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint

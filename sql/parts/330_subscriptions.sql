@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Subscriptions (SPEC section 3): the subscription, its item history, pauses
+-- Subscriptions: the subscription, its item history, pauses
 -- and discounts; the lifecycle functions; statuses and their transitions.
 --
 -- History is data, never overwritten: a change closes the current item's

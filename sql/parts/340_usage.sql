@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Usage (SPEC section 3): metered quantities recorded against an item of a
+-- Usage: metered quantities recorded against an item of a
 -- subscription, idempotent on the caller's key.
 --
 -- Usage belongs to the subscription item whose plan it names and which is in

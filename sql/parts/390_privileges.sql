@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Privileges (SPEC section 6): roles subbilling_operator and subbilling_reader.
+-- Privileges: roles subbilling_operator and subbilling_reader.
 --
 -- Roles are cluster-wide: they are created here if missing and outlive
 -- DROP EXTENSION (and serve every database of the cluster that installs

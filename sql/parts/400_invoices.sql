@@ -1,10 +1,10 @@
 
 -- ============================================================================
--- Invoices (SPEC section 4): settings (number series, country settings,
+-- Invoices: settings (number series, country settings,
 -- payment references), invoices and their lines, the billing bookkeeping of
 -- subscriptions, and the guards that keep issued invoices unchanged.
 --
--- invoices and invoice_lines are customer-owned (SPEC 7): account_id leads
+-- invoices and invoice_lines are customer-owned (distributed by account): account_id leads
 -- every key, foreign keys are composite.  invoice_series and
 -- country_settings are small global settings tables.  docs/invoicing.md
 -- describes every column and rule.
@@ -300,7 +300,7 @@ CREATE TRIGGER subscriptions_billing_changed
 
 -- Issued invoices are never deleted, and only their status (open -> paid |
 -- void | uncollectible, uncollectible -> paid) and its timestamps change;
--- columns added by later issues (payment bookkeeping) stay writable.
+-- columns added by the payments part (payment bookkeeping) stay writable.
 CREATE FUNCTION subbilling.invoices_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp

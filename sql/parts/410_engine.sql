@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- The billing engine (SPEC section 4): expected minus invoiced.
+-- The billing engine: expected minus invoiced.
 --
 -- billing_charges() derives, for a set of subscriptions, every charge key
 -- (subscription, plan, charge_type, key_start) that they should have had up

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Billing runs (SPEC section 4): claim due subscriptions, invoice the due
+-- Billing runs: claim due subscriptions, invoice the due
 -- differences of billing_charges() set-based, number the batch under one
 -- lock of each series row, announce the invoices.
 --

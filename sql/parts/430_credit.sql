@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Issued invoices after the fact (SPEC section 4): credit notes, voiding,
+-- Issued invoices after the fact: credit notes, voiding,
 -- and finalising drafts.  An issued invoice is never deleted or altered;
 -- these functions add documents or move the status forward.
 -- ============================================================================

@@ -1,10 +1,10 @@
 
 -- ============================================================================
--- Privileges of invoicing (SPEC section 6), following 390_privileges.sql:
+-- Privileges of invoicing, following 390_privileges.sql:
 -- functions that change data are SECURITY DEFINER with a pinned search_path
 -- and executable by subbilling_operator, never by PUBLIC; internal helpers
 -- are executable by nobody but their owner.  subbilling_reader gets no
--- table: it reads the reporting views of a later issue.
+-- table: it reads the reporting views.
 -- ============================================================================
 
 GRANT SELECT ON subbilling.invoices, subbilling.invoice_lines, subbilling.invoice_series,

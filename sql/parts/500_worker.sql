@@ -102,8 +102,8 @@ COMMENT ON FUNCTION subbilling.current_run_id() IS
     'worker_runs.id of the worker cycle in progress in this session, NULL outside one (for billing_errors.run_id)';
 
 -------------------------------------------------------------------------------
--- The batch functions.  PLACEHOLDERS: the billing engine (issue 4) and dunning
--- (issue 5) replace these bodies, keeping the signatures, labels and grants.
+-- The batch functions.  PLACEHOLDERS: the billing engine (510_billing_batch.sql) and
+-- dunning (690_dunning_batch.sql) replace these bodies, keeping the signatures, labels and grants.
 -------------------------------------------------------------------------------
 CREATE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
 RETURNS TABLE (invoices int, errors int, more boolean)

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- The receivables ledger (reskontra), SPEC section 5: a chart of accounts
+-- The receivables ledger (reskontra): a chart of accounts
 -- with Swedish BAS defaults, a configurable purpose -> account mapping, and
 -- the double-entry journal.
 --

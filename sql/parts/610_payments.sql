@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Payments (SPEC section 5): payments matched by the invoice's reference,
+-- Payments: payments matched by the invoice's reference,
 -- the global queue of unmatched payments, refunds, payment requests of
 -- automatic methods with a retry schedule.
 --

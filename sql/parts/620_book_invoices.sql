@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Booking issued documents (SPEC section 5), set-based for billing batches:
+-- Booking issued documents, set-based for billing batches:
 --
 --   book_invoices(account_ids, invoice_ids)
 --     1. every issued invoice / credit note not yet booked: one entry

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Ledger views (SPEC section 5): each customer's ledger with a running
+-- Ledger views: each customer's ledger with a running
 -- balance, open items, and balances per account.  All from the journal's
 -- receivables and customer-credit lines (the customer's side of the books).
 -- ============================================================================

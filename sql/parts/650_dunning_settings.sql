@@ -1,10 +1,10 @@
 
 -- ============================================================================
--- Dunning settings (SPEC section 5): policies and their steps, the shipped
+-- Dunning settings: policies and their steps, the shipped
 -- default policy, and the per-country rules for reminder fees and
 -- late-payment interest (fee caps, interest margin, reference rates).
 --
--- All of these are small global settings tables (SPEC 7: reference tables);
+-- All of these are small global settings tables (reference tables when distributed);
 -- nothing in them points at a customer-owned table.  docs/dunning.md
 -- describes every column, rule and source.
 -- ============================================================================

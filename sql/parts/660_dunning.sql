@@ -1,10 +1,10 @@
 
 -- ============================================================================
--- Dunning (SPEC section 5): the steps taken on overdue invoices, fee
+-- Dunning: the steps taken on overdue invoices, fee
 -- invoices, late-payment interest, payment stop and its lifting,
 -- collection and write-off.
 --
--- dunning_actions is customer-owned (SPEC 7): account_id leads every key.
+-- dunning_actions is customer-owned (distributed by account): account_id leads every key.
 -- Each step runs once per invoice (UNIQUE (account_id, invoice_id,
 -- step_no)); step 0 is the built-in 'overdue' notice.  A step is taken
 -- only under the invoice's row lock and only while the invoice is open

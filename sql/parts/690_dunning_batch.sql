@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- The dunning batch and run_dunning (SPEC sections 4 and 5).
+-- The dunning batch and run_dunning.
 -- 500_worker.sql defines run_dunning_batch's signature and grants with a
 -- placeholder body; this part gives it its body.  The worker calls it in one
 -- transaction per batch; run_worker_cycle(), pg_cron and run_dunning() call

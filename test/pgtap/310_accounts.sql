@@ -1,4 +1,4 @@
--- Accounts, payment methods, and the distribution rules of SPEC section 7.
+-- Accounts, payment methods, and the rules that make them ready to distribute by account.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SELECT plan(53);
@@ -61,7 +61,7 @@ SELECT lives_ok($$
     SELECT pg_temp.acct('t_se'), k, jsonb_build_object('label', k)
       FROM unnest(ARRAY['card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit', 'invoice',
                         'e_invoice', 'swish', 'vipps', 'mobilepay', 'bank_transfer']) k
-$$, 'every payment method kind of SPEC section 2');
+$$, 'every payment method kind');
 SELECT results_eq($$SELECT kind FROM payment_methods WHERE account_id = pg_temp.acct('t_se') AND automatic ORDER BY kind$$,
                   ARRAY['autogiro', 'avtalegiro', 'betalingsservice', 'card', 'sepa_debit'],
                   'card and direct debits are automatic');
@@ -80,7 +80,7 @@ SELECT throws_ok($$INSERT INTO payment_methods (account_id, kind, is_default, ac
 SELECT throws_ok($$INSERT INTO payment_methods (account_id, kind, details) VALUES (pg_temp.acct('t_de'), 'card', '"x"')$$,
                  '23514', 'new row for relation "payment_methods" violates check constraint "payment_methods_details_object"', 'details not an object');
 
--- ---------------------------------------------------------------- SPEC section 7: ready to distribute by account
+-- ---------------------------------------------------------------- ready to distribute by account
 CREATE TEMP VIEW customer_tables AS
     SELECT c.oid, c.relname FROM pg_catalog.pg_class c
      WHERE c.relnamespace = 'subbilling'::regnamespace AND c.relkind = 'r'

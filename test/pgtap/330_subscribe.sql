@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SELECT plan(69);
 \ir 300_fixture.psql
 
-SELECT has_function('subbilling', 'subscribe', ARRAY['bigint', 'text', 'integer', 'date', 'text', 'integer'], 'subscribe signature of SPEC section 3');
+SELECT has_function('subbilling', 'subscribe', ARRAY['bigint', 'text', 'integer', 'date', 'text', 'integer'], 'subscribe signature');
 SELECT function_returns('subbilling', 'subscribe', ARRAY['bigint', 'text', 'integer', 'date', 'text', 'integer'], 'bigint', 'subscribe returns the id');
 SELECT volatility_is('subbilling', 'subscribe', ARRAY['bigint', 'text', 'integer', 'date', 'text', 'integer'], 'volatile', 'subscribe is volatile');
 SELECT is_definer('subbilling', 'subscribe', ARRAY['bigint', 'text', 'integer', 'date', 'text', 'integer'], 'subscribe is SECURITY DEFINER');

@@ -1,4 +1,4 @@
--- The issue's billing scenarios with exact amounts: each on an account of
+-- The billing scenarios with exact amounts: each on an account of
 -- its own, billed with run_billing() at the scenario's dates.
 BEGIN;
 SET LOCAL search_path = subbilling, public;

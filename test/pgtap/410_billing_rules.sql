@@ -1,4 +1,4 @@
--- Billing rules beyond the issue's scenarios: idempotency, preview =
+-- Billing rules beyond the billing scenarios: idempotency, preview =
 -- billing, backdated changes, catching up, voiding, events, due dates,
 -- time zones, pricing models, add-ons, discounts, batches.
 BEGIN;
