@@ -1,7 +1,11 @@
 # subbilling: PGXS build.
 #
 #   make && make install          build and install into the PostgreSQL found by pg_config
-#   make installcheck             pg_regress and isolation tests against a running server
+#   make installcheck             pg_regress (test/sql) and isolation (test/specs) tests
+#                                 against a running server
+#   make prove_installcheck       TAP tests (test/t), each in clusters of its own made with the
+#                                 installed binaries (run as a user that may run initdb)
+#   make pgtap                    pgTAP tests (test/pgtap) against a database with the extension
 #   bash scripts/test.sh          every test suite (see README), ends with "N passed, N failed"
 
 EXTENSION   = subbilling
@@ -49,6 +53,14 @@ sql/$(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS)
 	cat $^ > $@
 
 $(OBJS): $(wildcard src/*.h src/core/*.h)
+
+# PGXS defines how to run TAP tests (prove_installcheck) but runs them from installcheck only
+# when TAP_TESTS is set; here installcheck stays pg_regress + isolation and the TAP tests have
+# their own target.  PROVE_TESTS=test/t/NAME.pl runs one.
+PROVE_TESTS ?= $(sort $(wildcard test/t/*.pl))
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)
 
 .PHONY: pgtap
 pgtap:

@@ -75,8 +75,9 @@ if ls test/t/*.pl >/dev/null 2>&1; then
     chown -R postgres: "$work"
     for t in test/t/*.pl; do
         n=$(basename "$t" .pl)
-        (cd "$work/src" && runuser -u postgres -- env PATH="$PATH" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-            prove -v -I "$PGXS_DIR/src/test/perl" -I test "$t") >"$OUT/tap_$n.out" 2>&1
+        (cd "$work/src" && runuser -u postgres -- env PATH="$PATH" \
+            make -s PG_CONFIG="$PG_CONFIG" prove_installcheck PROVE_TESTS="$t" PROVE_FLAGS=-v) \
+            >"$OUT/tap_$n.out" 2>&1
         rc=$?
         tally_tap "tap/$n" "$OUT/tap_$n.out" $rc
         [ $rc -ne 0 ] && tail -60 "$OUT/tap_$n.out" && \

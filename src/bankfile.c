@@ -32,7 +32,6 @@
 
 #include "bankfile.h"
 #include "price.h"
-#include "subbilling.h"
 
 PG_FUNCTION_INFO_V1(parse_bgmax);
 PG_FUNCTION_INFO_V1(parse_nets_ocr);

@@ -33,7 +33,6 @@
 
 #include "money.h"
 #include "price.h"
-#include "subbilling.h"
 
 StaticAssertDecl(sizeof(Price) == 16, "Price must be 16 bytes");
 

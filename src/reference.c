@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * reference.c
- *	  Payment references: Swedish OCR (Bankgirot) and Norwegian KID.
+ *	  Payment references: Swedish OCR (Bankgirot), Norwegian KID, Danish
+ *	  FI-kort (+71) payment ids and Finnish reference numbers.
  *
  * The check digit arithmetic is plain C in src/core/checkdigit.c.  The
  * *_reference functions raise 22023 on a bad base or method; the *_valid
@@ -19,6 +20,8 @@ PG_FUNCTION_INFO_V1(ocr_reference);
 PG_FUNCTION_INFO_V1(ocr_valid);
 PG_FUNCTION_INFO_V1(kid_reference);
 PG_FUNCTION_INFO_V1(kid_valid);
+PG_FUNCTION_INFO_V1(fik_reference);
+PG_FUNCTION_INFO_V1(fi_reference);
 
 static void
 ReportBadBase(ReferenceStatus status, const char *kind, const char *base, size_t len,
@@ -123,4 +126,40 @@ kid_valid(PG_FUNCTION_ARGS)
 	KidMethod	method = ParseKidMethod(PG_GETARG_TEXT_PP(1));
 
 	PG_RETURN_BOOL(kid_is_valid(VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref), method));
+}
+
+/*
+ * fik_reference(base): Danish FI-kort (+71) payment id, base zero-padded to
+ * 14 digits and its Luhn check digit
+ */
+Datum
+fik_reference(PG_FUNCTION_ARGS)
+{
+	text	   *base = PG_GETARG_TEXT_PP(0);
+	char		out[REFERENCE_MAX_LEN + 1];
+
+	if (!fik_reference_build(VARDATA_ANY(base), VARSIZE_ANY_EXHDR(base), out))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid FIK payment id base \"%s\"", text_to_cstring(base)),
+				 errdetail("A FI-kort (+71) payment id has 14 digits before its check digit.")));
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
+/*
+ * fi_reference(base): Finnish reference number, base (3 to 19 digits) and
+ * its 7-3-1 check digit
+ */
+Datum
+fi_reference(PG_FUNCTION_ARGS)
+{
+	text	   *base = PG_GETARG_TEXT_PP(0);
+	char		out[REFERENCE_MAX_LEN + 1];
+
+	if (!fi_reference_build(VARDATA_ANY(base), VARSIZE_ANY_EXHDR(base), out))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid Finnish reference base \"%s\"", text_to_cstring(base)),
+				 errdetail("A Finnish reference has 3 to 19 digits before its check digit.")));
+	PG_RETURN_TEXT_P(cstring_to_text(out));
 }

@@ -17,7 +17,6 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "subbilling.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;

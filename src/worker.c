@@ -9,14 +9,19 @@
  * (or at once when subbilling.wake_worker() asks), runs one cycle:
  *
  *	 (a) a short transaction that inserts a subbilling.worker_runs row;
- *	 (b) subbilling.advance_subscriptions(as_of::date), when that function
- *		 exists, in its own transaction;
+ *	 (b) subbilling.advance_subscriptions(as_of::date) in its own
+ *		 transaction;
  *	 (c) subbilling.run_billing_batch(batch_size, as_of), one transaction
  *		 per batch, until a batch reports no more due work;
  *	 (d) the same with subbilling.run_dunning_batch(batch_size, as_of::date);
  *	 (e) a short transaction that completes the worker_runs row.
  *
  * as_of is fixed for the whole cycle: the time the run row was written.
+ *
+ * The cycle is written once, here.  subbilling.run_worker_cycle() runs the
+ * same steps (b) to (e) in the caller's transaction, and run_billing() and
+ * run_dunning() run the same batch loop as (c) and (d); see
+ * "The cycle in the caller's transaction" below.
  *
  * An ERROR escaping any step is caught here: it is written to the server
  * log, the transaction is aborted, and the run row is completed with status
@@ -100,8 +105,13 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 typedef struct WorkerCycle
 {
 	bool		in_progress;	/* inside worker_cycle() */
+	bool		own_xacts;		/* the worker: one transaction per step */
+	MemoryContext note_context; /* where note is allocated */
 	int64		run_id;			/* worker_runs.id, 0 before it exists */
 	TimestampTz as_of;			/* the cycle's billing time */
+	Oid			as_of_type;		/* as passed on to the steps: timestamptz, */
+	Datum		as_of_arg;		/* or run_dunning()'s date, */
+	bool		as_of_null;		/* or SQL NULL (the steps say what is wrong) */
 	int			batch_size;		/* batch size when the cycle started */
 	int64		batches;		/* batch transactions committed */
 	int64		invoices;
@@ -137,9 +147,6 @@ static const char *const sql_start_run =
 " VALUES ('worker', $1, pg_catalog.now(), pg_catalog.now(), $2, 'running')"
 " RETURNING id, as_of";
 
-static const char *const sql_has_advance =
-"SELECT pg_catalog.to_regprocedure('subbilling.advance_subscriptions(date)') IS NOT NULL";
-
 static const char *const sql_advance =
 "SELECT coalesce(subbilling.advance_subscriptions(($1)::date), 0)::int8";
 
@@ -155,11 +162,20 @@ static const char *const sql_dunning_batch =
 "       coalesce(pg_catalog.bool_or(d.more), false)"
 "  FROM subbilling.run_dunning_batch($1, ($2)::date) AS d";
 
+static const char *const sql_start_sql_run =
+"INSERT INTO subbilling.worker_runs AS r (origin, pid, as_of, batch_size, status)"
+" VALUES ('sql', $1, $2, $3, 'running')"
+" RETURNING r.id";
+
 static const char *const sql_finish_run =
 "UPDATE subbilling.worker_runs"
-"   SET finished_at = pg_catalog.now(), status = 'ok', batches = $2, invoices = $3,"
+"   SET finished_at = pg_catalog.clock_timestamp(), status = 'ok', batches = $2, invoices = $3,"
 "       errors = $4, dunning_steps = $5, transitions = $6, message = $7"
 " WHERE id = $1";
+
+/* run_worker_cycle() sets current_run_id for its transaction only */
+static const char *const sql_set_local_run_id =
+"SELECT pg_catalog.set_config('subbilling.current_run_id', $1, true)";
 
 /*
  * Completes the failed run's row, or writes one if the failure came before
@@ -182,6 +198,9 @@ static const char *const sql_fail_run =
 
 PG_FUNCTION_INFO_V1(subbilling_wake_worker);
 PG_FUNCTION_INFO_V1(subbilling_worker_config);
+PG_FUNCTION_INFO_V1(subbilling_run_worker_cycle);
+PG_FUNCTION_INFO_V1(subbilling_run_billing);
+PG_FUNCTION_INFO_V1(subbilling_run_dunning);
 
 static bool check_database_setting(char **newval, void **extra, GucSource source);
 static void worker_shmem_request(void);
@@ -195,14 +214,19 @@ static void worker_iteration(void);
 static void worker_recover(void);
 static void worker_cycle(void);
 static bool cycle_start(void);
-static void cycle_advance(void);
-static void cycle_batches(bool dunning);
+static void cycle_init(WorkerCycle *c, bool own_xacts, MemoryContext note_context);
+static void cycle_steps(WorkerCycle *c);
+static void cycle_advance(WorkerCycle *c);
+static void cycle_batches(WorkerCycle *c, bool dunning);
 static void replan_as_tables_grow(int64 work);
-static void cycle_finish(void);
-static void cycle_add_note(const char *note);
+static void cycle_finish(WorkerCycle *c);
+static void cycle_add_note(WorkerCycle *c, const char *note);
 static void cycle_record_failure(ErrorData *edata);
+static void step_begin(WorkerCycle *c, const char *activity);
+static void step_end(WorkerCycle *c);
 static void xact_begin(const char *activity);
 static void xact_commit(void);
+static void set_run_id(WorkerCycle *c, const char *value);
 static void spi_run(const char *sql, int nargs, Oid *argtypes, Datum *values,
 					const char *nulls, int expected);
 static Datum spi_value(int column, bool *isnull);
@@ -627,20 +651,38 @@ worker_recover(void)
 static void
 worker_cycle(void)
 {
-	memset(&cycle, 0, sizeof(cycle));
+	cycle_init(&cycle, true, cycle_context);
 	cycle.in_progress = true;
-	cycle.batch_size = subbilling_batch_size;
 
 	if (cycle_start())
 	{
-		cycle_advance();
-		cycle_batches(false);
-		if (!cycle.stopped)
-			cycle_batches(true);
-		cycle_finish();
+		cycle_steps(&cycle);
+		cycle_finish(&cycle);
 	}
 
 	cycle.in_progress = false;
+}
+
+static void
+cycle_init(WorkerCycle *c, bool own_xacts, MemoryContext note_context)
+{
+	memset(c, 0, sizeof(*c));
+	c->own_xacts = own_xacts;
+	c->note_context = note_context;
+	c->batch_size = subbilling_batch_size;
+	c->as_of_type = TIMESTAMPTZOID;
+}
+
+/*
+ * Steps (b) to (d), for the worker and for run_worker_cycle() alike.
+ */
+static void
+cycle_steps(WorkerCycle *c)
+{
+	cycle_advance(c);
+	cycle_batches(c, false);
+	if (!c->stopped)
+		cycle_batches(c, true);
 }
 
 /*
@@ -687,97 +729,98 @@ cycle_start(void)
 	spi_run(sql_start_run, 2, argtypes, values, NULL, SPI_OK_INSERT_RETURNING);
 	cycle.run_id = DatumGetInt64(spi_value(1, &isnull));
 	cycle.as_of = DatumGetTimestampTz(spi_value(2, &isnull));
+	cycle.as_of_arg = TimestampTzGetDatum(cycle.as_of);
 
 	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, cycle.run_id);
-	SetConfigOption("subbilling.current_run_id", idbuf, PGC_USERSET, PGC_S_SESSION);
+	set_run_id(&cycle, idbuf);
 
 	xact_commit();
 	return true;
 }
 
 /*
- * Step (b): dated subscription transitions, when the function exists.
+ * Step (b): dated subscription transitions.
  */
 static void
-cycle_advance(void)
+cycle_advance(WorkerCycle *c)
 {
-	Oid			argtypes[1] = {TIMESTAMPTZOID};
-	Datum		values[1];
+	Oid			argtypes[1] = {c->as_of_type};
+	Datum		values[1] = {c->as_of_arg};
+	char		nulls[1] = {c->as_of_null ? 'n' : ' '};
 	bool		isnull;
 
-	xact_begin("subbilling worker: advancing subscriptions");
-
-	spi_run(sql_has_advance, 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	if (DatumGetBool(spi_value(1, &isnull)))
-	{
-		values[0] = TimestampTzGetDatum(cycle.as_of);
-		spi_run(sql_advance, 1, argtypes, values, NULL, SPI_OK_SELECT);
-		cycle.transitions += DatumGetInt64(spi_value(1, &isnull));
-	}
-
-	xact_commit();
+	step_begin(c, "subbilling worker: advancing subscriptions");
+	spi_run(sql_advance, 1, argtypes, values, nulls, SPI_OK_SELECT);
+	c->transitions += DatumGetInt64(spi_value(1, &isnull));
+	step_end(c);
 }
 
 /*
- * Steps (c) and (d): billing or dunning, one transaction per batch, until a
- * batch says there is no more due work.  Stops early on shutdown (through
- * CHECK_FOR_INTERRUPTS), when the worker is switched off or moved to
- * another database, and when a batch claims more work but did none (which
- * would otherwise loop for ever).
+ * Steps (c) and (d): billing or dunning batches until a batch says there is
+ * no more due work; the only such loop of the product.  The worker commits
+ * each batch; in the caller's transaction they all run in it.  Stops early
+ * when a batch claims more work but did none (which would otherwise loop
+ * for ever), on cancel or shutdown (CHECK_FOR_INTERRUPTS), and, in the
+ * worker, when it is switched off or moved to another database.
  */
 static void
-cycle_batches(bool dunning)
+cycle_batches(WorkerCycle *c, bool dunning)
 {
 	const char *kind = dunning ? "dunning" : "billing";
 
 	for (;;)
 	{
-		Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
-		Datum		values[2];
+		Oid			argtypes[2] = {INT4OID, c->as_of_type};
+		Datum		values[2] = {Int32GetDatum(subbilling_batch_size), c->as_of_arg};
+		char		nulls[2] = {' ', c->as_of_null ? 'n' : ' '};
 		bool		isnull;
 		int64		done;
 		int64		failed;
 		bool		more;
 
-		values[0] = Int32GetDatum(subbilling_batch_size);
-		values[1] = TimestampTzGetDatum(cycle.as_of);
-
-		xact_begin(dunning ? "subbilling worker: dunning batch" : "subbilling worker: billing batch");
+		step_begin(c, dunning ? "subbilling worker: dunning batch" : "subbilling worker: billing batch");
 		spi_run(dunning ? sql_dunning_batch : sql_billing_batch,
-				2, argtypes, values, NULL, SPI_OK_SELECT);
+				2, argtypes, values, nulls, SPI_OK_SELECT);
 		done = DatumGetInt64(spi_value(1, &isnull));
 		failed = DatumGetInt64(spi_value(2, &isnull));
 		more = DatumGetBool(spi_value(3, &isnull));
-		xact_commit();
+		step_end(c);
 
-		cycle.batches++;
+		c->batches++;
 		if (dunning)
-			cycle.dunning_steps += done;
+			c->dunning_steps += done;
 		else
-			cycle.invoices += done;
-		cycle.errors += failed;
-		replan_as_tables_grow(done + failed);
+			c->invoices += done;
+		c->errors += failed;
+		if (c->own_xacts)
+			replan_as_tables_grow(done + failed);
 
 		if (!more)
 			break;
 
 		if (done == 0 && failed == 0)
 		{
-			ereport(WARNING,
-					(errmsg("subbilling worker: a %s batch reported more due work but handled none", kind),
-					 errdetail("The %s phase of run " INT64_FORMAT " ends here; the next cycle tries again.",
-							   kind, cycle.run_id)));
-			cycle_add_note(psprintf("%s stopped: a batch reported more due work but handled none", kind));
+			if (c->own_xacts)
+				ereport(WARNING,
+						(errmsg("subbilling worker: a %s batch reported more due work but handled none", kind),
+						 errdetail("The %s phase of run " INT64_FORMAT " ends here; the next cycle tries again.",
+								   kind, c->run_id)));
+			else
+				ereport(WARNING,
+						(errmsg("subbilling: a %s batch reported more due work but handled none", kind)));
+			cycle_add_note(c, psprintf("%s stopped: a batch reported more due work but handled none", kind));
 			break;
 		}
 
 		CHECK_FOR_INTERRUPTS();
+		if (!c->own_xacts)
+			continue;
 		if (ConfigReloadPending)
 			worker_reload();
 		if (!subbilling_worker_enabled || database_changed)
 		{
-			cycle.stopped = true;
-			cycle_add_note("cycle ended early by a configuration change");
+			c->stopped = true;
+			cycle_add_note(c, "cycle ended early by a configuration change");
 			break;
 		}
 	}
@@ -785,14 +828,14 @@ cycle_batches(bool dunning)
 
 /*
  * Adds a sentence to the message of an ok run that ended a phase early.
- * Allocated in cycle_context, which lives until the run row is written.
+ * Allocated in note_context, which lives until the run row is written.
  */
 static void
-cycle_add_note(const char *note)
+cycle_add_note(WorkerCycle *c, const char *note)
 {
-	MemoryContext old = MemoryContextSwitchTo(cycle_context);
+	MemoryContext old = MemoryContextSwitchTo(c->note_context);
 
-	cycle.note = cycle.note ? psprintf("%s; %s", cycle.note, note) : pstrdup(note);
+	c->note = c->note ? psprintf("%s; %s", c->note, note) : pstrdup(note);
 	MemoryContextSwitchTo(old);
 }
 
@@ -800,40 +843,43 @@ cycle_add_note(const char *note)
  * Step (e): the run row gets its counts and status 'ok'.
  */
 static void
-cycle_finish(void)
+cycle_finish(WorkerCycle *c)
 {
 	Oid			argtypes[7] = {INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		work;
 
-	values[0] = Int64GetDatum(cycle.run_id);
-	values[1] = Int32GetDatum(clamp_int32(cycle.batches));
-	values[2] = Int32GetDatum(clamp_int32(cycle.invoices));
-	values[3] = Int32GetDatum(clamp_int32(cycle.errors));
-	values[4] = Int32GetDatum(clamp_int32(cycle.dunning_steps));
-	values[5] = Int32GetDatum(clamp_int32(cycle.transitions));
-	if (cycle.note != NULL)
-		values[6] = CStringGetTextDatum(cycle.note);
+	values[0] = Int64GetDatum(c->run_id);
+	values[1] = Int32GetDatum(clamp_int32(c->batches));
+	values[2] = Int32GetDatum(clamp_int32(c->invoices));
+	values[3] = Int32GetDatum(clamp_int32(c->errors));
+	values[4] = Int32GetDatum(clamp_int32(c->dunning_steps));
+	values[5] = Int32GetDatum(clamp_int32(c->transitions));
+	if (c->note != NULL)
+		values[6] = CStringGetTextDatum(c->note);
 	else
 	{
 		values[6] = (Datum) 0;
 		nulls[6] = 'n';
 	}
 
-	xact_begin("subbilling worker: finishing a run");
+	step_begin(c, "subbilling worker: finishing a run");
 	spi_run(sql_finish_run, 7, argtypes, values, nulls, SPI_OK_UPDATE);
-	SetConfigOption("subbilling.current_run_id", "", PGC_USERSET, PGC_S_SESSION);
-	xact_commit();
+	set_run_id(c, "");
+	step_end(c);
 
-	work = cycle.invoices + cycle.errors + cycle.dunning_steps + cycle.transitions;
+	if (!c->own_xacts)
+		return;
+
+	work = c->invoices + c->errors + c->dunning_steps + c->transitions;
 	ereport(work > 0 ? LOG : DEBUG1,
 			(errmsg_internal("subbilling worker: run " INT64_FORMAT " done: " INT64_FORMAT
 							 " invoices, " INT64_FORMAT " errors, " INT64_FORMAT
 							 " dunning steps, " INT64_FORMAT " transitions in "
 							 INT64_FORMAT " batches",
-							 cycle.run_id, cycle.invoices, cycle.errors,
-							 cycle.dunning_steps, cycle.transitions, cycle.batches)));
+							 c->run_id, c->invoices, c->errors,
+							 c->dunning_steps, c->transitions, c->batches)));
 }
 
 /*
@@ -914,6 +960,43 @@ replan_as_tables_grow(int64 work)
 		if (pg_mul_s64_overflow(worked, 2, &next_replan))
 			next_replan = PG_INT64_MAX;
 	}
+}
+
+/*
+ * A step of the cycle: its own transaction in the worker; nothing to do in
+ * the caller's transaction (SPI is connected for the whole cycle).
+ */
+static void
+step_begin(WorkerCycle *c, const char *activity)
+{
+	if (c->own_xacts)
+		xact_begin(activity);
+}
+
+static void
+step_end(WorkerCycle *c)
+{
+	if (c->own_xacts)
+		xact_commit();
+}
+
+/*
+ * subbilling.current_run_id: for the worker's session; for the caller's
+ * transaction only in run_worker_cycle() (SPI connected).
+ */
+static void
+set_run_id(WorkerCycle *c, const char *value)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (c->own_xacts)
+	{
+		SetConfigOption("subbilling.current_run_id", value, PGC_USERSET, PGC_S_SESSION);
+		return;
+	}
+	values[0] = CStringGetTextDatum(value);
+	spi_run(sql_set_local_run_id, 1, argtypes, values, NULL, SPI_OK_SELECT);
 }
 
 /*
@@ -1065,4 +1148,121 @@ subbilling_worker_config(PG_FUNCTION_ARGS)
 	values[5] = BoolGetDatum(subbilling_notify);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ----------------------------------------------------------------
+ * The cycle in the caller's transaction
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Runs fn on a cycle in the caller's transaction, with SPI connected; as_of
+ * is the function's first argument, of type as_of_type.
+ */
+static void
+cycle_in_caller(WorkerCycle *c, FunctionCallInfo fcinfo, Oid as_of_type,
+				void (*fn) (WorkerCycle *c))
+{
+	cycle_init(c, false, CurrentMemoryContext);
+	c->as_of_type = as_of_type;
+	c->as_of_null = PG_ARGISNULL(0);
+	c->as_of_arg = c->as_of_null ? (Datum) 0 : PG_GETARG_DATUM(0);
+	if (!c->as_of_null && as_of_type == TIMESTAMPTZOID)
+		c->as_of = PG_GETARG_TIMESTAMPTZ(0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "subbilling: SPI_connect failed");
+	fn(c);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "subbilling: SPI_finish failed");
+}
+
+static void
+sql_cycle(WorkerCycle *c)
+{
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[3] = {Int32GetDatum(MyProcPid), c->as_of_arg, Int32GetDatum(c->batch_size)};
+	char		nulls[3] = {' ', c->as_of_null ? 'n' : ' ', ' '};
+	bool		isnull;
+	char		idbuf[32];
+
+	spi_run(sql_start_sql_run, 3, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
+	c->run_id = DatumGetInt64(spi_value(1, &isnull));
+	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, c->run_id);
+	set_run_id(c, idbuf);
+
+	cycle_steps(c);
+	cycle_finish(c);
+}
+
+static void
+sql_billing(WorkerCycle *c)
+{
+	cycle_batches(c, false);
+}
+
+static void
+sql_dunning(WorkerCycle *c)
+{
+	cycle_batches(c, true);
+}
+
+static int32
+count_result(int64 count)
+{
+	if (count > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("integer out of range")));
+	return (int32) count;
+}
+
+/*
+ * subbilling.run_worker_cycle(as_of): steps (b) to (e) of the worker's
+ * cycle in the caller's transaction, recorded in worker_runs with origin
+ * 'sql'.  An error reaches the caller; its transaction, run row included,
+ * is rolled back.
+ */
+Datum
+subbilling_run_worker_cycle(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	WorkerCycle c;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	cycle_in_caller(&c, fcinfo, TIMESTAMPTZOID, sql_cycle);
+
+	values[0] = Int32GetDatum(count_result(c.invoices));
+	values[1] = Int32GetDatum(count_result(c.errors));
+	values[2] = Int32GetDatum(count_result(c.dunning_steps));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * subbilling.run_billing(as_of): billing batches until done, in the
+ * caller's transaction; the number of invoices.
+ */
+Datum
+subbilling_run_billing(PG_FUNCTION_ARGS)
+{
+	WorkerCycle c;
+
+	cycle_in_caller(&c, fcinfo, TIMESTAMPTZOID, sql_billing);
+	PG_RETURN_INT32(count_result(c.invoices));
+}
+
+/*
+ * subbilling.run_dunning(as_of date): dunning batches until done, in the
+ * caller's transaction; the number of steps taken.
+ */
+Datum
+subbilling_run_dunning(PG_FUNCTION_ARGS)
+{
+	WorkerCycle c;
+
+	cycle_in_caller(&c, fcinfo, DATEOID, sql_dunning);
+	PG_RETURN_INT32(count_result(c.dunning_steps));
 }

@@ -324,22 +324,10 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
 
+-- run_billing_batch() until done: the worker's batch loop (src/worker.c).
 CREATE FUNCTION subbilling.run_billing(as_of timestamptz DEFAULT now())
     RETURNS integer
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    bs      integer := billing_batch_size();
-    r       record;
-    total   integer := 0;
-BEGIN
-    LOOP
-        r := bill_batch(bs, run_billing.as_of);
-        total := total + r.invoices;
-        EXIT WHEN NOT r.more;
-    END LOOP;
-    RETURN total;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'subbilling_run_billing'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_billing(timestamptz) IS 'invoice everything due up to as_of (in batches of subbilling.batch_size, in the caller''s transaction); returns the number of invoices; failures of single subscriptions go to billing_errors';

@@ -102,103 +102,15 @@ COMMENT ON FUNCTION subbilling.current_run_id() IS
     'worker_runs.id of the worker cycle in progress in this session, NULL outside one (for billing_errors.run_id)';
 
 -------------------------------------------------------------------------------
--- The batch functions.  PLACEHOLDERS: the billing engine (510_billing_batch.sql) and
--- dunning (690_dunning_batch.sql) replace these bodies, keeping the signatures, labels and grants.
--------------------------------------------------------------------------------
-CREATE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
-RETURNS TABLE (invoices int, errors int, more boolean)
-LANGUAGE sql VOLATILE
-AS $$ SELECT 0, 0, false $$;
-COMMENT ON FUNCTION subbilling.run_billing_batch(int, timestamptz) IS
-    'bills up to batch_size due subscriptions as of as_of in the caller''s transaction; failures of one subscription go to billing_errors; more = due work remains';
-
-CREATE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
-RETURNS TABLE (steps int, errors int, more boolean)
-LANGUAGE sql VOLATILE
-AS $$ SELECT 0, 0, false $$;
-COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
-    'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
--- End of placeholders.
-
--------------------------------------------------------------------------------
--- One worker cycle in the caller's transaction (pg_cron, tests, no preload)
+-- One worker cycle in the caller's transaction (pg_cron, tests, no preload):
+-- the worker's own cycle (src/worker.c), each step in the caller's transaction
+-- instead of its own.  The batch functions it calls, run_billing_batch() and
+-- run_dunning_batch(), are defined with billing and dunning.
 -------------------------------------------------------------------------------
 CREATE FUNCTION subbilling.run_worker_cycle(as_of timestamptz DEFAULT now())
 RETURNS TABLE (invoices int, errors int, dunning_steps int)
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    v_batch_size int;
-    v_run_id     bigint;
-    v_batches    bigint := 0;
-    v_invoices   bigint := 0;
-    v_errors     bigint := 0;
-    v_steps      bigint := 0;
-    v_trans      bigint := 0;
-    v_done       bigint;
-    v_failed     bigint;
-    v_more       boolean;
-    v_note       text;
-BEGIN
-    SELECT c.batch_size INTO v_batch_size FROM subbilling.worker_config() AS c;
-
-    INSERT INTO subbilling.worker_runs AS r (origin, pid, as_of, batch_size, status)
-    VALUES ('sql', pg_catalog.pg_backend_pid(), run_worker_cycle.as_of, v_batch_size, 'running')
-    RETURNING r.id INTO v_run_id;
-    PERFORM pg_catalog.set_config('subbilling.current_run_id', v_run_id::text, true);
-
-    IF pg_catalog.to_regprocedure('subbilling.advance_subscriptions(date)') IS NOT NULL THEN
-        EXECUTE 'SELECT coalesce(subbilling.advance_subscriptions($1), 0)'
-            INTO v_trans USING run_worker_cycle.as_of::date;
-    END IF;
-
-    LOOP
-        SELECT coalesce(pg_catalog.sum(b.invoices), 0), coalesce(pg_catalog.sum(b.errors), 0),
-               coalesce(pg_catalog.bool_or(b.more), false)
-          INTO v_done, v_failed, v_more
-          FROM subbilling.run_billing_batch(v_batch_size, run_worker_cycle.as_of) AS b;
-        v_batches := v_batches + 1;
-        v_invoices := v_invoices + v_done;
-        v_errors := v_errors + v_failed;
-        EXIT WHEN NOT v_more;
-        -- a batch that claims more work but handled none would loop for ever
-        IF v_done = 0 AND v_failed = 0 THEN
-            v_note := 'billing stopped: a batch reported more due work but handled none';
-            RAISE WARNING 'subbilling: a billing batch reported more due work but handled none';
-            EXIT;
-        END IF;
-    END LOOP;
-
-    LOOP
-        SELECT coalesce(pg_catalog.sum(d.steps), 0), coalesce(pg_catalog.sum(d.errors), 0),
-               coalesce(pg_catalog.bool_or(d.more), false)
-          INTO v_done, v_failed, v_more
-          FROM subbilling.run_dunning_batch(v_batch_size, run_worker_cycle.as_of::date) AS d;
-        v_batches := v_batches + 1;
-        v_steps := v_steps + v_done;
-        v_errors := v_errors + v_failed;
-        EXIT WHEN NOT v_more;
-        IF v_done = 0 AND v_failed = 0 THEN
-            v_note := pg_catalog.concat_ws('; ', v_note,
-                'dunning stopped: a batch reported more due work but handled none');
-            RAISE WARNING 'subbilling: a dunning batch reported more due work but handled none';
-            EXIT;
-        END IF;
-    END LOOP;
-
-    UPDATE subbilling.worker_runs AS r
-       SET finished_at = pg_catalog.clock_timestamp(), status = 'ok', batches = v_batches,
-           invoices = v_invoices, errors = v_errors, dunning_steps = v_steps,
-           transitions = v_trans, message = v_note
-     WHERE r.id = v_run_id;
-    PERFORM pg_catalog.set_config('subbilling.current_run_id', '', true);
-
-    invoices := v_invoices;
-    errors := v_errors;
-    dunning_steps := v_steps;
-    RETURN NEXT;
-END
-$$;
+AS 'MODULE_PATHNAME', 'subbilling_run_worker_cycle'
+LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION subbilling.run_worker_cycle(timestamptz) IS
     'one worker cycle (transitions, billing batches, dunning batches) in the caller''s transaction, recorded in worker_runs; for pg_cron';
 
@@ -258,12 +170,8 @@ COMMENT ON VIEW subbilling.worker_status IS
 -------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION subbilling.wake_worker() FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.run_worker_cycle(timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION subbilling.run_billing_batch(int, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION subbilling.run_dunning_batch(int, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.wake_worker() TO subbilling_operator;
 GRANT EXECUTE ON FUNCTION subbilling.run_worker_cycle(timestamptz) TO subbilling_operator;
-GRANT EXECUTE ON FUNCTION subbilling.run_billing_batch(int, timestamptz) TO subbilling_operator;
-GRANT EXECUTE ON FUNCTION subbilling.run_dunning_batch(int, date) TO subbilling_operator;
 
 GRANT SELECT ON subbilling.worker_status, subbilling.worker_runs, subbilling.billing_errors
     TO subbilling_reader, subbilling_operator;

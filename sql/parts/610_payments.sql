@@ -185,20 +185,7 @@ CREATE TRIGGER invoices_reopen_guard
     WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
     EXECUTE FUNCTION subbilling.invoices_reopen_guard();
 
--- ---------------------------------------------------------------- hooks and helpers
-
--- Called whenever an invoice becomes fully paid, after its status is paid
--- and invoice.paid is written.  A no-op here: dunning replaces it (to lift
--- a payment stop).
-CREATE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint) RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    NULL;
-END
-$$;
-COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal hook: called when an invoice becomes fully paid (after status paid and invoice.paid); no-op until dunning replaces it';
+-- ---------------------------------------------------------------- helpers
 
 -- The account-local date of now().
 CREATE FUNCTION subbilling.account_today(account_id bigint) RETURNS date
@@ -226,8 +213,8 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the transaction-level lock on an account''s customer credit';
 
--- Marks a fully paid invoice paid, announces it, calls the hook, and
--- settles its active payment request.
+-- Marks a fully paid invoice paid, announces it, calls dunning's
+-- after_invoice_paid(), and settles its active payment request.
 CREATE FUNCTION subbilling.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE

@@ -58,7 +58,6 @@ REVOKE ALL ON FUNCTION
     subbilling.journal_immutable(),
     subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text),
     subbilling.invoices_reopen_guard(),
-    subbilling.after_invoice_paid(bigint, bigint),
     subbilling.account_today(bigint),
     subbilling.lock_account_credit(bigint, boolean),
     subbilling.invoice_paid(subbilling.invoices, text, bigint),

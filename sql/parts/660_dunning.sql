@@ -456,7 +456,7 @@ COMMENT ON FUNCTION subbilling.dunning_invoice(bigint, bigint, date) IS 'interna
 --    other stop holds the subscription, the subscription goes back to
 --    active.  The dunned invoice's row lock, then the subscription's,
 --    serialise concurrent payments of its documents.
-CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
+CREATE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp

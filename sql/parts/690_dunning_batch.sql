@@ -1,10 +1,8 @@
 
 -- ============================================================================
 -- The dunning batch and run_dunning.
--- 500_worker.sql defines run_dunning_batch's signature and grants with a
--- placeholder body; this part gives it its body.  The worker calls it in one
--- transaction per batch; run_worker_cycle(), pg_cron and run_dunning() call
--- it in a loop.
+-- The worker calls run_dunning_batch in one transaction per batch;
+-- run_worker_cycle(), pg_cron and run_dunning() call it in a loop.
 -- ============================================================================
 
 -- Claims up to batch_size invoices on which a step is due (per account,
@@ -116,32 +114,22 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
 
-CREATE OR REPLACE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
+CREATE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
 RETURNS TABLE (steps int, errors int, more boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = subbilling, pg_catalog, pg_temp
 AS $$ SELECT b.steps, b.errors, b.more FROM subbilling.dunning_batch(batch_size, as_of) AS b $$;
 COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
     'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
+REVOKE ALL ON FUNCTION subbilling.run_dunning_batch(int, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION subbilling.run_dunning_batch(int, date) TO subbilling_operator;
 
+-- run_dunning_batch() until done: the worker's batch loop (src/worker.c).
 CREATE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DATE)
     RETURNS integer
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    bs      integer := billing_batch_size();
-    r       record;
-    total   integer := 0;
-BEGIN
-    LOOP
-        r := dunning_batch(bs, run_dunning.as_of);
-        total := total + r.steps;
-        EXIT WHEN NOT r.more;
-    END LOOP;
-    RETURN total;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'subbilling_run_dunning'
+    LANGUAGE C VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
 
 -- ---------------------------------------------------------------- privileges

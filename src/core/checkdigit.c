@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * checkdigit.c
- *	  Luhn and modulus-11 check digits; OCR and KID payment references.
+ *	  Luhn, modulus-11 and 7-3-1 check digits; OCR, KID, FI-kort and
+ *	  Finnish payment references.
  *
  *-------------------------------------------------------------------------
  */
@@ -122,4 +123,45 @@ kid_is_valid(const char *ref, size_t len, KidMethod method)
 	if (method == KID_MOD11)
 		return checkdigit_mod11(ref, len - 1) == ref[len - 1];
 	return checkdigit_luhn(ref, len - 1) == ref[len - 1];
+}
+
+/* Finnish and Danish references */
+
+char
+checkdigit_731(const char *s, size_t len)
+{
+	static const unsigned weights[3] = {7, 3, 1};
+	unsigned	sum = 0;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		sum += (unsigned) (s[len - 1 - i] - '0') * weights[i % 3];
+	return (char) ('0' + (10 - sum % 10) % 10);
+}
+
+bool
+fi_reference_build(const char *base, size_t len, char *out)
+{
+	if (len < FI_REFERENCE_MIN_BASE || len > FI_REFERENCE_MAX_BASE ||
+		!checkdigit_all_digits(base, len))
+		return false;
+	memcpy(out, base, len);
+	out[len] = checkdigit_731(base, len);
+	out[len + 1] = '\0';
+	return true;
+}
+
+bool
+fik_reference_build(const char *base, size_t len, char *out)
+{
+	size_t		pad;
+
+	if (len > FIK_BASE_LEN || !checkdigit_all_digits(base, len))
+		return false;
+	pad = FIK_BASE_LEN - len;
+	memset(out, '0', pad);
+	memcpy(out + pad, base, len);
+	out[FIK_BASE_LEN] = checkdigit_luhn(out, FIK_BASE_LEN);
+	out[FIK_BASE_LEN + 1] = '\0';
+	return true;
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * checkdigit.h
- *	  Check digits of payment references: Swedish OCR (Bankgirot) and
- *	  Norwegian KID.
+ *	  Check digits of payment references: Swedish OCR (Bankgirot),
+ *	  Norwegian KID, Danish FI-kort (+71) payment ids and Finnish reference
+ *	  numbers (viitenumero).
  *
  * Plain C, no PostgreSQL headers: unit-tested on its own
  * (test/unit/test_checkdigit.c).  The fmgr wrappers are in src/reference.c.
@@ -13,6 +14,9 @@
  *
  * Modulus 11 (KID): weights 2, 3, 4, 5, 6, 7, 2, 3, ... from the right;
  * check = 11 - (sum mod 11), where 11 becomes 0 and 10 becomes '-'.
+ *
+ * 7-3-1 (Finnish reference): weights 7, 3, 1, 7, 3, 1, ... from the right;
+ * the check digit makes the total a multiple of 10.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,5 +73,29 @@ extern ReferenceStatus kid_build(const char *base, size_t len, KidMethod method,
 
 /* True if ref[0..len) is 2..25 characters: digits, then a valid check character. */
 extern bool kid_is_valid(const char *ref, size_t len, KidMethod method);
+
+/* A Finnish reference has 3 to 19 digits before its check digit */
+#define FI_REFERENCE_MIN_BASE	3
+#define FI_REFERENCE_MAX_BASE	19
+
+/* A FI-kort (+71) payment id has 14 digits before its check digit */
+#define FIK_BASE_LEN		14
+
+/* 7-3-1 check digit ('0'..'9') for the digits s[0..len). */
+extern char checkdigit_731(const char *s, size_t len);
+
+/*
+ * Finnish reference number: base (3 to 19 digits) then its 7-3-1 check
+ * digit.  Returns false, writing nothing, for any other base; see ocr_build
+ * for out.
+ */
+extern bool fi_reference_build(const char *base, size_t len, char *out);
+
+/*
+ * Danish FI-kort (+71) payment id: base (1 to 14 digits) zero-padded on the
+ * left to 14 digits, then its Luhn check digit (15 digits).  Returns false,
+ * writing nothing, for any other base; see ocr_build for out.
+ */
+extern bool fik_reference_build(const char *base, size_t len, char *out);
 
 #endif							/* SUBBILLING_CORE_CHECKDIGIT_H */

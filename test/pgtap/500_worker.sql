@@ -112,10 +112,10 @@ SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT subbilling.wake_wor
 SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT row(c.*)::text FROM subbilling.run_worker_cycle() c'),
           '(0,0,0)', 'operators may run a cycle');
 
--- run_worker_cycle() with the placeholders ----------------------------------------
+-- run_worker_cycle() with nothing due ---------------------------------------------
 SELECT is(subbilling.current_run_id(), NULL, 'current_run_id() is NULL outside a run');
 SELECT results_eq($$SELECT * FROM subbilling.run_worker_cycle('2030-01-31 12:00+00')$$,
-                  $$VALUES (0, 0, 0)$$, 'run_worker_cycle() returns zeros with the placeholders');
+                  $$VALUES (0, 0, 0)$$, 'run_worker_cycle() returns zeros when nothing is due');
 SELECT is((SELECT row(origin, status, pid = pg_backend_pid(), as_of, batch_size, batches, invoices, errors,
                       dunning_steps, transitions, finished_at IS NOT NULL, sqlstate, message)::text
              FROM subbilling.worker_runs ORDER BY id DESC LIMIT 1),

@@ -1,6 +1,6 @@
 /*
- * Unit tests of src/core/checkdigit.c: Luhn, modulus 11, OCR and KID
- * references.  Prints TAP.
+ * Unit tests of src/core/checkdigit.c: Luhn, modulus 11 and 7-3-1; OCR,
+ * KID, FI-kort and Finnish references.  Prints TAP.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +67,113 @@ single_errors_detected(const char *ref, int ocr, int flag)
 		}
 	}
 	return 1;
+}
+
+static void
+check_fi(const char *base, const char *expected)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+
+	if (expected == NULL)
+		okf(!fi_reference_build(base, strlen(base), out), "fi(%s) is refused", base);
+	else
+		okf(fi_reference_build(base, strlen(base), out) && strcmp(out, expected) == 0,
+			"fi(%s) = %s", base, expected);
+}
+
+static void
+check_fik(const char *base, const char *expected)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+
+	if (expected == NULL)
+		okf(!fik_reference_build(base, strlen(base), out), "fik(%s) is refused", base);
+	else
+		okf(fik_reference_build(base, strlen(base), out) && strcmp(out, expected) == 0,
+			"fik(%s) = %s", base, expected);
+}
+
+/*
+ * Finnish references and FI-kort payment ids: published and hand-worked
+ * values, refused bases, and properties over random bases.
+ */
+static void
+test_fi_fik(void)
+{
+	char		out[REFERENCE_MAX_LEN + 1];
+	char		padded[FIK_BASE_LEN + 1];
+	int			i;
+	int			good = 1;
+
+	/* 7-3-1 from the right: 3*7 + 2*3 + 1*1 = 28 -> 2 (the banks' example 1232) */
+	ok(checkdigit_731("123", 3) == '2', "7-3-1 123 -> 2");
+	ok(checkdigit_731("1234561", 7) == '4', "7-3-1 1234561 -> 4");
+	ok(checkdigit_731("000", 3) == '0', "7-3-1 000 -> 0");
+	ok(checkdigit_731("100", 3) == '9', "7-3-1 100 -> 9 (sum 1)");
+	check_fi("123", "1232");
+	check_fi("1234561", "12345614");
+	check_fi("1234567890123456789", "12345678901234567894");
+	check_fi("12", NULL);
+	check_fi("", NULL);
+	check_fi("12345678901234567890", NULL);
+	check_fi("12a", NULL);
+	check_fi("-123", NULL);
+	check_fi(" 123", NULL);
+
+	check_fik("1", "000000000000018");
+	check_fik("12345678901234", "123456789012347");
+	check_fik("0", "000000000000000");
+	check_fik("", NULL);
+	check_fik("123456789012345", NULL);
+	check_fik("12a", NULL);
+	check_fik("+71", NULL);
+
+	for (i = 0; i < 20000 && good; i++)
+	{
+		char		base[FI_REFERENCE_MAX_BASE + 1];
+		size_t		len = 1 + (unsigned) (tap_rng() % FI_REFERENCE_MAX_BASE);
+		size_t		j;
+		int			fi_ok;
+
+		for (j = 0; j < len; j++)
+			base[j] = (char) ('0' + (unsigned) (tap_rng() % 10));
+		base[len] = '\0';
+
+		/* Finnish: 3..19 digits accepted; every single-digit change detected */
+		fi_ok = fi_reference_build(base, len, out);
+		if (fi_ok != (len >= FI_REFERENCE_MIN_BASE))
+			good = 0;
+		if (fi_ok)
+		{
+			if (strlen(out) != len + 1 || strncmp(out, base, len) != 0)
+				good = 0;
+			for (j = 0; j < len && good; j++)
+			{
+				char		copy[REFERENCE_MAX_LEN + 1];
+
+				strcpy(copy, out);
+				copy[j] = (char) ('0' + (copy[j] - '0' + 1 + (unsigned) (tap_rng() % 9)) % 10);
+				if (checkdigit_731(copy, len) == out[len])
+					good = 0;
+			}
+		}
+
+		/* FI-kort: the OCR reference (no length digit) of the zero-padded base */
+		if (len <= FIK_BASE_LEN)
+		{
+			memset(padded, '0', FIK_BASE_LEN - len);
+			memcpy(padded + FIK_BASE_LEN - len, base, len);
+			padded[FIK_BASE_LEN] = '\0';
+			if (!fik_reference_build(base, len, out) || strlen(out) != FIK_BASE_LEN + 1 ||
+				strncmp(out, padded, FIK_BASE_LEN) != 0 || !ocr_is_valid(out, strlen(out), 0))
+				good = 0;
+		}
+		else if (fik_reference_build(base, len, out))
+			good = 0;
+		if (!good)
+			printf("# failed for base %s\n", base);
+	}
+	ok(good, "20000 random bases: Finnish and FI-kort references have the right length and check digit, single-digit changes are detected");
 }
 
 int
@@ -165,6 +272,8 @@ main(void)
 			printf("# failed for base %s\n", base);
 	}
 	ok(good, "20000 random bases: OCR/KID references are valid and every single-character change is detected");
+
+	test_fi_fik();
 
 	return tap_done();
 }
