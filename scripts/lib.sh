@@ -83,3 +83,18 @@ tally_tap() {
         grep -vE '^[[:space:]]*ok [0-9]+' "$2" | head -80
     fi
 }
+
+# count_regress LABEL LOG EXIT WANTED: pg_regress's summary lines, in the format of 15
+# ("test name ... ok", "     name ... FAILED") and of 16 on (TAP: "ok 1 - name", "not ok 2 + name");
+# a run that did not report all WANTED tests (a format not understood, a test not run) fails.
+count_regress() {
+    local ok nok
+    ok=$(grep -cE -e '^(test | +)?[a-z0-9_]+ +\.\.\. ok' -e '^ok [0-9]+ +[-+] ' "$2")
+    nok=$(grep -cE -e '\.\.\. FAILED|\.\.\. failed' -e '^not ok [0-9]+ +[-+] ' "$2")
+    if [ "$3" -ne 0 ] && [ "$nok" -eq 0 ]; then nok=1; fi
+    if [ $((ok + nok)) -ne "$4" ]; then
+        echo "   pg_regress reported $((ok + nok)) tests, $4 expected"
+        nok=$((nok + 1))
+    fi
+    record "$1" "$ok" "$nok"
+}

@@ -5,7 +5,7 @@
 #   bash scripts/test.sh                          the host's PostgreSQL (15 on bookworm)
 #   PG_VERSIONS="15 17 18" bash scripts/test.sh   also 17 and 18, each in a Debian chroot
 #
-# Tiers, run for every version: the -Werror build, unit tests of the plain-C core (with
+# Tiers, run for every version: the -Werror build, the harness's own test, unit tests of the plain-C core (with
 # ASan/UBSan), a bounded libFuzzer run over the parsers, pg_regress, isolationtester, pgTAP
 # (pg_prove), the upgrade test and TAP (PostgreSQL::Test::Cluster).  Every tier line is
 # labelled with its version (pg15, pg17, ...); a tier that counts nothing fails.
@@ -32,6 +32,12 @@ rm -rf "$OUT"; mkdir -p "$OUT"; : >"$TALLY"
 tier_build() {
     if ensure_deps && build; then record "build (-Wall -Wextra -Werror)" 1 0
     else record "build (-Wall -Wextra -Werror)" 0 1; return 1; fi
+}
+
+tier_harness() {
+    echo "== pg$PGVER: the test harness (test/harness.sh)"
+    bash test/harness.sh >"$OUT/harness.out" 2>&1
+    tally_tap "harness" "$OUT/harness.out" $?
 }
 
 tier_unit() {
@@ -112,6 +118,7 @@ run_here() {
     local t0=$SECONDS
     echo "== PostgreSQL $PGVER ($(. /etc/os-release && echo "$PRETTY_NAME"))"
     tier_build || return 0
+    tier_harness
     tier_unit
     tier_fuzz
     # the system installation and the clusters: one run at a time per machine
