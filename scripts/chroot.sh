@@ -55,9 +55,11 @@ chroot_ensure() {
     mirror=$(debian_mirror)
     t0=$(date +%s)
     echo "== making the $suite chroot for PostgreSQL $version from $mirror (once; kept in $dir)" >&2
-    command -v debootstrap >/dev/null || \
+    if ! command -v debootstrap >/dev/null; then
+        as_root apt-get update -qq &&
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null \
-        || return 1
+            || return 1
+    fi
     rm -rf "$dir.new"
     if ! debootstrap --variant=minbase "$suite" "$dir.new" "$mirror" >"$dir.log" 2>&1; then
         tail -20 "$dir.log" >&2; return 1

@@ -122,8 +122,10 @@ run_here() {
     tier_unit
     tier_fuzz
     # the system installation and the clusters: one run at a time per machine
+    local w=$SECONDS
     exec 9>/tmp/subbilling-test.lock
     flock 9
+    [ $((SECONDS - w)) -gt 1 ] && echo "   (waited $((SECONDS - w)) s for /tmp/subbilling-test.lock)"
     if install; then
         tier_cluster
         tier_tap
