@@ -5,13 +5,14 @@
 #   bash scripts/test.sh                          the host's PostgreSQL (15 on bookworm)
 #   PG_VERSIONS="15 17 18" bash scripts/test.sh   also 17 and 18, each in a Debian chroot
 #
-# Tiers, run for every version: the -Werror build, the harness's own test, unit tests of the plain-C core (with
-# ASan/UBSan), a bounded libFuzzer run over the parsers, pg_regress, isolationtester, pgTAP
-# (pg_prove), the upgrade test and TAP (PostgreSQL::Test::Cluster).  Every tier line is
-# labelled with its version (pg15, pg17, ...); a tier that counts nothing fails.
-# The host's version runs here; any other runs in a chroot of the Debian suite that ships it
-# (trixie for 17, sid for 18), made once with debootstrap from the host's Debian archive and
-# reused (scripts/chroot.sh).  On those the property test runs PROPERTY_STEPS_EXTRA steps.
+# Tiers, run for every version: the -Werror build, the harness's own test, unit tests of the
+# plain-C core (with ASan/UBSan), a bounded libFuzzer run over the parsers, pg_regress,
+# isolationtester, pgTAP (pg_prove), the upgrade test and TAP (PostgreSQL::Test::Cluster).
+# Every tier line is labelled with its version (pg15, pg17, ...); a tier that counts nothing
+# fails.  A version other than the host's runs first, in a chroot of the Debian suite that
+# ships it (trixie for 17, sid for 18), made once with debootstrap from the host's Debian
+# archive and reused (scripts/chroot.sh); there the property test runs PROPERTY_STEPS_EXTRA
+# steps.  The host's version runs last, here.
 # Environment: PG_VERSIONS (default: the host's version), FUZZ_SECONDS (per harness, default
 # 15), PROPERTY_STEPS_EXTRA (default 2500 of 10000), SUBBILLING_CHROOTS (chroot cache,
 # default /var/cache/subbilling-chroots).
@@ -162,12 +163,13 @@ run_in_chroot() {
     echo "== PostgreSQL $v in the chroot: $((SECONDS - t0)) s"
 }
 
+# The chroot versions first: they need not wait for the machine's test lock, which parallel
+# runs may hold for a while.
 for v in $PG_VERSIONS; do
-    if [ "$v" = "$HOST_PGVER" ]; then
-        run_here
-    else
-        run_in_chroot "$v"
-    fi
+    [ "$v" = "$HOST_PGVER" ] || run_in_chroot "$v"
+done
+for v in $PG_VERSIONS; do
+    [ "$v" = "$HOST_PGVER" ] && run_here
 done
 
 read -r PASSED FAILED < <(awk '{p+=$(NF-1); f+=$NF} END {print p+0, f+0}' "$TALLY")
