@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: install what is missing, build, start a throwaway
 # cluster with shared_preload_libraries = 'subbilling', load the demo business (demo/*.sql,
-# in name order) and show what it produces.  The worker starts disabled; demo/30_billing.sql
+# in name order) and show what it produces, on the PostgreSQL installed (the newest, or PGVER;
+# on a machine without one, the version its Debian release ships).  The worker starts disabled; demo/30_billing.sql
 # turns it on once the business is loaded, so every run bills the same data.  The cluster is dropped when the demo ends.
 #
 #   bash scripts/demo.sh

@@ -29,6 +29,9 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 #include "bankfile.h"
 #include "price.h"

@@ -346,7 +346,11 @@ period_of(PG_FUNCTION_ARGS)
 	upper.infinite = false;
 	upper.inclusive = false;
 	upper.lower = false;
+#if PG_VERSION_NUM >= 160000
+	PG_RETURN_RANGE_P(make_range(typcache, &lower, &upper, false, NULL));
+#else
 	PG_RETURN_RANGE_P(make_range(typcache, &lower, &upper, false));
+#endif
 }
 
 /*

@@ -13,6 +13,9 @@
 #include "postgres.h"
 
 #include "utils/builtins.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 #include "core/checkdigit.h"
 

@@ -30,6 +30,10 @@ extern void subbilling_worker_define_gucs(void);
 extern void subbilling_worker_register(void);
 
 /* Entry point named in the BackgroundWorker registration */
+#if PG_VERSION_NUM >= 180000
+pg_noreturn extern PGDLLEXPORT void subbilling_worker_main(Datum main_arg);
+#else
 extern PGDLLEXPORT void subbilling_worker_main(Datum main_arg) pg_attribute_noreturn();
+#endif
 
 #endif							/* SUBBILLING_WORKER_H */

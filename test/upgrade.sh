@@ -103,12 +103,15 @@ is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT string_agg(number, ',' ORDER BY nu
    "a database updated from 0.2 bills on in the same series without a gap"
 
 "${PSQL[@]}" -d sb_fresh -c "CREATE EXTENSION subbilling CASCADE" >/dev/null
-# Both schemas as pg_dump sees them, without OIDs, comments and the dropped column's traces.
+# Both schemas as pg_dump sees them, without OIDs, comments and the dropped column's traces
+# (15 restores a dropped column with "WHERE attname = ... AND attrelid = ...", 16 on with
+# "FROM (VALUES ...) WHERE attrelid = ... AND attname = v.dname").
 dump() {
     pg_dump --schema-only --binary-upgrade --no-owner -d "$1" \
         | grep -v -e '^--' -e 'binary_upgrade_set_next' -e 'pg\.dropped' -e '^SET ' -e '^SELECT pg_catalog.set_config' \
                  -e '^\\restrict' -e '^\\unrestrict' -e '^$' -e '^SELECT pg_catalog.setval' \
                  -e '^UPDATE pg_catalog.pg_attribute' -e '^  AND attrelid = ' \
+                 -e '^WHERE attrelid = .*::pg_catalog.regclass$' -e '^  AND attname = v.dname;$' \
         | sed -E -e "s/oid = '[0-9]+'/oid = 'N'/" -e "s/'\{[0-9,]+\}'/'{N}'/"
 }
 dump sb_fresh >"$OUT/upgrade_fresh.sql"

@@ -93,7 +93,13 @@ SELECT sum(p) AS s, avg(p) AS a, min(p) AS lo, max(p) AS hi, count(p) AS n FROM 
 CREATE TEMP TABLE serial_grp AS
 SELECT g, sum(p) AS s, avg(p) AS a, min(p) AS lo, max(p) AS hi FROM pagg GROUP BY g;
 
+-- force_parallel_mode is called debug_parallel_query from PostgreSQL 16 on
+SELECT current_setting('server_version_num')::integer >= 160000 AS pg16 \gset
+\if :pg16
+SET LOCAL debug_parallel_query = on;
+\else
 SET LOCAL force_parallel_mode = on;
+\endif
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
@@ -125,7 +131,11 @@ SELECT throws_ok($$SELECT subbilling.sum(p) FROM pagg$$, '22003', 'price out of 
 SELECT lives_ok($$SELECT subbilling.avg(p) FROM pagg$$, 'avg of the same rows fits');
 DELETE FROM pagg WHERE id IN (200002, 200003);
 
+\if :pg16
+RESET debug_parallel_query;
+\else
 RESET force_parallel_mode;
+\endif
 SET LOCAL max_parallel_workers_per_gather = 0;
 SELECT ok(pg_temp.plan_text('SELECT sum(p) FROM pagg') !~ 'Partial', 'with no workers the plan is serial');
 SELECT results_eq($$SELECT sum(p), avg(p), min(p), max(p), count(p) FROM pagg$$,
