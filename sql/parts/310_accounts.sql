@@ -67,6 +67,16 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' OR NEW.time_zone IS DISTINCT FROM OLD.time_zone THEN
         PERFORM pg_catalog.timezone(NEW.time_zone, pg_catalog.now());  -- unknown zone: 22023
+        -- only zone names: no POSIX offsets ('XYZ+167') nor fixed abbreviations
+        -- ('CEST'); a name without digits that timezone() takes and that is no
+        -- abbreviation is a zone file, the rest is looked up (slowly)
+        IF (NEW.time_zone ~ '[0-9]' OR EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs a
+                                                 WHERE a.abbrev = upper(NEW.time_zone)))
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE lower(z.name) = lower(NEW.time_zone)) THEN
+            RAISE EXCEPTION 'time zone "%" is not a time zone name', NEW.time_zone
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An account''s time zone is a name from pg_timezone_names, such as Europe/Stockholm.';
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.id <> OLD.id THEN

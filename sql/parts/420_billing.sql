@@ -203,6 +203,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
     -- In one session, each batch for the same as_of goes on where the last

@@ -80,7 +80,7 @@ CREATE TABLE subbilling.unmatched_payments (
     reason          text NOT NULL
                     CONSTRAINT unmatched_payments_reason_check
                     CHECK (reason IN ('no reference', 'invalid reference', 'unknown reference',
-                                      'ambiguous reference', 'credit note reference')),
+                                      'ambiguous reference', 'credit note reference', 'other currency')),
     status          text NOT NULL DEFAULT 'open'
                     CONSTRAINT unmatched_payments_status_check CHECK (status IN ('open', 'matched', 'refunded')),
     account_id      bigint,
@@ -397,6 +397,7 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('received_on', received_on);
     m := lower(btrim(method));
     IF NOT is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
@@ -405,6 +406,12 @@ BEGIN
     END IF;
     ref := nullif(regexp_replace(reference, '\s', '', 'g'), '');
     ext := nullif(btrim(external_id), '');
+    IF length(ext) > 255 THEN
+        RAISE EXCEPTION 'external_id of payment is longer than 255 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It has %s characters.', length(ext)),
+                  HINT = 'Register the payment with a shorter identifier of the bank message (for example a digest of it), or without external_id.';
+    END IF;
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
@@ -442,6 +449,9 @@ BEGIN
             inv := invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
+            ELSIF currency(amount) <> inv.currency THEN
+                -- queued, never refused: one such payment must not hold back a bank file
+                reason := 'other currency';
             END IF;
         END IF;
     END IF;
@@ -454,10 +464,6 @@ BEGIN
         RETURN uid;
     END IF;
 
-    IF currency(amount) <> inv.currency THEN
-        RAISE EXCEPTION 'payment % is not in the currency % of invoice %', amount, inv.currency, inv.number
-            USING ERRCODE = 'data_exception';
-    END IF;
     RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
@@ -658,6 +664,7 @@ BEGIN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('failed_on', failed_on);
     SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')

@@ -8,6 +8,12 @@ DROP FUNCTION subbilling.outbox_lock_key2(bigint);
 DROP FUNCTION subbilling.ledger_event_notification(subbilling.events);
 DROP FUNCTION subbilling.notify_unaccounted(text, jsonb);
 
+-- a payment in another currency than its invoice's is queued with its reason
+ALTER TABLE subbilling.unmatched_payments DROP CONSTRAINT unmatched_payments_reason_check;
+ALTER TABLE subbilling.unmatched_payments ADD CONSTRAINT unmatched_payments_reason_check
+    CHECK (reason IN ('no reference', 'invalid reference', 'unknown reference',
+                      'ambiguous reference', 'credit note reference', 'other currency'));
+
 CREATE TABLE subbilling.outbox_slots (
     slot    integer PRIMARY KEY,
     bound   bigint NOT NULL DEFAULT 0,
@@ -167,7 +173,10 @@ BEGIN
             ON CONFLICT ON CONSTRAINT locks_pkey DO UPDATE SET taken = l.taken + 1;
         RETURN true;
     END IF;
-    INSERT INTO subbilling.locks AS l (key) VALUES (lock_row.key) ON CONFLICT ON CONSTRAINT locks_pkey DO NOTHING;
+    -- (an insert would wait for a holder that is updating the row)
+    IF NOT EXISTS (SELECT 1 FROM subbilling.locks x WHERE x.key = lock_row.key) THEN
+        INSERT INTO subbilling.locks AS l (key) VALUES (lock_row.key) ON CONFLICT ON CONSTRAINT locks_pkey DO NOTHING;
+    END IF;
     UPDATE subbilling.locks l SET taken = l.taken + 1
      WHERE l.key = (SELECT x.key FROM subbilling.locks x WHERE x.key = lock_row.key FOR UPDATE SKIP LOCKED);
     RETURN FOUND;
@@ -221,6 +230,7 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('received_on', received_on);
     m := lower(btrim(method));
     IF NOT is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
@@ -229,6 +239,12 @@ BEGIN
     END IF;
     ref := nullif(regexp_replace(reference, '\s', '', 'g'), '');
     ext := nullif(btrim(external_id), '');
+    IF length(ext) > 255 THEN
+        RAISE EXCEPTION 'external_id of payment is longer than 255 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It has %s characters.', length(ext)),
+                  HINT = 'Register the payment with a shorter identifier of the bank message (for example a digest of it), or without external_id.';
+    END IF;
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
@@ -266,6 +282,9 @@ BEGIN
             inv := invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
+            ELSIF currency(amount) <> inv.currency THEN
+                -- queued, never refused: one such payment must not hold back a bank file
+                reason := 'other currency';
             END IF;
         END IF;
     END IF;
@@ -278,10 +297,6 @@ BEGIN
         RETURN uid;
     END IF;
 
-    IF currency(amount) <> inv.currency THEN
-        RAISE EXCEPTION 'payment % is not in the currency % of invoice %', amount, inv.currency, inv.number
-            USING ERRCODE = 'data_exception';
-    END IF;
     RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
@@ -1261,6 +1276,315 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.import_bank_file(text, text, boolean) IS
     'internal: import a bank file of format bgmax or nets_ocr (see import_bgmax): check it whole, record it in bank_files, register its payments; returns the bank_files row and whether the same file had been imported before';
+
+CREATE OR REPLACE FUNCTION subbilling.accounts_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.currency IS DISTINCT FROM OLD.currency THEN
+        PERFORM currency_exponent(NEW.currency);        -- unknown currency: 22023
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.time_zone IS DISTINCT FROM OLD.time_zone THEN
+        PERFORM pg_catalog.timezone(NEW.time_zone, pg_catalog.now());  -- unknown zone: 22023
+        -- only zone names: no POSIX offsets ('XYZ+167') nor fixed abbreviations
+        -- ('CEST'); a name without digits that timezone() takes and that is no
+        -- abbreviation is a zone file, the rest is looked up (slowly)
+        IF (NEW.time_zone ~ '[0-9]' OR EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs a
+                                                 WHERE a.abbrev = upper(NEW.time_zone)))
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE lower(z.name) = lower(NEW.time_zone)) THEN
+            RAISE EXCEPTION 'time zone "%" is not a time zone name', NEW.time_zone
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An account''s time zone is a name from pg_timezone_names, such as Europe/Stockholm.';
+        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.id <> OLD.id THEN
+            RAISE EXCEPTION 'the id of account % cannot change', OLD.id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF NEW.currency <> OLD.currency
+           AND EXISTS (SELECT 1 FROM subbilling.subscriptions WHERE account_id = OLD.id) THEN
+            RAISE EXCEPTION 'account % has subscriptions in %; its currency cannot change', OLD.id, OLD.currency
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Open a new account for billing in another currency.';
+        END IF;
+        NEW.updated_at := pg_catalog.now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
+
+CREATE OR REPLACE FUNCTION subbilling.record_usage(subscription_id bigint, plan_code text, quantity numeric,
+                                        at timestamptz, idempotency_key text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    p       subbilling.plans;
+    prior   subbilling.usage;
+    tz      text;
+    d       date;
+    iid     bigint;
+    uid     bigint;
+BEGIN
+    PERFORM check_quantity(record_usage.quantity);
+    IF record_usage.quantity = 'NaN' OR record_usage.quantity > 1000000000 THEN
+        RAISE EXCEPTION 'usage quantity % is out of range', record_usage.quantity
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A usage record has a finite quantity above 0 and at most 1000000000.',
+                  HINT = 'Record larger amounts as several records, or in a larger unit.';
+    END IF;
+    IF record_usage.at IS NULL OR NOT isfinite(record_usage.at) THEN
+        RAISE EXCEPTION 'at must be a finite timestamp'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM check_date('at', record_usage.at::date);
+    IF record_usage.idempotency_key IS NULL OR length(record_usage.idempotency_key) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'idempotency_key must be a text of 1 to 255 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = record_usage.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(record_usage.subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    p := plan_by_code(record_usage.plan_code);
+
+    -- a repeat: the same key with the same values is the same usage
+    SELECT * INTO prior FROM subbilling.usage u
+     WHERE u.account_id = s.account_id AND u.subscription_id = s.id
+       AND u.idempotency_key = record_usage.idempotency_key;
+    IF NOT FOUND THEN
+        SELECT a.time_zone INTO tz FROM subbilling.accounts a WHERE a.id = s.account_id;
+        d := (record_usage.at AT TIME ZONE tz)::date;
+        -- usage of an ended subscription would never be billed: refused
+        IF s.cancel_at IS NOT NULL AND s.cancel_at <= (now() AT TIME ZONE tz)::date THEN
+            RAISE EXCEPTION 'subscription % ended on %; usage recorded after its end is refused', s.id, s.cancel_at
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its final invoice takes the usage recorded before the end date.',
+                      HINT = 'Charge late usage of an ended subscription with an invoice of its own.';
+        END IF;
+        SELECT i.id INTO iid FROM subbilling.subscription_items i
+         WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = p.id
+           AND i.voided_at IS NULL AND i.validity @> d;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'subscription % has no item of plan "%" on %', s.id, p.code, d
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Usage at %s is dated %s in the account''s time zone %s.', record_usage.at, d, tz);
+        END IF;
+        INSERT INTO subbilling.usage AS u
+               (account_id, subscription_id, item_id, plan_id, quantity, at, usage_date, idempotency_key)
+        VALUES (s.account_id, s.id, iid, p.id, record_usage.quantity, record_usage.at, d,
+                record_usage.idempotency_key)
+        ON CONFLICT (account_id, subscription_id, idempotency_key) DO NOTHING
+        RETURNING u.id INTO uid;
+        IF uid IS NOT NULL THEN
+            RETURN uid;
+        END IF;
+        -- a concurrent call with the same key committed first
+        SELECT * INTO prior FROM subbilling.usage u
+         WHERE u.account_id = s.account_id AND u.subscription_id = s.id
+           AND u.idempotency_key = record_usage.idempotency_key;
+    END IF;
+    IF prior.plan_id <> p.id OR prior.quantity <> record_usage.quantity OR prior.at <> record_usage.at THEN
+        RAISE EXCEPTION 'idempotency key "%" was used with other values', record_usage.idempotency_key
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('Usage %s recorded %s of plan "%s" at %s.', prior.id, prior.quantity,
+                                  (SELECT x.code FROM subbilling.plans x WHERE x.id = prior.plan_id), prior.at),
+                  HINT = 'A retry sends the same values; new usage takes a new key.';
+    END IF;
+    RETURN prior.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.record_usage(bigint, text, numeric, timestamptz, text) IS 'record metered usage of a subscription''s plan item at a time; idempotent on idempotency_key (a repeat returns the same id, the key with other values is an error); returns the usage id';
+
+CREATE OR REPLACE FUNCTION subbilling.check_date(name text, d date) RETURNS date
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF d IS NULL OR NOT isfinite(d) THEN
+        RAISE EXCEPTION '% must be a finite date', name
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(d::text, 'NULL'));
+    END IF;
+    IF d < date '2000-01-01' OR d > (current_date + interval '10 years')::date THEN
+        RAISE EXCEPTION '% % is outside the accepted dates', name, d
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Dates from 2000-01-01 to 10 years after today (%s) are accepted.',
+                                  (current_date + interval '10 years')::date);
+    END IF;
+    RETURN d;
+END
+$$;
+COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
+
+CREATE OR REPLACE FUNCTION subbilling.bill_batch(batch_size integer, as_of timestamptz,
+                                      OUT invoices integer, OUT errors integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint[];
+    sid     bigint[];
+    ad      date[];
+    nbo     date[];
+    n       integer;
+    cursor_ text;
+    after_d date := '-infinity';
+    after_a bigint := 0;
+    after_i bigint := 0;
+    st      text;
+    msg     text;
+    det     text;
+BEGIN
+    IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(bill_batch.batch_size::text, 'NULL'));
+    END IF;
+    IF bill_batch.as_of IS NULL OR NOT isfinite(bill_batch.as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM check_date('as_of', bill_batch.as_of::date);
+    invoices := 0;
+    errors := 0;
+    -- In one session, each batch for the same as_of goes on where the last
+    -- one ended (keyset on the claim index): the rows already billed keep
+    -- index entries under their old dates (until the transaction ends, or
+    -- until vacuum), and a scan from the start would pass them again for
+    -- every batch.  When the rows after the cursor do not fill a batch, the
+    -- batch is filled from the start of the index up to the cursor (rows
+    -- that changed meanwhile, or that another session held), and the cursor
+    -- moves to the last row claimed.  It is a session setting: a rolled-back
+    -- transaction takes its moves back.
+    cursor_ := current_setting('subbilling_internal.billing_cursor', true);
+    IF split_part(cursor_, '|', 1) = bill_batch.as_of::text THEN
+        after_d := split_part(cursor_, '|', 2)::date;
+        after_a := split_part(cursor_, '|', 3)::bigint;
+        after_i := split_part(cursor_, '|', 4)::bigint;
+    END IF;
+    -- A full batch that yields neither invoice nor error (subscriptions that
+    -- only had their bookkeeping moved on) takes the next one at once, so
+    -- that a caller judging progress by invoices + errors never sees a full
+    -- batch without progress.
+    LOOP
+        -- due: next_bill_on on or before the account-local date of as_of
+        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+          INTO acc, sid, ad, nbo
+          FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                  FROM subbilling.subscriptions s
+                  JOIN subbilling.accounts a ON a.id = s.account_id
+                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                 ORDER BY s.next_bill_on, s.account_id, s.id
+                 LIMIT bill_batch.batch_size
+                   FOR UPDATE OF s SKIP LOCKED) c;
+        n := coalesce(cardinality(sid), 0);
+        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size - n
+                       FOR UPDATE OF s SKIP LOCKED) c;
+            n := coalesce(cardinality(sid), 0);
+        END IF;
+        more := n = bill_batch.batch_size;
+        EXIT WHEN n = 0;
+        after_d := nbo[n];
+        after_a := acc[n];
+        after_i := sid[n];
+        PERFORM set_config('subbilling_internal.billing_cursor',
+                           concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
+        BEGIN
+            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM resolve_billing_errors(acc, sid);
+        EXCEPTION WHEN OTHERS THEN
+            -- one subscription at a time, each in its own subtransaction
+            FOR k IN 1 .. n LOOP
+                BEGIN
+                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (acc[k], sid[k], current_run_id(), bill_batch.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = ad[k] + 1
+                     WHERE x.account_id = acc[k] AND x.id = sid[k];
+                    errors := errors + 1;
+                END;
+            END LOOP;
+        END;
+        EXIT WHEN NOT more OR invoices + errors > 0;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
+
+CREATE OR REPLACE FUNCTION subbilling.payment_failed(payment_request_id bigint, reason text, failed_on date DEFAULT current_date)
+    RETURNS date
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r       subbilling.payment_requests;
+    days    integer[];
+    nxt     date;
+    inv     subbilling.invoices;
+BEGIN
+    IF failed_on IS NULL OR NOT isfinite(failed_on) THEN
+        RAISE EXCEPTION 'failed_on must be a finite date'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM check_date('failed_on', failed_on);
+    SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF r.status <> 'requested' THEN
+        RAISE EXCEPTION 'payment request % is %, not requested', r.id, r.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = r.account_id AND x.id = r.invoice_id;
+    SELECT s.retry_days INTO days FROM subbilling.payment_settings s;
+    IF r.attempt <= coalesce(cardinality(days), 0) AND inv.status IN ('open', 'uncollectible') THEN
+        nxt := failed_on + days[r.attempt];
+    END IF;
+    UPDATE subbilling.payment_requests x
+       SET status = 'failed', failed_on = payment_failed.failed_on, failure_reason = reason,
+           next_attempt_on = nxt, updated_at = now()
+     WHERE x.account_id = r.account_id AND x.id = r.id;
+    PERFORM emit_event(r.account_id, 'payment.failed', inv.subscription_id,
+        jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', inv.number,
+                           'currency', currency(r.amount), 'amount', r.amount::text, 'attempt', r.attempt,
+                           'reason', reason, 'failed_on', failed_on, 'next_attempt_on', nxt, 'final', nxt IS NULL),
+        r.invoice_id);
+    RETURN nxt;
+END
+$$;
+COMMENT ON FUNCTION subbilling.payment_failed(bigint, text, date) IS 'the application reports a failed automatic payment: the request becomes failed and, while payment_settings.retry_days has entries left, a retry is scheduled (returned; NULL = no more retries, the invoice stays open for dunning); event payment.failed';
 
 REVOKE ALL ON FUNCTION
     subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
