@@ -1586,6 +1586,117 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.payment_failed(bigint, text, date) IS 'the application reports a failed automatic payment: the request becomes failed and, while payment_settings.retry_days has entries left, a retry is scheduled (returned; NULL = no more retries, the invoice stays open for dunning); event payment.failed';
 
+CREATE OR REPLACE FUNCTION subbilling.dunning_batch(batch_size integer, as_of date,
+                                         OUT steps integer, OUT errors integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    err_at  timestamptz;
+    cand    record;
+    acc     bigint;
+    ids     bigint[];
+    c_acc   bigint[] := '{}';
+    c_inv   bigint[] := '{}';
+    ok_acc  bigint[] := '{}';
+    ok_inv  bigint[] := '{}';
+    n       integer;
+    k       integer;
+    st      text;
+    msg     text;
+    det     text;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number of invoices'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(batch_size::text, 'NULL'));
+    END IF;
+    IF as_of IS NULL OR NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite date'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(as_of::text, 'NULL'));
+    END IF;
+    -- fees, interest and write-offs are computed from open amounts read under
+    -- the invoice's row lock: only right when each statement sees what
+    -- payments committed meanwhile
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'dunning needs READ COMMITTED isolation'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = format('The transaction runs at %s; a payment committed after its snapshot would be missed and written off or charged interest.',
+                                  upper(current_setting('transaction_isolation'))),
+                  HINT = 'Run dunning in a transaction at the default isolation level.';
+    END IF;
+    steps := 0;
+    errors := 0;
+    err_at := as_of::timestamp AT TIME ZONE 'UTC';
+
+    -- due invoices that still owe something and did not fail on this date
+    SELECT array_agg(q.account_id ORDER BY q.account_id, q.invoice_id), array_agg(q.invoice_id ORDER BY q.account_id, q.invoice_id),
+           count(*)
+      INTO c_acc, c_inv, n
+      FROM (SELECT d.account_id, d.invoice_id
+              FROM dunning_due(as_of) d
+             WHERE NOT EXISTS (SELECT 1 FROM subbilling.billing_errors e
+                                WHERE e.account_id = d.account_id AND e.invoice_id = d.invoice_id
+                                  AND e.resolved_at IS NULL AND e.as_of >= err_at)
+               AND invoice_open_amount(d.account_id, d.invoice_id) > price_minor(0, (SELECT x.currency FROM subbilling.invoices x
+                                                                                    WHERE x.account_id = d.account_id AND x.id = d.invoice_id))
+             ORDER BY d.next_on, d.account_id, d.invoice_id
+             LIMIT batch_size) q;
+    more := n = batch_size;
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- claim per account; a row locked by a payment or another batch is skipped
+    ids := '{}';
+    FOR acc IN SELECT DISTINCT u FROM unnest(c_acc) u ORDER BY u LOOP
+        ids := ids || ARRAY(SELECT x.id FROM subbilling.invoices x
+                             WHERE x.account_id = acc
+                               AND x.id = ANY (ARRAY(SELECT c_inv[j] FROM generate_subscripts(c_acc, 1) j WHERE c_acc[j] = acc))
+                               AND x.status = 'open'
+                             ORDER BY x.id
+                               FOR UPDATE SKIP LOCKED);
+    END LOOP;
+    -- keep the claimed pairs in order
+    SELECT coalesce(array_agg(c_acc[j] ORDER BY j), '{}'), coalesce(array_agg(c_inv[j] ORDER BY j), '{}')
+      INTO c_acc, c_inv
+      FROM generate_subscripts(c_inv, 1) j WHERE c_inv[j] = ANY (ids);
+    n := cardinality(c_inv);
+
+    BEGIN
+        FOR k IN 1 .. n LOOP
+            steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+        END LOOP;
+        ok_acc := c_acc;
+        ok_inv := c_inv;
+    EXCEPTION WHEN OTHERS THEN
+        steps := 0;
+        FOR k IN 1 .. n LOOP
+            BEGIN
+                steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+                ok_acc := ok_acc || c_acc[k];
+                ok_inv := ok_inv || c_inv[k];
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                INSERT INTO subbilling.billing_errors (account_id, invoice_id, run_id, as_of, sqlstate, message, detail)
+                VALUES (c_acc[k], c_inv[k], current_run_id(), err_at, st, msg, nullif(det, ''));
+                errors := errors + 1;
+            END;
+        END LOOP;
+    END;
+    -- open dunning errors of invoices dunned successfully now are resolved
+    -- (a cheap test first: there are rarely any open errors)
+    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+          FROM unnest(ok_acc, ok_inv) AS x(account_id, invoice_id)
+         WHERE e.account_id = x.account_id AND e.invoice_id = x.invoice_id AND e.resolved_at IS NULL;
+    END IF;
+    -- a full batch of which nothing could be done (all claimed elsewhere) is not progress
+    more := more AND steps + errors > 0;
+END
+$$;
+COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
+
 REVOKE ALL ON FUNCTION
     subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
     subbilling.notify_unaccounted(text, bigint),
