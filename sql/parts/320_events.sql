@@ -62,9 +62,14 @@ BEGIN
         RETURN;
     END IF;
     IF current_setting('transaction_isolation') = 'read committed' THEN
-        -- the free slot with the most recent bound
+        -- the session's own slot (its bound is from its last writing
+        -- transaction), else the free slot with the most recent bound
         SELECT s.slot INTO sl FROM subbilling.outbox_slots s
-         ORDER BY s.bound DESC, s.slot LIMIT 1 FOR UPDATE SKIP LOCKED;
+         WHERE s.slot = pg_backend_pid() % 256 + 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            SELECT s.slot INTO sl FROM subbilling.outbox_slots s
+             ORDER BY s.bound DESC, s.slot LIMIT 1 FOR UPDATE SKIP LOCKED;
+        END IF;
     ELSE
         -- a snapshot transaction cannot lock a row updated since its
         -- snapshot: try the slots, oldest bound first
