@@ -1710,6 +1710,54 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
 
+CREATE OR REPLACE FUNCTION subbilling.run_payment_retries(as_of date DEFAULT current_date)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r       record;
+    n       integer := 0;
+    req     subbilling.payment_requests;
+BEGIN
+    IF as_of IS NULL OR NOT isfinite(as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite date'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM check_date('as_of', as_of);
+    FOR r IN
+        SELECT x.account_id, x.id, i.status AS invoice_status,
+               invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
+               pm.active AS method_active
+          FROM subbilling.payment_requests x
+          JOIN subbilling.invoices i ON i.account_id = x.account_id AND i.id = x.invoice_id
+          JOIN subbilling.payment_methods pm ON pm.account_id = x.account_id AND pm.id = x.payment_method_id
+         WHERE x.next_attempt_on <= as_of
+         ORDER BY x.next_attempt_on, x.account_id, x.id
+           FOR UPDATE OF x SKIP LOCKED
+    LOOP
+        IF r.invoice_status NOT IN ('open', 'uncollectible') OR minor_units(r.open_amount) <= 0 OR NOT r.method_active THEN
+            UPDATE subbilling.payment_requests x SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+             WHERE x.account_id = r.account_id AND x.id = r.id;
+            CONTINUE;
+        END IF;
+        UPDATE subbilling.payment_requests x
+           SET status = 'requested', attempt = x.attempt + 1, amount = r.open_amount, requested_on = as_of,
+               next_attempt_on = NULL, updated_at = now()
+         WHERE x.account_id = r.account_id AND x.id = r.id
+        RETURNING x.* INTO req;
+        PERFORM emit_event(req.account_id, 'payment.requested',
+                           (SELECT i.subscription_id FROM subbilling.invoices i
+                             WHERE i.account_id = req.account_id AND i.id = req.invoice_id),
+                           payment_request_payload(req), req.invoice_id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.run_payment_retries(date) IS 'request again every failed automatic payment whose retry is due on or before as_of (amount = what is still open; event payment.requested with the next attempt number); requests of invoices no longer open are canceled; returns how many were requested';
+
 REVOKE ALL ON FUNCTION
     subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
     subbilling.notify_unaccounted(text, bigint),
