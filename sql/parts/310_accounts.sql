@@ -60,13 +60,31 @@ COMMENT ON TABLE subbilling.accounts IS 'customers: id is the account id that ev
 CREATE FUNCTION subbilling.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
 AS $$
+DECLARE
+    bad boolean := false;
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.currency IS DISTINCT FROM OLD.currency THEN
         PERFORM currency_exponent(NEW.currency);        -- unknown currency: 22023
     END IF;
     IF TG_OP = 'INSERT' OR NEW.time_zone IS DISTINCT FROM OLD.time_zone THEN
         PERFORM pg_catalog.timezone(NEW.time_zone, pg_catalog.now());  -- unknown zone: 22023
+        -- only zone names: no POSIX offsets ('XYZ+167') nor abbreviations
+        -- ('CEST').  The TimeZone setting takes no abbreviations (set here for
+        -- this function only: see its SET clause); a name with digits is
+        -- looked up in pg_timezone_names (slowly), so that no POSIX offset passes
+        BEGIN
+            PERFORM pg_catalog.set_config('TimeZone', NEW.time_zone, true);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            bad := true;
+        END;
+        IF bad OR (NEW.time_zone ~ '[0-9]'
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE lower(z.name) = lower(NEW.time_zone))) THEN
+            RAISE EXCEPTION 'time zone "%" is not a time zone name', NEW.time_zone
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An account''s time zone is a name from pg_timezone_names, such as Europe/Stockholm.';
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.id <> OLD.id THEN

@@ -4,8 +4,8 @@
 --
 -- Every business event is a row in subbilling.events written in the same
 -- transaction as the change, and (unless subbilling.notify = off) a
--- pg_notify('subbilling', json) that PostgreSQL delivers at commit and drops
--- on rollback.  events_after() hands out committed events in id order
+-- pg_notify('subbilling', json) of its identifiers that PostgreSQL delivers
+-- at commit and drops on rollback.  events_after() hands out committed events in id order
 -- without ever skipping one that commits late (see docs/events.md).
 -- ============================================================================
 
@@ -26,25 +26,106 @@ CREATE INDEX events_subscription_idx ON subbilling.events (account_id, subscript
     WHERE subscription_id IS NOT NULL;
 COMMENT ON TABLE subbilling.events IS 'the event outbox: one row per business event, written in the transaction of the change; NOTIFY channel subbilling';
 
--- The outbox watermark.  A writer transaction takes, once, before its first
--- event id is drawn, a shared transaction-level advisory lock whose key
--- encodes a lower bound of that id (the sequence's last value).  The lock
--- lives exactly as long as the transaction, so a reader sees in pg_locks the
--- smallest event id that an unfinished transaction may still commit.
--- Keys: classid = 1396834304 ("SB" << 16) + (bound >> 31), objid = bound's
--- low 31 bits, objsubid = 2 (two-key form); ids up to 2^47.
-CREATE FUNCTION subbilling.outbox_lock_key1(bound bigint) RETURNS integer
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN (1396834304 + (bound >> 31))::integer;
-COMMENT ON FUNCTION subbilling.outbox_lock_key1(bigint) IS 'internal: first advisory lock key of the outbox watermark for an event id bound';
+-- The outbox watermark.  Each transaction that writes events holds, from
+-- before its first event id is drawn until it ends, a row lock on one row
+-- of outbox_slots (FOR UPDATE).  A slot's committed bound is never above
+-- the sequence's last value when it is locked, so it is a lower bound of
+-- every id its holder draws.  events_after finds the held slots without
+-- waiting (FOR SHARE SKIP LOCKED) and hands out only events below the
+-- smallest of their bounds.  These are row locks on a table that no role
+-- but the extension's owner may lock: nothing another role does can hold
+-- a reader or a writer back, and no setting switches the watermark off.
+CREATE TABLE subbilling.outbox_slots (
+    slot    integer PRIMARY KEY,
+    bound   bigint NOT NULL DEFAULT 0,
+    xact    xid8
+);
+COMMENT ON TABLE subbilling.outbox_slots IS 'internal: the event outbox watermark; a writer transaction holds a row lock on one slot (bound: at most its first event id) until it ends';
+INSERT INTO subbilling.outbox_slots (slot) SELECT k FROM generate_series(1, 256) k;
+SELECT pg_catalog.pg_extension_config_dump('subbilling.outbox_slots', 'WHERE false');
 
-CREATE FUNCTION subbilling.outbox_lock_key2(bound bigint) RETURNS integer
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN (bound & 2147483647)::integer;
-COMMENT ON FUNCTION subbilling.outbox_lock_key2(bigint) IS 'internal: second advisory lock key of the outbox watermark for an event id bound';
+-- Takes this transaction's outbox slot (once; again after a rolled-back
+-- subtransaction) before event ids are drawn: emit_event and the bulk
+-- writers call it.  A slot is verified by its row, never by a setting.
+CREATE FUNCTION subbilling.outbox_reserve() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    me      xid8 := pg_current_xact_id();
+    hint    text := current_setting('subbilling_internal.outbox_slot', true);
+    sl      integer;
+    cand    integer;
+BEGIN
+    IF hint ~ '^[0-9]{1,9}$' AND EXISTS (SELECT 1 FROM subbilling.outbox_slots s
+                                           WHERE s.slot = hint::integer AND s.xact = me) THEN
+        RETURN;
+    END IF;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        -- the session's own slot (its bound is from its last writing
+        -- transaction), else the free slot with the most recent bound
+        SELECT s.slot INTO sl FROM subbilling.outbox_slots s
+         WHERE s.slot = pg_backend_pid() % 256 + 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            SELECT s.slot INTO sl FROM subbilling.outbox_slots s
+             ORDER BY s.bound DESC, s.slot LIMIT 1 FOR UPDATE SKIP LOCKED;
+        END IF;
+    ELSE
+        -- a snapshot transaction cannot lock a row updated since its
+        -- snapshot: try the slots, oldest bound first
+        FOR cand IN SELECT s.slot FROM subbilling.outbox_slots s ORDER BY s.bound, s.slot LOOP
+            BEGIN
+                SELECT s.slot INTO sl FROM subbilling.outbox_slots s WHERE s.slot = cand FOR UPDATE SKIP LOCKED;
+            EXCEPTION WHEN serialization_failure THEN
+                sl := NULL;
+            END;
+            EXIT WHEN sl IS NOT NULL;
+        END LOOP;
+    END IF;
+    IF sl IS NULL THEN
+        -- every slot is held: wait for one
+        SELECT s.slot INTO sl FROM subbilling.outbox_slots s ORDER BY s.slot LIMIT 1 FOR UPDATE;
+    END IF;
+    UPDATE subbilling.outbox_slots s
+       SET bound = (SELECT q.last_value FROM subbilling.events_id_seq q), xact = me
+     WHERE s.slot = sl;
+    PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
+END
+$$;
+COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
 
--- Writes one event and announces it.  Internal: the lifecycle functions (and
--- the invoicing, payment and dunning functions) call it.
+-- Whether events are also announced with pg_notify (subbilling.notify).
+CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
+COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
+
+-- The one NOTIFY of the extension.  Identifiers only: any role may LISTEN,
+-- so names, amounts, references and free text are read through
+-- events_after; the text stays far below the 8000-byte limit.  payment_id
+-- names an unmatched payment, which has no account and no event row.
+CREATE FUNCTION subbilling.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
+                                         invoice_id bigint, payment_id bigint DEFAULT NULL)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT notify_enabled() THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('subbilling',
+        jsonb_strip_nulls(jsonb_build_object('id', id, 'type', left(type, 200), 'account_id', account_id,
+                                             'subscription_id', subscription_id, 'invoice_id', invoice_id,
+                                             'payment_id', payment_id))::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
+
+-- Writes one event and announces it.  Internal: the lifecycle, invoicing,
+-- payment and dunning functions call it; bulk writers call outbox_reserve,
+-- insert, and outbox_notify each row.
 CREATE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription_id bigint,
                                       payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint
@@ -52,40 +133,18 @@ CREATE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    xact    text := pg_current_xact_id()::text;
-    bound   bigint;
     ev      subbilling.events;
-    note    jsonb;
-    msg     text;
 BEGIN
-    IF current_setting('subbilling_internal.outbox_xact', true) IS DISTINCT FROM xact THEN
-        SELECT last_value INTO bound FROM subbilling.events_id_seq;
-        PERFORM pg_advisory_xact_lock_shared(outbox_lock_key1(bound), outbox_lock_key2(bound));
-        PERFORM set_config('subbilling_internal.outbox_xact', xact, true);
-    END IF;
-
+    PERFORM outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
             emit_event.invoice_id, coalesce(emit_event.payload, '{}'))
     RETURNING e.* INTO ev;
-
-    IF lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0') THEN
-        note := jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id)
-             || CASE WHEN ev.subscription_id IS NULL THEN '{}'::jsonb
-                     ELSE jsonb_build_object('subscription_id', ev.subscription_id) END
-             || CASE WHEN ev.invoice_id IS NULL THEN '{}'::jsonb
-                     ELSE jsonb_build_object('invoice_id', ev.invoice_id) END
-             || jsonb_build_object('created_at', ev.created_at, 'payload', ev.payload);
-        msg := note::text;
-        IF octet_length(msg) > 7000 THEN
-            msg := (note - 'payload' || jsonb_build_object('truncated', true))::text;
-        END IF;
-        PERFORM pg_notify('subbilling', msg);
-    END IF;
+    PERFORM outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') it in the current transaction';
+COMMENT ON FUNCTION subbilling.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
 
 -- Committed events after last_id, in id order, at most max of them.  Only
 -- events below the watermark are handed out: no event with a smaller id can
@@ -113,15 +172,20 @@ BEGIN
     END IF;
     -- 1. every id drawn so far (non-transactional read of the sequence)
     SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO allocated FROM subbilling.events_id_seq;
-    -- 2. the smallest id bound that an unfinished writer still holds
-    SELECT min((((l.classid::bigint - 1396834304) << 31) | l.objid::bigint))
-      INTO inflight
-      FROM pg_catalog.pg_locks l
-     WHERE l.locktype = 'advisory'
-       AND l.objsubid = 2
-       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-       AND l.classid::bigint BETWEEN 1396834304 AND 1396834304 + 65535
-       AND l.pid IS DISTINCT FROM pg_backend_pid();     -- a transaction sees its own events
+    -- 2. the smallest bound of a slot that an unfinished writer holds: the
+    --    free slots are share-locked without waiting, the rest are held (a
+    --    transaction's own slot counts as free: it sees its own events).
+    --    The share locks go with the subtransaction, so that no writer
+    --    ever waits for a reader.
+    BEGIN
+        WITH free AS (SELECT s.slot FROM subbilling.outbox_slots s FOR SHARE SKIP LOCKED)
+        SELECT min(s.bound) INTO inflight
+          FROM subbilling.outbox_slots s
+         WHERE NOT EXISTS (SELECT 1 FROM free f WHERE f.slot = s.slot);
+        RAISE SQLSTATE 'SBEV0';
+    EXCEPTION WHEN SQLSTATE 'SBEV0' THEN
+        NULL;
+    END;
     -- 3. a new snapshot: what committed before it, below both limits
     RETURN QUERY
         SELECT e.*
@@ -133,4 +197,4 @@ BEGIN
          LIMIT max;
 END
 $$;
-COMMENT ON FUNCTION subbilling.events_after(bigint, integer) IS 'committed events with id > last_id in id order (at most max); never skips an event that commits late; for a listener catching up after a reconnect';
+COMMENT ON FUNCTION subbilling.events_after(bigint, integer) IS 'committed events with id > last_id in id order (at most max); never skips an event that commits late; the cursor of a listener (a NOTIFY only says: look)';

@@ -248,9 +248,11 @@ COMMENT ON VIEW subbilling.subscription_item_history IS 'every subscription item
 
 -- ---------------------------------------------------------------- internal helpers
 
--- Raises 22023 unless d is a finite date.
+-- Raises 22023 unless d is a finite date within the dates the product
+-- accepts: from 2000-01-01 to 10 years after today.  Billing, payments and
+-- the lifecycle functions check every date they are given with it.
 CREATE FUNCTION subbilling.check_date(name text, d date) RETURNS date
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -258,10 +260,16 @@ BEGIN
         RAISE EXCEPTION '% must be a finite date', name
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(d::text, 'NULL'));
     END IF;
+    IF d < date '2000-01-01' OR d > (current_date + interval '10 years')::date THEN
+        RAISE EXCEPTION '% % is outside the accepted dates', name, d
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Dates from 2000-01-01 to 10 years after today (%s) are accepted.',
+                                  (current_date + interval '10 years')::date);
+    END IF;
     RETURN d;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL or infinite';
+COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
 
 -- Raises 22023 unless q is a positive quantity.
 CREATE FUNCTION subbilling.check_quantity(q numeric) RETURNS numeric

@@ -49,10 +49,17 @@ DECLARE
     uid     bigint;
 BEGIN
     PERFORM check_quantity(record_usage.quantity);
+    IF record_usage.quantity = 'NaN' OR record_usage.quantity > 1000000000 THEN
+        RAISE EXCEPTION 'usage quantity % is out of range', record_usage.quantity
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A usage record has a finite quantity above 0 and at most 1000000000.',
+                  HINT = 'Record larger amounts as several records, or in a larger unit.';
+    END IF;
     IF record_usage.at IS NULL OR NOT isfinite(record_usage.at) THEN
         RAISE EXCEPTION 'at must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('at', record_usage.at::date);
     IF record_usage.idempotency_key IS NULL OR length(record_usage.idempotency_key) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'idempotency_key must be a text of 1 to 255 characters'
             USING ERRCODE = 'invalid_parameter_value';
@@ -71,6 +78,13 @@ BEGIN
     IF NOT FOUND THEN
         SELECT a.time_zone INTO tz FROM subbilling.accounts a WHERE a.id = s.account_id;
         d := (record_usage.at AT TIME ZONE tz)::date;
+        -- usage of an ended subscription would never be billed: refused
+        IF s.cancel_at IS NOT NULL AND s.cancel_at <= (now() AT TIME ZONE tz)::date THEN
+            RAISE EXCEPTION 'subscription % ended on %; usage recorded after its end is refused', s.id, s.cancel_at
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its final invoice takes the usage recorded before the end date.',
+                      HINT = 'Charge late usage of an ended subscription with an invoice of its own.';
+        END IF;
         SELECT i.id INTO iid FROM subbilling.subscription_items i
          WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = p.id
            AND i.voided_at IS NULL AND i.validity @> d;

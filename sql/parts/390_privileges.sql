@@ -95,6 +95,7 @@ GRANT EXECUTE ON FUNCTION
 -- internal: called by the functions above (as their owner), by nobody else
 REVOKE ALL ON FUNCTION
     subbilling.emit_event(bigint, text, bigint, jsonb, bigint),
+    subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
     subbilling.subscription_for_update(bigint),
     subbilling.plan_by_code(text),
     subbilling.check_plan_fits(subbilling.subscriptions, subbilling.plans, text),

@@ -11,33 +11,6 @@
 --   bill_subscriptions(...)            one set-based statement for claimed rows
 -- ============================================================================
 
--- The event outbox watermark (see 320_events.sql, emit_event): before the
--- first event id of a transaction is drawn, take the shared advisory lock
--- that marks the lowest id this transaction may still commit.  Same
--- protocol and setting as emit_event, so the two never lock twice.
-CREATE FUNCTION subbilling.outbox_reserve() RETURNS void
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    xact    text := pg_current_xact_id()::text;
-    bound   bigint;
-BEGIN
-    IF current_setting('subbilling_internal.outbox_xact', true) IS DISTINCT FROM xact THEN
-        SELECT last_value INTO bound FROM subbilling.events_id_seq;
-        PERFORM pg_advisory_xact_lock_shared(outbox_lock_key1(bound), outbox_lock_key2(bound));
-        PERFORM set_config('subbilling_internal.outbox_xact', xact, true);
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: take this transaction''s outbox watermark lock (as emit_event does) before events are inserted in bulk';
-
--- Whether events are also announced with pg_notify (subbilling.notify).
-CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL SAFE
-RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
-COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
-
 -- Bills claimed subscriptions (locked by the caller) as of their
 -- account-local dates: one statement computes the charges once, writes the
 -- invoices (numbered, with due date and payment reference), their lines,
@@ -160,13 +133,9 @@ BEGIN
          ORDER BY i.account_id, i.id, t.ord
         RETURNING e.*
     ),
-    -- NOTIFY each event as emit_event does (these payloads are far below
-    -- emit_event's 7000-byte truncation limit)
+    -- NOTIFY each event's identifiers (outbox_notify, as emit_event does)
     nt AS (
-        SELECT count(pg_notify('subbilling',
-                   (jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id,
-                                       'subscription_id', ev.subscription_id, 'invoice_id', ev.invoice_id,
-                                       'created_at', ev.created_at, 'payload', ev.payload))::text)) AS n
+        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
           FROM ev WHERE notify
     )
     SELECT count(*), array_agg(ins.account_id), array_agg(ins.id) INTO n, booked_acc, booked_inv
@@ -234,6 +203,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
     -- In one session, each batch for the same as_of goes on where the last

@@ -75,6 +75,8 @@ DECLARE
     cid     bigint;
     cn      subbilling.invoices;
 BEGIN
+    -- the account's money, then the invoice, both read again under the locks
+    PERFORM lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
     i := invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
         RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)

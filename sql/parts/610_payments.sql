@@ -80,7 +80,7 @@ CREATE TABLE subbilling.unmatched_payments (
     reason          text NOT NULL
                     CONSTRAINT unmatched_payments_reason_check
                     CHECK (reason IN ('no reference', 'invalid reference', 'unknown reference',
-                                      'ambiguous reference', 'credit note reference')),
+                                      'ambiguous reference', 'credit note reference', 'other currency')),
     status          text NOT NULL DEFAULT 'open'
                     CONSTRAINT unmatched_payments_status_check CHECK (status IN ('open', 'matched', 'refunded')),
     account_id      bigint,
@@ -196,22 +196,50 @@ AS $$
 $$;
 COMMENT ON FUNCTION subbilling.account_today(bigint) IS 'internal: today in the account''s time zone';
 
--- Serialises what consumes an account's customer credit (credit
--- application, refunds) per account: a transaction-level advisory lock
--- (two-key form, first key 1396899841, outside the event outbox's range).
-CREATE FUNCTION subbilling.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
+-- Internal serialisation: a row lock (with a write, so that a snapshot
+-- transaction that did not see the previous holder's work fails with 40001
+-- instead of acting on what it saw) on a row of subbilling.locks, which no
+-- role but the extension's owner may lock.  Keys: 'account:<id>' (money of
+-- an account: payments, refunds, credit notes, customer credit),
+-- 'bank_import', 'payment:<md5 of external id>'.
+CREATE TABLE subbilling.locks (
+    key     text PRIMARY KEY,
+    taken   bigint NOT NULL DEFAULT 1
+);
+COMMENT ON TABLE subbilling.locks IS 'internal: rows whose row locks serialise the extension''s work (account money, bank imports, external payment ids); taken counts the lockers';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.locks', '');
+
+CREATE FUNCTION subbilling.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF key IS NULL THEN
+        RETURN false;
+    END IF;
     IF wait THEN
-        PERFORM pg_advisory_xact_lock(1396899841, (account_id % 2147483647)::integer);
+        INSERT INTO subbilling.locks AS l (key) VALUES (lock_row.key)
+            ON CONFLICT ON CONSTRAINT locks_pkey DO UPDATE SET taken = l.taken + 1;
         RETURN true;
     END IF;
-    RETURN pg_try_advisory_xact_lock(1396899841, (account_id % 2147483647)::integer);
+    -- (an insert would wait for a holder that is updating the row)
+    IF NOT EXISTS (SELECT 1 FROM subbilling.locks x WHERE x.key = lock_row.key) THEN
+        INSERT INTO subbilling.locks AS l (key) VALUES (lock_row.key) ON CONFLICT ON CONSTRAINT locks_pkey DO NOTHING;
+    END IF;
+    UPDATE subbilling.locks l SET taken = l.taken + 1
+     WHERE l.key = (SELECT x.key FROM subbilling.locks x WHERE x.key = lock_row.key FOR UPDATE SKIP LOCKED);
+    RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the transaction-level lock on an account''s customer credit';
+COMMENT ON FUNCTION subbilling.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
+
+-- Serialises what moves an account's money (payments, refunds, credit
+-- notes, application of customer credit).
+CREATE FUNCTION subbilling.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
+    LANGUAGE sql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN subbilling.lock_row('account:' || account_id, wait);
+COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
 
 -- Marks a fully paid invoice paid, announces it, calls dunning's
 -- after_invoice_paid(), and settles its active payment request.
@@ -312,36 +340,17 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
 
--- The pg_notify text of an event row, in emit_event's format (payload
--- dropped above 7000 bytes), for events written in bulk.
-CREATE FUNCTION subbilling.ledger_event_notification(ev subbilling.events) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN octet_length(n::text) > 7000 THEN (n - 'payload' || jsonb_build_object('truncated', true))::text
-                ELSE n::text END
-      FROM (SELECT jsonb_build_object('id', ev.id, 'type', ev.type, 'account_id', ev.account_id)
-                   || CASE WHEN ev.subscription_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('subscription_id', ev.subscription_id) END
-                   || CASE WHEN ev.invoice_id IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('invoice_id', ev.invoice_id) END
-                   || jsonb_build_object('created_at', ev.created_at, 'payload', ev.payload) AS n) q
-$$;
-COMMENT ON FUNCTION subbilling.ledger_event_notification(subbilling.events) IS 'internal: the pg_notify payload of an event row written in bulk by book_invoices (the format of emit_event)';
-
--- NOTIFY for events that have no account (the unmatched queue): the same
--- channel and shape as emit_event, without an event id.
-CREATE FUNCTION subbilling.notify_unaccounted(type text, payload jsonb) RETURNS void
+-- NOTIFY for an event that has no account (the unmatched queue, which is
+-- its record): its type and the payment id only.
+CREATE FUNCTION subbilling.notify_unaccounted(type text, payment_id bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF notify_enabled() THEN
-        PERFORM pg_notify('subbilling', jsonb_build_object('type', type, 'created_at', now(), 'payload', payload)::text);
-    END IF;
+    PERFORM outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling.notify_unaccounted(text, jsonb) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment); unmatched_payments is its record';
+COMMENT ON FUNCTION subbilling.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
 
 -- ---------------------------------------------------------------- register_payment
 
@@ -375,6 +384,7 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('received_on', received_on);
     m := lower(btrim(method));
     IF NOT is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
@@ -383,10 +393,16 @@ BEGIN
     END IF;
     ref := nullif(regexp_replace(reference, '\s', '', 'g'), '');
     ext := nullif(btrim(external_id), '');
+    IF length(ext) > 255 THEN
+        RAISE EXCEPTION 'external_id of payment is longer than 255 characters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It has %s characters.', length(ext)),
+                  HINT = 'Register the payment with a shorter identifier of the bank message (for example a digest of it), or without external_id.';
+    END IF;
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(1396899842, hashtext(ext));
+        PERFORM lock_row('payment:' || md5(ext));
         SELECT u.id, u.amount, u.reference INTO prev FROM subbilling.unmatched_payments u WHERE u.external_id = ext;
         IF NOT FOUND THEN
             SELECT p.id, p.amount, p.reference INTO prev FROM subbilling.payments p WHERE p.external_id = ext LIMIT 1;
@@ -415,9 +431,14 @@ BEGIN
         ELSIF cardinality(hits) > 1 THEN
             reason := 'ambiguous reference';
         ELSE
+            -- the account's money, then the invoice, both read again under the locks
+            PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
             inv := invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
+            ELSIF currency(amount) <> inv.currency THEN
+                -- queued, never refused: one such payment must not hold back a bank file
+                reason := 'other currency';
             END IF;
         END IF;
     END IF;
@@ -426,17 +447,10 @@ BEGIN
         INSERT INTO subbilling.unmatched_payments AS u (amount, reference, received_on, method, external_id, reason)
         VALUES (amount, ref, received_on, m, ext, reason)
         RETURNING u.id INTO uid;
-        PERFORM notify_unaccounted('payment.unmatched',
-            jsonb_build_object('unmatched_payment_id', uid, 'amount', amount::text, 'currency', currency(amount),
-                               'reference', ref, 'received_on', received_on, 'method', m,
-                               'external_id', ext, 'reason', reason));
+        PERFORM notify_unaccounted('payment.unmatched', uid);
         RETURN uid;
     END IF;
 
-    IF currency(amount) <> inv.currency THEN
-        RAISE EXCEPTION 'payment % is not in the currency % of invoice %', amount, inv.currency, inv.number
-            USING ERRCODE = 'data_exception';
-    END IF;
     RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
@@ -465,6 +479,7 @@ BEGIN
         RAISE EXCEPTION 'unmatched payment % is %, not open', u.id, u.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
     inv := invoice_for_update(invoice_id);
     IF inv.kind <> 'invoice' OR inv.status = 'draft' THEN
         RAISE EXCEPTION 'invoice % cannot take a payment', coalesce(inv.number, inv.id::text)
@@ -533,9 +548,7 @@ BEGIN
                       DETAIL = format('Payment %s is %s; the refund asked for %s.', u.id, u.amount, amount);
         END IF;
         UPDATE subbilling.unmatched_payments x SET status = 'refunded', resolved_at = now() WHERE x.id = u.id;
-        PERFORM notify_unaccounted('payment.refunded',
-            jsonb_build_object('unmatched_payment_id', u.id, 'amount', amount::text, 'currency', currency(amount),
-                               'reference', u.reference, 'external_id', u.external_id));
+        PERFORM notify_unaccounted('payment.refunded', u.id);
         RETURN u.id;
     END IF;
 
@@ -638,6 +651,7 @@ BEGIN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('failed_on', failed_on);
     SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
@@ -681,6 +695,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM check_date('as_of', as_of);
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,

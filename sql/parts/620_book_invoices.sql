@@ -382,7 +382,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) AS n FROM ev WHERE notify
+            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
         SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO a_acc, a_inv
           FROM al
@@ -426,7 +426,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) AS n FROM ev WHERE notify
+            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
         SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
           INTO p_acc, p_inv
@@ -476,7 +476,7 @@ BEGIN
          ORDER BY r.account_id, r.id
         RETURNING e.*
     )
-    SELECT count(pg_notify('subbilling', ledger_event_notification(ev))) INTO n FROM ev WHERE notify;
+    SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
 
     RETURN booked;
 END

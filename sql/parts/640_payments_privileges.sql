@@ -62,8 +62,8 @@ REVOKE ALL ON FUNCTION
     subbilling.lock_account_credit(bigint, boolean),
     subbilling.invoice_paid(subbilling.invoices, text, bigint),
     subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text),
-    subbilling.notify_unaccounted(text, jsonb),
-    subbilling.ledger_event_notification(subbilling.events),
+    subbilling.notify_unaccounted(text, bigint),
+    subbilling.lock_row(text, boolean),
     subbilling.payment_request_payload(subbilling.payment_requests),
     subbilling.revenue_code(text, text, numeric, boolean),
     subbilling.book_invoices(bigint[], bigint[])

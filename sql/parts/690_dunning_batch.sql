@@ -42,6 +42,16 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(as_of::text, 'NULL'));
     END IF;
+    -- fees, interest and write-offs are computed from open amounts read under
+    -- the invoice's row lock: only right when each statement sees what
+    -- payments committed meanwhile
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'dunning needs READ COMMITTED isolation'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = format('The transaction runs at %s; a payment committed after its snapshot would be missed and written off or charged interest.',
+                                  upper(current_setting('transaction_isolation'))),
+                  HINT = 'Run dunning in a transaction at the default isolation level.';
+    END IF;
     steps := 0;
     errors := 0;
     err_at := as_of::timestamp AT TIME ZONE 'UTC';

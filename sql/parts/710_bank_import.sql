@@ -119,7 +119,7 @@ BEGIN
     END IF;
 
     -- 2. one import at a time; the same content returns the first import
-    PERFORM pg_advisory_xact_lock(1112427334, 0);
+    PERFORM lock_row('bank_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT * INTO f FROM bank_files b WHERE b.sha256 = digest;
     IF FOUND THEN

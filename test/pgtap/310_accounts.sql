@@ -1,7 +1,7 @@
 -- Accounts, payment methods, and the rules that make them ready to distribute by account.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(53);
+SELECT plan(55);
 \ir 300_fixture.psql
 
 -- ---------------------------------------------------------------- accounts
@@ -31,7 +31,11 @@ SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'ABC', NULL, NULL, NULL)$$,
 SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'SEK', 'Mars/Olympus_Mons', NULL, NULL)$$,
                  '22023', 'time zone "Mars/Olympus_Mons" not recognized', 'unknown time zone');
 SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'SEK', '+02:00', NULL, NULL)$$,
-                 '23514', 'new row for relation "accounts" violates check constraint "accounts_time_zone_format"', 'UTC offset instead of a zone name');
+                 '22023', 'time zone "+02:00" is not a time zone name', 'UTC offset instead of a zone name');
+SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'SEK', 'XYZ+167', NULL, NULL)$$,
+                 '22023', 'time zone "XYZ+167" is not a time zone name', 'a POSIX zone 167 hours off: refused, only names from pg_timezone_names');
+SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'SEK', 'CEST', NULL, NULL)$$,
+                 '22023', 'time zone "CEST" is not a time zone name', 'an abbreviation with a fixed offset (CEST): refused');
 SELECT throws_ok($$EXECUTE ins_acct('not-an-address', 'SE', 'SEK', NULL, NULL, NULL)$$,
                  '23514', 'new row for relation "accounts" violates check constraint "accounts_email_format"', 'email without @');
 SELECT throws_ok($$EXECUTE ins_acct(NULL, 'SE', 'SEK', NULL, -1, NULL)$$,

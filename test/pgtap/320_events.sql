@@ -2,7 +2,7 @@
 -- never at rollback, and the catch-up race, are in test/t/001_notify.pl.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(22);
+SELECT plan(28);
 \ir 300_fixture.psql
 
 SELECT has_function('subbilling', 'emit_event', ARRAY['bigint', 'text', 'bigint', 'jsonb', 'bigint'], 'emit_event exists');
@@ -44,16 +44,29 @@ SELECT throws_ok($$SELECT emit_event(pg_temp.acct('t_se'), 'test.x', -1, '{}')$$
 SELECT throws_ok($$SELECT emit_event(pg_temp.acct('t_se'), 'test.x', NULL, '[1, 2]')$$,
                  '23514', 'new row for relation "events" violates check constraint "events_payload_object"', 'payload must be an object');
 
--- the writer holds the outbox watermark lock for its transaction, once
-SELECT is((SELECT count(*)::int FROM pg_catalog.pg_locks
-            WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objsubid = 2
-              AND classid::bigint BETWEEN 1396834304 AND 1396834304 + 65535), 1,
-          'one watermark lock per transaction, however many events');
-SELECT cmp_ok((SELECT ((classid::bigint - 1396834304) << 31) | objid::bigint FROM pg_catalog.pg_locks
-                WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objsubid = 2
-                  AND classid::bigint BETWEEN 1396834304 AND 1396834304 + 65535),
+-- the writer holds one outbox slot (a row lock) for its transaction, once
+SELECT is((SELECT count(*)::int FROM outbox_slots WHERE xact = pg_current_xact_id()), 1,
+          'one outbox slot per transaction, however many events');
+SELECT cmp_ok((SELECT bound FROM outbox_slots WHERE xact = pg_current_xact_id()),
               '<=', (SELECT min(id) FROM events WHERE id > (SELECT before FROM mark)),
-              'the watermark is at or below the transaction''s first event id');
+              'the slot''s bound is at or below the transaction''s first event id (events_after hands out ids below it)');
+-- an internal setting names no slot: a forged one is checked against the row
+SELECT ok(set_config('subbilling_internal.outbox_slot', (SELECT min(slot) FROM outbox_slots WHERE xact IS DISTINCT FROM pg_current_xact_id())::text, true) IS NOT NULL,
+          'forge the internal setting to name another slot');
+SELECT isnt(emit_event(pg_temp.acct('t_se'), 'test.forged', NULL, '{}'), NULL, 'an event after the setting was forged');
+SELECT is((SELECT count(*)::int FROM outbox_slots WHERE xact = pg_current_xact_id()), 1,
+          'still the transaction''s one slot: a forged setting does not replace it');
+SELECT is((SELECT count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), 0,
+          'no advisory locks');
+-- no other role may lock or read the slots
+SELECT ok(NOT has_table_privilege('subbilling_operator', 'subbilling.outbox_slots', 'SELECT, UPDATE, DELETE')
+          AND NOT has_table_privilege('public', 'subbilling.outbox_slots', 'SELECT, UPDATE')
+          AND NOT has_table_privilege('subbilling_operator', 'subbilling.locks', 'SELECT, UPDATE'),
+          'outbox_slots and locks: no privileges for other roles (no one else can take their row locks)');
+SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling.lock_row(text, boolean)', 'EXECUTE')
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling.outbox_reserve()', 'EXECUTE'),
+          'the outbox and lock functions are internal');
 
 -- notify off: the row is written all the same
 SET LOCAL subbilling.notify = off;

@@ -2,7 +2,7 @@
 -- idempotent on its key; bad input refused with nothing written.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(47);
+SELECT plan(57);
 \ir 300_fixture.psql
 
 SELECT has_function('subbilling', 'record_usage', ARRAY['bigint', 'text', 'numeric', 'timestamp with time zone', 'text'], 'record_usage signature');
@@ -58,12 +58,24 @@ SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_storage', 1
 SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1, (pg_temp.d(-15)::text || ' 12:00+00')::timestamptz, 'req-9')$$, '22023',
                        format('subscription %s has no item of plan "t_api" on %s', pg_temp.sub('t_se'), pg_temp.d(-15)), 'record_usage: before the add-on began');
 
--- after a cancellation: late usage of the time before the end is still taken
+-- absurd quantities and dates
+SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 'NaN', now(), 'req-9')$$, '22023', 'usage quantity NaN is out of range', 'record_usage: NaN');
+SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 'Infinity', now(), 'req-9')$$, '22023', 'usage quantity Infinity is out of range', 'record_usage: Infinity');
+SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1e300, now(), 'req-9')$$, '22023', NULL, 'record_usage: 1e300');
+SELECT isnt(record_usage(pg_temp.sub('t_se'), 't_api', 1000000000, now(), 'req-max'), NULL, 'record_usage: the bound itself, 1000000000, is taken');
+SELECT throws_like($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1, '1999-12-31 12:00+00', 'req-9')$$,
+                   'at 1999-12-31 is outside the accepted dates', 'record_usage: before 2000-01-01');
+SELECT throws_like($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1, now() + interval '11 years', 'req-9')$$,
+                   'at % is outside the accepted dates', 'record_usage: more than 10 years ahead');
+
+-- after a cancellation: usage reported once the subscription has ended is
+-- refused (its final invoice is made; it would never be billed)
 SELECT isnt(cancel(pg_temp.sub('t_se'), pg_temp.d(-2)), NULL, 'U canceled on d(-2)');
-SELECT isnt(record_usage(pg_temp.sub('t_se'), 't_api', 7, (pg_temp.d(-3)::text || ' 12:00+00')::timestamptz, 'late-1'), NULL,
-            'usage dated before the end, reported after it');
-SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1, (pg_temp.d(-2)::text || ' 12:00+00')::timestamptz, 'late-2')$$, '22023',
-                       format('subscription %s has no item of plan "t_api" on %s', pg_temp.sub('t_se'), pg_temp.d(-2)), 'record_usage: after the end');
+SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 7, (pg_temp.d(-3)::text || ' 12:00+00')::timestamptz, 'late-1')$$, '55000',
+                       format('subscription %s ended on %s; usage recorded after its end is refused', pg_temp.sub('t_se'), pg_temp.d(-2)),
+                       'usage dated before the end, reported after it: refused');
+SELECT pg_temp.refused($$SELECT record_usage(pg_temp.sub('t_se'), 't_api', 1, (pg_temp.d(-2)::text || ' 12:00+00')::timestamptz, 'late-2')$$, '55000',
+                       format('subscription %s ended on %s; usage recorded after its end is refused', pg_temp.sub('t_se'), pg_temp.d(-2)), 'record_usage: after the end');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(79);
+SELECT plan(86);
 
 -- the hook that dunning replaces: log its calls here
 CREATE TEMP TABLE paid_log (account_id bigint, invoice_id bigint, status text);
@@ -189,9 +189,19 @@ SELECT * FROM pg_temp.refused($$ SELECT register_payment('0.00 SEK', pg_temp.ref
     '22023', 'payment amount 0.00 SEK is not positive', 'zero: 22023');
 SELECT * FROM pg_temp.refused($$ SELECT register_payment('-5.00 SEK', pg_temp.ref((SELECT id FROM m2)), '2024-05-02', 'bankgiro') $$,
     '22023', 'payment amount -5.00 SEK is not positive', 'negative: 22023');
-SELECT * FROM pg_temp.refused($$ SELECT register_payment('5.00 SEK', pg_temp.ref((SELECT id FROM m2)), '2024-05-02', 'bankgiro', 'eur-1') $$,
-    '22000', format('payment 5.00 SEK is not in the currency EUR of invoice %s', (SELECT number FROM invoices WHERE id = (SELECT id FROM m2))),
-    'another currency than the invoice''s: 22000');
+CREATE TEMP TABLE eur1 AS SELECT register_payment('5.00 SEK', pg_temp.ref((SELECT id FROM m2)), '2024-05-02', 'bankgiro', 'eur-1') AS id;
+SELECT is((SELECT reason FROM unmatched_payments WHERE id = (SELECT id FROM eur1)),
+          'other currency', 'another currency than the invoice''s: queued as unmatched, reason other currency');
+SELECT is((SELECT count(*) FROM payments WHERE external_id = 'eur-1'), 0::bigint, 'another currency: not booked');
+SELECT * FROM pg_temp.refused($$ SELECT register_payment('5.00 EUR', '1', '0001-01-01', 'bankgiro') $$,
+    '22023', 'received_on 0001-01-01 is outside the accepted dates', 'a payment dated 0001-01-01: 22023');
+SELECT * FROM pg_temp.refused($$ SELECT register_payment('5.00 EUR', '1', '5000-01-01', 'bankgiro') $$,
+    '22023', 'received_on 5000-01-01 is outside the accepted dates', 'a payment dated 5000-01-01: 22023');
+SELECT * FROM pg_temp.refused($$ SELECT register_payment('5.00 EUR', '1', '2024-05-02', 'bankgiro', repeat('x', 256)) $$,
+    '22023', 'external_id of payment is longer than 255 characters', 'an external_id above 255 characters: 22023');
+CREATE TEMP TABLE long1 AS SELECT register_payment('5.00 EUR', repeat('7', 9000), '2024-05-02', 'bankgiro', repeat('y', 255)) AS id;
+SELECT is((SELECT length(reference) || ' ' || reason FROM unmatched_payments WHERE id = (SELECT id FROM long1)),
+          '9000 invalid reference', 'a 9000-character reference and a 255-character external_id: the money is recorded, the reference whole');
 SELECT * FROM pg_temp.refused($$ SELECT register_payment(NULL, '1', '2024-05-02', 'bankgiro') $$,
     '22004', 'a payment needs an amount, a date and a method', 'no amount: 22004');
 SELECT * FROM pg_temp.refused($$ SELECT register_payment('1.00 SEK', '1', NULL, 'bankgiro') $$,

@@ -73,17 +73,18 @@ SELECT pg_temp.err($$SELECT pause((SELECT max(id) FROM subscriptions), '2025-09-
 SELECT pg_temp.err($$SELECT resume((SELECT max(id) FROM subscriptions), '2025-06-01')$$);
 SELECT pg_temp.err($$SELECT resume((SELECT max(id) FROM subscriptions), '2025-08-01')$$);
 
+-- usage
+SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-extra', 3, '2025-05-01 12:00+02', 'u-1') IS NOT NULL AS recorded;
+SELECT pg_temp.err($$SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-extra', 4, '2025-05-01 12:00+02', 'u-1')$$);
+SELECT pg_temp.err($$SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-pro', 1, '2025-05-01 12:00+02', 'u-2')$$);
+
 -- cancel, and after it
 SELECT cancel((SELECT max(id) FROM subscriptions), '2025-10-01') IS NOT NULL AS canceled;
 SELECT pg_temp.err($$SELECT cancel((SELECT max(id) FROM subscriptions), '2025-09-01')$$);
 SELECT pg_temp.err($$SELECT change_quantity((SELECT max(id) FROM subscriptions), 5, '2025-10-01')$$);
 SELECT pg_temp.err($$SELECT pause((SELECT max(id) FROM subscriptions), '2025-11-01')$$);
 SELECT pg_temp.err($$SELECT set_subscription_status((SELECT max(id) FROM subscriptions), 'past_due')$$);
-
--- usage
-SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-extra', 3, '2025-05-01 12:00+02', 'u-1') IS NOT NULL AS recorded;
-SELECT pg_temp.err($$SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-extra', 4, '2025-05-01 12:00+02', 'u-1')$$);
-SELECT pg_temp.err($$SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-pro', 1, '2025-05-01 12:00+02', 'u-2')$$);
+SELECT pg_temp.err($$SELECT record_usage((SELECT max(id) FROM subscriptions), 'msg-extra', 2, '2025-05-02 12:00+02', 'u-3')$$);
 
 -- history guards
 SELECT pg_temp.err($$DELETE FROM subscription_items$$);
