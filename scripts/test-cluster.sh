@@ -40,4 +40,7 @@ done
 # upgrade: 0.1 with data, ALTER EXTENSION ... UPDATE, same schema as a fresh install
 bash test/upgrade.sh "$OUT" >"$OUT/upgrade.out" 2>&1; rc=$?
 tally_tap "upgrade" "$OUT/upgrade.out" $rc
+# backups: a business dumped with pg_dump -Fc and restored with pg_restore comes back whole
+bash test/dump_restore.sh "$OUT" >"$OUT/dump_restore.out" 2>&1; rc=$?
+tally_tap "dump_restore" "$OUT/dump_restore.out" $rc
 echo cluster-done

@@ -97,6 +97,7 @@ COMMENT ON FUNCTION subbilling.worker_config() IS
 
 CREATE FUNCTION subbilling.current_run_id() RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = subbilling, pg_catalog, pg_temp
 AS $$ SELECT NULLIF(pg_catalog.current_setting('subbilling.current_run_id', true), '')::bigint $$;
 COMMENT ON FUNCTION subbilling.current_run_id() IS
     'worker_runs.id of the worker cycle in progress in this session, NULL outside one (for billing_errors.run_id)';
@@ -126,6 +127,7 @@ COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
 CREATE FUNCTION subbilling.run_worker_cycle(as_of timestamptz DEFAULT now())
 RETURNS TABLE (invoices int, errors int, dunning_steps int)
 LANGUAGE plpgsql VOLATILE
+SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_size int;
@@ -265,8 +267,10 @@ GRANT EXECUTE ON FUNCTION subbilling.run_worker_cycle(timestamptz) TO subbilling
 GRANT EXECUTE ON FUNCTION subbilling.run_billing_batch(int, timestamptz) TO subbilling_operator;
 GRANT EXECUTE ON FUNCTION subbilling.run_dunning_batch(int, date) TO subbilling_operator;
 
+-- operators watch the worker; readers (BI tools) get the reporting views only: these carry
+-- error messages with customer data
 GRANT SELECT ON subbilling.worker_status, subbilling.worker_runs, subbilling.billing_errors
-    TO subbilling_reader, subbilling_operator;
+    TO subbilling_operator;
 -- run_worker_cycle() records its run; operators mark billing errors resolved.
 GRANT INSERT, UPDATE ON subbilling.worker_runs TO subbilling_operator;
 GRANT UPDATE (resolved_at) ON subbilling.billing_errors TO subbilling_operator;

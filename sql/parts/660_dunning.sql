@@ -111,6 +111,7 @@ CREATE FUNCTION subbilling.dunning_due(as_of date)
     RETURNS TABLE (account_id bigint, invoice_id bigint, due_date date, policy_id bigint,
                    last_step_no integer, next_step_no integer, next_action text, next_on date)
     LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT i.account_id, i.id, i.due_date, pol.id, l.step_no,
            CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 0 ELSE s.step_no END,
