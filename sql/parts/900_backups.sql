@@ -105,8 +105,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT c.oid::regclass AS rel, c.relkind,
-               EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                        WHERE a.attrelid = c.oid AND a.attname = 'origin' AND NOT a.attisdropped) AS ships_rows
+               EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                        WHERE tg.tgrelid = c.oid AND tg.tgname = c.relname || '_shipped_row') AS ships_rows
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                                      AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'

@@ -135,8 +135,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT c.oid::regclass AS rel, c.relkind,
-               EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                        WHERE a.attrelid = c.oid AND a.attname = 'origin' AND NOT a.attisdropped) AS ships_rows
+               EXISTS (SELECT FROM pg_catalog.pg_trigger tg
+                        WHERE tg.tgrelid = c.oid AND tg.tgname = c.relname || '_shipped_row') AS ships_rows
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                                      AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
@@ -159,6 +159,7 @@ REVOKE SELECT ON subbilling.worker_status, subbilling.worker_runs, subbilling.bi
 ALTER FUNCTION subbilling.current_run_id() SET search_path = subbilling, pg_catalog, pg_temp;
 ALTER FUNCTION subbilling.run_worker_cycle(timestamptz) SET search_path = subbilling, pg_catalog, pg_temp;
 ALTER FUNCTION subbilling.dunning_due(date) SET search_path = subbilling, pg_catalog, pg_temp;
+ALTER FUNCTION subbilling.tier(numeric, subbilling.price, subbilling.price) SET search_path = subbilling, pg_catalog, pg_temp;
 
 -- ============================================================================
 -- Retention of the event outbox.  docs/operations.md
