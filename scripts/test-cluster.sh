@@ -40,6 +40,9 @@ unset PGOPTIONS
 # upgrade: 0.1 with data, ALTER EXTENSION ... UPDATE, same schema as a fresh install
 bash test/upgrade.sh "$OUT" >"$OUT/upgrade.out" 2>&1; rc=$?
 tally_tap "upgrade" "$OUT/upgrade.out" $rc
+# backups: a business dumped with pg_dump -Fc and restored with pg_restore comes back whole
+bash test/dump_restore.sh "$OUT" >"$OUT/dump_restore.out" 2>&1; rc=$?
+tally_tap "dump_restore" "$OUT/dump_restore.out" $rc
 # docs: every page of docs/ and the README run as written, output compared (test/docs.pl);
 # and the docs tier itself can fail (test/docs_selftest.sh)
 perl test/docs.pl >"$OUT/docs.out" 2>&1; rc=$?

@@ -15,7 +15,8 @@ COMMENT ON TYPE subbilling.tier IS
 CREATE FUNCTION subbilling.tier(up_to numeric, unit_price subbilling.price, flat_price subbilling.price DEFAULT NULL)
     RETURNS subbilling.tier
     AS $$ SELECT ROW(up_to, unit_price, flat_price)::subbilling.tier $$
-    LANGUAGE SQL IMMUTABLE PARALLEL SAFE;
+    LANGUAGE SQL IMMUTABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.tier(numeric, subbilling.price, subbilling.price) IS
     'a tier value: tier(10, ''1.00 SEK''), tier(NULL, ''0.50 SEK'', ''100.00 SEK'')';
 

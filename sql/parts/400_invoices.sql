@@ -78,21 +78,6 @@ CREATE TABLE subbilling.invoice_counters (
 );
 COMMENT ON TABLE subbilling.invoice_counters IS 'the gapless counter of each invoice series: next_number is the number the next invoice of the series gets; moved only by numbering, under its row lock';
 
--- Every series gets its counter when it is created.
-CREATE FUNCTION subbilling.invoice_series_counter() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    INSERT INTO subbilling.invoice_counters (series_id) VALUES (NEW.id);
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION subbilling.invoice_series_counter() IS 'trigger: a new invoice series gets its counter row (next_number 1)';
-CREATE TRIGGER invoice_series_counter
-    AFTER INSERT ON subbilling.invoice_series
-    FOR EACH ROW EXECUTE FUNCTION subbilling.invoice_series_counter();
-
 -- The series of an issue date's year, created on first use.
 CREATE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
@@ -102,17 +87,20 @@ DECLARE
     c   text := to_char(issue_date, 'FMYYYY');
     sid bigint;
 BEGIN
-    SELECT s.id INTO sid FROM subbilling.invoice_series s WHERE s.code = c;
+    SELECT s.id INTO sid FROM subbilling.invoice_series s
+     WHERE s.code = c AND EXISTS (SELECT FROM subbilling.invoice_counters ct WHERE ct.series_id = s.id);
     IF NOT FOUND THEN
+        -- created here, not by a trigger: a restore loads series and counters as dumped
         INSERT INTO subbilling.invoice_series AS s (code, prefix, description)
         VALUES (c, c || '-', format('invoices and credit notes issued in %s', c))
         ON CONFLICT (code) DO NOTHING;
         SELECT s.id INTO sid FROM subbilling.invoice_series s WHERE s.code = c;
+        INSERT INTO subbilling.invoice_counters (series_id) VALUES (sid) ON CONFLICT (series_id) DO NOTHING;
     END IF;
     RETURN sid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created if missing';
+COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
 
 -- The text form of number n in a series.
 CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text

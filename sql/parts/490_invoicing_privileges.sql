@@ -46,6 +46,5 @@ REVOKE ALL ON FUNCTION
     subbilling.subscriptions_billing_changed(),
     subbilling.invoices_guard(),
     subbilling.invoice_lines_guard(),
-    subbilling.invoice_lines_check_totals(),
-    subbilling.invoice_series_counter()
+    subbilling.invoice_lines_check_totals()
     FROM PUBLIC;

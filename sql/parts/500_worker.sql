@@ -97,6 +97,7 @@ COMMENT ON FUNCTION subbilling.worker_config() IS
 
 CREATE FUNCTION subbilling.current_run_id() RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = subbilling, pg_catalog, pg_temp
 AS $$ SELECT NULLIF(pg_catalog.current_setting('subbilling.current_run_id', true), '')::bigint $$;
 COMMENT ON FUNCTION subbilling.current_run_id() IS
     'worker_runs.id of the worker cycle in progress in this session, NULL outside one (for billing_errors.run_id)';
@@ -173,8 +174,10 @@ REVOKE ALL ON FUNCTION subbilling.run_worker_cycle(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.wake_worker() TO subbilling_operator;
 GRANT EXECUTE ON FUNCTION subbilling.run_worker_cycle(timestamptz) TO subbilling_operator;
 
+-- operators watch the worker; readers (BI tools) get the reporting views only: these carry
+-- error messages with customer data
 GRANT SELECT ON subbilling.worker_status, subbilling.worker_runs, subbilling.billing_errors
-    TO subbilling_reader, subbilling_operator;
+    TO subbilling_operator;
 -- run_worker_cycle() records its run; operators mark billing errors resolved.
 GRANT INSERT, UPDATE ON subbilling.worker_runs TO subbilling_operator;
 GRANT UPDATE (resolved_at) ON subbilling.billing_errors TO subbilling_operator;

@@ -104,7 +104,7 @@ COMMENT ON FUNCTION subbilling.ledger_mapping(text, text, text, boolean) IS 'int
 
 CREATE FUNCTION subbilling.ledger_code(purpose text, currency text DEFAULT NULL, detail text DEFAULT NULL)
     RETURNS text
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -209,6 +209,7 @@ INSERT INTO subbilling.reference_rates (country, valid, rate, source) VALUES
     ('SE', '[2024-07-01,2025-01-01)', 4.00, 'Riksbanken referensränta 2024H2'),
     ('SE', '[2025-01-01,2025-07-01)', 2.50, 'Riksbanken referensränta 2025H1'),
     ('SE', '[2025-07-01,2026-01-01)', 2.00, 'Riksbanken referensränta 2025H2'),
+    ('SE', '[2026-01-01,2026-07-01)', 2.00, 'Riksbanken referensränta 2026H1 (policy rate 1.75 at 2025-12-31, rounded up to a half point)'),
     ('NO', '[2023-01-01,2023-07-01)', 2.75, 'Norges Bank policy rate; forsinkelsesrente 10.75 % 2023H1'),
     ('NO', '[2023-07-01,2024-01-01)', 3.75, 'Norges Bank policy rate; forsinkelsesrente 11.75 % 2023H2'),
     ('NO', '[2024-01-01,2024-07-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2024H1'),

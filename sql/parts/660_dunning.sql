@@ -111,6 +111,7 @@ CREATE FUNCTION subbilling.dunning_due(as_of date)
     RETURNS TABLE (account_id bigint, invoice_id bigint, due_date date, policy_id bigint,
                    last_step_no integer, next_step_no integer, next_action text, next_on date)
     LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT i.account_id, i.id, i.due_date, pol.id, l.step_no,
            CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 0 ELSE s.step_no END,
@@ -218,6 +219,8 @@ DECLARE
     int_days    integer;
     int_rd      numeric;
     int_from    date;
+    int_to      date;
+    int_note    text;
     int_period  daterange;
     int_text    text;
     fid         bigint;
@@ -250,13 +253,24 @@ BEGIN
             SELECT coalesce(max(upper(x.interest_period)) - 1, i.due_date) INTO int_from
               FROM subbilling.dunning_actions x
              WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.interest_period IS NOT NULL;
-            IF as_of > int_from THEN
+            -- interest up to the last day with a known reference rate: a missing rate
+            -- never holds the step back; the days after it are charged by a later step
+            SELECT coalesce(min(g.d)::date - 1, as_of) INTO int_to
+              FROM generate_series(int_from + 1, as_of, interval '1 day') AS g(d)
+             WHERE as_of > int_from
+               AND NOT EXISTS (SELECT FROM subbilling.reference_rates r
+                                WHERE r.country = a.country AND r.valid @> g.d::date);
+            IF int_to < as_of THEN
+                int_note := format('no reference rate for %s from %s: interest from then on is charged by a later step',
+                                   a.country, int_to + 1);
+            END IF;
+            IF int_to > int_from THEN
                 SELECT r.interest, r.days, r.rate_days INTO int_amt, int_days, int_rd
-                  FROM late_payment_interest(a.country, open_amount, int_from, as_of) r;
+                  FROM late_payment_interest(a.country, open_amount, int_from, int_to) r;
                 IF int_amt > zero THEN
-                    int_period := daterange(int_from + 1, as_of + 1);
+                    int_period := daterange(int_from + 1, int_to + 1);
                     int_text := format('Late-payment interest on %s, invoice %s, %s – %s (%s days at %s%% a year)',
-                                       open_amount, i.number, int_from + 1, as_of, int_days,
+                                       open_amount, i.number, int_from + 1, int_to, int_days,
                                        trim_scale(round(int_rd / int_days, 4)));
                 ELSE
                     int_amt := NULL;
@@ -277,7 +291,7 @@ BEGIN
         'days_overdue', as_of - i.due_date, 'policy', pol.code, 'step_no', st.step_no, 'action', st.action,
         'description', st.description, 'currency', i.currency, 'open_amount', open_amount::text,
         'fee', fee_amt::text, 'fee_note', fee_note, 'interest', int_amt::text,
-        'interest_from', lower(int_period), 'interest_to', upper(int_period) - 1,
+        'interest_from', lower(int_period), 'interest_to', upper(int_period) - 1, 'interest_note', int_note,
         'fee_invoice_id', fid, 'fee_invoice_number', fnum, 'fee_invoice_due_date', fdue);
 
     CASE st.action

@@ -3,7 +3,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
-SELECT plan(61);
+SELECT plan(63);
 
 -- Runs a query as another role, returning its single value as text.
 CREATE FUNCTION pg_temp.as_role(r name, q text) RETURNS text
@@ -101,12 +101,16 @@ SELECT throws_ok($$SELECT pg_temp.as_role('subbilling_tap_nobody', 'SELECT count
                  '42501', 'permission denied for view worker_status', 'PUBLIC may not read worker_status');
 SELECT throws_ok($$SELECT pg_temp.as_role('subbilling_tap_reader', 'SELECT subbilling.wake_worker()')$$,
                  '42501', 'permission denied for function wake_worker', 'readers may not wake the worker');
-SELECT is(pg_temp.as_role('subbilling_tap_reader', 'SELECT count(*) FROM subbilling.worker_status'), '1',
-          'readers read worker_status');
-SELECT is(pg_temp.as_role('subbilling_tap_reader',
-          'SELECT count(*) FROM (SELECT FROM subbilling.worker_runs UNION ALL SELECT FROM subbilling.billing_errors) s'),
-          (SELECT ((SELECT count(*) FROM subbilling.worker_runs) + (SELECT count(*) FROM subbilling.billing_errors))::text),
-          'readers read worker_runs and billing_errors');
+SELECT throws_ok($$SELECT pg_temp.as_role('subbilling_tap_reader', 'SELECT count(*) FROM subbilling.worker_status')$$,
+                 '42501', 'permission denied for view worker_status', 'readers (BI tools) do not read worker_status');
+SELECT throws_ok($$SELECT pg_temp.as_role('subbilling_tap_reader', 'SELECT count(*) FROM subbilling.worker_runs')$$,
+                 '42501', 'permission denied for table worker_runs', 'readers do not read worker_runs (error messages)');
+SELECT throws_ok($$SELECT pg_temp.as_role('subbilling_tap_reader', 'SELECT count(*) FROM subbilling.billing_errors')$$,
+                 '42501', 'permission denied for table billing_errors', 'readers do not read billing_errors (customer data)');
+SELECT is(pg_temp.as_role('subbilling_tap_operator',
+          'SELECT count(*) FROM (SELECT FROM subbilling.worker_status UNION ALL SELECT FROM subbilling.worker_runs UNION ALL SELECT FROM subbilling.billing_errors) s'),
+          (SELECT (1 + (SELECT count(*) FROM subbilling.worker_runs) + (SELECT count(*) FROM subbilling.billing_errors))::text),
+          'operators read worker_status, worker_runs and billing_errors');
 SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT subbilling.wake_worker() IS NOT NULL'), 'true',
           'operators may call wake_worker()');
 SELECT is(pg_temp.as_role('subbilling_tap_operator', 'SELECT row(c.*)::text FROM subbilling.run_worker_cycle() c'),
