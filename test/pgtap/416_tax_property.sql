@@ -72,22 +72,26 @@ SELECT is((SELECT count(*) FROM invoice_lines l JOIN pp_inv i ON i.account_id = 
 SELECT cmp_ok((SELECT count(DISTINCT l.tax_treatment || l.tax_rate) FROM invoice_lines l JOIN pp_inv i ON i.account_id = l.account_id AND i.id = l.invoice_id),
               '>=', 7::bigint, 'the invoices cover domestic 25/12/6, exempt, reverse charge, OSS 25.5/13.5, outside the scope');
 
--- the month's VAT return: every box equals the journal's accounts and the invoices' VAT
--- (foreign-currency invoices have no domestic VAT; the seller currency is SEK)
-SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box IN ('05', '10', '11', '12', '40', '42') ORDER BY box $$,
-    $$ SELECT b.box, coalesce((SELECT -sum(l.amount) FROM journal_lines l
+-- the month's VAT return: every box equals the journal's accounts, foreign-currency documents
+-- converted at their invoice's rate (SEK = 1), and the invoices' VAT
+SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box IN ('05', '10', '11', '12', '39', '40', '42') ORDER BY box $$,
+    $$ SELECT b.box, coalesce((SELECT sum(-convert_price(l.amount, coalesce(i.exchange_rate, 1), 'SEK'))
+                                 FROM journal_lines l
                                  JOIN journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
+                                 JOIN invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
                                  JOIN vat_boxes v ON v.ledger_code = l.ledger_code
                                 WHERE v.box = b.box AND e.booked_on BETWEEN '2026-03-01' AND '2026-03-31'), '0.00 SEK')
-         FROM unnest('{05,10,11,12,40,42}'::text[]) b(box) ORDER BY b.box $$,
-    'every SEK box of the VAT return equals the journal''s accounts');
+         FROM unnest('{05,10,11,12,39,40,42}'::text[]) b(box) ORDER BY b.box $$,
+    'every box of the VAT return equals the journal''s accounts');
 SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box IN ('10', '11', '12') ORDER BY box $$,
-    $$ SELECT b.box, coalesce((SELECT sum(l.tax) FROM invoice_lines l JOIN invoices i ON i.account_id = l.account_id AND i.id = l.invoice_id
-                                WHERE l.tax_treatment = 'domestic' AND l.tax_rate = b.rate AND i.issue_date BETWEEN '2026-03-01' AND '2026-03-31'
-                                  AND i.status <> 'draft'), '0.00 SEK')
+    $$ SELECT b.box, coalesce((SELECT sum(q.vat) FROM (
+                                 SELECT convert_price(sum(l.tax), coalesce(i.exchange_rate, 1), 'SEK') AS vat
+                                   FROM invoice_lines l JOIN invoices i ON i.account_id = l.account_id AND i.id = l.invoice_id
+                                  WHERE l.tax_treatment = 'domestic' AND l.tax_rate = b.rate
+                                    AND i.issue_date BETWEEN '2026-03-01' AND '2026-03-31' AND i.status <> 'draft'
+                                  GROUP BY i.account_id, i.id, i.currency) q), '0.00 SEK')
          FROM (VALUES ('10', 25::numeric), ('11', 12), ('12', 6)) b(box, rate) ORDER BY b.box $$,
     'boxes 10, 11 and 12 equal the domestic VAT of the invoices at 25, 12 and 6 %');
-
 SELECT is((SELECT sum(amount) FROM eu_sales_list('2026-03-01', '2026-03-31')),
           (SELECT amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box = '39'),
           'the EU sales list sums to box 39');

@@ -581,7 +581,10 @@ d0 AS (
       FROM j
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
-      JOIN subbilling.accounts a ON a.id = j.account_id
+      -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
+      -- over the accounts when its statistics predate a large batch)
+      CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
+                           WHERE a.id = j.account_id LIMIT 1) a
       -- the treatment and rate at the tax point: the start of the period for
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
