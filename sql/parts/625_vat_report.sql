@@ -140,14 +140,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.eu_sales_list(date, date) IS 'reverse-charge sales per customer VAT number from the journal between two dates (inclusive), in the seller''s currency';
 
--- ---------------------------------------------------------------- dump and privileges
-
-SELECT pg_catalog.pg_extension_config_dump('subbilling.seller_settings', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.exchange_rates', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_categories', 'WHERE NOT shipped');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates', 'WHERE NOT shipped');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE NOT shipped');
+-- ---------------------------------------------------------------- privileges
 
 GRANT SELECT ON subbilling.seller_settings, subbilling.tax_categories, subbilling.tax_rates,
                 subbilling.exchange_rates, subbilling.vat_boxes TO subbilling_operator;

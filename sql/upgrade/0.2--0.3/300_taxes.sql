@@ -1525,14 +1525,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.eu_sales_list(date, date) IS 'reverse-charge sales per customer VAT number from the journal between two dates (inclusive), in the seller''s currency';
 
--- ---------------------------------------------------------------- dump and privileges
-
-SELECT pg_catalog.pg_extension_config_dump('subbilling.seller_settings', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.exchange_rates', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_categories', 'WHERE NOT shipped');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates', 'WHERE NOT shipped');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE NOT shipped');
+-- ---------------------------------------------------------------- privileges
 
 GRANT SELECT ON subbilling.seller_settings, subbilling.tax_categories, subbilling.tax_rates,
                 subbilling.exchange_rates, subbilling.vat_boxes TO subbilling_operator;
@@ -1559,3 +1552,16 @@ REVOKE ALL ON FUNCTION
     subbilling.seller_currency(),
     subbilling.check_report_dates(date, date)
     FROM PUBLIC;
+
+
+-- The tax tables' rows in pg_dump: seller settings and exchange rates whole,
+-- categories, rates and VAT-return boxes only the rows the operator added
+-- (the shipped ones come with CREATE EXTENSION).  Last, so that a fresh
+-- install lists them in the order an upgrade adds them.
+SELECT pg_catalog.pg_extension_config_dump('subbilling.seller_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.exchange_rates', '');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_categories', 'WHERE NOT shipped');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates', 'WHERE NOT shipped');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE NOT shipped');
+
