@@ -52,6 +52,9 @@ SELECT count(add_addon(s.sid, 'pp_' || s.currency || '_' || (10 * floor(random()
   FROM (SELECT pp_sub.*, floor(random() * 9)::int AS r, floor(random() * 4)::int AS k FROM pp_sub) s
  CROSS JOIN LATERAL generate_series(1, s.k) n;
 
+-- statistics of the rows just made (in this transaction autovacuum cannot see them), so
+-- that billing plans for 10,000 subscriptions rather than for one
+ANALYZE accounts, subscriptions, subscription_items, plans, products;
 SELECT run_billing('2026-03-01 12:00+00');
 CREATE TEMP TABLE pp_inv AS
 SELECT i.* FROM invoices i JOIN accounts a ON a.id = i.account_id WHERE a.external_id LIKE 'pp%' AND i.issue_date = '2026-03-01';
