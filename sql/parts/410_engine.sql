@@ -25,7 +25,8 @@ CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_id
                    period daterange, due_date date, pending boolean, emit boolean,
                    expected subbilling.price, invoiced subbilling.price,
                    kind text, description text, quantity numeric, unit_price subbilling.price,
-                   net subbilling.price, tax_rate numeric, tax subbilling.price, currency text)
+                   net subbilling.price, tax_rate numeric, tax subbilling.price, currency text,
+                   tax_treatment text)
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -219,6 +220,9 @@ ex AS (
 -- what engine lines of non-void invoices already invoiced, per key
 inv AS (
     SELECT l.account_id, l.subscription_id, l.plan_id, l.charge_type, l.key_start, sum(l.net) AS invoiced,
+           -- the key's first line: its corrections keep its treatment and rate
+           (array_agg(l.tax_treatment ORDER BY l.id))[1] AS orig_treatment,
+           (array_agg(l.tax_rate ORDER BY l.id))[1] AS orig_rate,
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
@@ -240,7 +244,7 @@ j AS (
            coalesce(e.plan_id, v.plan_id) AS plan_id,
            coalesce(e.charge_type, v.charge_type) AS charge_type,
            coalesce(e.key_start, v.key_start) AS key_start,
-           e.period, e.expected, v.invoiced,
+           e.period, e.expected, v.invoiced, v.orig_treatment, v.orig_rate,
            CASE WHEN v.invoiced IS NULL THEN e.due_on ELSE coalesce(e.corr_due, v.key_start) END AS due_date,
            e.first_kind, e.dname, e.dsegs, e.dpaused, e.dunits, e.first_qty, e.first_unit,
            coalesce(e.anchor, v.anchor) AS anchor, coalesce(e.as_of, v.as_of) AS as_of,
@@ -259,14 +263,48 @@ d0 AS (
            j.first_qty, j.first_unit, j.zero, j.currency,
            coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
            j.due_date > j.as_of AS pending,
-           CASE WHEN j.tax_exempt THEN 0 ELSE pr.tax_rate END AS rate,
+           coalesce(j.orig_treatment, tx.treatment) AS treatment,
+           coalesce(j.orig_rate, tx.rate) AS rate,
            p.name AS plan_name
       FROM j
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
+      -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
+      -- over the accounts when its statistics predate a large batch)
+      CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
+                           WHERE a.id = j.account_id LIMIT 1) a
+      -- the treatment and rate at the tax point: the start of the period for
+      -- what is billed in advance (and setup fees), its last day for what is
+      -- billed in arrears; a key already invoiced keeps its first line's
+      LEFT JOIN LATERAL (
+          SELECT * FROM line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
+                                 CASE WHEN j.charge_type = 'usage'
+                                           OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
+                                      THEN coalesce(upper(j.period), j.key_start + 1) - 1
+                                      ELSE j.key_start END)
+           WHERE j.orig_rate IS NULL) tx ON true
 ),
 d AS (
     SELECT d0.*, NOT d0.pending AND d0.diff <> d0.zero AS emit FROM d0
+),
+-- VAT once per invoice (subscription), treatment and rate on the sum of its
+-- lines, allocated back to the lines by largest remainder of their exact
+-- VAT (ties to the earlier line): the lines sum exactly to the per-rate VAT
+-- and each is within one minor unit of its own exact VAT
+dx AS (
+    SELECT d.*, CASE WHEN d.emit THEN minor_units(d.diff) * d.rate / 100 END AS exact
+      FROM d
+),
+dv AS (
+    SELECT dx.*,
+           CASE WHEN dx.emit THEN
+               minor_units(tax(sum(dx.diff) OVER w, dx.rate)) - sum(floor(dx.exact)) OVER w END AS extra,
+           CASE WHEN dx.emit THEN
+               row_number() OVER (PARTITION BY dx.account_id, dx.subscription_id, dx.emit, dx.treatment, dx.rate
+                                  ORDER BY dx.exact - floor(dx.exact) DESC, dx.key_start, dx.charge_type = 'discount',
+                                           dx.charge_type, minor_units(dx.diff) >= 0, dx.plan_id) END AS rk
+      FROM dx
+    WINDOW w AS (PARTITION BY dx.account_id, dx.subscription_id, dx.emit, dx.treatment, dx.rate)
 )
 SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d.period,
        d.due_date, d.pending, d.emit,
@@ -296,8 +334,11 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        END,
        CASE WHEN d.invoiced IS NULL THEN d.first_qty ELSE 1 END,
        CASE WHEN d.invoiced IS NULL THEN d.first_unit ELSE d.diff END,
-       d.diff, d.rate, tax(d.diff, d.rate), d.currency
-  FROM d
+       d.diff, d.rate,
+       CASE WHEN d.emit THEN price_minor(floor(d.exact)::bigint + CASE WHEN d.rk <= d.extra THEN 1 ELSE 0 END, d.currency)
+            ELSE tax(d.diff, d.rate) END,
+       d.currency, d.treatment
+  FROM dv d
 $$;
 COMMENT ON FUNCTION subbilling.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 

@@ -58,7 +58,8 @@ BEGIN
     ),
     heads AS (
         SELECT c.account_id, c.subscription_id, b.as_of AS issue_date, min(c.currency) AS currency,
-               sum(c.net) AS net, sum(c.tax) AS tax, count(*) AS nlines
+               sum(c.net) AS net, sum(c.tax) AS tax, count(*) AS nlines,
+               array_agg(DISTINCT c.tax_treatment) AS treatments
           FROM ch c JOIN b ON b.account_id = c.account_id AND b.subscription_id = c.subscription_id
          WHERE c.emit
          GROUP BY c.account_id, c.subscription_id, b.as_of
@@ -85,25 +86,32 @@ BEGIN
     ins AS (
         INSERT INTO subbilling.invoices AS i
                (account_id, id, subscription_id, kind, status, series_id, number_seq, number, currency,
-                net, tax, total, issue_date, due_date, reference, as_of, finalized_at)
+                net, tax, total, issue_date, due_date, reference, as_of, finalized_at,
+                tax_notes, buyer_vat_number, seller_currency, exchange_rate, tax_seller_currency)
         SELECT hs.account_id, hs.invoice_id, hs.subscription_id,
                CASE WHEN hs.net + hs.tax < price_minor(0, hs.currency) THEN 'credit_note' ELSE 'invoice' END,
                'open', hs.series_id, num.first + hs.rn - 1,
                format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
                hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
-               reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now()
+               reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now(),
+               tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
+               CASE WHEN ss.currency IS NOT NULL THEN convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
           FROM hs
           JOIN num ON num.id = hs.series_id
           JOIN subbilling.accounts a ON a.id = hs.account_id
           LEFT JOIN subbilling.country_settings cs ON cs.country = a.country
+          -- invoices in a foreign currency state their VAT in the seller's at the issue date's rate
+          LEFT JOIN subbilling.seller_settings ss ON true
+          CROSS JOIN LATERAL (SELECT CASE WHEN ss.currency <> hs.currency
+                                          THEN exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
         RETURNING i.*
     ),
     lines AS (
         INSERT INTO subbilling.invoice_lines
                (account_id, invoice_id, subscription_id, plan_id, kind, charge_type, key_start, description,
-                period, quantity, unit_price, net, tax_rate, tax)
+                period, quantity, unit_price, net, tax_rate, tax, tax_treatment)
         SELECT c.account_id, hs.invoice_id, c.subscription_id, c.plan_id, c.kind, c.charge_type, c.key_start,
-               c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax
+               c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax, c.tax_treatment
           FROM ch c
           JOIN hs ON hs.account_id = c.account_id AND hs.subscription_id = c.subscription_id
          WHERE c.emit

@@ -108,49 +108,54 @@ BEGIN
     num := take_invoice_number(today);
 
     WITH g AS (
-        SELECT l.tax_rate, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
-               row_number() OVER (ORDER BY l.tax_rate DESC) AS ord
+        SELECT l.tax_rate, l.tax_treatment, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
+               row_number() OVER (ORDER BY l.tax_rate DESC, l.tax_treatment) AS ord
           FROM subbilling.invoice_lines l
           JOIN subbilling.invoices x ON x.account_id = l.account_id AND x.id = l.invoice_id
          WHERE l.account_id = i.account_id AND x.status <> 'void'
            AND (x.id = i.id OR x.credits_invoice_id = i.id)
-         GROUP BY l.tax_rate
+         GROUP BY l.tax_rate, l.tax_treatment
     ),
     -- the gross amount split over the VAT rates in proportion to what is
     -- not yet credited of each, exactly (largest remainder)
     parts AS (
-        SELECT g.tax_rate, g.ord, (allocate(amt, (SELECT array_agg(g2.w ORDER BY g2.ord) FROM g g2)))[g.ord] AS part
+        SELECT g.tax_rate, g.tax_treatment, g.ord, (allocate(amt, (SELECT array_agg(g2.w ORDER BY g2.ord) FROM g g2)))[g.ord] AS part
           FROM g
          WHERE NOT whole
     ),
     cl AS (
         SELECT 'Credit: ' || l.description AS description, l.period, l.quantity, -l.unit_price AS unit_price,
-               -l.net AS net, l.tax_rate, -l.tax AS tax, l.id AS ord
+               -l.net AS net, l.tax_rate, -l.tax AS tax, l.id AS ord, l.tax_treatment
           FROM subbilling.invoice_lines l
          WHERE whole AND l.account_id = i.account_id AND l.invoice_id = i.id
         UNION ALL
         SELECT format('%s (VAT %s%%)', coalesce(credit_invoice.reason, 'Credit'), trim_scale(r.tax_rate)),
                NULL, 1, -net_of(r.part, r.tax_rate), -net_of(r.part, r.tax_rate), r.tax_rate,
-               -(r.part - net_of(r.part, r.tax_rate)), r.ord
+               -(r.part - net_of(r.part, r.tax_rate)), r.ord, r.tax_treatment
           FROM parts r
          WHERE r.part <> zero
     ),
     h AS (
         INSERT INTO subbilling.invoices AS x
                (account_id, id, subscription_id, kind, status, series_id, number_seq, number, currency, net, tax,
-                total, issue_date, due_date, reference, credits_invoice_id, reason, finalized_at)
+                total, issue_date, due_date, reference, credits_invoice_id, reason, finalized_at,
+                tax_notes, buyer_vat_number, seller_currency, exchange_rate, tax_seller_currency)
         SELECT i.account_id, cid, i.subscription_id, 'credit_note', 'open', num.series_id, num.number_seq,
                num.number, i.currency, sum(c.net), sum(c.tax), sum(c.net) + sum(c.tax), today, today,
-               payment_reference(a.country, cid), i.id, credit_invoice.reason, now()
+               payment_reference(a.country, cid), i.id, credit_invoice.reason, now(),
+               -- the credit note states what the invoice stated, at its exchange rate
+               i.tax_notes, i.buyer_vat_number, i.seller_currency, i.exchange_rate,
+               CASE WHEN i.seller_currency IS NOT NULL
+                    THEN convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
           FROM cl c
         RETURNING x.*
     ),
     ln AS (
         INSERT INTO subbilling.invoice_lines
                (account_id, invoice_id, subscription_id, kind, description, period, quantity, unit_price, net,
-                tax_rate, tax)
+                tax_rate, tax, tax_treatment)
         SELECT i.account_id, cid, i.subscription_id, 'credit', c.description, c.period, c.quantity, c.unit_price,
-               c.net, c.tax_rate, c.tax
+               c.net, c.tax_rate, c.tax, c.tax_treatment
           FROM cl c
          ORDER BY c.ord
     )

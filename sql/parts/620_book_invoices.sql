@@ -95,27 +95,34 @@ BEGIN
     -- these few sums instead of every line
     dp AS MATERIALIZED (
         SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
-               l.kind = 'fee' AS is_fee, l.tax_rate, sum(l.net) AS net, sum(l.tax) AS tax
+               l.kind = 'fee' AS is_fee, l.tax_rate, l.tax_treatment, sum(l.net) AS net, sum(l.tax) AS tax
           FROM d
           JOIN subbilling.invoice_lines l ON l.account_id = d.account_id AND l.invoice_id = d.id
          GROUP BY d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
-                  l.kind = 'fee', l.tax_rate
+                  l.kind = 'fee', l.tax_rate, l.tax_treatment
     ),
     dl AS MATERIALIZED (
         SELECT dp.account_id, dp.eid, dp.kind, dp.issue_date, dp.id, dp.number, dp.currency, dp.is_fee,
-               p.code AS product, dp.tax_rate, dp.net, dp.tax
+               p.code AS product, dp.tax_rate, dp.tax_treatment, dp.net, dp.tax
           FROM dp
           LEFT JOIN subbilling.plans pl ON pl.id = dp.plan_id
           LEFT JOIN subbilling.products p ON p.id = pl.product_id
     ),
+    -- sales that are not domestic book to their treatment's revenue account
+    -- (revenue_rate rows for reverse_charge, oss, outside_scope: the VAT
+    -- return's boxes), OSS VAT to the vat row for oss
     rev AS MATERIALIZED (
-        SELECT k.currency, k.is_fee, k.product, k.tax_rate,
-               revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) AS code
-          FROM (SELECT DISTINCT dl.currency, dl.is_fee, dl.product, dl.tax_rate FROM dl) k
+        SELECT k.currency, k.is_fee, k.product, k.tax_rate, k.tax_treatment,
+               CASE WHEN NOT k.is_fee AND k.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                    THEN ledger_code('revenue_rate', k.currency, k.tax_treatment)
+                    ELSE revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
+          FROM (SELECT DISTINCT dl.currency, dl.is_fee, dl.product, dl.tax_rate, dl.tax_treatment FROM dl) k
     ),
     vat AS MATERIALIZED (
-        SELECT k.currency, k.tax_rate, ledger_code('vat', k.currency, rate_detail(k.tax_rate)) AS code
-          FROM (SELECT DISTINCT dl.currency, dl.tax_rate FROM dl WHERE minor_units(dl.tax) <> 0) k
+        SELECT k.currency, k.tax_rate, k.tax_treatment,
+               ledger_code('vat', k.currency, CASE WHEN k.tax_treatment = 'oss' THEN 'oss'
+                                                   ELSE rate_detail(k.tax_rate) END) AS code
+          FROM (SELECT DISTINCT dl.currency, dl.tax_rate, dl.tax_treatment FROM dl WHERE minor_units(dl.tax) <> 0) k
     ),
     -- every line carries its document, and entries and lines come from the
     -- lines alone: no join between the batch-sized intermediate results,
@@ -128,10 +135,12 @@ BEGIN
         SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code, -sum(dl.net), NULL, NULL, 1
           FROM dl JOIN rev ON rev.currency = dl.currency AND rev.is_fee = dl.is_fee
                           AND rev.product IS NOT DISTINCT FROM dl.product AND rev.tax_rate = dl.tax_rate
+                          AND rev.tax_treatment = dl.tax_treatment
          GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code
         UNION ALL
         SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code, -sum(dl.tax), NULL, NULL, 2
           FROM dl JOIN vat ON vat.currency = dl.currency AND vat.tax_rate = dl.tax_rate
+                          AND vat.tax_treatment = dl.tax_treatment
          GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code
     ),
     nz AS MATERIALIZED (
