@@ -128,7 +128,7 @@ $shipped$;
 SET CONSTRAINTS subbilling.dunning_steps_check_order DEFERRED;
 
 -- Mark every table and sequence for pg_dump (a table that ships rows with the
--- filter); in name order, after the ones marked where they are created.
+-- filter); in name order, all but the ones marked where they are created.
 DO $dump$
 DECLARE
     r record;
@@ -142,6 +142,7 @@ BEGIN
                                      AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
           JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'subbilling'
          WHERE c.relkind IN ('r', 'S')
+           AND NOT c.oid = ANY (coalesce(x.extconfig, '{}'))   -- marked where created, with its filter
          ORDER BY c.relkind DESC, c.relname
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(r.rel, CASE WHEN r.ships_rows THEN 'WHERE origin <> ''shipped''' ELSE '' END);
