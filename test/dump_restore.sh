@@ -102,7 +102,11 @@ BEGIN
                JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
                                AND d.refclassid = 'pg_extension'::regclass
                JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'subbilling'
-              WHERE c.relkind IN ('r', 'S') ORDER BY c.relname LOOP
+              WHERE c.relkind IN ('r', 'S')
+                -- internal state that is never dumped (the outbox slots: who holds which now)
+                AND NOT EXISTS (SELECT FROM unnest(x.extconfig, x.extcondition) AS u(o, cond)
+                                 WHERE u.o = c.oid AND u.cond = 'WHERE false')
+              ORDER BY c.relname LOOP
         IF r.relkind = 'S' THEN
             EXECUTE format('SELECT last_value || '' '' || is_called FROM %s', r.rel) INTO h;
         ELSE
