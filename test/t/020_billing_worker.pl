@@ -67,6 +67,12 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM subbilling.invo
 my @got = notifications(qr/invoice\.finalized/);
 my ($final) = grep { $_->{type} eq 'invoice.finalized' } map { decode_json($_) } @got;
 ok($final, 'a LISTEN client receives invoice.finalized');
+is(join(',', sort keys %$final), 'account_id,id,invoice_id,subscription_id,type',
+	'the notification carries identifiers only');
+# the event itself is read with events_after, from the id before the one announced
+my $event = decode_json(sql("SELECT to_jsonb(e) FROM subbilling.events_after($final->{id} - 1, 1) AS e"));
+is($event->{id}, $final->{id}, 'events_after hands out the announced event');
+$final->{payload} = $event->{payload};
 my $inv = sql("SELECT id || '|' || number || '|' || total || '|' || currency || '|' || due_date || '|' || reference
                  FROM subbilling.invoices WHERE subscription_id = $sub");
 is(join('|', $final->{invoice_id}, $final->{payload}{number}, $final->{payload}{total},
