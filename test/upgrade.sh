@@ -30,7 +30,7 @@ cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 
 CURRENT=$(sed -nE "s/^default_version = '([^']+)'/\1/p" subbilling.control)
 trap cleanup EXIT
 cleanup
-echo "1..20"
+echo "1..22"
 
 "${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_upgrade' -c 'CREATE DATABASE sb_upgrade02' -c 'CREATE DATABASE sb_fresh'
 "${PSQL[@]}" -d sb_upgrade -c "CREATE EXTENSION subbilling VERSION '0.1' CASCADE" >/dev/null
@@ -115,6 +115,29 @@ dump() {
         | sed -E -e "s/oid = '[0-9]+'/oid = 'N'/" -e "s/'\{[0-9,]+\}'/'{N}'/" \
               -e "s/(binary_upgrade_create_empty_extension\('subbilling', .*), '\{N\}', '\{.*\}', (ARRAY\[)/\1, CONFIG, \2/"
 }
+# The rows of the tables that ship rows, as installed or as an update left them (without ids
+# and times): an update ships the same rows as a fresh install, marked shipped (new rows) or
+# edited (rows of the earlier version, which kept no record of an operator's changes).
+shipped_rows() {
+    "${PSQL[@]}" -d "$1" <<'SQL'
+DO $$
+DECLARE
+    r   record;
+    h   text;
+BEGIN
+    CREATE TEMP TABLE shipped_snap (rel text, content text);
+    FOR r IN SELECT tg.tgrelid::regclass AS rel FROM pg_trigger tg
+              WHERE tg.tgname LIKE '%\_shipped\_row' ORDER BY 1::text LOOP
+        EXECUTE format('SELECT count(*) || '' '' || coalesce(md5(string_agg(j::text, E''\n'' ORDER BY j::text)), ''-'')
+                          FROM (SELECT to_jsonb(t) - ''id'' - ''created_at'' - ''updated_at'' - ''policy_id'' - ''origin'' AS j
+                                  FROM %s t WHERE t.origin IN (''shipped'', ''edited'')) s', r.rel) INTO h;
+        INSERT INTO shipped_snap VALUES (r.rel::text, h);
+    END LOOP;
+END
+$$;
+SELECT rel || ': ' || content FROM shipped_snap ORDER BY rel;
+SQL
+}
 # What pg_dump dumps of the extension's tables (the order they were marked in differs by
 # construction: a fresh install marks in its parts' order, an update in its steps' order).
 dump_config() {
@@ -129,7 +152,9 @@ for db in sb_upgrade sb_upgrade02; do
     rc=$?
     ok $rc "$db: an updated database has exactly the objects, definitions, comments and privileges of a fresh install"
     if [ $rc -ne 0 ]; then sed 's/^/# /' "$OUT/${db}_schema.diff" | head -60; fi
+    is "$(shipped_rows $db)" "$(shipped_rows sb_fresh)" \
+       "$db: the tables that ship rows hold the rows a fresh install ships"
     is "$(dump_config $db)" "$(dump_config sb_fresh)" \
        "$db: pg_dump dumps the same tables and sequences, with the same filters, as from a fresh install"
 done
-[ "$n" -eq 20 ] && [ "$failed" -eq 0 ]
+[ "$n" -eq 22 ] && [ "$failed" -eq 0 ]
