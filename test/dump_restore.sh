@@ -15,18 +15,7 @@ mkdir -p "$OUT"
 export PGOPTIONS='-c client_min_messages=warning'
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
 VERSION=${VERSION:-}
-n=0
-failed=0
-ok() {      # ok CONDITION-EXIT-CODE DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
-is() {      # is GOT WANTED DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "#   got:    '$1'"; echo "#   wanted: '$2'"; failed=$((failed + 1))
-    fi
-}
+. test/tap.sh
 DUMP=$OUT/dump_restore.dump
 cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_dump_a' -c 'DROP DATABASE IF EXISTS sb_dump_b' >/dev/null 2>&1
             rm -f "$DUMP"; }

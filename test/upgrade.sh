@@ -13,18 +13,7 @@ OUT=${1:-build/test}
 mkdir -p "$OUT"
 export PGOPTIONS='-c client_min_messages=warning'
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
-n=0
-failed=0
-ok() {      # ok CONDITION-EXIT-CODE DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
-is() {      # is GOT WANTED DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" = "$2" ]; then echo "ok $n - $3"; else
-        echo "not ok $n - $3"; echo "#   got:    '$1'"; echo "#   wanted: '$2'"; failed=$((failed + 1))
-    fi
-}
+. test/tap.sh
 cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 'DROP DATABASE IF EXISTS sb_upgrade02' \
                 -c 'DROP DATABASE IF EXISTS sb_fresh' >/dev/null 2>&1; }
 CURRENT=$(sed -nE "s/^default_version = '([^']+)'/\1/p" subbilling.control)
@@ -36,8 +25,9 @@ echo "1..22"
 "${PSQL[@]}" -d sb_upgrade -c "CREATE EXTENSION subbilling VERSION '0.1' CASCADE" >/dev/null
 ok $? "0.1 installs from its committed script"
 
-# A small business billed under 0.1: two monthly invoices in series 2024.
-"${PSQL[@]}" -d sb_upgrade >"$OUT/upgrade_business.out" 2>&1 <<'SQL'
+# A small business billed under an earlier version: two monthly invoices in series 2024.
+small_business() {  # DATABASE
+    "${PSQL[@]}" -d "$1" >>"$OUT/upgrade_business.out" 2>&1 <<'SQL'
 SET search_path = subbilling, public;
 SET TimeZone = 'UTC';
 INSERT INTO products (code, name, tax_rate) VALUES ('u_saas', 'Upgrade test SaaS', 25);
@@ -48,6 +38,9 @@ SELECT subscribe((SELECT id FROM accounts WHERE external_id = 'u1'), 'u_m100', 1
 SELECT run_billing('2024-01-01 12:00+00');
 SELECT run_billing('2024-02-01 12:00+00');
 SQL
+}
+: >"$OUT/upgrade_business.out"
+small_business sb_upgrade
 ok $? "0.1 bills a subscription (two monthly invoices)"
 is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT next_number FROM subbilling.invoice_series WHERE code = '2024'")" "3" \
    "0.1 keeps the counter in invoice_series.next_number"
@@ -80,17 +73,7 @@ is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT string_agg(number, ',' ORDER BY numb
 
 "${PSQL[@]}" -d sb_upgrade02 -c "CREATE EXTENSION subbilling VERSION '0.2' CASCADE" >/dev/null
 ok $? "0.2 installs from its committed script"
-"${PSQL[@]}" -d sb_upgrade02 >>"$OUT/upgrade_business.out" 2>&1 <<'SQL'
-SET search_path = subbilling, public;
-SET TimeZone = 'UTC';
-INSERT INTO products (code, name, tax_rate) VALUES ('u_saas', 'Upgrade test SaaS', 25);
-INSERT INTO plans (code, product_id, name, kind, billing_period, pricing_model, price)
-VALUES ('u_m100', (SELECT id FROM products WHERE code = 'u_saas'), 'Monthly', 'base', '1 month', 'per_unit', '100.00 SEK');
-INSERT INTO accounts (external_id, name, country, currency) VALUES ('u1', 'Upgrade customer', 'SE', 'SEK');
-SELECT subscribe((SELECT id FROM accounts WHERE external_id = 'u1'), 'u_m100', 1, '2024-01-01');
-SELECT run_billing('2024-01-01 12:00+00');
-SELECT run_billing('2024-02-01 12:00+00');
-SQL
+small_business sb_upgrade02
 ok $? "0.2 bills a subscription (two monthly invoices)"
 "${PSQL[@]}" -d sb_upgrade02 -c "ALTER EXTENSION subbilling UPDATE" >>"$OUT/upgrade_update.out" 2>&1
 ok $? "ALTER EXTENSION subbilling UPDATE (from 0.2)"
