@@ -36,44 +36,18 @@ AS $$
 $$;
 COMMENT ON FUNCTION subbilling.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
 
-CREATE FUNCTION subbilling.book_invoices(account_ids bigint[], invoice_ids bigint[])
-    RETURNS integer
+
+-- The six steps of book_invoices, each a helper called by it alone (the
+-- documents are the pairs (account_ids[i], invoice_ids[i])).
+
+-- 1. issued documents not yet booked: one entry each (receivables = total;
+--    revenue per account code, VAT per rate); returns the entries booked and
+--    the booked invoices whose total is zero (paid at once)
+CREATE FUNCTION subbilling_internal.book_issued_documents(account_ids bigint[], invoice_ids bigint[], OUT booked integer, OUT zero_acc bigint[], OUT zero_inv bigint[])
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-DECLARE
-    notify  boolean := notify_enabled();
-    booked  integer := 0;
-    n       integer;
-    t_acc   bigint[] := '{}';       -- invoices whose open amount may have reached zero
-    t_inv   bigint[] := '{}';
-    c_acc   bigint[];               -- accounts whose credit is applied
-    l_acc   bigint[];               -- open invoices locked for credit application
-    l_inv   bigint[];
-    a_acc   bigint[];
-    a_inv   bigint[];
-    p_acc   bigint[];
-    p_inv   bigint[];
-    bad     text;
-    has_void boolean;
-    has_cn  boolean;
 BEGIN
-    IF coalesce(cardinality(account_ids), 0) <> coalesce(cardinality(invoice_ids), 0) THEN
-        RAISE EXCEPTION 'book_invoices needs one account id per invoice id'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Got %s account ids and %s invoice ids.',
-                                  coalesce(cardinality(account_ids), 0), coalesce(cardinality(invoice_ids), 0));
-    END IF;
-    IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    PERFORM outbox_reserve();
-    SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
-      INTO has_void, has_cn
-      FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
-      JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id;
-
-    -- 1. issued documents not yet booked
     WITH d AS MATERIALIZED (
         SELECT i.account_id, i.id, i.kind, i.currency, i.total, i.issue_date, i.number,
                nextval('subbilling.journal_entries_id_seq'::regclass) AS eid
@@ -165,12 +139,24 @@ BEGIN
     SELECT (SELECT count(*) FROM ent),
            coalesce(array_agg(d.account_id) FILTER (WHERE d.kind = 'invoice' AND minor_units(d.total) = 0), '{}'),
            coalesce(array_agg(d.id) FILTER (WHERE d.kind = 'invoice' AND minor_units(d.total) = 0), '{}')
-      INTO booked, t_acc, t_inv
+      INTO booked, zero_acc, zero_inv
       FROM d;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_issued_documents(bigint[], bigint[]) IS 'book_invoices step 1: book every issued invoice and credit note not yet booked; returns the number of entries and the zero-total invoices';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.book_issued_documents(bigint[], bigint[]) FROM PUBLIC;
 
-    -- 2. void invoices: reverse their booking once; what was paid on them
-    --    becomes customer credit.  A booked credit note is final.
-    IF has_void THEN
+-- 2. void invoices: reverse their booking once; what was paid on them
+--    becomes customer credit.  A booked credit note is final (55000).
+CREATE FUNCTION subbilling_internal.book_void_invoices(account_ids bigint[], invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad     text;
+    n       integer;
+BEGIN
     SELECT c.number INTO bad
       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
       JOIN subbilling.invoices c ON c.account_id = k.account_id AND c.id = k.invoice_id
@@ -229,11 +215,20 @@ BEGIN
            AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
         RETURNING r.id
     )
-    SELECT booked + count(*) INTO booked FROM v;
-    END IF;
+    SELECT count(*) INTO n FROM v;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_void_invoices(bigint[], bigint[]) IS 'book_invoices step 2: reverse the booking of every booked void invoice once (paid amounts become customer credit); refuses a booked credit note (55000); returns the number of reversals';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.book_void_invoices(bigint[], bigint[]) FROM PUBLIC;
 
-    -- 3. credit notes: onto the invoice they credit, the rest to customer credit
-    IF has_cn THEN
+-- 3. credit notes: onto the invoice they credit, the rest to customer credit;
+--    returns the invoices the credit notes reached
+CREATE FUNCTION subbilling_internal.apply_credit_notes(account_ids bigint[], invoice_ids bigint[], OUT covered_acc bigint[], OUT covered_inv bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
     PERFORM 1
        FROM subbilling.invoices o
       WHERE (o.account_id, o.id) IN (SELECT c.account_id, c.credits_invoice_id
@@ -290,15 +285,28 @@ BEGIN
         SELECT ln.account_id, ln.eid, ln.code, ln.amount, ln.subledger, ln.invoice_id
           FROM ln ORDER BY ln.account_id, ln.eid, ln.ord
     )
-    SELECT t_acc || coalesce(array_agg(c3.account_id) FILTER (WHERE minor_units(c3.onto) > 0), '{}'),
-           t_inv || coalesce(array_agg(c3.original) FILTER (WHERE minor_units(c3.onto) > 0), '{}')
-      INTO t_acc, t_inv
+    SELECT coalesce(array_agg(c3.account_id) FILTER (WHERE minor_units(c3.onto) > 0), '{}'),
+           coalesce(array_agg(c3.original) FILTER (WHERE minor_units(c3.onto) > 0), '{}')
+      INTO covered_acc, covered_inv
       FROM c3
      WHERE (SELECT count(*) FROM ent) >= 0;
-    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.apply_credit_notes(bigint[], bigint[]) IS 'book_invoices step 3: apply issued credit notes to the invoice they credit (up to its open amount), the rest to customer credit; returns the invoices reached';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.apply_credit_notes(bigint[], bigint[]) FROM PUBLIC;
 
-    -- 4. customer credit onto open invoices, oldest due first; an account
-    --    whose credit another transaction is using is left for next time
+-- 4. customer credit onto open invoices, oldest due first; an account
+--    whose credit another transaction is using is left for next time;
+--    returns the invoices the credit covered in full
+CREATE FUNCTION subbilling_internal.apply_customer_credit(account_ids bigint[], invoice_ids bigint[], notify boolean, OUT covered_acc bigint[], OUT covered_inv bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_acc   bigint[];               -- accounts whose credit is applied
+    l_acc   bigint[];               -- open invoices locked for credit application
+    l_inv   bigint[];
+BEGIN
     SELECT array_agg(q.account_id) INTO c_acc
       FROM (SELECT l.account_id FROM subbilling.journal_lines l
              WHERE l.subledger = 'customer_credit'
@@ -393,62 +401,83 @@ BEGIN
         nt AS (
             SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
-        SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO a_acc, a_inv
+        SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO covered_acc, covered_inv
           FROM al
          WHERE (SELECT count(*) FROM ent) + (SELECT nt.n FROM nt) >= 0 AND al.amount = al.open_amount;
-        t_acc := t_acc || a_acc;
-        t_inv := t_inv || a_inv;
     END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.apply_customer_credit(bigint[], bigint[], boolean) IS 'book_invoices step 4: apply the customer credit of the accounts to their open invoices, oldest due first (event credit.applied); returns the invoices covered in full';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.apply_customer_credit(bigint[], bigint[], boolean) FROM PUBLIC;
 
-    -- 5. invoices whose open amount reached zero are paid
-    IF cardinality(t_inv) > 0 THEN
-        WITH k AS MATERIALIZED (
-            SELECT q.account_id, q.invoice_id
-              FROM (SELECT DISTINCT t.account_id, t.invoice_id FROM unnest(t_acc, t_inv) AS t(account_id, invoice_id)) q
-             WHERE minor_units(invoice_open_amount(q.account_id, q.invoice_id)) = 0
-        ),
-        p AS (
-            UPDATE subbilling.invoices x
-               SET status = 'paid', paid_at = now()
-              FROM k
-             WHERE x.account_id = k.account_id AND x.id = k.invoice_id
-               AND x.kind = 'invoice' AND x.status IN ('open', 'uncollectible')
-            RETURNING x.*
-        ),
-        rq AS (
-            UPDATE subbilling.payment_requests r
-               SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
-              FROM p
-             WHERE r.account_id = p.account_id AND r.invoice_id = p.id
-               AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
-            RETURNING r.id
-        ),
-        ev AS (
-            INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
-            SELECT p.account_id, 'invoice.paid', p.subscription_id, p.id,
-                   jsonb_build_object('invoice_id', p.id, 'number', p.number, 'currency', p.currency,
-                                      'total', p.total::text, 'paid_at', p.paid_at,
-                                      'via', CASE WHEN minor_units(p.total) = 0 THEN 'zero total' ELSE 'credit' END,
-                                      'payment_id', NULL)
-              FROM p
-             ORDER BY p.account_id, p.id
-            RETURNING e.*
-        ),
-        nt AS (
-            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
-        )
-        SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
-          INTO p_acc, p_inv
+-- 5. invoices whose open amount reached zero are paid
+CREATE FUNCTION subbilling_internal.settle_paid_invoices(paid_acc bigint[], paid_inv bigint[], notify boolean)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_acc   bigint[];
+    p_inv   bigint[];
+BEGIN
+    WITH k AS MATERIALIZED (
+        SELECT q.account_id, q.invoice_id
+          FROM (SELECT DISTINCT t.account_id, t.invoice_id FROM unnest(paid_acc, paid_inv) AS t(account_id, invoice_id)) q
+         WHERE minor_units(invoice_open_amount(q.account_id, q.invoice_id)) = 0
+    ),
+    p AS (
+        UPDATE subbilling.invoices x
+           SET status = 'paid', paid_at = now()
+          FROM k
+         WHERE x.account_id = k.account_id AND x.id = k.invoice_id
+           AND x.kind = 'invoice' AND x.status IN ('open', 'uncollectible')
+        RETURNING x.*
+    ),
+    rq AS (
+        UPDATE subbilling.payment_requests r
+           SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
           FROM p
-         WHERE (SELECT count(*) FROM rq) + (SELECT nt.n FROM nt) >= 0;
-        IF p_inv IS NOT NULL THEN
-            PERFORM after_invoice_paid(k.account_id, k.invoice_id)
-               FROM unnest(p_acc, p_inv) WITH ORDINALITY AS k(account_id, invoice_id, ord)
-              ORDER BY k.ord;
-        END IF;
+         WHERE r.account_id = p.account_id AND r.invoice_id = p.id
+           AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
+        RETURNING r.id
+    ),
+    ev AS (
+        INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
+        SELECT p.account_id, 'invoice.paid', p.subscription_id, p.id,
+               jsonb_build_object('invoice_id', p.id, 'number', p.number, 'currency', p.currency,
+                                  'total', p.total::text, 'paid_at', p.paid_at,
+                                  'via', CASE WHEN minor_units(p.total) = 0 THEN 'zero total' ELSE 'credit' END,
+                                  'payment_id', NULL)
+          FROM p
+         ORDER BY p.account_id, p.id
+        RETURNING e.*
+    ),
+    nt AS (
+        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+    )
+    SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
+      INTO p_acc, p_inv
+      FROM p
+     WHERE (SELECT count(*) FROM rq) + (SELECT nt.n FROM nt) >= 0;
+    IF p_inv IS NOT NULL THEN
+        PERFORM after_invoice_paid(k.account_id, k.invoice_id)
+           FROM unnest(p_acc, p_inv) WITH ORDINALITY AS k(account_id, invoice_id, ord)
+          ORDER BY k.ord;
     END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.settle_paid_invoices(bigint[], bigint[], boolean) IS 'book_invoices step 5: the given open invoices whose open amount is zero become paid (requests canceled, event invoice.paid, after_invoice_paid)';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.settle_paid_invoices(bigint[], bigint[], boolean) FROM PUBLIC;
 
-    -- 6. payment requests for new open invoices of accounts that pay automatically
+-- 6. payment requests for new open invoices of accounts that pay automatically
+CREATE FUNCTION subbilling_internal.request_automatic_payments(account_ids bigint[], invoice_ids bigint[], notify boolean)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       integer;
+BEGIN
     WITH c AS MATERIALIZED (
         SELECT i.account_id, i.id, pm.id AS pm_id, i.issue_date
           FROM (SELECT DISTINCT k.account_id, k.invoice_id
@@ -486,6 +515,61 @@ BEGIN
         RETURNING e.*
     )
     SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.request_automatic_payments(bigint[], bigint[], boolean) IS 'book_invoices step 6: a payment request (event payment.requested) for every new open invoice whose account''s default payment method is automatic; returns how many';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.request_automatic_payments(bigint[], bigint[], boolean) FROM PUBLIC;
+
+CREATE FUNCTION subbilling.book_invoices(account_ids bigint[], invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    notify  boolean := notify_enabled();
+    booked  integer := 0;
+    t_acc   bigint[] := '{}';       -- invoices whose open amount may have reached zero
+    t_inv   bigint[] := '{}';
+    has_void boolean;
+    has_cn  boolean;
+BEGIN
+    IF coalesce(cardinality(account_ids), 0) <> coalesce(cardinality(invoice_ids), 0) THEN
+        RAISE EXCEPTION 'book_invoices needs one account id per invoice id'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s account ids and %s invoice ids.',
+                                  coalesce(cardinality(account_ids), 0), coalesce(cardinality(invoice_ids), 0));
+    END IF;
+    IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM outbox_reserve();
+    SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
+      INTO has_void, has_cn
+      FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
+      JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id;
+
+    -- 1. issued documents not yet booked
+    SELECT b.booked, b.zero_acc, b.zero_inv INTO booked, t_acc, t_inv
+      FROM subbilling_internal.book_issued_documents(account_ids, invoice_ids) b;
+    -- 2. void invoices: reverse their booking once
+    IF has_void THEN
+        booked := booked + subbilling_internal.book_void_invoices(account_ids, invoice_ids);
+    END IF;
+    -- 3. credit notes: onto the invoice they credit, the rest to customer credit
+    IF has_cn THEN
+        SELECT t_acc || c.covered_acc, t_inv || c.covered_inv INTO t_acc, t_inv
+          FROM subbilling_internal.apply_credit_notes(account_ids, invoice_ids) c;
+    END IF;
+    -- 4. customer credit onto open invoices, oldest due first
+    SELECT t_acc || coalesce(c.covered_acc, '{}'), t_inv || coalesce(c.covered_inv, '{}') INTO t_acc, t_inv
+      FROM subbilling_internal.apply_customer_credit(account_ids, invoice_ids, notify) c;
+    -- 5. invoices whose open amount reached zero are paid
+    IF cardinality(t_inv) > 0 THEN
+        PERFORM subbilling_internal.settle_paid_invoices(t_acc, t_inv, notify);
+    END IF;
+    -- 6. payment requests for new open invoices of accounts that pay automatically
+    PERFORM subbilling_internal.request_automatic_payments(account_ids, invoice_ids, notify);
 
     RETURN booked;
 END
