@@ -117,8 +117,7 @@ CREATE TABLE subbilling.payment_methods (
                 CONSTRAINT payment_methods_kind_check
                 CHECK (kind IN ('card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit',
                                 'invoice', 'e_invoice', 'swish', 'vipps', 'mobilepay', 'bank_transfer')),
-    automatic   boolean NOT NULL
-                GENERATED ALWAYS AS (kind IN ('card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit')) STORED,
+    automatic   boolean NOT NULL,     -- set from kind by trigger payment_methods_automatic
     is_default  boolean NOT NULL DEFAULT false,
     active      boolean NOT NULL DEFAULT true,
     details     jsonb NOT NULL DEFAULT '{}'
@@ -130,3 +129,23 @@ CREATE TABLE subbilling.payment_methods (
 CREATE INDEX payment_methods_id_idx ON subbilling.payment_methods (id);
 CREATE UNIQUE INDEX payment_methods_one_default ON subbilling.payment_methods (account_id) WHERE is_default;
 COMMENT ON TABLE subbilling.payment_methods IS 'how an account pays; automatic (card, direct debit) methods get a payment request at invoice finalisation; at most one default per account';
+
+-- automatic follows kind: the list of automatic kinds is written once, in
+-- is_automatic_method(); a plain column kept by a trigger (not a generated
+-- column) so that an upgrade can change the list in place
+CREATE FUNCTION subbilling_internal.payment_methods_automatic() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.automatic := subbilling.is_automatic_method(NEW.kind);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.payment_methods_automatic() IS 'trigger: payment_methods.automatic = is_automatic_method(kind), whatever the statement wrote';
+REVOKE EXECUTE ON FUNCTION subbilling_internal.payment_methods_automatic() FROM PUBLIC;
+
+CREATE TRIGGER payment_methods_automatic
+    BEFORE INSERT OR UPDATE ON subbilling.payment_methods
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.payment_methods_automatic();
+COMMENT ON COLUMN subbilling.payment_methods.automatic IS 'true for the kinds collected automatically (is_automatic_method: card and the direct debits); kept from kind by a trigger';

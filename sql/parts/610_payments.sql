@@ -42,7 +42,7 @@ COMMENT ON FUNCTION subbilling.is_payment_method(text) IS 'internal: a payment m
 CREATE FUNCTION subbilling.is_automatic_method(method text) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN method IN ('card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit');
-COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'internal: true for the automatic payment methods (card and direct debits) that payment requests are made for';
+COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'internal: true for the automatic payment methods (card and direct debits) that payment requests are made for; the one list of them (payment_methods.automatic, payments settling a request)';
 
 CREATE TABLE subbilling.payments (
     account_id          bigint NOT NULL REFERENCES subbilling.accounts (id),
