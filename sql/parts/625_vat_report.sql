@@ -24,14 +24,16 @@ CREATE TABLE subbilling.vat_boxes (
     box         text NOT NULL
                 CONSTRAINT vat_boxes_box_check CHECK (box IN ('05', '06', '07', '08', '10', '11', '12', '35', '36',
                                                               '39', '40', '41', '42')),
-    shipped     boolean NOT NULL DEFAULT false
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT vat_boxes_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.vat_boxes IS 'ledger account -> box of the Swedish VAT return (revenue accounts: the net of sales; VAT accounts: the VAT); every revenue account the seller books to belongs here';
+COMMENT ON COLUMN subbilling.vat_boxes.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
 
-INSERT INTO subbilling.vat_boxes (ledger_code, box, shipped) VALUES
-    ('3001', '05', true), ('3002', '05', true), ('3003', '05', true),
-    ('2611', '10', true), ('2621', '11', true), ('2631', '12', true),
-    ('3308', '39', true), ('3305', '40', true), ('3004', '42', true);
+INSERT INTO subbilling.vat_boxes (ledger_code, box, origin) VALUES
+    ('3001', '05', 'shipped'), ('3002', '05', 'shipped'), ('3003', '05', 'shipped'),
+    ('2611', '10', 'shipped'), ('2621', '11', 'shipped'), ('2631', '12', 'shipped'),
+    ('3308', '39', 'shipped'), ('3305', '40', 'shipped'), ('3004', '42', 'shipped');
 
 -- A journal line's amount in the seller's currency: foreign-currency
 -- documents at their invoice's exchange rate.
