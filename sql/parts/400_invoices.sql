@@ -169,7 +169,7 @@ CREATE TABLE subbilling.invoice_lines (
                     CHECK (kind IN ('recurring', 'proration', 'usage', 'addon', 'discount', 'setup', 'fee', 'credit')),
     charge_type     text
                     CONSTRAINT invoice_lines_charge_type_check
-                    CHECK (charge_type IN ('recurring', 'usage', 'setup', 'discount')),
+                    CHECK (charge_type IN ('period', 'usage', 'setup', 'discount')),
     key_start       date,
     description     text NOT NULL,
     period          daterange,
@@ -190,6 +190,7 @@ CREATE INDEX invoice_lines_invoice_idx ON subbilling.invoice_lines (account_id, 
 CREATE INDEX invoice_lines_charge_key_idx ON subbilling.invoice_lines (account_id, subscription_id, key_start)
     WHERE charge_type IS NOT NULL;
 COMMENT ON TABLE subbilling.invoice_lines IS 'invoice lines: kind, period, quantity, unit price, net, VAT rate and VAT; engine lines carry the charge key (subscription, plan, charge_type, key_start) they settle';
+COMMENT ON COLUMN subbilling.invoice_lines.charge_type IS 'the charge key''s type: period (the items'' charge for a billing period: lines of kind recurring, proration or addon), usage, setup, discount; called recurring before 0.3';
 
 -- ---------------------------------------------------------------- billing bookkeeping
 

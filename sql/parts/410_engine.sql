@@ -11,7 +11,7 @@
 -- it.  docs/invoicing.md explains every rule with worked examples.
 --
 -- Amounts: the expected amount of a key is computed once and rounded once:
---     recurring: sum_i(full_price(quantity_i) * days_i) / days_of_period
+--     period: sum_i(full_price(quantity_i) * days_i) / days_of_period
 -- where full_price is the plan's price for a whole period (price * quantity,
 -- the flat price, tiered_price or package_price), days_i are the charged
 -- days of segment i (item validity inside the period, from the end of the
@@ -93,7 +93,7 @@ seg AS MATERIALIZED (
        AND per.ps >= coalesce(it.kfrom, '-infinity'::date)
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
--- recurring segments with their paused days and the pause boundaries inside
+-- period segments (charge type period) with their paused days and the pause boundaries inside
 segp AS (
     SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z.paused, 0) AS paused, z.bound
       FROM seg
@@ -108,7 +108,7 @@ segp AS (
      WHERE seg.model <> 'usage'
 ),
 rec AS MATERIALIZED (
-    SELECT g.account_id, g.subscription_id, g.plan_id, 'recurring'::text AS charge_type, g.ps AS key_start,
+    SELECT g.account_id, g.subscription_id, g.plan_id, 'period'::text AS charge_type, g.ps AS key_start,
            daterange(g.ps, g.pe) AS period,
            CASE WHEN g.timing = 'in_advance' THEN min(g.seg_lo) ELSE least(g.pe, min(g.cancel_at)) END AS due_on,
            CASE WHEN g.timing = 'in_advance'
@@ -132,7 +132,7 @@ rec AS MATERIALIZED (
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.timing, g.item_kind, g.model,
               g.price, g.plan_name, g.plan_code, g.anchor, g.bp, g.as_of, g.zero, g.tax_exempt, g.currency
 ),
--- discounts: percent_off of every qualifying recurring key, amount_off of
+-- discounts: percent_off of every qualifying period key, amount_off of
 -- the base plan's keys, for `periods` periods of the key's plan from
 -- starts_on; never more than the key's charge.  The discounts of the
 -- batch's subscriptions are looked up through the subscriptions (an index
