@@ -261,7 +261,7 @@ SELECT s.account_id, s.line_id, s.currency, s.issue_month, s.month, s.net, s.day
                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
             ELSE round(s.net::numeric * s.days / s.total_days)::bigint END AS recognised
   FROM s
- WHERE s.days > 0 OR s.last;
+ WHERE s.days > 0 OR s.last OR s.month = s.issue_month;
 COMMENT ON VIEW subbilling_internal.kpi_recognition_lines IS 'internal: each issued line''s revenue (minor units) per month: day by day over its service period, rounded once per line and month, the remainder in the last month';
 
 CREATE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
