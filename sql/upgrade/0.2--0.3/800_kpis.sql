@@ -266,20 +266,12 @@ SELECT s.account_id, s.line_id, s.currency, s.issue_month, s.month, s.net, s.day
 COMMENT ON VIEW subbilling_internal.kpi_recognition_lines IS 'internal: each issued line''s revenue (minor units) per month: day by day over its service period, rounded once per line and month, the remainder in the last month';
 
 CREATE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
-WITH m AS (
-    SELECT r.currency, r.month, sum(r.recognised) AS recognised,
-           0::numeric AS billed
+WITH t AS (
+    -- one pass: a line is billed in its issue month, which always has a row
+    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
+           sum(r.recognised)::bigint AS recognised
       FROM subbilling_internal.kpi_recognition_lines r
      GROUP BY r.currency, r.month
-    UNION ALL
-    SELECT r.currency, r.issue_month, 0, sum(r.net)
-      FROM subbilling_internal.kpi_recognition_lines r
-     WHERE r.month = r.issue_month
-     GROUP BY r.currency, r.issue_month
-),
-t AS (
-    SELECT m.currency, m.month, sum(m.billed)::bigint AS billed, sum(m.recognised)::bigint AS recognised
-      FROM m GROUP BY m.currency, m.month
 ),
 d AS (
     SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised

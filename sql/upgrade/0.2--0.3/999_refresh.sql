@@ -2769,20 +2769,12 @@ SELECT o.account_id, o.currency,
 COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivables (from the journal) by days past due on the account''s local today: current, 1-30, 31-60, 61-90, over 90';
 
 CREATE OR REPLACE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
-WITH m AS (
-    SELECT r.currency, r.month, sum(r.recognised) AS recognised,
-           0::numeric AS billed
+WITH t AS (
+    -- one pass: a line is billed in its issue month, which always has a row
+    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
+           sum(r.recognised)::bigint AS recognised
       FROM subbilling_internal.kpi_recognition_lines r
      GROUP BY r.currency, r.month
-    UNION ALL
-    SELECT r.currency, r.issue_month, 0, sum(r.net)
-      FROM subbilling_internal.kpi_recognition_lines r
-     WHERE r.month = r.issue_month
-     GROUP BY r.currency, r.issue_month
-),
-t AS (
-    SELECT m.currency, m.month, sum(m.billed)::bigint AS billed, sum(m.recognised)::bigint AS recognised
-      FROM m GROUP BY m.currency, m.month
 ),
 d AS (
     SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
