@@ -10,7 +10,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
 
-SELECT plan(26);
+SELECT plan(28);
 
 INSERT INTO products (code, name) VALUES ('k_saas', 'KPI SaaS');
 INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price)
@@ -163,6 +163,18 @@ SELECT results_eq(
 -- current month: what holds today
 SELECT is((SELECT mrr::text FROM kpi_mrr WHERE currency = 'SEK' AND month = date_trunc('month', current_date)),
           '1400.00', 'the current month is MRR as of today');
+
+-- past_due still counts; suspended (payment stop) does not, today: J is
+-- suspended without a dunning record, so only today's status knows it; the
+-- months before keep their MRR
+SELECT FROM set_subscription_status((SELECT id FROM s WHERE who = 'd'), 'past_due', 'test');
+SELECT is((SELECT mrr::text FROM kpi_mrr WHERE currency = 'SEK' AND month = date_trunc('month', current_date)),
+          '1400.00', 'a past_due subscription still counts');
+SELECT FROM set_subscription_status((SELECT id FROM s WHERE who = 'j'), 'suspended', 'test');
+SELECT results_eq(
+    $$ SELECT mrr::text FROM kpi_mrr WHERE currency = 'SEK' AND month IN ('2025-07-01', date_trunc('month', current_date)) ORDER BY month $$,
+    $$ VALUES ('1400.00'), ('1300.00') $$,
+    'a suspended subscription does not count today, and the months before keep it');
 
 -- ---------------------------------------------------------------- privileges
 SELECT ok(has_table_privilege('subbilling_reader', 'subbilling.' || v, 'SELECT'), 'the reader reads ' || v)
