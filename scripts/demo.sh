@@ -9,6 +9,7 @@
 set -u
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+DEPS+=(gnuplot-nox)   # the demo draws MRR over 12 months (demo/90_kpis.sql); not a test dependency
 
 ensure_deps || { echo "could not install dependencies"; exit 1; }
 build || exit 1

@@ -2302,3 +2302,265 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DAT
     LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
+
+CREATE OR REPLACE VIEW subbilling.kpi_mrr WITH (security_barrier) AS
+SELECT v.month, v.currency,
+       subbilling.amount(subbilling.price_minor(v.end_mrr, v.currency)) AS mrr,
+       subbilling.amount(subbilling.price_minor(v.end_mrr * 12, v.currency)) AS arr,
+       v.customers_end AS active_customers,
+       v.subscriptions_end AS active_subscriptions
+  FROM subbilling_internal.kpi_movements v;
+COMMENT ON VIEW subbilling.kpi_mrr IS 'per month and currency: MRR on the month''s last day (today for the current month), ARR = 12 x MRR, customers with MRR above 0 and the subscriptions that count';
+
+CREATE OR REPLACE VIEW subbilling.kpi_mrr_movements WITH (security_barrier) AS
+SELECT v.month, v.currency,
+       subbilling.amount(subbilling.price_minor(v.start_mrr, v.currency)) AS start_mrr,
+       subbilling.amount(subbilling.price_minor(v.new_mrr, v.currency)) AS new_mrr,
+       subbilling.amount(subbilling.price_minor(v.expansion_mrr, v.currency)) AS expansion_mrr,
+       subbilling.amount(subbilling.price_minor(v.reactivation_mrr, v.currency)) AS reactivation_mrr,
+       subbilling.amount(subbilling.price_minor(v.contraction_mrr, v.currency)) AS contraction_mrr,
+       subbilling.amount(subbilling.price_minor(v.churned_mrr, v.currency)) AS churned_mrr,
+       subbilling.amount(subbilling.price_minor(v.end_mrr, v.currency)) AS end_mrr,
+       v.new_customers, v.reactivated_customers, v.churned_customers
+  FROM subbilling_internal.kpi_movements v;
+COMMENT ON VIEW subbilling.kpi_mrr_movements IS 'per month and currency: start + new + expansion + reactivation - contraction - churned = end MRR, exactly; movements per customer';
+
+CREATE OR REPLACE VIEW subbilling.kpi_churn WITH (security_barrier) AS
+SELECT v.month, v.currency, v.customers_start, v.churned_customers,
+       v.churned_customers::numeric / NULLIF(v.customers_start, 0) AS logo_churn,
+       (v.contraction_mrr + v.churned_mrr)::numeric / NULLIF(v.start_mrr, 0) AS revenue_churn,
+       (v.start_mrr - v.contraction_mrr - v.churned_mrr)::numeric / NULLIF(v.start_mrr, 0) AS gross_revenue_retention,
+       (v.start_mrr + v.expansion_mrr - v.contraction_mrr - v.churned_mrr)::numeric / NULLIF(v.start_mrr, 0)
+           AS net_revenue_retention
+  FROM subbilling_internal.kpi_movements v;
+COMMENT ON VIEW subbilling.kpi_churn IS 'per month and currency (fractions, NULL when nothing was there at the start): logo churn, revenue churn, gross and net revenue retention';
+
+CREATE OR REPLACE VIEW subbilling.kpi_ltv WITH (security_barrier) AS
+SELECT q.month, q.currency, q.active_customers, q.arpa, q.logo_churn,
+       round(q.arpa / NULLIF(q.logo_churn, 0), subbilling.currency_exponent(q.currency)) AS ltv
+  FROM (SELECT v.month, v.currency, v.customers_end AS active_customers,
+               round(subbilling.amount(subbilling.price_minor(v.end_mrr, v.currency)) / NULLIF(v.customers_end, 0),
+                     subbilling.currency_exponent(v.currency)) AS arpa,
+               v.churned_customers::numeric / NULLIF(v.customers_start, 0) AS logo_churn
+          FROM subbilling_internal.kpi_movements v) q;
+COMMENT ON VIEW subbilling.kpi_ltv IS 'per month and currency: ARPA = MRR / active customers, the month''s logo churn, LTV = ARPA / logo churn (NULL without churn), rounded to the minor unit';
+
+CREATE OR REPLACE VIEW subbilling.kpi_growth WITH (security_barrier) AS
+SELECT v.month, v.currency, v.new_customers, v.reactivated_customers, v.churned_customers,
+       v.new_customers + v.reactivated_customers - v.churned_customers AS net_new_customers,
+       subbilling.amount(subbilling.price_minor(v.new_mrr + v.expansion_mrr + v.reactivation_mrr
+                                                - v.contraction_mrr - v.churned_mrr, v.currency)) AS net_new_mrr,
+       (v.new_mrr + v.expansion_mrr + v.reactivation_mrr)::numeric
+           / NULLIF(v.contraction_mrr + v.churned_mrr, 0) AS quick_ratio
+  FROM subbilling_internal.kpi_movements v;
+COMMENT ON VIEW subbilling.kpi_growth IS 'per month and currency: new, reactivated and churned customers, net new MRR, quick ratio = (new + expansion + reactivation) / (contraction + churn), NULL without losses';
+
+CREATE OR REPLACE VIEW subbilling.ar_aging WITH (security_barrier) AS
+SELECT o.account_id, o.currency,
+       subbilling.amount(coalesce(sum(o.open_amount) FILTER (WHERE o.days_overdue = 0), subbilling.price_minor(0, o.currency))) AS current,
+       subbilling.amount(coalesce(sum(o.open_amount) FILTER (WHERE o.days_overdue BETWEEN 1 AND 30), subbilling.price_minor(0, o.currency))) AS overdue_1_30,
+       subbilling.amount(coalesce(sum(o.open_amount) FILTER (WHERE o.days_overdue BETWEEN 31 AND 60), subbilling.price_minor(0, o.currency))) AS overdue_31_60,
+       subbilling.amount(coalesce(sum(o.open_amount) FILTER (WHERE o.days_overdue BETWEEN 61 AND 90), subbilling.price_minor(0, o.currency))) AS overdue_61_90,
+       subbilling.amount(coalesce(sum(o.open_amount) FILTER (WHERE o.days_overdue > 90), subbilling.price_minor(0, o.currency))) AS overdue_90_plus,
+       subbilling.amount(sum(o.open_amount)) AS total
+  FROM subbilling.open_items o
+ GROUP BY o.account_id, o.currency;
+COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivables (from the journal) by days past due on the account''s local today: current, 1-30, 31-60, 61-90, over 90';
+
+CREATE OR REPLACE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
+WITH t AS (
+    -- one pass: a line is billed in its issue month, which always has a row
+    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
+           sum(r.recognised)::bigint AS recognised
+      FROM subbilling_internal.kpi_recognition_lines r
+     GROUP BY r.currency, r.month
+),
+d AS (
+    SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
+      FROM (SELECT r.currency, x::date AS month
+              FROM (SELECT t.currency, min(t.month) AS m0, max(t.month) AS m1 FROM t GROUP BY t.currency) r
+             CROSS JOIN LATERAL generate_series(r.m0, r.m1, interval '1 month') AS x) g
+      LEFT JOIN t ON t.currency = g.currency AND t.month = g.month
+),
+c AS (
+    SELECT d.*, sum(d.billed - d.recognised) OVER (PARTITION BY d.currency ORDER BY d.month)::bigint AS closing
+      FROM d
+)
+SELECT c.month, c.currency,
+       subbilling.amount(subbilling.price_minor(c.closing - c.billed + c.recognised, c.currency)) AS opening_deferred,
+       subbilling.amount(subbilling.price_minor(c.billed, c.currency)) AS billed,
+       subbilling.amount(subbilling.price_minor(c.recognised, c.currency)) AS recognised,
+       subbilling.amount(subbilling.price_minor(c.closing, c.currency)) AS closing_deferred
+  FROM c;
+COMMENT ON VIEW subbilling.revenue_recognition IS 'per month and currency (net of VAT): deferred revenue at the start, billed (issue month), recognised (day by day over service periods), deferred at the end; opening + billed - recognised = closing, exactly';
+
+CREATE OR REPLACE VIEW subbilling.upsell_candidates WITH (security_barrier) AS
+WITH b AS (
+    SELECT i.account_id, i.subscription_id, s.currency, s.billing_anchor, p.id AS plan_id, p.code AS plan_code,
+           p.product_id, p.billing_period, p.price,
+           subbilling.period_index(s.billing_anchor, p.billing_period, current_date) AS cur_idx
+      FROM subbilling.subscription_items i
+      JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
+      JOIN subbilling.plans p ON p.id = i.plan_id
+     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND s.status <> 'canceled'
+),
+per AS (
+    SELECT b.*, k.n,
+           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - k.n) AS ps,
+           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - k.n + 1) AS pe
+      FROM b CROSS JOIN generate_series(1, 3) AS k(n)
+),
+u AS (
+    SELECT per.account_id, per.subscription_id, per.currency, per.plan_code, per.product_id, per.billing_period,
+           per.n,
+           (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
+             WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
+               AND x.usage_date >= per.ps AND x.usage_date < per.pe) AS used,
+           (SELECT coalesce(sum(pp.included_units), 0) FROM subbilling.subscription_items j
+              JOIN subbilling.plans pp ON pp.id = j.plan_id
+             WHERE j.account_id = per.account_id AND j.subscription_id = per.subscription_id
+               AND j.voided_at IS NULL AND j.validity @> per.ps) AS allowance
+      FROM per
+),
+c AS (
+    SELECT u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period,
+           max(u.allowance) FILTER (WHERE u.n = 1) AS included_units,
+           count(*) FILTER (WHERE u.used > u.allowance) AS periods_over,
+           round(avg(u.used), 2) AS average_usage
+      FROM u
+     GROUP BY u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period
+    HAVING count(*) FILTER (WHERE u.used > u.allowance) >= 2
+)
+SELECT c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_units, c.periods_over, c.average_usage,
+       r.code AS suggested_plan_code, r.included_units AS suggested_included_units,
+       subbilling.amount(r.price) AS suggested_price
+  FROM c
+  LEFT JOIN LATERAL (
+      SELECT p.code, p.included_units, p.price
+        FROM subbilling.plans p
+       WHERE p.active AND p.kind = 'base' AND p.product_id = c.product_id AND p.currency = c.currency
+         AND p.billing_period = c.billing_period AND p.included_units >= c.average_usage
+         AND p.pricing_model = 'flat' AND p.code <> c.plan_code
+       ORDER BY p.price, p.included_units DESC, p.code
+       LIMIT 1) r ON true;
+COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
+
+CREATE OR REPLACE FUNCTION subbilling.sie_export(from_date date, to_date date, kind text DEFAULT '4I') RETURNS bytea
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     text;
+    seller  subbilling.seller_settings;
+    orgnr   text;
+    hdr     text;
+    body    text;
+    bal     text;
+    ver     text;
+BEGIN
+    PERFORM check_report_dates(sie_export.from_date, sie_export.to_date);
+    IF kind IS NULL OR kind NOT IN ('4I', '4E') THEN
+        RAISE EXCEPTION 'unknown SIE file type %', coalesce(kind, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The types are 4I (vouchers only) and 4E (with chart of accounts and balances).';
+    END IF;
+    cur := seller_currency();
+    SELECT * INTO seller FROM subbilling.seller_settings;
+    -- a Swedish VAT number is SE + the organisation number + 01
+    IF seller.vat_number ~ '^SE[0-9]{10}01$' THEN
+        orgnr := substr(seller.vat_number, 3, 6) || '-' || substr(seller.vat_number, 9, 4);
+    END IF;
+
+    hdr := '#FLAGGA 0' || E'\n'
+        || '#FORMAT PC8' || E'\n'
+        || '#SIETYP 4' || E'\n'
+        || '#PROGRAM "subbilling" '
+        || subbilling_internal.sie_quote((SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'subbilling')) || E'\n'
+        || '#GEN ' || to_char(current_date, 'YYYYMMDD') || E'\n'
+        || '#FNAMN ' || subbilling_internal.sie_quote(seller.legal_name) || E'\n'
+        || CASE WHEN orgnr IS NOT NULL THEN '#ORGNR ' || orgnr || E'\n' ELSE '' END
+        || CASE WHEN kind = '4E' THEN '#RAR 0 ' || to_char(from_date, 'YYYYMMDD') || ' ' || to_char(to_date, 'YYYYMMDD') || E'\n'
+                                   || '#VALUTA ' || cur || E'\n'
+                ELSE '' END;
+
+    -- the vouchers: one per journal entry booked in the period, its lines in
+    -- the seller's currency (the invoice's rate, else the booking date's);
+    -- what converting the lines one by one leaves over goes to the rounding
+    -- account, so every #VER balances
+    WITH l AS (
+        SELECT e.account_id, e.id AS entry_id, l.id AS line_id, l.ledger_code,
+               in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+          FROM subbilling.journal_entries e
+          JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+          LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
+         WHERE e.booked_on BETWEEN sie_export.from_date AND sie_export.to_date
+    ),
+    r AS (
+        SELECT l.account_id, l.entry_id, -sum(l.amount) AS diff FROM l
+         GROUP BY l.account_id, l.entry_id HAVING minor_units(sum(l.amount)) <> 0
+    ),
+    t AS (
+        SELECT l.account_id, l.entry_id, l.line_id, l.ledger_code, l.amount FROM l
+        UNION ALL
+        SELECT r.account_id, r.entry_id, NULL, ledger_code('rounding', cur), r.diff FROM r
+    ),
+    v AS (
+        SELECT e.account_id, e.id, e.booked_on, e.created_at,
+               concat_ws(' ', CASE e.kind WHEN 'invoice' THEN 'Faktura' WHEN 'credit_note' THEN 'Kreditfaktura'
+                                          WHEN 'payment' THEN 'Inbetalning' WHEN 'refund' THEN 'Återbetalning'
+                                          WHEN 'fee' THEN 'Påminnelseavgift' WHEN 'interest' THEN 'Dröjsmålsränta'
+                                          WHEN 'write_off' THEN 'Kundförlust' WHEN 'void' THEN 'Makulering'
+                                          ELSE e.kind END,
+                         i.number, a.external_id, '(' || e.id || ')') AS text
+          FROM subbilling.journal_entries e
+          JOIN subbilling.accounts a ON a.id = e.account_id
+          LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
+         WHERE e.booked_on BETWEEN sie_export.from_date AND sie_export.to_date
+           AND EXISTS (SELECT FROM t WHERE t.account_id = e.account_id AND t.entry_id = e.id)
+    )
+    SELECT string_agg('#VER "" "" ' || to_char(v.booked_on, 'YYYYMMDD') || ' ' || subbilling_internal.sie_quote(v.text)
+                      || ' ' || to_char(v.created_at, 'YYYYMMDD') || E'\n{\n'
+                      || (SELECT string_agg('#TRANS ' || t.ledger_code || ' {} ' || subbilling_internal.sie_amount(t.amount),
+                                            E'\n' ORDER BY t.line_id NULLS LAST)
+                            FROM t WHERE t.account_id = v.account_id AND t.entry_id = v.id)
+                      || E'\n}\n', '' ORDER BY v.booked_on, v.id)
+      INTO ver
+      FROM v;
+
+    IF kind = '4E' THEN
+        -- accounts used, balances before and at the end of the period
+        -- (assets, liabilities, equity) and the period's result (revenue,
+        -- expense), in the seller's currency
+        WITH j AS (
+            SELECT l.ledger_code, e.booked_on,
+                   in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+              FROM subbilling.journal_entries e
+              JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+              LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
+             WHERE e.booked_on <= sie_export.to_date
+        ),
+        a AS (
+            SELECT la.code, la.name, la.kind,
+                   coalesce((SELECT sum(j.amount) FROM j WHERE j.ledger_code = la.code AND j.booked_on < sie_export.from_date),
+                            price_minor(0, cur)) AS ib,
+                   coalesce((SELECT sum(j.amount) FROM j WHERE j.ledger_code = la.code), price_minor(0, cur)) AS ub,
+                   coalesce((SELECT sum(j.amount) FROM j WHERE j.ledger_code = la.code AND j.booked_on >= sie_export.from_date),
+                            price_minor(0, cur)) AS res
+              FROM subbilling.ledger_accounts la
+        )
+        SELECT coalesce(string_agg('#KONTO ' || a.code || ' ' || subbilling_internal.sie_quote(a.name), E'\n' ORDER BY a.code) || E'\n', '')
+               || coalesce(string_agg('#IB 0 ' || a.code || ' ' || subbilling_internal.sie_amount(a.ib), E'\n' ORDER BY a.code)
+                               FILTER (WHERE a.kind IN ('asset', 'liability', 'equity')) || E'\n', '')
+               || coalesce(string_agg('#UB 0 ' || a.code || ' ' || subbilling_internal.sie_amount(a.ub), E'\n' ORDER BY a.code)
+                               FILTER (WHERE a.kind IN ('asset', 'liability', 'equity')) || E'\n', '')
+               || coalesce(string_agg('#RES 0 ' || a.code || ' ' || subbilling_internal.sie_amount(a.res), E'\n' ORDER BY a.code)
+                               FILTER (WHERE a.kind IN ('revenue', 'expense')) || E'\n', '')
+          INTO bal
+          FROM a;
+    END IF;
+
+    body := hdr || coalesce(bal, '') || coalesce(ver, '');
+    RETURN subbilling_internal.cp437(body);
+END
+$$;
+COMMENT ON FUNCTION subbilling.sie_export(date, date, text) IS 'the journal from from_date to to_date (inclusive) as an SIE 4 file in CP437: type 4I (vouchers, the default) or 4E (with #KONTO, #IB, #UB, #RES); every #VER balances';
