@@ -199,8 +199,8 @@ BEGIN
             SELECT x.status INTO sst FROM subbilling.subscriptions x
              WHERE x.account_id = i.account_id AND x.id = i.subscription_id FOR UPDATE;
             IF sst IN ('active', 'past_due') THEN
-                PERFORM set_subscription_status(i.subscription_id, 'suspended',
-                                                format('payment stop: invoice %s is overdue', i.number));
+                PERFORM subbilling_internal.set_subscription_status_on(
+                            i.subscription_id, 'suspended', format('payment stop: invoice %s is overdue', i.number), as_of);
                 sid := i.subscription_id;
             ELSIF sst = 'suspended' AND EXISTS (
                     SELECT 1 FROM subbilling.dunning_actions x
@@ -368,6 +368,112 @@ SELECT w.pid                  AS worker_pid,
   LEFT JOIN LATERAL (SELECT * FROM subbilling.worker_runs AS lr ORDER BY lr.id DESC LIMIT 1) AS r ON true;
 COMMENT ON VIEW subbilling.worker_status IS
     'one row: the running worker, its settings, the last run with its counts, open billing errors (the latest five as jsonb), and rate_warnings: the countries charging late-payment interest whose reference rates end within 30 days';
+
+CREATE OR REPLACE FUNCTION subbilling.set_subscription_status(subscription_id bigint, status text, reason text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the suspension (payment stop) opens or is lifted today
+    RETURN subbilling_internal.set_subscription_status_on($1, $2, $3, CURRENT_DATE);
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active, from today (a suspension holds recurring charges from today until it is lifted); for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
+
+CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    d       bigint;
+    dn      subbilling.invoices;
+    paid_on date;
+    f       record;
+    sid     bigint;
+    sst     text;
+    newst   text;
+    others  bigint[];
+    docs    jsonb;
+BEGIN
+    SELECT x.invoice_id INTO d FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.fee_invoice_id = after_invoice_paid.invoice_id;
+    IF d IS NULL THEN
+        d := after_invoice_paid.invoice_id;
+        -- 1. fees charged after the day the invoice was paid
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = after_invoice_paid.account_id AND p.invoice_id = d;
+        IF paid_on IS NOT NULL THEN
+            FOR f IN
+                SELECT x.id, x.total FROM subbilling.invoices x
+                  JOIN subbilling.dunning_actions a ON a.account_id = x.account_id AND a.fee_invoice_id = x.id
+                 WHERE a.account_id = after_invoice_paid.account_id AND a.invoice_id = d
+                   AND a.executed_on > paid_on AND x.status = 'open'
+                 ORDER BY x.id
+                   FOR UPDATE OF x SKIP LOCKED
+            LOOP
+                CONTINUE WHEN invoice_open_amount(after_invoice_paid.account_id, f.id) IS DISTINCT FROM f.total;
+                -- void_invoice also reverses its booking (book_invoices)
+                PERFORM void_invoice(f.id, format('dunning fee voided: invoice %s was paid on %s, before the step',
+                                                  (SELECT x.number FROM subbilling.invoices x
+                                                    WHERE x.account_id = after_invoice_paid.account_id AND x.id = d),
+                                                  paid_on));
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. lift the payment stop once everything is settled
+    SELECT x.subscription_id INTO sid FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.invoice_id = d
+       AND x.action = 'payment_stop' AND x.subscription_id IS NOT NULL AND x.lifted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO dn FROM subbilling.invoices x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.id = d FOR UPDATE;
+    SELECT jsonb_agg(jsonb_build_object('invoice_id', x.id, 'number', x.number, 'status', x.status) ORDER BY x.id)
+      INTO docs
+      FROM subbilling.invoices x
+     WHERE x.account_id = dn.account_id
+       AND (x.id = d OR x.id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                  WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                    AND y.fee_invoice_id IS NOT NULL))
+       AND NOT (x.status IN ('paid', 'void')
+                OR (x.status = 'open' AND invoice_open_amount(x.account_id, x.id) <= price_minor(0, x.currency)));
+    IF docs IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT x.status INTO sst FROM subbilling.subscriptions x
+     WHERE x.account_id = dn.account_id AND x.id = sid FOR UPDATE;
+    UPDATE subbilling.dunning_actions x SET lifted_at = now()
+     WHERE x.account_id = dn.account_id AND x.invoice_id = d AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    SELECT array_agg(DISTINCT x.invoice_id ORDER BY x.invoice_id) INTO others
+      FROM subbilling.dunning_actions x
+     WHERE x.account_id = dn.account_id AND x.subscription_id = sid
+       AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    newst := sst;
+    IF others IS NULL AND sst = 'suspended' THEN
+        -- billing resumes from the day the payment that settled it all was received
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = dn.account_id
+           AND (p.invoice_id = d OR p.invoice_id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                                      WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                                        AND y.fee_invoice_id IS NOT NULL));
+        newst := subbilling_internal.set_subscription_status_on(
+                     sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
+                     coalesce(paid_on, CURRENT_DATE));
+    END IF;
+    PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
+                       jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
+                                          'paid_invoice_id', after_invoice_paid.invoice_id,
+                                          'previous_status', sst, 'status', newst,
+                                          'still_stopped_by', to_jsonb(coalesce(others, '{}'))),
+                       d);
+END
+$$;
+COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
 
 CREATE OR REPLACE FUNCTION subbilling.outbox_reserve() RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -2327,18 +2433,24 @@ seg AS MATERIALIZED (
        AND per.ps >= coalesce(it.kfrom, '-infinity'::date)
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
--- recurring segments with their paused days and the pause boundaries inside
+-- recurring segments with their paused days and the pause boundaries inside;
+-- a suspension (payment stop) holds charges like a pause, and a day both
+-- paused and suspended counts once
 segp AS (
-    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z.paused, 0) AS paused, z.bound
+    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z1.paused, 0) AS paused, z.bound
       FROM seg
       LEFT JOIN LATERAL (
-          SELECT sum(least(seg.seg_hi, coalesce(upper(pz.during), seg.seg_hi))
-                     - greatest(seg.seg_lo, lower(pz.during)))::integer AS paused,
+          SELECT range_agg(pz.during) * datemultirange(daterange(seg.seg_lo, seg.seg_hi)) AS held,
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
-            FROM subbilling.subscription_pauses pz
-           WHERE pz.account_id = seg.account_id AND pz.subscription_id = seg.subscription_id
-             AND pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+            FROM (SELECT p.during FROM subbilling.subscription_pauses p
+                   WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
+                  UNION ALL
+                  SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id) pz
+           WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+      LEFT JOIN LATERAL (
+          SELECT sum(upper(h) - lower(h))::integer AS paused FROM unnest(z.held) AS h) z1 ON true
      WHERE seg.model <> 'usage'
 ),
 rec AS MATERIALIZED (
