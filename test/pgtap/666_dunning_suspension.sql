@@ -7,7 +7,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 660_fixture.psql
 
-SELECT plan(16);
+SELECT plan(17);
 
 INSERT INTO dunning_policies (code, name) VALUES ('s_stop', 'Payment stop ten days after due');
 INSERT INTO dunning_steps (policy_id, step_no, days_after_due, action)
@@ -52,15 +52,24 @@ SELECT results_eq(
               ('invoice',     '2025-03-05',       '[2025-03-01,2025-04-01)',            '261.29 SEK',  '326.61 SEK'),
               ('invoice',     '2025-04-01',       '[2025-04-01,2025-05-01)',            '300.00 SEK',  '375.00 SEK') $$,
     'every document of the subscription: January and April in full, February up to the stop, March from the lift');
-SELECT pg_temp.done('s1');
+SELECT pg_temp.done('s1') AS done1 \gset
+
+-- a payment dated ahead (received_on in the future) lifts the stop today, not later
+SELECT pg_temp.account('s3', 'SE', 'SEK', 's_stop') AS s3 \gset
+SELECT pg_temp.invoice('s3', '300.00 SEK', current_date - 60) AS inv3 \gset
+SELECT run_dunning(current_date - 15) AS steps3 \gset
+SELECT pg_temp.pay_all(:inv3, current_date + 5) AS pay3 \gset
+SELECT results_eq($$ SELECT suspended_from, lifted_on FROM subscription_suspensions WHERE subscription_id = pg_temp.sub('s3') $$,
+                  $$ VALUES (current_date - 15, current_date) $$, 'a payment dated 5 days ahead lifts the stop today');
+SELECT pg_temp.done('s3') AS done3 \gset
 
 -- a suspension set by hand holds the charges from today until it is lifted
 SELECT pg_temp.account('s2', 'SE', 'SEK', 'd_quiet') AS s2 \gset
 SELECT subscribe(:s2, 'd_SEK', 1, current_date - 40) AS sub2 \gset
-SELECT set_subscription_status(:sub2, 'suspended', 'by hand');
+SELECT set_subscription_status(:sub2, 'suspended', 'by hand') AS st2 \gset
 SELECT results_eq($$ SELECT suspended_from, lifted_on FROM subscription_suspensions WHERE subscription_id = $$ || :sub2,
                   $$ VALUES (current_date, NULL::date) $$, 'set_subscription_status(suspended): held from today');
-SELECT set_subscription_status(:sub2, 'active', 'by hand');
+SELECT set_subscription_status(:sub2, 'active', 'by hand') AS st2 \gset
 SELECT results_eq($$ SELECT suspended_from, lifted_on FROM subscription_suspensions WHERE subscription_id = $$ || :sub2,
                   $$ VALUES (current_date, current_date) $$, 'set_subscription_status(active) the same day: no day held');
 

@@ -199,7 +199,8 @@ BEGIN
        AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
     newst := sst;
     IF others IS NULL AND sst = 'suspended' THEN
-        -- billing resumes from the day the payment that settled it all was received
+        -- billing resumes from the day the payment that settled it all was
+        -- received (today at the latest: a payment dated ahead lifts it now)
         SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
          WHERE p.account_id = dn.account_id
            AND (p.invoice_id = d OR p.invoice_id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
@@ -207,7 +208,7 @@ BEGIN
                                                         AND y.fee_invoice_id IS NOT NULL));
         newst := subbilling_internal.set_subscription_status_on(
                      sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
-                     coalesce(paid_on, CURRENT_DATE));
+                     least(paid_on, CURRENT_DATE));
     END IF;
     PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
                        jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
