@@ -15,11 +15,12 @@ export PGOPTIONS='-c client_min_messages=warning'
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
 . test/tap.sh
 cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_upgrade' -c 'DROP DATABASE IF EXISTS sb_upgrade02' \
-                -c 'DROP DATABASE IF EXISTS sb_fresh' >/dev/null 2>&1; }
+                -c 'DROP DATABASE IF EXISTS sb_fresh' -c 'DROP DATABASE IF EXISTS sb_restore02' >/dev/null 2>&1
+            rm -f "$OUT/upgrade02.dump"; }
 CURRENT=$(sed -nE "s/^default_version = '([^']+)'/\1/p" subbilling.control)
 trap cleanup EXIT
 cleanup
-echo "1..22"
+echo "1..26"
 
 "${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_upgrade' -c 'CREATE DATABASE sb_upgrade02' -c 'CREATE DATABASE sb_fresh'
 "${PSQL[@]}" -d sb_upgrade -c "CREATE EXTENSION subbilling VERSION '0.1' CASCADE" >/dev/null
@@ -75,6 +76,9 @@ is "$("${PSQL[@]}" -d sb_upgrade -c "SELECT string_agg(number, ',' ORDER BY numb
 ok $? "0.2 installs from its committed script"
 small_business sb_upgrade02
 ok $? "0.2 bills a subscription (two monthly invoices)"
+# the operator maps the product's revenue (restored after the update: see the end)
+"${PSQL[@]}" -d sb_upgrade02 -c "INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description)
+                                  VALUES ('revenue', 'u_saas', '3001', 'the SaaS product')" >/dev/null
 "${PSQL[@]}" -d sb_upgrade02 -c "ALTER EXTENSION subbilling UPDATE" >>"$OUT/upgrade_update.out" 2>&1
 ok $? "ALTER EXTENSION subbilling UPDATE (from 0.2)"
 is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT extversion FROM pg_extension WHERE extname = 'subbilling'")" "$CURRENT" \
@@ -140,4 +144,29 @@ for db in sb_upgrade sb_upgrade02; do
     is "$(dump_config $db)" "$(dump_config sb_fresh)" \
        "$db: pg_dump dumps the same tables and sequences, with the same filters, as from a fresh install"
 done
-[ "$n" -eq 22 ] && [ "$failed" -eq 0 ]
+# A database updated from 0.2 with a ledger mapping of the operator's (its id is one that a
+# fresh install gives to a mapping shipped since 0.2) and a changed shipped mapping: dumped
+# and restored into a new database (a fresh install of the current version), every mapping
+# comes back as it was, and new mappings can be added.
+"${PSQL[@]}" -d sb_upgrade02 -c "UPDATE subbilling.ledger_mappings SET description = 'changed by the operator'
+                                  WHERE purpose = 'revenue_rate' AND detail = 'reverse_charge'" >/dev/null
+mappings() {
+    "${PSQL[@]}" -d "$1" -c "SELECT string_agg(concat_ws('/', purpose, currency, detail, code, description, origin), ';'
+                                               ORDER BY purpose, currency, detail)
+                               FROM subbilling.ledger_mappings"
+}
+is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT count(*) FROM subbilling.ledger_mappings m, subbilling.ledger_mappings s
+                                        WHERE m.origin = 'user' AND s.detail IN ('reverse_charge', 'outside_scope', 'oss')
+                                          AND m.id < s.id")" "4" \
+   "sb_upgrade02: the operator's mapping has an id below the 4 mappings the update shipped"
+"${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_restore02'
+pg_dump -Fc -d sb_upgrade02 -f "$OUT/upgrade02.dump" 2>"$OUT/upgrade02_dump.err" \
+    && pg_restore --exit-on-error -d sb_restore02 "$OUT/upgrade02.dump" >"$OUT/upgrade02_restore.out" 2>&1
+rc=$?
+ok $rc "sb_upgrade02: pg_dump -Fc and pg_restore into a new database, without an error"
+if [ $rc -ne 0 ]; then sed 's/^/# /' "$OUT/upgrade02_restore.out" | head -20; fi
+is "$(mappings sb_restore02)" "$(mappings sb_upgrade02)" \
+   "sb_upgrade02: every ledger mapping is restored as it was (the operator's, the changed and the shipped ones)"
+"${PSQL[@]}" -d sb_restore02 -c "INSERT INTO subbilling.ledger_mappings (purpose, detail, code) VALUES ('revenue', 'u_other', '3001')" >/dev/null 2>&1
+ok $? "sb_upgrade02: after the restore a new mapping gets a free id"
+[ "$n" -eq 26 ] && [ "$failed" -eq 0 ]

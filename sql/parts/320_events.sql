@@ -170,6 +170,14 @@ BEGIN
                                   upper(current_setting('transaction_isolation'))),
                   HINT = 'Call it in its own statement at the default isolation level.';
     END IF;
+    -- the open writers are found by row locks, which a read-only transaction
+    -- (so also a hot standby) cannot take: refused up front, clearly
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RAISE EXCEPTION 'events_after cannot run in a read-only transaction'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'It finds the transactions still writing events by row locks on outbox_slots; a read-only transaction, and every transaction on a hot standby, cannot take them.',
+                  HINT = 'Read events on the primary, in a read-write transaction (a replica of the events table cannot tell which events may still commit below the ones it shows).';
+    END IF;
     -- 1. every id drawn so far (non-transactional read of the sequence)
     SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO allocated FROM subbilling.events_id_seq;
     -- 2. the smallest bound of a slot that an unfinished writer holds: the

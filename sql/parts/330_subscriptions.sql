@@ -1069,43 +1069,12 @@ CREATE FUNCTION subbilling.set_subscription_status(subscription_id bigint, statu
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    s   subbilling.subscriptions;
-    st  text;
 BEGIN
-    IF set_subscription_status.status IS NULL
-       OR set_subscription_status.status NOT IN ('past_due', 'suspended', 'active') THEN
-        RAISE EXCEPTION 'set_subscription_status sets past_due, suspended or active, not %',
-                        coalesce(set_subscription_status.status, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
-    END IF;
-    s := subscription_for_update(set_subscription_status.subscription_id);
-    IF set_subscription_status.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
-        RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF set_subscription_status.status = s.status THEN
-        RAISE EXCEPTION 'subscription % is already %', s.id, s.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    PERFORM transition(s, set_subscription_status.status);
-    IF set_subscription_status.status = 'active' THEN
-        -- back from a payment state to what the dates say (active, or canceled)
-        st := refresh_status(s.id, s.account_id);
-    ELSE
-        st := set_subscription_status.status;
-    END IF;
-    PERFORM emit_event(s.account_id,
-                       CASE set_subscription_status.status WHEN 'active' THEN 'subscription.reactivated'
-                            ELSE 'subscription.' || set_subscription_status.status END,
-                       s.id,
-                       jsonb_build_object('previous_status', s.status, 'status', st, 'reason', reason));
-    RETURN st;
+    -- the suspension (payment stop) opens or is lifted today
+    RETURN subbilling_internal.set_subscription_status_on($1, $2, $3, CURRENT_DATE);
 END
 $$;
-COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active; for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
+COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active, from today (a suspension holds recurring charges from today until it is lifted); for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
 
 -- Applies the transitions that dates bring: trial ended, pause started or
 -- ended, scheduled cancellation reached.  The worker calls it; so can cron.

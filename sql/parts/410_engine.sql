@@ -93,18 +93,24 @@ seg AS MATERIALIZED (
        AND per.ps >= coalesce(it.kfrom, '-infinity'::date)
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
--- period segments (charge type period) with their paused days and the pause boundaries inside
+-- period segments (charge type period) with their paused days and the pause boundaries inside;
+-- a suspension (payment stop) holds charges like a pause, and a day both
+-- paused and suspended counts once
 segp AS (
-    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z.paused, 0) AS paused, z.bound
+    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z1.paused, 0) AS paused, z.bound
       FROM seg
       LEFT JOIN LATERAL (
-          SELECT sum(least(seg.seg_hi, coalesce(upper(pz.during), seg.seg_hi))
-                     - greatest(seg.seg_lo, lower(pz.during)))::integer AS paused,
+          SELECT range_agg(pz.during) * datemultirange(daterange(seg.seg_lo, seg.seg_hi)) AS held,
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
-            FROM subbilling.subscription_pauses pz
-           WHERE pz.account_id = seg.account_id AND pz.subscription_id = seg.subscription_id
-             AND pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+            FROM (SELECT p.during FROM subbilling.subscription_pauses p
+                   WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
+                  UNION ALL
+                  SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id) pz
+           WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+      LEFT JOIN LATERAL (
+          SELECT sum(upper(h) - lower(h))::integer AS paused FROM unnest(z.held) AS h) z1 ON true
      WHERE seg.model <> 'usage'
 ),
 rec AS MATERIALIZED (

@@ -329,6 +329,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Got %s from %s to %s.', amount, from_date, to_date);
     END IF;
+    -- dates the product accepts (22023): no span reaches the end of the calendar
+    PERFORM check_date('from_date', from_date);
+    PERFORM check_date('to_date', to_date);
     SELECT c.late_interest_margin INTO margin FROM subbilling.country_settings c WHERE c.country = late_payment_interest.country;
     IF margin IS NULL THEN
         RAISE EXCEPTION 'country % has no late-payment interest margin', coalesce(country, 'NULL')

@@ -305,8 +305,8 @@ BEGIN
             SELECT x.status INTO sst FROM subbilling.subscriptions x
              WHERE x.account_id = i.account_id AND x.id = i.subscription_id FOR UPDATE;
             IF sst IN ('active', 'past_due') THEN
-                PERFORM set_subscription_status(i.subscription_id, 'suspended',
-                                                format('payment stop: invoice %s is overdue', i.number));
+                PERFORM subbilling_internal.set_subscription_status_on(
+                            i.subscription_id, 'suspended', format('payment stop: invoice %s is overdue', i.number), as_of);
                 sid := i.subscription_id;
             ELSIF sst = 'suspended' AND EXISTS (
                     SELECT 1 FROM subbilling.dunning_actions x
@@ -544,7 +544,16 @@ BEGIN
        AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
     newst := sst;
     IF others IS NULL AND sst = 'suspended' THEN
-        newst := set_subscription_status(sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number));
+        -- billing resumes from the day the payment that settled it all was
+        -- received (today at the latest: a payment dated ahead lifts it now)
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = dn.account_id
+           AND (p.invoice_id = d OR p.invoice_id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                                      WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                                        AND y.fee_invoice_id IS NOT NULL));
+        newst := subbilling_internal.set_subscription_status_on(
+                     sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
+                     least(paid_on, CURRENT_DATE));
     END IF;
     PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
                        jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,

@@ -38,10 +38,8 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be a positive number of invoices'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
-    IF as_of IS NULL OR NOT isfinite(as_of) THEN
-        RAISE EXCEPTION 'as_of must be a finite date'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(as_of::text, 'NULL'));
-    END IF;
+    -- a finite date from 2000-01-01 to 10 years ahead (22023), like billing
+    PERFORM check_date('as_of', as_of);
     -- fees, interest and write-offs are computed from open amounts read under
     -- the invoice's row lock: only right when each statement sees what
     -- payments committed meanwhile

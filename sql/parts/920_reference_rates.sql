@@ -105,3 +105,16 @@ SELECT w.pid                  AS worker_pid,
   LEFT JOIN LATERAL (SELECT * FROM subbilling.worker_runs AS lr ORDER BY lr.id DESC LIMIT 1) AS r ON true;
 COMMENT ON VIEW subbilling.worker_status IS
     'one row: the running worker, its settings, the last run with its counts, open billing errors (the latest five as jsonb), and rate_warnings: the countries charging late-payment interest whose reference rates end within 30 days';
+
+-- ---------------------------------------------------------------- rates confirmed from published sources
+-- Sweden 2025H1: the referensränta is Riksbanken's effective policy rate at the
+-- end of the previous half-year, rounded up to a half point; the cut to 2.50
+-- decided in December 2024 applied from 8 January 2025, so 2.75 held on
+-- 2024-12-31 and the rate is 3.00 (not 2.50).  Sources in docs/operations.md.
+-- A shipped row an operator has changed (origin edited) is left alone.
+ALTER TABLE subbilling.reference_rates DISABLE TRIGGER reference_rates_shipped_row;
+UPDATE subbilling.reference_rates
+   SET rate = 3.00,
+       source = 'Riksbanken referensränta 2025H1 (policy rate 2.75 at 2024-12-31: the cut to 2.50 applied from 2025-01-08)'
+ WHERE country = 'SE' AND valid = '[2025-01-01,2025-07-01)' AND origin = 'shipped';
+ALTER TABLE subbilling.reference_rates ENABLE TRIGGER reference_rates_shipped_row;

@@ -147,18 +147,19 @@ SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('none', NULL, 'SE',
 -- 375.00 SEK for the 20 days after 2024-01-31 at 4.00 + 8 = 12 %: 375 * 240 / 36500 = 2.4657 -> 2.47
 SELECT results_eq($$ SELECT interest::text, days, rate_days FROM late_payment_interest('SE', '375.00 SEK', '2024-01-31', '2024-02-20') $$,
                   $$ VALUES ('2.47 SEK', 20, 240.00) $$, 'SE: 375.00 SEK, 20 days at 12 %: 2.47 SEK');
--- over a change of the reference rate: 10 days at 12 % (Dec 22-31) and 10 at 10.5 % (Jan 1-10)
+-- over a change of the reference rate: 10 days at 12 % (Dec 22-31) and 10 at 3.00 + 8 = 11 % (Jan 1-10):
+-- 1000 * (120 + 110) / 36500 = 6.3014 -> 6.30
 SELECT results_eq($$ SELECT interest::text, days, rate_days FROM late_payment_interest('SE', '1000.00 SEK', '2024-12-21', '2025-01-10') $$,
-                  $$ VALUES ('6.16 SEK', 20, 225.00) $$, 'SE: over New Year 2025 the rate goes from 12 % to 10.5 %: 6.16 SEK');
+                  $$ VALUES ('6.30 SEK', 20, 230.00) $$, 'SE: over New Year 2025 the rate goes from 12 % to 11 %: 6.30 SEK');
 SELECT is((SELECT rates FROM late_payment_interest('SE', '1000.00 SEK', '2024-12-21', '2025-01-10')),
           '[{"to": "2024-12-31", "days": 10, "from": "2024-12-22", "rate": 12.00, "reference_rate": 4.00},
-            {"to": "2025-01-10", "days": 10, "from": "2025-01-01", "rate": 10.50, "reference_rate": 2.50}]'::jsonb,
+            {"to": "2025-01-10", "days": 10, "from": "2025-01-01", "rate": 11.00, "reference_rate": 3.00}]'::jsonb,
           'the rates used, per span');
 -- NO: 12.5 % over 30 days on 1000.00 NOK: 1000 * 375 / 36500 = 10.2739 -> 10.27
 SELECT results_eq($$ SELECT interest::text FROM late_payment_interest('NO', '1000.00 NOK', '2024-03-01', '2024-03-31') $$,
                   $$ VALUES ('10.27 NOK') $$, 'NO: 1000.00 NOK, 30 days at 12.5 %: 10.27 NOK');
--- one rounding, half away from zero: 365.00 SEK for one day at 10.5 % is 0.105 SEK -> 0.11
-SELECT results_eq($$ SELECT interest::text FROM late_payment_interest('SE', '365.00 SEK', '2025-01-01', '2025-01-02') $$,
+-- one rounding, half away from zero: 383.25 SEK for one day at 2.00 + 8 = 10 % is 0.105 SEK -> 0.11
+SELECT results_eq($$ SELECT interest::text FROM late_payment_interest('SE', '383.25 SEK', '2025-07-01', '2025-07-02') $$,
                   $$ VALUES ('0.11 SEK') $$, 'exactly half a minor unit rounds away from zero: 0.105 -> 0.11 SEK');
 SELECT results_eq($$ SELECT interest::text FROM late_payment_interest('SE', '0.01 SEK', '2024-03-01', '2024-03-02') $$,
                   $$ VALUES ('0.00 SEK') $$, 'a tiny amount earns no interest');

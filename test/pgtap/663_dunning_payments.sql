@@ -31,8 +31,8 @@ SELECT is(run_dunning('2025-02-20'), 1, '2025-02-20: one reminder (p3)');
 SELECT results_eq($$ SELECT * FROM pg_temp.steps((SELECT p3 FROM p)) $$,
     $$ VALUES (0, 'overdue',  '2025-02-01'::date, '1000.00 SEK', NULL::text, NULL::text, NULL::text),
               (1, 'reminder', '2025-02-10',       '600.00 SEK',  '60.00 SEK', NULL,      '60.00 SEK'),
-              (2, 'reminder', '2025-02-20',       '600.00 SEK',  '60.00 SEK', '3.45 SEK', '63.45 SEK') $$,
-    'p3: reminders on the 600.00 SEK left; interest 600.00 * 10.5 % * 20 / 365 = 3.45 SEK');
+              (2, 'reminder', '2025-02-20',       '600.00 SEK',  '60.00 SEK', '3.62 SEK', '63.62 SEK') $$,
+    'p3: reminders on the 600.00 SEK left; interest 600.00 * (3.00 + 8) % * 20 / 365 = 3.6164 = 3.62 SEK');
 SELECT is((SELECT count(*) FROM dunning_actions WHERE invoice_id IN (SELECT p1 FROM p UNION ALL SELECT p4 FROM p)), 0::bigint,
           'the invoice paid in time and the credited one get nothing');
 SELECT results_eq($$ SELECT step_no FROM dunning_actions WHERE invoice_id = (SELECT p2 FROM p) $$, $$ VALUES (0) $$,

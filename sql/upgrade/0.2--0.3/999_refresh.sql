@@ -34,6 +34,8 @@ DECLARE
     cols    text;
     vals    text;
     n       bigint;
+    idcol   name;
+    taken   boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         IF OLD.origin = 'shipped' AND NEW.origin = 'shipped' AND ROW(NEW.*) IS DISTINCT FROM ROW(OLD.*) THEN
@@ -41,34 +43,61 @@ BEGIN
         END IF;
         RETURN NEW;
     END IF;
-    IF NEW.origin IS DISTINCT FROM 'edited' THEN
-        RETURN NEW;
+    IF NEW.origin = 'edited' THEN
+        -- INSERT of an edited row (a restore): replace the shipped row of the same
+        -- key.  The key is the primary key, unless that is a generated id: ids
+        -- differ between a database updated from an earlier version and a fresh
+        -- install (the update ships its new rows after the operator's), so such a
+        -- table is matched on its natural unique key (ledger_mappings: purpose,
+        -- currency, detail; dunning_policies: code)
+        SELECT string_agg(format('t.%1$I IS NOT DISTINCT FROM ($1).%1$I', a.attname), ' AND ')
+          INTO keys
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = TG_RELID
+           AND a.attnum = ANY ((SELECT k.conkey FROM pg_catalog.pg_constraint k
+                                 WHERE k.conrelid = TG_RELID AND k.contype IN ('p', 'u')
+                                 ORDER BY EXISTS (SELECT FROM pg_catalog.pg_attribute g
+                                                   WHERE g.attrelid = TG_RELID AND g.attnum = ANY (k.conkey)
+                                                     AND g.attidentity <> ''),
+                                          k.contype <> 'p', k.conname
+                                 LIMIT 1)::smallint[]);
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+               string_agg(format('($1).%I', a.attname), ', ' ORDER BY a.attnum)
+          INTO cols, vals
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.attgenerated = '' AND a.attidentity = ''
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+                            WHERE i.indrelid = TG_RELID AND i.indisprimary AND a.attnum = ANY (i.indkey));
+        EXECUTE format('UPDATE %s AS t SET (%s) = ROW(%s) WHERE %s AND t.origin = ''shipped''',
+                       TG_RELID::regclass, cols, vals, keys)
+          USING NEW;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RETURN NULL;
+        END IF;
     END IF;
-    -- INSERT of an edited row (a restore): replace the shipped row of the same key
-    SELECT string_agg(format('t.%1$I = ($1).%1$I', a.attname), ' AND ')
-      INTO keys
+    -- A row inserted with a generated id that a shipped row already has (a user
+    -- row restored from a database updated from an earlier version, where the
+    -- update shipped its rows after the operator's): it takes the next id,
+    -- unless other tables refer to the id (then the collision is an error)
+    SELECT a.attname INTO idcol
       FROM pg_catalog.pg_index i
-      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-     WHERE i.indrelid = TG_RELID AND i.indisprimary;
-    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
-           string_agg(format('($1).%I', a.attname), ', ' ORDER BY a.attnum)
-      INTO cols, vals
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped
-       AND a.attgenerated = '' AND a.attidentity = ''
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
-                        WHERE i.indrelid = TG_RELID AND i.indisprimary AND a.attnum = ANY (i.indkey));
-    EXECUTE format('UPDATE %s AS t SET (%s) = ROW(%s) WHERE %s AND t.origin = ''shipped''',
-                   TG_RELID::regclass, cols, vals, keys)
-      USING NEW;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        RETURN NULL;
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indrelid = TG_RELID AND i.indisprimary AND i.indnatts = 1 AND a.attidentity <> ''
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint f WHERE f.confrelid = TG_RELID AND f.contype = 'f');
+    IF idcol IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I = ($1).%I)', TG_RELID::regclass, idcol, idcol)
+          INTO taken USING NEW;
+        IF taken THEN
+            NEW := pg_catalog.jsonb_populate_record(NEW, pg_catalog.jsonb_build_object(idcol,
+                       pg_catalog.nextval(pg_catalog.pg_get_serial_sequence(TG_RELID::regclass::text, idcol))));
+        END IF;
     END IF;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead';
+COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead (the natural key where the primary key is a generated id); a restored row whose generated id a shipped row holds takes the next id';
 
 CREATE OR REPLACE FUNCTION subbilling.purge_events(created_before timestamptz)
     RETURNS bigint
@@ -199,8 +228,8 @@ BEGIN
             SELECT x.status INTO sst FROM subbilling.subscriptions x
              WHERE x.account_id = i.account_id AND x.id = i.subscription_id FOR UPDATE;
             IF sst IN ('active', 'past_due') THEN
-                PERFORM set_subscription_status(i.subscription_id, 'suspended',
-                                                format('payment stop: invoice %s is overdue', i.number));
+                PERFORM subbilling_internal.set_subscription_status_on(
+                            i.subscription_id, 'suspended', format('payment stop: invoice %s is overdue', i.number), as_of);
                 sid := i.subscription_id;
             ELSIF sst = 'suspended' AND EXISTS (
                     SELECT 1 FROM subbilling.dunning_actions x
@@ -369,6 +398,173 @@ SELECT w.pid                  AS worker_pid,
 COMMENT ON VIEW subbilling.worker_status IS
     'one row: the running worker, its settings, the last run with its counts, open billing errors (the latest five as jsonb), and rate_warnings: the countries charging late-payment interest whose reference rates end within 30 days';
 
+CREATE OR REPLACE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
+RETURNS TABLE (steps int, errors int, more boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = subbilling, pg_catalog, pg_temp
+AS $$ SELECT b.steps, b.errors, b.more FROM subbilling.dunning_batch(batch_size, as_of) AS b $$;
+COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
+    'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
+
+CREATE OR REPLACE FUNCTION subbilling.late_payment_interest(country text, amount subbilling.price, from_date date, to_date date,
+                                                 OUT interest subbilling.price, OUT days integer,
+                                                 OUT rate_days numeric, OUT rates jsonb)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    margin  numeric;
+    span    daterange;
+    covered integer;
+    gap     date;
+BEGIN
+    IF amount IS NULL OR from_date IS NULL OR to_date IS NULL OR NOT isfinite(from_date) OR NOT isfinite(to_date)
+       OR to_date < from_date THEN
+        RAISE EXCEPTION 'late_payment_interest needs an amount and finite dates with from_date <= to_date'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s from %s to %s.', amount, from_date, to_date);
+    END IF;
+    -- dates the product accepts (22023): no span reaches the end of the calendar
+    PERFORM check_date('from_date', from_date);
+    PERFORM check_date('to_date', to_date);
+    SELECT c.late_interest_margin INTO margin FROM subbilling.country_settings c WHERE c.country = late_payment_interest.country;
+    IF margin IS NULL THEN
+        RAISE EXCEPTION 'country % has no late-payment interest margin', coalesce(country, 'NULL')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Set country_settings.late_interest_margin and reference_rates.';
+    END IF;
+    days := to_date - from_date;
+    span := daterange(from_date + 1, to_date + 1);
+    SELECT coalesce(sum(upper(r.valid * span) - lower(r.valid * span)), 0),
+           coalesce(sum((upper(r.valid * span) - lower(r.valid * span)) * greatest(r.rate + margin, 0)), 0),
+           coalesce(jsonb_agg(jsonb_build_object('from', lower(r.valid * span), 'to', upper(r.valid * span) - 1,
+                                                 'days', upper(r.valid * span) - lower(r.valid * span),
+                                                 'reference_rate', r.rate, 'rate', greatest(r.rate + margin, 0))
+                              ORDER BY lower(r.valid)), '[]')
+      INTO covered, rate_days, rates
+      FROM subbilling.reference_rates r
+     WHERE r.country = late_payment_interest.country AND r.valid && span;
+    IF covered <> days THEN
+        SELECT min(d)::date INTO gap
+          FROM generate_series(from_date + 1, to_date, '1 day') AS g(d)
+         WHERE NOT EXISTS (SELECT 1 FROM subbilling.reference_rates r
+                            WHERE r.country = late_payment_interest.country AND r.valid @> g.d::date);
+        RAISE EXCEPTION 'no reference rate for country % on %', country, gap
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the rate to subbilling.reference_rates.';
+    END IF;
+    interest := price_minor(round(minor_units(amount)::numeric * rate_days / 36500)::bigint, currency(amount));
+END
+$$;
+COMMENT ON FUNCTION subbilling.late_payment_interest(text, subbilling.price, date, date) IS 'late-payment interest on amount for the days after from_date up to to_date: amount * sum of (reference rate + margin) per day / 36500, rounded once half away from zero; with the days, the rate-days and the rates used';
+
+CREATE OR REPLACE FUNCTION subbilling.set_subscription_status(subscription_id bigint, status text, reason text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the suspension (payment stop) opens or is lifted today
+    RETURN subbilling_internal.set_subscription_status_on($1, $2, $3, CURRENT_DATE);
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active, from today (a suspension holds recurring charges from today until it is lifted); for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
+
+CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    d       bigint;
+    dn      subbilling.invoices;
+    paid_on date;
+    f       record;
+    sid     bigint;
+    sst     text;
+    newst   text;
+    others  bigint[];
+    docs    jsonb;
+BEGIN
+    SELECT x.invoice_id INTO d FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.fee_invoice_id = after_invoice_paid.invoice_id;
+    IF d IS NULL THEN
+        d := after_invoice_paid.invoice_id;
+        -- 1. fees charged after the day the invoice was paid
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = after_invoice_paid.account_id AND p.invoice_id = d;
+        IF paid_on IS NOT NULL THEN
+            FOR f IN
+                SELECT x.id, x.total FROM subbilling.invoices x
+                  JOIN subbilling.dunning_actions a ON a.account_id = x.account_id AND a.fee_invoice_id = x.id
+                 WHERE a.account_id = after_invoice_paid.account_id AND a.invoice_id = d
+                   AND a.executed_on > paid_on AND x.status = 'open'
+                 ORDER BY x.id
+                   FOR UPDATE OF x SKIP LOCKED
+            LOOP
+                CONTINUE WHEN invoice_open_amount(after_invoice_paid.account_id, f.id) IS DISTINCT FROM f.total;
+                -- void_invoice also reverses its booking (book_invoices)
+                PERFORM void_invoice(f.id, format('dunning fee voided: invoice %s was paid on %s, before the step',
+                                                  (SELECT x.number FROM subbilling.invoices x
+                                                    WHERE x.account_id = after_invoice_paid.account_id AND x.id = d),
+                                                  paid_on));
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. lift the payment stop once everything is settled
+    SELECT x.subscription_id INTO sid FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.invoice_id = d
+       AND x.action = 'payment_stop' AND x.subscription_id IS NOT NULL AND x.lifted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO dn FROM subbilling.invoices x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.id = d FOR UPDATE;
+    SELECT jsonb_agg(jsonb_build_object('invoice_id', x.id, 'number', x.number, 'status', x.status) ORDER BY x.id)
+      INTO docs
+      FROM subbilling.invoices x
+     WHERE x.account_id = dn.account_id
+       AND (x.id = d OR x.id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                  WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                    AND y.fee_invoice_id IS NOT NULL))
+       AND NOT (x.status IN ('paid', 'void')
+                OR (x.status = 'open' AND invoice_open_amount(x.account_id, x.id) <= price_minor(0, x.currency)));
+    IF docs IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT x.status INTO sst FROM subbilling.subscriptions x
+     WHERE x.account_id = dn.account_id AND x.id = sid FOR UPDATE;
+    UPDATE subbilling.dunning_actions x SET lifted_at = now()
+     WHERE x.account_id = dn.account_id AND x.invoice_id = d AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    SELECT array_agg(DISTINCT x.invoice_id ORDER BY x.invoice_id) INTO others
+      FROM subbilling.dunning_actions x
+     WHERE x.account_id = dn.account_id AND x.subscription_id = sid
+       AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    newst := sst;
+    IF others IS NULL AND sst = 'suspended' THEN
+        -- billing resumes from the day the payment that settled it all was
+        -- received (today at the latest: a payment dated ahead lifts it now)
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = dn.account_id
+           AND (p.invoice_id = d OR p.invoice_id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                                      WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                                        AND y.fee_invoice_id IS NOT NULL));
+        newst := subbilling_internal.set_subscription_status_on(
+                     sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
+                     least(paid_on, CURRENT_DATE));
+    END IF;
+    PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
+                       jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
+                                          'paid_invoice_id', after_invoice_paid.invoice_id,
+                                          'previous_status', sst, 'status', newst,
+                                          'still_stopped_by', to_jsonb(coalesce(others, '{}'))),
+                       d);
+END
+$$;
+COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
+
 CREATE OR REPLACE FUNCTION subbilling.outbox_reserve() RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -474,6 +670,14 @@ BEGIN
                   DETAIL = format('The transaction runs at %s; a snapshot taken before the call could hide an event that commits while it runs.',
                                   upper(current_setting('transaction_isolation'))),
                   HINT = 'Call it in its own statement at the default isolation level.';
+    END IF;
+    -- the open writers are found by row locks, which a read-only transaction
+    -- (so also a hot standby) cannot take: refused up front, clearly
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RAISE EXCEPTION 'events_after cannot run in a read-only transaction'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'It finds the transactions still writing events by row locks on outbox_slots; a read-only transaction, and every transaction on a hot standby, cannot take them.',
+                  HINT = 'Read events on the primary, in a read-write transaction (a replica of the events table cannot tell which events may still commit below the ones it shows).';
     END IF;
     -- 1. every id drawn so far (non-transactional read of the sequence)
     SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO allocated FROM subbilling.events_id_seq;
@@ -1584,10 +1788,8 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be a positive number of invoices'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
-    IF as_of IS NULL OR NOT isfinite(as_of) THEN
-        RAISE EXCEPTION 'as_of must be a finite date'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(as_of::text, 'NULL'));
-    END IF;
+    -- a finite date from 2000-01-01 to 10 years ahead (22023), like billing
+    PERFORM check_date('as_of', as_of);
     -- fees, interest and write-offs are computed from open amounts read under
     -- the invoice's row lock: only right when each statement sees what
     -- payments committed meanwhile
@@ -1926,18 +2128,24 @@ seg AS MATERIALIZED (
        AND per.ps >= coalesce(it.kfrom, '-infinity'::date)
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
--- period segments (charge type period) with their paused days and the pause boundaries inside
+-- period segments (charge type period) with their paused days and the pause boundaries inside;
+-- a suspension (payment stop) holds charges like a pause, and a day both
+-- paused and suspended counts once
 segp AS (
-    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z.paused, 0) AS paused, z.bound
+    SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z1.paused, 0) AS paused, z.bound
       FROM seg
       LEFT JOIN LATERAL (
-          SELECT sum(least(seg.seg_hi, coalesce(upper(pz.during), seg.seg_hi))
-                     - greatest(seg.seg_lo, lower(pz.during)))::integer AS paused,
+          SELECT range_agg(pz.during) * datemultirange(daterange(seg.seg_lo, seg.seg_hi)) AS held,
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
-            FROM subbilling.subscription_pauses pz
-           WHERE pz.account_id = seg.account_id AND pz.subscription_id = seg.subscription_id
-             AND pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+            FROM (SELECT p.during FROM subbilling.subscription_pauses p
+                   WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
+                  UNION ALL
+                  SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id) pz
+           WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
+      LEFT JOIN LATERAL (
+          SELECT sum(upper(h) - lower(h))::integer AS paused FROM unnest(z.held) AS h) z1 ON true
      WHERE seg.model <> 'usage'
 ),
 rec AS MATERIALIZED (
