@@ -4,7 +4,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
-SELECT plan(96);
+SELECT plan(97);
 
 CREATE FUNCTION pg_temp.as_role(r name, q text) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -44,6 +44,18 @@ SELECT is((SELECT count(*)::int FROM pg_proc WHERE pronamespace = 'subbilling'::
                              'enable_webhook_endpoint', 'redeliver')
              AND prosecdef AND proconfig = '{"search_path=subbilling, pg_catalog, pg_temp"}'), 5,
           'the five management functions are SECURITY DEFINER with a pinned search_path');
+
+SELECT results_eq(
+    $$SELECT name::text, context::text, vartype::text, boot_val, coalesce(min_val, ''),
+             coalesce(max_val, ''), coalesce(unit, '')
+        FROM pg_catalog.pg_settings WHERE name LIKE 'subbilling.webhook%' ORDER BY name$$,
+    $$VALUES ('subbilling.webhook_concurrency', 'sighup', 'integer', '32', '1', '1000', ''),
+             ('subbilling.webhook_max_attempts', 'sighup', 'integer', '20', '1', '1000', ''),
+             ('subbilling.webhook_poll_interval', 'sighup', 'integer', '1000', '10', '60000', 'ms'),
+             ('subbilling.webhook_retry_base', 'sighup', 'integer', '5000', '10', '3600000', 'ms'),
+             ('subbilling.webhook_timeout', 'sighup', 'integer', '10000', '100', '300000', 'ms'),
+             ('subbilling.webhooks_enabled', 'sighup', 'bool', 'on', '', '', '')$$,
+    'the webhook settings: contexts, types, defaults (retry base 5 s), ranges, units');
 
 -- The signature: the example of the Standard Webhooks test suites, as the official npm
 -- package standardwebhooks 1.3.0 computes it ---------------------------------
