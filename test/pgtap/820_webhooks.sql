@@ -4,7 +4,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
-SELECT plan(97);
+SELECT plan(98);
 
 CREATE FUNCTION pg_temp.as_role(r name, q text) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -160,6 +160,8 @@ SELECT ok((SELECT previous_secret IS NULL AND previous_secret_expires_at IS NULL
           'keep_previous 0: the old secret stops at once');
 SELECT throws_ok($$SELECT rotate_webhook_secret((SELECT id FROM ep), '-1 hour')$$,
                  '22023', 'keep_previous must be between 0 and 30 days', 'a negative keep_previous');
+SELECT throws_ok($$UPDATE webhook_endpoints SET secret = 'whsec_A' WHERE id = (SELECT id FROM ep)$$,
+                 '23514', NULL, 'a secret is whole base64 (the worker could not decode this one)');
 SELECT throws_ok($$SELECT rotate_webhook_secret(-1)$$, 'P0002', 'webhook endpoint -1 does not exist', 'rotate: unknown endpoint');
 
 -- Privileges ------------------------------------------------------------------------

@@ -36,9 +36,9 @@ CREATE TABLE subbilling.webhook_endpoints (
     url                         text NOT NULL,
     host                        text NOT NULL,
     secret                      text NOT NULL
-                                CONSTRAINT webhook_endpoints_secret_format CHECK (secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'),
+                                CONSTRAINT webhook_endpoints_secret_format CHECK (secret ~ '^whsec_([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' AND length(secret) > 6),
     previous_secret             text
-                                CONSTRAINT webhook_endpoints_previous_secret_format CHECK (previous_secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'),
+                                CONSTRAINT webhook_endpoints_previous_secret_format CHECK (previous_secret ~ '^whsec_([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$' AND length(previous_secret) > 6),
     previous_secret_expires_at  timestamptz,
     event_types                 text[],
     description                 text,
