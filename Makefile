@@ -40,6 +40,9 @@ PG_CPPFLAGS = -Isrc -Isrc/core -isystem $(shell $(PG_CONFIG) --includedir-server
 # Warning-free under -Wall -Wextra; scripts/test.sh builds with WERROR=-Werror.
 PG_CFLAGS   = -Wall -Wextra $(WERROR)
 
+# libcurl (Debian libcurl4-openssl-dev) for the webhook worker (src/webhook.c)
+SHLIB_LINK  = -lcurl
+
 EXTRA_CLEAN = build
 
 PG_CONFIG ?= pg_config

@@ -26,7 +26,8 @@ export PATH=$PGBIN:$PATH PG_CONFIG
 # libclang-rt-dev is the sanitizer and libFuzzer runtime of the suite's default clang.
 DEPS=(make gcc clang libclang-rt-dev
       postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-client-$PGVER
-      postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)
+      postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+      libcurl4-openssl-dev python3)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

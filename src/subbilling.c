@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "webhook.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -37,9 +38,10 @@ _PG_init(void)
 	 * or not it was preloaded.  Every subbilling.* setting must be defined
 	 * above this line: after it, unknown names under the prefix are errors.
 	 * All of them, subbilling.notify of the event outbox included, are
-	 * defined in worker.c.
+	 * defined in worker.c, but the webhook settings (webhook.c).
 	 */
 	subbilling_worker_define_gucs();
+	subbilling_webhook_define_gucs();
 	MarkGUCPrefixReserved("subbilling");
 
 	/* The worker and its shared memory exist only when preloaded. */
@@ -47,4 +49,5 @@ _PG_init(void)
 		return;
 
 	subbilling_worker_register();
+	subbilling_webhook_register();
 }

@@ -63,7 +63,7 @@ SELECT is((SELECT count(*)::int FROM pg_catalog.pg_description d
 SELECT results_eq(
     $$SELECT name::text, context::text, vartype::text, boot_val, coalesce(min_val, ''),
              coalesce(max_val, ''), coalesce(unit, '')
-        FROM pg_catalog.pg_settings WHERE name LIKE 'subbilling.%' ORDER BY name$$,
+        FROM pg_catalog.pg_settings WHERE name LIKE 'subbilling.%' AND name NOT LIKE 'subbilling.webhook%' ORDER BY name$$,
     $$VALUES ('subbilling.batch_size', 'sighup', 'integer', '1000', '1', '1000000', ''),
              ('subbilling.database', 'sighup', 'string', 'postgres', '', '', ''),
              ('subbilling.naptime', 'sighup', 'integer', '60', '1', '2147483647', 's'),

@@ -2772,3 +2772,145 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.sie_export(date, date, text) IS 'the journal from from_date to to_date (inclusive) as an SIE 4 file in CP437: type 4I (vouchers, the default) or 4E (with #KONTO, #IB, #UB, #RES); every #VER balances';
+
+CREATE OR REPLACE FUNCTION subbilling.webhook_signature(secret text, msg_id text, msg_timestamp bigint, body text)
+    RETURNS text
+AS 'MODULE_PATHNAME', 'subbilling_webhook_signature'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling.webhook_signature(text, text, bigint, text) IS
+    'the Standard Webhooks signature v1,<base64 HMAC-SHA256 of msg_id.msg_timestamp.body> keyed with the base64-decoded secret after whsec_';
+
+CREATE OR REPLACE FUNCTION subbilling.create_webhook_endpoint(url text, event_types text[] DEFAULT NULL,
+                                                   description text DEFAULT NULL)
+    RETURNS TABLE (id bigint, secret text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    h       text := subbilling_internal.webhook_url_host(url);
+    types   text[] := subbilling_internal.webhook_check_types(event_types);
+BEGIN
+    IF NOT subbilling_internal.webhook_host_allowed(h) THEN
+        RAISE EXCEPTION 'webhook host "%" is not allowed', h
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Endpoints may only name hosts listed in subbilling.webhook_allowed_hosts.',
+                  HINT = format('A superuser allows it with INSERT INTO subbilling.webhook_allowed_hosts (pattern) VALUES (%s).',
+                                quote_literal(h));
+    END IF;
+    RETURN QUERY
+    INSERT INTO subbilling.webhook_endpoints AS w (url, host, secret, event_types, description)
+    VALUES (create_webhook_endpoint.url, h, subbilling_internal.webhook_new_secret(), types,
+            create_webhook_endpoint.description)
+    RETURNING w.id, w.secret;
+END
+$$;
+COMMENT ON FUNCTION subbilling.create_webhook_endpoint(text, text[], text) IS
+    'create a webhook endpoint (http or https URL on an allowed host; event types or prefixes, NULL = all) and return its id and secret, the one time the secret is shown';
+
+CREATE OR REPLACE FUNCTION subbilling.rotate_webhook_secret(endpoint_id bigint, keep_previous interval DEFAULT '24 hours')
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   text;
+BEGIN
+    IF keep_previous IS NULL OR keep_previous < interval '0' OR keep_previous > interval '30 days' THEN
+        RAISE EXCEPTION 'keep_previous must be between 0 and 30 days'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s.', coalesce(keep_previous::text, 'NULL'));
+    END IF;
+    UPDATE subbilling.webhook_endpoints w
+       SET previous_secret = CASE WHEN keep_previous > interval '0' THEN w.secret END,
+           previous_secret_expires_at = CASE WHEN keep_previous > interval '0' THEN pg_catalog.now() + keep_previous END,
+           secret = subbilling_internal.webhook_new_secret(),
+           secret_rotated_at = pg_catalog.now()
+     WHERE w.id = rotate_webhook_secret.endpoint_id
+    RETURNING w.secret INTO s;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION subbilling.rotate_webhook_secret(bigint, interval) IS
+    'give an endpoint a new secret and return it; requests are signed with the old one too (two signatures) for keep_previous (default 24 hours, 0 = at once)';
+
+CREATE OR REPLACE FUNCTION subbilling.disable_webhook_endpoint(endpoint_id bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    was boolean;
+BEGIN
+    SELECT w.active INTO was FROM subbilling.webhook_endpoints w WHERE w.id = endpoint_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE subbilling.webhook_endpoints w SET active = false, disabled_at = coalesce(w.disabled_at, pg_catalog.now())
+     WHERE w.id = endpoint_id;
+    RETURN was;
+END
+$$;
+COMMENT ON FUNCTION subbilling.disable_webhook_endpoint(bigint) IS
+    'stop delivering to an endpoint (its pending deliveries wait; events created meanwhile are not queued for it); returns whether it was active';
+
+CREATE OR REPLACE FUNCTION subbilling.enable_webhook_endpoint(endpoint_id bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    was boolean;
+    h   text;
+BEGIN
+    SELECT w.active, w.host INTO was, h FROM subbilling.webhook_endpoints w WHERE w.id = endpoint_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT subbilling_internal.webhook_host_allowed(h) THEN
+        RAISE EXCEPTION 'webhook host "%" is not allowed', h
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Endpoints may only name hosts listed in subbilling.webhook_allowed_hosts.';
+    END IF;
+    UPDATE subbilling.webhook_endpoints w SET active = true, disabled_at = NULL WHERE w.id = endpoint_id;
+    RETURN NOT was;
+END
+$$;
+COMMENT ON FUNCTION subbilling.enable_webhook_endpoint(bigint) IS
+    'deliver to a disabled endpoint again (its pending deliveries resume; events of the disabled time are not delivered); returns whether it was disabled';
+
+CREATE OR REPLACE FUNCTION subbilling.redeliver(delivery_id bigint) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE subbilling.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now(), finished_at = NULL
+     WHERE d.id = redeliver.delivery_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook delivery % does not exist', coalesce(delivery_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling.redeliver(bigint) IS
+    'deliver again (failed, succeeded or pending): the delivery is pending and due now, with a fresh count of attempts';
+
+CREATE OR REPLACE VIEW subbilling.webhook_endpoint_status AS
+SELECT w.id AS endpoint_id, w.url, w.active, w.event_types,
+       count(*) FILTER (WHERE d.status = 'pending') AS pending,
+       min(d.created_at) FILTER (WHERE d.status = 'pending') AS oldest_pending_at,
+       count(*) FILTER (WHERE d.status = 'failed') AS failed,
+       count(*) FILTER (WHERE d.status = 'succeeded') AS succeeded,
+       max(d.finished_at) FILTER (WHERE d.status = 'succeeded') AS last_success_at,
+       (SELECT x.last_error FROM subbilling.webhook_deliveries x
+         WHERE x.endpoint_id = w.id AND x.last_error IS NOT NULL
+         ORDER BY x.last_attempt_at DESC NULLS LAST, x.id DESC LIMIT 1) AS last_error
+  FROM subbilling.webhook_endpoints w
+  LEFT JOIN subbilling.webhook_deliveries d ON d.endpoint_id = w.id
+ GROUP BY w.id;
+COMMENT ON VIEW subbilling.webhook_endpoint_status IS
+    'one row per webhook endpoint: pending, failed and succeeded deliveries, the oldest pending one, the last success and the last error';
