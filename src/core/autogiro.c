@@ -288,6 +288,7 @@ trimmed(const char *p, int n, char *out)
 static bool
 numeric(const char *rec, int from, int n, const char *what, int line, BankFileError *err, int64_t *v)
 {
+	*v = 0;
 	if (!digits(FIELD(rec, from), n))
 		return fail(err, line, "%s (positions %d-%d) is not numeric: \"%.*s\".",
 					what, from, from + n - 1, n, FIELD(rec, from));
@@ -298,7 +299,7 @@ numeric(const char *rec, int from, int n, const char *what, int line, BankFileEr
 static bool
 date_field(const char *rec, int from, const char *what, int line, BankFileError *err, int32_t *d)
 {
-	int64_t		v;
+	int64_t		v = 0;
 
 	if (!numeric(rec, from, 8, what, line, err, &v))
 		return false;
