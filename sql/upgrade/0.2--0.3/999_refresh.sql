@@ -2628,3 +2628,223 @@ AS $$
 $$;
 COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
     'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
+
+CREATE OR REPLACE FUNCTION subbilling.parse_autogiro(file text)
+    RETURNS TABLE (kind text, line integer, code integer, date date, payer_number text, amount_minor bigint,
+                   bankgiro text, reference text, status integer, info integer, bank_account text,
+                   id_number text, settled_on date, section_serial integer, written_on date)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION subbilling.parse_autogiro(text) IS
+    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
+                                                     valid_on date DEFAULT current_date)
+    RETURNS subbilling.autogiro_mandates
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    m   subbilling.autogiro_mandates;
+BEGIN
+    IF payer_number IS NULL OR payer_number !~ '^[1-9][0-9]{0,15}$' THEN
+        RAISE EXCEPTION 'invalid Autogiro payer number "%"', coalesce(payer_number, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A payer number is 1 to 16 digits without leading zeros.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM subbilling.accounts a WHERE a.id = account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE subbilling.autogiro_mandates x SET status = 'cancelled', changed_on = valid_on, source = 'hand'
+     WHERE x.account_id = register_autogiro_mandate.account_id AND x.status = 'active'
+       AND x.payer_number <> register_autogiro_mandate.payer_number;
+    INSERT INTO subbilling.autogiro_mandates AS x (payer_number, account_id, status, changed_on, source)
+    VALUES (payer_number, account_id, 'active', valid_on, 'hand')
+    ON CONFLICT ON CONSTRAINT autogiro_mandates_pkey DO UPDATE
+       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand'
+     WHERE x.account_id = EXCLUDED.account_id
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Autogiro payer number % belongs to another account', payer_number
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN m;
+END
+$$;
+COMMENT ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date) IS
+    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number; the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
+
+CREATE OR REPLACE FUNCTION subbilling.import_autogiro_mandates(file text,
+                                                    OUT file_id bigint, OUT activated integer,
+                                                    OUT cancelled integer, OUT unknown integer,
+                                                    OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    digest  bytea;
+BEGIN
+    activated := 0; cancelled := 0; unknown := 0;
+    IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'mandates') THEN
+        RAISE EXCEPTION 'not an Autogiro mandate advice'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A payment specification is read by import_autogiro_payments.';
+    END IF;
+    PERFORM subbilling.lock_row('autogiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'mandates' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.autogiro_files AS f (kind, sha256, content) VALUES ('mandates', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p ORDER BY p.line LOOP
+        -- status 32: a new mandate Bankgirot has approved; other codes end it
+        UPDATE subbilling.autogiro_mandates m
+           SET status = CASE WHEN r.status = 32 THEN 'active'
+                             WHEN r.status IN (2, 3, 6, 7, 33, 98) THEN 'cancelled' ELSE 'rejected' END,
+               status_code = r.status, changed_on = r.date, source = 'file',
+               bank_account = coalesce(r.bank_account, m.bank_account), id_number = coalesce(r.id_number, m.id_number)
+         WHERE m.payer_number = r.payer_number;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+        ELSIF r.status = 32 THEN
+            activated := activated + 1;
+        ELSE
+            cancelled := cancelled + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_autogiro_mandates(text) IS
+    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.autogiro_claim_file(run_date date, customer_number text, bankgiro text)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fid     bigint;
+    body    text;
+    ids     bigint[];
+    attempts integer[];
+    accts   bigint[];
+    payers  text[];
+    dues    date[];
+    amounts subbilling.price[];
+    refs    text[];
+BEGIN
+    PERFORM check_date('run_date', run_date);
+    PERFORM subbilling.lock_row('autogiro_claims');
+    SELECT f.content INTO body FROM subbilling.autogiro_files f WHERE f.kind = 'claims' AND f.run_date = autogiro_claim_file.run_date;
+    IF FOUND THEN
+        RETURN body;        -- rebuilt for the same day: the same claims
+    END IF;
+    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+      INTO ids, attempts, accts, payers, dues, amounts, refs
+      FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+              FROM subbilling.payment_requests r
+              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+              JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+             WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+               AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+               FOR UPDATE OF r) d;
+    body := subbilling_internal.autogiro_claims_text(
+        run_date, customer_number, bankgiro, dues, payers,
+        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
+        refs);
+    INSERT INTO subbilling.autogiro_files AS f (kind, run_date, sha256, content)
+    VALUES ('claims', run_date, sha256(convert_to(body, 'LATIN1')), body)
+    RETURNING f.id INTO fid;
+    INSERT INTO subbilling.autogiro_claims (payment_request_id, attempt, account_id, file_id, payer_number, due_date,
+                                            amount, reference)
+    SELECT u.id, u.attempt, u.account_id, fid, u.payer_number, u.due, u.amount, u.reference
+      FROM unnest(ids, attempts, accts, payers, dues, amounts, refs)
+           AS u(id, attempt, account_id, payer_number, due, amount, reference);
+    RETURN body;
+END
+$$;
+COMMENT ON FUNCTION subbilling.autogiro_claim_file(date, text, text) IS
+    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; the same run date again returns the same file';
+
+CREATE OR REPLACE FUNCTION subbilling.import_autogiro_payments(file text,
+                                                    OUT file_id bigint, OUT approved integer,
+                                                    OUT rejected integer, OUT unknown integer,
+                                                    OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    c       subbilling.autogiro_claims;
+    digest  bytea;
+    pid     bigint;
+    reason  text;
+BEGIN
+    approved := 0; rejected := 0; unknown := 0;
+    IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'payments') THEN
+        RAISE EXCEPTION 'not an Autogiro payment specification'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A mandate advice is read by import_autogiro_mandates.';
+    END IF;
+    PERFORM subbilling.lock_row('autogiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'payments' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.autogiro_files AS f (kind, sha256, content) VALUES ('payments', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p WHERE p.code = 82 ORDER BY p.line LOOP
+        -- the claim sent: payer number, due date, amount (and reference when several fit)
+        SELECT * INTO c FROM subbilling.autogiro_claims x
+         WHERE x.payer_number = r.payer_number AND x.due_date = r.date
+           AND minor_units(x.amount) = r.amount_minor AND x.outcome = 'sent'
+         ORDER BY (x.reference = coalesce(r.reference, '')) DESC, x.payment_request_id, x.attempt
+         LIMIT 1
+           FOR UPDATE;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+            CONTINUE;
+        END IF;
+        IF r.status = 0 THEN
+            pid := subbilling.register_payment(c.amount, (SELECT i.reference FROM subbilling.payment_requests q
+                                                            JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+                                                           WHERE q.account_id = c.account_id AND q.id = c.payment_request_id),
+                                               r.settled_on, 'autogiro',
+                                               format('autogiro:%s:%s:%s:%s', r.bankgiro, to_char(r.settled_on, 'YYYYMMDD'),
+                                                      r.section_serial, c.payment_request_id || '.' || c.attempt));
+            UPDATE subbilling.autogiro_claims x SET outcome = 'approved', status_code = 0, payment_id = pid
+             WHERE x.payment_request_id = c.payment_request_id AND x.attempt = c.attempt;
+            approved := approved + 1;
+        ELSE
+            reason := CASE r.status WHEN 1 THEN 'insufficient funds' WHEN 2 THEN 'no mandate or account closed'
+                                    ELSE 'renewed attempt' END;
+            IF EXISTS (SELECT 1 FROM subbilling.payment_requests q
+                        WHERE q.account_id = c.account_id AND q.id = c.payment_request_id
+                          AND q.status = 'requested' AND q.attempt = c.attempt) THEN
+                PERFORM subbilling.payment_failed(c.payment_request_id, 'autogiro: ' || reason, r.date);
+            END IF;
+            UPDATE subbilling.autogiro_claims x SET outcome = 'rejected', status_code = r.status
+             WHERE x.payment_request_id = c.payment_request_id AND x.attempt = c.attempt;
+            rejected := rejected + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
+    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
