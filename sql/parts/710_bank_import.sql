@@ -207,6 +207,9 @@ CREATE FUNCTION subbilling_internal.bank_file_register(file_id bigint, rows subb
 AS $$
 DECLARE
     r           subbilling_internal.bank_payment;
+    claim_req   bigint;
+    claim_try   integer;
+    claim_acct  bigint;
     prior       boolean;
     pid         bigint;
     n_imp       integer := 0;
@@ -222,7 +225,26 @@ BEGIN
         END IF;
         prior := EXISTS (SELECT 1 FROM subbilling.unmatched_payments u WHERE u.external_id = r.external_id)
                  OR EXISTS (SELECT 1 FROM subbilling.payments p WHERE p.external_id = r.external_id);
+        -- an AvtaleGiro settlement carries the agreement's KID: the claim names the invoice
+        claim_req := NULL;
+        IF r.method = 'avtalegiro' AND prior THEN
+            -- registered before (under its invoice's reference, if a claim named it)
+            r.reference := coalesce((SELECT p.reference FROM subbilling.payments p
+                                      WHERE p.external_id = r.external_id LIMIT 1), r.reference);
+        ELSIF r.method = 'avtalegiro' THEN
+            SELECT c.payment_request_id, c.attempt, c.account_id INTO claim_req, claim_try, claim_acct
+              FROM subbilling_internal.avtalegiro_claim_of(r.reference, r.amount) c;
+            IF claim_req IS NOT NULL THEN
+                r.reference := (SELECT i.reference FROM subbilling.payment_requests q
+                                  JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+                                 WHERE q.account_id = claim_acct AND q.id = claim_req);
+            END IF;
+        END IF;
         pid := subbilling.register_payment(r.amount, r.reference, r.received_on, r.method, r.external_id);
+        IF claim_req IS NOT NULL THEN
+            UPDATE subbilling.avtalegiro_claims c SET outcome = 'settled', payment_id = pid
+             WHERE c.payment_request_id = claim_req AND c.attempt = claim_try;
+        END IF;
         IF prior THEN
             n_already := n_already + 1;
         ELSIF EXISTS (SELECT 1 FROM subbilling.unmatched_payments u WHERE u.id = pid) THEN
@@ -239,7 +261,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.bank_file_register(bigint, subbilling_internal.bank_payment[]) IS
-    'import step 4: register each non-zero payment with register_payment (idempotent on its bank identifiers) and record the outcome counts on the bank_files row';
+    'import step 4: register each non-zero payment with register_payment (idempotent on its bank identifiers; an AvtaleGiro settlement under the reference of the invoice its claim was for) and record the outcome counts on the bank_files row';
 
 CREATE FUNCTION subbilling_internal.import_bank_file(fmt text, file text, allow_test boolean,
                                                      OUT f subbilling.bank_files, OUT repeated boolean)

@@ -2848,3 +2848,155 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
     'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.parse_avtalegiro_agreements(file text)
+    RETURNS TABLE (line integer, transaction_number integer, registration_type integer, kid text,
+                   notify boolean, nets_date date)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION subbilling.parse_avtalegiro_agreements(text) IS
+    'the agreements of a Nets AvtaleGiro agreements file (registration type 0 all, 1 new or changed, 2 deleted; the payer''s KID; notify: J, the bank notifies the payer), after checking the whole file (layout, the assignment''s and transmission''s counts); 22P02 with the line and reason if it is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.register_avtalegiro_agreement(account_id bigint, kid text, notify boolean DEFAULT true,
+                                                         valid_on date DEFAULT current_date)
+    RETURNS subbilling.avtalegiro_agreements
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    a   subbilling.avtalegiro_agreements;
+BEGIN
+    IF kid IS NULL OR kid !~ '^[0-9]{2,25}$' THEN
+        RAISE EXCEPTION 'invalid KID "%"', coalesce(kid, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An AvtaleGiro agreement''s KID is 2 to 25 digits.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM subbilling.accounts x WHERE x.id = account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE subbilling.avtalegiro_agreements x SET status = 'deleted', changed_on = valid_on, source = 'hand'
+     WHERE x.account_id = register_avtalegiro_agreement.account_id AND x.status = 'active'
+       AND x.kid <> register_avtalegiro_agreement.kid;
+    INSERT INTO subbilling.avtalegiro_agreements AS x (kid, account_id, notify, status, changed_on, source)
+    VALUES (kid, account_id, coalesce(notify, true), 'active', valid_on, 'hand')
+    ON CONFLICT ON CONSTRAINT avtalegiro_agreements_pkey DO UPDATE
+       SET status = 'active', notify = EXCLUDED.notify, changed_on = EXCLUDED.changed_on, source = 'hand'
+     WHERE x.account_id = EXCLUDED.account_id
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'KID % belongs to another account''s agreement', kid
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN a;
+END
+$$;
+COMMENT ON FUNCTION subbilling.register_avtalegiro_agreement(bigint, text, boolean, date) IS
+    'register (or reactivate) an account''s AvtaleGiro agreement by hand under the payer''s KID, with the notification flag; the account''s other active agreement is deleted; 22023 bad KID, 42704 no such account, 23505 the KID is another account''s';
+
+CREATE OR REPLACE FUNCTION subbilling.import_avtalegiro_agreements(file text,
+                                                        OUT file_id bigint, OUT changed integer,
+                                                        OUT deleted integer, OUT unknown integer,
+                                                        OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    digest  bytea;
+BEGIN
+    changed := 0; deleted := 0; unknown := 0;
+    PERFORM count(*) FROM subbilling.parse_avtalegiro_agreements(file);
+    PERFORM subbilling.lock_row('avtalegiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.avtalegiro_files f WHERE f.kind = 'agreements' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.avtalegiro_files AS f (kind, sha256, content) VALUES ('agreements', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_avtalegiro_agreements(file) p ORDER BY p.line LOOP
+        UPDATE subbilling.avtalegiro_agreements a
+           SET status = CASE WHEN r.registration_type = 2 THEN 'deleted' ELSE 'active' END,
+               notify = r.notify, changed_on = coalesce(r.nets_date, current_date), source = 'file'
+         WHERE a.kid = r.kid;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+        ELSIF r.registration_type = 2 THEN
+            deleted := deleted + 1;
+        ELSE
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_avtalegiro_agreements(text) IS
+    'read a Nets AvtaleGiro agreements file: each agreement of a registered KID takes the file''s notification flag and becomes active (registration type 0 or 1) or deleted (2); KIDs not registered are counted unknown (register them with register_avtalegiro_agreement); the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.avtalegiro_claim_file(run_date date, data_transmitter text, agreement_id text,
+                                                 assignment_account text)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fid     bigint;
+    body    text;
+    ids     bigint[];
+    attempts integer[];
+    accts   bigint[];
+    kids    text[];
+    notes   boolean[];
+    dues    date[];
+    amounts subbilling.price[];
+    names   text[];
+    specs   text[];
+BEGIN
+    PERFORM check_date('run_date', run_date);
+    PERFORM subbilling.lock_row('avtalegiro_claims');
+    SELECT f.content INTO body FROM subbilling.avtalegiro_files f
+     WHERE f.kind = 'claims' AND f.run_date = avtalegiro_claim_file.run_date;
+    IF FOUND THEN
+        RETURN body;        -- rebuilt for the same day: the same claims
+    END IF;
+    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+      INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+      FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                   left(ac.name, 10) AS name,
+                   'Faktura ' || coalesce(i.number, i.id::text) AS spec
+              FROM subbilling.payment_requests r
+              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+              JOIN subbilling.accounts ac ON ac.id = r.account_id
+              JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+             WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+               AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+               FOR UPDATE OF r) d;
+    INSERT INTO subbilling.avtalegiro_files AS f (kind, run_date, sha256, content)
+    VALUES ('claims', run_date, '\x'::bytea, '')
+    RETURNING f.id INTO fid;
+    body := subbilling_internal.avtalegiro_claims_text(
+        ARRAY[data_transmitter, lpad(fid::text, 7, '0'), '00008080', agreement_id, lpad(fid::text, 7, '0'),
+              assignment_account],
+        dues, (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
+        kids, notes, names, specs);
+    UPDATE subbilling.avtalegiro_files f SET sha256 = sha256(convert_to(body, 'LATIN1')), content = body WHERE f.id = fid;
+    INSERT INTO subbilling.avtalegiro_claims (payment_request_id, attempt, account_id, file_id, kid, notify, due_date, amount)
+    SELECT u.id, u.attempt, u.account_id, fid, u.kid, u.notify, u.due, u.amount
+      FROM unnest(ids, attempts, accts, kids, notes, dues, amounts) AS u(id, attempt, account_id, kid, notify, due, amount);
+    RETURN body;
+END
+$$;
+COMMENT ON FUNCTION subbilling.avtalegiro_claim_file(date, text, text, text) IS
+    'the AvtaleGiro payment-claim transmission of a run date (the payee''s data transmitter number, agreement ID and account at Nets): a claim for every requested payment of an account paying by AvtaleGiro with an active agreement, in NOK, not claimed before, with the agreement''s KID, type 21 if the bank notifies the payer else 02, due on the invoice''s due date (or the run date if later), the invoice number as specification; transmission and assignment number are the file''s id; the same run date again returns the same file';
