@@ -5,7 +5,7 @@
 -- references (pg_temp.bgmax_file, pg_temp.nets_file); the layouts are in docs/bankfiles.md.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(68);
+SELECT plan(70);
 \ir 600_fixture.psql
 
 -- A BgMax file: deposits [{date, currency, payments: [{ref, minor, serial, sender, channel}]}]
@@ -395,6 +395,15 @@ SELECT is((SELECT imported || '/' || unmatched FROM subbilling.import_bgmax((SEL
 SELECT is((SELECT string_agg(reason, ', ' ORDER BY external_id) FROM unmatched_payments
             WHERE external_id IN ('bgmax:0009912346:20250321:00041:1', 'bgmax:0009912346:20250321:00042:1')),
           'unknown reference, other currency', 'each with its reason');
+
+-- what a file needed tolerated is recorded on its import
+\set nets_trimmed `cat test/bankfiles/nets_truncated_line.txt`
+CREATE TEMP TABLE trimmed AS SELECT :'nets_trimmed'::text AS body;
+CREATE TEMP TABLE trimmed_import AS SELECT * FROM import_nets_ocr((SELECT body FROM trimmed));
+SELECT is((SELECT b.warnings FROM bank_files b WHERE b.id = (SELECT file_id FROM trimmed_import)),
+          ARRAY['line 10 (1 line): 1 record shorter than 80 characters (right-trimmed), padded back to 80 with blanks.'],
+          'a right-trimmed record: imported, the warning kept in bank_files.warnings');
+SELECT is((SELECT b.warnings FROM bank_files b ORDER BY b.id LIMIT 1), '{}'::text[], 'a file of 80-character records: no warnings');
 
 SELECT * FROM finish();
 ROLLBACK;
