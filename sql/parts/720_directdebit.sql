@@ -294,7 +294,6 @@ REVOKE ALL ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date),
 GRANT EXECUTE ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date), subbilling.import_autogiro_mandates(text),
     subbilling.autogiro_claim_file(date, text, text), subbilling.import_autogiro_payments(text) TO subbilling_operator;
 GRANT SELECT ON subbilling.autogiro_mandates, subbilling.autogiro_claims, subbilling.autogiro_files TO subbilling_operator;
-GRANT SELECT ON subbilling.autogiro_mandates TO subbilling_reader;
 
 -- ---------------------------------------------------------------------------
 -- direct debit: AvtaleGiro (Nets, Norway)
@@ -538,4 +537,3 @@ GRANT EXECUTE ON FUNCTION subbilling.register_avtalegiro_agreement(bigint, text,
     TO subbilling_operator;
 GRANT SELECT ON subbilling.avtalegiro_agreements, subbilling.avtalegiro_claims, subbilling.avtalegiro_files
     TO subbilling_operator;
-GRANT SELECT ON subbilling.avtalegiro_agreements TO subbilling_reader;
