@@ -40,6 +40,8 @@ PG_FUNCTION_INFO_V1(parse_bgmax);
 PG_FUNCTION_INFO_V1(parse_nets_ocr);
 PG_FUNCTION_INFO_V1(bgmax_summary);
 PG_FUNCTION_INFO_V1(nets_ocr_summary);
+PG_FUNCTION_INFO_V1(bgmax_warnings);
+PG_FUNCTION_INFO_V1(nets_ocr_warnings);
 
 #define BGMAX_COLUMNS 19
 #define NETS_COLUMNS 19
@@ -185,7 +187,7 @@ BgMaxRow(const BankFile *f, const BankPayment *p, Datum *v, bool *isnull)
 	v[9] = BoolGetDatum(p->image);
 	v[10] = Int32GetDatum(p->deduction_code);
 	isnull[10] = (p->deduction_code < 0);
-	v[11] = LatinText(p->bgc_serial);
+	v[11] = LatinTextOrNull(p->bgc_serial, &isnull[11]);
 	v[12] = LatinTextOrNull(p->receiver, &isnull[12]);
 	v[13] = Int32GetDatum(p->deposit_serial);
 	v[14] = LatinTextOrNull(p->payer_name, &isnull[14]);
@@ -341,4 +343,55 @@ nets_ocr_summary(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, v, isnull)));
+}
+
+/* The tolerated irregularities of a file, as rows (line, lines, warning) */
+static void
+ReturnWarnings(FunctionCallInfo fcinfo, BankFileFormat format)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BankFile	f;
+
+	InitMaterializedSRF(fcinfo, 0);
+	LoadFile(PG_GETARG_TEXT_PP(0), format, &f);
+	PG_TRY();
+	{
+		int			i;
+
+		for (i = 0; i < f.nwarnings; i++)
+		{
+			Datum		v[3];
+			bool		isnull[3] = {false, false, false};
+
+			v[0] = Int32GetDatum(f.warnings[i].line);
+			v[1] = Int32GetDatum(f.warnings[i].count);
+			v[2] = CStringGetTextDatum(f.warnings[i].reason);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, isnull);
+		}
+	}
+	PG_FINALLY();
+	{
+		bankfile_free(&f);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * bgmax_warnings(file): what a valid BgMax file needed tolerated
+ */
+Datum
+bgmax_warnings(PG_FUNCTION_ARGS)
+{
+	ReturnWarnings(fcinfo, BANKFILE_BGMAX);
+	return (Datum) 0;
+}
+
+/*
+ * nets_ocr_warnings(file): what a valid Nets OCR giro file needed tolerated
+ */
+Datum
+nets_ocr_warnings(PG_FUNCTION_ARGS)
+{
+	ReturnWarnings(fcinfo, BANKFILE_NETS_OCR);
+	return (Datum) 0;
 }

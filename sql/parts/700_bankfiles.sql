@@ -42,3 +42,15 @@ CREATE FUNCTION subbilling.nets_ocr_summary(file text,
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.nets_ocr_summary(text) IS
     'the transmission records (transmitter, number, recipient, Nets date) and the checked counts and net total of a Nets OCR giro file; 22P02 if it is not valid';
+
+CREATE FUNCTION subbilling.bgmax_warnings(file text)
+    RETURNS TABLE (line integer, lines integer, warning text)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
+COMMENT ON FUNCTION subbilling.bgmax_warnings(text) IS
+    'what a valid BgMax file needed tolerated (right-trimmed records padded back to 80, TABs expanded, blank BGC serial numbers or image markers, a wrong count of extra reference records), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';
+
+CREATE FUNCTION subbilling.nets_ocr_warnings(file text)
+    RETURNS TABLE (line integer, lines integer, warning text)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
+COMMENT ON FUNCTION subbilling.nets_ocr_warnings(text) IS
+    'what a valid Nets OCR giro file needed tolerated (right-trimmed records padded back to 80, TABs expanded), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';

@@ -178,26 +178,132 @@ next_line(LineReader *r, const char **line, size_t *linelen)
 	return true;
 }
 
-/* 80 characters, none of them a control character of ISO-8859-1 */
+/* Note a tolerated irregularity of the given kind on line lineno */
+static void
+warn(BankFile *f, BankFileWarningKind kind, int lineno)
+{
+	if (f->warn_count[kind] == 0)
+		f->warn_line[kind] = lineno;
+	if (f->warn_count[kind] < INT_MAX)
+		f->warn_count[kind]++;
+}
+
+/* The warnings noted while parsing, as sentences, in kind order */
+static void
+finish_warnings(BankFile *f)
+{
+	int			k;
+
+	f->nwarnings = 0;
+	for (k = 0; k < BANKFILE_W_KINDS; k++)
+	{
+		BankFileWarning *w;
+		int			c = f->warn_count[k];
+
+		if (c == 0)
+			continue;
+		w = &f->warnings[f->nwarnings++];
+		w->line = f->warn_line[k];
+		w->count = c;
+		switch ((BankFileWarningKind) k)
+		{
+			case BANKFILE_W_PADDED:
+				snprintf(w->reason, sizeof(w->reason),
+						 "%d record%s shorter than 80 characters (right-trimmed), padded back to 80 with blanks.",
+						 c, c == 1 ? "" : "s");
+				break;
+			case BANKFILE_W_TABS:
+				snprintf(w->reason, sizeof(w->reason),
+						 "%d record%s with a TAB, expanded to blanks up to the next multiple of 8 columns.",
+						 c, c == 1 ? "" : "s");
+				break;
+			case BANKFILE_W_BLANK_SERIAL:
+				snprintf(w->reason, sizeof(w->reason),
+						 "%d payment record%s without a BGC serial number (positions 58-69 blank).",
+						 c, c == 1 ? "" : "s");
+				break;
+			case BANKFILE_W_BLANK_IMAGE:
+				snprintf(w->reason, sizeof(w->reason),
+						 "%d payment record%s with a blank image marker (position 70), read as 0 (no image).",
+						 c, c == 1 ? "" : "s");
+				break;
+			case BANKFILE_W_EXTRA_COUNT:
+				snprintf(w->reason, sizeof(w->reason),
+						 "the end record counts %lld extra reference records (22, 23); the file has %lld (they carry no money: every deposit's count and amount match).",
+						 (long long) f->warn_value[k], (long long) f->extra_reference_records);
+				break;
+			case BANKFILE_W_KINDS:
+				break;
+		}
+	}
+}
+
+/*
+ * The record on a line, as 80 characters in rec: TABs expanded to the next
+ * multiple of 8 columns, a shorter (right-trimmed) line padded with blanks
+ * (each noted as a warning); no control character of ISO-8859-1.  An empty
+ * or blank line, or one longer than 80 columns, is an error.
+ */
 static bool
-check_record(const char *line, size_t len, int lineno, BankFileError *err)
+read_record(BankFile *f, const char *line, size_t len, int lineno, BankFileError *err,
+			char *rec)
 {
 	size_t		i;
+	size_t		col = 0;
+	size_t		used = 0;		/* columns up to the last non-blank one */
+	bool		tabs = false;
 
 	if (len == 0)
 		return report(err, lineno, "the line is empty; a record has %d characters.",
 					  BANKFILE_RECORD_LEN);
-	if (len != BANKFILE_RECORD_LEN)
-		return report(err, lineno, "the line has %zu characters; a record has %d.",
-					  len, BANKFILE_RECORD_LEN);
 	for (i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) line[i];
 
+		if (c == '\t')
+		{
+			size_t		next = (col / 8 + 1) * 8;
+
+			tabs = true;
+			for (; col < next; col++)
+				if (col < BANKFILE_RECORD_LEN)
+					rec[col] = ' ';
+			continue;
+		}
 		if (c < 0x20 || (c >= 0x7F && c <= 0x9F))
 			return report(err, lineno, "character %zu is a control character (0x%02X).",
 						  i + 1, c);
+		if (col < BANKFILE_RECORD_LEN)
+			rec[col] = (char) c;
+		col++;
+		if (c != ' ')
+			used = col;
 	}
+	if (used == 0)
+		return report(err, lineno, "the line is blank; a record has %d characters.",
+					  BANKFILE_RECORD_LEN);
+	if (col > BANKFILE_RECORD_LEN)
+	{
+		/* longer: never guessed at, the fields would be misplaced */
+		const char *hint = "";
+
+		for (i = 0; i + 1 < len; i++)
+			if ((unsigned char) line[i] == 0xC3 &&
+				(unsigned char) line[i + 1] >= 0x80 && (unsigned char) line[i + 1] <= 0xBF)
+				hint = " (its letters look like UTF-8: read the file as UTF-8, not as ISO-8859-1)";
+		if (tabs)
+			return report(err, lineno, "the line has %zu characters with its TABs expanded; a record has %d.",
+						  col, BANKFILE_RECORD_LEN);
+		return report(err, lineno, "the line has %zu characters; a record has %d%s.",
+					  len, BANKFILE_RECORD_LEN, hint);
+	}
+	if (tabs)
+		warn(f, BANKFILE_W_TABS, lineno);
+	if (col < BANKFILE_RECORD_LEN)
+		warn(f, BANKFILE_W_PADDED, lineno);
+	for (; col < BANKFILE_RECORD_LEN; col++)
+		rec[col] = ' ';
+	rec[BANKFILE_RECORD_LEN] = '\0';
 	return true;
 }
 
@@ -522,7 +628,7 @@ typedef struct BgTransaction
 } BgTransaction;
 
 static bool
-bg_transaction(const char *line, int lineno, BankFileError *err, BgTransaction *t)
+bg_transaction(BankFile *f, const char *line, int lineno, BankFileError *err, BgTransaction *t)
 {
 	int64_t		v;
 	char		c;
@@ -541,11 +647,22 @@ bg_transaction(const char *line, int lineno, BankFileError *err, BgTransaction *
 	if (c < '1' || c > '4')
 		return report(err, lineno, "payment channel code (position 57) \"%c\" is not 1-4.", c);
 	t->channel = c - '0';
-	if (!numeric_field(line, 58, 12, "BGC serial number", lineno, err, &v))
-		return false;
-	copy_verbatim(FIELD(line, 58), 12, t->serial);
+	/* blank in files that trim their records (Autogiro payments in BgMax) */
+	if (all_char(FIELD(line, 58), 12, ' '))
+	{
+		t->serial[0] = '\0';
+		warn(f, BANKFILE_W_BLANK_SERIAL, lineno);
+	}
+	else
+	{
+		if (!numeric_field(line, 58, 12, "BGC serial number", lineno, err, &v))
+			return false;
+		copy_verbatim(FIELD(line, 58), 12, t->serial);
+	}
 	c = line[69];
-	if (c != '0' && c != '1')
+	if (c == ' ')
+		warn(f, BANKFILE_W_BLANK_IMAGE, lineno);
+	else if (c != '0' && c != '1')
 		return report(err, lineno, "image marker (position 70) \"%c\" is not 0 or 1.", c);
 	t->image = (c == '1');
 	return true;
@@ -593,6 +710,8 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 	int			last_follower = 0;	/* record type of that follower */
 	BgAddress	addr;
 	int			deposits = 0;
+	int			section_position = 0;	/* payments so far in the deposit */
+	char		rec[BANKFILE_RECORD_LEN + 1];
 
 	memset(f, 0, sizeof(*f));
 	memset(err, 0, sizeof(*err));
@@ -613,8 +732,9 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 			report(err, ln, "text after the end record (70).");
 			return parse_failed(f);
 		}
-		if (!check_record(line, n, ln, err))
+		if (!read_record(f, line, n, ln, err, rec))
 			return parse_failed(f);
+		line = rec;
 		if (!all_digits(line, 2) || (name = bg_record_name(tk = (int) digits_value(line, 2))) == NULL)
 		{
 			report(err, ln, "unknown record type \"%.2s\".", line);
@@ -740,6 +860,7 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					section_first = f->npayments;
 					section_count = 0;
 					section_sum = 0;
+					section_position = 0;
 					cur = -1;
 					break;
 				}
@@ -749,7 +870,7 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					BgTransaction t;
 					BankPayment *p;
 
-					if (!bg_transaction(line, ln, err, &t))
+					if (!bg_transaction(f, line, ln, err, &t))
 						return parse_failed(f);
 					if (tk == 21 && (line[70] < '0' || line[70] > '9'))
 					{
@@ -765,6 +886,7 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					}
 					p->line = ln;
 					p->kind = tk;
+					p->deposit_serial = ++section_position;	/* position, until 15 */
 					p->amount = tk == 20 ? t.amount : -t.amount;
 					strcpy(p->currency, currency);
 					strcpy(p->reference, t.reference);
@@ -797,7 +919,7 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					BgTransaction t;
 					BankPayment *p = &f->payments[cur];
 
-					if (!bg_transaction(line, ln, err, &t))
+					if (!bg_transaction(f, line, ln, err, &t))
 						return parse_failed(f);
 					if (t.reference[0] != '\0' &&
 						!text_append(f, &p->extra_off, &p->extra_len, t.reference, strlen(t.reference)))
@@ -905,10 +1027,17 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					{
 						BankPayment *p = &f->payments[i];
 
+						int			position = p->deposit_serial;
+
+						/*
+						 * The deposit (receiver, payment date, deposit serial
+						 * number) and the payment's place in it: BGC serial
+						 * numbers repeat across deposits in real files.
+						 */
 						p->received_on = date;
 						p->deposit_serial = (int) serial;
-						snprintf(p->bank_ref, sizeof(p->bank_ref), "bgmax:%s:%08d:%s",
-								 receiver_raw, (int) date, p->bgc_serial);
+						snprintf(p->bank_ref, sizeof(p->bank_ref), "bgmax:%s:%08d:%05d:%d",
+								 receiver_raw, (int) date, (int) serial, position);
 					}
 					deposits++;
 					cur = -1;
@@ -933,14 +1062,17 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 					else if (nd != f->deduction_records)
 						report(err, ln, "end record count of deduction records %lld does not match %d deduction records (21) in the file.",
 							   (long long) nd, f->deduction_records);
-					else if (ne != f->extra_reference_records)
-						report(err, ln, "end record count of extra reference records %lld does not match %d extra reference records (22, 23) in the file.",
-							   (long long) ne, f->extra_reference_records);
 					else if (ns != deposits)
 						report(err, ln, "end record count of deposit records %lld does not match %d deposit records (15) in the file.",
 							   (long long) ns, deposits);
 					if (err->line != 0)
 						return parse_failed(f);
+					if (ne != f->extra_reference_records)
+					{
+						/* tolerated: informative, no money in it */
+						f->warn_value[BANKFILE_W_EXTRA_COUNT] = ne;
+						warn(f, BANKFILE_W_EXTRA_COUNT, ln);
+					}
 					f->records = ln;
 					f->sections = deposits;
 					state = BG_DONE;
@@ -962,6 +1094,7 @@ bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 	}
 	if (!check_unique_refs(f, err))
 		return parse_failed(f);
+	finish_warnings(f);
 	return true;
 }
 
@@ -1021,6 +1154,7 @@ nets_ocr_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 	int			tx_type = 0;
 	int			tx_number = 0;
 	bool		item3 = false;
+	char		rec[BANKFILE_RECORD_LEN + 1];
 
 	memset(f, 0, sizeof(*f));
 	memset(err, 0, sizeof(*err));
@@ -1041,8 +1175,9 @@ nets_ocr_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 			report(err, ln, "text after the end record for the transmission (89).");
 			return parse_failed(f);
 		}
-		if (!check_record(line, n, ln, err))
+		if (!read_record(f, line, n, ln, err, rec))
 			return parse_failed(f);
+		line = rec;
 		if (line[0] != 'N' || line[1] != 'Y')
 		{
 			report(err, ln, "the record does not begin with the format code NY: \"%.2s\".", line);
@@ -1386,6 +1521,7 @@ nets_ocr_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 	}
 	if (!check_unique_refs(f, err))
 		return parse_failed(f);
+	finish_warnings(f);
 	return true;
 }
 

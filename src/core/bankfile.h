@@ -15,10 +15,17 @@
  * into such bytes first.  Lines end in LF or CR LF; empty lines after the
  * end record are ignored.
  *
+ * Files as banks and programs really write them are read: a record cut
+ * after its last non-blank character (right-trimmed) is padded back to 80
+ * with blanks (a longer line is an error), a TAB is
+ * expanded to the next multiple of 8 columns (as the editor that wrote it
+ * showed it).  Each such tolerance is recorded as a warning (BankFile
+ * warnings: kind, first line, number of lines), never silently.
+ *
  * A parse either accepts the whole file (every record well formed, in a
- * legal order, every section's and the file's counts and sums equal to its
- * end records, every bank identifier unique) or stops at the first error
- * with its line number and a reason.
+ * legal order, every section's and the file's money counts and sums equal
+ * to its end records, every bank identifier unique) or stops at the first
+ * error with its line number and a reason.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +44,25 @@ typedef enum BankFileFormat
 	BANKFILE_BGMAX = 1,			/* Bankgirot BgMax, layout version 01 */
 	BANKFILE_NETS_OCR = 2		/* Nets OCR giro (service code 09) */
 } BankFileFormat;
+
+/* A tolerated irregularity: what, where first, on how many lines */
+typedef struct BankFileWarning
+{
+	int			line;			/* first line that shows it */
+	int			count;			/* lines (or records) that show it */
+	char		reason[200];	/* lower-case sentence ending in a period */
+} BankFileWarning;
+
+/* Kinds of tolerated irregularities (one warning each at most) */
+typedef enum BankFileWarningKind
+{
+	BANKFILE_W_PADDED = 0,		/* record right-trimmed, padded back to 80 */
+	BANKFILE_W_TABS,			/* TAB expanded to blanks */
+	BANKFILE_W_BLANK_SERIAL,	/* BgMax: BGC serial number blank */
+	BANKFILE_W_BLANK_IMAGE,		/* BgMax: image marker blank */
+	BANKFILE_W_EXTRA_COUNT,		/* BgMax: end record's extra-reference count */
+	BANKFILE_W_KINDS
+} BankFileWarningKind;
 
 /* The first error found: where and why */
 typedef struct BankFileError
@@ -61,7 +87,10 @@ typedef struct BankPayment
 	int32_t		received_on;	/* BgMax: deposit's payment date; Nets:
 								 * settlement (Nets) date */
 	char		reference[26];	/* OCR reference / KID / free-text reference */
-	char		bank_ref[48];	/* the bank's identifiers, see docs */
+	char		bank_ref[48];	/* the bank's identifiers, see docs: BgMax
+								 * receiver:payment date:deposit serial:
+								 * position in the deposit; Nets agreement:
+								 * assignment:transaction number */
 	char		payer[12];		/* BgMax: sender's bankgiro number; Nets:
 								 * debited account */
 
@@ -126,6 +155,14 @@ typedef struct BankFile
 	int32_t		nets_date;		/* end record's Nets date */
 	int			transactions;
 	int64_t		total;			/* net sum of the amounts, minor units */
+
+	/* tolerated irregularities, in kind order; see BankFileWarningKind */
+	BankFileWarning warnings[BANKFILE_W_KINDS];
+	int			nwarnings;
+	/* per kind while parsing: first line and count (0: none) */
+	int			warn_line[BANKFILE_W_KINDS];
+	int			warn_count[BANKFILE_W_KINDS];
+	int64_t		warn_value[BANKFILE_W_KINDS];	/* kind-specific figure */
 } BankFile;
 
 /*

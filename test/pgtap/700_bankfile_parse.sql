@@ -3,7 +3,7 @@
 -- generated files and single-digit mutants
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(41);
+SELECT plan(46);
 
 \set bgmax_good `iconv -f latin1 -t utf-8 test/bankfiles/bgmax_good.txt`
 \set bgmax_deduction `iconv -f latin1 -t utf-8 test/bankfiles/bgmax_deduction.txt`
@@ -31,11 +31,11 @@ SELECT ok((SELECT proretset FROM pg_proc WHERE oid = 'subbilling.parse_bgmax(tex
 SELECT results_eq(
     $$SELECT line, amount, reference, received_on, bank_ref, payer, kind, reference_code, channel, image
         FROM parse_bgmax((SELECT body FROM files WHERE name = 'bgmax_good'))$$,
-    $$VALUES (3, '1250.00 SEK'::price, '471169', '2025-03-14'::date, 'bgmax:0009912346:20250314:000000001001', '3783511', 'payment', 2, 1, false),
-             (8, '499.00 SEK', '471268', '2025-03-14', 'bgmax:0009912346:20250314:000000001002', NULL, 'payment', 2, 1, false),
-             (9, '300.00 SEK', '999961', '2025-03-14', 'bgmax:0009912346:20250314:000000001003', '9701233', 'payment', 2, 2, false),
-             (13, '2000.00 SEK', 'FAKTURA 471367', '2025-03-17', 'bgmax:0009912346:20250317:000000001004', '1234567', 'payment', 4, 3, true),
-             (17, '150.00 SEK', NULL, '2025-03-17', 'bgmax:0009912346:20250317:000000001005', NULL, 'payment', 1, 3, true)$$,
+    $$VALUES (3, '1250.00 SEK'::price, '471169', '2025-03-14'::date, 'bgmax:0009912346:20250314:00001:1', '3783511', 'payment', 2, 1, false),
+             (8, '499.00 SEK', '471268', '2025-03-14', 'bgmax:0009912346:20250314:00001:2', NULL, 'payment', 2, 1, false),
+             (9, '300.00 SEK', '999961', '2025-03-14', 'bgmax:0009912346:20250314:00001:3', '9701233', 'payment', 2, 2, false),
+             (13, '2000.00 SEK', 'FAKTURA 471367', '2025-03-17', 'bgmax:0009912346:20250317:00002:1', '1234567', 'payment', 4, 3, true),
+             (17, '150.00 SEK', NULL, '2025-03-17', 'bgmax:0009912346:20250317:00002:2', NULL, 'payment', 1, 3, true)$$,
     'bgmax_good: lines, amounts, references, payment dates, bank identifiers, senders, codes');
 SELECT results_eq(
     $$SELECT deduction_code, bgc_serial, receiver_bankgiro, deposit_serial, payer_name, payer_address,
@@ -117,12 +117,26 @@ INSERT INTO files VALUES ('bgmax_bad_count', :'bgmax_bad_count'), ('bgmax_bad_su
     ('bgmax_missing_end', :'bgmax_missing_end'), ('nets_bad_count', :'nets_bad_count'),
     ('nets_bad_sum', :'nets_bad_sum'), ('nets_bad_record', :'nets_bad_record'),
     ('nets_truncated_line', :'nets_truncated_line'), ('nets_missing_end', :'nets_missing_end');
+-- a right-trimmed record is padded back and read, with a warning
+SELECT results_eq($$SELECT line, lines, warning FROM nets_ocr_warnings((SELECT body FROM files WHERE name = 'nets_truncated_line'))$$,
+                  $$VALUES (10, 1, '1 record shorter than 80 characters (right-trimmed), padded back to 80 with blanks.')$$,
+                  'nets_truncated_line: its right-trimmed line 10 is padded back, a warning says so');
+SELECT is((SELECT sum(amount) FROM parse_nets_ocr((SELECT body FROM files WHERE name = 'nets_truncated_line'))),
+          '3099.00 NOK'::price, 'nets_truncated_line: read whole');
+SELECT is((SELECT count(*) FROM bgmax_warnings((SELECT body FROM files WHERE name = 'bgmax_good'))), 0::bigint,
+          'a file of 80-character records has no warnings');
+SELECT results_eq($$SELECT line, lines, warning FROM bgmax_warnings(regexp_replace((SELECT body FROM files WHERE name = 'bgmax_good'), ' +(\r?)$', '\1', 'gn'))$$,
+                  $$VALUES (1, 20, '20 records shorter than 80 characters (right-trimmed), padded back to 80 with blanks.')$$,
+                  'bgmax_good with every record right-trimmed: one warning for its 20 lines');
+SELECT results_eq($$SELECT line, amount, reference, bank_ref FROM parse_bgmax(regexp_replace((SELECT body FROM files WHERE name = 'bgmax_good'), ' +(\r?)$', '\1', 'gn'))$$,
+                  $$SELECT line, amount, reference, bank_ref FROM parse_bgmax((SELECT body FROM files WHERE name = 'bgmax_good'))$$,
+                  '  and its payments read the same');
 SELECT throws_ok(format('SELECT * FROM subbilling.%s((SELECT body FROM files WHERE name = %L))',
                         CASE WHEN name LIKE 'bgmax%' THEN 'parse_bgmax' ELSE 'parse_nets_ocr' END, name),
                  '22P02',
                  CASE WHEN name LIKE 'bgmax%' THEN 'invalid BgMax file' ELSE 'invalid Nets OCR giro file' END,
                  name || ' is refused with 22P02')
-  FROM files WHERE name ~ '_(bad|truncated|missing)' ORDER BY name;
+  FROM files WHERE name ~ '_(bad|truncated|missing)' AND name <> 'nets_truncated_line' ORDER BY name;
 
 -- the DETAIL names the line and the reason
 CREATE FUNCTION pg_temp.parse_error(kind text, body text) RETURNS text LANGUAGE plpgsql AS $$
@@ -195,7 +209,7 @@ CREATE TEMP TABLE genfile ON COMMIT DROP AS
 SELECT results_eq(
     $$SELECT amount, reference, received_on, bank_ref FROM parse_bgmax((SELECT body FROM genfile))$$,
     $$SELECT price_minor(minor, 'SEK'), ref, ('2025-04-0' || d)::date,
-             'bgmax:0005550001:2025040' || d || ':' || lpad(serial::text, 12, '0')
+             'bgmax:0005550001:2025040' || d || ':' || lpad(d::text, 5, '0') || ':' || i
         FROM gen ORDER BY d, i$$,
     'PROPERTY 3000 generated payments parse back exactly, in file order');
 SELECT is((SELECT array_agg(line ORDER BY line) FROM parse_bgmax((SELECT body FROM genfile))),
@@ -203,10 +217,13 @@ SELECT is((SELECT array_agg(line ORDER BY line) FROM parse_bgmax((SELECT body FR
           'PROPERTY each payment carries its own line number');
 SELECT results_eq($$SELECT deposits, payments, records FROM bgmax_summary((SELECT body FROM genfile))$$,
                   $$VALUES (3, 3000, 3008)$$, 'the generated file: 3 deposits, 3000 payments, 3008 records');
--- the same serial twice in one deposit: refused at the repeat
-SELECT is(pg_temp.parse_error('bgmax', regexp_replace((SELECT body FROM genfile), '000000001002(0\s*\n)', '000000001001\1')),
-          'Line 4: the payment repeats the bank''s identifiers bgmax:0005550001:20250401:000000001001 of the payment on line 3.',
-          'a repeated BGC serial number is refused at its second line');
+-- the same BGC serial twice in one deposit: two payments (serial numbers are no key)
+SELECT is((SELECT count(DISTINCT bank_ref) FROM parse_bgmax(regexp_replace((SELECT body FROM genfile), '000000001002(0\s*\n)', '000000001001\1'))),
+          3000::bigint, 'a repeated BGC serial number: still 3000 payments with 3000 bank identifiers');
+-- the same deposit (receiver, date, deposit serial) twice: refused at the repeat
+SELECT is(pg_temp.parse_error('bgmax', regexp_replace((SELECT body FROM genfile), '2025040200002', '2025040100001')),
+          'Line 1005: the payment repeats the bank''s identifiers bgmax:0005550001:20250401:00001:1 of the payment on line 3.',
+          'the same deposit twice in a file is refused at the repeat');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -5,7 +5,7 @@
 -- references (pg_temp.bgmax_file, pg_temp.nets_file); the layouts are in docs/bankfiles.md.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
-SELECT plan(68);
+SELECT plan(70);
 \ir 600_fixture.psql
 
 -- A BgMax file: deposits [{date, currency, payments: [{ref, minor, serial, sender, channel}]}]
@@ -33,7 +33,7 @@ BEGIN
             s := s + (p->>'minor')::bigint;
         END LOOP;
         np := np + n;
-        out := out || rpad('15' || lpad('58410000010098', 35, '0') || (d->>'date') || lpad(k::text, 5, '0')
+        out := out || rpad('15' || lpad('58410000010098', 35, '0') || (d->>'date') || lpad(coalesce(d->>'deposit', k::text), 5, '0')
                            || lpad(s::text, 18, '0') || coalesce(d->>'currency', 'SEK') || lpad(n::text, 8, '0'), 80);
     END LOOP;
     out := out || rpad('70' || lpad(np::text, 8, '0') || '00000000' || '00000000' || lpad(k::text, 8, '0'), 80);
@@ -101,17 +101,17 @@ SELECT is_definer('subbilling', 'import_bgmax', ARRAY['text', 'boolean'], 'impor
 SELECT is_definer('subbilling', 'import_nets_ocr', ARRAY['text'], 'import_nets_ocr is SECURITY DEFINER');
 SELECT is((SELECT count(*) FROM pg_proc
             WHERE oid IN ('subbilling.import_bgmax(text, boolean)'::regprocedure, 'subbilling.import_nets_ocr(text)'::regprocedure,
-                          'subbilling.import_bank_file(text, text, boolean)'::regprocedure)
+                          'subbilling_internal.import_bank_file(text, text, boolean)'::regprocedure)
               AND proconfig @> ARRAY['search_path=subbilling, pg_catalog, pg_temp']
               AND obj_description(oid, 'pg_proc') IS NOT NULL), 3::bigint,
           'the import functions pin search_path and are commented');
 SELECT ok(NOT has_function_privilege('public', 'subbilling.import_bgmax(text, boolean)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.import_nets_ocr(text)', 'EXECUTE')
-          AND NOT has_function_privilege('public', 'subbilling.import_bank_file(text, text, boolean)', 'EXECUTE'),
+          AND NOT has_function_privilege('public', 'subbilling_internal.import_bank_file(text, text, boolean)', 'EXECUTE'),
           'PUBLIC cannot run the imports');
 SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.import_bgmax(text, boolean)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.import_nets_ocr(text)', 'EXECUTE')
-          AND NOT has_function_privilege('subbilling_operator', 'subbilling.import_bank_file(text, text, boolean)', 'EXECUTE'),
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling_internal.import_bank_file(text, text, boolean)', 'EXECUTE'),
           'subbilling_operator runs import_bgmax and import_nets_ocr, not the internal import_bank_file');
 SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.bank_files', 'SELECT')
           AND NOT has_table_privilege('subbilling_operator', 'subbilling.bank_files', 'INSERT')
@@ -155,11 +155,11 @@ SELECT results_eq(
     $$SELECT p.invoice_id, p.amount, p.reference, p.received_on, p.method, p.external_id, p.matched_by
         FROM payments p WHERE p.external_id LIKE 'bgmax:%' ORDER BY p.external_id$$,
     $$VALUES (pg_temp.i('i1'), '1250.00 SEK'::price, pg_temp.ref(pg_temp.i('i1')), '2025-03-14'::date, 'bankgiro',
-              'bgmax:0009912346:20250314:000000001001', 'reference'),
+              'bgmax:0009912346:20250314:00001:1', 'reference'),
              (pg_temp.i('i2'), '300.00 SEK', pg_temp.ref(pg_temp.i('i2')), '2025-03-14', 'bankgiro',
-              'bgmax:0009912346:20250314:000000001002', 'reference'),
+              'bgmax:0009912346:20250314:00001:2', 'reference'),
              (pg_temp.i('i3'), '2100.00 SEK', pg_temp.ref(pg_temp.i('i3')), '2025-03-17', 'bankgiro',
-              'bgmax:0009912346:20250317:000000001004', 'reference')$$,
+              'bgmax:0009912346:20250317:00002:1', 'reference')$$,
     'three payments registered: amounts, references, the deposits'' payment dates, method bankgiro, the bank identifiers');
 SELECT results_eq($$SELECT pg_temp.status(pg_temp.i(k)), pg_temp.open(pg_temp.i(k)) FROM unnest(ARRAY['i1', 'i2', 'i3']) k$$,
                   $$VALUES ('paid', '0.00 SEK'), ('open', '199.00 SEK'), ('paid', '0.00 SEK')$$,
@@ -168,9 +168,9 @@ SELECT is(pg_temp.credit('bf_se_b'), '100.00 SEK', 'the overpayment of invoice 3
 SELECT results_eq(
     $$SELECT amount, reference, received_on, method, external_id, reason, status FROM unmatched_payments
        WHERE external_id LIKE 'bgmax:%' ORDER BY external_id$$,
-    $$VALUES ('300.00 SEK'::price, '9999999999', '2025-03-14'::date, 'bankgiro', 'bgmax:0009912346:20250314:000000001003',
+    $$VALUES ('300.00 SEK'::price, '9999999999', '2025-03-14'::date, 'bankgiro', 'bgmax:0009912346:20250314:00001:3',
               'unknown reference', 'open'),
-             ('150.00 SEK', NULL, '2025-03-17', 'bankgiro', 'bgmax:0009912346:20250317:000000001005', 'no reference', 'open')$$,
+             ('150.00 SEK', NULL, '2025-03-17', 'bankgiro', 'bgmax:0009912346:20250317:00002:2', 'no reference', 'open')$$,
     'the unknown reference and the payment without one wait in unmatched_payments');
 SELECT results_eq(
     $$SELECT b.id, b.format, b.sha256, b.received_by, b.file_created_at, b.transmission, b.test, b.records,
@@ -240,14 +240,13 @@ SELECT throws_ok($$SELECT * FROM subbilling.import_bgmax(NULL)$$, '22004', 'no b
 INSERT INTO bf SELECT 'changed', pg_temp.bgmax_file(jsonb_build_array(
     jsonb_build_object('date', '20250321', 'payments', jsonb_build_array(
         jsonb_build_object('ref', '9999999999', 'minor', 800, 'serial', 5001))),
-    jsonb_build_object('date', '20250314', 'payments', jsonb_build_array(
+    jsonb_build_object('date', '20250314', 'deposit', 1, 'payments', jsonb_build_array(
         jsonb_build_object('ref', pg_temp.ref(pg_temp.i('i1')), 'minor', 125001, 'serial', 1001)))));
 SELECT throws_ok($$SELECT * FROM subbilling.import_bgmax((SELECT body FROM bf WHERE k = 'changed'))$$,
                  '23505', NULL, 'bank identifiers seen before with another amount: 23505 from register_payment');
 SELECT is(pg_temp.snap(), (SELECT s FROM snap1), 'the refused files wrote no payment, unmatched payment, entry or event');
 SELECT is(pg_temp.nbank(), (SELECT n FROM snap1), 'the refused files left no bank_files row');
-SELECT is((SELECT count(*) FROM unmatched_payments WHERE external_id IN ('bgmax:0009912346:20250321:000000004001',
-                                                                        'bgmax:0009912346:20250321:000000005001')),
+SELECT is((SELECT count(*) FROM unmatched_payments WHERE external_id IN ('bgmax:0009912346:20250321:00001:1')),
           0::bigint, 'the good payments before the failing one are not in the unmatched queue');
 
 -- test files: refused unless asked for
@@ -387,15 +386,24 @@ SELECT is(pg_temp.unbalanced(), 0::bigint, 'every journal entry balances at the 
 -- a payment in another currency than its invoice's goes to the unmatched queue with its
 -- reason; the rest of the file is imported
 INSERT INTO bf SELECT 'eur', pg_temp.bgmax_file(jsonb_build_array(
-    jsonb_build_object('date', '20250321', 'payments', jsonb_build_array(
+    jsonb_build_object('date', '20250321', 'deposit', 41, 'payments', jsonb_build_array(
         jsonb_build_object('ref', '9999999999', 'minor', 700, 'serial', 4001))),
-    jsonb_build_object('date', '20250321', 'currency', 'EUR', 'payments', jsonb_build_array(
+    jsonb_build_object('date', '20250321', 'deposit', 42, 'currency', 'EUR', 'payments', jsonb_build_array(
         jsonb_build_object('ref', pg_temp.ref(pg_temp.i('i3')), 'minor', 1000, 'serial', 4002)))));
 SELECT is((SELECT imported || '/' || unmatched FROM subbilling.import_bgmax((SELECT body FROM bf WHERE k = 'eur'))), '0/2',
           'a EUR payment on a SEK invoice does not abort the file: both payments queued');
 SELECT is((SELECT string_agg(reason, ', ' ORDER BY external_id) FROM unmatched_payments
-            WHERE external_id IN ('bgmax:0009912346:20250321:000000004001', 'bgmax:0009912346:20250321:000000004002')),
+            WHERE external_id IN ('bgmax:0009912346:20250321:00041:1', 'bgmax:0009912346:20250321:00042:1')),
           'unknown reference, other currency', 'each with its reason');
+
+-- what a file needed tolerated is recorded on its import
+\set nets_trimmed `cat test/bankfiles/nets_truncated_line.txt`
+CREATE TEMP TABLE trimmed AS SELECT :'nets_trimmed'::text AS body;
+CREATE TEMP TABLE trimmed_import AS SELECT * FROM import_nets_ocr((SELECT body FROM trimmed));
+SELECT is((SELECT b.warnings FROM bank_files b WHERE b.id = (SELECT file_id FROM trimmed_import)),
+          ARRAY['line 10 (1 line): 1 record shorter than 80 characters (right-trimmed), padded back to 80 with blanks.'],
+          'a right-trimmed record: imported, the warning kept in bank_files.warnings');
+SELECT is((SELECT b.warnings FROM bank_files b ORDER BY b.id LIMIT 1), '{}'::text[], 'a file of 80-character records: no warnings');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1327,125 +1327,6 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
 
-CREATE OR REPLACE FUNCTION subbilling.import_bank_file(fmt text, file text, allow_test boolean,
-                                            OUT f subbilling.bank_files, OUT repeated boolean)
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    digest      bytea;
-    created     timestamp;
-    is_test     boolean := false;
-    trans       text;
-    nrec        integer;
-    nsec        integer;
-    nets_total  subbilling.price;
-    lines       integer[];
-    amounts     subbilling.price[];
-    refs        text[];
-    dates       date[];
-    exts        text[];
-    methods     text[];
-    negative    integer;
-    prior       boolean;
-    pid         bigint;
-    n_imp       integer := 0;
-    n_already   integer := 0;
-    n_unm       integer := 0;
-    n_skip      integer := 0;
-    i           integer;
-BEGIN
-    IF file IS NULL THEN
-        RAISE EXCEPTION 'no bank file'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-
-    -- 1. the whole file is checked and parsed before anything is written
-    IF fmt = 'bgmax' THEN
-        SELECT s.created_at, s.test, s.records, s.deposits INTO created, is_test, nrec, nsec
-          FROM bgmax_summary(file) s;
-        SELECT array_agg(p.line ORDER BY p.line), array_agg(p.amount ORDER BY p.line),
-               array_agg(p.reference ORDER BY p.line), array_agg(p.received_on ORDER BY p.line),
-               array_agg(p.bank_ref ORDER BY p.line),
-               array_agg(CASE WHEN p.channel = 4 THEN 'autogiro' ELSE 'bankgiro' END ORDER BY p.line)
-          INTO lines, amounts, refs, dates, exts, methods
-          FROM parse_bgmax(file) p;
-    ELSE
-        SELECT s.data_transmitter || ':' || s.transmission_number, s.records, s.assignments, s.total
-          INTO trans, nrec, nsec, nets_total
-          FROM nets_ocr_summary(file) s;
-        SELECT array_agg(p.line ORDER BY p.line), array_agg(p.amount ORDER BY p.line),
-               array_agg(p.reference ORDER BY p.line), array_agg(p.received_on ORDER BY p.line),
-               array_agg(p.bank_ref ORDER BY p.line),
-               array_agg(CASE WHEN p.transaction_type = 15 THEN 'avtalegiro' ELSE 'ocr_giro' END ORDER BY p.line)
-          INTO lines, amounts, refs, dates, exts, methods
-          FROM parse_nets_ocr(file) p;
-    END IF;
-    lines := coalesce(lines, '{}');
-
-    IF is_test AND NOT coalesce(allow_test, false) THEN
-        RAISE EXCEPTION 'BgMax test file refused'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The start record marks the file as a test file (T, position 45).',
-                  HINT = 'Pass allow_test => true to import a test file, in a test database.';
-    END IF;
-    -- money that went out (BgMax deductions, Nets reversals) is not a payment
-    SELECT min(k) INTO negative FROM generate_subscripts(lines, 1) k WHERE minor_units(amounts[k]) < 0;
-    IF negative IS NOT NULL THEN
-        RAISE EXCEPTION '% file with a negative amount refused', CASE fmt WHEN 'bgmax' THEN 'BgMax' ELSE 'Nets OCR giro' END
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = format('Line %s: %s of %s%s.', lines[negative],
-                                  CASE fmt WHEN 'bgmax' THEN 'deduction' ELSE 'transaction' END,
-                                  amounts[negative], coalesce(' with reference ' || refs[negative], '')),
-                  HINT = 'Deductions and reversals are not payments: register the file''s other payments with register_payment and settle these by hand.';
-    END IF;
-
-    -- 2. one import at a time; the same content returns the first import
-    PERFORM lock_row('bank_import');
-    digest := sha256(convert_to(file, 'LATIN1'));
-    SELECT * INTO f FROM bank_files b WHERE b.sha256 = digest;
-    IF FOUND THEN
-        repeated := true;
-        RETURN;
-    END IF;
-    repeated := false;
-
-    INSERT INTO bank_files AS b (format, sha256, file_created_at, transmission, test, records, sections,
-                                 payments, total, content)
-    VALUES (fmt, digest, created, trans, is_test, nrec, nsec, cardinality(lines),
-            CASE WHEN fmt = 'nets_ocr' THEN nets_total
-                 WHEN (SELECT count(DISTINCT currency(a)) FROM unnest(amounts) a) = 1
-                 THEN (SELECT sum(a) FROM unnest(amounts) a) END,
-            file)
-    RETURNING * INTO f;
-
-    -- 3. each payment, idempotent on the bank's identifiers
-    FOR i IN 1 .. cardinality(lines) LOOP
-        IF minor_units(amounts[i]) = 0 THEN
-            n_skip := n_skip + 1;
-            CONTINUE;
-        END IF;
-        prior := EXISTS (SELECT 1 FROM unmatched_payments u WHERE u.external_id = exts[i])
-                 OR EXISTS (SELECT 1 FROM payments p WHERE p.external_id = exts[i]);
-        pid := register_payment(amounts[i], refs[i], dates[i], methods[i], exts[i]);
-        IF prior THEN
-            n_already := n_already + 1;
-        ELSIF EXISTS (SELECT 1 FROM unmatched_payments u WHERE u.id = pid) THEN
-            n_unm := n_unm + 1;
-        ELSE
-            n_imp := n_imp + 1;
-        END IF;
-    END LOOP;
-
-    UPDATE bank_files b
-       SET imported = n_imp, already_imported = n_already, unmatched = n_unm, skipped = n_skip
-     WHERE b.id = (f).id
-    RETURNING * INTO f;
-END
-$$;
-COMMENT ON FUNCTION subbilling.import_bank_file(text, text, boolean) IS
-    'internal: import a bank file of format bgmax or nets_ocr (see import_bgmax): check it whole, record it in bank_files, register its payments; returns the bank_files row and whether the same file had been imported before';
-
 CREATE OR REPLACE FUNCTION subbilling.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -2510,6 +2391,422 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DAT
     LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
+
+CREATE OR REPLACE FUNCTION subbilling.bgmax_warnings(file text)
+    RETURNS TABLE (line integer, lines integer, warning text)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
+COMMENT ON FUNCTION subbilling.bgmax_warnings(text) IS
+    'what a valid BgMax file needed tolerated (right-trimmed records padded back to 80, TABs expanded, blank BGC serial numbers or image markers, a wrong count of extra reference records), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.nets_ocr_warnings(file text)
+    RETURNS TABLE (line integer, lines integer, warning text)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
+COMMENT ON FUNCTION subbilling.nets_ocr_warnings(text) IS
+    'what a valid Nets OCR giro file needed tolerated (right-trimmed records padded back to 80, TABs expanded), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
+                                        OUT file_id bigint, OUT format text, OUT payments integer,
+                                        OUT imported integer, OUT already_imported integer,
+                                        OUT unmatched integer, OUT skipped integer,
+                                        OUT total subbilling.price, OUT received_at timestamptz,
+                                        OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('bgmax', $1, $2) r
+$$;
+COMMENT ON FUNCTION subbilling.import_bgmax(text, boolean) IS
+    'import a Bankgirot BgMax file: refused whole (22P02, line and reason) unless every check passes; test files (T) only with allow_test; deductions refused (0A000); each payment registered with register_payment (method bankgiro, autogiro for channel 4; external_id bgmax:<receiver bankgiro>:<payment date>:<deposit serial>:<position in the deposit>); payment dates before 2000 or over 10 years ahead refused (22023, the line); tolerated irregularities recorded in bank_files.warnings; the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
+
+CREATE OR REPLACE FUNCTION subbilling.import_nets_ocr(file text,
+                                           OUT file_id bigint, OUT format text, OUT payments integer,
+                                           OUT imported integer, OUT already_imported integer,
+                                           OUT unmatched integer, OUT skipped integer,
+                                           OUT total subbilling.price, OUT received_at timestamptz,
+                                           OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('nets_ocr', $1, false) r
+$$;
+COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
+    'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
+
+CREATE OR REPLACE FUNCTION subbilling.parse_autogiro(file text)
+    RETURNS TABLE (kind text, line integer, code integer, date date, payer_number text, amount_minor bigint,
+                   bankgiro text, reference text, status integer, info integer, bank_account text,
+                   id_number text, settled_on date, section_serial integer, written_on date)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION subbilling.parse_autogiro(text) IS
+    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
+                                                     valid_on date DEFAULT current_date)
+    RETURNS subbilling.autogiro_mandates
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    m   subbilling.autogiro_mandates;
+BEGIN
+    IF payer_number IS NULL OR payer_number !~ '^[1-9][0-9]{0,15}$' THEN
+        RAISE EXCEPTION 'invalid Autogiro payer number "%"', coalesce(payer_number, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A payer number is 1 to 16 digits without leading zeros.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM subbilling.accounts a WHERE a.id = account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE subbilling.autogiro_mandates x SET status = 'cancelled', changed_on = valid_on, source = 'hand'
+     WHERE x.account_id = register_autogiro_mandate.account_id AND x.status = 'active'
+       AND x.payer_number <> register_autogiro_mandate.payer_number;
+    INSERT INTO subbilling.autogiro_mandates AS x (payer_number, account_id, status, changed_on, source)
+    VALUES (payer_number, account_id, 'active', valid_on, 'hand')
+    ON CONFLICT ON CONSTRAINT autogiro_mandates_pkey DO UPDATE
+       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand'
+     WHERE x.account_id = EXCLUDED.account_id
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Autogiro payer number % belongs to another account', payer_number
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN m;
+END
+$$;
+COMMENT ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date) IS
+    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number; the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
+
+CREATE OR REPLACE FUNCTION subbilling.import_autogiro_mandates(file text,
+                                                    OUT file_id bigint, OUT activated integer,
+                                                    OUT cancelled integer, OUT unknown integer,
+                                                    OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    digest  bytea;
+BEGIN
+    activated := 0; cancelled := 0; unknown := 0;
+    IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'mandates') THEN
+        RAISE EXCEPTION 'not an Autogiro mandate advice'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A payment specification is read by import_autogiro_payments.';
+    END IF;
+    PERFORM subbilling.lock_row('autogiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'mandates' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.autogiro_files AS f (kind, sha256, content) VALUES ('mandates', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p ORDER BY p.line LOOP
+        -- status 32: a new mandate Bankgirot has approved; other codes end it
+        UPDATE subbilling.autogiro_mandates m
+           SET status = CASE WHEN r.status = 32 THEN 'active'
+                             WHEN r.status IN (2, 3, 6, 7, 33, 98) THEN 'cancelled' ELSE 'rejected' END,
+               status_code = r.status, changed_on = r.date, source = 'file',
+               bank_account = coalesce(r.bank_account, m.bank_account), id_number = coalesce(r.id_number, m.id_number)
+         WHERE m.payer_number = r.payer_number;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+        ELSIF r.status = 32 THEN
+            activated := activated + 1;
+        ELSE
+            cancelled := cancelled + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_autogiro_mandates(text) IS
+    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.autogiro_claim_file(run_date date, customer_number text, bankgiro text)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fid     bigint;
+    body    text;
+    ids     bigint[];
+    attempts integer[];
+    accts   bigint[];
+    payers  text[];
+    dues    date[];
+    amounts subbilling.price[];
+    refs    text[];
+BEGIN
+    PERFORM check_date('run_date', run_date);
+    PERFORM subbilling.lock_row('autogiro_claims');
+    SELECT f.content INTO body FROM subbilling.autogiro_files f WHERE f.kind = 'claims' AND f.run_date = autogiro_claim_file.run_date;
+    IF FOUND THEN
+        RETURN body;        -- rebuilt for the same day: the same claims
+    END IF;
+    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+      INTO ids, attempts, accts, payers, dues, amounts, refs
+      FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+              FROM subbilling.payment_requests r
+              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+              JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+             WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+               AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+               FOR UPDATE OF r) d;
+    body := subbilling_internal.autogiro_claims_text(
+        run_date, customer_number, bankgiro, dues, payers,
+        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
+        refs);
+    INSERT INTO subbilling.autogiro_files AS f (kind, run_date, sha256, content)
+    VALUES ('claims', run_date, sha256(convert_to(body, 'LATIN1')), body)
+    RETURNING f.id INTO fid;
+    INSERT INTO subbilling.autogiro_claims (payment_request_id, attempt, account_id, file_id, payer_number, due_date,
+                                            amount, reference)
+    SELECT u.id, u.attempt, u.account_id, fid, u.payer_number, u.due, u.amount, u.reference
+      FROM unnest(ids, attempts, accts, payers, dues, amounts, refs)
+           AS u(id, attempt, account_id, payer_number, due, amount, reference);
+    RETURN body;
+END
+$$;
+COMMENT ON FUNCTION subbilling.autogiro_claim_file(date, text, text) IS
+    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; the same run date again returns the same file';
+
+CREATE OR REPLACE FUNCTION subbilling.import_autogiro_payments(file text,
+                                                    OUT file_id bigint, OUT approved integer,
+                                                    OUT rejected integer, OUT unknown integer,
+                                                    OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    c       subbilling.autogiro_claims;
+    digest  bytea;
+    pid     bigint;
+    reason  text;
+BEGIN
+    approved := 0; rejected := 0; unknown := 0;
+    IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'payments') THEN
+        RAISE EXCEPTION 'not an Autogiro payment specification'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A mandate advice is read by import_autogiro_mandates.';
+    END IF;
+    PERFORM subbilling.lock_row('autogiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'payments' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.autogiro_files AS f (kind, sha256, content) VALUES ('payments', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p WHERE p.code = 82 ORDER BY p.line LOOP
+        -- the claim sent: payer number, due date, amount (and reference when several fit)
+        SELECT * INTO c FROM subbilling.autogiro_claims x
+         WHERE x.payer_number = r.payer_number AND x.due_date = r.date
+           AND minor_units(x.amount) = r.amount_minor AND x.outcome = 'sent'
+         ORDER BY (x.reference = coalesce(r.reference, '')) DESC, x.payment_request_id, x.attempt
+         LIMIT 1
+           FOR UPDATE;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+            CONTINUE;
+        END IF;
+        IF r.status = 0 THEN
+            pid := subbilling.register_payment(c.amount, (SELECT i.reference FROM subbilling.payment_requests q
+                                                            JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+                                                           WHERE q.account_id = c.account_id AND q.id = c.payment_request_id),
+                                               r.settled_on, 'autogiro',
+                                               format('autogiro:%s:%s:%s:%s', r.bankgiro, to_char(r.settled_on, 'YYYYMMDD'),
+                                                      r.section_serial, c.payment_request_id || '.' || c.attempt));
+            UPDATE subbilling.autogiro_claims x SET outcome = 'approved', status_code = 0, payment_id = pid
+             WHERE x.payment_request_id = c.payment_request_id AND x.attempt = c.attempt;
+            approved := approved + 1;
+        ELSE
+            reason := CASE r.status WHEN 1 THEN 'insufficient funds' WHEN 2 THEN 'no mandate or account closed'
+                                    ELSE 'renewed attempt' END;
+            IF EXISTS (SELECT 1 FROM subbilling.payment_requests q
+                        WHERE q.account_id = c.account_id AND q.id = c.payment_request_id
+                          AND q.status = 'requested' AND q.attempt = c.attempt) THEN
+                PERFORM subbilling.payment_failed(c.payment_request_id, 'autogiro: ' || reason, r.date);
+            END IF;
+            UPDATE subbilling.autogiro_claims x SET outcome = 'rejected', status_code = r.status
+             WHERE x.payment_request_id = c.payment_request_id AND x.attempt = c.attempt;
+            rejected := rejected + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
+    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.parse_avtalegiro_agreements(file text)
+    RETURNS TABLE (line integer, transaction_number integer, registration_type integer, kid text,
+                   notify boolean, nets_date date)
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION subbilling.parse_avtalegiro_agreements(text) IS
+    'the agreements of a Nets AvtaleGiro agreements file (registration type 0 all, 1 new or changed, 2 deleted; the payer''s KID; notify: J, the bank notifies the payer), after checking the whole file (layout, the assignment''s and transmission''s counts); 22P02 with the line and reason if it is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling.register_avtalegiro_agreement(account_id bigint, kid text, notify boolean DEFAULT true,
+                                                         valid_on date DEFAULT current_date)
+    RETURNS subbilling.avtalegiro_agreements
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    a   subbilling.avtalegiro_agreements;
+BEGIN
+    IF kid IS NULL OR kid !~ '^[0-9]{2,25}$' THEN
+        RAISE EXCEPTION 'invalid KID "%"', coalesce(kid, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An AvtaleGiro agreement''s KID is 2 to 25 digits.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM subbilling.accounts x WHERE x.id = account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE subbilling.avtalegiro_agreements x SET status = 'deleted', changed_on = valid_on, source = 'hand'
+     WHERE x.account_id = register_avtalegiro_agreement.account_id AND x.status = 'active'
+       AND x.kid <> register_avtalegiro_agreement.kid;
+    INSERT INTO subbilling.avtalegiro_agreements AS x (kid, account_id, notify, status, changed_on, source)
+    VALUES (kid, account_id, coalesce(notify, true), 'active', valid_on, 'hand')
+    ON CONFLICT ON CONSTRAINT avtalegiro_agreements_pkey DO UPDATE
+       SET status = 'active', notify = EXCLUDED.notify, changed_on = EXCLUDED.changed_on, source = 'hand'
+     WHERE x.account_id = EXCLUDED.account_id
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'KID % belongs to another account''s agreement', kid
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN a;
+END
+$$;
+COMMENT ON FUNCTION subbilling.register_avtalegiro_agreement(bigint, text, boolean, date) IS
+    'register (or reactivate) an account''s AvtaleGiro agreement by hand under the payer''s KID, with the notification flag; the account''s other active agreement is deleted; 22023 bad KID, 42704 no such account, 23505 the KID is another account''s';
+
+CREATE OR REPLACE FUNCTION subbilling.import_avtalegiro_agreements(file text,
+                                                        OUT file_id bigint, OUT changed integer,
+                                                        OUT deleted integer, OUT unknown integer,
+                                                        OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    digest  bytea;
+BEGIN
+    changed := 0; deleted := 0; unknown := 0;
+    PERFORM count(*) FROM subbilling.parse_avtalegiro_agreements(file);
+    PERFORM subbilling.lock_row('avtalegiro_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT f.id INTO file_id FROM subbilling.avtalegiro_files f WHERE f.kind = 'agreements' AND f.sha256 = digest;
+    repeated := FOUND;
+    IF repeated THEN
+        RETURN;
+    END IF;
+    INSERT INTO subbilling.avtalegiro_files AS f (kind, sha256, content) VALUES ('agreements', digest, file)
+    RETURNING f.id INTO file_id;
+    FOR r IN SELECT * FROM subbilling.parse_avtalegiro_agreements(file) p ORDER BY p.line LOOP
+        UPDATE subbilling.avtalegiro_agreements a
+           SET status = CASE WHEN r.registration_type = 2 THEN 'deleted' ELSE 'active' END,
+               notify = r.notify, changed_on = coalesce(r.nets_date, current_date), source = 'file'
+         WHERE a.kid = r.kid;
+        IF NOT FOUND THEN
+            unknown := unknown + 1;
+        ELSIF r.registration_type = 2 THEN
+            deleted := deleted + 1;
+        ELSE
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling.import_avtalegiro_agreements(text) IS
+    'read a Nets AvtaleGiro agreements file: each agreement of a registered KID takes the file''s notification flag and becomes active (registration type 0 or 1) or deleted (2); KIDs not registered are counted unknown (register them with register_avtalegiro_agreement); the same file again changes nothing (repeated); 22P02 invalid file';
+
+CREATE OR REPLACE FUNCTION subbilling.avtalegiro_claim_file(run_date date, data_transmitter text, agreement_id text,
+                                                 assignment_account text)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    fid     bigint;
+    body    text;
+    ids     bigint[];
+    attempts integer[];
+    accts   bigint[];
+    kids    text[];
+    notes   boolean[];
+    dues    date[];
+    amounts subbilling.price[];
+    names   text[];
+    specs   text[];
+BEGIN
+    PERFORM check_date('run_date', run_date);
+    PERFORM subbilling.lock_row('avtalegiro_claims');
+    SELECT f.content INTO body FROM subbilling.avtalegiro_files f
+     WHERE f.kind = 'claims' AND f.run_date = avtalegiro_claim_file.run_date;
+    IF FOUND THEN
+        RETURN body;        -- rebuilt for the same day: the same claims
+    END IF;
+    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+           coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+      INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+      FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                   left(ac.name, 10) AS name,
+                   'Faktura ' || coalesce(i.number, i.id::text) AS spec
+              FROM subbilling.payment_requests r
+              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+              JOIN subbilling.accounts ac ON ac.id = r.account_id
+              JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+             WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+               AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+               FOR UPDATE OF r) d;
+    INSERT INTO subbilling.avtalegiro_files AS f (kind, run_date, sha256, content)
+    VALUES ('claims', run_date, '\x'::bytea, '')
+    RETURNING f.id INTO fid;
+    body := subbilling_internal.avtalegiro_claims_text(
+        ARRAY[data_transmitter, lpad(fid::text, 7, '0'), '00008080', agreement_id, lpad(fid::text, 7, '0'),
+              assignment_account],
+        dues, (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
+        kids, notes, names, specs);
+    UPDATE subbilling.avtalegiro_files f SET sha256 = sha256(convert_to(body, 'LATIN1')), content = body WHERE f.id = fid;
+    INSERT INTO subbilling.avtalegiro_claims (payment_request_id, attempt, account_id, file_id, kid, notify, due_date, amount)
+    SELECT u.id, u.attempt, u.account_id, fid, u.kid, u.notify, u.due, u.amount
+      FROM unnest(ids, attempts, accts, kids, notes, dues, amounts) AS u(id, attempt, account_id, kid, notify, due, amount);
+    RETURN body;
+END
+$$;
+COMMENT ON FUNCTION subbilling.avtalegiro_claim_file(date, text, text, text) IS
+    'the AvtaleGiro payment-claim transmission of a run date (the payee''s data transmitter number, agreement ID and account at Nets): a claim for every requested payment of an account paying by AvtaleGiro with an active agreement, in NOK, not claimed before, with the agreement''s KID, type 21 if the bank notifies the payer else 02, due on the invoice''s due date (or the run date if later), the invoice number as specification; transmission and assignment number are the file''s id; the same run date again returns the same file';
 
 CREATE OR REPLACE VIEW subbilling.kpi_mrr WITH (security_barrier) AS
 SELECT v.month, v.currency,
