@@ -295,9 +295,8 @@ CREATE FUNCTION subbilling_internal.document_lines(inv subbilling.invoices, sell
 AS $$
     SELECT row_number() OVER (ORDER BY l.id), l.description, p.code, l.period,
            q.qty * sign(minor_units(l.net) * s.s),
-           CASE WHEN minor_units(l.net) = 0 THEN coalesce(abs(minor_units(l.unit_price)), 0)
-                ELSE trim_scale(round(abs(minor_units(l.net)) / q.qty, 6)) END
-               / power(10::numeric, currency_exponent(inv.currency)),
+           -- the net unit price: at least two decimals, at most six
+           round(pr0.price, greatest(2, scale(trim_scale(pr0.price)))),
            l.net * s.s, l.tax * s.s, l.tax_rate,
            subbilling_internal.vat_category_code(l.tax_treatment, l.tax_rate, coalesce(pr.tax_category, 'standard'),
                                                  seller_registered)
@@ -305,6 +304,9 @@ AS $$
       CROSS JOIN (SELECT CASE WHEN inv.kind = 'credit_note' THEN -1 ELSE 1 END AS s) s
       CROSS JOIN LATERAL (SELECT CASE WHEN l.quantity IS NULL OR l.quantity = 0 THEN 1::numeric
                                       ELSE abs(l.quantity) END AS qty) q
+      CROSS JOIN LATERAL (SELECT round(CASE WHEN minor_units(l.net) = 0 THEN coalesce(abs(minor_units(l.unit_price)), 0)
+                                            ELSE abs(minor_units(l.net)) / q.qty END
+                                       / power(10::numeric, currency_exponent(inv.currency)), 6) AS price) pr0
       LEFT JOIN subbilling.plans p ON p.id = l.plan_id
       LEFT JOIN subbilling.products pr ON pr.id = p.product_id
      WHERE l.account_id = inv.account_id AND l.invoice_id = inv.id
@@ -583,7 +585,7 @@ COMMENT ON FUNCTION subbilling_internal.html_escape(text) IS 'internal: text esc
 -- A number as a language writes it: groups of three (space, or . in Danish,
 -- , in English) and the decimal comma (point in English).
 CREATE FUNCTION subbilling_internal.html_number(x numeric, decimals integer, lang text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN x < 0 THEN '−' ELSE '' END
            || replace(to_char(trunc(abs(r)), 'FM999,999,999,999,999,990'), ',',
@@ -591,8 +593,9 @@ AS $$
            || CASE WHEN scale(r) > 0 THEN (CASE WHEN lang = 'en' THEN '.' ELSE ',' END) || split_part(r::text, '.', 2)
                    ELSE '' END
       FROM (SELECT CASE WHEN decimals IS NULL THEN trim_scale(abs(x)) ELSE round(abs(x), decimals) END AS r) v
+     WHERE x IS NOT NULL
 $$;
-COMMENT ON FUNCTION subbilling_internal.html_number(numeric, integer, text) IS 'internal: a number formatted for a language (sv, nb, da, fi: decimal comma; en: point), decimals NULL = as many as it has';
+COMMENT ON FUNCTION subbilling_internal.html_number(numeric, integer, text) IS 'internal: a number formatted for a language (sv, nb, da, fi: decimal comma; en: point), decimals NULL = as many as it has; NULL for NULL';
 
 CREATE FUNCTION subbilling_internal.html_money(amount subbilling.price, lang text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
