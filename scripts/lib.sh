@@ -23,10 +23,12 @@ PG_CONFIG=$PGBIN/pg_config
 export PATH=$PGBIN:$PATH PG_CONFIG
 
 # What a fresh Debian machine (bookworm, trixie, sid) lacks for building, running and testing;
-# libclang-rt-dev is the sanitizer and libFuzzer runtime of the suite's default clang.
+# libclang-rt-dev is the sanitizer and libFuzzer runtime of the suite's default clang; xmllint
+# (libxml2-utils) and chromium check the invoice documents (test/einvoice.sh).
 DEPS=(make gcc clang libclang-rt-dev
       postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-client-$PGVER
-      postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)
+      postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+      libxml2-utils chromium)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
