@@ -162,7 +162,9 @@ DECLARE
 BEGIN
     IF TG_TABLE_NAME = 'account_invoice_details' THEN
         SELECT a.country INTO c FROM subbilling.accounts a WHERE a.id = NEW.account_id;
-        NEW.updated_at := now();
+        IF TG_OP = 'UPDATE' THEN
+            NEW.updated_at := now();        -- an insert keeps its value (a restore's)
+        END IF;
     ELSE
         SELECT s.country INTO c FROM subbilling.seller_settings s;
     END IF;
