@@ -266,14 +266,14 @@ COMMENT ON FUNCTION subbilling_internal.issued_invoice(bigint) IS 'internal: the
 CREATE FUNCTION subbilling_internal.vat_category_code(treatment text, rate numeric, tax_category text,
                                                      seller_registered boolean) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN NOT seller_registered THEN 'O'
+RETURN CASE WHEN NOT seller_registered AND rate = 0 THEN 'O'
             WHEN treatment = 'exempt' THEN 'E'
             WHEN treatment = 'reverse_charge' AND tax_category = 'physical_goods' THEN 'K'
             WHEN treatment = 'reverse_charge' THEN 'AE'
             WHEN treatment = 'outside_scope' THEN 'G'
             WHEN rate = 0 THEN 'Z'
             ELSE 'S' END;
-COMMENT ON FUNCTION subbilling_internal.vat_category_code(text, numeric, text, boolean) IS 'internal: the EN 16931 VAT category (UNCL5305) of a line: O (seller not VAT-registered), E (exempt), K (reverse charge, goods to an EU business), AE (reverse charge), G (outside the EU), Z (0 %), S (standard)';
+COMMENT ON FUNCTION subbilling_internal.vat_category_code(text, numeric, text, boolean) IS 'internal: the EN 16931 VAT category (UNCL5305) of a line: O (seller not VAT-registered, 0 %), E (exempt), K (reverse charge, goods to an EU business), AE (reverse charge), G (outside the EU), Z (0 %), S (standard)';
 
 -- The exemption reason (VATEX code, text) of a VAT category.
 CREATE FUNCTION subbilling_internal.vat_exemption(code text, OUT reason_code text, OUT reason text)
@@ -432,6 +432,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'An invoice says where to pay: the seller''s bankgiro, plusgiro, IBAN or bank account (BT-84).',
                   HINT = 'Set bankgiro, plusgiro, iban or bank_account in subbilling.seller_invoice_details.';
+    END IF;
+    IF p.seller_vat IS NULL AND minor_units(inv.tax) <> 0 THEN
+        RAISE EXCEPTION 'the seller has no VAT number'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Invoice %s charges VAT (%s); an e-invoice that charges VAT names the seller''s VAT number (BT-31).', inv.number, inv.tax),
+                  HINT = 'Set vat_number in subbilling.seller_settings.';
     END IF;
     IF credit THEN
         SELECT * INTO orig FROM subbilling.invoices x

@@ -11,7 +11,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 SET LOCAL subbilling.notify = off;
 
-SELECT plan(119);
+SELECT plan(120);
 
 \ir 670_fixture.psql
 
@@ -234,8 +234,9 @@ SELECT is(ARRAY[subbilling_internal.vat_category_code('domestic', 25, 'standard'
                 subbilling_internal.vat_category_code('reverse_charge', 0, 'standard', true),
                 subbilling_internal.vat_category_code('reverse_charge', 0, 'physical_goods', true),
                 subbilling_internal.vat_category_code('outside_scope', 0, 'standard', true),
-                subbilling_internal.vat_category_code('domestic', 0, 'standard', false)],
-          '{S,Z,S,E,AE,K,G,O}', 'VAT categories: S, Z, S (OSS), E, AE, K, G, and O for a seller without a VAT number');
+                subbilling_internal.vat_category_code('domestic', 0, 'standard', false),
+                subbilling_internal.vat_category_code('domestic', 25, 'standard', false)],
+          '{S,Z,S,E,AE,K,G,O,S}', 'VAT categories: S, Z, S (OSS), E, AE, K, G, O for a seller without a VAT number at 0 % (S at 25 %)');
 SELECT is(subbilling_internal.ubl_tax_category(false, 'E', 0, true)::text,
           '<cac:TaxCategory><cbc:ID>E</cbc:ID><cbc:Percent>0</cbc:Percent><cbc:TaxExemptionReason>Exempt from VAT</cbc:TaxExemptionReason><cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:TaxCategory>',
           'E carries its exemption reason (BR-E-10)');
@@ -258,8 +259,11 @@ SELECT throws_ok(format('SELECT invoice_ubl(%s)', pg_temp.doc('se_bare')), '5500
                  'a seller without a payment account: 55000 naming it');
 SELECT lives_ok(format('SELECT invoice_ubl(%s)', (SELECT id FROM docs WHERE ext = 'se_two' AND kind = 'credit_note')),
                 '... a credit note needs none');
-DELETE FROM seller_invoice_details;
 UPDATE seller_settings SET vat_number = NULL;
+UPDATE seller_invoice_details SET org_number = '5566778899', bankgiro = '5050-1055';
+SELECT throws_ok(format('SELECT invoice_ubl(%s)', pg_temp.doc('se_bare')), '55000', 'the seller has no VAT number',
+                 'VAT charged by a seller without a VAT number: 55000 naming it');
+DELETE FROM seller_invoice_details;
 SELECT throws_ok(format('SELECT invoice_ubl(%s)', pg_temp.doc('se_bare')), '55000', 'the seller has no electronic address',
                  'a seller without an electronic address (nor an organisation number): 55000 naming it');
 ROLLBACK TO SAVEPOINT s;
