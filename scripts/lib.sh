@@ -23,7 +23,8 @@ PG_CONFIG=$PGBIN/pg_config
 export PATH=$PGBIN:$PATH PG_CONFIG
 
 # What a fresh Debian machine (bookworm, trixie, sid) lacks for building, running and testing;
-# libclang-rt-dev is the sanitizer and libFuzzer runtime of the suite's default clang.
+# libclang-rt-dev is the sanitizer and libFuzzer runtime of the suite's default clang; libcurl
+# is the webhook worker's HTTP client.  scripts/test.sh adds what only the tests need.
 DEPS=(make gcc clang libclang-rt-dev
       postgresql-$PGVER postgresql-server-dev-$PGVER postgresql-client-$PGVER
       postgresql-$PGVER-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl

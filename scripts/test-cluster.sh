@@ -43,6 +43,9 @@ tally_tap "upgrade" "$OUT/upgrade.out" $rc
 # backups: a business dumped with pg_dump -Fc and restored with pg_restore comes back whole
 bash test/dump_restore.sh "$OUT" >"$OUT/dump_restore.out" 2>&1; rc=$?
 tally_tap "dump_restore" "$OUT/dump_restore.out" $rc
+# invoice documents: UBL 2.1 schema (xmllint), the official examples' shape, Chromium renders
+bash test/einvoice.sh "$OUT" >"$OUT/einvoice.out" 2>&1; rc=$?
+tally_tap "einvoice" "$OUT/einvoice.out" $rc
 # docs: every page of docs/ and the README run as written, output compared (test/docs.pl);
 # and the docs tier itself can fail (test/docs_selftest.sh)
 perl test/docs.pl >"$OUT/docs.out" 2>&1; rc=$?

@@ -21,6 +21,8 @@ set -u
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/chroot.sh
+# what only the tests need: xmllint for the e-invoice schemas, Chromium to render invoices
+DEPS+=(libxml2-utils chromium)
 
 HOST_PGVER=$PGVER
 PG_VERSIONS=${PG_VERSIONS:-$HOST_PGVER}

@@ -62,6 +62,10 @@ UPDATE payment_settings SET retry_days = '{2,4}';
 UPDATE country_settings SET reminder_fees = '{"50.00 SEK"}' WHERE country = 'SE';
 INSERT INTO ledger_accounts (code, name, kind) VALUES ('3990', 'Backup test revenue', 'revenue');
 INSERT INTO country_settings (country, reference_kind) VALUES ('DE', 'luhn');
+-- invoice details of the seller and of an account (invoice documents)
+INSERT INTO seller_invoice_details (street, postal_code, city, bankgiro) VALUES ('Backup street 1', '111 22', 'Stockholm', '5050-1055');
+INSERT INTO account_invoice_details (account_id, org_number, buyer_reference)
+SELECT id, '202100-0001', 'Backup reference' FROM accounts WHERE external_id = 'b_pays';
 SQL
 ok $? "a business bills four months, takes payments, dunning, a bank file and a worker cycle"
 counts=$("${PSQL[@]}" -d sb_dump_a -c "SELECT (SELECT count(*) FROM subbilling.invoices) > 8,

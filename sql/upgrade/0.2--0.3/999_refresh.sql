@@ -2392,6 +2392,22 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DAT
     SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
 
+CREATE OR REPLACE FUNCTION subbilling.invoice_ubl(invoice_id bigint) RETURNS xml
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT subbilling_internal.ubl_document(subbilling_internal.issued_invoice(invoice_id))
+$$;
+COMMENT ON FUNCTION subbilling.invoice_ubl(bigint) IS 'the issued invoice as a Peppol BIS Billing 3.0 document (UBL 2.1 Invoice 380, or CreditNote 381 referencing the original); 42704 if no such invoice, 55000 for a draft or naming what the seller or the account lacks (electronic address, buyer or order reference, payment account)';
+
+CREATE OR REPLACE FUNCTION subbilling.invoice_html(invoice_id bigint) RETURNS text
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT subbilling_internal.html_document(subbilling_internal.issued_invoice(invoice_id))
+$$;
+COMMENT ON FUNCTION subbilling.invoice_html(bigint) IS 'the issued invoice or credit note as a printable HTML page (A4, every text escaped) in the account''s language (sv, nb, da, fi, en), with everything an invoice must state; 42704 if no such invoice, 55000 for a draft or without a seller';
+
 CREATE OR REPLACE FUNCTION subbilling.bgmax_warnings(file text)
     RETURNS TABLE (line integer, lines integer, warning text)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
