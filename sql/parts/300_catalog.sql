@@ -71,7 +71,7 @@ COMMENT ON TABLE subbilling.plans IS 'price plans; the price fields of a plan th
 
 -- Fills plans.currency from the prices if it was left out, then checks the
 -- pricing model's requirements and that every price is in the plan's currency.
-CREATE FUNCTION subbilling.plans_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.plans_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -176,15 +176,15 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.plans_validate() IS 'trigger: a plan''s currency, pricing model requirements and tiers are consistent';
+COMMENT ON FUNCTION subbilling_internal.plans_validate() IS 'trigger: a plan''s currency, pricing model requirements and tiers are consistent';
 
 CREATE TRIGGER plans_validate
     BEFORE INSERT OR UPDATE ON subbilling.plans
-    FOR EACH ROW EXECUTE FUNCTION subbilling.plans_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.plans_validate();
 
 -- A plan that a subscription item refers to keeps its price fields for ever:
 -- existing subscribers keep what they bought until migrate_subscriptions.
-CREATE FUNCTION subbilling.plans_guard_in_use() RETURNS trigger
+CREATE FUNCTION subbilling_internal.plans_guard_in_use() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -213,11 +213,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.plans_guard_in_use() IS 'trigger: the price fields of a plan that a subscription uses are immutable';
+COMMENT ON FUNCTION subbilling_internal.plans_guard_in_use() IS 'trigger: the price fields of a plan that a subscription uses are immutable';
 
 CREATE TRIGGER plans_guard_in_use
     BEFORE UPDATE ON subbilling.plans
-    FOR EACH ROW EXECUTE FUNCTION subbilling.plans_guard_in_use();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.plans_guard_in_use();
 
 -- ---------------------------------------------------------------- campaigns
 
@@ -248,7 +248,7 @@ CREATE TABLE subbilling.campaigns (
 );
 COMMENT ON TABLE subbilling.campaigns IS 'discount campaigns: percent_off or amount_off, once / repeating (duration_periods) / forever, valid dates, redemption limit, plans';
 
-CREATE FUNCTION subbilling.campaigns_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.campaigns_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -274,8 +274,8 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.campaigns_validate() IS 'trigger: a campaign''s amount is positive and its plan codes exist';
+COMMENT ON FUNCTION subbilling_internal.campaigns_validate() IS 'trigger: a campaign''s amount is positive and its plan codes exist';
 
 CREATE TRIGGER campaigns_validate
     BEFORE INSERT OR UPDATE ON subbilling.campaigns
-    FOR EACH ROW EXECUTE FUNCTION subbilling.campaigns_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.campaigns_validate();

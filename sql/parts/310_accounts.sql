@@ -57,7 +57,7 @@ COMMENT ON TABLE subbilling.accounts IS 'customers: id is the account id that ev
 -- Validation that a CHECK cannot express immutably: the currency is one the
 -- price type knows, the time zone one the server knows; and an account's
 -- currency is fixed once it has subscriptions.
-CREATE FUNCTION subbilling.accounts_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -102,11 +102,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
+COMMENT ON FUNCTION subbilling_internal.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
 
 CREATE TRIGGER accounts_validate
     BEFORE INSERT OR UPDATE ON subbilling.accounts
-    FOR EACH ROW EXECUTE FUNCTION subbilling.accounts_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_validate();
 
 -- ---------------------------------------------------------------- payment_methods
 

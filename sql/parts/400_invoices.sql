@@ -79,7 +79,7 @@ CREATE TABLE subbilling.invoice_counters (
 COMMENT ON TABLE subbilling.invoice_counters IS 'the gapless counter of each invoice series: next_number is the number the next invoice of the series gets; moved only by numbering, under its row lock';
 
 -- The series of an issue date's year, created on first use.
-CREATE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
+CREATE FUNCTION subbilling_internal.series_for(issue_date date) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -100,13 +100,14 @@ BEGIN
     RETURN sid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
+COMMENT ON FUNCTION subbilling_internal.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
 
 -- The text form of number n in a series.
-CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
+CREATE FUNCTION subbilling_internal.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN prefix || lpad(n::text, greatest(digits, length(n::text)), '0');
-COMMENT ON FUNCTION subbilling.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
+COMMENT ON FUNCTION subbilling_internal.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
+REVOKE ALL ON FUNCTION subbilling_internal.format_invoice_number(text, integer, bigint) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- invoices
 
@@ -212,7 +213,7 @@ COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subsc
 -- clock, or next_bill_on): an update that leaves all three alone is a
 -- change.  (Within one transaction updated_at does not move, so it cannot
 -- tell by itself.)
-CREATE FUNCTION subbilling.subscriptions_billing_changed() RETURNS trigger
+CREATE FUNCTION subbilling_internal.subscriptions_billing_changed() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -222,7 +223,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
+COMMENT ON FUNCTION subbilling_internal.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
 
 CREATE TRIGGER subscriptions_billing_changed
     BEFORE UPDATE ON subbilling.subscriptions
@@ -230,14 +231,14 @@ CREATE TRIGGER subscriptions_billing_changed
     WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
           AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
           AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
-    EXECUTE FUNCTION subbilling.subscriptions_billing_changed();
+    EXECUTE FUNCTION subbilling_internal.subscriptions_billing_changed();
 
 -- ---------------------------------------------------------------- guards
 
 -- Issued invoices are never deleted, and only their status (open -> paid |
 -- void | uncollectible, uncollectible -> paid) and its timestamps change;
 -- columns added by the payments part (payment bookkeeping) stay writable.
-CREATE FUNCTION subbilling.invoices_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoices_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -284,14 +285,14 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
+COMMENT ON FUNCTION subbilling_internal.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
 
 CREATE TRIGGER invoices_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW EXECUTE FUNCTION subbilling.invoices_guard();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.invoices_guard();
 
 -- Lines of an issued invoice are never changed or deleted.
-CREATE FUNCTION subbilling.invoice_lines_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoice_lines_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -314,16 +315,16 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_lines_guard() IS 'trigger: the lines of an issued invoice are never altered or deleted';
+COMMENT ON FUNCTION subbilling_internal.invoice_lines_guard() IS 'trigger: the lines of an issued invoice are never altered or deleted';
 
 CREATE TRIGGER invoice_lines_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoice_lines
-    FOR EACH ROW EXECUTE FUNCTION subbilling.invoice_lines_guard();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.invoice_lines_guard();
 
 -- Totals equal the sum of the lines, checked once per statement for every
 -- issued invoice that the statement gave lines (set-based: one query per
 -- batch, not one per line).
-CREATE FUNCTION subbilling.invoice_lines_check_totals() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoice_lines_check_totals() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -350,9 +351,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
+COMMENT ON FUNCTION subbilling_internal.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
 
 CREATE TRIGGER invoice_lines_check_totals
     AFTER INSERT ON subbilling.invoice_lines
     REFERENCING NEW TABLE AS new_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.invoice_lines_check_totals();
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.invoice_lines_check_totals();

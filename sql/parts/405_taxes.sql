@@ -26,10 +26,11 @@ CREATE FUNCTION subbilling.vat_number_valid(number text, country text DEFAULT NU
 COMMENT ON FUNCTION subbilling.vat_number_valid(text, text) IS 'true if vat_number() accepts the number; NULL for NULL';
 
 -- The EU member states (ISO 3166-1 codes; Greece is GR here and EL in VAT numbers).
-CREATE FUNCTION subbilling.is_eu_country(code text) RETURNS boolean
+CREATE FUNCTION subbilling_internal.is_eu_country(code text) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN code = ANY ('{AT,BE,BG,CY,CZ,DE,DK,EE,ES,FI,FR,GR,HR,HU,IE,IT,LT,LU,LV,MT,NL,PL,PT,RO,SE,SI,SK}'::text[]);
-COMMENT ON FUNCTION subbilling.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
+COMMENT ON FUNCTION subbilling_internal.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
+REVOKE ALL ON FUNCTION subbilling_internal.is_eu_country(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- categories and rates
 
@@ -117,7 +118,7 @@ BEGIN
               HINT = 'Add the rate to subbilling.tax_rates (country, category, rate, valid); docs/taxes.md says how.';
 END
 $$;
-COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'internal: raise 42704 for a country, category and date without a VAT rate';
+COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'the error of tax_rate_at: raise 42704 for a country, category and date without a VAT rate (executable by whoever may call tax_rate_at)';
 
 -- The rate of a category in a country on a date: the category's own rows
 -- if the country has any, else the country's standard rate.
@@ -154,7 +155,7 @@ CREATE TABLE subbilling.seller_settings (
 );
 COMMENT ON TABLE subbilling.seller_settings IS 'the seller (one row): country of establishment, currency of its books and VAT return, VAT number, OSS registration, legal name, address, F-skatt (SE) and Foretaksregisteret (NO) marks; without a row, lines take their product''s tax_rate';
 
-CREATE FUNCTION subbilling.seller_settings_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.seller_settings_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -165,11 +166,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
+COMMENT ON FUNCTION subbilling_internal.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
 
 CREATE TRIGGER seller_settings_validate
     BEFORE INSERT OR UPDATE ON subbilling.seller_settings
-    FOR EACH ROW EXECUTE FUNCTION subbilling.seller_settings_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.seller_settings_validate();
 
 -- ---------------------------------------------------------------- exchange rates
 
@@ -185,7 +186,7 @@ COMMENT ON TABLE subbilling.exchange_rates IS 'exchange rates loaded by the oper
 
 -- The rate of a currency into the seller's currency for an issue date: the
 -- latest on or before it, at most 7 days old; 42704 if there is none.
-CREATE FUNCTION subbilling.exchange_rate_for(currency text, on_date date) RETURNS numeric
+CREATE FUNCTION subbilling_internal.exchange_rate_for(currency text, on_date date) RETURNS numeric
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -205,11 +206,11 @@ BEGIN
     RETURN r;
 END
 $$;
-COMMENT ON FUNCTION subbilling.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
+COMMENT ON FUNCTION subbilling_internal.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
 
 -- An amount converted into another currency at a rate, rounded half away
 -- from zero to the minor unit.
-CREATE FUNCTION subbilling.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
+CREATE FUNCTION subbilling_internal.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -217,7 +218,8 @@ AS $$
                              * power(10::numeric, currency_exponent(to_currency) - currency_exponent(currency(amount))))::bigint,
                        to_currency)
 $$;
-COMMENT ON FUNCTION subbilling.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
+COMMENT ON FUNCTION subbilling_internal.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
+REVOKE ALL ON FUNCTION subbilling_internal.convert_price(subbilling.price, numeric, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- products, accounts, invoices
 
@@ -234,7 +236,7 @@ COMMENT ON COLUMN subbilling.accounts.vat_number IS 'the customer''s VAT number 
 COMMENT ON COLUMN subbilling.accounts.is_business IS 'the customer is a business (true whenever vat_number is set)';
 COMMENT ON COLUMN subbilling.accounts.vat_number_checked_by IS 'who confirmed the VAT number (e.g. a VIES consultation number), if recorded';
 
-CREATE FUNCTION subbilling.accounts_vat_number() RETURNS trigger
+CREATE FUNCTION subbilling_internal.accounts_vat_number() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -246,11 +248,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
+COMMENT ON FUNCTION subbilling_internal.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
 
 CREATE TRIGGER accounts_vat_number
     BEFORE INSERT OR UPDATE OF vat_number, country, is_business ON subbilling.accounts
-    FOR EACH ROW EXECUTE FUNCTION subbilling.accounts_vat_number();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_vat_number();
 
 ALTER TABLE subbilling.invoice_lines
     ADD COLUMN tax_treatment text NOT NULL DEFAULT 'domestic'
@@ -271,7 +273,7 @@ COMMENT ON COLUMN subbilling.invoices.exchange_rate IS 'foreign-currency invoice
 -- ---------------------------------------------------------------- treatment and rate
 
 -- The legal texts of the treatments of an invoice's lines.
-CREATE FUNCTION subbilling.tax_notes_for(treatments text[]) RETURNS text[]
+CREATE FUNCTION subbilling_internal.tax_notes_for(treatments text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN ARRAY(SELECT n.note FROM (VALUES
         (1, 'reverse_charge', 'Omvänd betalningsskyldighet / Reverse charge (Article 196, Council Directive 2006/112/EC)'),
@@ -279,11 +281,12 @@ RETURN ARRAY(SELECT n.note FROM (VALUES
         (3, 'outside_scope', 'Utanför EU:s momsområde / Outside the scope of EU VAT (place of supply outside the EU)'),
         (4, 'exempt', 'Undantagen från skatteplikt / Exempt from VAT')) AS n(ord, treatment, note)
      WHERE n.treatment = ANY (treatments) ORDER BY n.ord);
-COMMENT ON FUNCTION subbilling.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
+COMMENT ON FUNCTION subbilling_internal.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
+REVOKE ALL ON FUNCTION subbilling_internal.tax_notes_for(text[]) FROM PUBLIC;
 
 -- The treatment and rate of a line: from the seller, the product's tax
 -- category, the customer and the tax point (docs/taxes.md, decision table).
-CREATE FUNCTION subbilling.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
+CREATE FUNCTION subbilling_internal.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
                                     category text, product_rate numeric, tax_point date)
     RETURNS TABLE (treatment text, rate numeric)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -298,7 +301,7 @@ AS $$
       FROM (SELECT ss.country AS seller,
                    CASE WHEN tax_exempt OR category = 'exempt' THEN 'exempt'
                         WHEN ss.country IS NULL OR customer_country = ss.country THEN 'domestic'
-                        WHEN NOT is_eu_country(ss.country) OR NOT is_eu_country(customer_country) THEN 'outside_scope'
+                        WHEN NOT subbilling_internal.is_eu_country(ss.country) OR NOT subbilling_internal.is_eu_country(customer_country) THEN 'outside_scope'
                         WHEN customer_vat_number IS NOT NULL THEN 'reverse_charge'
                         WHEN ss.oss_registered AND EXISTS (SELECT 1 FROM subbilling.tax_categories c
                                                             WHERE c.code = category AND c.place_of_customer)
@@ -307,4 +310,4 @@ AS $$
               FROM (SELECT 1) one
               LEFT JOIN subbilling.seller_settings ss ON true) t
 $$;
-COMMENT ON FUNCTION subbilling.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';
+COMMENT ON FUNCTION subbilling_internal.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';

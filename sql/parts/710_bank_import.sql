@@ -45,7 +45,7 @@ COMMENT ON COLUMN subbilling.bank_files.file_created_at IS 'BgMax: the start rec
 COMMENT ON COLUMN subbilling.bank_files.transmission IS 'Nets: data transmitter and transmission number, "00008080:0000123"; NULL for BgMax';
 COMMENT ON COLUMN subbilling.bank_files.total IS 'the sum of the file''s payments; NULL if the file has none or mixes currencies (old BgMax files with EUR deposits)';
 
-CREATE FUNCTION subbilling.import_bank_file(fmt text, file text, allow_test boolean,
+CREATE FUNCTION subbilling_internal.import_bank_file(fmt text, file text, allow_test boolean,
                                             OUT f subbilling.bank_files, OUT repeated boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -119,7 +119,7 @@ BEGIN
     END IF;
 
     -- 2. one import at a time; the same content returns the first import
-    PERFORM lock_row('bank_import');
+    PERFORM subbilling_internal.lock_row('bank_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT * INTO f FROM bank_files b WHERE b.sha256 = digest;
     IF FOUND THEN
@@ -161,7 +161,7 @@ BEGIN
     RETURNING * INTO f;
 END
 $$;
-COMMENT ON FUNCTION subbilling.import_bank_file(text, text, boolean) IS
+COMMENT ON FUNCTION subbilling_internal.import_bank_file(text, text, boolean) IS
     'internal: import a bank file of format bgmax or nets_ocr (see import_bgmax): check it whole, record it in bank_files, register its payments; returns the bank_files row and whether the same file had been imported before';
 
 CREATE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
@@ -175,7 +175,7 @@ CREATE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT fa
 AS $$
     SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
            (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
-      FROM subbilling.import_bank_file('bgmax', $1, $2) r
+      FROM subbilling_internal.import_bank_file('bgmax', $1, $2) r
 $$;
 COMMENT ON FUNCTION subbilling.import_bgmax(text, boolean) IS
     'import a Bankgirot BgMax file: refused whole (22P02, line and reason) unless every check passes; test files (T) only with allow_test; deductions refused (0A000); each payment registered with register_payment (method bankgiro, autogiro for channel 4; external_id bgmax:<receiver bankgiro>:<payment date>:<BGC serial>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
@@ -191,13 +191,13 @@ CREATE FUNCTION subbilling.import_nets_ocr(file text,
 AS $$
     SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
            (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
-      FROM subbilling.import_bank_file('nets_ocr', $1, false) r
+      FROM subbilling_internal.import_bank_file('nets_ocr', $1, false) r
 $$;
 COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
     'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
 
 -- privileges: imports by the operator only; the register readable by the operator
-REVOKE ALL ON FUNCTION subbilling.import_bank_file(text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION subbilling_internal.import_bank_file(text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.import_bgmax(text, boolean), subbilling.import_nets_ocr(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.import_bgmax(text, boolean), subbilling.import_nets_ocr(text)
     TO subbilling_operator;

@@ -20,7 +20,7 @@
 
 -- Mark a shipped row edited on its first change; at restore (an INSERT of an
 -- edited row whose key exists as a shipped row) update the shipped row instead.
-CREATE FUNCTION subbilling.shipped_row() RETURNS trigger
+CREATE FUNCTION subbilling_internal.shipped_row() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -63,7 +63,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead';
+COMMENT ON FUNCTION subbilling_internal.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead';
 
 -- the shipped dunning steps' deferred order check runs now: their table is altered below
 SET CONSTRAINTS subbilling.dunning_steps_check_order IMMEDIATE;
@@ -82,7 +82,7 @@ BEGIN
     END LOOP;
     FOREACH t IN ARRAY tables LOOP
         EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON subbilling.%I
-                            FOR EACH ROW EXECUTE FUNCTION subbilling.shipped_row()', t || '_shipped_row', t);
+                            FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row()', t || '_shipped_row', t);
     END LOOP;
 END
 $shipped$;
@@ -120,4 +120,4 @@ BEGIN
 END
 $dump$;
 
-REVOKE ALL ON FUNCTION subbilling.shipped_row() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subbilling_internal.shipped_row() FROM PUBLIC;

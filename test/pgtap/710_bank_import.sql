@@ -101,17 +101,17 @@ SELECT is_definer('subbilling', 'import_bgmax', ARRAY['text', 'boolean'], 'impor
 SELECT is_definer('subbilling', 'import_nets_ocr', ARRAY['text'], 'import_nets_ocr is SECURITY DEFINER');
 SELECT is((SELECT count(*) FROM pg_proc
             WHERE oid IN ('subbilling.import_bgmax(text, boolean)'::regprocedure, 'subbilling.import_nets_ocr(text)'::regprocedure,
-                          'subbilling.import_bank_file(text, text, boolean)'::regprocedure)
+                          'subbilling_internal.import_bank_file(text, text, boolean)'::regprocedure)
               AND proconfig @> ARRAY['search_path=subbilling, pg_catalog, pg_temp']
               AND obj_description(oid, 'pg_proc') IS NOT NULL), 3::bigint,
           'the import functions pin search_path and are commented');
 SELECT ok(NOT has_function_privilege('public', 'subbilling.import_bgmax(text, boolean)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.import_nets_ocr(text)', 'EXECUTE')
-          AND NOT has_function_privilege('public', 'subbilling.import_bank_file(text, text, boolean)', 'EXECUTE'),
+          AND NOT has_function_privilege('public', 'subbilling_internal.import_bank_file(text, text, boolean)', 'EXECUTE'),
           'PUBLIC cannot run the imports');
 SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.import_bgmax(text, boolean)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.import_nets_ocr(text)', 'EXECUTE')
-          AND NOT has_function_privilege('subbilling_operator', 'subbilling.import_bank_file(text, text, boolean)', 'EXECUTE'),
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling_internal.import_bank_file(text, text, boolean)', 'EXECUTE'),
           'subbilling_operator runs import_bgmax and import_nets_ocr, not the internal import_bank_file');
 SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.bank_files', 'SELECT')
           AND NOT has_table_privilege('subbilling_operator', 'subbilling.bank_files', 'INSERT')

@@ -2,7 +2,7 @@
 -- Every function and view that an earlier step defines, re-created as sql/parts
 -- defines it now (with its comment), after every table is in its final shape.
 
-CREATE OR REPLACE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
+CREATE OR REPLACE FUNCTION subbilling_internal.series_for(issue_date date) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -23,9 +23,9 @@ BEGIN
     RETURN sid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
+COMMENT ON FUNCTION subbilling_internal.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
 
-CREATE OR REPLACE FUNCTION subbilling.shipped_row() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.shipped_row() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -68,7 +68,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead';
+COMMENT ON FUNCTION subbilling_internal.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead';
 
 CREATE OR REPLACE FUNCTION subbilling.purge_events(created_before timestamptz)
     RETURNS bigint
@@ -95,7 +95,7 @@ $$;
 COMMENT ON FUNCTION subbilling.purge_events(timestamptz) IS
     'event retention: delete the events created before a cutoff (in the past) that no dunning step points at; returns how many were deleted';
 
-CREATE OR REPLACE FUNCTION subbilling.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
                                              open_amount subbilling.price, as_of date)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -141,7 +141,7 @@ BEGIN
         SELECT count(*) INTO fees_before FROM subbilling.dunning_actions x
          WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.fee IS NOT NULL;
         SELECT r.fee, r.note INTO fee_amt, fee_note
-          FROM dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
+          FROM subbilling_internal.dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
         IF st.charge_interest
            AND (SELECT c.late_interest_margin FROM subbilling.country_settings c WHERE c.country = a.country) IS NOT NULL THEN
             SELECT coalesce(max(upper(x.interest_period)) - 1, i.due_date) INTO int_from
@@ -173,7 +173,7 @@ BEGIN
             END IF;
         END IF;
         IF fee_amt IS NOT NULL OR int_amt IS NOT NULL THEN
-            fid := dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
+            fid := subbilling_internal.dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
                                        fee_amt, int_amt, int_period, int_text);
             SELECT x.number, x.due_date INTO fnum, fdue FROM subbilling.invoices x
              WHERE x.account_id = i.account_id AND x.id = fid;
@@ -190,7 +190,7 @@ BEGIN
 
     CASE st.action
     WHEN 'reminder' THEN
-        ev := emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
 
     WHEN 'payment_stop' THEN
         IF i.subscription_id IS NULL THEN
@@ -216,7 +216,7 @@ BEGIN
         END IF;
         payload := payload || jsonb_build_object('subscription_id', i.subscription_id,
                                                  'suspended', sid IS NOT NULL, 'note', stop_note);
-        ev := emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
 
     WHEN 'collection' THEN
         payload := payload || jsonb_build_object(
@@ -229,13 +229,13 @@ BEGIN
                                     FROM subbilling.dunning_actions d
                                     JOIN subbilling.invoices x ON x.account_id = d.account_id AND x.id = d.fee_invoice_id
                                    WHERE d.account_id = i.account_id AND d.invoice_id = i.id AND x.status = 'open'));
-        ev := emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
 
     WHEN 'write_off' THEN
         -- the invoice, then its open fee invoices (one being paid at this
         -- very moment, row locked, is left to that payment)
         wo := open_amount;
-        PERFORM book_entry(i.account_id, 'write_off', as_of,
+        PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                            ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                            ARRAY[open_amount, -open_amount], i.id, NULL,
                            format('write-off of invoice %s', i.number));
@@ -251,7 +251,7 @@ BEGIN
         LOOP
             fo := invoice_open_amount(i.account_id, wo_fee.id);
             CONTINUE WHEN fo IS NULL OR fo <= zero;
-            PERFORM book_entry(i.account_id, 'write_off', as_of,
+            PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                                ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                                ARRAY[fo, -fo], wo_fee.id, NULL,
                                format('write-off of fee invoice %s (invoice %s)', wo_fee.number, i.number));
@@ -261,7 +261,7 @@ BEGIN
             wo_ids := wo_ids || wo_fee.id;
         END LOOP;
         payload := payload || jsonb_build_object('written_off', wo::text, 'fee_invoices_written_off', to_jsonb(wo_ids));
-        ev := emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
     END CASE;
 
     INSERT INTO subbilling.dunning_actions AS d
@@ -274,7 +274,7 @@ BEGIN
     RETURN aid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
+COMMENT ON FUNCTION subbilling_internal.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
 
 CREATE OR REPLACE FUNCTION subbilling.set_reference_rate(country text, valid_from date, rate numeric)
     RETURNS daterange
@@ -369,7 +369,7 @@ SELECT w.pid                  AS worker_pid,
 COMMENT ON VIEW subbilling.worker_status IS
     'one row: the running worker, its settings, the last run with its counts, open billing errors (the latest five as jsonb), and rate_warnings: the countries charging late-payment interest whose reference rates end within 30 days';
 
-CREATE OR REPLACE FUNCTION subbilling.outbox_reserve() RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.outbox_reserve() RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -414,16 +414,16 @@ BEGIN
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
+COMMENT ON FUNCTION subbilling_internal.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
 
-CREATE OR REPLACE FUNCTION subbilling.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
+CREATE OR REPLACE FUNCTION subbilling_internal.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
                                          invoice_id bigint, payment_id bigint DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT notify_enabled() THEN
+    IF NOT subbilling_internal.notify_enabled() THEN
         RETURN false;
     END IF;
     PERFORM pg_notify('subbilling',
@@ -433,9 +433,9 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
+COMMENT ON FUNCTION subbilling_internal.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
 
-CREATE OR REPLACE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription_id bigint,
+CREATE OR REPLACE FUNCTION subbilling_internal.emit_event(account_id bigint, type text, subscription_id bigint,
                                       payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -444,16 +444,16 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
             emit_event.invoice_id, coalesce(emit_event.payload, '{}'))
     RETURNING e.* INTO ev;
-    PERFORM outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
+    PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
+COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
 
 CREATE OR REPLACE FUNCTION subbilling.events_after(last_id bigint, max integer DEFAULT 1000)
     RETURNS SETOF subbilling.events
@@ -504,7 +504,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.events_after(bigint, integer) IS 'committed events with id > last_id in id order (at most max); never skips an event that commits late; the cursor of a listener (a NOTIFY only says: look)';
 
-CREATE OR REPLACE FUNCTION subbilling.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -526,23 +526,23 @@ BEGIN
     RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION subbilling.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
+COMMENT ON FUNCTION subbilling_internal.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
 
-CREATE OR REPLACE FUNCTION subbilling.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE sql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN subbilling.lock_row('account:' || account_id, wait);
-COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
+RETURN subbilling_internal.lock_row('account:' || account_id, wait);
+COMMENT ON FUNCTION subbilling_internal.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
 
-CREATE OR REPLACE FUNCTION subbilling.notify_unaccounted(type text, payment_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.notify_unaccounted(type text, payment_id bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
+    PERFORM subbilling_internal.outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
+COMMENT ON FUNCTION subbilling_internal.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
 
 CREATE OR REPLACE FUNCTION subbilling.register_payment(amount subbilling.price, reference text, received_on date, method text,
                                             external_id text DEFAULT NULL)
@@ -574,9 +574,9 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('received_on', received_on);
+    PERFORM subbilling_internal.check_date('received_on', received_on);
     m := lower(btrim(method));
-    IF NOT is_payment_method(m) THEN
+    IF NOT subbilling_internal.is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A method is a lower-case name: card, autogiro, bankgiro, bank_transfer, swish ...';
@@ -592,7 +592,7 @@ BEGIN
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
-        PERFORM lock_row('payment:' || md5(ext));
+        PERFORM subbilling_internal.lock_row('payment:' || md5(ext));
         SELECT u.id, u.amount, u.reference INTO prev FROM subbilling.unmatched_payments u WHERE u.external_id = ext;
         IF NOT FOUND THEN
             SELECT p.id, p.amount, p.reference INTO prev FROM subbilling.payments p WHERE p.external_id = ext LIMIT 1;
@@ -622,8 +622,8 @@ BEGIN
             reason := 'ambiguous reference';
         ELSE
             -- the account's money, then the invoice, both read again under the locks
-            PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
-            inv := invoice_for_update(hits[1]);
+            PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
+            inv := subbilling_internal.invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
             ELSIF currency(amount) <> inv.currency THEN
@@ -637,11 +637,11 @@ BEGIN
         INSERT INTO subbilling.unmatched_payments AS u (amount, reference, received_on, method, external_id, reason)
         VALUES (amount, ref, received_on, m, ext, reason)
         RETURNING u.id INTO uid;
-        PERFORM notify_unaccounted('payment.unmatched', uid);
+        PERFORM subbilling_internal.notify_unaccounted('payment.unmatched', uid);
         RETURN uid;
     END IF;
 
-    RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
+    RETURN subbilling_internal.post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
 $$;
@@ -667,8 +667,8 @@ BEGIN
         RAISE EXCEPTION 'unmatched payment % is %, not open', u.id, u.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
-    inv := invoice_for_update(invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
+    inv := subbilling_internal.invoice_for_update(invoice_id);
     IF inv.kind <> 'invoice' OR inv.status = 'draft' THEN
         RAISE EXCEPTION 'invoice % cannot take a payment', coalesce(inv.number, inv.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -678,7 +678,7 @@ BEGIN
         RAISE EXCEPTION 'payment % is not in the currency % of invoice %', u.amount, inv.currency, inv.number
             USING ERRCODE = 'data_exception';
     END IF;
-    pid := post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
+    pid := subbilling_internal.post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
     UPDATE subbilling.unmatched_payments x
        SET status = 'matched', account_id = inv.account_id, invoice_id = inv.id, resolved_at = now()
      WHERE x.id = u.id;
@@ -734,7 +734,7 @@ BEGIN
                       DETAIL = format('Payment %s is %s; the refund asked for %s.', u.id, u.amount, amount);
         END IF;
         UPDATE subbilling.unmatched_payments x SET status = 'refunded', resolved_at = now() WHERE x.id = u.id;
-        PERFORM notify_unaccounted('payment.refunded', u.id);
+        PERFORM subbilling_internal.notify_unaccounted('payment.refunded', u.id);
         RETURN u.id;
     END IF;
 
@@ -749,7 +749,7 @@ BEGIN
         RAISE EXCEPTION 'refund % is not in the currency of payment % (%)', amount, p.id, p.amount
             USING ERRCODE = 'data_exception';
     END IF;
-    PERFORM lock_account_credit(p.account_id);
+    PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
     remaining := p.amount - coalesce((SELECT sum(r.amount) FROM subbilling.refunds r
@@ -764,7 +764,7 @@ BEGIN
                                                 JOIN subbilling.journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
                                                WHERE e.account_id = p.account_id AND e.payment_id = p.id
                                                  AND l.invoice_id = p.invoice_id), zero),
-                                   invoice_uncredited(inv) - open_), zero)
+                                   subbilling_internal.invoice_uncredited(inv) - open_), zero)
                 ELSE zero END;
     from_credit := least(amount, credit);
     reopen := amount - from_credit;
@@ -775,11 +775,11 @@ BEGIN
                                   p.id, p.amount, remaining, credit, capacity, inv.number);
     END IF;
 
-    today := account_today(p.account_id);
+    today := subbilling_internal.account_today(p.account_id);
     INSERT INTO subbilling.refunds AS r (account_id, payment_id, amount, from_credit, reopened, refunded_on)
     VALUES (p.account_id, p.id, amount, from_credit, reopen, today)
     RETURNING r.id INTO rid;
-    PERFORM book_entry(p.account_id, 'refund', today,
+    PERFORM subbilling_internal.book_entry(p.account_id, 'refund', today,
                        ARRAY[ledger_code('bank', cur), ledger_code('customer_credit', cur), ledger_code('receivables', cur)],
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
@@ -788,12 +788,12 @@ BEGIN
         UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
          WHERE x.account_id = inv.account_id AND x.id = inv.id;
         PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
-        PERFORM emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
+        PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
             inv.id);
     END IF;
-    PERFORM emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
         jsonb_build_object('refund_id', rid, 'payment_id', p.id, 'invoice_id', p.invoice_id, 'currency', cur,
                            'amount', amount::text, 'from_credit', from_credit::text, 'reopened', reopen::text,
                            'refunded_on', today),
@@ -823,8 +823,8 @@ DECLARE
     cn      subbilling.invoices;
 BEGIN
     -- the account's money, then the invoice, both read again under the locks
-    PERFORM lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
-    i := invoice_for_update(credit_invoice.invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
+    i := subbilling_internal.invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
         RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -832,7 +832,7 @@ BEGIN
                                   replace(i.kind, '_', ' '), i.status);
     END IF;
     zero := price_minor(0, i.currency);
-    left_ := invoice_uncredited(i);
+    left_ := subbilling_internal.invoice_uncredited(i);
     IF left_ <= zero THEN
         RAISE EXCEPTION 'invoice % is fully credited', i.number
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -852,7 +852,7 @@ BEGIN
     today := (now() AT TIME ZONE a.time_zone)::date;
     whole := amt = i.total;     -- nothing credited before: mirror every line
     cid := nextval('subbilling.invoices_id_seq'::regclass);
-    num := take_invoice_number(today);
+    num := subbilling_internal.take_invoice_number(today);
 
     WITH g AS (
         SELECT l.tax_rate, l.tax_treatment, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
@@ -893,7 +893,7 @@ BEGIN
                -- the credit note states what the invoice stated, at its exchange rate
                i.tax_notes, i.buyer_vat_number, i.seller_currency, i.exchange_rate,
                CASE WHEN i.seller_currency IS NOT NULL
-                    THEN convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
+                    THEN subbilling_internal.convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
           FROM cl c
         RETURNING x.*
     ),
@@ -908,26 +908,26 @@ BEGIN
     )
     SELECT * INTO cn FROM h;
 
-    PERFORM emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'currency', cn.currency, 'net', cn.net::text,
                            'tax', cn.tax::text, 'total', cn.total::text, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'status', cn.status, 'number', cn.number,
                            'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = cn.series_id),
                            'currency', cn.currency, 'net', cn.net::text, 'tax', cn.tax::text, 'total', cn.total::text,
                            'total_minor', minor_units(cn.total), 'issue_date', cn.issue_date,
                            'due_date', cn.due_date, 'reference', cn.reference, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(i.account_id, 'invoice.credited', i.subscription_id,
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.credited', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'credit_note_id', cn.id,
                            'credit_note_number', cn.number, 'amount', amt::text, 'currency', i.currency,
                            'uncredited', (left_ - amt)::text, 'reason', credit_invoice.reason), i.id);
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
     RETURN cid;
 END
 $$;
 COMMENT ON FUNCTION subbilling.credit_invoice(bigint, subbilling.price, text) IS 'issue a credit note for an invoice: the whole uncredited amount (NULL) mirrors its lines, a part is split over its VAT rates; numbered and announced at once; returns the credit note id; events invoice.created, invoice.finalized (note) and invoice.credited';
 
-CREATE OR REPLACE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
                                               as_of_dates date[], as_of timestamptz)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
@@ -935,16 +935,16 @@ CREATE OR REPLACE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], s
 AS $$
 DECLARE
     n       integer;
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked_acc  bigint[];
     booked_inv  bigint[];
 BEGIN
     -- series rows of the issue years (created on first use, outside the lock)
-    PERFORM series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
+    PERFORM subbilling_internal.outbox_reserve();
 
     WITH ch AS MATERIALIZED (
-        SELECT * FROM billing_charges(account_ids, subscription_ids, as_of_dates)
+        SELECT * FROM subbilling_internal.billing_charges(account_ids, subscription_ids, as_of_dates)
     ),
     b AS (
         SELECT x.account_id, x.subscription_id, x.as_of
@@ -1002,11 +1002,11 @@ BEGIN
         SELECT hs.account_id, hs.invoice_id, hs.subscription_id,
                CASE WHEN hs.net + hs.tax < price_minor(0, hs.currency) THEN 'credit_note' ELSE 'invoice' END,
                'open', hs.series_id, num.first + hs.rn - 1,
-               format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
+               subbilling_internal.format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
                hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
                reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now(),
-               tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
-               CASE WHEN ss.currency IS NOT NULL THEN convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
+               subbilling_internal.tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
+               CASE WHEN ss.currency IS NOT NULL THEN subbilling_internal.convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
           FROM hs
           JOIN num ON num.id = hs.series_id
           JOIN subbilling.accounts a ON a.id = hs.account_id
@@ -1014,7 +1014,7 @@ BEGIN
           -- invoices in a foreign currency state their VAT in the seller's at the issue date's rate
           LEFT JOIN subbilling.seller_settings ss ON true
           CROSS JOIN LATERAL (SELECT CASE WHEN ss.currency <> hs.currency
-                                          THEN exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
+                                          THEN subbilling_internal.exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
         RETURNING i.*
     ),
     lines AS (
@@ -1054,27 +1054,27 @@ BEGIN
     ),
     -- NOTIFY each event's identifiers (outbox_notify, as emit_event does)
     nt AS (
-        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
+        SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
           FROM ev WHERE notify
     )
     SELECT count(*), array_agg(ins.account_id), array_agg(ins.id) INTO n, booked_acc, booked_inv
       FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
     -- the receivables ledger: book the invoices, apply customer credit, request automatic payments
     IF n > 0 THEN
-        PERFORM book_invoices(booked_acc, booked_inv);
+        PERFORM subbilling_internal.book_invoices(booked_acc, booked_inv);
     END IF;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
+COMMENT ON FUNCTION subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
 
-CREATE OR REPLACE FUNCTION subbilling.book_invoices(account_ids bigint[], invoice_ids bigint[])
+CREATE OR REPLACE FUNCTION subbilling_internal.book_invoices(account_ids bigint[], invoice_ids bigint[])
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked  integer := 0;
     n       integer;
     t_acc   bigint[] := '{}';       -- invoices whose open amount may have reached zero
@@ -1099,7 +1099,7 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
       INTO has_void, has_cn
       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
@@ -1147,13 +1147,13 @@ BEGIN
         SELECT k.currency, k.is_fee, k.product, k.tax_rate, k.tax_treatment,
                CASE WHEN NOT k.is_fee AND k.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
                     THEN ledger_code('revenue_rate', k.currency, k.tax_treatment)
-                    ELSE revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
+                    ELSE subbilling_internal.revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
           FROM (SELECT DISTINCT dl.currency, dl.is_fee, dl.product, dl.tax_rate, dl.tax_treatment FROM dl) k
     ),
     vat AS MATERIALIZED (
         SELECT k.currency, k.tax_rate, k.tax_treatment,
                ledger_code('vat', k.currency, CASE WHEN k.tax_treatment = 'oss' THEN 'oss'
-                                                   ELSE rate_detail(k.tax_rate) END) AS code
+                                                   ELSE subbilling_internal.rate_detail(k.tax_rate) END) AS code
           FROM (SELECT DISTINCT dl.currency, dl.tax_rate, dl.tax_treatment FROM dl WHERE minor_units(dl.tax) <> 0) k
     ),
     -- every line carries its document, and entries and lines come from the
@@ -1338,7 +1338,7 @@ BEGIN
              GROUP BY l.account_id
             HAVING minor_units(sum(l.amount)) < 0
              ORDER BY l.account_id) q
-     WHERE lock_account_credit(q.account_id, false);
+     WHERE subbilling_internal.lock_account_credit(q.account_id, false);
     IF c_acc IS NOT NULL THEN
         -- lock the open invoices that the credit reaches (oldest due first);
         -- their open amounts are read again under the lock below
@@ -1381,7 +1381,7 @@ BEGIN
                    coalesce((SELECT max(i.issue_date)
                                FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
                                JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
-                              WHERE k.account_id = x.account_id), account_today(x.account_id)) AS booked_on
+                              WHERE k.account_id = x.account_id), subbilling_internal.account_today(x.account_id)) AS booked_on
               FROM unnest(c_acc) AS x(account_id)
         ),
         w AS MATERIALIZED (
@@ -1423,7 +1423,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+            SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
         SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO a_acc, a_inv
           FROM al
@@ -1467,14 +1467,14 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+            SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
         SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
           INTO p_acc, p_inv
           FROM p
          WHERE (SELECT count(*) FROM rq) + (SELECT nt.n FROM nt) >= 0;
         IF p_inv IS NOT NULL THEN
-            PERFORM after_invoice_paid(k.account_id, k.invoice_id)
+            PERFORM subbilling_internal.after_invoice_paid(k.account_id, k.invoice_id)
                FROM unnest(p_acc, p_inv) WITH ORDINALITY AS k(account_id, invoice_id, ord)
               ORDER BY k.ord;
         END IF;
@@ -1517,14 +1517,14 @@ BEGIN
          ORDER BY r.account_id, r.id
         RETURNING e.*
     )
-    SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
+    SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
 
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
+COMMENT ON FUNCTION subbilling_internal.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
 
-CREATE OR REPLACE FUNCTION subbilling.import_bank_file(fmt text, file text, allow_test boolean,
+CREATE OR REPLACE FUNCTION subbilling_internal.import_bank_file(fmt text, file text, allow_test boolean,
                                             OUT f subbilling.bank_files, OUT repeated boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -1598,7 +1598,7 @@ BEGIN
     END IF;
 
     -- 2. one import at a time; the same content returns the first import
-    PERFORM lock_row('bank_import');
+    PERFORM subbilling_internal.lock_row('bank_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT * INTO f FROM bank_files b WHERE b.sha256 = digest;
     IF FOUND THEN
@@ -1640,10 +1640,10 @@ BEGIN
     RETURNING * INTO f;
 END
 $$;
-COMMENT ON FUNCTION subbilling.import_bank_file(text, text, boolean) IS
+COMMENT ON FUNCTION subbilling_internal.import_bank_file(text, text, boolean) IS
     'internal: import a bank file of format bgmax or nets_ocr (see import_bgmax): check it whole, record it in bank_files, register its payments; returns the bank_files row and whether the same file had been imported before';
 
-CREATE OR REPLACE FUNCTION subbilling.accounts_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -1688,7 +1688,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
+COMMENT ON FUNCTION subbilling_internal.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
 
 CREATE OR REPLACE FUNCTION subbilling.record_usage(subscription_id bigint, plan_code text, quantity numeric,
                                         at timestamptz, idempotency_key text)
@@ -1706,7 +1706,7 @@ DECLARE
     iid     bigint;
     uid     bigint;
 BEGIN
-    PERFORM check_quantity(record_usage.quantity);
+    PERFORM subbilling_internal.check_quantity(record_usage.quantity);
     IF record_usage.quantity = 'NaN' OR record_usage.quantity > 1000000000 THEN
         RAISE EXCEPTION 'usage quantity % is out of range', record_usage.quantity
             USING ERRCODE = 'invalid_parameter_value',
@@ -1717,7 +1717,7 @@ BEGIN
         RAISE EXCEPTION 'at must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('at', record_usage.at::date);
+    PERFORM subbilling_internal.check_date('at', record_usage.at::date);
     IF record_usage.idempotency_key IS NULL OR length(record_usage.idempotency_key) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'idempotency_key must be a text of 1 to 255 characters'
             USING ERRCODE = 'invalid_parameter_value';
@@ -1727,7 +1727,7 @@ BEGIN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(record_usage.subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    p := plan_by_code(record_usage.plan_code);
+    p := subbilling_internal.plan_by_code(record_usage.plan_code);
 
     -- a repeat: the same key with the same values is the same usage
     SELECT * INTO prior FROM subbilling.usage u
@@ -1777,7 +1777,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.record_usage(bigint, text, numeric, timestamptz, text) IS 'record metered usage of a subscription''s plan item at a time; idempotent on idempotency_key (a repeat returns the same id, the key with other values is an error); returns the usage id';
 
-CREATE OR REPLACE FUNCTION subbilling.check_date(name text, d date) RETURNS date
+CREATE OR REPLACE FUNCTION subbilling_internal.check_date(name text, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1795,9 +1795,9 @@ BEGIN
     RETURN d;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
+COMMENT ON FUNCTION subbilling_internal.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
 
-CREATE OR REPLACE FUNCTION subbilling.bill_batch(batch_size integer, as_of timestamptz,
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch(batch_size integer, as_of timestamptz,
                                       OUT invoices integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -1824,7 +1824,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', bill_batch.as_of::date);
+    PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
     -- In one session, each batch for the same as_of goes on where the last
@@ -1891,14 +1891,14 @@ BEGIN
         PERFORM set_config('subbilling_internal.billing_cursor',
                            concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
-            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
-            PERFORM resolve_billing_errors(acc, sid);
+            invoices := invoices + subbilling_internal.bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM subbilling_internal.resolve_billing_errors(acc, sid);
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR k IN 1 .. n LOOP
                 BEGIN
-                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
-                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
+                    invoices := invoices + subbilling_internal.bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM subbilling_internal.resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
@@ -1913,7 +1913,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
+COMMENT ON FUNCTION subbilling_internal.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
 
 CREATE OR REPLACE FUNCTION subbilling.payment_failed(payment_request_id bigint, reason text, failed_on date DEFAULT current_date)
     RETURNS date
@@ -1931,7 +1931,7 @@ BEGIN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('failed_on', failed_on);
+    PERFORM subbilling_internal.check_date('failed_on', failed_on);
     SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
@@ -1950,7 +1950,7 @@ BEGIN
        SET status = 'failed', failed_on = payment_failed.failed_on, failure_reason = reason,
            next_attempt_on = nxt, updated_at = now()
      WHERE x.account_id = r.account_id AND x.id = r.id;
-    PERFORM emit_event(r.account_id, 'payment.failed', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(r.account_id, 'payment.failed', inv.subscription_id,
         jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', inv.number,
                            'currency', currency(r.amount), 'amount', r.amount::text, 'attempt', r.attempt,
                            'reason', reason, 'failed_on', failed_on, 'next_attempt_on', nxt, 'final', nxt IS NULL),
@@ -1960,7 +1960,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.payment_failed(bigint, text, date) IS 'the application reports a failed automatic payment: the request becomes failed and, while payment_settings.retry_days has entries left, a retry is scheduled (returned; NULL = no more retries, the invoice stays open for dunning); event payment.failed';
 
-CREATE OR REPLACE FUNCTION subbilling.dunning_batch(batch_size integer, as_of date,
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_batch(batch_size integer, as_of date,
                                          OUT steps integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -2039,7 +2039,7 @@ BEGIN
 
     BEGIN
         FOR k IN 1 .. n LOOP
-            steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+            steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
         END LOOP;
         ok_acc := c_acc;
         ok_inv := c_inv;
@@ -2047,7 +2047,7 @@ BEGIN
         steps := 0;
         FOR k IN 1 .. n LOOP
             BEGIN
-                steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+                steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
                 ok_acc := ok_acc || c_acc[k];
                 ok_inv := ok_inv || c_inv[k];
             EXCEPTION WHEN OTHERS THEN
@@ -2069,7 +2069,7 @@ BEGIN
     more := more AND steps + errors > 0;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
+COMMENT ON FUNCTION subbilling_internal.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
 
 CREATE OR REPLACE FUNCTION subbilling.run_payment_retries(as_of date DEFAULT current_date)
     RETURNS integer
@@ -2086,7 +2086,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
@@ -2108,10 +2108,10 @@ BEGIN
                next_attempt_on = NULL, updated_at = now()
          WHERE x.account_id = r.account_id AND x.id = r.id
         RETURNING x.* INTO req;
-        PERFORM emit_event(req.account_id, 'payment.requested',
+        PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested',
                            (SELECT i.subscription_id FROM subbilling.invoices i
                              WHERE i.account_id = req.account_id AND i.id = req.invoice_id),
-                           payment_request_payload(req), req.invoice_id);
+                           subbilling_internal.payment_request_payload(req), req.invoice_id);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -2127,10 +2127,10 @@ CREATE OR REPLACE FUNCTION subbilling.vat_number_valid(number text, country text
     AS 'MODULE_PATHNAME', 'vat_number_valid' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.vat_number_valid(text, text) IS 'true if vat_number() accepts the number; NULL for NULL';
 
-CREATE OR REPLACE FUNCTION subbilling.is_eu_country(code text) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.is_eu_country(code text) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN code = ANY ('{AT,BE,BG,CY,CZ,DE,DK,EE,ES,FI,FR,GR,HR,HU,IE,IT,LT,LU,LV,MT,NL,PL,PT,RO,SE,SI,SK}'::text[]);
-COMMENT ON FUNCTION subbilling.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
+COMMENT ON FUNCTION subbilling_internal.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
 
 CREATE OR REPLACE FUNCTION subbilling.tax_rate_missing(country text, category text, on_date date) RETURNS numeric
     LANGUAGE plpgsql STABLE
@@ -2142,7 +2142,7 @@ BEGIN
               HINT = 'Add the rate to subbilling.tax_rates (country, category, rate, valid); docs/taxes.md says how.';
 END
 $$;
-COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'internal: raise 42704 for a country, category and date without a VAT rate';
+COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'the error of tax_rate_at: raise 42704 for a country, category and date without a VAT rate (executable by whoever may call tax_rate_at)';
 
 CREATE OR REPLACE FUNCTION subbilling.tax_rate_at(country text, category text, on_date date) RETURNS numeric
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -2159,7 +2159,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION subbilling.tax_rate_at(text, text, date) IS 'the VAT rate (percent) of a tax category in a country on a date (the country''s standard rate when it has no row for the category); 42704 if none';
 
-CREATE OR REPLACE FUNCTION subbilling.seller_settings_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.seller_settings_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2170,9 +2170,9 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
+COMMENT ON FUNCTION subbilling_internal.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
 
-CREATE OR REPLACE FUNCTION subbilling.exchange_rate_for(currency text, on_date date) RETURNS numeric
+CREATE OR REPLACE FUNCTION subbilling_internal.exchange_rate_for(currency text, on_date date) RETURNS numeric
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2192,9 +2192,9 @@ BEGIN
     RETURN r;
 END
 $$;
-COMMENT ON FUNCTION subbilling.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
+COMMENT ON FUNCTION subbilling_internal.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
 
-CREATE OR REPLACE FUNCTION subbilling.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
+CREATE OR REPLACE FUNCTION subbilling_internal.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2202,9 +2202,9 @@ AS $$
                              * power(10::numeric, currency_exponent(to_currency) - currency_exponent(currency(amount))))::bigint,
                        to_currency)
 $$;
-COMMENT ON FUNCTION subbilling.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
+COMMENT ON FUNCTION subbilling_internal.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
 
-CREATE OR REPLACE FUNCTION subbilling.accounts_vat_number() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.accounts_vat_number() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2216,9 +2216,9 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
+COMMENT ON FUNCTION subbilling_internal.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
 
-CREATE OR REPLACE FUNCTION subbilling.tax_notes_for(treatments text[]) RETURNS text[]
+CREATE OR REPLACE FUNCTION subbilling_internal.tax_notes_for(treatments text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN ARRAY(SELECT n.note FROM (VALUES
         (1, 'reverse_charge', 'Omvänd betalningsskyldighet / Reverse charge (Article 196, Council Directive 2006/112/EC)'),
@@ -2226,9 +2226,9 @@ RETURN ARRAY(SELECT n.note FROM (VALUES
         (3, 'outside_scope', 'Utanför EU:s momsområde / Outside the scope of EU VAT (place of supply outside the EU)'),
         (4, 'exempt', 'Undantagen från skatteplikt / Exempt from VAT')) AS n(ord, treatment, note)
      WHERE n.treatment = ANY (treatments) ORDER BY n.ord);
-COMMENT ON FUNCTION subbilling.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
+COMMENT ON FUNCTION subbilling_internal.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
 
-CREATE OR REPLACE FUNCTION subbilling.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
+CREATE OR REPLACE FUNCTION subbilling_internal.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
                                     category text, product_rate numeric, tax_point date)
     RETURNS TABLE (treatment text, rate numeric)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -2243,7 +2243,7 @@ AS $$
       FROM (SELECT ss.country AS seller,
                    CASE WHEN tax_exempt OR category = 'exempt' THEN 'exempt'
                         WHEN ss.country IS NULL OR customer_country = ss.country THEN 'domestic'
-                        WHEN NOT is_eu_country(ss.country) OR NOT is_eu_country(customer_country) THEN 'outside_scope'
+                        WHEN NOT subbilling_internal.is_eu_country(ss.country) OR NOT subbilling_internal.is_eu_country(customer_country) THEN 'outside_scope'
                         WHEN customer_vat_number IS NOT NULL THEN 'reverse_charge'
                         WHEN ss.oss_registered AND EXISTS (SELECT 1 FROM subbilling.tax_categories c
                                                             WHERE c.code = category AND c.place_of_customer)
@@ -2252,9 +2252,9 @@ AS $$
               FROM (SELECT 1) one
               LEFT JOIN subbilling.seller_settings ss ON true) t
 $$;
-COMMENT ON FUNCTION subbilling.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';
+COMMENT ON FUNCTION subbilling_internal.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';
 
-CREATE OR REPLACE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
+CREATE OR REPLACE FUNCTION subbilling_internal.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
     RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
                    period daterange, due_date date, pending boolean, emit boolean,
                    expected subbilling.price, invoiced subbilling.price,
@@ -2511,7 +2511,7 @@ d0 AS (
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
       LEFT JOIN LATERAL (
-          SELECT * FROM line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
+          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
                                  CASE WHEN j.charge_type = 'usage'
                                            OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
                                       THEN coalesce(upper(j.period), j.key_start + 1) - 1
@@ -2574,20 +2574,20 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        d.currency, d.treatment
   FROM dv d
 $$;
-COMMENT ON FUNCTION subbilling.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
+COMMENT ON FUNCTION subbilling_internal.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 
-CREATE OR REPLACE FUNCTION subbilling.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
+CREATE OR REPLACE FUNCTION subbilling_internal.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
                                               booked_on date)
     RETURNS subbilling.price
     LANGUAGE sql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN currency(amount) = seller_currency THEN amount
-                ELSE convert_price(amount, coalesce(rate, exchange_rate_for(currency(amount), booked_on)), seller_currency) END
+                ELSE subbilling_internal.convert_price(amount, coalesce(rate, subbilling_internal.exchange_rate_for(currency(amount), booked_on)), seller_currency) END
 $$;
-COMMENT ON FUNCTION subbilling.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
+COMMENT ON FUNCTION subbilling_internal.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
 
-CREATE OR REPLACE FUNCTION subbilling.seller_currency() RETURNS text
+CREATE OR REPLACE FUNCTION subbilling_internal.seller_currency() RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2603,9 +2603,9 @@ BEGIN
     RETURN c;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
+COMMENT ON FUNCTION subbilling_internal.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
 
-CREATE OR REPLACE FUNCTION subbilling.check_report_dates(from_date date, to_date date) RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.check_report_dates(from_date date, to_date date) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2617,7 +2617,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
+COMMENT ON FUNCTION subbilling_internal.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
 
 CREATE OR REPLACE FUNCTION subbilling.vat_report(from_date date, to_date date)
     RETURNS TABLE (box text, amount subbilling.price)
@@ -2626,12 +2626,12 @@ CREATE OR REPLACE FUNCTION subbilling.vat_report(from_date date, to_date date)
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(vat_report.from_date, vat_report.to_date);
+    PERFORM subbilling_internal.check_report_dates(vat_report.from_date, vat_report.to_date);
     RETURN QUERY
     WITH j AS (
-        SELECT b.box, -in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+        SELECT b.box, -subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
           FROM subbilling.journal_entries e
           JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
           JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code
@@ -2659,11 +2659,11 @@ CREATE OR REPLACE FUNCTION subbilling.eu_sales_list(from_date date, to_date date
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
+    PERFORM subbilling_internal.check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
     RETURN QUERY
-    SELECT i.buyer_vat_number, sum(-in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
+    SELECT i.buyer_vat_number, sum(-subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
       FROM subbilling.journal_entries e
       JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
       JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code AND b.box = '39'
@@ -2703,3 +2703,1304 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DAT
     LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bp  subbilling.billing_period;
+BEGIN
+    IF d < s.start_date THEN
+        RETURN s.start_date;
+    END IF;
+    IF s.trial_end > d THEN
+        RETURN s.trial_end;
+    END IF;
+    SELECT p.billing_period INTO bp
+      FROM subbilling.plans p
+     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
+    RETURN upper(period_of(s.billing_anchor, bp, d));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
+    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
+    PERFORM subbilling_internal.transition(s, st);
+    UPDATE subbilling.subscriptions x SET updated_at = now()
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
+
+CREATE OR REPLACE FUNCTION subbilling.subscribe(account_id bigint, plan_code text, quantity integer DEFAULT 1,
+                                     start_date date DEFAULT CURRENT_DATE, campaign_code text DEFAULT NULL,
+                                     trial_days integer DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a       subbilling.accounts;
+    p       subbilling.plans;
+    c       subbilling.campaigns;
+    s       subbilling.subscriptions;
+    item    subbilling.subscription_items;
+    ndays   integer;
+    t_end   date;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(subscribe.quantity);
+    PERFORM subbilling_internal.check_date('start_date', subscribe.start_date);
+    IF subscribe.trial_days < 0 OR subscribe.trial_days > 3650 THEN
+        RAISE EXCEPTION 'trial_days must be between 0 and 3650'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', subscribe.trial_days);
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = subscribe.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(subscribe.account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    p := subbilling_internal.plan_by_code(subscribe.plan_code);
+    s.id := NULL;
+    s.currency := a.currency;
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+
+    IF subscribe.campaign_code IS NOT NULL THEN
+        SELECT * INTO c FROM subbilling.campaigns x WHERE x.code = subscribe.campaign_code FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown campaign code "%"', subscribe.campaign_code
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        IF NOT c.active OR NOT c.valid @> subscribe.start_date THEN
+            RAISE EXCEPTION 'campaign "%" is not valid on %', c.code, subscribe.start_date
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = CASE WHEN c.active THEN format('It is valid %s.', c.valid) ELSE 'It is not active.' END;
+        END IF;
+        IF c.plan_codes IS NOT NULL AND NOT p.code = ANY (c.plan_codes) THEN
+            RAISE EXCEPTION 'campaign "%" does not apply to plan "%"', c.code, p.code
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('It applies to %s.', array_to_string(c.plan_codes, ', '));
+        END IF;
+        IF c.amount_off IS NOT NULL AND currency(c.amount_off) <> a.currency THEN
+            RAISE EXCEPTION 'campaign "%" takes off %, but the account bills in %', c.code, c.amount_off, a.currency
+                USING ERRCODE = 'data_exception';
+        END IF;
+        IF c.times_redeemed >= c.max_redemptions THEN
+            RAISE EXCEPTION 'campaign "%" has been redeemed all % times', c.code, c.max_redemptions
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+
+    ndays := coalesce(subscribe.trial_days, p.trial_days);
+    IF ndays > 0 THEN
+        t_end := subscribe.start_date + ndays;
+    END IF;
+
+    INSERT INTO subbilling.subscriptions AS x
+           (account_id, status, currency, start_date, trial_end, billing_anchor)
+    VALUES (a.id, CASE WHEN t_end > current_date THEN 'trialing' ELSE 'active' END,
+            a.currency, subscribe.start_date, t_end, coalesce(t_end, subscribe.start_date))
+    RETURNING x.* INTO s;
+
+    INSERT INTO subbilling.subscription_items AS i
+           (account_id, subscription_id, plan_id, kind, quantity, validity, reason)
+    VALUES (a.id, s.id, p.id, 'base', subscribe.quantity, daterange(subscribe.start_date, NULL), 'subscribe')
+    RETURNING i.* INTO item;
+
+    IF c.id IS NOT NULL THEN
+        UPDATE subbilling.campaigns x SET times_redeemed = x.times_redeemed + 1 WHERE x.id = c.id;
+        INSERT INTO subbilling.subscription_discounts
+               (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
+        VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
+                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                s.billing_anchor);
+    END IF;
+
+    PERFORM subbilling_internal.emit_event(a.id, 'subscription.created', s.id,
+        jsonb_build_object('status', s.status, 'currency', s.currency,
+                           'start_date', s.start_date, 'trial_end', s.trial_end,
+                           'billing_anchor', s.billing_anchor, 'campaign', c.code)
+        || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
+    RETURN s.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscribe(bigint, text, integer, date, text, integer) IS 'start a subscription of an account on a base plan (optionally a campaign and a trial); returns its id; event subscription.created';
+
+CREATE OR REPLACE FUNCTION subbilling.add_addon(subscription_id bigint, plan_code text, quantity integer DEFAULT 1,
+                                     effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    p   subbilling.plans;
+    r   record;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(add_addon.quantity);
+    PERFORM subbilling_internal.check_date('effective', add_addon.effective);
+    s := subbilling_internal.subscription_for_update(add_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(add_addon.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'addon');
+    PERFORM subbilling_internal.check_not_ended(s, add_addon.effective);
+    IF add_addon.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', add_addon.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+                  AND i.plan_id = p.id AND i.validity @> add_addon.effective) THEN
+        RAISE EXCEPTION 'subscription % already has add-on "%" on %', s.id, p.code, add_addon.effective
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'To change its quantity, remove_addon() and add_addon() on the same date.';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'addon', p.id, add_addon.effective, p.id, add_addon.quantity, 'add_addon');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'addon_added', 'effective', add_addon.effective,
+                           'status', s.status, 'old', NULL, 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.add_addon(bigint, text, integer, date) IS 'add an add-on plan to a subscription from a date; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.remove_addon(subscription_id bigint, plan_code text,
+                                        effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    p   subbilling.plans;
+    r   record;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', remove_addon.effective);
+    s := subbilling_internal.subscription_for_update(remove_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(remove_addon.plan_code);
+    IF p.kind <> 'addon' THEN
+        RAISE EXCEPTION 'plan "%" is a base plan, not an add-on plan', p.code
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A base plan is ended with cancel() or replaced with change_plan().';
+    END IF;
+    PERFORM subbilling_internal.check_not_ended(s, remove_addon.effective);
+    IF NOT EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                    WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+                      AND i.plan_id = p.id AND i.validity @> remove_addon.effective) THEN
+        RAISE EXCEPTION 'subscription % has no add-on "%" on %', s.id, p.code, remove_addon.effective
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'addon', p.id, remove_addon.effective, NULL, NULL, NULL);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'addon_removed', 'effective', remove_addon.effective,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', NULL,
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.old_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.remove_addon(bigint, text, date) IS 'end an add-on of a subscription at a date; returns the closed item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.change_plan(subscription_id bigint, plan_code text,
+                                       effective date DEFAULT CURRENT_DATE, timing text DEFAULT 'immediate')
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    p       subbilling.plans;
+    cur     subbilling.subscription_items;
+    switch  date;
+    r       record;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', change_plan.effective);
+    IF change_plan.timing IS NULL OR change_plan.timing NOT IN ('immediate', 'end_of_period') THEN
+        RAISE EXCEPTION 'unknown timing "%"', coalesce(change_plan.timing, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''end_of_period''.';
+    END IF;
+    s := subbilling_internal.subscription_for_update(change_plan.subscription_id);
+    p := subbilling_internal.plan_by_code(change_plan.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+    PERFORM subbilling_internal.check_not_ended(s, change_plan.effective);
+    IF change_plan.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_plan.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    switch := CASE change_plan.timing WHEN 'immediate' THEN change_plan.effective
+                                      ELSE subbilling_internal.subscription_period_end(s, change_plan.effective) END;
+    PERFORM subbilling_internal.check_not_ended(s, switch);
+    cur := subbilling_internal.base_item_on(s, switch);
+    IF cur.plan_id = p.id THEN
+        RAISE EXCEPTION 'subscription % is already on plan "%" on %', s.id, p.code, switch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'base', NULL, switch, p.id, cur.quantity, 'change_plan');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'plan', 'timing', change_plan.timing,
+                           'requested', change_plan.effective, 'effective', switch,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.change_plan(bigint, text, date, text) IS 'move a subscription to another base plan, immediately (prorated by the invoicing engine) or at the end of the period; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.change_quantity(subscription_id bigint, quantity integer,
+                                           effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    cur     subbilling.subscription_items;
+    r       record;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(change_quantity.quantity);
+    PERFORM subbilling_internal.check_date('effective', change_quantity.effective);
+    s := subbilling_internal.subscription_for_update(change_quantity.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, change_quantity.effective);
+    IF change_quantity.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_quantity.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cur := subbilling_internal.base_item_on(s, change_quantity.effective);
+    IF cur.quantity = change_quantity.quantity THEN
+        RAISE EXCEPTION 'subscription % already has quantity % on %', s.id, cur.quantity, change_quantity.effective
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'base', NULL, change_quantity.effective, cur.plan_id, change_quantity.quantity, 'change_quantity');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'quantity', 'effective', change_quantity.effective,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.change_quantity(bigint, integer, date) IS 'change the quantity of a subscription''s base plan from a date; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.pause(subscription_id bigint, from_date date, until_date date DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    other   subbilling.subscription_pauses;
+    pid     bigint;
+    st      text;
+BEGIN
+    PERFORM subbilling_internal.check_date('from_date', pause.from_date);
+    IF pause.until_date IS NOT NULL THEN
+        PERFORM subbilling_internal.check_date('until_date', pause.until_date);
+        IF pause.until_date <= pause.from_date THEN
+            RAISE EXCEPTION 'until_date % is not after from_date %', pause.until_date, pause.from_date
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A pause covers [from_date, until_date): it ends before until_date.';
+        END IF;
+    END IF;
+    s := subbilling_internal.subscription_for_update(pause.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, pause.from_date);
+    IF pause.from_date < s.start_date THEN
+        RAISE EXCEPTION 'from_date % is before the subscription''s start on %', pause.from_date, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF s.status IN ('past_due', 'suspended') THEN
+        RAISE EXCEPTION 'subscription % is % and cannot be paused', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Settle the open invoices first.';
+    END IF;
+    SELECT * INTO other FROM subbilling.subscription_pauses x
+     WHERE x.account_id = s.account_id AND x.subscription_id = s.id
+       AND x.during && daterange(pause.from_date, pause.until_date)
+     ORDER BY lower(x.during) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'subscription % is already paused %', s.id,
+                        CASE WHEN upper_inf(other.during) THEN format('from %s', lower(other.during))
+                             ELSE format('from %s until %s', lower(other.during), upper(other.during)) END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Pause %s covers %s.', other.id, other.during),
+                  HINT = 'resume() ends a pause; pauses cannot overlap.';
+    END IF;
+    INSERT INTO subbilling.subscription_pauses AS x (account_id, subscription_id, during)
+    VALUES (s.account_id, s.id, daterange(pause.from_date, pause.until_date))
+    RETURNING x.id INTO pid;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.paused', s.id,
+        jsonb_build_object('pause_id', pid, 'from', pause.from_date, 'until', pause.until_date,
+                           'previous_status', s.status, 'status', st));
+    RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.pause(bigint, date, date) IS 'pause a subscription from a date until a date (or until resume()); no recurring charges while paused; returns the pause id; event subscription.paused';
+
+CREATE OR REPLACE FUNCTION subbilling.resume(subscription_id bigint, on_date date)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    pz  subbilling.subscription_pauses;
+    st  text;
+BEGIN
+    PERFORM subbilling_internal.check_date('on_date', resume.on_date);
+    s := subbilling_internal.subscription_for_update(resume.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, resume.on_date);
+    SELECT * INTO pz FROM subbilling.subscription_pauses x
+     WHERE x.account_id = s.account_id AND x.subscription_id = s.id AND x.during @> resume.on_date;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % is not paused on %', s.id, resume.on_date
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF lower(pz.during) = resume.on_date THEN
+        RAISE EXCEPTION 'on_date % is the first day of the pause', resume.on_date
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Pause %s covers %s; a resume ends it on a later day.', pz.id, pz.during);
+    END IF;
+    UPDATE subbilling.subscription_pauses x
+       SET during = daterange(lower(x.during), resume.on_date), resumed_at = now()
+     WHERE x.account_id = pz.account_id AND x.id = pz.id;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.resumed', s.id,
+        jsonb_build_object('pause_id', pz.id, 'paused_from', lower(pz.during), 'on', resume.on_date,
+                           'previous_status', s.status, 'status', st));
+    RETURN pz.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.resume(bigint, date) IS 'end the pause in effect on a date, from that date; returns the pause id; event subscription.resumed';
+
+CREATE OR REPLACE FUNCTION subbilling.cancel(subscription_id bigint, effective date DEFAULT NULL,
+                                  credit_unused boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    ends    date;
+    voided  bigint[];
+    st      text;
+BEGIN
+    IF cancel.effective IS NOT NULL THEN
+        PERFORM subbilling_internal.check_date('effective', cancel.effective);
+    END IF;
+    s := subbilling_internal.subscription_for_update(cancel.subscription_id);
+    IF s.status = 'canceled' THEN
+        PERFORM subbilling_internal.check_not_ended(s, s.cancel_at);
+    END IF;
+    IF s.cancel_at IS NOT NULL THEN
+        RAISE EXCEPTION 'subscription % is already canceled from %', s.id, s.cancel_at
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    ends := coalesce(cancel.effective, subbilling_internal.subscription_period_end(s, current_date));
+    IF ends < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', ends, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    WITH v AS (
+        UPDATE subbilling.subscription_items i SET voided_at = now()
+         WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+           AND lower(i.validity) >= ends
+        RETURNING i.id)
+    SELECT coalesce(array_agg(v.id ORDER BY v.id), '{}') INTO voided FROM v;
+    UPDATE subbilling.subscription_items i SET validity = daterange(lower(i.validity), ends)
+     WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+       AND (upper_inf(i.validity) OR upper(i.validity) > ends);
+    UPDATE subbilling.subscriptions x
+       SET cancel_at = ends, canceled_at = now(), credit_unused = coalesce(cancel.credit_unused, false)
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.canceled', s.id,
+        jsonb_build_object('effective', ends, 'requested', cancel.effective,
+                           'at_period_end', cancel.effective IS NULL,
+                           'credit_unused', coalesce(cancel.credit_unused, false),
+                           'previous_status', s.status, 'status', st,
+                           'voided_item_ids', to_jsonb(voided)));
+    RETURN s.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.cancel(bigint, date, boolean) IS 'end a subscription at a date (NULL: at the end of the current period or trial), optionally crediting the unused prepaid part; returns the subscription id; event subscription.canceled';
+
+CREATE OR REPLACE FUNCTION subbilling.migrate_subscriptions(from_plan text, to_plan text, effective date)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    pf      subbilling.plans;
+    pt      subbilling.plans;
+    s       subbilling.subscriptions;
+    target  record;
+    r       record;
+    newitem subbilling.subscription_items;
+    n       integer := 0;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', migrate_subscriptions.effective);
+    pf := subbilling_internal.plan_by_code(from_plan);
+    pt := subbilling_internal.plan_by_code(to_plan);
+    IF pf.id = pt.id THEN
+        RAISE EXCEPTION 'from_plan and to_plan are the same plan "%"', pf.code
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pf.kind <> pt.kind THEN
+        RAISE EXCEPTION 'plan "%" is % plan but plan "%" is %', pf.code,
+                        CASE pf.kind WHEN 'base' THEN 'a base' ELSE 'an add-on' END, pt.code,
+                        CASE pt.kind WHEN 'base' THEN 'a base plan' ELSE 'an add-on plan' END
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Subscribers move between plans of one kind.';
+    END IF;
+    IF pf.currency <> pt.currency THEN
+        RAISE EXCEPTION 'plan "%" is priced in % and plan "%" in %', pf.code, pf.currency, pt.code, pt.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    IF NOT pt.active THEN
+        RAISE EXCEPTION 'plan "%" is not active', pt.code
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    FOR target IN
+        SELECT DISTINCT i.account_id, i.subscription_id
+          FROM subbilling.subscription_items i
+         WHERE i.plan_id = pf.id AND i.voided_at IS NULL AND i.validity @> migrate_subscriptions.effective
+         ORDER BY i.account_id, i.subscription_id
+    LOOP
+        SELECT * INTO s FROM subbilling.subscriptions x
+         WHERE x.account_id = target.account_id AND x.id = target.subscription_id FOR UPDATE;
+        -- skip what a concurrent change moved meanwhile
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM subbilling.subscription_items i
+             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = pf.id
+               AND i.voided_at IS NULL AND i.validity @> migrate_subscriptions.effective);
+        IF pf.kind = 'base' THEN
+            r := subbilling_internal.replace_item(s, 'base', NULL, migrate_subscriptions.effective, pt.id,
+                              (subbilling_internal.base_item_on(s, migrate_subscriptions.effective)).quantity, 'migrate');
+            newitem := r.new_item;
+        ELSE
+            -- the add-on chain of from_plan ends; to_plan's chain begins
+            IF EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                        WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = pt.id
+                          AND i.voided_at IS NULL AND i.validity && daterange(migrate_subscriptions.effective, NULL)) THEN
+                RAISE EXCEPTION 'subscription % already has add-on "%" from %', s.id, pt.code, migrate_subscriptions.effective
+                    USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
+            r := subbilling_internal.replace_item(s, 'addon', pf.id, migrate_subscriptions.effective, NULL, NULL, NULL);
+            INSERT INTO subbilling.subscription_items AS i
+                   (account_id, subscription_id, plan_id, kind, quantity, validity, reason, replaces_id)
+            VALUES (s.account_id, s.id, pt.id, 'addon', (r.old_item).quantity,
+                    daterange(migrate_subscriptions.effective, s.cancel_at), 'migrate', (r.old_item).id)
+            RETURNING i.* INTO newitem;
+        END IF;
+        -- like every lifecycle change: the stored status and updated_at follow, and billing
+        -- sees the subscription as changed (a mid-period migration is prorated)
+        PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+            jsonb_build_object('change', 'migrated', 'effective', migrate_subscriptions.effective,
+                               'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(newitem),
+                               'voided_item_ids', to_jsonb(r.voided_ids)));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.migrate_subscriptions(text, text, date) IS 'move every subscription that holds from_plan on the effective date to to_plan from that date (same quantity); returns how many; event subscription.changed per subscription';
+
+CREATE OR REPLACE FUNCTION subbilling.subscription_status(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = subscription_status.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN subbilling_internal.status_on(s, subbilling_internal.check_date('as_of', as_of));
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscription_status(bigint, date) IS 'the status of a subscription on a date, computed from its dates, pauses and dunning state (NULL before its start)';
+
+CREATE OR REPLACE FUNCTION subbilling.set_subscription_status(subscription_id bigint, status text, reason text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    IF set_subscription_status.status IS NULL
+       OR set_subscription_status.status NOT IN ('past_due', 'suspended', 'active') THEN
+        RAISE EXCEPTION 'set_subscription_status sets past_due, suspended or active, not %',
+                        coalesce(set_subscription_status.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
+    END IF;
+    s := subbilling_internal.subscription_for_update(set_subscription_status.subscription_id);
+    IF set_subscription_status.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
+        RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF set_subscription_status.status = s.status THEN
+        RAISE EXCEPTION 'subscription % is already %', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM subbilling_internal.transition(s, set_subscription_status.status);
+    IF set_subscription_status.status = 'active' THEN
+        -- back from a payment state to what the dates say (active, or canceled)
+        st := subbilling_internal.refresh_status(s.id, s.account_id);
+    ELSE
+        st := set_subscription_status.status;
+    END IF;
+    PERFORM subbilling_internal.emit_event(s.account_id,
+                       CASE set_subscription_status.status WHEN 'active' THEN 'subscription.reactivated'
+                            ELSE 'subscription.' || set_subscription_status.status END,
+                       s.id,
+                       jsonb_build_object('previous_status', s.status, 'status', st, 'reason', reason));
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active; for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
+
+CREATE OR REPLACE FUNCTION subbilling.advance_subscriptions(as_of date DEFAULT CURRENT_DATE)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cand    record;
+    s       subbilling.subscriptions;
+    st      text;
+    n       integer := 0;
+BEGIN
+    PERFORM subbilling_internal.check_date('as_of', as_of);
+    FOR cand IN
+        SELECT account_id, id FROM subbilling.subscriptions
+         WHERE cancel_at <= as_of AND status <> 'canceled'
+        UNION
+        SELECT account_id, id FROM subbilling.subscriptions
+         WHERE status = 'trialing' AND trial_end <= as_of
+        UNION
+        SELECT x.account_id, x.id
+          FROM subbilling.subscription_pauses p
+          JOIN subbilling.subscriptions x ON x.account_id = p.account_id AND x.id = p.subscription_id
+         WHERE p.during @> as_of AND x.status IN ('active', 'trialing')
+        UNION
+        SELECT account_id, id FROM subbilling.subscriptions WHERE status = 'paused'
+        ORDER BY 1, 2
+    LOOP
+        SELECT * INTO s FROM subbilling.subscriptions x
+         WHERE x.account_id = cand.account_id AND x.id = cand.id FOR UPDATE;
+        st := subbilling_internal.status_on(s, as_of);
+        CONTINUE WHEN st IS NULL OR st = s.status
+            OR NOT EXISTS (SELECT 1 FROM subbilling.subscription_transitions t
+                            WHERE t.from_status = s.status AND t.to_status = st);
+        PERFORM subbilling_internal.transition(s, st);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.status_changed', s.id,
+            jsonb_build_object('previous_status', s.status, 'status', st, 'as_of', as_of,
+                               'reason', CASE WHEN st = 'canceled' THEN 'canceled'
+                                              WHEN st = 'paused' THEN 'pause_started'
+                                              WHEN s.status = 'paused' THEN 'pause_ended'
+                                              ELSE 'trial_ended' END));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.advance_subscriptions(date) IS 'apply the status changes that dates bring (trial end, pause start and end, scheduled cancellation) as of a date; returns how many subscriptions changed; event subscription.status_changed each';
+
+CREATE OR REPLACE FUNCTION subbilling.preview_invoice(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
+    RETURNS TABLE (kind text, description text, period daterange, quantity numeric, unit_price subbilling.price,
+                   net subbilling.price, tax_rate numeric, tax subbilling.price, plan_code text,
+                   charge_type text, key_start date)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = preview_invoice.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(preview_invoice.subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM subbilling_internal.check_date('as_of', preview_invoice.as_of);
+    RETURN QUERY
+        SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
+               p.code, c.charge_type, c.key_start
+          FROM subbilling_internal.billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+          JOIN subbilling.plans p ON p.id = c.plan_id
+         WHERE c.emit
+         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
+END
+$$;
+COMMENT ON FUNCTION subbilling.preview_invoice(bigint, date) IS 'the lines that billing the subscription as of a date would invoice, computed by the billing engine and written nowhere';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.take_invoice_number(issue_date date,
+                                               OUT series_id bigint, OUT number_seq bigint, OUT number text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid bigint := subbilling_internal.series_for(issue_date);
+BEGIN
+    UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
+      FROM subbilling.invoice_series sr
+     WHERE ct.series_id = sid AND sr.id = sid
+    RETURNING sr.id, ct.next_number - 1, subbilling_internal.format_invoice_number(sr.prefix, sr.digits, ct.next_number - 1)
+      INTO series_id, number_seq, number;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
+
+CREATE OR REPLACE FUNCTION subbilling.void_invoice(invoice_id bigint, reason text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i   subbilling.invoices;
+BEGIN
+    i := subbilling_internal.invoice_for_update(void_invoice.invoice_id);
+    IF i.status <> 'open' THEN
+        RAISE EXCEPTION 'invoice % is %, not open', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only an open invoice is voided; credit_invoice() corrects a paid one.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM subbilling.invoices c
+                WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id AND c.status <> 'void') THEN
+        RAISE EXCEPTION 'invoice % has credit notes', i.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Credit the rest with credit_invoice() instead.';
+    END IF;
+    UPDATE subbilling.invoices x SET status = 'void', voided_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id;
+    -- what it invoiced counts as not invoiced: recompute the subscription
+    UPDATE subbilling.subscriptions s SET next_bill_on = '-infinity', bill_from = NULL
+     WHERE s.account_id = i.account_id AND s.id = i.subscription_id;
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.voided', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'number', i.number, 'total', i.total::text,
+                           'currency', i.currency, 'reason', void_invoice.reason), i.id);
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.void_invoice(bigint, text) IS 'void an open invoice without credit notes (it keeps its number); its charges count as not invoiced, so the next billing run bills what is still due; returns the invoice id; event invoice.voided';
+
+CREATE OR REPLACE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i       subbilling.invoices;
+    a       subbilling.accounts;
+    today   date;
+    t       record;
+    num     record;
+BEGIN
+    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
+    IF i.status <> 'draft' THEN
+        RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT sum(l.net) AS net, sum(l.tax) AS tax, count(*) AS n INTO t
+      FROM subbilling.invoice_lines l WHERE l.account_id = i.account_id AND l.invoice_id = i.id;
+    IF t.n = 0 THEN
+        RAISE EXCEPTION 'draft invoice % has no lines', i.id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF currency(t.net) <> i.currency THEN
+        RAISE EXCEPTION 'the lines of draft invoice % are not in its currency %', i.id, i.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
+    today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
+    num := subbilling_internal.take_invoice_number(today);
+    UPDATE subbilling.invoices x
+       SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
+           net = t.net, tax = t.tax, total = t.net + t.tax,
+           kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
+                       THEN 'credit_note' ELSE x.kind END,
+           issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
+           reference = payment_reference(a.country, x.id), finalized_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id
+    RETURNING x.* INTO i;
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
+                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
+                           'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
+                           'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
+                           'due_date', i.due_date, 'reference', i.reference), i.id);
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';
+
+CREATE OR REPLACE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
+RETURNS TABLE (invoices int, errors int, more boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = subbilling, pg_catalog, pg_temp
+AS $$ SELECT b.invoices, b.errors, b.more FROM subbilling_internal.bill_batch(batch_size, as_of) AS b $$;
+COMMENT ON FUNCTION subbilling.run_billing_batch(int, timestamptz) IS
+    'bills up to batch_size due subscriptions as of as_of in the caller''s transaction; failures of one subscription go to billing_errors; more = due work remains';
+
+CREATE OR REPLACE FUNCTION subbilling.ledger_code(purpose text, currency text DEFAULT NULL, detail text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c       text;
+    rate    numeric;
+BEGIN
+    IF purpose IS NULL OR purpose NOT IN ('receivables', 'bank', 'customer_credit', 'revenue', 'revenue_rate', 'vat',
+                                          'fees', 'interest', 'write_off', 'rounding') THEN
+        RAISE EXCEPTION 'unknown ledger purpose "%"', coalesce(purpose, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Purposes: receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding.';
+    END IF;
+    IF purpose IN ('vat', 'revenue_rate') AND detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
+        detail := subbilling_internal.rate_detail(detail::numeric);
+    END IF;
+    IF purpose = 'revenue' THEN
+        -- a product's own row, else by its VAT rate (or detail as a rate), else any revenue row
+        c := subbilling_internal.ledger_mapping('revenue', currency, detail, true);
+        IF c IS NULL THEN
+            SELECT p.tax_rate INTO rate FROM subbilling.products p WHERE p.code = detail;
+            IF FOUND THEN
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true);
+            ELSIF detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(detail::numeric), true);
+            END IF;
+        END IF;
+    END IF;
+    IF c IS NULL THEN
+        c := subbilling_internal.ledger_mapping(purpose, currency, detail);
+    END IF;
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'no ledger account for purpose % (currency %, detail %)',
+                        purpose, coalesce(upper(currency), 'any'), coalesce(detail, 'none')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Add a row to subbilling.ledger_mappings (purpose, currency, detail, code).';
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION subbilling.ledger_code(text, text, text) IS 'the ledger account for a purpose (receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding), currency and detail (revenue: product code, else by the product''s VAT rate; vat, revenue_rate: the rate); SQLSTATE 42704 if unmapped';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_entry(account_id bigint, kind text, booked_on date, codes text[],
+                                      amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
+                                      payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur     text;
+    n       integer := coalesce(cardinality(codes), 0);
+    eid     bigint;
+    bad     text;
+    diff    subbilling.price;
+    rc      text;
+    cc      text;
+BEGIN
+    IF account_id IS NULL OR kind IS NULL OR booked_on IS NULL THEN
+        RAISE EXCEPTION 'book_entry needs an account, a kind and a booking date'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = book_entry.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', book_entry.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF n < 2 OR n <> coalesce(cardinality(amounts), 0) THEN
+        RAISE EXCEPTION 'a journal entry needs at least two lines, one code per amount'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s codes and %s amounts.', n, coalesce(cardinality(amounts), 0));
+    END IF;
+    IF array_position(codes, NULL) IS NOT NULL OR array_position(amounts, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'journal line codes and amounts must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c INTO bad FROM unnest(codes) c
+     WHERE NOT EXISTS (SELECT 1 FROM subbilling.ledger_accounts la WHERE la.code = c) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown ledger account "%"', bad
+            USING ERRCODE = 'foreign_key_violation', HINT = 'See subbilling.ledger_accounts.';
+    END IF;
+    SELECT x::text INTO bad FROM unnest(amounts) x WHERE currency(x) <> cur LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'amount % is not in the account''s currency %', bad, cur
+            USING ERRCODE = 'data_exception';
+    END IF;
+    diff := (SELECT sum(x) FROM unnest(amounts) x);
+    IF minor_units(diff) <> 0 THEN
+        RAISE EXCEPTION 'journal entry does not balance'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Its lines sum to %s, not zero.', diff),
+                  HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
+    END IF;
+    rc := subbilling_internal.ledger_mapping('receivables', cur, NULL);
+    cc := subbilling_internal.ledger_mapping('customer_credit', cur, NULL);
+    IF rc = ANY (codes) AND invoice_id IS NULL THEN
+        RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Lines on the receivables account change an open item: pass invoice_id.';
+    END IF;
+    IF invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM subbilling.invoices i
+                                               WHERE i.account_id = book_entry.account_id AND i.id = book_entry.invoice_id
+                                                 AND i.status <> 'draft') THEN
+        RAISE EXCEPTION 'invoice % is not an issued invoice of account %', invoice_id, account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+
+    -- one statement: the entry and its lines are checked together even
+    -- under SET CONSTRAINTS ALL IMMEDIATE
+    eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    WITH e AS (
+        INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
+        VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,
+                book_entry.payment_id, book_entry.memo)
+    )
+    INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+    SELECT book_entry.account_id, eid, x.code, x.amount,
+           CASE x.code WHEN rc THEN 'receivables' WHEN cc THEN 'customer_credit' END,
+           CASE WHEN x.code = rc THEN book_entry.invoice_id END
+      FROM unnest(codes, amounts) WITH ORDINALITY AS x(code, amount, ord)
+     WHERE minor_units(x.amount) <> 0
+     ORDER BY x.ord;
+    RETURN eid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    paid_at timestamptz;
+BEGIN
+    UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+     WHERE x.account_id = inv.account_id AND x.id = inv.id AND x.status IN ('open', 'uncollectible')
+    RETURNING x.paid_at INTO paid_at;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE subbilling.payment_requests r
+       SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+     WHERE r.account_id = inv.account_id AND r.invoice_id = inv.id
+       AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.paid', inv.subscription_id,
+        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
+                           'total', inv.total::text, 'paid_at', paid_at, 'via', via, 'payment_id', payment_id),
+        inv.id);
+    PERFORM subbilling_internal.after_invoice_paid(inv.account_id, inv.id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_paid(subbilling.invoices, text, bigint) IS 'internal: an open or uncollectible invoice whose open amount reached zero becomes paid: status, event invoice.paid, subbilling_internal.after_invoice_paid(), its active payment request canceled';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.post_payment(inv subbilling.invoices, payment_id bigint, amount subbilling.price,
+                                        reference text, received_on date, method text, external_id text,
+                                        matched_by text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cur     text := inv.currency;
+    zero    subbilling.price := price_minor(0, inv.currency);
+    open_   subbilling.price;
+    applied subbilling.price;
+    excess  subbilling.price;
+    req     subbilling.payment_requests;
+    req_st  text;
+BEGIN
+    open_ := invoice_open_amount(inv.account_id, inv.id);
+    applied := CASE WHEN inv.status IN ('open', 'uncollectible') AND inv.kind = 'invoice'
+                    THEN least(amount, greatest(open_, zero)) ELSE zero END;
+    excess := amount - applied;
+
+    -- an active request for this invoice: an automatic payment settles it,
+    -- another payment that covers the invoice cancels it
+    SELECT * INTO req FROM subbilling.payment_requests r
+     WHERE r.account_id = inv.account_id AND r.invoice_id = inv.id
+       AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
+       FOR UPDATE;
+    IF FOUND THEN
+        IF subbilling_internal.is_automatic_method(method) THEN
+            req_st := 'succeeded';
+        ELSIF applied = open_ THEN
+            req_st := 'canceled';
+        END IF;
+    END IF;
+
+    INSERT INTO subbilling.payments AS p (account_id, id, invoice_id, amount, reference, received_on, method,
+                                          external_id, matched_by, payment_request_id)
+    VALUES (inv.account_id, payment_id, inv.id, amount, reference, received_on, method, external_id, matched_by,
+            CASE WHEN req_st = 'succeeded' THEN req.id END);
+    IF req_st IS NOT NULL THEN
+        UPDATE subbilling.payment_requests r
+           SET status = req_st, next_attempt_on = NULL, updated_at = now(),
+               payment_id = CASE WHEN req_st = 'succeeded' THEN post_payment.payment_id END
+         WHERE r.account_id = req.account_id AND r.id = req.id;
+    END IF;
+
+    PERFORM subbilling_internal.book_entry(inv.account_id, 'payment', received_on,
+                       ARRAY[ledger_code('bank', cur), ledger_code('receivables', cur), ledger_code('customer_credit', cur)],
+                       ARRAY[amount, -applied, -excess], inv.id, payment_id,
+                       format('payment %s on invoice %s', payment_id, inv.number));
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'payment.received', inv.subscription_id,
+        jsonb_build_object('payment_id', payment_id, 'invoice_id', inv.id, 'number', inv.number,
+                           'amount', amount::text, 'applied', applied::text, 'credited', excess::text,
+                           'open_amount', (open_ - applied)::text, 'currency', cur,
+                           'method', method, 'reference', reference, 'received_on', received_on,
+                           'external_id', external_id, 'matched_by', matched_by,
+                           'payment_request_id', CASE WHEN req_st = 'succeeded' THEN req.id END),
+        inv.id);
+    IF applied > zero AND applied = open_ THEN
+        PERFORM subbilling_internal.invoice_paid(inv, 'payment', payment_id);
+    END IF;
+    RETURN payment_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
+    RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
+                ELSE coalesce(subbilling_internal.ledger_mapping('revenue', currency, product_code, true),
+                              subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true),
+                              subbilling_internal.ledger_mapping('revenue', currency, NULL),
+                              ledger_code('revenue_rate', currency, subbilling_internal.rate_detail(rate))) END
+$$;
+COMMENT ON FUNCTION subbilling_internal.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_fee(fee_kind text, fees subbilling.price[], country text, currency text,
+                                       days_overdue integer, fees_before integer,
+                                       OUT fee subbilling.price, OUT note text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cs      subbilling.country_settings;
+    base    subbilling.price;
+    cap     subbilling.price;
+BEGIN
+    IF fee_kind IS NULL OR fee_kind = 'none' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO cs FROM subbilling.country_settings c WHERE c.country = dunning_fee.country;
+    IF fee_kind = 'fixed' THEN
+        base := subbilling_internal.price_in_currency(fees, currency);
+        IF base IS NULL THEN
+            note := format('the step has no fee in %s', currency);
+            RETURN;
+        END IF;
+    ELSE
+        base := subbilling_internal.price_in_currency(cs.reminder_fees, currency);
+        IF base IS NULL THEN
+            note := format('country %s has no standard reminder fee in %s', country, currency);
+            RETURN;
+        END IF;
+    END IF;
+    IF cs.reminder_fee_min_days IS NOT NULL AND days_overdue < cs.reminder_fee_min_days THEN
+        note := format('country %s allows a reminder fee from day %s after the due date, this is day %s',
+                       country, cs.reminder_fee_min_days, days_overdue);
+        RETURN;
+    END IF;
+    IF cs.reminder_fee_max_count IS NOT NULL AND fees_before >= cs.reminder_fee_max_count THEN
+        note := format('country %s allows at most %s reminder fees per invoice', country, cs.reminder_fee_max_count);
+        RETURN;
+    END IF;
+    IF cs.reminder_fee_caps IS NOT NULL THEN
+        cap := subbilling_internal.price_in_currency(cs.reminder_fee_caps, currency);
+        IF cap IS NULL THEN
+            note := format('country %s caps reminder fees, but not in %s', country, currency);
+            RETURN;
+        END IF;
+        IF base > cap THEN
+            fee := cap;
+            note := format('capped at %s (country %s), the step asks %s', cap, country, base);
+            RETURN;
+        END IF;
+    END IF;
+    fee := base;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_fee(text, subbilling.price[], text, text, integer, integer) IS 'internal: the fee of a dunning step in a currency after the country''s rules (earliest day, number of fees, cap); NULL fee with a note when none is due';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
+                                               as_of date, terms integer,
+                                               fee subbilling.price, interest subbilling.price,
+                                               interest_period daterange, interest_text text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    zero        subbilling.price := price_minor(0, i.currency);
+    fid         bigint := nextval('subbilling.invoices_id_seq'::regclass);
+    fees_code   text;
+    int_code    text;
+BEGIN
+    INSERT INTO subbilling.invoices (account_id, id, subscription_id, kind, status, currency, net, tax, total,
+                                     issue_date, due_date, reason)
+    VALUES (i.account_id, fid, i.subscription_id, 'invoice', 'draft', i.currency, zero, zero, zero,
+            as_of, as_of + terms, format('%s for invoice %s', step_label, i.number));
+    INSERT INTO subbilling.invoice_lines (account_id, invoice_id, subscription_id, kind, description, period,
+                                          quantity, unit_price, net, tax_rate, tax)
+    SELECT i.account_id, fid, i.subscription_id, 'fee', v.description, v.period, 1, v.amount, v.amount, 0, zero
+      FROM (VALUES (1, format('%s fee, invoice %s', step_label, i.number), NULL::daterange, fee),
+                   (2, interest_text, interest_period, interest)) AS v(ord, description, period, amount)
+     WHERE v.amount IS NOT NULL AND v.amount > zero
+     ORDER BY v.ord;
+    PERFORM finalize_invoice(fid);      -- numbers, announces and books it (book_invoices)
+    -- book_invoices credits every fee line to the fees account; interest
+    -- is income of its own: move it there unless the booking already did
+    IF interest IS NOT NULL AND interest > zero THEN
+        fees_code := ledger_code('fees', i.currency);
+        int_code := ledger_code('interest', i.currency);
+        IF fees_code <> int_code AND NOT EXISTS (
+                SELECT 1 FROM subbilling.journal_entries e
+                  JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+                 WHERE e.account_id = i.account_id AND e.invoice_id = fid AND l.ledger_code = int_code) THEN
+            PERFORM subbilling_internal.book_entry(i.account_id, 'interest', as_of, ARRAY[fees_code, int_code], ARRAY[interest, -interest],
+                               fid, NULL, format('late-payment interest of invoice %s to interest income', i.number));
+        END IF;
+    END IF;
+    RETURN fid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price, subbilling.price, daterange, text) IS 'internal: issue the fee invoice (fee and interest lines, VAT 0) of a dunning step through finalize_invoice; returns its id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_invoice(account_id bigint, invoice_id bigint, as_of date)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    i       subbilling.invoices;
+    open_   subbilling.price;
+    pol_id  bigint;
+    lst     record;
+    st      subbilling.dunning_steps;
+    due_on  date;
+    n       integer := 0;
+    ev      bigint;
+BEGIN
+    SELECT * INTO i FROM subbilling.invoices x
+     WHERE x.account_id = dunning_invoice.account_id AND x.id = dunning_invoice.invoice_id
+       FOR UPDATE;
+    IF NOT FOUND OR i.status <> 'open' OR i.kind <> 'invoice' OR i.due_date > as_of
+       OR EXISTS (SELECT 1 FROM subbilling.dunning_actions f
+                   WHERE f.account_id = i.account_id AND f.fee_invoice_id = i.id) THEN
+        RETURN 0;
+    END IF;
+    -- what is still owed, read after the lock: a payment that committed
+    -- before it is seen, one that has not yet started waits for us
+    open_ := invoice_open_amount(i.account_id, i.id);
+    IF open_ IS NULL OR open_ <= price_minor(0, i.currency) THEN
+        RETURN 0;
+    END IF;
+
+    IF as_of > i.due_date AND NOT EXISTS (
+            SELECT 1 FROM subbilling.dunning_actions x
+             WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no = 0) THEN
+        ev := subbilling_internal.emit_event(i.account_id, 'invoice.overdue', i.subscription_id,
+                         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'reference', i.reference,
+                                            'due_date', i.due_date, 'days_overdue', as_of - i.due_date,
+                                            'currency', i.currency, 'total', i.total::text,
+                                            'open_amount', open_::text),
+                         i.id);
+        INSERT INTO subbilling.dunning_actions (account_id, invoice_id, step_no, action, executed_on, open_amount, event_id)
+        VALUES (i.account_id, i.id, 0, 'overdue', as_of, open_, ev);
+        n := n + 1;
+    END IF;
+
+    pol_id := subbilling_internal.dunning_policy_of(i.account_id);
+    LOOP
+        SELECT x.step_no, x.executed_on, x.days_after_due INTO lst
+          FROM subbilling.dunning_actions x
+         WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no > 0
+         ORDER BY x.step_no DESC LIMIT 1;
+        SELECT * INTO st FROM subbilling.dunning_steps x
+         WHERE x.policy_id = pol_id AND x.step_no > coalesce(lst.step_no, 0)
+         ORDER BY x.step_no LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        due_on := greatest(i.due_date + st.days_after_due,
+                           lst.executed_on + greatest(st.days_after_due - lst.days_after_due, 0));
+        EXIT WHEN due_on > as_of;
+        PERFORM subbilling_internal.dunning_take_step(i, st, open_, as_of);
+        n := n + 1;
+        EXIT WHEN st.action = 'write_off';
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_invoice(bigint, bigint, date) IS 'internal: under the invoice''s row lock, take the overdue notice and every due policy step of one open invoice with an open amount; returns the number of steps taken';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.after_invoice_paid(account_id bigint, invoice_id bigint)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    d       bigint;
+    dn      subbilling.invoices;
+    paid_on date;
+    f       record;
+    sid     bigint;
+    sst     text;
+    newst   text;
+    others  bigint[];
+    docs    jsonb;
+BEGIN
+    SELECT x.invoice_id INTO d FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.fee_invoice_id = after_invoice_paid.invoice_id;
+    IF d IS NULL THEN
+        d := after_invoice_paid.invoice_id;
+        -- 1. fees charged after the day the invoice was paid
+        SELECT max(p.received_on) INTO paid_on FROM subbilling.payments p
+         WHERE p.account_id = after_invoice_paid.account_id AND p.invoice_id = d;
+        IF paid_on IS NOT NULL THEN
+            FOR f IN
+                SELECT x.id, x.total FROM subbilling.invoices x
+                  JOIN subbilling.dunning_actions a ON a.account_id = x.account_id AND a.fee_invoice_id = x.id
+                 WHERE a.account_id = after_invoice_paid.account_id AND a.invoice_id = d
+                   AND a.executed_on > paid_on AND x.status = 'open'
+                 ORDER BY x.id
+                   FOR UPDATE OF x SKIP LOCKED
+            LOOP
+                CONTINUE WHEN invoice_open_amount(after_invoice_paid.account_id, f.id) IS DISTINCT FROM f.total;
+                -- void_invoice also reverses its booking (book_invoices)
+                PERFORM void_invoice(f.id, format('dunning fee voided: invoice %s was paid on %s, before the step',
+                                                  (SELECT x.number FROM subbilling.invoices x
+                                                    WHERE x.account_id = after_invoice_paid.account_id AND x.id = d),
+                                                  paid_on));
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. lift the payment stop once everything is settled
+    SELECT x.subscription_id INTO sid FROM subbilling.dunning_actions x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.invoice_id = d
+       AND x.action = 'payment_stop' AND x.subscription_id IS NOT NULL AND x.lifted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO dn FROM subbilling.invoices x
+     WHERE x.account_id = after_invoice_paid.account_id AND x.id = d FOR UPDATE;
+    SELECT jsonb_agg(jsonb_build_object('invoice_id', x.id, 'number', x.number, 'status', x.status) ORDER BY x.id)
+      INTO docs
+      FROM subbilling.invoices x
+     WHERE x.account_id = dn.account_id
+       AND (x.id = d OR x.id IN (SELECT y.fee_invoice_id FROM subbilling.dunning_actions y
+                                  WHERE y.account_id = dn.account_id AND y.invoice_id = d
+                                    AND y.fee_invoice_id IS NOT NULL))
+       AND NOT (x.status IN ('paid', 'void')
+                OR (x.status = 'open' AND invoice_open_amount(x.account_id, x.id) <= price_minor(0, x.currency)));
+    IF docs IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT x.status INTO sst FROM subbilling.subscriptions x
+     WHERE x.account_id = dn.account_id AND x.id = sid FOR UPDATE;
+    UPDATE subbilling.dunning_actions x SET lifted_at = now()
+     WHERE x.account_id = dn.account_id AND x.invoice_id = d AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    SELECT array_agg(DISTINCT x.invoice_id ORDER BY x.invoice_id) INTO others
+      FROM subbilling.dunning_actions x
+     WHERE x.account_id = dn.account_id AND x.subscription_id = sid
+       AND x.action = 'payment_stop' AND x.lifted_at IS NULL;
+    newst := sst;
+    IF others IS NULL AND sst = 'suspended' THEN
+        newst := set_subscription_status(sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number));
+    END IF;
+    PERFORM subbilling_internal.emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
+                       jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
+                                          'paid_invoice_id', after_invoice_paid.invoice_id,
+                                          'previous_status', sst, 'status', newst,
+                                          'still_stopped_by', to_jsonb(coalesce(others, '{}'))),
+                       d);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
+
+CREATE OR REPLACE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
+RETURNS TABLE (steps int, errors int, more boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = subbilling, pg_catalog, pg_temp
+AS $$ SELECT b.steps, b.errors, b.more FROM subbilling_internal.dunning_batch(batch_size, as_of) AS b $$;
+COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
+    'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
+
+CREATE OR REPLACE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
+                                        OUT file_id bigint, OUT format text, OUT payments integer,
+                                        OUT imported integer, OUT already_imported integer,
+                                        OUT unmatched integer, OUT skipped integer,
+                                        OUT total subbilling.price, OUT received_at timestamptz,
+                                        OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('bgmax', $1, $2) r
+$$;
+COMMENT ON FUNCTION subbilling.import_bgmax(text, boolean) IS
+    'import a Bankgirot BgMax file: refused whole (22P02, line and reason) unless every check passes; test files (T) only with allow_test; deductions refused (0A000); each payment registered with register_payment (method bankgiro, autogiro for channel 4; external_id bgmax:<receiver bankgiro>:<payment date>:<BGC serial>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
+
+CREATE OR REPLACE FUNCTION subbilling.import_nets_ocr(file text,
+                                           OUT file_id bigint, OUT format text, OUT payments integer,
+                                           OUT imported integer, OUT already_imported integer,
+                                           OUT unmatched integer, OUT skipped integer,
+                                           OUT total subbilling.price, OUT received_at timestamptz,
+                                           OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('nets_ocr', $1, false) r
+$$;
+COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
+    'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
