@@ -3607,6 +3607,19 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
+    RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
+                ELSE coalesce(subbilling_internal.ledger_mapping('revenue', currency, product_code, true),
+                              subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true),
+                              subbilling_internal.ledger_mapping('revenue', currency, NULL),
+                              ledger_code('revenue_rate', currency, subbilling_internal.rate_detail(rate))) END
+$$;
+COMMENT ON FUNCTION subbilling_internal.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
+
 CREATE OR REPLACE FUNCTION subbilling_internal.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -3701,18 +3714,37 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
-    RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+CREATE OR REPLACE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
+                                        OUT file_id bigint, OUT format text, OUT payments integer,
+                                        OUT imported integer, OUT already_imported integer,
+                                        OUT unmatched integer, OUT skipped integer,
+                                        OUT total subbilling.price, OUT received_at timestamptz,
+                                        OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
-                ELSE coalesce(subbilling_internal.ledger_mapping('revenue', currency, product_code, true),
-                              subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true),
-                              subbilling_internal.ledger_mapping('revenue', currency, NULL),
-                              ledger_code('revenue_rate', currency, subbilling_internal.rate_detail(rate))) END
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('bgmax', $1, $2) r
 $$;
-COMMENT ON FUNCTION subbilling_internal.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
+COMMENT ON FUNCTION subbilling.import_bgmax(text, boolean) IS
+    'import a Bankgirot BgMax file: refused whole (22P02, line and reason) unless every check passes; test files (T) only with allow_test; deductions refused (0A000); each payment registered with register_payment (method bankgiro, autogiro for channel 4; external_id bgmax:<receiver bankgiro>:<payment date>:<BGC serial>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
+
+CREATE OR REPLACE FUNCTION subbilling.import_nets_ocr(file text,
+                                           OUT file_id bigint, OUT format text, OUT payments integer,
+                                           OUT imported integer, OUT already_imported integer,
+                                           OUT unmatched integer, OUT skipped integer,
+                                           OUT total subbilling.price, OUT received_at timestamptz,
+                                           OUT repeated boolean)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
+           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
+      FROM subbilling_internal.import_bank_file('nets_ocr', $1, false) r
+$$;
+COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
+    'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.dunning_fee(fee_kind text, fees subbilling.price[], country text, currency text,
                                        days_overdue integer, fees_before integer,
@@ -3972,35 +4004,3 @@ SET search_path = subbilling, pg_catalog, pg_temp
 AS $$ SELECT b.steps, b.errors, b.more FROM subbilling_internal.dunning_batch(batch_size, as_of) AS b $$;
 COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
     'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
-
-CREATE OR REPLACE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
-                                        OUT file_id bigint, OUT format text, OUT payments integer,
-                                        OUT imported integer, OUT already_imported integer,
-                                        OUT unmatched integer, OUT skipped integer,
-                                        OUT total subbilling.price, OUT received_at timestamptz,
-                                        OUT repeated boolean)
-    LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
-           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
-      FROM subbilling_internal.import_bank_file('bgmax', $1, $2) r
-$$;
-COMMENT ON FUNCTION subbilling.import_bgmax(text, boolean) IS
-    'import a Bankgirot BgMax file: refused whole (22P02, line and reason) unless every check passes; test files (T) only with allow_test; deductions refused (0A000); each payment registered with register_payment (method bankgiro, autogiro for channel 4; external_id bgmax:<receiver bankgiro>:<payment date>:<BGC serial>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
-
-CREATE OR REPLACE FUNCTION subbilling.import_nets_ocr(file text,
-                                           OUT file_id bigint, OUT format text, OUT payments integer,
-                                           OUT imported integer, OUT already_imported integer,
-                                           OUT unmatched integer, OUT skipped integer,
-                                           OUT total subbilling.price, OUT received_at timestamptz,
-                                           OUT repeated boolean)
-    LANGUAGE sql VOLATILE SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-    SELECT (r.f).id, (r.f).format, (r.f).payments, (r.f).imported, (r.f).already_imported,
-           (r.f).unmatched, (r.f).skipped, (r.f).total, (r.f).received_at, r.repeated
-      FROM subbilling_internal.import_bank_file('nets_ocr', $1, false) r
-$$;
-COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
-    'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Privileges of invoicing, following 390_privileges.sql:
+-- Privileges of invoicing, following 490_privileges.sql:
 -- functions that change data are SECURITY DEFINER with a pinned search_path
 -- and executable by subbilling_operator, never by PUBLIC; internal helpers
 -- are executable by nobody but their owner.  subbilling_reader gets no

@@ -27,6 +27,7 @@ CREATE TABLE subbilling.vat_boxes (
     shipped     boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE subbilling.vat_boxes IS 'ledger account -> box of the Swedish VAT return (revenue accounts: the net of sales; VAT accounts: the VAT); every revenue account the seller books to belongs here';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE NOT shipped');
 
 INSERT INTO subbilling.vat_boxes (ledger_code, box, shipped) VALUES
     ('3001', '05', true), ('3002', '05', true), ('3003', '05', true),

@@ -59,6 +59,10 @@ CREATE TABLE subbilling.subscriptions (
                     CONSTRAINT subscriptions_metadata_object CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    next_bill_on    date DEFAULT '-infinity',
+    bill_from       date,
+    billed_as_of    date,
+    billed_at       timestamptz,
     PRIMARY KEY (account_id, id),
     CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor >= coalesce(trial_end, start_date)),
     CONSTRAINT subscriptions_canceled_has_date CHECK (status <> 'canceled' OR cancel_at IS NOT NULL),
@@ -70,6 +74,42 @@ CREATE INDEX subscriptions_cancel_at_idx ON subbilling.subscriptions (cancel_at)
     WHERE cancel_at IS NOT NULL AND status <> 'canceled';
 CREATE INDEX subscriptions_paused_idx ON subbilling.subscriptions (account_id, id) WHERE status = 'paused';
 COMMENT ON TABLE subbilling.subscriptions IS 'subscriptions: status (kept current by the lifecycle functions and advance_subscriptions), start, trial end, billing anchor, scheduled end';
+
+-- ---------------------------------------------------------------- billing bookkeeping
+
+CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on, account_id, id)
+    WHERE next_bill_on IS NOT NULL;
+COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
+COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';
+COMMENT ON COLUMN subbilling.subscriptions.billed_as_of IS 'billing: the latest (account-local) date the subscription was billed as of';
+COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subscription was last billed';
+
+-- A change to a subscription makes it due at once and recomputed from its
+-- whole history.  Every lifecycle function updates the subscription row
+-- (updated_at, status, dates) and none touches the billing columns, while
+-- the billing engine always changes them (billed_at to the statement's
+-- clock, or next_bill_on): an update that leaves all three alone is a
+-- change.  (Within one transaction updated_at does not move, so it cannot
+-- tell by itself.)
+CREATE FUNCTION subbilling_internal.subscriptions_billing_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.next_bill_on := '-infinity';
+    NEW.bill_from := NULL;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
+
+CREATE TRIGGER subscriptions_billing_changed
+    BEFORE UPDATE ON subbilling.subscriptions
+    FOR EACH ROW
+    WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
+          AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
+          AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
+    EXECUTE FUNCTION subbilling_internal.subscriptions_billing_changed();
 
 CREATE TABLE subbilling.subscription_items (
     account_id      bigint NOT NULL,
@@ -136,10 +176,6 @@ CREATE TABLE subbilling.subscription_discounts (
 );
 CREATE INDEX subscription_discounts_subscription_idx ON subbilling.subscription_discounts (account_id, subscription_id);
 COMMENT ON TABLE subbilling.subscription_discounts IS 'a campaign redeemed by a subscription: its terms as redeemed, for periods billing periods (NULL = forever) from starts_on';
-
-ALTER TABLE subbilling.events
-    ADD CONSTRAINT events_subscription_fkey FOREIGN KEY (account_id, subscription_id)
-        REFERENCES subbilling.subscriptions (account_id, id);
 
 -- ---------------------------------------------------------------- history guards
 

@@ -92,12 +92,6 @@ CREATE TRIGGER dunning_actions_guard
     BEFORE UPDATE OR DELETE ON subbilling.dunning_actions
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_actions_guard();
 
--- Dunning failures share billing_errors with billing; they name the invoice.
-ALTER TABLE subbilling.billing_errors ADD COLUMN invoice_id bigint;
-CREATE INDEX billing_errors_invoice_idx ON subbilling.billing_errors (account_id, invoice_id)
-    WHERE invoice_id IS NOT NULL;
-COMMENT ON COLUMN subbilling.billing_errors.invoice_id IS 'dunning: the invoice whose dunning failed (subscription_id is then NULL, as_of is the dunning date at 00:00 UTC; resolved when a later run dunns it); NULL for billing failures';
-
 -- ---------------------------------------------------------------- schedule
 
 -- The invoices on which a dunning step is due as of a date, with the step:

@@ -1,26 +1,11 @@
 
 -- ============================================================================
--- Privileges: roles subbilling_operator and subbilling_reader.
---
--- Roles are cluster-wide: they are created here if missing and outlive
--- DROP EXTENSION (and serve every database of the cluster that installs
--- subbilling).  Functions that change data are SECURITY DEFINER with a pinned
+-- Privileges of catalog, accounts, subscriptions and events for the roles
+-- subbilling_operator and subbilling_reader (created in 000_header.sql).
+-- Functions that change data are SECURITY DEFINER with a pinned
 -- search_path; none of them is executable by PUBLIC.  See docs/privileges.md.
 -- Later parts grant their own objects the same way.
 -- ============================================================================
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_operator') THEN
-        CREATE ROLE subbilling_operator NOLOGIN;
-        COMMENT ON ROLE subbilling_operator IS 'subbilling: runs the lifecycle functions and maintains catalog and accounts';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_reader') THEN
-        CREATE ROLE subbilling_reader NOLOGIN;
-        COMMENT ON ROLE subbilling_reader IS 'subbilling: reads the reporting views and nothing else';
-    END IF;
-END
-$$;
 
 GRANT USAGE ON SCHEMA subbilling TO subbilling_operator, subbilling_reader;
 

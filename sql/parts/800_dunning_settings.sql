@@ -11,16 +11,6 @@
 
 -- ---------------------------------------------------------------- policies
 
-ALTER TABLE subbilling.dunning_policies
-    ADD COLUMN is_default boolean NOT NULL DEFAULT false,
-    ADD COLUMN fee_terms_days integer NOT NULL DEFAULT 10
-        CONSTRAINT dunning_policies_fee_terms_range CHECK (fee_terms_days BETWEEN 0 AND 365),
-    ADD COLUMN description text;
-CREATE UNIQUE INDEX dunning_policies_one_default ON subbilling.dunning_policies ((true)) WHERE is_default;
-COMMENT ON COLUMN subbilling.dunning_policies.is_default IS 'the policy of accounts whose dunning_policy_id is NULL; at most one policy is the default';
-COMMENT ON COLUMN subbilling.dunning_policies.fee_terms_days IS 'days from the dunning date to the due date of a fee invoice (reminder fee, interest)';
-COMMENT ON COLUMN subbilling.dunning_policies.description IS 'free text';
-
 -- ---------------------------------------------------------------- steps
 
 CREATE TABLE subbilling.dunning_steps (
@@ -117,23 +107,6 @@ CREATE CONSTRAINT TRIGGER dunning_steps_check_order
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_steps_check_order();
 
 -- ---------------------------------------------------------------- country rules
-
-ALTER TABLE subbilling.country_settings
-    ADD COLUMN reminder_fees subbilling.price[],
-    ADD COLUMN reminder_fee_caps subbilling.price[],
-    ADD COLUMN reminder_fee_max_count integer
-        CONSTRAINT country_settings_reminder_fee_max_count_range CHECK (reminder_fee_max_count >= 0),
-    ADD COLUMN reminder_fee_min_days integer
-        CONSTRAINT country_settings_reminder_fee_min_days_range CHECK (reminder_fee_min_days BETWEEN 0 AND 3650),
-    ADD COLUMN late_interest_margin numeric
-        CONSTRAINT country_settings_late_interest_margin_range CHECK (late_interest_margin >= 0 AND late_interest_margin < 100),
-    ADD COLUMN dunning_legal_basis text;
-COMMENT ON COLUMN subbilling.country_settings.reminder_fees IS 'dunning: the standard reminder fee per currency (steps with fee_kind ''country''); NULL = none';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_caps IS 'dunning: the legal maximum of one reminder fee per currency; NULL = no cap; a cap list without the invoice''s currency means no fee in that currency';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_max_count IS 'dunning: at most this many reminder fees per invoice; NULL = no limit';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_min_days IS 'dunning: a fee only on a step taken at least this many days after the due date; NULL = any day';
-COMMENT ON COLUMN subbilling.country_settings.late_interest_margin IS 'dunning: late-payment interest = reference rate (reference_rates) + this many percentage points; NULL = no late-payment interest';
-COMMENT ON COLUMN subbilling.country_settings.dunning_legal_basis IS 'dunning: where the fee and interest rules of the country come from';
 
 -- Validation of the fee lists (positive, one per currency); the existing
 -- reference-kind rules are untouched.

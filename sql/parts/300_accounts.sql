@@ -49,10 +49,35 @@ CREATE TABLE subbilling.accounts (
     metadata            jsonb NOT NULL DEFAULT '{}'
                         CONSTRAINT accounts_metadata_object CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    vat_number          text,
+    is_business         boolean NOT NULL DEFAULT false,
+    vat_number_checked_by text,
+    vat_number_checked_at timestamptz
 );
 CREATE INDEX accounts_dunning_policy_id_idx ON subbilling.accounts (dunning_policy_id);
 COMMENT ON TABLE subbilling.accounts IS 'customers: id is the account id that every customer-owned table carries; currency and time zone of all their billing';
+COMMENT ON COLUMN subbilling.accounts.vat_number IS 'the customer''s VAT number in canonical form (SE556677889901), checked for format and check digits; set means a business';
+COMMENT ON COLUMN subbilling.accounts.is_business IS 'the customer is a business (true whenever vat_number is set)';
+COMMENT ON COLUMN subbilling.accounts.vat_number_checked_by IS 'who confirmed the VAT number (e.g. a VIES consultation number), if recorded';
+
+CREATE FUNCTION subbilling_internal.accounts_vat_number() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.vat_number := vat_number(NEW.vat_number, NEW.country);
+    IF NEW.vat_number IS NOT NULL THEN
+        NEW.is_business := true;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
+
+CREATE TRIGGER accounts_vat_number
+    BEFORE INSERT OR UPDATE OF vat_number, country, is_business ON subbilling.accounts
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_vat_number();
 
 -- Validation that a CHECK cannot express immutably: the currency is one the
 -- price type knows, the time zone one the server knows; and an account's

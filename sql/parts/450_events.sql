@@ -19,7 +19,9 @@ CREATE TABLE subbilling.events (
     payload         jsonb NOT NULL DEFAULT '{}'
                     CONSTRAINT events_payload_object CHECK (pg_catalog.jsonb_typeof(payload) = 'object'),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (account_id, id)
+    PRIMARY KEY (account_id, id),
+    CONSTRAINT events_subscription_fkey FOREIGN KEY (account_id, subscription_id)
+        REFERENCES subbilling.subscriptions (account_id, id)
 );
 CREATE INDEX events_id_idx ON subbilling.events (id);
 CREATE INDEX events_subscription_idx ON subbilling.events (account_id, subscription_id, id)

@@ -1,7 +1,7 @@
 
 -- ============================================================================
 -- Privileges of the ledger and payments, following
--- 390_privileges.sql: functions that change data are SECURITY DEFINER with a
+-- 490_privileges.sql: functions that change data are SECURITY DEFINER with a
 -- pinned search_path, executable by subbilling_operator and never by PUBLIC;
 -- internal helpers by their owner only; subbilling_reader reads the views.
 -- ============================================================================
