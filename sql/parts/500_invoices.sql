@@ -273,9 +273,12 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
 
+-- (except for the one invoice that refund() reopens: invoices_reopen_guard, with payments)
 CREATE TRIGGER invoices_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.invoices_guard();
+    FOR EACH ROW
+    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
+    EXECUTE FUNCTION subbilling_internal.invoices_guard();
 
 -- Lines of an issued invoice are never changed or deleted.
 CREATE FUNCTION subbilling_internal.invoice_lines_guard() RETURNS trigger

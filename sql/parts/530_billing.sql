@@ -174,12 +174,6 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.resolve_billing_errors(bigint[], bigint[]) IS 'internal: mark the open billing errors of subscriptions that were just billed resolved';
 
--- The batch size of run_billing: subbilling.batch_size, else 1000.
-CREATE FUNCTION subbilling_internal.billing_batch_size() RETURNS integer
-    LANGUAGE sql STABLE PARALLEL SAFE
-RETURN coalesce(nullif(current_setting('subbilling.batch_size', true), '')::integer, 1000);
-COMMENT ON FUNCTION subbilling_internal.billing_batch_size() IS 'internal: subbilling.batch_size (default 1000)';
-
 -- Claims up to batch_size due subscriptions and bills them; a failure in
 -- the set-based pass falls back to one subscription at a time, recording
 -- each failure in billing_errors and retrying that subscription the next

@@ -36,7 +36,6 @@ REVOKE ALL ON FUNCTION
     subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz),
     subbilling_internal.bill_batch(integer, timestamptz),
     subbilling_internal.resolve_billing_errors(bigint[], bigint[]),
-    subbilling_internal.billing_batch_size(),
     subbilling_internal.outbox_reserve(),
     subbilling_internal.notify_enabled(),
     subbilling_internal.series_for(date),

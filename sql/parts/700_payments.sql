@@ -160,7 +160,8 @@ CREATE TRIGGER refunds_immutable
 -- Billing's guard lets an issued invoice's status only move forward.  A
 -- refund that puts money back on a paid invoice reopens it (paid -> open):
 -- refund() names the invoice in subbilling_internal.reopen_invoice for the
--- one UPDATE, which then passes through invoices_reopen_guard instead.
+-- one UPDATE, which billing's guard lets by (its WHEN) and which then passes
+-- through invoices_reopen_guard instead.
 CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -176,11 +177,6 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
 
-CREATE OR REPLACE TRIGGER invoices_guard
-    BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW
-    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
-    EXECUTE FUNCTION subbilling_internal.invoices_guard();
 CREATE TRIGGER invoices_reopen_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
     FOR EACH ROW

@@ -1,3 +1,5 @@
+-- billing_batch_size() had no caller (the worker and run_billing read subbilling.batch_size in C).
+DROP FUNCTION subbilling.billing_batch_size();
 -- Internal helpers move from schema subbilling to subbilling_internal (sql/parts defines them
 -- there now): the public schema keeps the public API only.  Functions keep their privileges
 -- (owner only) when they move; the few that PUBLIC could execute lose that below.  Every
@@ -10,7 +12,6 @@ ALTER FUNCTION subbilling.after_invoice_paid(bigint,bigint) SET SCHEMA subbillin
 ALTER FUNCTION subbilling.base_item_on(subbilling.subscriptions,date) SET SCHEMA subbilling_internal;
 ALTER FUNCTION subbilling.bill_batch(integer,timestamp with time zone) SET SCHEMA subbilling_internal;
 ALTER FUNCTION subbilling.bill_subscriptions(bigint[],bigint[],date[],timestamp with time zone) SET SCHEMA subbilling_internal;
-ALTER FUNCTION subbilling.billing_batch_size() SET SCHEMA subbilling_internal;
 ALTER FUNCTION subbilling.billing_charges(bigint[],bigint[],date[]) SET SCHEMA subbilling_internal;
 ALTER FUNCTION subbilling.book_entry(bigint,text,date,text[],subbilling.price[],bigint,bigint,text) SET SCHEMA subbilling_internal;
 ALTER FUNCTION subbilling.book_invoices(bigint[],bigint[]) SET SCHEMA subbilling_internal;
