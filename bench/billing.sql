@@ -46,7 +46,7 @@ SET search_path = subbilling, public;
 SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric, 1) AS gen_s \gset
 \echo == billing: generated :n subscriptions in :gen_s s
 VACUUM ANALYZE;
-SELECT subbilling.billing_batch_size() AS batch_size \gset
+SELECT subbilling_internal.billing_batch_size() AS batch_size \gset
 \echo == billing: batch size :batch_size
 \c :home
 CREATE DATABASE brun_off TEMPLATE bgen;

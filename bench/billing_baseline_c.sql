@@ -28,7 +28,7 @@ COPY cstage.journal_lines FROM :'f_jl';
 COPY cstage.payment_requests FROM :'f_pr';
 COPY cstage.subscriptions FROM :'f_sub';
 COPY cstage.invoice_counters FROM :'f_cnt';
-SELECT count(series_for(make_date(y::int, 1, 1))) AS c_series
+SELECT count(subbilling_internal.series_for(make_date(y::int, 1, 1))) AS c_series
   FROM (SELECT DISTINCT extract(year FROM issue_date) AS y FROM cstage.invoices) q \gset
 -- the series must have the ids the run gave them (both databases start from bgen)
 SELECT NOT EXISTS (SELECT FROM cstage.invoices i

@@ -56,7 +56,7 @@ for E in 1 10 100; do
     "${PSQL[@]}" -d "$DB" -c "SELECT count(*) FROM generate_series(0, $E - 1) i, subbilling.create_webhook_endpoint('http://127.0.0.1:$PORT/ok/e' || i)" >/dev/null
     T0=$("${PSQL[@]}" -d "$DB" <<SQL
 BEGIN;
-SELECT count(subbilling.emit_event($ACCT, 'bench.delivered', NULL, jsonb_build_object('n', g, 'invoice', 'INV-2026-' || lpad(g::text, 6, '0'), 'amount', '129.00 SEK'))) FROM generate_series(1, $N) g;
+SELECT count(subbilling_internal.emit_event($ACCT, 'bench.delivered', NULL, jsonb_build_object('n', g, 'invoice', 'INV-2026-' || lpad(g::text, 6, '0'), 'amount', '129.00 SEK'))) FROM generate_series(1, $N) g;
 COMMIT;
 SELECT clock_timestamp();
 SQL

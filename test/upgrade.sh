@@ -92,10 +92,14 @@ is "$("${PSQL[@]}" -d sb_upgrade02 -c "SELECT string_agg(number, ',' ORDER BY nu
 "${PSQL[@]}" -d sb_fresh -c "CREATE EXTENSION subbilling CASCADE" >/dev/null
 # Both schemas as pg_dump sees them, without OIDs, comments and the dropped column's traces
 # (15 restores a dropped column with "WHERE attname = ... AND attrelid = ...", 16 on with
-# "FROM (VALUES ...) WHERE attrelid = ... AND attname = v.dname").
+# "FROM (VALUES ...) WHERE attrelid = ... AND attname = v.dname"),
+# nor the stored default of a column added with ALTER TABLE ... ADD COLUMN ... DEFAULT
+# (binary_upgrade_set_missing_value: it serves only the rows older than the column; a fresh
+# install creates the column with its table and has none).
 dump() {
     pg_dump --schema-only --binary-upgrade --no-owner -d "$1" \
         | grep -v -e '^--' -e 'binary_upgrade_set_next' -e 'pg\.dropped' -e '^SET ' -e '^SELECT pg_catalog.set_config' \
+                 -e '^SELECT pg_catalog.binary_upgrade_set_missing_value(' \
                  -e '^\\restrict' -e '^\\unrestrict' -e '^$' -e '^SELECT pg_catalog.setval' \
                  -e '^UPDATE pg_catalog.pg_attribute' -e '^  AND attrelid = ' \
                  -e '^WHERE attrelid = .*::pg_catalog.regclass$' -e '^  AND attname = v.dname;$' \

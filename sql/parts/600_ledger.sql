@@ -81,14 +81,14 @@ INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description) VALU
     ('rounding',        NULL, '3740', 'rounding');
 
 -- The canonical text of a VAT rate as a mapping detail: 25, 12.5, 6, 0.
-CREATE FUNCTION subbilling.rate_detail(rate numeric) RETURNS text
+CREATE FUNCTION subbilling_internal.rate_detail(rate numeric) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN pg_catalog.trim_scale(rate)::text;
-COMMENT ON FUNCTION subbilling.rate_detail(numeric) IS 'internal: a VAT rate as ledger_mappings.detail text (trailing zeros removed: 25, 12.5, 0)';
+COMMENT ON FUNCTION subbilling_internal.rate_detail(numeric) IS 'internal: a VAT rate as ledger_mappings.detail text (trailing zeros removed: 25, 12.5, 0)';
 
 -- The mapping row for (purpose, currency, detail), most specific first; NULL
 -- if none.  exact: only rows naming this very detail.
-CREATE FUNCTION subbilling.ledger_mapping(purpose text, currency text, detail text, exact boolean DEFAULT false)
+CREATE FUNCTION subbilling_internal.ledger_mapping(purpose text, currency text, detail text, exact boolean DEFAULT false)
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -100,7 +100,7 @@ AS $$
      ORDER BY m.detail IS NULL, m.currency IS NULL
      LIMIT 1
 $$;
-COMMENT ON FUNCTION subbilling.ledger_mapping(text, text, text, boolean) IS 'internal: the account of the most specific ledger_mappings row for purpose, currency and detail (detail before currency; exact = the detail itself only), or NULL';
+COMMENT ON FUNCTION subbilling_internal.ledger_mapping(text, text, text, boolean) IS 'internal: the account of the most specific ledger_mappings row for purpose, currency and detail (detail before currency; exact = the detail itself only), or NULL';
 
 CREATE FUNCTION subbilling.ledger_code(purpose text, currency text DEFAULT NULL, detail text DEFAULT NULL)
     RETURNS text
@@ -118,22 +118,22 @@ BEGIN
                   HINT = 'Purposes: receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding.';
     END IF;
     IF purpose IN ('vat', 'revenue_rate') AND detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
-        detail := rate_detail(detail::numeric);
+        detail := subbilling_internal.rate_detail(detail::numeric);
     END IF;
     IF purpose = 'revenue' THEN
         -- a product's own row, else by its VAT rate (or detail as a rate), else any revenue row
-        c := ledger_mapping('revenue', currency, detail, true);
+        c := subbilling_internal.ledger_mapping('revenue', currency, detail, true);
         IF c IS NULL THEN
             SELECT p.tax_rate INTO rate FROM subbilling.products p WHERE p.code = detail;
             IF FOUND THEN
-                c := ledger_mapping('revenue_rate', currency, rate_detail(rate), true);
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true);
             ELSIF detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
-                c := ledger_mapping('revenue_rate', currency, rate_detail(detail::numeric), true);
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(detail::numeric), true);
             END IF;
         END IF;
     END IF;
     IF c IS NULL THEN
-        c := ledger_mapping(purpose, currency, detail);
+        c := subbilling_internal.ledger_mapping(purpose, currency, detail);
     END IF;
     IF c IS NULL THEN
         RAISE EXCEPTION 'no ledger account for purpose % (currency %, detail %)',
@@ -197,7 +197,7 @@ COMMENT ON COLUMN subbilling.journal_lines.subledger IS 'receivables: a line on 
 -- one statement (book_entry and the booking functions always do).  One
 -- set-based query per statement over the statement's new lines, not one
 -- query per line: a billing batch books thousands of lines at once.
-CREATE FUNCTION subbilling.journal_lines_balanced() RETURNS trigger
+CREATE FUNCTION subbilling_internal.journal_lines_balanced() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -223,15 +223,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION subbilling.journal_lines_balanced() IS 'trigger (after each statement inserting journal lines): every entry that got lines sums to zero per currency';
+COMMENT ON FUNCTION subbilling_internal.journal_lines_balanced() IS 'trigger (after each statement inserting journal lines): every entry that got lines sums to zero per currency';
 
 CREATE TRIGGER journal_lines_balanced
     AFTER INSERT ON subbilling.journal_lines
     REFERENCING NEW TABLE AS new_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.journal_lines_balanced();
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.journal_lines_balanced();
 
 -- Booked is booked: no UPDATE, DELETE or TRUNCATE; a correction is a new entry.
-CREATE FUNCTION subbilling.journal_immutable() RETURNS trigger
+CREATE FUNCTION subbilling_internal.journal_immutable() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -242,24 +242,24 @@ BEGIN
               HINT = 'Book a correcting entry instead.';
 END
 $$;
-COMMENT ON FUNCTION subbilling.journal_immutable() IS 'trigger: journal entries and lines refuse UPDATE, DELETE and TRUNCATE (SQLSTATE 55000)';
+COMMENT ON FUNCTION subbilling_internal.journal_immutable() IS 'trigger: journal entries and lines refuse UPDATE, DELETE and TRUNCATE (SQLSTATE 55000)';
 
 CREATE TRIGGER journal_entries_immutable
     BEFORE UPDATE OR DELETE ON subbilling.journal_entries
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
 CREATE TRIGGER journal_entries_no_truncate
     BEFORE TRUNCATE ON subbilling.journal_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.journal_immutable();
 CREATE TRIGGER journal_lines_immutable
     BEFORE UPDATE OR DELETE ON subbilling.journal_lines
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
 CREATE TRIGGER journal_lines_no_truncate
     BEFORE TRUNCATE ON subbilling.journal_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.journal_immutable();
 
 -- ---------------------------------------------------------------- booking
 
-CREATE FUNCTION subbilling.book_entry(account_id bigint, kind text, booked_on date, codes text[],
+CREATE FUNCTION subbilling_internal.book_entry(account_id bigint, kind text, booked_on date, codes text[],
                                       amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
                                       payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
     RETURNS bigint
@@ -312,8 +312,8 @@ BEGIN
                   DETAIL = format('Its lines sum to %s, not zero.', diff),
                   HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
     END IF;
-    rc := ledger_mapping('receivables', cur, NULL);
-    cc := ledger_mapping('customer_credit', cur, NULL);
+    rc := subbilling_internal.ledger_mapping('receivables', cur, NULL);
+    cc := subbilling_internal.ledger_mapping('customer_credit', cur, NULL);
     IF rc = ANY (codes) AND invoice_id IS NULL THEN
         RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
             USING ERRCODE = 'invalid_parameter_value',
@@ -344,7 +344,7 @@ BEGIN
     RETURN eid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
+COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
 
 -- ---------------------------------------------------------------- balances
 

@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SELECT plan(28);
 \ir 300_fixture.psql
 
-SELECT has_function('subbilling', 'emit_event', ARRAY['bigint', 'text', 'bigint', 'jsonb', 'bigint'], 'emit_event exists');
+SELECT has_function('subbilling_internal', 'emit_event', ARRAY['bigint', 'text', 'bigint', 'jsonb', 'bigint'], 'emit_event exists');
 SELECT has_function('subbilling', 'events_after', ARRAY['bigint', 'integer'], 'events_after exists');
 SELECT function_returns('subbilling', 'events_after', ARRAY['bigint', 'integer'], 'setof events', 'events_after returns events rows');
 SELECT volatility_is('subbilling', 'events_after', ARRAY['bigint', 'integer'], 'volatile',
@@ -13,9 +13,9 @@ SELECT volatility_is('subbilling', 'events_after', ARRAY['bigint', 'integer'], '
 
 CREATE TEMP TABLE mark AS SELECT pg_temp.last_event_id() AS before;
 
-SELECT isnt(emit_event(pg_temp.acct('t_se'), 'test.one', NULL, '{"n": 1}'), NULL, 'emit_event returns the id');
-SELECT isnt(emit_event(pg_temp.acct('t_se2'), 'test.two', NULL, '{"n": 2}', 42), NULL, 'with an invoice id');
-SELECT isnt(emit_event(pg_temp.acct('t_se'), 'test.three', NULL, NULL), NULL, 'a NULL payload is an empty object');
+SELECT isnt(subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.one', NULL, '{"n": 1}'), NULL, 'emit_event returns the id');
+SELECT isnt(subbilling_internal.emit_event(pg_temp.acct('t_se2'), 'test.two', NULL, '{"n": 2}', 42), NULL, 'with an invoice id');
+SELECT isnt(subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.three', NULL, NULL), NULL, 'a NULL payload is an empty object');
 
 SELECT results_eq($$
     SELECT account_id, type, subscription_id, invoice_id, payload, created_at = now()
@@ -37,11 +37,11 @@ SELECT ok((SELECT count(*) FROM events_after(NULL, 100000)) >= 3, 'events_after(
 SELECT throws_ok($$SELECT * FROM events_after(0, 0)$$, '22023', 'max must be a positive number of events', 'max 0');
 SELECT throws_ok($$SELECT * FROM events_after(0, NULL)$$, '22023', 'max must be a positive number of events', 'max NULL');
 
-SELECT throws_ok($$SELECT emit_event(pg_temp.acct('t_se'), 'Not A Type', NULL, '{}')$$,
+SELECT throws_ok($$SELECT subbilling_internal.emit_event(pg_temp.acct('t_se'), 'Not A Type', NULL, '{}')$$,
                  '23514', 'new row for relation "events" violates check constraint "events_type_format"', 'event types are dotted lower-case words');
-SELECT throws_ok($$SELECT emit_event(-1, 'test.x', NULL, '{}')$$, '23503', NULL, 'event of an unknown account');
-SELECT throws_ok($$SELECT emit_event(pg_temp.acct('t_se'), 'test.x', -1, '{}')$$, '23503', NULL, 'event of an unknown subscription');
-SELECT throws_ok($$SELECT emit_event(pg_temp.acct('t_se'), 'test.x', NULL, '[1, 2]')$$,
+SELECT throws_ok($$SELECT subbilling_internal.emit_event(-1, 'test.x', NULL, '{}')$$, '23503', NULL, 'event of an unknown account');
+SELECT throws_ok($$SELECT subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.x', -1, '{}')$$, '23503', NULL, 'event of an unknown subscription');
+SELECT throws_ok($$SELECT subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.x', NULL, '[1, 2]')$$,
                  '23514', 'new row for relation "events" violates check constraint "events_payload_object"', 'payload must be an object');
 
 -- the writer holds one outbox slot (a row lock) for its transaction, once
@@ -53,7 +53,7 @@ SELECT cmp_ok((SELECT bound FROM outbox_slots WHERE xact = pg_current_xact_id())
 -- an internal setting names no slot: a forged one is checked against the row
 SELECT ok(set_config('subbilling_internal.outbox_slot', (SELECT min(slot) FROM outbox_slots WHERE xact IS DISTINCT FROM pg_current_xact_id())::text, true) IS NOT NULL,
           'forge the internal setting to name another slot');
-SELECT isnt(emit_event(pg_temp.acct('t_se'), 'test.forged', NULL, '{}'), NULL, 'an event after the setting was forged');
+SELECT isnt(subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.forged', NULL, '{}'), NULL, 'an event after the setting was forged');
 SELECT is((SELECT count(*)::int FROM outbox_slots WHERE xact = pg_current_xact_id()), 1,
           'still the transaction''s one slot: a forged setting does not replace it');
 SELECT is((SELECT count(*)::int FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), 0,
@@ -63,14 +63,14 @@ SELECT ok(NOT has_table_privilege('subbilling_operator', 'subbilling.outbox_slot
           AND NOT has_table_privilege('public', 'subbilling.outbox_slots', 'SELECT, UPDATE')
           AND NOT has_table_privilege('subbilling_operator', 'subbilling.locks', 'SELECT, UPDATE'),
           'outbox_slots and locks: no privileges for other roles (no one else can take their row locks)');
-SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint)', 'EXECUTE')
-          AND NOT has_function_privilege('subbilling_operator', 'subbilling.lock_row(text, boolean)', 'EXECUTE')
-          AND NOT has_function_privilege('subbilling_operator', 'subbilling.outbox_reserve()', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling_internal.outbox_notify(bigint, text, bigint, bigint, bigint, bigint)', 'EXECUTE')
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling_internal.lock_row(text, boolean)', 'EXECUTE')
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling_internal.outbox_reserve()', 'EXECUTE'),
           'the outbox and lock functions are internal');
 
 -- notify off: the row is written all the same
 SET LOCAL subbilling.notify = off;
-SELECT isnt(emit_event(pg_temp.acct('t_se'), 'test.quiet', NULL, '{}'), NULL, 'with subbilling.notify = off the event row is still written');
+SELECT isnt(subbilling_internal.emit_event(pg_temp.acct('t_se'), 'test.quiet', NULL, '{}'), NULL, 'with subbilling.notify = off the event row is still written');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -92,7 +92,7 @@ BEGIN
         IF t = 'canceled' THEN
             PERFORM subbilling.cancel(sid, current_date);  -- canceled needs its date: the public way
         ELSE
-            PERFORM subbilling.transition(s, t);
+            PERFORM subbilling_internal.transition(s, t);
         END IF;
     EXCEPTION WHEN object_not_in_prerequisite_state THEN
         IF SQLERRM <> format('subscription %s cannot go from %s to %s', sid, f, t) THEN

@@ -38,7 +38,8 @@ SELECT is_empty($$
 $$, 'PUBLIC has no privilege on any table, view or sequence');
 SELECT is_empty($$
     SELECT p.oid::regprocedure FROM pg_proc p
-     WHERE p.pronamespace = 'subbilling'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+     WHERE p.pronamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)
+       AND obj_description(p.oid, 'pg_proc') IS NULL
 $$, 'every function of the extension has a comment');
 SELECT is_empty($$
     SELECT c.oid::regclass FROM pg_class c
@@ -47,7 +48,8 @@ $$, 'every table and view of the extension has a comment');
 SELECT volatility_is('subbilling', f, 'volatile', f || ' is VOLATILE')
   FROM unnest(ARRAY['subscribe', 'add_addon', 'remove_addon', 'change_plan', 'change_quantity', 'pause', 'resume',
                     'cancel', 'record_usage', 'migrate_subscriptions', 'advance_subscriptions', 'set_subscription_status',
-                    'emit_event', 'events_after']) f;
+                    'events_after']) f;
+SELECT volatility_is('subbilling_internal', 'emit_event', 'volatile', 'emit_event is VOLATILE');
 SELECT volatility_is('subbilling', f, 'stable', f || ' is STABLE')
   FROM unnest(ARRAY['subscription_status', 'subscription_history', 'subscription_items_on']) f;
 SELECT is_definer('subbilling', f, f || ' is SECURITY DEFINER')
@@ -66,8 +68,8 @@ SELECT throws_ok(format('SELECT subbilling.subscribe(%s, %L)', :acct, 't_basic')
                  'permission denied for function subscribe', 'PUBLIC cannot subscribe');
 SELECT throws_ok(format('SELECT subbilling.cancel(%s)', :sub), '42501',
                  'permission denied for function cancel', 'PUBLIC cannot cancel');
-SELECT throws_ok(format('SELECT subbilling.emit_event(%s, %L, NULL, %L)', :acct, 'x.y', '{}'), '42501',
-                 'permission denied for function emit_event', 'PUBLIC cannot emit events');
+SELECT throws_ok(format('SELECT subbilling_internal.emit_event(%s, %L, NULL, %L)', :acct, 'x.y', '{}'), '42501',
+                 'permission denied for schema subbilling_internal', 'PUBLIC cannot emit events');
 SELECT throws_ok('SELECT * FROM subbilling.events_after(0)', '42501',
                  'permission denied for function events_after', 'PUBLIC cannot read events');
 SELECT throws_ok('SELECT * FROM subbilling.subscriptions', '42501',
@@ -93,8 +95,8 @@ SELECT throws_ok(format('INSERT INTO subbilling.subscriptions (account_id, statu
                  'permission denied for table subscriptions', 'subscriptions change only through the functions');
 SELECT throws_ok(format('UPDATE subbilling.subscription_items SET quantity = 1 WHERE subscription_id = %s', :sub), '42501',
                  'permission denied for table subscription_items', 'items change only through the functions');
-SELECT throws_ok(format('SELECT subbilling.emit_event(%s, %L, NULL, %L)', :acct, 'x.y', '{}'), '42501',
-                 'permission denied for function emit_event', 'emit_event is internal, even for the operator');
+SELECT throws_ok(format('SELECT subbilling_internal.emit_event(%s, %L, NULL, %L)', :acct, 'x.y', '{}'), '42501',
+                 'permission denied for schema subbilling_internal', 'emit_event is internal, even for the operator');
 SELECT throws_ok($$DELETE FROM subbilling.plans WHERE code = 't_op_plan'$$, '42501',
                  'permission denied for table plans', 'the operator retires plans (active = false), never deletes');
 RESET ROLE;

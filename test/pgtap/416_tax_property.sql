@@ -86,7 +86,7 @@ SELECT cmp_ok((SELECT count(DISTINCT l.tax_treatment || l.tax_rate) FROM invoice
 -- the month's VAT return: every box equals the journal's accounts, foreign-currency documents
 -- converted at their invoice's rate (SEK = 1), and the invoices' VAT
 SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box IN ('05', '10', '11', '12', '39', '40', '42') ORDER BY box $$,
-    $$ SELECT b.box, coalesce((SELECT sum(-convert_price(l.amount, coalesce(i.exchange_rate, 1), 'SEK'))
+    $$ SELECT b.box, coalesce((SELECT sum(-subbilling_internal.convert_price(l.amount, coalesce(i.exchange_rate, 1), 'SEK'))
                                  FROM journal_lines l
                                  JOIN journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
                                  JOIN invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
@@ -96,7 +96,7 @@ SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-3
     'every box of the VAT return equals the journal''s accounts');
 SELECT results_eq($$ SELECT box, amount FROM vat_report('2026-03-01', '2026-03-31') WHERE box IN ('10', '11', '12') ORDER BY box $$,
     $$ SELECT b.box, coalesce((SELECT sum(q.vat) FROM (
-                                 SELECT convert_price(sum(l.tax), coalesce(i.exchange_rate, 1), 'SEK') AS vat
+                                 SELECT subbilling_internal.convert_price(sum(l.tax), coalesce(i.exchange_rate, 1), 'SEK') AS vat
                                    FROM invoice_lines l JOIN invoices i ON i.account_id = l.account_id AND i.id = l.invoice_id
                                   WHERE l.tax_treatment = 'domestic' AND l.tax_rate = b.rate
                                     AND i.issue_date BETWEEN '2026-03-01' AND '2026-03-31' AND i.status <> 'draft'

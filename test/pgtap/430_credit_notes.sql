@@ -38,7 +38,7 @@ SELECT results_eq(
         GROUP BY l.tax_rate ORDER BY l.tax_rate $$,
     $$ VALUES (6::numeric, '0.00 SEK', '0.00 SEK'), (25, '0.00 SEK', '0.00 SEK') $$,
     'after crediting the rest, every rate''s net and VAT are exactly zero');
-SELECT is((SELECT invoice_uncredited(i)::text FROM invoices i WHERE id = (SELECT id FROM inv)), '0.00 SEK',
+SELECT is((SELECT subbilling_internal.invoice_uncredited(i)::text FROM invoices i WHERE id = (SELECT id FROM inv)), '0.00 SEK',
           'nothing left to credit');
 SELECT throws_ok($$ SELECT credit_invoice((SELECT id FROM inv)) $$, '55000', 'invoice 2024-000001 is fully credited',
                  'a fully credited invoice is not credited again');

@@ -33,7 +33,7 @@ SELECT throws_ok($$ INSERT INTO country_settings (country, reference_kind) VALUE
 -- labels
 SELECT volatility_is('subbilling', 'run_billing', ARRAY['timestamp with time zone'], 'volatile', 'run_billing is volatile');
 SELECT volatility_is('subbilling', 'preview_invoice', ARRAY['bigint', 'date'], 'stable', 'preview_invoice is stable');
-SELECT volatility_is('subbilling', 'billing_charges', ARRAY['bigint[]', 'bigint[]', 'date[]'], 'stable', 'billing_charges is stable');
+SELECT volatility_is('subbilling_internal', 'billing_charges', ARRAY['bigint[]', 'bigint[]', 'date[]'], 'stable', 'billing_charges is stable');
 SELECT volatility_is('subbilling', 'fi_reference', ARRAY['text'], 'immutable', 'fi_reference is immutable');
 SELECT is_definer('subbilling', 'run_billing', ARRAY['timestamp with time zone'], 'run_billing is SECURITY DEFINER');
 SELECT is_definer('subbilling', 'credit_invoice', ARRAY['bigint', 'price', 'text'], 'credit_invoice is SECURITY DEFINER');
@@ -50,8 +50,8 @@ SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.run_billing(
           AND has_function_privilege('subbilling_operator', 'subbilling.void_invoice(bigint, text)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.finalize_invoice(bigint)', 'EXECUTE'),
           'the operator runs billing, previews, credits, voids and finalises');
-SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz)', 'EXECUTE')
-          AND NOT has_function_privilege('subbilling_operator', 'subbilling.billing_charges(bigint[], bigint[], date[])', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz)', 'EXECUTE')
+          AND NOT has_function_privilege('subbilling_operator', 'subbilling_internal.billing_charges(bigint[], bigint[], date[])', 'EXECUTE'),
           'internal functions are not executable by the operator');
 SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.invoices', 'SELECT')
           AND NOT has_table_privilege('subbilling_operator', 'subbilling.invoices', 'UPDATE')

@@ -78,7 +78,7 @@ SELECT FROM pg_temp.account('le_eur', 'FI', 'EUR');
 CREATE TEMP TABLE inv AS SELECT pg_temp.issue(pg_temp.acct('le'), '{100.00 SEK}', '{p_saas}') AS id;
 
 CREATE TEMP TABLE e1 AS
-SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{0.40 SEK,-0.40 SEK}',
+SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{0.40 SEK,-0.40 SEK}',
                   memo => 'rounding difference') AS id;
 SELECT results_eq($$ SELECT l.ledger_code, l.amount::text, l.subledger, l.invoice_id FROM journal_lines l
                       WHERE l.entry_id = (SELECT id FROM e1) ORDER BY l.id $$,
@@ -88,7 +88,7 @@ SELECT results_eq($$ SELECT kind, booked_on, memo FROM journal_entries WHERE id 
     $$ VALUES ('adjustment', '2024-01-05'::date, 'rounding difference') $$, 'book_entry: the entry');
 
 CREATE TEMP TABLE e2 AS
-SELECT book_entry(pg_temp.acct('le'), 'fee', '2024-02-15', '{1510,3930,1930}', '{60.00 SEK,-60.00 SEK,0.00 SEK}',
+SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'fee', '2024-02-15', '{1510,3930,1930}', '{60.00 SEK,-60.00 SEK,0.00 SEK}',
                   invoice_id => (SELECT id FROM inv)) AS id;
 SELECT results_eq($$ SELECT l.ledger_code, l.amount::text, l.subledger, l.invoice_id FROM journal_lines l
                       WHERE l.entry_id = (SELECT id FROM e2) ORDER BY l.id $$,
@@ -97,25 +97,25 @@ SELECT results_eq($$ SELECT l.ledger_code, l.amount::text, l.subledger, l.invoic
 SELECT is(pg_temp.open((SELECT id FROM inv)), '60.00 SEK', 'the open amount of an invoice is the sum of its receivables lines');
 SELECT is(pg_temp.balance('le'), '60.00 SEK', 'account_balance counts receivables');
 
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 SEK,-0.99 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 SEK,-0.99 SEK}') $$,
     '23514', 'journal entry does not balance', 'unbalanced: 23514');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930}', '{0.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930}', '{0.00 SEK}') $$,
     '22023', 'a journal entry needs at least two lines, one code per amount', 'one line: 22023');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 SEK}') $$,
     '22023', 'a journal entry needs at least two lines, one code per amount', 'codes and amounts differ in number: 22023');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,9999}', '{1.00 SEK,-1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,9999}', '{1.00 SEK,-1.00 SEK}') $$,
     '23503', 'unknown ledger account "9999"', 'unknown account: 23503');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 EUR,-1.00 EUR}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'adjustment', '2024-01-05', '{1930,3740}', '{1.00 EUR,-1.00 EUR}') $$,
     '22000', 'amount 1.00 EUR is not in the account''s currency SEK', 'another currency: 22000');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'fee', '2024-01-05', '{1510,3930}', '{1.00 SEK,-1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'fee', '2024-01-05', '{1510,3930}', '{1.00 SEK,-1.00 SEK}') $$,
     '22023', 'a receivables line needs the invoice it belongs to', 'receivables without an invoice: 22023');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le_eur'), 'fee', '2024-01-05', '{1510,3930}', '{1.00 EUR,-1.00 EUR}', (SELECT id FROM inv)) $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le_eur'), 'fee', '2024-01-05', '{1510,3930}', '{1.00 EUR,-1.00 EUR}', (SELECT id FROM inv)) $$,
     '42704', NULL, 'an invoice of another account: 42704');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(pg_temp.acct('le'), 'gift', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(pg_temp.acct('le'), 'gift', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
     '23514', NULL, 'unknown kind: 23514');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(NULL, 'fee', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(NULL, 'fee', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
     '22004', 'book_entry needs an account, a kind and a booking date', 'no account: 22004');
-SELECT * FROM pg_temp.refused($$ SELECT book_entry(-1, 'fee', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
+SELECT * FROM pg_temp.refused($$ SELECT subbilling_internal.book_entry(-1, 'fee', '2024-01-05', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$,
     '42704', 'account -1 does not exist', 'unknown account: 42704');
 
 -- ------------------------------------------------------------ the balance check, per statement

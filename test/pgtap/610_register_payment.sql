@@ -9,7 +9,7 @@ SELECT plan(86);
 
 -- the hook that dunning replaces: log its calls here
 CREATE TEMP TABLE paid_log (account_id bigint, invoice_id bigint, status text);
-CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.after_invoice_paid(account_id bigint, invoice_id bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -71,7 +71,7 @@ SELECT is((SELECT array_agg(type ORDER BY id) FROM events WHERE invoice_id = (SE
           ARRAY['payment.received', 'invoice.paid'], 'payment.received, then invoice.paid');
 SELECT results_eq($$ SELECT account_id, invoice_id, status FROM paid_log $$,
     $$ VALUES (pg_temp.acct('pay'), (SELECT id FROM inv), 'paid') $$,
-    'after_invoice_paid(account_id, invoice_id) is called once, after the status is paid');
+    'subbilling_internal.after_invoice_paid(account_id, invoice_id) is called once, after the status is paid');
 SELECT is(pg_temp.balance('pay'), '0.00 SEK', 'balance 0');
 
 -- ------------------------------------------------------------ over
@@ -99,7 +99,7 @@ SELECT is(pg_temp.credit('pay'), '85.00 SEK', 'customer credit 85.00');
 SELECT FROM pg_temp.account('pay_v');
 CREATE TEMP TABLE vd AS SELECT pg_temp.invoice(pg_temp.acct('pay_v'), '{8.00 SEK}', '{p_saas}', '2024-02-20') AS id;
 SELECT FROM void_invoice((SELECT id FROM vd));
-SELECT FROM book_invoices(ARRAY[pg_temp.acct('pay_v')], ARRAY[(SELECT id FROM vd)]);
+SELECT FROM subbilling_internal.book_invoices(ARRAY[pg_temp.acct('pay_v')], ARRAY[(SELECT id FROM vd)]);
 CREATE TEMP TABLE p5 AS SELECT register_payment('10.00 SEK', pg_temp.ref((SELECT id FROM vd)), '2024-02-21', 'bankgiro') AS id;
 SELECT results_eq($$ SELECT * FROM pg_temp.entries(NULL, (SELECT id FROM p5)) $$,
     $$ VALUES ('payment', '1930', '10.00 SEK', NULL::bigint), ('payment', '2420', '-10.00 SEK', NULL) $$,
@@ -111,7 +111,7 @@ SELECT results_eq($$ VALUES (pg_temp.status((SELECT id FROM vd)), pg_temp.credit
 CREATE TEMP TABLE inv3 AS SELECT pg_temp.invoice(pg_temp.acct('pay'), '{10.00 SEK}', '{p_saas}', '2024-03-01') AS id;
 SELECT is(pg_temp.open((SELECT id FROM inv3)), '0.00 SEK', 'the next invoice was paid by the customer credit');
 CREATE TEMP TABLE inv4 AS SELECT pg_temp.issue(pg_temp.acct('pay'), '{100.00 SEK}', '{p_saas}', '2024-04-01') AS id;
-SELECT FROM book_invoices(ARRAY[pg_temp.acct('pay')], ARRAY[(SELECT id FROM inv4)]);
+SELECT FROM subbilling_internal.book_invoices(ARRAY[pg_temp.acct('pay')], ARRAY[(SELECT id FROM inv4)]);
 SELECT is(pg_temp.open((SELECT id FROM inv4)), '52.50 SEK', 'and 72.50 of the one after: 125.00 - 72.50');
 UPDATE invoices SET status = 'uncollectible' WHERE id = (SELECT id FROM inv4);
 SELECT FROM register_payment('52.50 SEK', pg_temp.ref((SELECT id FROM inv4)), '2024-06-01', 'bank_transfer');

@@ -86,7 +86,7 @@ SELECT FROM pg_temp.account('rf3');
 CREATE TEMP TABLE b1 AS SELECT pg_temp.invoice(pg_temp.acct('rf3'), '{80.00 SEK}', '{p_saas}') AS id;
 CREATE TEMP TABLE q3 AS SELECT register_payment('100.00 SEK', pg_temp.ref((SELECT id FROM b1)), '2024-01-10', 'swish') AS id;
 CREATE TEMP TABLE b2 AS SELECT credit_invoice((SELECT id FROM b1), '30.00 SEK') AS id;
-SELECT FROM book_invoices(ARRAY[pg_temp.acct('rf3')], ARRAY[(SELECT id FROM b2)]);
+SELECT FROM subbilling_internal.book_invoices(ARRAY[pg_temp.acct('rf3')], ARRAY[(SELECT id FROM b2)]);
 CREATE TEMP TABLE b3 AS SELECT pg_temp.invoice(pg_temp.acct('rf3'), '{24.00 SEK}', '{p_saas}', '2024-02-01') AS id;
 SELECT is(pg_temp.credit('rf3'), '0.00 SEK', 'the credit note''s 30.00 paid the next invoice');
 SELECT * FROM pg_temp.refused($$ SELECT refund((SELECT id FROM q3), '100.00 SEK') $$,

@@ -70,9 +70,9 @@ SELECT ok(has_function_privilege('subbilling_operator', f, 'EXECUTE') AND has_fu
                     'subbilling.customer_credit(bigint)', 'subbilling.ledger_code(text, text, text)']) f;
 SELECT ok(NOT has_function_privilege('subbilling_operator', f, 'EXECUTE') AND NOT has_function_privilege('public', f, 'EXECUTE'),
           format('%s: internal', f))
-  FROM unnest(ARRAY['subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text)',
-                    'subbilling.book_invoices(bigint[], bigint[])', 'subbilling.after_invoice_paid(bigint, bigint)',
-                    'subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text)']) f;
+  FROM unnest(ARRAY['subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text)',
+                    'subbilling_internal.book_invoices(bigint[], bigint[])', 'subbilling_internal.after_invoice_paid(bigint, bigint)',
+                    'subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text)']) f;
 SELECT ok(has_table_privilege('subbilling_reader', v, 'SELECT') AND NOT has_table_privilege('public', v, 'SELECT'),
           format('%s: the reader reads it', v))
   FROM unnest(ARRAY['subbilling.customer_ledger', 'subbilling.open_items', 'subbilling.account_balances']) v;
@@ -105,7 +105,7 @@ SELECT is(pg_temp.as_role('subbilling_reader', 'SELECT count(*) FROM subbilling.
 SELECT ok(pg_temp.as_role('subbilling_operator', format('SELECT subbilling.register_payment(''50.00 SEK'', %L, ''2024-03-05'', ''swish'')',
                                                        pg_temp.ref((SELECT id FROM i3))))::bigint > 0, 'the operator registers a payment');
 SELECT is(pg_temp.status((SELECT id FROM i3)), 'paid', 'which pays the invoice');
-SELECT is(pg_temp.as_role('subbilling_operator', $$ SELECT subbilling.book_entry(1, 'adjustment', '2024-01-01', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$),
+SELECT is(pg_temp.as_role('subbilling_operator', $$ SELECT subbilling_internal.book_entry(1, 'adjustment', '2024-01-01', '{1930,3740}', '{1.00 SEK,-1.00 SEK}') $$),
           'ERROR 42501', 'the operator books no entries by hand');
 SELECT is(pg_temp.as_role('subbilling_operator', $$ INSERT INTO subbilling.journal_entries (account_id, kind, booked_on) VALUES (1, 'adjustment', '2024-01-01') RETURNING 1 $$),
           'ERROR 42501', 'nor writes the journal');
@@ -123,7 +123,7 @@ SELECT ok((SELECT bool_and(p.proconfig IS NOT NULL) FROM pg_proc p
             WHERE p.pronamespace = 'subbilling'::regnamespace AND p.prosecdef),
           'every SECURITY DEFINER function pins its search_path');
 SELECT is((SELECT count(*) FROM pg_proc p
-            WHERE p.pronamespace = 'subbilling'::regnamespace
+            WHERE p.pronamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)
               AND p.proname IN ('register_payment', 'match_payment', 'refund', 'payment_failed', 'run_payment_retries',
                                 'book_entry', 'book_invoices', 'account_balance', 'invoice_open_amount', 'customer_credit',
                                 'ledger_code', 'after_invoice_paid')

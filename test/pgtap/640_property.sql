@@ -73,7 +73,7 @@ BEGIN
       FROM subbilling.invoices i
      WHERE i.status <> 'draft'
        AND (subbilling.minor_units(subbilling.invoice_open_amount(i.account_id, i.id)) < 0
-            OR (i.kind = 'invoice' AND subbilling.invoice_open_amount(i.account_id, i.id) > subbilling.invoice_uncredited(i))
+            OR (i.kind = 'invoice' AND subbilling.invoice_open_amount(i.account_id, i.id) > subbilling_internal.invoice_uncredited(i))
             OR (i.kind = 'credit_note' AND subbilling.minor_units(subbilling.invoice_open_amount(i.account_id, i.id)) <> 0)
             OR (i.status = 'void' AND subbilling.minor_units(subbilling.invoice_open_amount(i.account_id, i.id)) <> 0))
     UNION ALL
@@ -176,7 +176,7 @@ BEGIN
                                         CASE WHEN p.id IS NULL OR (SELECT tax_exempt FROM subbilling.accounts WHERE id = acc) THEN 0
                                              ELSE p.tax_rate END AS rate) x;
             PERFORM subbilling.finalize_invoice(iid);
-            PERFORM subbilling.book_invoices(ARRAY[acc], ARRAY[iid]);
+            PERFORM subbilling_internal.book_invoices(ARRAY[acc], ARRAY[iid]);
             invs := invs || iid;
             PERFORM pg_temp.tick('invoice (finalize_invoice)');
 
@@ -188,7 +188,7 @@ BEGIN
                 SELECT array_agg(i.account_id), array_agg(i.id) INTO aids, ids
                   FROM subbilling.invoices i WHERE i.as_of = today::timestamptz;
                 IF ids IS NOT NULL THEN
-                    PERFORM subbilling.book_invoices(aids, ids);
+                    PERFORM subbilling_internal.book_invoices(aids, ids);
                     invs := invs || ids;
                 END IF;
                 PERFORM pg_temp.tick('run_billing');
@@ -258,11 +258,11 @@ BEGIN
             iid := invs[1 + floor(random() * cardinality(invs))::integer];
             SELECT * INTO inv FROM subbilling.invoices WHERE id = iid;
             IF inv.kind = 'invoice' AND inv.status IN ('open', 'paid', 'uncollectible')
-               AND subbilling.minor_units(subbilling.invoice_uncredited(inv)) > 0 THEN
+               AND subbilling.minor_units(subbilling_internal.invoice_uncredited(inv)) > 0 THEN
                 amt := CASE WHEN random() < 0.3 THEN NULL
-                            ELSE subbilling.price_minor(pg_temp.rnd(1, subbilling.minor_units(subbilling.invoice_uncredited(inv))), inv.currency) END;
+                            ELSE subbilling.price_minor(pg_temp.rnd(1, subbilling.minor_units(subbilling_internal.invoice_uncredited(inv))), inv.currency) END;
                 iid := subbilling.credit_invoice(inv.id, amt, 'property test');
-                PERFORM subbilling.book_invoices(ARRAY[inv.account_id], ARRAY[iid]);
+                PERFORM subbilling_internal.book_invoices(ARRAY[inv.account_id], ARRAY[iid]);
                 invs := invs || iid;
                 PERFORM pg_temp.tick(CASE WHEN amt IS NULL THEN 'credit note (rest)' ELSE 'credit note (part)' END);
             END IF;
@@ -287,7 +287,7 @@ BEGIN
             IF (SELECT kind FROM subbilling.invoices WHERE id = iid) = 'invoice' THEN
                 BEGIN
                     PERFORM subbilling.void_invoice(iid, 'property test');
-                    PERFORM subbilling.book_invoices(ARRAY[(SELECT account_id FROM subbilling.invoices WHERE id = iid)], ARRAY[iid]);
+                    PERFORM subbilling_internal.book_invoices(ARRAY[(SELECT account_id FROM subbilling.invoices WHERE id = iid)], ARRAY[iid]);
                     PERFORM pg_temp.tick('void');
                 EXCEPTION WHEN object_not_in_prerequisite_state THEN
                     PERFORM pg_temp.tick('void (refused)');

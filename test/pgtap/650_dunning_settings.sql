@@ -40,9 +40,9 @@ INSERT INTO accounts (external_id, name, country, currency) VALUES ('s_none', 'N
 INSERT INTO dunning_policies (code, name) VALUES ('s_own', 'Own');
 INSERT INTO accounts (external_id, name, country, currency, dunning_policy_id)
 VALUES ('s_own', 'Own policy', 'SE', 'SEK', (SELECT id FROM dunning_policies WHERE code = 's_own'));
-SELECT is(dunning_policy_of((SELECT id FROM accounts WHERE external_id = 's_none')),
+SELECT is(subbilling_internal.dunning_policy_of((SELECT id FROM accounts WHERE external_id = 's_none')),
           (SELECT id FROM dunning_policies WHERE code = 'default'), 'an account without a policy gets the default');
-SELECT is(dunning_policy_of((SELECT id FROM accounts WHERE external_id = 's_own')),
+SELECT is(subbilling_internal.dunning_policy_of((SELECT id FROM accounts WHERE external_id = 's_own')),
           (SELECT id FROM dunning_policies WHERE code = 's_own'), 'an account with a policy gets its own');
 
 -- ---------------------------------------------------------------- country rules
@@ -116,31 +116,31 @@ SELECT lives_ok($$ SET CONSTRAINTS subbilling.dunning_steps_check_order IMMEDIAT
 ROLLBACK TO SAVEPOINT order_ok;
 
 -- ---------------------------------------------------------------- fees
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('country', NULL, 'SE', 'SEK', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('country', NULL, 'SE', 'SEK', 10, 0) $$,
                   $$ VALUES ('60.00 SEK', NULL::text) $$, 'SE standard fee: 60.00 SEK');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('fixed', '{"100.00 SEK"}', 'SE', 'SEK', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('fixed', '{"100.00 SEK"}', 'SE', 'SEK', 10, 0) $$,
                   $$ VALUES ('60.00 SEK', 'capped at 60.00 SEK (country SE), the step asks 100.00 SEK') $$,
                   'a fixed fee above the Swedish cap is capped at 60.00 SEK');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('fixed', '{"45.50 SEK"}', 'SE', 'SEK', 10, 5) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('fixed', '{"45.50 SEK"}', 'SE', 'SEK', 10, 5) $$,
                   $$ VALUES ('45.50 SEK', NULL::text) $$, 'a fee under the cap is charged as it is, whatever came before');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('fixed', '{"100.00 SEK","10.00 EUR"}', 'SE', 'EUR', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('fixed', '{"100.00 SEK","10.00 EUR"}', 'SE', 'EUR', 10, 0) $$,
                   $$ VALUES (NULL::text, 'country SE caps reminder fees, but not in EUR') $$,
                   'a Swedish cap has no EUR amount: no fee in EUR rather than an uncapped one');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('fixed', '{"100.00 SEK","10.00 EUR"}', 'DE', 'EUR', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('fixed', '{"100.00 SEK","10.00 EUR"}', 'DE', 'EUR', 10, 0) $$,
                   $$ VALUES ('10.00 EUR', NULL::text) $$, 'a country without rules: the step''s fee');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('fixed', '{"100.00 SEK"}', 'DE', 'EUR', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('fixed', '{"100.00 SEK"}', 'DE', 'EUR', 10, 0) $$,
                   $$ VALUES (NULL::text, 'the step has no fee in EUR') $$, 'no fee in the invoice''s currency');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('country', NULL, 'DE', 'EUR', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('country', NULL, 'DE', 'EUR', 10, 0) $$,
                   $$ VALUES (NULL::text, 'country DE has no standard reminder fee in EUR') $$, 'no standard fee in that country');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('country', NULL, 'NO', 'NOK', 13, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('country', NULL, 'NO', 'NOK', 13, 0) $$,
                   $$ VALUES (NULL::text, 'country NO allows a reminder fee from day 14 after the due date, this is day 13') $$,
                   'Norway: no purregebyr before day 14');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('country', NULL, 'NO', 'NOK', 14, 1) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('country', NULL, 'NO', 'NOK', 14, 1) $$,
                   $$ VALUES ('35.00 NOK', NULL::text) $$, 'Norway: 35.00 NOK on day 14, second fee');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('country', NULL, 'NO', 'NOK', 30, 2) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('country', NULL, 'NO', 'NOK', 30, 2) $$,
                   $$ VALUES (NULL::text, 'country NO allows at most 2 reminder fees per invoice') $$,
                   'Norway: not a third fee');
-SELECT results_eq($$ SELECT fee::text, note FROM dunning_fee('none', NULL, 'SE', 'SEK', 10, 0) $$,
+SELECT results_eq($$ SELECT fee::text, note FROM subbilling_internal.dunning_fee('none', NULL, 'SE', 'SEK', 10, 0) $$,
                   $$ VALUES (NULL::text, NULL::text) $$, 'fee_kind none: no fee, nothing to explain');
 
 -- ---------------------------------------------------------------- interest

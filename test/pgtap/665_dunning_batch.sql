@@ -103,7 +103,7 @@ SELECT volatility_is('subbilling', 'late_payment_interest', ARRAY['text', 'price
                      'late_payment_interest is stable');
 SELECT ok(NOT has_function_privilege('public', 'subbilling.run_dunning(date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.run_dunning_batch(integer, date)', 'EXECUTE')
-          AND NOT has_function_privilege('public', 'subbilling.after_invoice_paid(bigint, bigint)', 'EXECUTE'),
+          AND NOT has_function_privilege('public', 'subbilling_internal.after_invoice_paid(bigint, bigint)', 'EXECUTE'),
           'PUBLIC may not run dunning nor lift stops');
 SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.run_dunning(date)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.run_dunning_batch(integer, date)', 'EXECUTE')
@@ -111,11 +111,11 @@ SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.run_dunning(
           AND has_table_privilege('subbilling_operator', 'subbilling.reference_rates', 'UPDATE')
           AND has_table_privilege('subbilling_operator', 'subbilling.dunning_actions', 'SELECT'),
           'operators run dunning, maintain steps and reference rates, read actions');
-SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling.dunning_invoice(bigint, bigint, date)', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('subbilling_operator', 'subbilling_internal.dunning_invoice(bigint, bigint, date)', 'EXECUTE')
           AND NOT has_table_privilege('subbilling_operator', 'subbilling.dunning_actions', 'INSERT'),
           'operators do not take single steps or write actions by hand');
 SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-            WHERE n.nspname = 'subbilling'
+            WHERE n.nspname IN ('subbilling', 'subbilling_internal')
               AND (p.proname LIKE 'dunning%' OR p.proname IN ('run_dunning', 'late_payment_interest', 'price_in_currency',
                                                              'after_invoice_paid', 'country_settings_validate_dunning'))
               AND obj_description(p.oid, 'pg_proc') IS NULL), 0, 'every dunning function has a comment');

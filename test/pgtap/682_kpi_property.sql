@@ -193,7 +193,7 @@ BEGIN
         VALUES (acc, iid, CASE WHEN subbilling.minor_units(amt) < 0 THEN 'credit' ELSE 'recurring' END, 'random line',
                 CASE WHEN random() < 0.85 THEN daterange(lo, lo + 1 + pg_temp.rnd(400)) END, 1, amt, 0,
                 subbilling.price_minor(0, cur));
-        num := subbilling.take_invoice_number(issue);
+        num := subbilling_internal.take_invoice_number(issue);
         UPDATE subbilling.invoices x
            SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
                net = amt, tax = subbilling.price_minor(0, cur), total = amt,

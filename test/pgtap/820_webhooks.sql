@@ -194,9 +194,9 @@ INSERT INTO accounts (external_id, name, email, country, currency) VALUES ('wh-1
 CREATE TEMP TABLE inv_ep AS SELECT * FROM create_webhook_endpoint('http://127.0.0.1:9/inv', '{invoice.*}');
 CREATE TEMP TABLE acct AS SELECT id FROM accounts WHERE external_id = 'wh-1';
 CREATE TEMP TABLE ev AS
-SELECT emit_event((SELECT id FROM acct), 'test.before', NULL, '{}') AS before,
-       emit_event((SELECT id FROM acct), 'invoice.paid', NULL, '{"n": 1}') AS one,
-       emit_event((SELECT id FROM acct), 'subscription.created', NULL, '{"n": 2}') AS two;
+SELECT subbilling_internal.emit_event((SELECT id FROM acct), 'test.before', NULL, '{}') AS before,
+       subbilling_internal.emit_event((SELECT id FROM acct), 'invoice.paid', NULL, '{"n": 1}') AS one,
+       subbilling_internal.emit_event((SELECT id FROM acct), 'subscription.created', NULL, '{"n": 2}') AS two;
 UPDATE events SET created_at = now() - interval '1 minute' WHERE id = (SELECT before FROM ev);
 SELECT is((SELECT row(f.events >= 3, f.more)::text FROM subbilling_internal.webhook_fanout(1000) f), '(t,f)', 'fan-out reads the events');
 SELECT is((SELECT string_agg(e.type || '>' || CASE d.endpoint_id WHEN (SELECT id FROM ep) THEN 'all' ELSE 'inv' END, ',' ORDER BY d.event_id, d.endpoint_id)

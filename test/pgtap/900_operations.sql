@@ -79,9 +79,9 @@ SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'subbilling.invoice_s
 INSERT INTO invoice_series (code, prefix) VALUES ('2031', 'X-');
 SELECT is((SELECT count(*) FROM invoice_counters WHERE series_id = (SELECT id FROM invoice_series WHERE code = '2031')),
           0::bigint, 'a series inserted by hand has no counter yet');
-SELECT is((SELECT number FROM take_invoice_number('2031-02-01')), 'X-000001',
+SELECT is((SELECT number FROM subbilling_internal.take_invoice_number('2031-02-01')), 'X-000001',
           'numbering creates the counter of a series on first use');
-SELECT is((SELECT number FROM take_invoice_number('2031-03-01')), 'X-000002', 'and numbers on from it');
+SELECT is((SELECT number FROM subbilling_internal.take_invoice_number('2031-03-01')), 'X-000002', 'and numbers on from it');
 
 -- ---------------------------------------------------------------- ledger_code
 SELECT is(pg_temp.as_role('subbilling_tap_ops_operator', $$SELECT subbilling.ledger_code('bank', 'SEK')$$), '1930',

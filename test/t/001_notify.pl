@@ -124,7 +124,7 @@ $writer->query_safe('RESET subbilling.notify');
 
 # ---------------------------------------------------------------- payload size
 $writer->query_safe(
-	"SELECT subbilling.emit_event($acct, 'test.big', NULL, jsonb_build_object('blob', repeat('x', 9000)))");
+	"SELECT subbilling_internal.emit_event($acct, 'test.big', NULL, jsonb_build_object('blob', repeat('x', 9000)))");
 @got = notifications(qr/test\.big/);
 is(scalar(@got), 1, 'an oversized event is still announced');
 my $big = decode_json($got[0]);

@@ -82,11 +82,11 @@ for ([ a => "/fail/2/a", 'NULL' ], [ b => "/ok/b", q{'{test.*}'} ], [ c => "/han
 write_secrets();
 
 # three committed events, one rolled back, one in a rolled-back savepoint
-sql(q{SELECT subbilling.emit_event(1, 'test.one', NULL, '{"n": 1}')});
-sql(q{BEGIN; SELECT subbilling.emit_event(1, 'test.rolled_back', NULL, '{}'); ROLLBACK;});
-sql(q{BEGIN; SAVEPOINT s; SELECT subbilling.emit_event(1, 'test.in_savepoint', NULL, '{}');
-      ROLLBACK TO SAVEPOINT s; SELECT subbilling.emit_event(1, 'test.two', NULL, '{"n": 2}'); COMMIT;});
-sql(q{SELECT subbilling.emit_event(1, 'other.three', NULL, '{"n": 3}')});
+sql(q{SELECT subbilling_internal.emit_event(1, 'test.one', NULL, '{"n": 1}')});
+sql(q{BEGIN; SELECT subbilling_internal.emit_event(1, 'test.rolled_back', NULL, '{}'); ROLLBACK;});
+sql(q{BEGIN; SAVEPOINT s; SELECT subbilling_internal.emit_event(1, 'test.in_savepoint', NULL, '{}');
+      ROLLBACK TO SAVEPOINT s; SELECT subbilling_internal.emit_event(1, 'test.two', NULL, '{"n": 2}'); COMMIT;});
+sql(q{SELECT subbilling_internal.emit_event(1, 'other.three', NULL, '{"n": 3}')});
 my %ev = map { split /\|/ } split /\n/, sql("SELECT type, id FROM subbilling.events");
 
 # b gets its two events while c's first request hangs
@@ -160,7 +160,7 @@ my $old = $secret{b}[0];
 my $new = sql("SELECT subbilling.rotate_webhook_secret($ep{b}, '1 hour')");
 unshift @{ $secret{b} }, $new;    # the receivers keep the old ones to check the old requests
 write_secrets();
-my $five = sql(q{SELECT subbilling.emit_event(1, 'test.five', NULL, '{"n": 5}')});
+my $five = sql(q{SELECT subbilling_internal.emit_event(1, 'test.five', NULL, '{"n": 5}')});
 ok($node->poll_query_until('postgres',
 		"SELECT status = 'succeeded' FROM subbilling.webhook_deliveries WHERE endpoint_id = $ep{b} AND event_id = $five"),
 	'after the rotation: delivered');
@@ -201,7 +201,7 @@ SKIP:
 my ($eid) = split /\|/, sql("SELECT id FROM subbilling.create_webhook_endpoint('http://127.0.0.1:$port/hangfirst/e', '{crash.test}')");
 $secret{e} = [sql("SELECT secret FROM subbilling.webhook_endpoints WHERE id = $eid")];
 write_secrets();
-my $crash = sql(q{SELECT subbilling.emit_event(1, 'crash.test', NULL, '{}')});
+my $crash = sql(q{SELECT subbilling_internal.emit_event(1, 'crash.test', NULL, '{}')});
 $t0 = time;
 usleep(50_000) until grep({ $_->{name} eq 'e' && ($_->{note} // '') eq 'hanging' } requests()) || time - $t0 > 60;
 ok(grep({ $_->{name} eq 'e' } requests()), 'e: the request is in flight');

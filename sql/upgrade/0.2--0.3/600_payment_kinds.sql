@@ -17,4 +17,4 @@ CREATE TRIGGER payment_methods_automatic
     BEFORE INSERT OR UPDATE ON subbilling.payment_methods
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.payment_methods_automatic();
 COMMENT ON COLUMN subbilling.payment_methods.automatic IS 'true for the kinds collected automatically (is_automatic_method: card and the direct debits); kept from kind by a trigger';
-COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'internal: true for the automatic payment methods (card and direct debits) that payment requests are made for; the one list of them (payment_methods.automatic, payments settling a request)';
+COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'true for the automatic payment methods (card and direct debits) that payment requests are made for; the one list of them (payment_methods.automatic, payments settling a request)';

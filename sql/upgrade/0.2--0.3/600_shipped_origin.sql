@@ -10,7 +10,7 @@ ALTER TABLE subbilling.tax_categories ALTER COLUMN origin SET DEFAULT 'user';
 ALTER TABLE subbilling.tax_categories ADD CONSTRAINT tax_categories_origin_check CHECK (origin IN ('shipped', 'user', 'edited'));
 COMMENT ON COLUMN subbilling.tax_categories.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
 CREATE TRIGGER tax_categories_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_categories
-    FOR EACH ROW EXECUTE FUNCTION subbilling.shipped_row();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_categories', 'WHERE origin <> ''shipped''');
 
 ALTER TABLE subbilling.tax_rates RENAME COLUMN shipped TO origin;
@@ -20,7 +20,7 @@ ALTER TABLE subbilling.tax_rates ALTER COLUMN origin SET DEFAULT 'user';
 ALTER TABLE subbilling.tax_rates ADD CONSTRAINT tax_rates_origin_check CHECK (origin IN ('shipped', 'user', 'edited'));
 COMMENT ON COLUMN subbilling.tax_rates.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
 CREATE TRIGGER tax_rates_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_rates
-    FOR EACH ROW EXECUTE FUNCTION subbilling.shipped_row();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates', 'WHERE origin <> ''shipped''');
 
 ALTER TABLE subbilling.vat_boxes RENAME COLUMN shipped TO origin;
@@ -30,5 +30,5 @@ ALTER TABLE subbilling.vat_boxes ALTER COLUMN origin SET DEFAULT 'user';
 ALTER TABLE subbilling.vat_boxes ADD CONSTRAINT vat_boxes_origin_check CHECK (origin IN ('shipped', 'user', 'edited'));
 COMMENT ON COLUMN subbilling.vat_boxes.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
 CREATE TRIGGER vat_boxes_shipped_row BEFORE INSERT OR UPDATE ON subbilling.vat_boxes
-    FOR EACH ROW EXECUTE FUNCTION subbilling.shipped_row();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE origin <> ''shipped''');

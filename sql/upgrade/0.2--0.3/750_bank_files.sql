@@ -19,7 +19,7 @@ CREATE FUNCTION subbilling.nets_ocr_warnings(file text)
 COMMENT ON FUNCTION subbilling.nets_ocr_warnings(text) IS
     'what a valid Nets OCR giro file needed tolerated (right-trimmed records padded back to 80, TABs expanded), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';
 
-DROP FUNCTION subbilling.import_bank_file(text, text, boolean);
+DROP FUNCTION subbilling_internal.import_bank_file(text, text, boolean);
 
 CREATE TYPE subbilling_internal.bank_payment AS (
     line        integer,
@@ -148,7 +148,7 @@ DECLARE
     digest  bytea;
 BEGIN
     -- one import at a time; the same content returns the first import
-    PERFORM subbilling.lock_row('bank_import');
+    PERFORM subbilling_internal.lock_row('bank_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT * INTO f FROM subbilling.bank_files b WHERE b.sha256 = digest;
     IF FOUND THEN

@@ -424,13 +424,13 @@ DECLARE
     bal     text;
     ver     text;
 BEGIN
-    PERFORM check_report_dates(sie_export.from_date, sie_export.to_date);
+    PERFORM subbilling_internal.check_report_dates(sie_export.from_date, sie_export.to_date);
     IF kind IS NULL OR kind NOT IN ('4I', '4E') THEN
         RAISE EXCEPTION 'unknown SIE file type %', coalesce(kind, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The types are 4I (vouchers only) and 4E (with chart of accounts and balances).';
     END IF;
-    cur := seller_currency();
+    cur := subbilling_internal.seller_currency();
     SELECT * INTO seller FROM subbilling.seller_settings;
     -- a Swedish VAT number is SE + the organisation number + 01
     IF seller.vat_number ~ '^SE[0-9]{10}01$' THEN
@@ -455,7 +455,7 @@ BEGIN
     -- account, so every #VER balances
     WITH l AS (
         SELECT e.account_id, e.id AS entry_id, l.id AS line_id, l.ledger_code,
-               in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+               subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
           FROM subbilling.journal_entries e
           JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
           LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
@@ -499,7 +499,7 @@ BEGIN
         -- expense), in the seller's currency
         WITH j AS (
             SELECT l.ledger_code, e.booked_on,
-                   in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+                   subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
               FROM subbilling.journal_entries e
               JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
               LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id

@@ -382,7 +382,7 @@ BEGIN
          WHERE x.id = d.id;
         -- the failure of a webhook.failed delivery is not announced again
         IF d.event_type <> 'webhook.failed' THEN
-            PERFORM subbilling.emit_event(d.account_id, 'webhook.failed', NULL,
+            PERFORM subbilling_internal.emit_event(d.account_id, 'webhook.failed', NULL,
                 jsonb_build_object('delivery_id', d.id, 'endpoint_id', d.endpoint_id,
                                    'event_id', d.event_id, 'event_type', d.event_type,
                                    'attempts', d.attempts, 'status_code', webhook_record.status_code,

@@ -2,7 +2,7 @@
 -- Every function and view that an earlier step defines, re-created as sql/parts
 -- defines it now (with its comment), after every table is in its final shape.
 
-CREATE OR REPLACE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
+CREATE OR REPLACE FUNCTION subbilling_internal.series_for(issue_date date) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -23,9 +23,9 @@ BEGIN
     RETURN sid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
+COMMENT ON FUNCTION subbilling_internal.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
 
-CREATE OR REPLACE FUNCTION subbilling.shipped_row() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.shipped_row() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -97,7 +97,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead (the natural key where the primary key is a generated id); a restored row whose generated id a shipped row holds takes the next id';
+COMMENT ON FUNCTION subbilling_internal.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead (the natural key where the primary key is a generated id); a restored row whose generated id a shipped row holds takes the next id';
 
 CREATE OR REPLACE FUNCTION subbilling.purge_events(created_before timestamptz)
     RETURNS bigint
@@ -124,7 +124,7 @@ $$;
 COMMENT ON FUNCTION subbilling.purge_events(timestamptz) IS
     'event retention: delete the events created before a cutoff (in the past) that no dunning step points at; returns how many were deleted';
 
-CREATE OR REPLACE FUNCTION subbilling.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
                                              open_amount subbilling.price, as_of date)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -170,7 +170,7 @@ BEGIN
         SELECT count(*) INTO fees_before FROM subbilling.dunning_actions x
          WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.fee IS NOT NULL;
         SELECT r.fee, r.note INTO fee_amt, fee_note
-          FROM dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
+          FROM subbilling_internal.dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
         IF st.charge_interest
            AND (SELECT c.late_interest_margin FROM subbilling.country_settings c WHERE c.country = a.country) IS NOT NULL THEN
             SELECT coalesce(max(upper(x.interest_period)) - 1, i.due_date) INTO int_from
@@ -202,7 +202,7 @@ BEGIN
             END IF;
         END IF;
         IF fee_amt IS NOT NULL OR int_amt IS NOT NULL THEN
-            fid := dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
+            fid := subbilling_internal.dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
                                        fee_amt, int_amt, int_period, int_text);
             SELECT x.number, x.due_date INTO fnum, fdue FROM subbilling.invoices x
              WHERE x.account_id = i.account_id AND x.id = fid;
@@ -219,7 +219,7 @@ BEGIN
 
     CASE st.action
     WHEN 'reminder' THEN
-        ev := emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
 
     WHEN 'payment_stop' THEN
         IF i.subscription_id IS NULL THEN
@@ -245,7 +245,7 @@ BEGIN
         END IF;
         payload := payload || jsonb_build_object('subscription_id', i.subscription_id,
                                                  'suspended', sid IS NOT NULL, 'note', stop_note);
-        ev := emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
 
     WHEN 'collection' THEN
         payload := payload || jsonb_build_object(
@@ -258,13 +258,13 @@ BEGIN
                                     FROM subbilling.dunning_actions d
                                     JOIN subbilling.invoices x ON x.account_id = d.account_id AND x.id = d.fee_invoice_id
                                    WHERE d.account_id = i.account_id AND d.invoice_id = i.id AND x.status = 'open'));
-        ev := emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
 
     WHEN 'write_off' THEN
         -- the invoice, then its open fee invoices (one being paid at this
         -- very moment, row locked, is left to that payment)
         wo := open_amount;
-        PERFORM book_entry(i.account_id, 'write_off', as_of,
+        PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                            ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                            ARRAY[open_amount, -open_amount], i.id, NULL,
                            format('write-off of invoice %s', i.number));
@@ -280,7 +280,7 @@ BEGIN
         LOOP
             fo := invoice_open_amount(i.account_id, wo_fee.id);
             CONTINUE WHEN fo IS NULL OR fo <= zero;
-            PERFORM book_entry(i.account_id, 'write_off', as_of,
+            PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                                ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                                ARRAY[fo, -fo], wo_fee.id, NULL,
                                format('write-off of fee invoice %s (invoice %s)', wo_fee.number, i.number));
@@ -290,7 +290,7 @@ BEGIN
             wo_ids := wo_ids || wo_fee.id;
         END LOOP;
         payload := payload || jsonb_build_object('written_off', wo::text, 'fee_invoices_written_off', to_jsonb(wo_ids));
-        ev := emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
     END CASE;
 
     INSERT INTO subbilling.dunning_actions AS d
@@ -303,7 +303,7 @@ BEGIN
     RETURN aid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
+COMMENT ON FUNCTION subbilling_internal.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
 
 CREATE OR REPLACE FUNCTION subbilling.set_reference_rate(country text, valid_from date, rate numeric)
     RETURNS daterange
@@ -402,7 +402,7 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of da
 RETURNS TABLE (steps int, errors int, more boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = subbilling, pg_catalog, pg_temp
-AS $$ SELECT b.steps, b.errors, b.more FROM subbilling.dunning_batch(batch_size, as_of) AS b $$;
+AS $$ SELECT b.steps, b.errors, b.more FROM subbilling_internal.dunning_batch(batch_size, as_of) AS b $$;
 COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
     'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
 
@@ -425,8 +425,8 @@ BEGIN
                   DETAIL = format('Got %s from %s to %s.', amount, from_date, to_date);
     END IF;
     -- dates the product accepts (22023): no span reaches the end of the calendar
-    PERFORM check_date('from_date', from_date);
-    PERFORM check_date('to_date', to_date);
+    PERFORM subbilling_internal.check_date('from_date', from_date);
+    PERFORM subbilling_internal.check_date('to_date', to_date);
     SELECT c.late_interest_margin INTO margin FROM subbilling.country_settings c WHERE c.country = late_payment_interest.country;
     IF margin IS NULL THEN
         RAISE EXCEPTION 'country % has no late-payment interest margin', coalesce(country, 'NULL')
@@ -458,6 +458,73 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.late_payment_interest(text, subbilling.price, date, date) IS 'late-payment interest on amount for the days after from_date up to to_date: amount * sum of (reference rate + margin) per day / 36500, rounded once half away from zero; with the days, the rate-days and the rates used';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.record_suspension(account_id bigint, subscription_id bigint,
+                                                      from_status text, to_status text, on_date date,
+                                                      reason text)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_status = 'suspended' AND from_status IS DISTINCT FROM 'suspended' THEN
+        INSERT INTO subbilling.subscription_suspensions (account_id, subscription_id, suspended_from, reason)
+        VALUES (record_suspension.account_id, record_suspension.subscription_id, on_date, reason);
+    ELSIF from_status = 'suspended' AND to_status IS DISTINCT FROM 'suspended' THEN
+        UPDATE subbilling.subscription_suspensions x
+           SET lifted_on = greatest(x.suspended_from, on_date), lifted_at = pg_catalog.now()
+         WHERE x.account_id = record_suspension.account_id AND x.subscription_id = record_suspension.subscription_id
+           AND x.lifted_on IS NULL;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.record_suspension(bigint, bigint, text, text, date, text) IS 'internal: open the subscription''s suspension on a date when its status becomes suspended, close it (lifted_on, never before its start) when it leaves suspended';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.set_subscription_status_on(subscription_id bigint, status text, reason text,
+                                                               on_date date)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    IF set_subscription_status_on.status IS NULL
+       OR set_subscription_status_on.status NOT IN ('past_due', 'suspended', 'active') THEN
+        RAISE EXCEPTION 'set_subscription_status sets past_due, suspended or active, not %',
+                        coalesce(set_subscription_status_on.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
+    END IF;
+    s := subbilling_internal.subscription_for_update(set_subscription_status_on.subscription_id);
+    IF set_subscription_status_on.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
+        RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF set_subscription_status_on.status = s.status THEN
+        RAISE EXCEPTION 'subscription % is already %', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM subbilling_internal.transition(s, set_subscription_status_on.status);
+    PERFORM subbilling_internal.record_suspension(s.account_id, s.id, s.status, set_subscription_status_on.status,
+                                                  on_date, reason);
+    IF set_subscription_status_on.status = 'active' THEN
+        -- back from a payment state to what the dates say (active, or canceled)
+        st := subbilling_internal.refresh_status(s.id, s.account_id);
+    ELSE
+        st := set_subscription_status_on.status;
+    END IF;
+    PERFORM subbilling_internal.emit_event(s.account_id,
+                       CASE set_subscription_status_on.status WHEN 'active' THEN 'subscription.reactivated'
+                            ELSE 'subscription.' || set_subscription_status_on.status END,
+                       s.id,
+                       jsonb_build_object('previous_status', s.status, 'status', st, 'reason', reason));
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.set_subscription_status_on(bigint, text, text, date) IS 'internal: set_subscription_status() taking effect on a date (the suspension opens or is lifted on it)';
+
 CREATE OR REPLACE FUNCTION subbilling.set_subscription_status(subscription_id bigint, status text, reason text DEFAULT NULL)
     RETURNS text
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -470,7 +537,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.set_subscription_status(bigint, text, text) IS 'set past_due or suspended (payment stop), or lift them back to active, from today (a suspension holds recurring charges from today until it is lifted); for dunning and payments; events subscription.past_due, subscription.suspended, subscription.reactivated';
 
-CREATE OR REPLACE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
+CREATE OR REPLACE FUNCTION subbilling_internal.after_invoice_paid(account_id bigint, invoice_id bigint)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -555,7 +622,7 @@ BEGIN
                      sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
                      least(paid_on, CURRENT_DATE));
     END IF;
-    PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
+    PERFORM subbilling_internal.emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
                        jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
                                           'paid_invoice_id', after_invoice_paid.invoice_id,
                                           'previous_status', sst, 'status', newst,
@@ -563,9 +630,9 @@ BEGIN
                        d);
 END
 $$;
-COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
+COMMENT ON FUNCTION subbilling_internal.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
 
-CREATE OR REPLACE FUNCTION subbilling.outbox_reserve() RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.outbox_reserve() RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -610,16 +677,16 @@ BEGIN
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
+COMMENT ON FUNCTION subbilling_internal.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
 
-CREATE OR REPLACE FUNCTION subbilling.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
+CREATE OR REPLACE FUNCTION subbilling_internal.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
                                          invoice_id bigint, payment_id bigint DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT notify_enabled() THEN
+    IF NOT subbilling_internal.notify_enabled() THEN
         RETURN false;
     END IF;
     PERFORM pg_notify('subbilling',
@@ -629,9 +696,9 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
+COMMENT ON FUNCTION subbilling_internal.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
 
-CREATE OR REPLACE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription_id bigint,
+CREATE OR REPLACE FUNCTION subbilling_internal.emit_event(account_id bigint, type text, subscription_id bigint,
                                       payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -640,16 +707,16 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
             emit_event.invoice_id, coalesce(emit_event.payload, '{}'))
     RETURNING e.* INTO ev;
-    PERFORM outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
+    PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
+COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
 
 CREATE OR REPLACE FUNCTION subbilling.events_after(last_id bigint, max integer DEFAULT 1000)
     RETURNS SETOF subbilling.events
@@ -708,7 +775,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.events_after(bigint, integer) IS 'committed events with id > last_id in id order (at most max); never skips an event that commits late; the cursor of a listener (a NOTIFY only says: look)';
 
-CREATE OR REPLACE FUNCTION subbilling.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -730,23 +797,23 @@ BEGIN
     RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION subbilling.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
+COMMENT ON FUNCTION subbilling_internal.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
 
-CREATE OR REPLACE FUNCTION subbilling.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE sql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN subbilling.lock_row('account:' || account_id, wait);
-COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
+RETURN subbilling_internal.lock_row('account:' || account_id, wait);
+COMMENT ON FUNCTION subbilling_internal.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
 
-CREATE OR REPLACE FUNCTION subbilling.notify_unaccounted(type text, payment_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.notify_unaccounted(type text, payment_id bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
+    PERFORM subbilling_internal.outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
+COMMENT ON FUNCTION subbilling_internal.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
 
 CREATE OR REPLACE FUNCTION subbilling.register_payment(amount subbilling.price, reference text, received_on date, method text,
                                             external_id text DEFAULT NULL)
@@ -778,9 +845,9 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('received_on', received_on);
+    PERFORM subbilling_internal.check_date('received_on', received_on);
     m := lower(btrim(method));
-    IF NOT is_payment_method(m) THEN
+    IF NOT subbilling_internal.is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A method is a lower-case name: card, autogiro, bankgiro, bank_transfer, swish ...';
@@ -796,7 +863,7 @@ BEGIN
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
-        PERFORM lock_row('payment:' || md5(ext));
+        PERFORM subbilling_internal.lock_row('payment:' || md5(ext));
         SELECT u.id, u.amount, u.reference INTO prev FROM subbilling.unmatched_payments u WHERE u.external_id = ext;
         IF NOT FOUND THEN
             SELECT p.id, p.amount, p.reference INTO prev FROM subbilling.payments p WHERE p.external_id = ext LIMIT 1;
@@ -826,8 +893,8 @@ BEGIN
             reason := 'ambiguous reference';
         ELSE
             -- the account's money, then the invoice, both read again under the locks
-            PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
-            inv := invoice_for_update(hits[1]);
+            PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
+            inv := subbilling_internal.invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
             ELSIF currency(amount) <> inv.currency THEN
@@ -841,11 +908,11 @@ BEGIN
         INSERT INTO subbilling.unmatched_payments AS u (amount, reference, received_on, method, external_id, reason)
         VALUES (amount, ref, received_on, m, ext, reason)
         RETURNING u.id INTO uid;
-        PERFORM notify_unaccounted('payment.unmatched', uid);
+        PERFORM subbilling_internal.notify_unaccounted('payment.unmatched', uid);
         RETURN uid;
     END IF;
 
-    RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
+    RETURN subbilling_internal.post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
 $$;
@@ -871,8 +938,8 @@ BEGIN
         RAISE EXCEPTION 'unmatched payment % is %, not open', u.id, u.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
-    inv := invoice_for_update(invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
+    inv := subbilling_internal.invoice_for_update(invoice_id);
     IF inv.kind <> 'invoice' OR inv.status = 'draft' THEN
         RAISE EXCEPTION 'invoice % cannot take a payment', coalesce(inv.number, inv.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -882,7 +949,7 @@ BEGIN
         RAISE EXCEPTION 'payment % is not in the currency % of invoice %', u.amount, inv.currency, inv.number
             USING ERRCODE = 'data_exception';
     END IF;
-    pid := post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
+    pid := subbilling_internal.post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
     UPDATE subbilling.unmatched_payments x
        SET status = 'matched', account_id = inv.account_id, invoice_id = inv.id, resolved_at = now()
      WHERE x.id = u.id;
@@ -938,7 +1005,7 @@ BEGIN
                       DETAIL = format('Payment %s is %s; the refund asked for %s.', u.id, u.amount, amount);
         END IF;
         UPDATE subbilling.unmatched_payments x SET status = 'refunded', resolved_at = now() WHERE x.id = u.id;
-        PERFORM notify_unaccounted('payment.refunded', u.id);
+        PERFORM subbilling_internal.notify_unaccounted('payment.refunded', u.id);
         RETURN u.id;
     END IF;
 
@@ -953,7 +1020,7 @@ BEGIN
         RAISE EXCEPTION 'refund % is not in the currency of payment % (%)', amount, p.id, p.amount
             USING ERRCODE = 'data_exception';
     END IF;
-    PERFORM lock_account_credit(p.account_id);
+    PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
     remaining := p.amount - coalesce((SELECT sum(r.amount) FROM subbilling.refunds r
@@ -968,7 +1035,7 @@ BEGIN
                                                 JOIN subbilling.journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
                                                WHERE e.account_id = p.account_id AND e.payment_id = p.id
                                                  AND l.invoice_id = p.invoice_id), zero),
-                                   invoice_uncredited(inv) - open_), zero)
+                                   subbilling_internal.invoice_uncredited(inv) - open_), zero)
                 ELSE zero END;
     from_credit := least(amount, credit);
     reopen := amount - from_credit;
@@ -979,11 +1046,11 @@ BEGIN
                                   p.id, p.amount, remaining, credit, capacity, inv.number);
     END IF;
 
-    today := account_today(p.account_id);
+    today := subbilling_internal.account_today(p.account_id);
     INSERT INTO subbilling.refunds AS r (account_id, payment_id, amount, from_credit, reopened, refunded_on)
     VALUES (p.account_id, p.id, amount, from_credit, reopen, today)
     RETURNING r.id INTO rid;
-    PERFORM book_entry(p.account_id, 'refund', today,
+    PERFORM subbilling_internal.book_entry(p.account_id, 'refund', today,
                        ARRAY[ledger_code('bank', cur), ledger_code('customer_credit', cur), ledger_code('receivables', cur)],
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
@@ -992,12 +1059,12 @@ BEGIN
         UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
          WHERE x.account_id = inv.account_id AND x.id = inv.id;
         PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
-        PERFORM emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
+        PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
             inv.id);
     END IF;
-    PERFORM emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
         jsonb_build_object('refund_id', rid, 'payment_id', p.id, 'invoice_id', p.invoice_id, 'currency', cur,
                            'amount', amount::text, 'from_credit', from_credit::text, 'reopened', reopen::text,
                            'refunded_on', today),
@@ -1027,8 +1094,8 @@ DECLARE
     cn      subbilling.invoices;
 BEGIN
     -- the account's money, then the invoice, both read again under the locks
-    PERFORM lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
-    i := invoice_for_update(credit_invoice.invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
+    i := subbilling_internal.invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
         RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1036,7 +1103,7 @@ BEGIN
                                   replace(i.kind, '_', ' '), i.status);
     END IF;
     zero := price_minor(0, i.currency);
-    left_ := invoice_uncredited(i);
+    left_ := subbilling_internal.invoice_uncredited(i);
     IF left_ <= zero THEN
         RAISE EXCEPTION 'invoice % is fully credited', i.number
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1056,7 +1123,7 @@ BEGIN
     today := (now() AT TIME ZONE a.time_zone)::date;
     whole := amt = i.total;     -- nothing credited before: mirror every line
     cid := nextval('subbilling.invoices_id_seq'::regclass);
-    num := take_invoice_number(today);
+    num := subbilling_internal.take_invoice_number(today);
 
     WITH g AS (
         SELECT l.tax_rate, l.tax_treatment, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
@@ -1097,7 +1164,7 @@ BEGIN
                -- the credit note states what the invoice stated, at its exchange rate
                i.tax_notes, i.buyer_vat_number, i.seller_currency, i.exchange_rate,
                CASE WHEN i.seller_currency IS NOT NULL
-                    THEN convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
+                    THEN subbilling_internal.convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
           FROM cl c
         RETURNING x.*
     ),
@@ -1112,26 +1179,26 @@ BEGIN
     )
     SELECT * INTO cn FROM h;
 
-    PERFORM emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'currency', cn.currency, 'net', cn.net::text,
                            'tax', cn.tax::text, 'total', cn.total::text, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'status', cn.status, 'number', cn.number,
                            'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = cn.series_id),
                            'currency', cn.currency, 'net', cn.net::text, 'tax', cn.tax::text, 'total', cn.total::text,
                            'total_minor', minor_units(cn.total), 'issue_date', cn.issue_date,
                            'due_date', cn.due_date, 'reference', cn.reference, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(i.account_id, 'invoice.credited', i.subscription_id,
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.credited', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'credit_note_id', cn.id,
                            'credit_note_number', cn.number, 'amount', amt::text, 'currency', i.currency,
                            'uncredited', (left_ - amt)::text, 'reason', credit_invoice.reason), i.id);
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
     RETURN cid;
 END
 $$;
 COMMENT ON FUNCTION subbilling.credit_invoice(bigint, subbilling.price, text) IS 'issue a credit note for an invoice: the whole uncredited amount (NULL) mirrors its lines, a part is split over its VAT rates; numbered and announced at once; returns the credit note id; events invoice.created, invoice.finalized (note) and invoice.credited';
 
-CREATE OR REPLACE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
                                               as_of_dates date[], as_of timestamptz)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
@@ -1139,16 +1206,16 @@ CREATE OR REPLACE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], s
 AS $$
 DECLARE
     n       integer;
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked_acc  bigint[];
     booked_inv  bigint[];
 BEGIN
     -- series rows of the issue years (created on first use, outside the lock)
-    PERFORM series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
+    PERFORM subbilling_internal.outbox_reserve();
 
     WITH ch AS MATERIALIZED (
-        SELECT * FROM billing_charges(account_ids, subscription_ids, as_of_dates)
+        SELECT * FROM subbilling_internal.billing_charges(account_ids, subscription_ids, as_of_dates)
     ),
     b AS (
         SELECT x.account_id, x.subscription_id, x.as_of
@@ -1206,11 +1273,11 @@ BEGIN
         SELECT hs.account_id, hs.invoice_id, hs.subscription_id,
                CASE WHEN hs.net + hs.tax < price_minor(0, hs.currency) THEN 'credit_note' ELSE 'invoice' END,
                'open', hs.series_id, num.first + hs.rn - 1,
-               format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
+               subbilling_internal.format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
                hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
                reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now(),
-               tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
-               CASE WHEN ss.currency IS NOT NULL THEN convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
+               subbilling_internal.tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
+               CASE WHEN ss.currency IS NOT NULL THEN subbilling_internal.convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
           FROM hs
           JOIN num ON num.id = hs.series_id
           JOIN subbilling.accounts a ON a.id = hs.account_id
@@ -1218,7 +1285,7 @@ BEGIN
           -- invoices in a foreign currency state their VAT in the seller's at the issue date's rate
           LEFT JOIN subbilling.seller_settings ss ON true
           CROSS JOIN LATERAL (SELECT CASE WHEN ss.currency <> hs.currency
-                                          THEN exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
+                                          THEN subbilling_internal.exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
         RETURNING i.*
     ),
     lines AS (
@@ -1258,27 +1325,27 @@ BEGIN
     ),
     -- NOTIFY each event's identifiers (outbox_notify, as emit_event does)
     nt AS (
-        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
+        SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
           FROM ev WHERE notify
     )
     SELECT count(*), array_agg(ins.account_id), array_agg(ins.id) INTO n, booked_acc, booked_inv
       FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
     -- the receivables ledger: book the invoices, apply customer credit, request automatic payments
     IF n > 0 THEN
-        PERFORM book_invoices(booked_acc, booked_inv);
+        PERFORM subbilling_internal.book_invoices(booked_acc, booked_inv);
     END IF;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
+COMMENT ON FUNCTION subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
 
-CREATE OR REPLACE FUNCTION subbilling.book_invoices(account_ids bigint[], invoice_ids bigint[])
+CREATE OR REPLACE FUNCTION subbilling_internal.book_invoices(account_ids bigint[], invoice_ids bigint[])
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked  integer := 0;
     t_acc   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     t_inv   bigint[] := '{}';
@@ -1294,7 +1361,7 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
       INTO has_void, has_cn
       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
@@ -1325,9 +1392,35 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
+COMMENT ON FUNCTION subbilling_internal.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
 
-CREATE OR REPLACE FUNCTION subbilling.accounts_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.import_bank_file(fmt text, file text, allow_test boolean,
+                                                     OUT f subbilling.bank_files, OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    rd  record;
+    rc  record;
+BEGIN
+    IF file IS NULL THEN
+        RAISE EXCEPTION 'no bank file'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    rd := subbilling_internal.bank_file_read(fmt, file);
+    PERFORM subbilling_internal.bank_file_check(fmt, rd.head, rd.rows, allow_test);
+    rc := subbilling_internal.bank_file_record(fmt, file, rd.head, cardinality(rd.rows));
+    f := rc.f;
+    repeated := rc.repeated;
+    IF NOT repeated THEN
+        f := subbilling_internal.bank_file_register((f).id, rd.rows);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.import_bank_file(text, text, boolean) IS
+    'import a bank file of format bgmax or nets_ocr (see import_bgmax): read, check, record, register; returns the bank_files row and whether the same file had been imported before';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -1372,7 +1465,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
+COMMENT ON FUNCTION subbilling_internal.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
 
 CREATE OR REPLACE FUNCTION subbilling.record_usage(subscription_id bigint, plan_code text, quantity numeric,
                                         at timestamptz, idempotency_key text)
@@ -1390,7 +1483,7 @@ DECLARE
     iid     bigint;
     uid     bigint;
 BEGIN
-    PERFORM check_quantity(record_usage.quantity);
+    PERFORM subbilling_internal.check_quantity(record_usage.quantity);
     IF record_usage.quantity = 'NaN' OR record_usage.quantity > 1000000000 THEN
         RAISE EXCEPTION 'usage quantity % is out of range', record_usage.quantity
             USING ERRCODE = 'invalid_parameter_value',
@@ -1401,7 +1494,7 @@ BEGIN
         RAISE EXCEPTION 'at must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('at', record_usage.at::date);
+    PERFORM subbilling_internal.check_date('at', record_usage.at::date);
     IF record_usage.idempotency_key IS NULL OR length(record_usage.idempotency_key) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'idempotency_key must be a text of 1 to 255 characters'
             USING ERRCODE = 'invalid_parameter_value';
@@ -1411,7 +1504,7 @@ BEGIN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(record_usage.subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    p := plan_by_code(record_usage.plan_code);
+    p := subbilling_internal.plan_by_code(record_usage.plan_code);
 
     -- a repeat: the same key with the same values is the same usage
     SELECT * INTO prior FROM subbilling.usage u
@@ -1461,7 +1554,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.record_usage(bigint, text, numeric, timestamptz, text) IS 'record metered usage of a subscription''s plan item at a time; idempotent on idempotency_key (a repeat returns the same id, the key with other values is an error); returns the usage id';
 
-CREATE OR REPLACE FUNCTION subbilling.check_date(name text, d date) RETURNS date
+CREATE OR REPLACE FUNCTION subbilling_internal.check_date(name text, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1479,9 +1572,9 @@ BEGIN
     RETURN d;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
+COMMENT ON FUNCTION subbilling_internal.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
 
-CREATE OR REPLACE FUNCTION subbilling.bill_batch(batch_size integer, as_of timestamptz,
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch(batch_size integer, as_of timestamptz,
                                       OUT invoices integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -1508,7 +1601,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', bill_batch.as_of::date);
+    PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
     -- In one session, each batch for the same as_of goes on where the last
@@ -1575,14 +1668,14 @@ BEGIN
         PERFORM set_config('subbilling_internal.billing_cursor',
                            concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
-            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
-            PERFORM resolve_billing_errors(acc, sid);
+            invoices := invoices + subbilling_internal.bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM subbilling_internal.resolve_billing_errors(acc, sid);
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR k IN 1 .. n LOOP
                 BEGIN
-                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
-                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
+                    invoices := invoices + subbilling_internal.bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM subbilling_internal.resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
@@ -1597,7 +1690,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
+COMMENT ON FUNCTION subbilling_internal.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
 
 CREATE OR REPLACE FUNCTION subbilling.payment_failed(payment_request_id bigint, reason text, failed_on date DEFAULT current_date)
     RETURNS date
@@ -1615,7 +1708,7 @@ BEGIN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('failed_on', failed_on);
+    PERFORM subbilling_internal.check_date('failed_on', failed_on);
     SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
@@ -1634,7 +1727,7 @@ BEGIN
        SET status = 'failed', failed_on = payment_failed.failed_on, failure_reason = reason,
            next_attempt_on = nxt, updated_at = now()
      WHERE x.account_id = r.account_id AND x.id = r.id;
-    PERFORM emit_event(r.account_id, 'payment.failed', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(r.account_id, 'payment.failed', inv.subscription_id,
         jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', inv.number,
                            'currency', currency(r.amount), 'amount', r.amount::text, 'attempt', r.attempt,
                            'reason', reason, 'failed_on', failed_on, 'next_attempt_on', nxt, 'final', nxt IS NULL),
@@ -1644,7 +1737,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.payment_failed(bigint, text, date) IS 'the application reports a failed automatic payment: the request becomes failed and, while payment_settings.retry_days has entries left, a retry is scheduled (returned; NULL = no more retries, the invoice stays open for dunning); event payment.failed';
 
-CREATE OR REPLACE FUNCTION subbilling.dunning_batch(batch_size integer, as_of date,
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_batch(batch_size integer, as_of date,
                                          OUT steps integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -1670,7 +1763,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
     -- a finite date from 2000-01-01 to 10 years ahead (22023), like billing
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     -- fees, interest and write-offs are computed from open amounts read under
     -- the invoice's row lock: only right when each statement sees what
     -- payments committed meanwhile
@@ -1721,7 +1814,7 @@ BEGIN
 
     BEGIN
         FOR k IN 1 .. n LOOP
-            steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+            steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
         END LOOP;
         ok_acc := c_acc;
         ok_inv := c_inv;
@@ -1729,7 +1822,7 @@ BEGIN
         steps := 0;
         FOR k IN 1 .. n LOOP
             BEGIN
-                steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+                steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
                 ok_acc := ok_acc || c_acc[k];
                 ok_inv := ok_inv || c_inv[k];
             EXCEPTION WHEN OTHERS THEN
@@ -1751,7 +1844,7 @@ BEGIN
     more := more AND steps + errors > 0;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
+COMMENT ON FUNCTION subbilling_internal.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
 
 CREATE OR REPLACE FUNCTION subbilling.run_payment_retries(as_of date DEFAULT current_date)
     RETURNS integer
@@ -1768,7 +1861,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
@@ -1790,10 +1883,10 @@ BEGIN
                next_attempt_on = NULL, updated_at = now()
          WHERE x.account_id = r.account_id AND x.id = r.id
         RETURNING x.* INTO req;
-        PERFORM emit_event(req.account_id, 'payment.requested',
+        PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested',
                            (SELECT i.subscription_id FROM subbilling.invoices i
                              WHERE i.account_id = req.account_id AND i.id = req.invoice_id),
-                           payment_request_payload(req), req.invoice_id);
+                           subbilling_internal.payment_request_payload(req), req.invoice_id);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -1809,10 +1902,10 @@ CREATE OR REPLACE FUNCTION subbilling.vat_number_valid(number text, country text
     AS 'MODULE_PATHNAME', 'vat_number_valid' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling.vat_number_valid(text, text) IS 'true if vat_number() accepts the number; NULL for NULL';
 
-CREATE OR REPLACE FUNCTION subbilling.is_eu_country(code text) RETURNS boolean
+CREATE OR REPLACE FUNCTION subbilling_internal.is_eu_country(code text) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN code = ANY ('{AT,BE,BG,CY,CZ,DE,DK,EE,ES,FI,FR,GR,HR,HU,IE,IT,LT,LU,LV,MT,NL,PL,PT,RO,SE,SI,SK}'::text[]);
-COMMENT ON FUNCTION subbilling.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
+COMMENT ON FUNCTION subbilling_internal.is_eu_country(text) IS 'true for the ISO 3166-1 code of an EU member state';
 
 CREATE OR REPLACE FUNCTION subbilling.tax_rate_missing(country text, category text, on_date date) RETURNS numeric
     LANGUAGE plpgsql STABLE
@@ -1824,7 +1917,7 @@ BEGIN
               HINT = 'Add the rate to subbilling.tax_rates (country, category, rate, valid); docs/taxes.md says how.';
 END
 $$;
-COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'internal: raise 42704 for a country, category and date without a VAT rate';
+COMMENT ON FUNCTION subbilling.tax_rate_missing(text, text, date) IS 'the error of tax_rate_at: raise 42704 for a country, category and date without a VAT rate (executable by whoever may call tax_rate_at)';
 
 CREATE OR REPLACE FUNCTION subbilling.tax_rate_at(country text, category text, on_date date) RETURNS numeric
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -1841,7 +1934,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION subbilling.tax_rate_at(text, text, date) IS 'the VAT rate (percent) of a tax category in a country on a date (the country''s standard rate when it has no row for the category); 42704 if none';
 
-CREATE OR REPLACE FUNCTION subbilling.seller_settings_validate() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.seller_settings_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1852,9 +1945,9 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
+COMMENT ON FUNCTION subbilling_internal.seller_settings_validate() IS 'trigger: the seller''s VAT number in canonical form (22023 if bad) and a known currency';
 
-CREATE OR REPLACE FUNCTION subbilling.exchange_rate_for(currency text, on_date date) RETURNS numeric
+CREATE OR REPLACE FUNCTION subbilling_internal.exchange_rate_for(currency text, on_date date) RETURNS numeric
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1874,9 +1967,9 @@ BEGIN
     RETURN r;
 END
 $$;
-COMMENT ON FUNCTION subbilling.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
+COMMENT ON FUNCTION subbilling_internal.exchange_rate_for(text, date) IS 'the rate of a currency into the seller''s currency for an issue date (latest of the 7 days up to it); 42704 if none';
 
-CREATE OR REPLACE FUNCTION subbilling.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
+CREATE OR REPLACE FUNCTION subbilling_internal.convert_price(amount subbilling.price, rate numeric, to_currency text) RETURNS subbilling.price
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1884,9 +1977,9 @@ AS $$
                              * power(10::numeric, currency_exponent(to_currency) - currency_exponent(currency(amount))))::bigint,
                        to_currency)
 $$;
-COMMENT ON FUNCTION subbilling.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
+COMMENT ON FUNCTION subbilling_internal.convert_price(subbilling.price, numeric, text) IS 'internal: amount * rate in another currency, rounded half away from zero to its minor unit';
 
-CREATE OR REPLACE FUNCTION subbilling.accounts_vat_number() RETURNS trigger
+CREATE OR REPLACE FUNCTION subbilling_internal.accounts_vat_number() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -1898,9 +1991,9 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
+COMMENT ON FUNCTION subbilling_internal.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
 
-CREATE OR REPLACE FUNCTION subbilling.tax_notes_for(treatments text[]) RETURNS text[]
+CREATE OR REPLACE FUNCTION subbilling_internal.tax_notes_for(treatments text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN ARRAY(SELECT n.note FROM (VALUES
         (1, 'reverse_charge', 'Omvänd betalningsskyldighet / Reverse charge (Article 196, Council Directive 2006/112/EC)'),
@@ -1908,9 +2001,9 @@ RETURN ARRAY(SELECT n.note FROM (VALUES
         (3, 'outside_scope', 'Utanför EU:s momsområde / Outside the scope of EU VAT (place of supply outside the EU)'),
         (4, 'exempt', 'Undantagen från skatteplikt / Exempt from VAT')) AS n(ord, treatment, note)
      WHERE n.treatment = ANY (treatments) ORDER BY n.ord);
-COMMENT ON FUNCTION subbilling.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
+COMMENT ON FUNCTION subbilling_internal.tax_notes_for(text[]) IS 'internal: the legal texts an invoice with lines of these treatments must carry';
 
-CREATE OR REPLACE FUNCTION subbilling.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
+CREATE OR REPLACE FUNCTION subbilling_internal.line_tax(tax_exempt boolean, customer_country text, customer_vat_number text,
                                     category text, product_rate numeric, tax_point date)
     RETURNS TABLE (treatment text, rate numeric)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -1925,7 +2018,7 @@ AS $$
       FROM (SELECT ss.country AS seller,
                    CASE WHEN tax_exempt OR category = 'exempt' THEN 'exempt'
                         WHEN ss.country IS NULL OR customer_country = ss.country THEN 'domestic'
-                        WHEN NOT is_eu_country(ss.country) OR NOT is_eu_country(customer_country) THEN 'outside_scope'
+                        WHEN NOT subbilling_internal.is_eu_country(ss.country) OR NOT subbilling_internal.is_eu_country(customer_country) THEN 'outside_scope'
                         WHEN customer_vat_number IS NOT NULL THEN 'reverse_charge'
                         WHEN ss.oss_registered AND EXISTS (SELECT 1 FROM subbilling.tax_categories c
                                                             WHERE c.code = category AND c.place_of_customer)
@@ -1934,9 +2027,9 @@ AS $$
               FROM (SELECT 1) one
               LEFT JOIN subbilling.seller_settings ss ON true) t
 $$;
-COMMENT ON FUNCTION subbilling.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';
+COMMENT ON FUNCTION subbilling_internal.line_tax(boolean, text, text, text, numeric, date) IS 'internal: the VAT treatment and rate of a line from the seller, the customer (exempt, country, VAT number), the product (category, legacy rate) and the tax point';
 
-CREATE OR REPLACE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
+CREATE OR REPLACE FUNCTION subbilling_internal.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
     RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
                    period daterange, due_date date, pending boolean, emit boolean,
                    expected subbilling.price, invoiced subbilling.price,
@@ -2199,7 +2292,7 @@ d0 AS (
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
       LEFT JOIN LATERAL (
-          SELECT * FROM line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
+          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
                                  CASE WHEN j.charge_type = 'usage'
                                            OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
                                       THEN coalesce(upper(j.period), j.key_start + 1) - 1
@@ -2262,20 +2355,20 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        d.currency, d.treatment
   FROM dv d
 $$;
-COMMENT ON FUNCTION subbilling.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
+COMMENT ON FUNCTION subbilling_internal.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 
-CREATE OR REPLACE FUNCTION subbilling.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
+CREATE OR REPLACE FUNCTION subbilling_internal.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
                                               booked_on date)
     RETURNS subbilling.price
     LANGUAGE sql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN currency(amount) = seller_currency THEN amount
-                ELSE convert_price(amount, coalesce(rate, exchange_rate_for(currency(amount), booked_on)), seller_currency) END
+                ELSE subbilling_internal.convert_price(amount, coalesce(rate, subbilling_internal.exchange_rate_for(currency(amount), booked_on)), seller_currency) END
 $$;
-COMMENT ON FUNCTION subbilling.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
+COMMENT ON FUNCTION subbilling_internal.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
 
-CREATE OR REPLACE FUNCTION subbilling.seller_currency() RETURNS text
+CREATE OR REPLACE FUNCTION subbilling_internal.seller_currency() RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2291,9 +2384,9 @@ BEGIN
     RETURN c;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
+COMMENT ON FUNCTION subbilling_internal.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
 
-CREATE OR REPLACE FUNCTION subbilling.check_report_dates(from_date date, to_date date) RETURNS void
+CREATE OR REPLACE FUNCTION subbilling_internal.check_report_dates(from_date date, to_date date) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -2305,7 +2398,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
+COMMENT ON FUNCTION subbilling_internal.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
 
 CREATE OR REPLACE FUNCTION subbilling.vat_report(from_date date, to_date date)
     RETURNS TABLE (box text, amount subbilling.price)
@@ -2314,12 +2407,12 @@ CREATE OR REPLACE FUNCTION subbilling.vat_report(from_date date, to_date date)
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(vat_report.from_date, vat_report.to_date);
+    PERFORM subbilling_internal.check_report_dates(vat_report.from_date, vat_report.to_date);
     RETURN QUERY
     WITH j AS (
-        SELECT b.box, -in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+        SELECT b.box, -subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
           FROM subbilling.journal_entries e
           JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
           JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code
@@ -2347,11 +2440,11 @@ CREATE OR REPLACE FUNCTION subbilling.eu_sales_list(from_date date, to_date date
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
+    PERFORM subbilling_internal.check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
     RETURN QUERY
-    SELECT i.buyer_vat_number, sum(-in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
+    SELECT i.buyer_vat_number, sum(-subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
       FROM subbilling.journal_entries e
       JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
       JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code AND b.box = '39'
@@ -2392,6 +2485,944 @@ CREATE OR REPLACE FUNCTION subbilling.run_dunning(as_of date DEFAULT CURRENT_DAT
     SET search_path = subbilling, pg_catalog, pg_temp;
 COMMENT ON FUNCTION subbilling.run_dunning(date) IS 'take every dunning step due as of as_of (in batches of subbilling.batch_size, in the caller''s transaction): overdue notices, reminders with fees and interest, payment stops, collection, write-offs; returns the number of steps taken; failures of single invoices go to billing_errors';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.book_issued_documents(account_ids bigint[], invoice_ids bigint[], OUT booked integer, OUT zero_acc bigint[], OUT zero_inv bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    WITH d AS MATERIALIZED (
+        SELECT i.account_id, i.id, i.kind, i.currency, i.total, i.issue_date, i.number,
+               nextval('subbilling.journal_entries_id_seq'::regclass) AS eid
+          FROM (SELECT DISTINCT k.account_id, k.invoice_id
+                  FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
+          JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+         WHERE i.status IN ('open', 'paid', 'uncollectible')
+           AND NOT EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                            WHERE e.account_id = i.account_id AND e.invoice_id = i.id
+                              AND e.kind IN ('invoice', 'credit_note'))
+    ),
+    cur AS MATERIALIZED (
+        SELECT c.currency, ledger_code('receivables', c.currency) AS rc
+          FROM (SELECT DISTINCT d.currency FROM d) c
+    ),
+    -- the lines summed per plan, fee or not, and VAT rate first (an invoice
+    -- bills several periods of the same plan): every later step, the plan
+    -- and product lookups and the joins to the account codes, works on
+    -- these few sums instead of every line
+    dp AS MATERIALIZED (
+        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
+               l.kind = 'fee' AS is_fee, l.tax_rate, l.tax_treatment, sum(l.net) AS net, sum(l.tax) AS tax
+          FROM d
+          JOIN subbilling.invoice_lines l ON l.account_id = d.account_id AND l.invoice_id = d.id
+         GROUP BY d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, d.currency, l.plan_id,
+                  l.kind = 'fee', l.tax_rate, l.tax_treatment
+    ),
+    dl AS MATERIALIZED (
+        SELECT dp.account_id, dp.eid, dp.kind, dp.issue_date, dp.id, dp.number, dp.currency, dp.is_fee,
+               p.code AS product, dp.tax_rate, dp.tax_treatment, dp.net, dp.tax
+          FROM dp
+          LEFT JOIN subbilling.plans pl ON pl.id = dp.plan_id
+          LEFT JOIN subbilling.products p ON p.id = pl.product_id
+    ),
+    -- sales that are not domestic book to their treatment's revenue account
+    -- (revenue_rate rows for reverse_charge, oss, outside_scope: the VAT
+    -- return's boxes), OSS VAT to the vat row for oss
+    rev AS MATERIALIZED (
+        SELECT k.currency, k.is_fee, k.product, k.tax_rate, k.tax_treatment,
+               CASE WHEN NOT k.is_fee AND k.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                    THEN ledger_code('revenue_rate', k.currency, k.tax_treatment)
+                    ELSE subbilling_internal.revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
+          FROM (SELECT DISTINCT dl.currency, dl.is_fee, dl.product, dl.tax_rate, dl.tax_treatment FROM dl) k
+    ),
+    vat AS MATERIALIZED (
+        SELECT k.currency, k.tax_rate, k.tax_treatment,
+               ledger_code('vat', k.currency, CASE WHEN k.tax_treatment = 'oss' THEN 'oss'
+                                                   ELSE subbilling_internal.rate_detail(k.tax_rate) END) AS code
+          FROM (SELECT DISTINCT dl.currency, dl.tax_rate, dl.tax_treatment FROM dl WHERE minor_units(dl.tax) <> 0) k
+    ),
+    -- every line carries its document, and entries and lines come from the
+    -- lines alone: no join between the batch-sized intermediate results,
+    -- whose row estimates are poor while a batch is being written
+    ln AS MATERIALIZED (
+        SELECT d.account_id, d.eid, d.kind, d.issue_date, d.id, d.number, cur.rc AS code, d.total AS amount,
+               'receivables'::text AS subledger, d.id AS invoice_id, 0 AS ord
+          FROM d JOIN cur ON cur.currency = d.currency
+        UNION ALL
+        SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code, -sum(dl.net), NULL, NULL, 1
+          FROM dl JOIN rev ON rev.currency = dl.currency AND rev.is_fee = dl.is_fee
+                          AND rev.product IS NOT DISTINCT FROM dl.product AND rev.tax_rate = dl.tax_rate
+                          AND rev.tax_treatment = dl.tax_treatment
+         GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, rev.code
+        UNION ALL
+        SELECT dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code, -sum(dl.tax), NULL, NULL, 2
+          FROM dl JOIN vat ON vat.currency = dl.currency AND vat.tax_rate = dl.tax_rate
+                          AND vat.tax_treatment = dl.tax_treatment
+         GROUP BY dl.account_id, dl.eid, dl.kind, dl.issue_date, dl.id, dl.number, vat.code
+    ),
+    nz AS MATERIALIZED (
+        SELECT q.* FROM (SELECT ln.*, count(*) OVER (PARTITION BY ln.account_id, ln.eid) AS n
+                           FROM ln WHERE minor_units(ln.amount) <> 0) q
+         WHERE q.n >= 2
+    ),
+    ent AS (
+        INSERT INTO subbilling.journal_entries AS e (account_id, id, kind, booked_on, invoice_id, memo)
+        SELECT DISTINCT ON (nz.account_id, nz.eid) nz.account_id, nz.eid, nz.kind, nz.issue_date, nz.id,
+               replace(nz.kind, '_', ' ') || ' ' || nz.number
+          FROM nz
+         ORDER BY nz.account_id, nz.eid
+        RETURNING e.id
+    ),
+    lin AS (
+        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+        SELECT nz.account_id, nz.eid, nz.code, nz.amount, nz.subledger, nz.invoice_id
+          FROM nz
+         ORDER BY nz.account_id, nz.eid, nz.ord, nz.code
+    )
+    SELECT (SELECT count(*) FROM ent),
+           coalesce(array_agg(d.account_id) FILTER (WHERE d.kind = 'invoice' AND minor_units(d.total) = 0), '{}'),
+           coalesce(array_agg(d.id) FILTER (WHERE d.kind = 'invoice' AND minor_units(d.total) = 0), '{}')
+      INTO booked, zero_acc, zero_inv
+      FROM d;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_issued_documents(bigint[], bigint[]) IS 'book_invoices step 1: book every issued invoice and credit note not yet booked; returns the number of entries and the zero-total invoices';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_void_invoices(account_ids bigint[], invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad     text;
+    n       integer;
+BEGIN
+    SELECT c.number INTO bad
+      FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
+      JOIN subbilling.invoices c ON c.account_id = k.account_id AND c.id = k.invoice_id
+     WHERE c.kind = 'credit_note' AND c.status = 'void'
+       AND EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                    WHERE e.account_id = c.account_id AND e.invoice_id = c.id AND e.kind = 'credit_note')
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'credit note % cannot be voided', bad
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A credit note is booked and applied when it is issued.',
+                  HINT = 'Issue a new invoice for what the credit note should not have credited.';
+    END IF;
+    WITH v AS MATERIALIZED (
+        SELECT i.account_id, i.id, i.currency, i.total, i.number, e.id AS booking,
+               invoice_open_amount(i.account_id, i.id) AS open_amount,
+               coalesce((i.voided_at AT TIME ZONE a.time_zone)::date, i.issue_date) AS booked_on,
+               nextval('subbilling.journal_entries_id_seq'::regclass) AS eid
+          FROM (SELECT DISTINCT k.account_id, k.invoice_id
+                  FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
+          JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+          JOIN subbilling.accounts a ON a.id = i.account_id
+          JOIN subbilling.journal_entries e ON e.account_id = i.account_id AND e.invoice_id = i.id AND e.kind = 'invoice'
+         WHERE i.status = 'void'
+           AND NOT EXISTS (SELECT 1 FROM subbilling.journal_entries r
+                            WHERE r.account_id = i.account_id AND r.invoice_id = i.id AND r.kind = 'void')
+    ),
+    ln AS MATERIALIZED (
+        SELECT v.account_id, v.eid, l.ledger_code AS code, -l.amount AS amount, l.subledger, NULL::bigint AS invoice_id,
+               1 AS ord, l.id AS lid
+          FROM v JOIN subbilling.journal_lines l ON l.account_id = v.account_id AND l.entry_id = v.booking
+         WHERE l.subledger IS DISTINCT FROM 'receivables'
+        UNION ALL
+        SELECT v.account_id, v.eid, ledger_code('receivables', v.currency), -v.open_amount, 'receivables', v.id, 0, 0
+          FROM v WHERE minor_units(v.open_amount) <> 0
+        UNION ALL
+        SELECT v.account_id, v.eid, ledger_code('customer_credit', v.currency), v.open_amount - v.total,
+               'customer_credit', NULL, 2, 0
+          FROM v WHERE v.open_amount <> v.total
+    ),
+    ent AS (
+        INSERT INTO subbilling.journal_entries AS e (account_id, id, kind, booked_on, invoice_id, memo)
+        SELECT v.account_id, v.eid, 'void', v.booked_on, v.id, 'void invoice ' || v.number FROM v
+        RETURNING e.id
+    ),
+    lin AS (
+        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+        SELECT ln.account_id, ln.eid, ln.code, ln.amount, ln.subledger, ln.invoice_id
+          FROM ln ORDER BY ln.account_id, ln.eid, ln.ord, ln.lid
+    ),
+    rq AS (
+        UPDATE subbilling.payment_requests r
+           SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+          FROM v
+         WHERE r.account_id = v.account_id AND r.invoice_id = v.id
+           AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
+        RETURNING r.id
+    )
+    SELECT count(*) INTO n FROM v;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_void_invoices(bigint[], bigint[]) IS 'book_invoices step 2: reverse the booking of every booked void invoice once (paid amounts become customer credit); refuses a booked credit note (55000); returns the number of reversals';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.apply_credit_notes(account_ids bigint[], invoice_ids bigint[], OUT covered_acc bigint[], OUT covered_inv bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1
+       FROM subbilling.invoices o
+      WHERE (o.account_id, o.id) IN (SELECT c.account_id, c.credits_invoice_id
+                                       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
+                                       JOIN subbilling.invoices c ON c.account_id = k.account_id AND c.id = k.invoice_id
+                                      WHERE c.kind = 'credit_note' AND c.credits_invoice_id IS NOT NULL)
+      ORDER BY o.account_id, o.id
+        FOR UPDATE OF o;
+    WITH c AS MATERIALIZED (
+        SELECT c.account_id, c.id, c.number, c.currency, c.credits_invoice_id AS original, c.issue_date,
+               -invoice_open_amount(c.account_id, c.id) AS amount
+          FROM (SELECT DISTINCT k.account_id, k.invoice_id
+                  FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
+          JOIN subbilling.invoices c ON c.account_id = k.account_id AND c.id = k.invoice_id
+         WHERE c.kind = 'credit_note' AND c.status <> 'void'
+    ),
+    c2 AS MATERIALIZED (
+        SELECT c.*, o.number AS original_number,
+               CASE WHEN o.kind = 'invoice' AND o.status IN ('open', 'uncollectible')
+                    THEN greatest(invoice_open_amount(o.account_id, o.id), price_minor(0, c.currency))
+                    ELSE price_minor(0, c.currency) END AS original_open,
+               sum(c.amount) OVER (PARTITION BY c.account_id, c.original ORDER BY c.id) AS cum,
+               nextval('subbilling.journal_entries_id_seq'::regclass) AS eid
+          FROM c
+          LEFT JOIN subbilling.invoices o ON o.account_id = c.account_id AND o.id = c.original
+         WHERE minor_units(c.amount) > 0
+    ),
+    c3 AS MATERIALIZED (
+        SELECT c2.*,
+               least(c2.amount, greatest(c2.original_open - (c2.cum - c2.amount), price_minor(0, c2.currency))) AS onto
+          FROM c2
+    ),
+    ln AS MATERIALIZED (
+        SELECT c3.account_id, c3.eid, ledger_code('receivables', c3.currency) AS code, c3.amount,
+               'receivables'::text AS subledger, c3.id AS invoice_id, 0 AS ord
+          FROM c3
+        UNION ALL
+        SELECT c3.account_id, c3.eid, ledger_code('receivables', c3.currency), -c3.onto, 'receivables', c3.original, 1
+          FROM c3 WHERE minor_units(c3.onto) <> 0
+        UNION ALL
+        SELECT c3.account_id, c3.eid, ledger_code('customer_credit', c3.currency), c3.onto - c3.amount,
+               'customer_credit', NULL, 2
+          FROM c3 WHERE c3.onto <> c3.amount
+    ),
+    ent AS (
+        INSERT INTO subbilling.journal_entries AS e (account_id, id, kind, booked_on, invoice_id, memo)
+        SELECT c3.account_id, c3.eid, 'allocation', c3.issue_date, c3.id,
+               'credit note ' || c3.number || coalesce(' on invoice ' || c3.original_number, '')
+          FROM c3
+        RETURNING e.id
+    ),
+    lin AS (
+        INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+        SELECT ln.account_id, ln.eid, ln.code, ln.amount, ln.subledger, ln.invoice_id
+          FROM ln ORDER BY ln.account_id, ln.eid, ln.ord
+    )
+    SELECT coalesce(array_agg(c3.account_id) FILTER (WHERE minor_units(c3.onto) > 0), '{}'),
+           coalesce(array_agg(c3.original) FILTER (WHERE minor_units(c3.onto) > 0), '{}')
+      INTO covered_acc, covered_inv
+      FROM c3
+     WHERE (SELECT count(*) FROM ent) >= 0;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.apply_credit_notes(bigint[], bigint[]) IS 'book_invoices step 3: apply issued credit notes to the invoice they credit (up to its open amount), the rest to customer credit; returns the invoices reached';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.apply_customer_credit(account_ids bigint[], invoice_ids bigint[], notify boolean, OUT covered_acc bigint[], OUT covered_inv bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_acc   bigint[];               -- accounts whose credit is applied
+    l_acc   bigint[];               -- open invoices locked for credit application
+    l_inv   bigint[];
+BEGIN
+    SELECT array_agg(q.account_id) INTO c_acc
+      FROM (SELECT l.account_id FROM subbilling.journal_lines l
+             WHERE l.subledger = 'customer_credit'
+               AND l.account_id IN (SELECT DISTINCT k FROM unnest(account_ids) k)
+             GROUP BY l.account_id
+            HAVING minor_units(sum(l.amount)) < 0
+             ORDER BY l.account_id) q
+     WHERE subbilling_internal.lock_account_credit(q.account_id, false);
+    IF c_acc IS NOT NULL THEN
+        -- lock the open invoices that the credit reaches (oldest due first);
+        -- their open amounts are read again under the lock below
+        WITH o AS MATERIALIZED (
+            SELECT i.account_id, i.id, i.due_date, s.open_amount
+              FROM subbilling.invoices i
+              JOIN (SELECT l.account_id, l.invoice_id, sum(l.amount) AS open_amount
+                      FROM subbilling.journal_lines l
+                     WHERE l.account_id = ANY (c_acc) AND l.invoice_id IS NOT NULL
+                     GROUP BY l.account_id, l.invoice_id
+                    HAVING minor_units(sum(l.amount)) > 0) s ON s.account_id = i.account_id AND s.invoice_id = i.id
+             WHERE i.account_id = ANY (c_acc) AND i.kind = 'invoice' AND i.status IN ('open', 'uncollectible')
+        ),
+        cr AS MATERIALIZED (
+            SELECT x.account_id, customer_credit(x.account_id) AS credit FROM unnest(c_acc) AS x(account_id)
+        ),
+        w AS MATERIALIZED (
+            SELECT o.account_id, o.id, cr.credit,
+                   sum(o.open_amount) OVER (PARTITION BY o.account_id ORDER BY o.due_date, o.id) - o.open_amount AS before
+              FROM o JOIN cr ON cr.account_id = o.account_id
+        )
+        SELECT array_agg(q.account_id), array_agg(q.id) INTO l_acc, l_inv
+          FROM (SELECT i.account_id, i.id FROM subbilling.invoices i
+                 WHERE (i.account_id, i.id) IN (SELECT w.account_id, w.id FROM w WHERE w.before < w.credit)
+                 ORDER BY i.account_id, i.id
+                   FOR UPDATE SKIP LOCKED) q;
+    END IF;
+    IF l_inv IS NOT NULL THEN
+        WITH o AS MATERIALIZED (
+            SELECT i.account_id, i.id, i.number, i.subscription_id, i.currency, i.due_date, s.open_amount
+              FROM unnest(l_acc, l_inv) AS k(account_id, invoice_id)
+              JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+              JOIN (SELECT l.account_id, l.invoice_id, sum(l.amount) AS open_amount
+                      FROM subbilling.journal_lines l
+                     WHERE l.account_id = ANY (c_acc) AND l.invoice_id = ANY (l_inv)
+                     GROUP BY l.account_id, l.invoice_id) s ON s.account_id = i.account_id AND s.invoice_id = i.id
+        ),
+        cr AS MATERIALIZED (
+            SELECT x.account_id, customer_credit(x.account_id) AS credit,
+                   coalesce((SELECT max(i.issue_date)
+                               FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
+                               JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+                              WHERE k.account_id = x.account_id), subbilling_internal.account_today(x.account_id)) AS booked_on
+              FROM unnest(c_acc) AS x(account_id)
+        ),
+        w AS MATERIALIZED (
+            SELECT o.*, cr.credit, cr.booked_on,
+                   sum(o.open_amount) OVER (PARTITION BY o.account_id ORDER BY o.due_date, o.id) AS cum
+              FROM o JOIN cr ON cr.account_id = o.account_id
+             WHERE minor_units(o.open_amount) > 0
+        ),
+        al AS MATERIALIZED (
+            SELECT q.*, nextval('subbilling.journal_entries_id_seq'::regclass) AS eid
+              FROM (SELECT w.*, least(w.open_amount, w.credit - (w.cum - w.open_amount)) AS amount
+                      FROM w
+                     WHERE w.credit > w.cum - w.open_amount
+                     ORDER BY w.account_id, w.due_date, w.id) q
+        ),
+        ent AS (
+            INSERT INTO subbilling.journal_entries AS e (account_id, id, kind, booked_on, invoice_id, memo)
+            SELECT al.account_id, al.eid, 'credit_applied', al.booked_on, al.id, 'customer credit on invoice ' || al.number
+              FROM al
+            RETURNING e.id
+        ),
+        lin AS (
+            INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+            SELECT al.account_id, al.eid, x.code, x.amount, x.subledger, x.invoice_id
+              FROM al
+             CROSS JOIN LATERAL (VALUES (0, ledger_code('customer_credit', al.currency), al.amount, 'customer_credit', NULL::bigint),
+                                        (1, ledger_code('receivables', al.currency), -al.amount, 'receivables', al.id))
+                   AS x(ord, code, amount, subledger, invoice_id)
+             ORDER BY al.account_id, al.eid, x.ord
+        ),
+        ev AS (
+            INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
+            SELECT al.account_id, 'credit.applied', al.subscription_id, al.id,
+                   jsonb_build_object('invoice_id', al.id, 'number', al.number, 'currency', al.currency,
+                                      'amount', al.amount::text, 'open_amount', (al.open_amount - al.amount)::text,
+                                      'credit_left', (al.credit - al.cum + al.open_amount - al.amount)::text)
+              FROM al
+             ORDER BY al.account_id, al.eid
+            RETURNING e.*
+        ),
+        nt AS (
+            SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+        )
+        SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO covered_acc, covered_inv
+          FROM al
+         WHERE (SELECT count(*) FROM ent) + (SELECT nt.n FROM nt) >= 0 AND al.amount = al.open_amount;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.apply_customer_credit(bigint[], bigint[], boolean) IS 'book_invoices step 4: apply the customer credit of the accounts to their open invoices, oldest due first (event credit.applied); returns the invoices covered in full';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.settle_paid_invoices(paid_acc bigint[], paid_inv bigint[], notify boolean)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_acc   bigint[];
+    p_inv   bigint[];
+BEGIN
+    WITH k AS MATERIALIZED (
+        SELECT q.account_id, q.invoice_id
+          FROM (SELECT DISTINCT t.account_id, t.invoice_id FROM unnest(paid_acc, paid_inv) AS t(account_id, invoice_id)) q
+         WHERE minor_units(invoice_open_amount(q.account_id, q.invoice_id)) = 0
+    ),
+    p AS (
+        UPDATE subbilling.invoices x
+           SET status = 'paid', paid_at = now()
+          FROM k
+         WHERE x.account_id = k.account_id AND x.id = k.invoice_id
+           AND x.kind = 'invoice' AND x.status IN ('open', 'uncollectible')
+        RETURNING x.*
+    ),
+    rq AS (
+        UPDATE subbilling.payment_requests r
+           SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+          FROM p
+         WHERE r.account_id = p.account_id AND r.invoice_id = p.id
+           AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
+        RETURNING r.id
+    ),
+    ev AS (
+        INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
+        SELECT p.account_id, 'invoice.paid', p.subscription_id, p.id,
+               jsonb_build_object('invoice_id', p.id, 'number', p.number, 'currency', p.currency,
+                                  'total', p.total::text, 'paid_at', p.paid_at,
+                                  'via', CASE WHEN minor_units(p.total) = 0 THEN 'zero total' ELSE 'credit' END,
+                                  'payment_id', NULL)
+          FROM p
+         ORDER BY p.account_id, p.id
+        RETURNING e.*
+    ),
+    nt AS (
+        SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+    )
+    SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
+      INTO p_acc, p_inv
+      FROM p
+     WHERE (SELECT count(*) FROM rq) + (SELECT nt.n FROM nt) >= 0;
+    IF p_inv IS NOT NULL THEN
+        PERFORM subbilling_internal.after_invoice_paid(k.account_id, k.invoice_id)
+           FROM unnest(p_acc, p_inv) WITH ORDINALITY AS k(account_id, invoice_id, ord)
+          ORDER BY k.ord;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.settle_paid_invoices(bigint[], bigint[], boolean) IS 'book_invoices step 5: the given open invoices whose open amount is zero become paid (requests canceled, event invoice.paid, after_invoice_paid)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.request_automatic_payments(account_ids bigint[], invoice_ids bigint[], notify boolean)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       integer;
+BEGIN
+    WITH c AS MATERIALIZED (
+        SELECT i.account_id, i.id, pm.id AS pm_id, i.issue_date
+          FROM (SELECT DISTINCT k.account_id, k.invoice_id
+                  FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)) k
+          JOIN subbilling.payment_methods pm ON pm.account_id = k.account_id AND pm.is_default
+                                            AND pm.active AND pm.automatic
+          JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
+         WHERE i.kind = 'invoice' AND i.status = 'open'
+           AND NOT EXISTS (SELECT 1 FROM subbilling.payment_requests x
+                            WHERE x.account_id = i.account_id AND x.invoice_id = i.id)
+    ),
+    q AS MATERIALIZED (
+        SELECT c.*, invoice_open_amount(c.account_id, c.id) AS open_amount FROM c
+    ),
+    r AS (
+        INSERT INTO subbilling.payment_requests AS r (account_id, invoice_id, payment_method_id, amount, requested_on)
+        SELECT q.account_id, q.id, q.pm_id, q.open_amount, q.issue_date
+          FROM q
+         WHERE minor_units(q.open_amount) > 0
+         ORDER BY q.account_id, q.id
+        RETURNING r.*
+    ),
+    ev AS (
+        INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
+        SELECT r.account_id, 'payment.requested', i.subscription_id, r.invoice_id,
+               jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', i.number,
+                                  'reference', i.reference, 'due_date', i.due_date, 'currency', i.currency,
+                                  'amount', r.amount::text, 'amount_minor', minor_units(r.amount),
+                                  'payment_method_id', r.payment_method_id, 'method', pm.kind,
+                                  'attempt', r.attempt, 'requested_on', r.requested_on)
+          FROM r
+          JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+         ORDER BY r.account_id, r.id
+        RETURNING e.*
+    )
+    SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.request_automatic_payments(bigint[], bigint[], boolean) IS 'book_invoices step 6: a payment request (event payment.requested) for every new open invoice whose account''s default payment method is automatic; returns how many';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.payment_methods_automatic() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.automatic := subbilling.is_automatic_method(NEW.kind);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.payment_methods_automatic() IS 'trigger: payment_methods.automatic = is_automatic_method(kind), whatever the statement wrote';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.gs1_valid(digits text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN digits ~ '^[0-9]{8,14}$'
+       AND (SELECT sum(substr(reverse(digits), k, 1)::int * CASE WHEN k % 2 = 0 THEN 3 ELSE 1 END) % 10 = 0
+              FROM generate_series(1, length(digits)) AS k);
+COMMENT ON FUNCTION subbilling_internal.gs1_valid(text) IS 'internal: true if digits is a GS1 number (GLN) with a right check digit';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.electronic_address_valid(scheme text, id text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT scheme ~ '^[0-9]{4}$' AND id ~ '^[A-Za-z0-9][A-Za-z0-9:._-]*$' AND length(id) <= 100
+       AND CASE scheme
+           WHEN '0007' THEN id ~ '^[0-9]{10}$' AND vat_number_valid('SE' || id || '01')
+           WHEN '0192' THEN id ~ '^[0-9]{9}$' AND vat_number_valid('NO' || id || 'MVA')
+           WHEN '0184' THEN id ~ '^[0-9]{8}$' AND vat_number_valid('DK' || id)
+           WHEN '0216' THEN id ~ '^0037[0-9]{8}[A-Za-z0-9]{0,5}$' AND vat_number_valid('FI' || substr(id, 5, 8))
+           WHEN '0088' THEN id ~ '^[0-9]{13}$' AND subbilling_internal.gs1_valid(id)
+           WHEN '9930' THEN vat_number_valid(id) AND id LIKE 'DE%'
+           ELSE true END
+$$;
+COMMENT ON FUNCTION subbilling_internal.electronic_address_valid(text, text) IS 'internal: true for a valid Peppol electronic address: 0007 (SE org. no.), 0192 (NO), 0184 (DK CVR), 0216 (FI OVT), 0088 (GLN) and 9930 (DE VAT) checked with their check digits, other four-digit schemes for format';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.org_number_of_vat(vat text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN vat ~ '^SE[0-9]{10}01$' THEN substr(vat, 3, 10)
+            WHEN vat ~ '^NO[0-9]{9}MVA$' THEN substr(vat, 3, 9)
+            WHEN vat ~ '^(DK|FI)[0-9]{8}$' THEN substr(vat, 3, 8) END;
+COMMENT ON FUNCTION subbilling_internal.org_number_of_vat(text) IS 'internal: the organisation number inside a Swedish, Norwegian, Danish or Finnish VAT number';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.org_number(number text, country text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   text := upper(regexp_replace(number, '[[:space:].-]', '', 'g'));
+BEGIN
+    IF n IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF n = '' OR (country = 'SE' AND NOT (n ~ '^[0-9]{10}$' AND vat_number_valid('SE' || n || '01')))
+       OR (country = 'NO' AND NOT (n ~ '^[0-9]{9}$' AND vat_number_valid('NO' || n || 'MVA')))
+       OR (country = 'DK' AND NOT (n ~ '^[0-9]{8}$' AND vat_number_valid('DK' || n)))
+       OR (country = 'FI' AND NOT (n ~ '^[0-9]{8}$' AND vat_number_valid('FI' || n))) THEN
+        RAISE EXCEPTION 'invalid organisation number "%" for %', number, country
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Swedish numbers have 10 digits, Norwegian 9, Danish (CVR) and Finnish (Y-tunnus) 8, with their check digits.';
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.org_number(text, text) IS 'internal: an organisation number without spaces, dots and hyphens, checked for SE, NO, DK and FI (22023 if bad)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.default_electronic_address(country text, org_number text, vat text,
+                                                              OUT scheme text, OUT id text)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN org_number IS NOT NULL AND country = 'SE' THEN '0007'
+                WHEN org_number IS NOT NULL AND country = 'NO' THEN '0192'
+                WHEN org_number IS NOT NULL AND country = 'DK' THEN '0184'
+                WHEN org_number IS NOT NULL AND country = 'FI' THEN '0216'
+                WHEN vat LIKE 'DE%' THEN '9930' END,
+           CASE WHEN org_number IS NOT NULL AND country IN ('SE', 'NO', 'DK') THEN org_number
+                WHEN org_number IS NOT NULL AND country = 'FI' THEN '0037' || org_number
+                WHEN vat LIKE 'DE%' THEN vat END
+$$;
+COMMENT ON FUNCTION subbilling_internal.default_electronic_address(text, text, text) IS 'internal: the Peppol electronic address of a party without one: its organisation number (0007 SE, 0192 NO, 0184 DK, 0216 FI as 0037 + number) or a German VAT number (9930)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_details_validate() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c   text;
+BEGIN
+    IF TG_TABLE_NAME = 'account_invoice_details' THEN
+        SELECT a.country INTO c FROM subbilling.accounts a WHERE a.id = NEW.account_id;
+        IF TG_OP = 'UPDATE' THEN
+            NEW.updated_at := now();        -- an insert keeps its value (a restore's)
+        END IF;
+    ELSE
+        SELECT s.country INTO c FROM subbilling.seller_settings s;
+    END IF;
+    NEW.org_number := subbilling_internal.org_number(NEW.org_number, c);
+    NEW.electronic_address := nullif(btrim(NEW.electronic_address), '');
+    NEW.electronic_address_scheme := nullif(btrim(NEW.electronic_address_scheme), '');
+    IF NEW.electronic_address IS NOT NULL AND NEW.electronic_address_scheme IS NOT NULL
+       AND NOT subbilling_internal.electronic_address_valid(NEW.electronic_address_scheme, NEW.electronic_address) THEN
+        RAISE EXCEPTION 'invalid electronic address "%" in scheme "%"', NEW.electronic_address, NEW.electronic_address_scheme
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A Peppol electronic address is a four-digit EAS scheme and an identifier: 0007 a Swedish organisation number (10 digits), 0192 a Norwegian one (9), 0184 a Danish CVR (8), 0216 a Finnish OVT code (0037 + 8 digits), 0088 a GLN (13), each with its check digits.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_details_validate() IS 'trigger: organisation numbers without separators and checked for SE, NO, DK, FI; electronic addresses checked (22023 if bad)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_parties(inv subbilling.invoices,
+    OUT seller_country text, OUT seller_currency text, OUT seller_vat text, OUT seller_name text,
+    OUT seller_org text, OUT seller_street text, OUT seller_postal_code text, OUT seller_city text,
+    OUT seller_address text, OUT seller_scheme text, OUT seller_endpoint text,
+    OUT seller_email text, OUT seller_phone text, OUT f_skatt boolean, OUT foretaksregisteret boolean,
+    OUT bankgiro text, OUT plusgiro text, OUT iban text, OUT bic text, OUT bank_account text,
+    OUT buyer_country text, OUT buyer_name text, OUT buyer_legal_name text, OUT buyer_org text,
+    OUT buyer_street text, OUT buyer_postal_code text, OUT buyer_city text, OUT buyer_email text,
+    OUT buyer_scheme text, OUT buyer_endpoint text, OUT buyer_reference text, OUT order_reference text,
+    OUT contact_name text, OUT language text)
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT s.country, s.currency, s.vat_number, s.legal_name,
+           coalesce(sd.org_number, subbilling_internal.org_number_of_vat(s.vat_number)),
+           sd.street, sd.postal_code, sd.city, s.address,
+           coalesce(sd.electronic_address_scheme, sdef.scheme), coalesce(sd.electronic_address, sdef.id),
+           sd.email, sd.phone, s.f_skatt, s.foretaksregisteret,
+           sd.bankgiro, sd.plusgiro, sd.iban, sd.bic, sd.bank_account,
+           a.country, a.name, coalesce(ad.legal_name, a.name),
+           coalesce(ad.org_number, subbilling_internal.org_number_of_vat(inv.buyer_vat_number)),
+           ad.street, ad.postal_code, ad.city, a.email,
+           coalesce(ad.electronic_address_scheme, bdef.scheme), coalesce(ad.electronic_address, bdef.id),
+           ad.buyer_reference, ad.order_reference, ad.contact_name,
+           coalesce(ad.language, CASE WHEN a.country = 'SE' THEN 'sv' WHEN a.country = 'NO' THEN 'nb'
+                                      WHEN a.country = 'DK' THEN 'da' WHEN a.country = 'FI' THEN 'fi'
+                                      ELSE 'en' END)
+      FROM subbilling.accounts a
+      LEFT JOIN subbilling.seller_settings s ON true
+      LEFT JOIN subbilling.seller_invoice_details sd ON true
+      LEFT JOIN subbilling.account_invoice_details ad ON ad.account_id = a.id
+      LEFT JOIN LATERAL subbilling_internal.default_electronic_address(
+                    s.country, coalesce(sd.org_number, subbilling_internal.org_number_of_vat(s.vat_number)),
+                    s.vat_number) sdef ON true
+      LEFT JOIN LATERAL subbilling_internal.default_electronic_address(
+                    a.country, coalesce(ad.org_number, subbilling_internal.org_number_of_vat(inv.buyer_vat_number)),
+                    inv.buyer_vat_number) bdef ON true
+     WHERE a.id = inv.account_id
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_parties(subbilling.invoices) IS 'internal: the seller and the buyer of an invoice as its documents print them, defaults applied (organisation numbers from VAT numbers, electronic addresses from organisation numbers, language from the country)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.issued_invoice(invoice_id bigint) RETURNS subbilling.invoices
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    i   subbilling.invoices;
+BEGIN
+    SELECT * INTO i FROM subbilling.invoices x WHERE x.id = issued_invoice.invoice_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invoice % does not exist', coalesce(invoice_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF i.status = 'draft' THEN
+        RAISE EXCEPTION 'invoice % is a draft', i.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only issued invoices (numbered, with a payment reference) have documents.',
+                  HINT = 'Finalise it with finalize_invoice().';
+    END IF;
+    RETURN i;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.issued_invoice(bigint) IS 'internal: the issued invoice with this id; 42704 if none, 55000 if it is a draft';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.vat_category_code(treatment text, rate numeric, tax_category text,
+                                                     seller_registered boolean) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN NOT seller_registered AND rate = 0 THEN 'O'
+            WHEN treatment = 'exempt' THEN 'E'
+            WHEN treatment = 'reverse_charge' AND tax_category = 'physical_goods' THEN 'K'
+            WHEN treatment = 'reverse_charge' THEN 'AE'
+            WHEN treatment = 'outside_scope' THEN 'G'
+            WHEN rate = 0 THEN 'Z'
+            ELSE 'S' END;
+COMMENT ON FUNCTION subbilling_internal.vat_category_code(text, numeric, text, boolean) IS 'internal: the EN 16931 VAT category (UNCL5305) of a line: O (seller not VAT-registered, 0 %), E (exempt), K (reverse charge, goods to an EU business), AE (reverse charge), G (outside the EU), Z (0 %), S (standard)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.vat_exemption(code text, OUT reason_code text, OUT reason text)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN code = 'AE' THEN 'VATEX-EU-AE' WHEN code = 'K' THEN 'VATEX-EU-IC'
+                WHEN code = 'G' THEN 'VATEX-EU-G' WHEN code = 'O' THEN 'VATEX-EU-O' END,
+           CASE WHEN code = 'AE' THEN 'Reverse charge' WHEN code = 'K' THEN 'Intra-Community supply'
+                WHEN code = 'G' THEN 'Export outside the EU' WHEN code = 'O' THEN 'Not subject to VAT'
+                WHEN code = 'E' THEN 'Exempt from VAT' END
+$$;
+COMMENT ON FUNCTION subbilling_internal.vat_exemption(text) IS 'internal: the VATEX exemption reason code and text of a VAT category (none for S and Z)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.document_lines(inv subbilling.invoices, seller_registered boolean)
+    RETURNS TABLE (ord bigint, description text, plan_code text, period daterange, quantity numeric,
+                   price numeric, net subbilling.price, tax subbilling.price, rate numeric, vat_code text)
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT row_number() OVER (ORDER BY l.id), l.description, p.code, l.period,
+           q.qty * sign(minor_units(l.net) * s.s),
+           -- the net unit price: at least two decimals, at most six
+           round(pr0.price, greatest(2, scale(trim_scale(pr0.price)))),
+           l.net * s.s, l.tax * s.s, l.tax_rate,
+           subbilling_internal.vat_category_code(l.tax_treatment, l.tax_rate, coalesce(pr.tax_category, 'standard'),
+                                                 seller_registered)
+      FROM subbilling.invoice_lines l
+      CROSS JOIN (SELECT CASE WHEN inv.kind = 'credit_note' THEN -1 ELSE 1 END AS s) s
+      CROSS JOIN LATERAL (SELECT CASE WHEN l.quantity IS NULL OR l.quantity = 0 THEN 1::numeric
+                                      ELSE abs(l.quantity) END AS qty) q
+      CROSS JOIN LATERAL (SELECT round(CASE WHEN minor_units(l.net) = 0 THEN coalesce(abs(minor_units(l.unit_price)), 0)
+                                            ELSE abs(minor_units(l.net)) / q.qty END
+                                       / power(10::numeric, currency_exponent(inv.currency)), 6) AS price) pr0
+      LEFT JOIN subbilling.plans p ON p.id = l.plan_id
+      LEFT JOIN subbilling.products pr ON pr.id = p.product_id
+     WHERE l.account_id = inv.account_id AND l.invoice_id = inv.id
+$$;
+COMMENT ON FUNCTION subbilling_internal.document_lines(subbilling.invoices, boolean) IS 'internal: an invoice''s lines as its documents print them: amounts in document sign (a credit note''s positive), quantity signed like the amount, net unit price, VAT category';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.ubl_amount(amount subbilling.price) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN (minor_units(amount)::numeric / power(10::numeric, currency_exponent(currency(amount))))::numeric(30, 2)::text;
+COMMENT ON FUNCTION subbilling_internal.ubl_amount(subbilling.price) IS 'internal: an amount as a UBL decimal with two decimals';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.ubl_party(scheme text, endpoint text, name text, street text, city text,
+                                              postal_code text, country text, vat text, tax_mark text,
+                                              legal_name text, org text, org_scheme text, contact text, email text)
+    RETURNS xml
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT xmlelement(name "cac:Party",
+        xmlelement(name "cbc:EndpointID", xmlattributes(scheme AS "schemeID"), endpoint),
+        xmlelement(name "cac:PartyName", xmlelement(name "cbc:Name", name)),
+        xmlelement(name "cac:PostalAddress",
+            CASE WHEN street IS NOT NULL THEN xmlelement(name "cbc:StreetName", street) END,
+            CASE WHEN city IS NOT NULL THEN xmlelement(name "cbc:CityName", city) END,
+            CASE WHEN postal_code IS NOT NULL THEN xmlelement(name "cbc:PostalZone", postal_code) END,
+            xmlelement(name "cac:Country", xmlelement(name "cbc:IdentificationCode", country))),
+        CASE WHEN vat IS NOT NULL THEN
+            xmlelement(name "cac:PartyTaxScheme", xmlelement(name "cbc:CompanyID", vat),
+                       xmlelement(name "cac:TaxScheme", xmlelement(name "cbc:ID", 'VAT'))) END,
+        CASE WHEN tax_mark IS NOT NULL THEN
+            xmlelement(name "cac:PartyTaxScheme", xmlelement(name "cbc:CompanyID", tax_mark),
+                       xmlelement(name "cac:TaxScheme", xmlelement(name "cbc:ID", 'TAX'))) END,
+        xmlelement(name "cac:PartyLegalEntity",
+            xmlelement(name "cbc:RegistrationName", legal_name),
+            CASE WHEN org IS NOT NULL AND org_scheme IS NOT NULL THEN
+                     xmlelement(name "cbc:CompanyID", xmlattributes(org_scheme AS "schemeID"), org)
+                 WHEN org IS NOT NULL THEN xmlelement(name "cbc:CompanyID", org) END),
+        CASE WHEN coalesce(contact, email) IS NOT NULL THEN
+            xmlelement(name "cac:Contact",
+                CASE WHEN contact IS NOT NULL THEN xmlelement(name "cbc:Name", contact) END,
+                CASE WHEN email IS NOT NULL THEN xmlelement(name "cbc:ElectronicMail", email) END) END)
+$$;
+COMMENT ON FUNCTION subbilling_internal.ubl_party(text, text, text, text, text, text, text, text, text, text, text, text, text, text) IS 'internal: a UBL cac:Party (endpoint, name, address, VAT and tax marks, legal entity, contact)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.org_scheme(country text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN country = 'SE' THEN '0007' WHEN country = 'NO' THEN '0192' WHEN country = 'DK' THEN '0184' END;
+COMMENT ON FUNCTION subbilling_internal.org_scheme(text) IS 'internal: the ICD scheme of an organisation number in a country''s register (0007 SE, 0192 NO, 0184 DK)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.ubl_tax_category(classified boolean, code text, rate numeric, with_reason boolean)
+    RETURNS xml
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN classified THEN
+               xmlelement(name "cac:ClassifiedTaxCategory", xmlelement(name "cbc:ID", code),
+                   CASE WHEN code <> 'O' THEN xmlelement(name "cbc:Percent", trim_scale(rate)::text) END,
+                   xmlelement(name "cac:TaxScheme", xmlelement(name "cbc:ID", 'VAT')))
+           ELSE
+               xmlelement(name "cac:TaxCategory", xmlelement(name "cbc:ID", code),
+                   CASE WHEN code <> 'O' THEN xmlelement(name "cbc:Percent", trim_scale(rate)::text) END,
+                   CASE WHEN with_reason AND x.reason_code IS NOT NULL THEN xmlelement(name "cbc:TaxExemptionReasonCode", x.reason_code) END,
+                   CASE WHEN with_reason AND x.reason IS NOT NULL THEN xmlelement(name "cbc:TaxExemptionReason", x.reason) END,
+                   xmlelement(name "cac:TaxScheme", xmlelement(name "cbc:ID", 'VAT')))
+           END
+      FROM subbilling_internal.vat_exemption(code) x
+$$;
+COMMENT ON FUNCTION subbilling_internal.ubl_tax_category(boolean, text, numeric, boolean) IS 'internal: a UBL VAT category element: code, rate (none for O), exemption reason';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.ubl_document(inv subbilling.invoices) RETURNS xml
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    p       record;
+    credit  boolean := inv.kind = 'credit_note';
+    s       integer := CASE WHEN inv.kind = 'credit_note' THEN -1 ELSE 1 END;
+    orig    subbilling.invoices;
+    cur     text := inv.currency;
+    ns      text;
+    doc     xml;
+    lines   xml;
+    subtot  xml;
+    period  daterange;
+    has_k   boolean;
+    pay     xml;
+    foreign_ boolean;
+BEGIN
+    p := subbilling_internal.invoice_parties(inv);
+    IF p.seller_name IS NULL THEN
+        RAISE EXCEPTION 'the seller is not set'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An e-invoice names the seller: its legal name, country and VAT number.',
+                  HINT = 'Insert the seller into subbilling.seller_settings (docs/taxes.md).';
+    END IF;
+    IF p.seller_endpoint IS NULL THEN
+        RAISE EXCEPTION 'the seller has no electronic address'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Peppol BIS Billing 3.0 requires the seller''s electronic address (BT-34).',
+                  HINT = 'Set electronic_address and electronic_address_scheme, or a Nordic org_number, in subbilling.seller_invoice_details.';
+    END IF;
+    IF p.buyer_endpoint IS NULL THEN
+        RAISE EXCEPTION 'account % has no electronic address', inv.account_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Peppol BIS Billing 3.0 requires the buyer''s electronic address (BT-49).',
+                  HINT = 'Set electronic_address and electronic_address_scheme (or a Nordic org_number) in subbilling.account_invoice_details.';
+    END IF;
+    IF p.buyer_reference IS NULL AND p.order_reference IS NULL THEN
+        RAISE EXCEPTION 'account % has no buyer reference or order reference', inv.account_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Peppol BIS Billing 3.0 requires a buyer reference (BT-10) or an order reference (BT-13).',
+                  HINT = 'Set buyer_reference or order_reference in subbilling.account_invoice_details.';
+    END IF;
+    IF NOT credit AND coalesce(p.bankgiro, p.plusgiro, p.iban, p.bank_account) IS NULL THEN
+        RAISE EXCEPTION 'the seller has no payment account'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An invoice says where to pay: the seller''s bankgiro, plusgiro, IBAN or bank account (BT-84).',
+                  HINT = 'Set bankgiro, plusgiro, iban or bank_account in subbilling.seller_invoice_details.';
+    END IF;
+    IF p.seller_vat IS NULL AND minor_units(inv.tax) <> 0 THEN
+        RAISE EXCEPTION 'the seller has no VAT number'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Invoice %s charges VAT (%s); an e-invoice that charges VAT names the seller''s VAT number (BT-31).', inv.number, inv.tax),
+                  HINT = 'Set vat_number in subbilling.seller_settings.';
+    END IF;
+    IF credit THEN
+        SELECT * INTO orig FROM subbilling.invoices x
+         WHERE x.account_id = inv.account_id AND x.id = inv.credits_invoice_id;
+    END IF;
+    foreign_ := p.seller_currency IS NOT NULL AND p.seller_currency <> cur AND inv.tax_seller_currency IS NOT NULL;
+
+    SELECT CASE WHEN min(lower(l.period)) IS NOT NULL THEN daterange(min(lower(l.period)), max(upper(l.period))) END,
+           coalesce(bool_or(l.vat_code = 'K'), false)
+      INTO period, has_k
+      FROM subbilling_internal.document_lines(inv, p.seller_vat IS NOT NULL) l;
+
+    SELECT xmlagg(xmlelement(name "cac:TaxSubtotal",
+               xmlelement(name "cbc:TaxableAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(g.net)),
+               xmlelement(name "cbc:TaxAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(g.tax)),
+               subbilling_internal.ubl_tax_category(false, g.vat_code, g.rate, true))
+             ORDER BY g.vat_code, g.rate DESC)
+      INTO subtot
+      FROM (SELECT l.vat_code, l.rate, sum(l.net) AS net, sum(l.tax) AS tax
+              FROM subbilling_internal.document_lines(inv, p.seller_vat IS NOT NULL) l
+             GROUP BY l.vat_code, l.rate) g;
+
+    SELECT xmlagg(xmlelement(name "cac:InvoiceLine",
+               xmlelement(name "cbc:ID", l.ord),
+               xmlelement(name "cbc:InvoicedQuantity", xmlattributes('C62' AS "unitCode"), trim_scale(l.quantity)::text),
+               xmlelement(name "cbc:LineExtensionAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(l.net)),
+               CASE WHEN l.period IS NOT NULL AND NOT isempty(l.period) THEN
+                   xmlelement(name "cac:InvoicePeriod",
+                       xmlelement(name "cbc:StartDate", lower(l.period)),
+                       xmlelement(name "cbc:EndDate", upper(l.period) - 1)) END,
+               xmlelement(name "cac:Item",
+                   xmlelement(name "cbc:Name", left(l.description, 200)),
+                   CASE WHEN l.plan_code IS NOT NULL THEN
+                       xmlelement(name "cac:SellersItemIdentification", xmlelement(name "cbc:ID", l.plan_code)) END,
+                   subbilling_internal.ubl_tax_category(true, l.vat_code, l.rate, false)),
+               xmlelement(name "cac:Price",
+                   xmlelement(name "cbc:PriceAmount", xmlattributes(cur AS "currencyID"), l.price::text)))
+             ORDER BY l.ord)
+      INTO lines
+      FROM subbilling_internal.document_lines(inv, p.seller_vat IS NOT NULL) l;
+
+    IF NOT credit THEN
+        pay := xmlelement(name "cac:PaymentMeans",
+            xmlelement(name "cbc:PaymentMeansCode", CASE WHEN p.seller_country = 'DK' THEN '31' ELSE '30' END),
+            xmlelement(name "cbc:PaymentID", inv.reference),
+            xmlelement(name "cac:PayeeFinancialAccount",
+                CASE WHEN p.bankgiro IS NOT NULL AND (cur = 'SEK' OR coalesce(p.iban, p.bank_account) IS NULL) THEN
+                         xmlconcat(xmlelement(name "cbc:ID", replace(p.bankgiro, '-', '')),
+                                   xmlelement(name "cac:FinancialInstitutionBranch", xmlelement(name "cbc:ID", 'SE:BANKGIRO')))
+                     WHEN p.plusgiro IS NOT NULL AND (cur = 'SEK' OR coalesce(p.iban, p.bank_account) IS NULL) THEN
+                         xmlconcat(xmlelement(name "cbc:ID", replace(p.plusgiro, '-', '')),
+                                   xmlelement(name "cac:FinancialInstitutionBranch", xmlelement(name "cbc:ID", 'SE:PLUSGIRO')))
+                     WHEN p.iban IS NOT NULL THEN
+                         xmlconcat(xmlelement(name "cbc:ID", p.iban),
+                                   CASE WHEN p.bic IS NOT NULL THEN
+                                       xmlelement(name "cac:FinancialInstitutionBranch", xmlelement(name "cbc:ID", p.bic)) END)
+                     ELSE xmlelement(name "cbc:ID", regexp_replace(p.bank_account, '[^0-9]', '', 'g')) END));
+    END IF;
+
+    ns := CASE WHEN credit THEN 'urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2'
+               ELSE 'urn:oasis:names:specification:ubl:schema:xsd:Invoice-2' END;
+
+    doc := xmlelement(name "Invoice",
+        xmlattributes(ns AS xmlns,
+                      'urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2' AS "xmlns:cac",
+                      'urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2' AS "xmlns:cbc"),
+        xmlelement(name "cbc:CustomizationID", 'urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0'),
+        xmlelement(name "cbc:ProfileID", 'urn:fdc:peppol.eu:2017:poacc:billing:01:1.0'),
+        xmlelement(name "cbc:ID", inv.number),
+        xmlelement(name "cbc:IssueDate", inv.issue_date),
+        CASE WHEN NOT credit THEN xmlelement(name "cbc:DueDate", inv.due_date) END,
+        CASE WHEN credit THEN xmlelement(name "cbc:CreditNoteTypeCode", '381')
+             ELSE xmlelement(name "cbc:InvoiceTypeCode", '380') END,
+        CASE WHEN credit AND inv.reason IS NOT NULL THEN xmlelement(name "cbc:Note", inv.reason) END,
+        xmlelement(name "cbc:DocumentCurrencyCode", cur),
+        CASE WHEN foreign_ THEN xmlelement(name "cbc:TaxCurrencyCode", p.seller_currency) END,
+        CASE WHEN p.buyer_reference IS NOT NULL THEN xmlelement(name "cbc:BuyerReference", p.buyer_reference) END,
+        CASE WHEN period IS NOT NULL AND NOT isempty(period) THEN
+            xmlelement(name "cac:InvoicePeriod",
+                xmlelement(name "cbc:StartDate", lower(period)),
+                xmlelement(name "cbc:EndDate", upper(period) - 1)) END,
+        CASE WHEN p.order_reference IS NOT NULL THEN
+            xmlelement(name "cac:OrderReference", xmlelement(name "cbc:ID", p.order_reference)) END,
+        CASE WHEN credit AND orig.number IS NOT NULL THEN
+            xmlelement(name "cac:BillingReference",
+                xmlelement(name "cac:InvoiceDocumentReference",
+                    xmlelement(name "cbc:ID", orig.number),
+                    xmlelement(name "cbc:IssueDate", orig.issue_date))) END,
+        xmlelement(name "cac:AccountingSupplierParty",
+            subbilling_internal.ubl_party(p.seller_scheme, p.seller_endpoint, p.seller_name,
+                coalesce(p.seller_street, p.seller_address), p.seller_city, p.seller_postal_code, p.seller_country,
+                p.seller_vat,
+                CASE WHEN p.seller_country = 'SE' AND p.f_skatt THEN 'Godkänd för F-skatt'
+                     WHEN p.seller_country = 'NO' AND p.foretaksregisteret THEN 'Foretaksregisteret' END,
+                p.seller_name, p.seller_org, subbilling_internal.org_scheme(p.seller_country), NULL, p.seller_email)),
+        xmlelement(name "cac:AccountingCustomerParty",
+            subbilling_internal.ubl_party(p.buyer_scheme, p.buyer_endpoint, p.buyer_name,
+                p.buyer_street, p.buyer_city, p.buyer_postal_code, p.buyer_country,
+                inv.buyer_vat_number, NULL,
+                p.buyer_legal_name, p.buyer_org, subbilling_internal.org_scheme(p.buyer_country),
+                p.contact_name, p.buyer_email)),
+        CASE WHEN has_k THEN
+            xmlelement(name "cac:Delivery",
+                CASE WHEN period IS NULL THEN xmlelement(name "cbc:ActualDeliveryDate", inv.issue_date) END,
+                xmlelement(name "cac:DeliveryLocation",
+                    xmlelement(name "cac:Address",
+                        CASE WHEN p.buyer_street IS NOT NULL THEN xmlelement(name "cbc:StreetName", p.buyer_street) END,
+                        CASE WHEN p.buyer_city IS NOT NULL THEN xmlelement(name "cbc:CityName", p.buyer_city) END,
+                        CASE WHEN p.buyer_postal_code IS NOT NULL THEN xmlelement(name "cbc:PostalZone", p.buyer_postal_code) END,
+                        xmlelement(name "cac:Country", xmlelement(name "cbc:IdentificationCode", p.buyer_country))))) END,
+        pay,
+        xmlelement(name "cac:TaxTotal",
+            xmlelement(name "cbc:TaxAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(inv.tax * s)),
+            subtot),
+        CASE WHEN foreign_ THEN
+            xmlelement(name "cac:TaxTotal",
+                xmlelement(name "cbc:TaxAmount", xmlattributes(p.seller_currency AS "currencyID"),
+                           subbilling_internal.ubl_amount(inv.tax_seller_currency * s))) END,
+        xmlelement(name "cac:LegalMonetaryTotal",
+            xmlelement(name "cbc:LineExtensionAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(inv.net * s)),
+            xmlelement(name "cbc:TaxExclusiveAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(inv.net * s)),
+            xmlelement(name "cbc:TaxInclusiveAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(inv.total * s)),
+            xmlelement(name "cbc:PayableAmount", xmlattributes(cur AS "currencyID"), subbilling_internal.ubl_amount(inv.total * s))),
+        lines);
+    IF credit THEN
+        -- the same document as a credit note: root CreditNote, lines CreditNoteLine with
+        -- CreditedQuantity (element names only: text content has its < and > escaped)
+        RETURN replace(replace(replace(replace(replace(replace(doc::text,
+                   '<Invoice ', '<CreditNote '), '</Invoice>', '</CreditNote>'),
+                   '<cac:InvoiceLine>', '<cac:CreditNoteLine>'), '</cac:InvoiceLine>', '</cac:CreditNoteLine>'),
+                   '<cbc:InvoicedQuantity ', '<cbc:CreditedQuantity '), '</cbc:InvoicedQuantity>', '</cbc:CreditedQuantity>')::xml;
+    END IF;
+    RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.ubl_document(subbilling.invoices) IS 'internal: the UBL 2.1 Invoice or CreditNote (Peppol BIS Billing 3.0) of an issued invoice; 55000 naming what the seller or the account lacks';
+
 CREATE OR REPLACE FUNCTION subbilling.invoice_ubl(invoice_id bigint) RETURNS xml
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -2399,6 +3430,247 @@ AS $$
     SELECT subbilling_internal.ubl_document(subbilling_internal.issued_invoice(invoice_id))
 $$;
 COMMENT ON FUNCTION subbilling.invoice_ubl(bigint) IS 'the issued invoice as a Peppol BIS Billing 3.0 document (UBL 2.1 Invoice 380, or CreditNote 381 referencing the original); 42704 if no such invoice, 55000 for a draft or naming what the seller or the account lacks (electronic address, buyer or order reference, payment account)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.html_escape(t text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN replace(replace(replace(replace(replace(coalesce(t, ''), '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;');
+COMMENT ON FUNCTION subbilling_internal.html_escape(text) IS 'internal: text escaped for HTML content and attribute values (& < > " '' ); NULL as empty';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.html_number(x numeric, decimals integer, lang text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN x < 0 THEN '−' ELSE '' END
+           || replace(to_char(trunc(abs(r)), 'FM999,999,999,999,999,990'), ',',
+                      CASE WHEN lang = 'en' THEN ',' WHEN lang = 'da' THEN '.' ELSE ' ' END)
+           || CASE WHEN scale(r) > 0 THEN (CASE WHEN lang = 'en' THEN '.' ELSE ',' END) || split_part(r::text, '.', 2)
+                   ELSE '' END
+      FROM (SELECT CASE WHEN decimals IS NULL THEN trim_scale(abs(x)) ELSE round(abs(x), decimals) END AS r) v
+     WHERE x IS NOT NULL
+$$;
+COMMENT ON FUNCTION subbilling_internal.html_number(numeric, integer, text) IS 'internal: a number formatted for a language (sv, nb, da, fi: decimal comma; en: point), decimals NULL = as many as it has; NULL for NULL';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.html_money(amount subbilling.price, lang text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN subbilling_internal.html_number(minor_units(amount)::numeric / power(10::numeric, currency_exponent(currency(amount))),
+                                       currency_exponent(currency(amount)), lang) || ' ' || currency(amount);
+COMMENT ON FUNCTION subbilling_internal.html_money(subbilling.price, text) IS 'internal: an amount with its currency, formatted for a language';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.document_label(lang text, key text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN ('{
+ "invoice":        ["Faktura", "Faktura", "Faktura", "Lasku", "Invoice"],
+ "credit_note":    ["Kreditfaktura", "Kreditnota", "Kreditnota", "Hyvityslasku", "Credit note"],
+ "number":         ["Nummer", "Nummer", "Nummer", "Numero", "Number"],
+ "issue_date":     ["Fakturadatum", "Fakturadato", "Fakturadato", "Laskun päivämäärä", "Invoice date"],
+ "due_date":       ["Förfallodatum", "Forfallsdato", "Forfaldsdato", "Eräpäivä", "Due date"],
+ "reference":      ["OCR-nummer", "KID", "Betalings-ID", "Viitenumero", "Payment reference"],
+ "buyer_reference":["Er referens", "Deres referanse", "Deres reference", "Viitteenne", "Your reference"],
+ "order_reference":["Ordernummer", "Bestillingsnummer", "Ordrenummer", "Tilausnumero", "Order number"],
+ "customer_number":["Kundnummer", "Kundenummer", "Kundenummer", "Asiakasnumero", "Customer number"],
+ "customer":       ["Kund", "Kunde", "Kunde", "Asiakas", "Customer"],
+ "seller":         ["Säljare", "Selger", "Sælger", "Myyjä", "Seller"],
+ "description":    ["Beskrivning", "Beskrivelse", "Beskrivelse", "Kuvaus", "Description"],
+ "period":         ["Period", "Periode", "Periode", "Jakso", "Period"],
+ "quantity":       ["Antal", "Antall", "Antal", "Määrä", "Quantity"],
+ "unit_price":     ["À-pris", "Enhetspris", "Enhedspris", "Yksikköhinta", "Unit price"],
+ "vat_rate":       ["Moms %", "MVA %", "Moms %", "ALV %", "VAT %"],
+ "amount":         ["Belopp", "Beløp", "Beløb", "Summa", "Amount"],
+ "net_total":      ["Summa exkl. moms", "Sum ekskl. mva.", "I alt ekskl. moms", "Veroton yhteensä", "Total excl. VAT"],
+ "vat":            ["Moms", "MVA", "Moms", "ALV", "VAT"],
+ "taxable":        ["Underlag", "Grunnlag", "Grundlag", "Veron peruste", "Taxable amount"],
+ "vat_breakdown":  ["Momsspecifikation", "MVA-spesifikasjon", "Momsspecifikation", "ALV-erittely", "VAT breakdown"],
+ "total":          ["Att betala", "Å betale", "At betale", "Maksettava", "Amount due"],
+ "credit_total":   ["Att återfå", "Til gode", "Til gode", "Hyvitys", "Amount credited"],
+ "credits":        ["Avser faktura", "Gjelder faktura", "Vedrører faktura", "Koskee laskua", "Credits invoice"],
+ "reason":         ["Orsak", "Årsak", "Årsag", "Syy", "Reason"],
+ "payment":        ["Betalning", "Betaling", "Betaling", "Maksutiedot", "Payment"],
+ "account_number": ["Kontonummer", "Kontonummer", "Kontonummer", "Tilinumero", "Account number"],
+ "org_number":     ["Org.nr", "Org.nr.", "CVR-nr.", "Y-tunnus", "Reg. no."],
+ "vat_number":     ["Momsreg.nr", "MVA-nr.", "Momsnr.", "ALV-numero", "VAT no."],
+ "vat_in":         ["Moms i", "MVA i", "Moms i", "ALV valuutassa", "VAT in"],
+ "exchange_rate":  ["kurs", "kurs", "kurs", "kurssi", "rate"],
+ "email":          ["E-post", "E-post", "E-mail", "Sähköposti", "Email"],
+ "phone":          ["Telefon", "Telefon", "Telefon", "Puhelin", "Phone"]
+}'::jsonb -> key ->> (CASE lang WHEN 'sv' THEN 0 WHEN 'nb' THEN 1 WHEN 'da' THEN 2 WHEN 'fi' THEN 3 ELSE 4 END));
+COMMENT ON FUNCTION subbilling_internal.document_label(text, text) IS 'internal: a word of the printed invoice in sv, nb, da, fi or en (anything else: en)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.html_document(inv subbilling.invoices) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    p       record;
+    credit  boolean := inv.kind = 'credit_note';
+    s       integer := CASE WHEN inv.kind = 'credit_note' THEN -1 ELSE 1 END;
+    lang    text;
+    orig    subbilling.invoices;
+    ext     text;
+    lines   text;
+    vat     text;
+    pay     text;
+    title   text;
+BEGIN
+    p := subbilling_internal.invoice_parties(inv);
+    IF p.seller_name IS NULL THEN
+        RAISE EXCEPTION 'the seller is not set'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'An invoice names the seller: its legal name, address and VAT number.',
+                  HINT = 'Insert the seller into subbilling.seller_settings (docs/taxes.md).';
+    END IF;
+    lang := p.language;
+    IF credit THEN
+        SELECT * INTO orig FROM subbilling.invoices x
+         WHERE x.account_id = inv.account_id AND x.id = inv.credits_invoice_id;
+    END IF;
+    SELECT a.external_id INTO ext FROM subbilling.accounts a WHERE a.id = inv.account_id;
+    title := subbilling_internal.document_label(lang, CASE WHEN credit THEN 'credit_note' ELSE 'invoice' END);
+
+    SELECT string_agg(format('<tr><td>%s</td><td class="nw">%s</td><td class="num">%s</td><td class="num">%s</td><td class="num">%s</td><td class="num">%s</td></tr>',
+                             subbilling_internal.html_escape(l.description),
+                             CASE WHEN l.period IS NULL OR isempty(l.period) THEN ''
+                                  ELSE format('%s – %s', lower(l.period), upper(l.period) - 1) END,
+                             subbilling_internal.html_number(l.quantity, NULL, lang),
+                             subbilling_internal.html_number(l.price, CASE WHEN l.price = round(l.price, 2) THEN 2 END, lang),
+                             subbilling_internal.html_number(l.rate, NULL, lang),
+                             subbilling_internal.html_money(l.net, lang)), E'\n' ORDER BY l.ord)
+      INTO lines
+      FROM subbilling_internal.document_lines(inv, p.seller_vat IS NOT NULL) l;
+
+    SELECT string_agg(format('<tr><td>%s %%</td><td class="num">%s</td><td class="num">%s</td></tr>',
+                             subbilling_internal.html_number(g.rate, NULL, lang),
+                             subbilling_internal.html_money(g.net, lang), subbilling_internal.html_money(g.tax, lang)),
+                      E'\n' ORDER BY g.rate DESC)
+      INTO vat
+      FROM (SELECT l.rate, sum(l.net) AS net, sum(l.tax) AS tax
+              FROM subbilling_internal.document_lines(inv, p.seller_vat IS NOT NULL) l GROUP BY l.rate) g;
+
+    IF NOT credit THEN
+        pay := concat_ws(E'\n',
+            format('<tr><th>%s</th><td><strong>%s</strong></td></tr>', subbilling_internal.document_label(lang, 'reference'),
+                   subbilling_internal.html_escape(inv.reference)),
+            format('<tr><th>%s</th><td><strong>%s</strong></td></tr>', subbilling_internal.document_label(lang, 'total'),
+                   subbilling_internal.html_money(inv.total, lang)),
+            format('<tr><th>%s</th><td><strong>%s</strong></td></tr>', subbilling_internal.document_label(lang, 'due_date'), inv.due_date),
+            CASE WHEN p.bankgiro IS NOT NULL THEN format('<tr><th>Bankgiro</th><td>%s</td></tr>', subbilling_internal.html_escape(p.bankgiro)) END,
+            CASE WHEN p.plusgiro IS NOT NULL THEN format('<tr><th>Plusgiro</th><td>%s</td></tr>', subbilling_internal.html_escape(p.plusgiro)) END,
+            CASE WHEN p.bank_account IS NOT NULL THEN format('<tr><th>%s</th><td>%s</td></tr>',
+                     subbilling_internal.document_label(lang, 'account_number'), subbilling_internal.html_escape(p.bank_account)) END,
+            CASE WHEN p.iban IS NOT NULL THEN format('<tr><th>IBAN</th><td>%s</td></tr>', subbilling_internal.html_escape(p.iban)) END,
+            CASE WHEN p.bic IS NOT NULL THEN format('<tr><th>BIC</th><td>%s</td></tr>', subbilling_internal.html_escape(p.bic)) END);
+    END IF;
+
+    RETURN concat_ws(E'\n',
+        '<!DOCTYPE html>',
+        format('<html lang="%s">', CASE WHEN lang = 'nb' THEN 'nb' ELSE lang END),
+        '<head>',
+        '<meta charset="utf-8">',
+        format('<title>%s %s</title>', title, subbilling_internal.html_escape(inv.number)),
+        '<style>',
+        '@page { size: A4; margin: 15mm; }',
+        'body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #000; background: #fff; margin: 0 auto; max-width: 180mm; }',
+        'h1 { font-size: 20pt; margin: 0 0 4mm 0; }',
+        'table { border-collapse: collapse; width: 100%; margin: 3mm 0; }',
+        'th, td { text-align: left; vertical-align: top; padding: 1mm 2mm; }',
+        'table.lines th, table.lines td { border-bottom: 0.3mm solid #888; }',
+        'td.num, th.num { text-align: right; white-space: nowrap; }',
+        'td.nw { white-space: nowrap; }',
+        '.parties { display: flex; justify-content: space-between; gap: 10mm; }',
+        '.parties > div { flex: 1; }',
+        '.totals { width: 50%; margin-left: 50%; }',
+        '.totals tr.due td, .totals tr.due th { font-size: 12pt; font-weight: bold; border-top: 0.5mm solid #000; }',
+        '.note { font-weight: bold; }',
+        'footer { margin-top: 8mm; border-top: 0.3mm solid #888; padding-top: 2mm; font-size: 8.5pt; }',
+        '</style>',
+        '</head>',
+        '<body>',
+        format('<h1>%s</h1>', title),
+        '<div class="parties">',
+        format('<div class="seller"><h2>%s</h2><p>%s<br>%s</p></div>', subbilling_internal.document_label(lang, 'seller'),
+               subbilling_internal.html_escape(p.seller_name),
+               CASE WHEN p.seller_street IS NOT NULL
+                    THEN subbilling_internal.html_escape(p.seller_street) || '<br>'
+                         || subbilling_internal.html_escape(concat_ws(' ', p.seller_postal_code, p.seller_city)) || '<br>'
+                         || subbilling_internal.html_escape(p.seller_country)
+                    ELSE subbilling_internal.html_escape(p.seller_address) END),
+        format('<div class="buyer"><h2>%s</h2><p>%s<br>%s%s</p>%s%s</div>', subbilling_internal.document_label(lang, 'customer'),
+               subbilling_internal.html_escape(p.buyer_legal_name),
+               CASE WHEN p.contact_name IS NOT NULL THEN subbilling_internal.html_escape(p.contact_name) || '<br>' ELSE '' END,
+               concat_ws('<br>', subbilling_internal.html_escape(p.buyer_street),
+                         subbilling_internal.html_escape(concat_ws(' ', p.buyer_postal_code, p.buyer_city)),
+                         subbilling_internal.html_escape(p.buyer_country)),
+               CASE WHEN p.buyer_org IS NOT NULL THEN format('<p>%s %s</p>', subbilling_internal.document_label(lang, 'org_number'),
+                                                             subbilling_internal.html_escape(p.buyer_org)) ELSE '' END,
+               CASE WHEN inv.buyer_vat_number IS NOT NULL THEN format('<p>%s %s</p>', subbilling_internal.document_label(lang, 'vat_number'),
+                                                                      subbilling_internal.html_escape(inv.buyer_vat_number)) ELSE '' END),
+        '</div>',
+        '<table class="meta">',
+        format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'number'), subbilling_internal.html_escape(inv.number)),
+        format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'issue_date'), inv.issue_date),
+        CASE WHEN NOT credit THEN format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'due_date'), inv.due_date) END,
+        CASE WHEN NOT credit THEN format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'reference'),
+                                         subbilling_internal.html_escape(inv.reference)) END,
+        CASE WHEN credit AND orig.number IS NOT NULL THEN
+            format('<tr><th>%s</th><td>%s (%s)</td></tr>', subbilling_internal.document_label(lang, 'credits'),
+                   subbilling_internal.html_escape(orig.number), orig.issue_date) END,
+        CASE WHEN credit AND inv.reason IS NOT NULL THEN
+            format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'reason'), subbilling_internal.html_escape(inv.reason)) END,
+        format('<tr><th>%s</th><td>%s</td></tr>', subbilling_internal.document_label(lang, 'customer_number'),
+               subbilling_internal.html_escape(coalesce(ext, inv.account_id::text))),
+        CASE WHEN p.buyer_reference IS NOT NULL THEN format('<tr><th>%s</th><td>%s</td></tr>',
+            subbilling_internal.document_label(lang, 'buyer_reference'), subbilling_internal.html_escape(p.buyer_reference)) END,
+        CASE WHEN p.order_reference IS NOT NULL THEN format('<tr><th>%s</th><td>%s</td></tr>',
+            subbilling_internal.document_label(lang, 'order_reference'), subbilling_internal.html_escape(p.order_reference)) END,
+        '</table>',
+        '<table class="lines">',
+        format('<thead><tr><th>%s</th><th>%s</th><th class="num">%s</th><th class="num">%s</th><th class="num">%s</th><th class="num">%s</th></tr></thead>',
+               subbilling_internal.document_label(lang, 'description'), subbilling_internal.document_label(lang, 'period'),
+               subbilling_internal.document_label(lang, 'quantity'), subbilling_internal.document_label(lang, 'unit_price'),
+               subbilling_internal.document_label(lang, 'vat_rate'), subbilling_internal.document_label(lang, 'amount')),
+        '<tbody>', lines, '</tbody>',
+        '</table>',
+        format('<h2>%s</h2>', subbilling_internal.document_label(lang, 'vat_breakdown')),
+        '<table class="vat">',
+        format('<thead><tr><th>%s</th><th class="num">%s</th><th class="num">%s</th></tr></thead>',
+               subbilling_internal.document_label(lang, 'vat_rate'), subbilling_internal.document_label(lang, 'taxable'),
+               subbilling_internal.document_label(lang, 'vat')),
+        '<tbody>', vat, '</tbody>',
+        '</table>',
+        '<table class="totals">',
+        format('<tr><th>%s</th><td class="num">%s</td></tr>', subbilling_internal.document_label(lang, 'net_total'),
+               subbilling_internal.html_money(inv.net * s, lang)),
+        format('<tr><th>%s</th><td class="num">%s</td></tr>', subbilling_internal.document_label(lang, 'vat'),
+               subbilling_internal.html_money(inv.tax * s, lang)),
+        CASE WHEN inv.tax_seller_currency IS NOT NULL AND currency(inv.tax_seller_currency) <> inv.currency THEN
+            format('<tr><th>%s %s (%s %s)</th><td class="num">%s</td></tr>', subbilling_internal.document_label(lang, 'vat_in'),
+                   currency(inv.tax_seller_currency), subbilling_internal.document_label(lang, 'exchange_rate'),
+                   subbilling_internal.html_number(inv.exchange_rate, NULL, lang),
+                   subbilling_internal.html_money(inv.tax_seller_currency * s, lang)) END,
+        format('<tr class="due"><th>%s</th><td class="num">%s</td></tr>',
+               subbilling_internal.document_label(lang, CASE WHEN credit THEN 'credit_total' ELSE 'total' END),
+               subbilling_internal.html_money(inv.total * s, lang)),
+        '</table>',
+        (SELECT string_agg(format('<p class="note">%s</p>', subbilling_internal.html_escape(n)), E'\n')
+           FROM unnest(inv.tax_notes) AS n),
+        CASE WHEN NOT credit THEN
+            format('<h2>%s</h2>', subbilling_internal.document_label(lang, 'payment')) || E'\n<table class="payment">\n' || pay || E'\n</table>' END,
+        '<footer>',
+        format('<p>%s · %s</p>', subbilling_internal.html_escape(p.seller_name),
+               subbilling_internal.html_escape(coalesce(concat_ws(', ', p.seller_street, concat_ws(' ', p.seller_postal_code, p.seller_city)),
+                                                        p.seller_address))),
+        format('<p>%s</p>', concat_ws(' · ',
+            CASE WHEN p.seller_org IS NOT NULL THEN subbilling_internal.document_label(lang, 'org_number') || ' ' || subbilling_internal.html_escape(p.seller_org) END,
+            CASE WHEN p.seller_vat IS NOT NULL THEN subbilling_internal.document_label(lang, 'vat_number') || ' ' || subbilling_internal.html_escape(p.seller_vat) END,
+            CASE WHEN p.seller_country = 'SE' AND p.f_skatt THEN 'Godkänd för F-skatt' END,
+            CASE WHEN p.seller_country = 'NO' AND p.foretaksregisteret THEN 'Foretaksregisteret' END,
+            CASE WHEN p.seller_email IS NOT NULL THEN subbilling_internal.document_label(lang, 'email') || ' ' || subbilling_internal.html_escape(p.seller_email) END,
+            CASE WHEN p.seller_phone IS NOT NULL THEN subbilling_internal.document_label(lang, 'phone') || ' ' || subbilling_internal.html_escape(p.seller_phone) END)),
+        '</footer>',
+        '</body>',
+        '</html>');
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.html_document(subbilling.invoices) IS 'internal: the printable HTML page of an issued invoice or credit note in the account''s language';
 
 CREATE OR REPLACE FUNCTION subbilling.invoice_html(invoice_id bigint) RETURNS text
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
@@ -2419,6 +3691,191 @@ CREATE OR REPLACE FUNCTION subbilling.nets_ocr_warnings(file text)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 5;
 COMMENT ON FUNCTION subbilling.nets_ocr_warnings(text) IS
     'what a valid Nets OCR giro file needed tolerated (right-trimmed records padded back to 80, TABs expanded), one row per kind: first line, number of lines, the warning; 22P02 if the file is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bank_file_read(fmt text, file text,
+                                                   OUT head subbilling_internal.bank_file_head,
+                                                   OUT rows subbilling_internal.bank_payment[])
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fmt = 'bgmax' THEN
+        SELECT s.created_at, s.test, NULL, s.records, s.deposits, NULL
+          INTO head.created_at, head.test, head.transmission, head.records, head.sections, head.total
+          FROM subbilling.bgmax_summary(file) s;
+        SELECT array_agg(ROW(p.line, p.amount, p.reference, p.received_on, p.bank_ref,
+                             CASE WHEN p.channel = 4 THEN 'autogiro' ELSE 'bankgiro' END)::subbilling_internal.bank_payment
+                         ORDER BY p.line)
+          INTO rows
+          FROM subbilling.parse_bgmax(file) p;
+        SELECT array_agg(format('line %s (%s line%s): %s', w.line, w.lines,
+                                CASE WHEN w.lines = 1 THEN '' ELSE 's' END, w.warning))
+          INTO head.warnings
+          FROM subbilling.bgmax_warnings(file) w;
+    ELSIF fmt = 'nets_ocr' THEN
+        SELECT false, s.data_transmitter || ':' || s.transmission_number, s.records, s.assignments, s.total
+          INTO head.test, head.transmission, head.records, head.sections, head.total
+          FROM subbilling.nets_ocr_summary(file) s;
+        SELECT array_agg(ROW(p.line, p.amount, p.reference, p.received_on, p.bank_ref,
+                             CASE WHEN p.transaction_type = 15 THEN 'avtalegiro' ELSE 'ocr_giro' END)::subbilling_internal.bank_payment
+                         ORDER BY p.line)
+          INTO rows
+          FROM subbilling.parse_nets_ocr(file) p;
+        SELECT array_agg(format('line %s (%s line%s): %s', w.line, w.lines,
+                                CASE WHEN w.lines = 1 THEN '' ELSE 's' END, w.warning))
+          INTO head.warnings
+          FROM subbilling.nets_ocr_warnings(file) w;
+    ELSE
+        RAISE EXCEPTION 'unknown bank file format "%"', fmt
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rows := coalesce(rows, '{}');
+    head.warnings := coalesce(head.warnings, '{}');
+    IF fmt = 'bgmax' THEN
+        -- the sum when the file has one currency (old files mix SEK and EUR deposits)
+        IF (SELECT count(DISTINCT subbilling.currency(r.amount)) FROM unnest(rows) r) = 1 THEN
+            head.total := (SELECT sum(r.amount) FROM unnest(rows) r);
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bank_file_read(text, text) IS
+    'import step 1: the whole bank file checked and parsed (22P02 with line and reason if not valid), nothing written: its head and its payments';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bank_file_check(fmt text, head subbilling_internal.bank_file_head,
+                                                    rows subbilling_internal.bank_payment[],
+                                                    allow_test boolean)
+    RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       subbilling_internal.bank_payment;
+    what    text := CASE fmt WHEN 'bgmax' THEN 'BgMax' ELSE 'Nets OCR giro' END;
+BEGIN
+    IF head.test AND NOT coalesce(allow_test, false) THEN
+        RAISE EXCEPTION 'BgMax test file refused'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The start record marks the file as a test file (T, position 45).',
+                  HINT = 'Pass allow_test => true to import a test file, in a test database.';
+    END IF;
+    -- money that went out (BgMax deductions, Nets reversals) is not a payment
+    SELECT * INTO r FROM unnest(rows) x WHERE minor_units(x.amount) < 0 ORDER BY x.line LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% file with a negative amount refused', what
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Line %s: %s of %s%s.', r.line,
+                                  CASE fmt WHEN 'bgmax' THEN 'deduction' ELSE 'transaction' END,
+                                  r.amount, coalesce(' with reference ' || r.reference, '')),
+                  HINT = 'Deductions and reversals are not payments: register the file''s other payments with register_payment and settle these by hand.';
+    END IF;
+    -- a date as the file has it, but only a plausible one is booked
+    SELECT * INTO r FROM unnest(rows) x
+     WHERE minor_units(x.amount) <> 0
+       AND (x.received_on < date '2000-01-01' OR x.received_on > (current_date + interval '10 years')::date)
+     ORDER BY x.line LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% file with an implausible payment date refused', what
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Line %s: payment date %s; dates from 2000-01-01 to 10 years after today are booked.',
+                                  r.line, r.received_on),
+                  HINT = 'The file''s dates are as the bank wrote them (parse_bgmax, parse_nets_ocr show them): register these payments by hand with the right date.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bank_file_check(text, subbilling_internal.bank_file_head, subbilling_internal.bank_payment[], boolean) IS
+    'import step 2: refuse a test file (22023) unless allowed, a negative amount (0A000) and an implausible payment date (22023), with the line';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bank_file_record(fmt text, file text, head subbilling_internal.bank_file_head,
+                                                     npayments integer,
+                                                     OUT f subbilling.bank_files, OUT repeated boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    digest  bytea;
+BEGIN
+    -- one import at a time; the same content returns the first import
+    PERFORM subbilling_internal.lock_row('bank_import');
+    digest := sha256(convert_to(file, 'LATIN1'));
+    SELECT * INTO f FROM subbilling.bank_files b WHERE b.sha256 = digest;
+    IF FOUND THEN
+        repeated := true;
+        RETURN;
+    END IF;
+    repeated := false;
+    INSERT INTO subbilling.bank_files AS b (format, sha256, file_created_at, transmission, test, records, sections,
+                                            payments, total, content, warnings)
+    VALUES (fmt, digest, head.created_at, head.transmission, head.test, head.records, head.sections,
+            npayments, head.total, file, head.warnings)
+    RETURNING * INTO f;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bank_file_record(text, text, subbilling_internal.bank_file_head, integer) IS
+    'import step 3: under the bank_import lock, the bank_files row of the same content if there is one (repeated), else a new row';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bank_file_register(file_id bigint, rows subbilling_internal.bank_payment[])
+    RETURNS subbilling.bank_files
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r           subbilling_internal.bank_payment;
+    claim_req   bigint;
+    claim_try   integer;
+    claim_acct  bigint;
+    prior       boolean;
+    pid         bigint;
+    n_imp       integer := 0;
+    n_already   integer := 0;
+    n_unm       integer := 0;
+    n_skip      integer := 0;
+    f           subbilling.bank_files;
+BEGIN
+    FOREACH r IN ARRAY rows LOOP
+        IF minor_units(r.amount) = 0 THEN
+            n_skip := n_skip + 1;
+            CONTINUE;
+        END IF;
+        prior := EXISTS (SELECT 1 FROM subbilling.unmatched_payments u WHERE u.external_id = r.external_id)
+                 OR EXISTS (SELECT 1 FROM subbilling.payments p WHERE p.external_id = r.external_id);
+        -- an AvtaleGiro settlement carries the agreement's KID: the claim names the invoice
+        claim_req := NULL;
+        IF r.method = 'avtalegiro' AND prior THEN
+            -- registered before (under its invoice's reference, if a claim named it)
+            r.reference := coalesce((SELECT p.reference FROM subbilling.payments p
+                                      WHERE p.external_id = r.external_id LIMIT 1), r.reference);
+        ELSIF r.method = 'avtalegiro' THEN
+            SELECT c.payment_request_id, c.attempt, c.account_id INTO claim_req, claim_try, claim_acct
+              FROM subbilling_internal.avtalegiro_claim_of(r.reference, r.amount) c;
+            IF claim_req IS NOT NULL THEN
+                r.reference := (SELECT i.reference FROM subbilling.payment_requests q
+                                  JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+                                 WHERE q.account_id = claim_acct AND q.id = claim_req);
+            END IF;
+        END IF;
+        pid := subbilling.register_payment(r.amount, r.reference, r.received_on, r.method, r.external_id);
+        IF claim_req IS NOT NULL THEN
+            UPDATE subbilling.avtalegiro_claims c SET outcome = 'settled', payment_id = pid
+             WHERE c.payment_request_id = claim_req AND c.attempt = claim_try;
+        END IF;
+        IF prior THEN
+            n_already := n_already + 1;
+        ELSIF EXISTS (SELECT 1 FROM subbilling.unmatched_payments u WHERE u.id = pid) THEN
+            n_unm := n_unm + 1;
+        ELSE
+            n_imp := n_imp + 1;
+        END IF;
+    END LOOP;
+    UPDATE subbilling.bank_files b
+       SET imported = n_imp, already_imported = n_already, unmatched = n_unm, skipped = n_skip
+     WHERE b.id = file_id
+    RETURNING * INTO f;
+    RETURN f;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bank_file_register(bigint, subbilling_internal.bank_payment[]) IS
+    'import step 4: register each non-zero payment with register_payment (idempotent on its bank identifiers; an AvtaleGiro settlement under the reference of the invoice its claim was for) and record the outcome counts on the bank_files row';
 
 CREATE OR REPLACE FUNCTION subbilling.import_bgmax(file text, allow_test boolean DEFAULT false,
                                         OUT file_id bigint, OUT format text, OUT payments integer,
@@ -2459,6 +3916,14 @@ CREATE OR REPLACE FUNCTION subbilling.parse_autogiro(file text)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION subbilling.parse_autogiro(text) IS
     'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, customer_number text, bankgiro text,
+                                                         due_dates date[], payer_numbers text[],
+                                                         amounts bigint[], refs text[])
+    RETURNS text
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) IS
+    'an Autogiro payment-claim file (opening record 01, a claim 82 per element), CR LF line ends; 22023 if a value does not fit its field';
 
 CREATE OR REPLACE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
                                                      valid_on date DEFAULT current_date)
@@ -2515,7 +3980,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A payment specification is read by import_autogiro_payments.';
     END IF;
-    PERFORM subbilling.lock_row('autogiro_import');
+    PERFORM subbilling_internal.lock_row('autogiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'mandates' AND f.sha256 = digest;
     repeated := FOUND;
@@ -2562,8 +4027,8 @@ DECLARE
     amounts subbilling.price[];
     refs    text[];
 BEGIN
-    PERFORM check_date('run_date', run_date);
-    PERFORM subbilling.lock_row('autogiro_claims');
+    PERFORM subbilling_internal.check_date('run_date', run_date);
+    PERFORM subbilling_internal.lock_row('autogiro_claims');
     SELECT f.content INTO body FROM subbilling.autogiro_files f WHERE f.kind = 'claims' AND f.run_date = autogiro_claim_file.run_date;
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
@@ -2623,7 +4088,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A mandate advice is read by import_autogiro_mandates.';
     END IF;
-    PERFORM subbilling.lock_row('autogiro_import');
+    PERFORM subbilling_internal.lock_row('autogiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'payments' AND f.sha256 = digest;
     repeated := FOUND;
@@ -2679,6 +4144,14 @@ CREATE OR REPLACE FUNCTION subbilling.parse_avtalegiro_agreements(file text)
 COMMENT ON FUNCTION subbilling.parse_avtalegiro_agreements(text) IS
     'the agreements of a Nets AvtaleGiro agreements file (registration type 0 all, 1 new or changed, 2 deleted; the payer''s KID; notify: J, the bank notifies the payer), after checking the whole file (layout, the assignment''s and transmission''s counts); 22P02 with the line and reason if it is not valid';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.avtalegiro_claims_text(header text[], due_dates date[], amounts bigint[],
+                                                           kids text[], notify boolean[], payer_names text[],
+                                                           specs text[])
+    RETURNS text
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling_internal.avtalegiro_claims_text(text[], date[], bigint[], text[], boolean[], text[], text[]) IS
+    'a Nets AvtaleGiro payment-claim transmission (10, 20, per claim 30/31 and specification lines 49, 88, 89), LF line ends; header: transmitter, transmission number, recipient, agreement ID, assignment number, assignment account; 22023 if a value does not fit its field';
+
 CREATE OR REPLACE FUNCTION subbilling.register_avtalegiro_agreement(account_id bigint, kid text, notify boolean DEFAULT true,
                                                          valid_on date DEFAULT current_date)
     RETURNS subbilling.avtalegiro_agreements
@@ -2730,7 +4203,7 @@ DECLARE
 BEGIN
     changed := 0; deleted := 0; unknown := 0;
     PERFORM count(*) FROM subbilling.parse_avtalegiro_agreements(file);
-    PERFORM subbilling.lock_row('avtalegiro_import');
+    PERFORM subbilling_internal.lock_row('avtalegiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.avtalegiro_files f WHERE f.kind = 'agreements' AND f.sha256 = digest;
     repeated := FOUND;
@@ -2777,8 +4250,8 @@ DECLARE
     names   text[];
     specs   text[];
 BEGIN
-    PERFORM check_date('run_date', run_date);
-    PERFORM subbilling.lock_row('avtalegiro_claims');
+    PERFORM subbilling_internal.check_date('run_date', run_date);
+    PERFORM subbilling_internal.lock_row('avtalegiro_claims');
     SELECT f.content INTO body FROM subbilling.avtalegiro_files f
      WHERE f.kind = 'claims' AND f.run_date = avtalegiro_claim_file.run_date;
     IF FOUND THEN
@@ -2823,6 +4296,136 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.avtalegiro_claim_file(date, text, text, text) IS
     'the AvtaleGiro payment-claim transmission of a run date (the payee''s data transmitter number, agreement ID and account at Nets): a claim for every requested payment of an account paying by AvtaleGiro with an active agreement, in NOK, not claimed before, with the agreement''s KID, type 21 if the bank notifies the payer else 02, due on the invoice''s due date (or the run date if later), the invoice number as specification; transmission and assignment number are the file''s id; the same run date again returns the same file';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.avtalegiro_claim_of(kid text, amount subbilling.price)
+    RETURNS subbilling.avtalegiro_claims
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT c FROM subbilling.avtalegiro_claims c
+     WHERE c.kid = avtalegiro_claim_of.kid AND c.outcome = 'sent'
+       AND c.amount::text = avtalegiro_claim_of.amount::text
+     ORDER BY c.due_date, c.payment_request_id, c.attempt
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION subbilling_internal.avtalegiro_claim_of(text, subbilling.price) IS
+    'the AvtaleGiro claim an OCR giro transaction of type 15 settles: the earliest one sent with that KID and amount, or NULL';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_item_months WITH (security_barrier) AS
+SELECT i.account_id, i.subscription_id, s.currency, m.month, i.kind,
+       subbilling.minor_units(subbilling.monthly(
+           f.full_price - LEAST(f.full_price, coalesce(dd.disc, subbilling.price_minor(0, s.currency))),
+           p.billing_period)) AS mrr
+  FROM subbilling.subscription_items i
+  JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
+  JOIN subbilling.plans p ON p.id = i.plan_id AND p.pricing_model <> 'usage'
+  CROSS JOIN LATERAL (
+      SELECT g::date AS month, LEAST((g + interval '1 month' - interval '1 day')::date, current_date) AS day
+        FROM generate_series(date_trunc('month', GREATEST(lower(i.validity), coalesce(s.trial_end, s.start_date))),
+                             date_trunc('month', LEAST(coalesce(upper(i.validity) - 1, current_date), current_date)),
+                             interval '1 month') AS g) m
+  CROSS JOIN LATERAL (
+      SELECT CASE p.pricing_model
+                 WHEN 'flat' THEN p.price
+                 WHEN 'per_unit' THEN p.price * i.quantity
+                 WHEN 'package' THEN subbilling.package_price(i.quantity, p.package_size, p.price)
+                 ELSE subbilling.tiered_price(i.quantity, p.tiers, p.pricing_model) END AS full_price,
+             subbilling.period_start(s.billing_anchor, p.billing_period,
+                                     subbilling.period_index(s.billing_anchor, p.billing_period, m.day)) AS key_start) f
+  LEFT JOIN LATERAL (
+      SELECT sum(CASE WHEN d.percent_off IS NOT NULL THEN f.full_price * (d.percent_off / 100)
+                      ELSE d.amount_off END) AS disc
+        FROM subbilling.subscription_discounts d
+        JOIN subbilling.campaigns c ON c.id = d.campaign_id
+       WHERE d.account_id = i.account_id AND d.subscription_id = i.subscription_id
+         AND c.duration <> 'once'
+         AND d.starts_on <= f.key_start
+         AND (d.periods IS NULL
+              OR subbilling.period_index(s.billing_anchor, p.billing_period, f.key_start)
+                 - subbilling.period_index(s.billing_anchor, p.billing_period, d.starts_on) < d.periods)
+         AND (c.plan_codes IS NULL OR p.code = ANY (c.plan_codes))
+         AND (d.percent_off IS NOT NULL OR i.kind = 'base')) dd ON true
+ WHERE i.voided_at IS NULL
+   AND m.day <@ i.validity
+   AND m.day >= coalesce(s.trial_end, s.start_date)
+   AND NOT EXISTS (SELECT FROM subbilling.subscription_pauses z
+                    WHERE z.account_id = i.account_id AND z.subscription_id = i.subscription_id
+                      AND z.during @> m.day)
+   AND NOT EXISTS (SELECT FROM subbilling.dunning_actions a
+                    WHERE a.account_id = i.account_id AND a.subscription_id = i.subscription_id
+                      AND a.action = 'payment_stop' AND a.executed_on <= m.day
+                      AND (a.lifted_at IS NULL OR a.lifted_at::date > m.day))
+   AND NOT (m.day = current_date AND s.status = 'suspended');
+COMMENT ON VIEW subbilling_internal.kpi_item_months IS 'internal: each subscription item''s MRR (minor units) on each month''s snapshot day (last day, today for the current month)';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_customer_months WITH (security_barrier) AS
+SELECT x.account_id, x.currency, x.month, sum(x.mrr)::bigint AS mrr,
+       count(DISTINCT x.subscription_id) AS subscriptions
+  FROM subbilling_internal.kpi_item_months x
+ GROUP BY x.account_id, x.currency, x.month
+HAVING sum(x.mrr) > 0;
+COMMENT ON VIEW subbilling_internal.kpi_customer_months IS 'internal: MRR (minor units) and counted subscriptions per account, currency and month where MRR > 0';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_movements WITH (security_barrier) AS
+WITH cm AS (
+    SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
+           min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
+      FROM subbilling_internal.kpi_customer_months c
+),
+pairs AS (
+    SELECT cm.account_id, cm.currency, cm.month, cm.mrr AS cur, 0::bigint AS prev, cm.subscriptions, cm.first_month
+      FROM cm
+    UNION ALL
+    SELECT cm.account_id, cm.currency, (cm.month + interval '1 month')::date, 0, cm.mrr, 0, cm.first_month
+      FROM cm
+     WHERE cm.month < date_trunc('month', current_date)
+),
+cust AS (
+    SELECT p.account_id, p.currency, p.month, sum(p.cur) AS cur, sum(p.prev) AS prev,
+           sum(p.subscriptions) AS subscriptions, min(p.first_month) AS first_month
+      FROM pairs p
+     GROUP BY p.account_id, p.currency, p.month
+),
+agg AS (
+    SELECT c.currency, c.month,
+           sum(c.prev) AS start_mrr,
+           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_mrr,
+           sum(c.cur - c.prev) FILTER (WHERE c.prev > 0 AND c.cur > c.prev) AS expansion_mrr,
+           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivation_mrr,
+           sum(c.prev - c.cur) FILTER (WHERE c.cur > 0 AND c.cur < c.prev) AS contraction_mrr,
+           sum(c.prev) FILTER (WHERE c.cur = 0) AS churned_mrr,
+           sum(c.cur) AS end_mrr,
+           count(*) FILTER (WHERE c.prev > 0) AS customers_start,
+           count(*) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_customers,
+           count(*) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivated_customers,
+           count(*) FILTER (WHERE c.cur = 0) AS churned_customers,
+           count(*) FILTER (WHERE c.cur > 0) AS customers_end,
+           sum(c.subscriptions) AS subscriptions_end
+      FROM cust c
+     GROUP BY c.currency, c.month
+),
+months AS (
+    SELECT r.currency, g::date AS month
+      FROM (SELECT a.currency, min(a.month) AS m0 FROM agg a GROUP BY a.currency) r
+     CROSS JOIN LATERAL generate_series(r.m0, date_trunc('month', current_date), interval '1 month') AS g
+)
+SELECT m.month, m.currency,
+       coalesce(a.start_mrr, 0)::bigint AS start_mrr,
+       coalesce(a.new_mrr, 0)::bigint AS new_mrr,
+       coalesce(a.expansion_mrr, 0)::bigint AS expansion_mrr,
+       coalesce(a.reactivation_mrr, 0)::bigint AS reactivation_mrr,
+       coalesce(a.contraction_mrr, 0)::bigint AS contraction_mrr,
+       coalesce(a.churned_mrr, 0)::bigint AS churned_mrr,
+       coalesce(a.end_mrr, 0)::bigint AS end_mrr,
+       coalesce(a.customers_start, 0) AS customers_start,
+       coalesce(a.new_customers, 0) AS new_customers,
+       coalesce(a.reactivated_customers, 0) AS reactivated_customers,
+       coalesce(a.churned_customers, 0) AS churned_customers,
+       coalesce(a.customers_end, 0) AS customers_end,
+       coalesce(a.subscriptions_end, 0)::bigint AS subscriptions_end
+  FROM months m
+  LEFT JOIN agg a ON a.currency = m.currency AND a.month = m.month;
+COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency';
 
 CREATE OR REPLACE VIEW subbilling.kpi_mrr WITH (security_barrier) AS
 SELECT v.month, v.currency,
@@ -2887,6 +4490,38 @@ SELECT o.account_id, o.currency,
   FROM subbilling.open_items o
  GROUP BY o.account_id, o.currency;
 COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivables (from the journal) by days past due on the account''s local today: current, 1-30, 31-60, 61-90, over 90';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_recognition_lines WITH (security_barrier) AS
+WITH l AS (
+    SELECT l.account_id, l.id AS line_id, i.currency, subbilling.minor_units(l.net) AS net,
+           date_trunc('month', i.issue_date)::date AS issue_month,
+           CASE WHEN l.period IS NULL OR upper_inf(l.period) OR lower_inf(l.period) THEN NULL ELSE lower(l.period) END AS lo,
+           CASE WHEN l.period IS NULL OR upper_inf(l.period) OR lower_inf(l.period) THEN NULL ELSE upper(l.period) END AS hi
+      FROM subbilling.invoices i
+      JOIN subbilling.invoice_lines l ON l.account_id = i.account_id AND l.invoice_id = i.id
+     WHERE i.status IN ('open', 'paid', 'uncollectible')
+),
+s AS (
+    SELECT l.account_id, l.line_id, l.currency, l.net, l.issue_month, g::date AS month,
+           CASE WHEN l.lo IS NULL THEN 1
+                ELSE GREATEST(0, LEAST(l.hi, (g + interval '1 month')::date)
+                                 - CASE WHEN g::date = l.issue_month THEN l.lo ELSE GREATEST(l.lo, g::date) END) END AS days,
+           CASE WHEN l.lo IS NULL THEN 1 ELSE l.hi - l.lo END AS total_days,
+           g::date = GREATEST(l.issue_month, date_trunc('month', coalesce(l.hi - 1, l.issue_month))::date) AS last
+      FROM l
+     CROSS JOIN LATERAL generate_series(l.issue_month,
+                                        GREATEST(l.issue_month, date_trunc('month', coalesce(l.hi - 1, l.issue_month))),
+                                        interval '1 month') AS g
+)
+SELECT s.account_id, s.line_id, s.currency, s.issue_month, s.month, s.net, s.days, s.total_days,
+       CASE WHEN s.last
+            THEN s.net - coalesce(sum(round(s.net::numeric * s.days / s.total_days)::bigint)
+                                  OVER (PARTITION BY s.account_id, s.line_id ORDER BY s.month
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+            ELSE round(s.net::numeric * s.days / s.total_days)::bigint END AS recognised
+  FROM s
+ WHERE s.days > 0 OR s.last OR s.month = s.issue_month;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_lines IS 'internal: each issued line''s revenue (minor units) per month: day by day over its service period, rounded once per line and month, the remainder in the last month';
 
 CREATE OR REPLACE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
 WITH t AS (
@@ -2966,6 +4601,36 @@ SELECT c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_unit
        LIMIT 1) r ON true;
 COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.cp437_high() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN U&'\00C7\00FC\00E9\00E2\00E4\00E0\00E5\00E7\00EA\00EB\00E8\00EF\00EE\00EC\00C4\00C5\00C9\00E6\00C6\00F4\00F6\00F2\00FB\00F9\00FF\00D6\00DC\00A2\00A3\00A5\20A7\0192\00E1\00ED\00F3\00FA\00F1\00D1\00AA\00BA\00BF\2310\00AC\00BD\00BC\00A1\00AB\00BB\2591\2592\2593\2502\2524\2561\2562\2556\2555\2563\2551\2557\255D\255C\255B\2510\2514\2534\252C\251C\2500\253C\255E\255F\255A\2554\2569\2566\2560\2550\256C\2567\2568\2564\2565\2559\2558\2552\2553\256B\256A\2518\250C\2588\2584\258C\2590\2580\03B1\00DF\0393\03C0\03A3\03C3\00B5\03C4\03A6\0398\03A9\03B4\221E\03C6\03B5\2229\2261\00B1\2265\2264\2320\2321\00F7\2248\00B0\2219\00B7\221A\207F\00B2\25A0\00A0';
+COMMENT ON FUNCTION subbilling_internal.cp437_high() IS 'internal: the characters of CP437 bytes 0x80 to 0xFF, in byte order';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.cp437(t text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT convert_to(translate(regexp_replace(t, '[^\x01-\x7F' || subbilling_internal.cp437_high() || ']', '?', 'g'),
+                                subbilling_internal.cp437_high(),
+                                (SELECT string_agg(chr(c), '' ORDER BY c) FROM generate_series(128, 255) AS c)),
+                      'LATIN1')
+$$;
+COMMENT ON FUNCTION subbilling_internal.cp437(text) IS 'internal: text as CP437 bytes; characters outside CP437 become ?';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.sie_quote(t text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '"' || replace(replace(regexp_replace(coalesce(t, ''), '[\x01-\x1F\x7F]', ' ', 'g'), '\', '\\'), '"', '\"') || '"'
+$$;
+COMMENT ON FUNCTION subbilling_internal.sie_quote(text) IS 'internal: a quoted SIE field (\" and \\ escaped, control characters as spaces)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.sie_amount(p subbilling.price) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN amount(p)::text;
+COMMENT ON FUNCTION subbilling_internal.sie_amount(subbilling.price) IS 'internal: an amount as SIE writes it (decimal point, minus for credit)';
+
 CREATE OR REPLACE FUNCTION subbilling.sie_export(from_date date, to_date date, kind text DEFAULT '4I') RETURNS bytea
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -2979,13 +4644,13 @@ DECLARE
     bal     text;
     ver     text;
 BEGIN
-    PERFORM check_report_dates(sie_export.from_date, sie_export.to_date);
+    PERFORM subbilling_internal.check_report_dates(sie_export.from_date, sie_export.to_date);
     IF kind IS NULL OR kind NOT IN ('4I', '4E') THEN
         RAISE EXCEPTION 'unknown SIE file type %', coalesce(kind, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The types are 4I (vouchers only) and 4E (with chart of accounts and balances).';
     END IF;
-    cur := seller_currency();
+    cur := subbilling_internal.seller_currency();
     SELECT * INTO seller FROM subbilling.seller_settings;
     -- a Swedish VAT number is SE + the organisation number + 01
     IF seller.vat_number ~ '^SE[0-9]{10}01$' THEN
@@ -3010,7 +4675,7 @@ BEGIN
     -- account, so every #VER balances
     WITH l AS (
         SELECT e.account_id, e.id AS entry_id, l.id AS line_id, l.ledger_code,
-               in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+               subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
           FROM subbilling.journal_entries e
           JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
           LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
@@ -3054,7 +4719,7 @@ BEGIN
         -- expense), in the seller's currency
         WITH j AS (
             SELECT l.ledger_code, e.booked_on,
-                   in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+                   subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
               FROM subbilling.journal_entries e
               JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
               LEFT JOIN subbilling.invoices i ON i.account_id = e.account_id AND i.id = e.invoice_id
@@ -3085,6 +4750,297 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.sie_export(date, date, text) IS 'the journal from from_date to to_date (inclusive) as an SIE 4 file in CP437: type 4I (vouchers, the default) or 4E (with #KONTO, #IB, #UB, #RES); every #VER balances';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_new_secret() RETURNS text
+AS 'MODULE_PATHNAME', 'subbilling_webhook_new_secret'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION subbilling_internal.webhook_new_secret() IS
+    'internal: a new webhook secret, whsec_ + base64 of 32 bytes from the server''s cryptographic random source';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_host_allowed(host text) RETURNS boolean
+    LANGUAGE sql STABLE STRICT
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
+                WHERE a.pattern = host
+                   OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)));
+COMMENT ON FUNCTION subbilling_internal.webhook_host_allowed(text) IS
+    'internal: whether host matches a webhook_allowed_hosts pattern (exact, or *.domain for hosts under domain)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_url_host(url text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    m       text[];
+    host    text;
+BEGIN
+    IF url IS NULL OR length(url) > 2000 OR url ~ '[[:space:][:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid webhook URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE WHEN url IS NULL THEN 'The URL is NULL.'
+                                WHEN length(url) > 2000 THEN 'The URL is longer than 2000 characters.'
+                                ELSE 'The URL contains white space or control characters.' END;
+    END IF;
+    m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([/?][^#]*)?$');
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'invalid webhook URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is not an absolute URL without a fragment.', quote_literal(url));
+    END IF;
+    IF lower(m[1]) NOT IN ('http', 'https') THEN
+        RAISE EXCEPTION 'webhook URLs must be http or https'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The scheme is %s.', quote_literal(m[1]));
+    END IF;
+    IF m[2] LIKE '%@%' THEN
+        RAISE EXCEPTION 'invalid webhook URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The URL carries a user name or password.',
+                  HINT = 'Receivers authenticate requests by their signature.';
+    END IF;
+    -- host, optionally :port; an IPv6 address in brackets
+    m := regexp_match(lower(m[2]), '^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:([0-9]{1,5}))?$');
+    IF m IS NULL OR (m[6] IS NOT NULL AND (m[6]::integer < 1 OR m[6]::integer > 65535)) THEN
+        RAISE EXCEPTION 'invalid webhook URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s has no valid host and port.', quote_literal(url));
+    END IF;
+    host := m[1];
+    RETURN host;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_url_host(text) IS
+    'internal: checks a webhook URL (http or https, a host, an optional port, no user information, no fragment) and returns its host in lower case';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_type_matches(event_types text[], type text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN event_types IS NULL
+    OR type = ANY (event_types)
+    OR EXISTS (SELECT FROM unnest(event_types) AS p
+                WHERE p LIKE '%.*' AND starts_with(type, left(p, -1)));
+COMMENT ON FUNCTION subbilling_internal.webhook_type_matches(text[], text) IS
+    'internal: whether an event type is among event_types (exact types, or prefixes written invoice.*); NULL = all';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_check_types(event_types text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    t   text;
+BEGIN
+    IF event_types IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF cardinality(event_types) = 0 OR array_ndims(event_types) <> 1 THEN
+        RAISE EXCEPTION 'event_types must be NULL (all events) or a list of event types'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The list is empty.';
+    END IF;
+    FOREACH t IN ARRAY event_types LOOP
+        IF t IS NULL OR t !~ '^[a-z][a-z_]*(\.[a-z][a-z_]*)*(\.\*|(\.[a-z][a-z_]*))$' THEN
+            RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(t), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Event types are dotted lower-case words (invoice.paid); a prefix is written invoice.*.';
+        END IF;
+    END LOOP;
+    RETURN (SELECT array_agg(DISTINCT u ORDER BY u) FROM unnest(event_types) AS u);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_check_types(text[]) IS
+    'internal: checks a list of event types or prefixes (invoice.*) and returns it sorted without duplicates';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_backoff(n integer, retry_base_ms integer) RETURNS interval
+    LANGUAGE sql VOLATILE STRICT
+    SET search_path = subbilling, pg_catalog, pg_temp
+RETURN make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
+                               * (0.5 + 0.5 * random())) / 1000.0);
+COMMENT ON FUNCTION subbilling_internal.webhook_backoff(integer, integer) IS
+    'internal: delay before the next attempt after the n-th failed one: d = min(1 h, retry_base * 2^(n-1)), then a uniform random time in [d/2, d]';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_fanout(max_events integer,
+                                                   OUT events integer, OUT deliveries integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     bigint;
+    last    bigint;
+    evs     subbilling.events[];
+BEGIN
+    INSERT INTO subbilling_internal.webhook_cursor (singleton, last_event_id) VALUES (true, 0)
+        ON CONFLICT (singleton) DO NOTHING;
+    SELECT c.last_event_id INTO cur FROM subbilling_internal.webhook_cursor c FOR UPDATE;
+    SELECT coalesce(array_agg(e ORDER BY e.id), '{}') INTO evs FROM subbilling.events_after(cur, max_events) e;
+    events := cardinality(evs);
+    last := evs[events].id;
+    INSERT INTO subbilling.webhook_deliveries (endpoint_id, account_id, event_id, event_type, next_attempt_at)
+    SELECT w.id, e.account_id, e.id, e.type, pg_catalog.now()
+      FROM unnest(evs) e
+      JOIN subbilling.webhook_endpoints w
+        ON w.active
+       AND e.created_at >= w.created_at
+       AND subbilling_internal.webhook_type_matches(w.event_types, e.type)
+       AND NOT (e.type = 'webhook.failed' AND e.payload ->> 'endpoint_id' = w.id::text)
+     ORDER BY w.id, e.id
+    ON CONFLICT (endpoint_id, event_id) DO NOTHING;
+    GET DIAGNOSTICS deliveries = ROW_COUNT;
+    IF last IS NOT NULL THEN
+        UPDATE subbilling_internal.webhook_cursor SET last_event_id = last;
+    END IF;
+    more := events >= max_events;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_fanout(integer) IS
+    'internal: queue deliveries of the committed events after the fan-out cursor (at most max_events) to the active endpoints they match';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_claim(max_deliveries integer, busy bigint[],
+                                                  retry_base_ms integer, max_attempts integer)
+    RETURNS TABLE (delivery_id bigint, endpoint_id bigint, attempt integer, url text,
+                   msg_id text, msg_timestamp bigint, body text, secrets text[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    ts      bigint := floor(extract(epoch FROM pg_catalog.clock_timestamp()))::bigint;
+    n       integer := 0;
+BEGIN
+    FOR r IN
+        SELECT d.id, d.endpoint_id AS ep, d.account_id, d.event_id, d.attempts, d.total_attempts,
+               w.url AS ep_url, w.host, w.secret,
+               CASE WHEN w.previous_secret_expires_at > pg_catalog.now() THEN w.previous_secret END AS prev
+          FROM subbilling.webhook_endpoints w
+          CROSS JOIN LATERAL (SELECT * FROM subbilling.webhook_deliveries d
+                               WHERE d.endpoint_id = w.id AND d.status = 'pending'
+                               ORDER BY d.event_id LIMIT 1) d
+         WHERE w.active
+           AND NOT (w.id = ANY (coalesce(busy, '{}')))
+           AND d.next_attempt_at <= pg_catalog.now()
+         ORDER BY d.next_attempt_at, d.id
+    LOOP
+        EXIT WHEN n >= max_deliveries;
+        IF NOT subbilling_internal.webhook_host_allowed(r.host) THEN
+            -- no request: a failed attempt, with the same retries as any other
+            UPDATE subbilling.webhook_deliveries d
+               SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+                   last_attempt_at = pg_catalog.now(),
+                   next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+             WHERE d.id = r.id;
+            INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
+            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
+                    (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+            PERFORM subbilling_internal.webhook_record(r.id, r.total_attempts + 1, NULL,
+                        format('host "%s" is not in subbilling.webhook_allowed_hosts; no request was made', r.host),
+                        0, max_attempts);
+            CONTINUE;
+        END IF;
+        UPDATE subbilling.webhook_deliveries d
+           SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+               last_attempt_at = pg_catalog.now(),
+               next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+         WHERE d.id = r.id;
+        INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
+        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
+                (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+        delivery_id := r.id;
+        endpoint_id := r.ep;
+        attempt := r.total_attempts + 1;
+        url := r.ep_url;
+        msg_id := r.event_id::text;
+        msg_timestamp := ts;
+        SELECT to_jsonb(e)::text INTO body FROM subbilling.events e
+         WHERE e.account_id = r.account_id AND e.id = r.event_id;
+        secrets := CASE WHEN r.prev IS NULL THEN ARRAY[r.secret] ELSE ARRAY[r.secret, r.prev] END;
+        n := n + 1;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_claim(integer, bigint[], integer, integer) IS
+    'internal: claim the next due delivery of up to max_deliveries endpoints (not those in busy): the attempt is recorded and the next one scheduled before the request';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_record(delivery_id bigint, attempt integer, status_code integer,
+                                                   error text, duration_ms double precision, max_attempts integer)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    d       subbilling.webhook_deliveries;
+    ok      boolean := status_code BETWEEN 200 AND 299;
+    err     text := CASE WHEN status_code BETWEEN 200 AND 299 THEN NULL
+                         ELSE coalesce(error, format('HTTP status %s', status_code)) END;
+BEGIN
+    SELECT * INTO d FROM subbilling.webhook_deliveries x WHERE x.id = webhook_record.delivery_id FOR UPDATE;
+    IF NOT FOUND OR d.total_attempts <> webhook_record.attempt THEN
+        RETURN 'stale';     -- deleted, or attempted again meanwhile
+    END IF;
+    UPDATE subbilling.webhook_delivery_attempts a
+       SET finished_at = pg_catalog.clock_timestamp(), duration_ms = webhook_record.duration_ms,
+           status_code = webhook_record.status_code, error = err,
+           next_attempt_at = CASE WHEN ok OR d.attempts >= max_attempts OR d.status <> 'pending' THEN NULL
+                                  ELSE d.next_attempt_at END
+     WHERE a.delivery_id = d.id AND a.attempt = webhook_record.attempt;
+    IF d.status <> 'pending' THEN
+        RETURN d.status;
+    END IF;
+    IF ok THEN
+        UPDATE subbilling.webhook_deliveries x
+           SET status = 'succeeded', finished_at = pg_catalog.now(), next_attempt_at = NULL,
+               last_status_code = webhook_record.status_code, last_error = NULL,
+               last_duration_ms = webhook_record.duration_ms
+         WHERE x.id = d.id;
+        RETURN 'succeeded';
+    END IF;
+    IF d.attempts >= max_attempts THEN
+        UPDATE subbilling.webhook_deliveries x
+           SET status = 'failed', finished_at = pg_catalog.now(), next_attempt_at = NULL,
+               last_status_code = webhook_record.status_code, last_error = err,
+               last_duration_ms = webhook_record.duration_ms
+         WHERE x.id = d.id;
+        -- the failure of a webhook.failed delivery is not announced again
+        IF d.event_type <> 'webhook.failed' THEN
+            PERFORM subbilling_internal.emit_event(d.account_id, 'webhook.failed', NULL,
+                jsonb_build_object('delivery_id', d.id, 'endpoint_id', d.endpoint_id,
+                                   'event_id', d.event_id, 'event_type', d.event_type,
+                                   'attempts', d.attempts, 'status_code', webhook_record.status_code,
+                                   'error', err));
+        END IF;
+        RETURN 'failed';
+    END IF;
+    UPDATE subbilling.webhook_deliveries x
+       SET last_status_code = webhook_record.status_code, last_error = err,
+           last_duration_ms = webhook_record.duration_ms
+     WHERE x.id = d.id;
+    RETURN 'retry';
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_record(bigint, integer, integer, text, double precision, integer) IS
+    'internal: record the result of a webhook attempt: succeeded (2xx), retry later, or failed after max_attempts (with a webhook.failed event)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_mark_interrupted() RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer;
+BEGIN
+    WITH a AS (
+        UPDATE subbilling.webhook_delivery_attempts a
+           SET finished_at = pg_catalog.now(),
+               error = 'interrupted: the webhook worker exited during the attempt'
+         WHERE a.finished_at IS NULL
+        RETURNING a.delivery_id, a.attempt, a.error)
+    UPDATE subbilling.webhook_deliveries d
+       SET last_error = a.error, last_status_code = NULL
+      FROM a
+     WHERE d.id = a.delivery_id AND d.total_attempts = a.attempt;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.webhook_mark_interrupted() IS
+    'internal: mark attempts left in flight by an exited webhook worker as interrupted (their deliveries are retried)';
 
 CREATE OR REPLACE FUNCTION subbilling.webhook_signature(secret text, msg_id text, msg_timestamp bigint, body text)
     RETURNS text
@@ -3227,3 +5183,1135 @@ SELECT w.id AS endpoint_id, w.url, w.active, w.event_types,
  GROUP BY w.id;
 COMMENT ON VIEW subbilling.webhook_endpoint_status IS
     'one row per webhook endpoint: pending, failed and succeeded deliveries, the oldest pending one, the last success and the last error';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bp  subbilling.billing_period;
+BEGIN
+    IF d < s.start_date THEN
+        RETURN s.start_date;
+    END IF;
+    IF s.trial_end > d THEN
+        RETURN s.trial_end;
+    END IF;
+    SELECT p.billing_period INTO bp
+      FROM subbilling.plans p
+     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
+    RETURN upper(period_of(s.billing_anchor, bp, d));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
+    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
+    PERFORM subbilling_internal.transition(s, st);
+    UPDATE subbilling.subscriptions x SET updated_at = now()
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
+
+CREATE OR REPLACE FUNCTION subbilling.subscribe(account_id bigint, plan_code text, quantity integer DEFAULT 1,
+                                     start_date date DEFAULT CURRENT_DATE, campaign_code text DEFAULT NULL,
+                                     trial_days integer DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a       subbilling.accounts;
+    p       subbilling.plans;
+    c       subbilling.campaigns;
+    s       subbilling.subscriptions;
+    item    subbilling.subscription_items;
+    ndays   integer;
+    t_end   date;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(subscribe.quantity);
+    PERFORM subbilling_internal.check_date('start_date', subscribe.start_date);
+    IF subscribe.trial_days < 0 OR subscribe.trial_days > 3650 THEN
+        RAISE EXCEPTION 'trial_days must be between 0 and 3650'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', subscribe.trial_days);
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = subscribe.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(subscribe.account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    p := subbilling_internal.plan_by_code(subscribe.plan_code);
+    s.id := NULL;
+    s.currency := a.currency;
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+
+    IF subscribe.campaign_code IS NOT NULL THEN
+        SELECT * INTO c FROM subbilling.campaigns x WHERE x.code = subscribe.campaign_code FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown campaign code "%"', subscribe.campaign_code
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        IF NOT c.active OR NOT c.valid @> subscribe.start_date THEN
+            RAISE EXCEPTION 'campaign "%" is not valid on %', c.code, subscribe.start_date
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = CASE WHEN c.active THEN format('It is valid %s.', c.valid) ELSE 'It is not active.' END;
+        END IF;
+        IF c.plan_codes IS NOT NULL AND NOT p.code = ANY (c.plan_codes) THEN
+            RAISE EXCEPTION 'campaign "%" does not apply to plan "%"', c.code, p.code
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('It applies to %s.', array_to_string(c.plan_codes, ', '));
+        END IF;
+        IF c.amount_off IS NOT NULL AND currency(c.amount_off) <> a.currency THEN
+            RAISE EXCEPTION 'campaign "%" takes off %, but the account bills in %', c.code, c.amount_off, a.currency
+                USING ERRCODE = 'data_exception';
+        END IF;
+        IF c.times_redeemed >= c.max_redemptions THEN
+            RAISE EXCEPTION 'campaign "%" has been redeemed all % times', c.code, c.max_redemptions
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+
+    ndays := coalesce(subscribe.trial_days, p.trial_days);
+    IF ndays > 0 THEN
+        t_end := subscribe.start_date + ndays;
+    END IF;
+
+    INSERT INTO subbilling.subscriptions AS x
+           (account_id, status, currency, start_date, trial_end, billing_anchor)
+    VALUES (a.id, CASE WHEN t_end > current_date THEN 'trialing' ELSE 'active' END,
+            a.currency, subscribe.start_date, t_end, coalesce(t_end, subscribe.start_date))
+    RETURNING x.* INTO s;
+
+    INSERT INTO subbilling.subscription_items AS i
+           (account_id, subscription_id, plan_id, kind, quantity, validity, reason)
+    VALUES (a.id, s.id, p.id, 'base', subscribe.quantity, daterange(subscribe.start_date, NULL), 'subscribe')
+    RETURNING i.* INTO item;
+
+    IF c.id IS NOT NULL THEN
+        UPDATE subbilling.campaigns x SET times_redeemed = x.times_redeemed + 1 WHERE x.id = c.id;
+        INSERT INTO subbilling.subscription_discounts
+               (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
+        VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
+                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                s.billing_anchor);
+    END IF;
+
+    PERFORM subbilling_internal.emit_event(a.id, 'subscription.created', s.id,
+        jsonb_build_object('status', s.status, 'currency', s.currency,
+                           'start_date', s.start_date, 'trial_end', s.trial_end,
+                           'billing_anchor', s.billing_anchor, 'campaign', c.code)
+        || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
+    RETURN s.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscribe(bigint, text, integer, date, text, integer) IS 'start a subscription of an account on a base plan (optionally a campaign and a trial); returns its id; event subscription.created';
+
+CREATE OR REPLACE FUNCTION subbilling.add_addon(subscription_id bigint, plan_code text, quantity integer DEFAULT 1,
+                                     effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    p   subbilling.plans;
+    r   record;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(add_addon.quantity);
+    PERFORM subbilling_internal.check_date('effective', add_addon.effective);
+    s := subbilling_internal.subscription_for_update(add_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(add_addon.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'addon');
+    PERFORM subbilling_internal.check_not_ended(s, add_addon.effective);
+    IF add_addon.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', add_addon.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+                  AND i.plan_id = p.id AND i.validity @> add_addon.effective) THEN
+        RAISE EXCEPTION 'subscription % already has add-on "%" on %', s.id, p.code, add_addon.effective
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'To change its quantity, remove_addon() and add_addon() on the same date.';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'addon', p.id, add_addon.effective, p.id, add_addon.quantity, 'add_addon');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'addon_added', 'effective', add_addon.effective,
+                           'status', s.status, 'old', NULL, 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.add_addon(bigint, text, integer, date) IS 'add an add-on plan to a subscription from a date; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.remove_addon(subscription_id bigint, plan_code text,
+                                        effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    p   subbilling.plans;
+    r   record;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', remove_addon.effective);
+    s := subbilling_internal.subscription_for_update(remove_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(remove_addon.plan_code);
+    IF p.kind <> 'addon' THEN
+        RAISE EXCEPTION 'plan "%" is a base plan, not an add-on plan', p.code
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A base plan is ended with cancel() or replaced with change_plan().';
+    END IF;
+    PERFORM subbilling_internal.check_not_ended(s, remove_addon.effective);
+    IF NOT EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                    WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+                      AND i.plan_id = p.id AND i.validity @> remove_addon.effective) THEN
+        RAISE EXCEPTION 'subscription % has no add-on "%" on %', s.id, p.code, remove_addon.effective
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'addon', p.id, remove_addon.effective, NULL, NULL, NULL);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'addon_removed', 'effective', remove_addon.effective,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', NULL,
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.old_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.remove_addon(bigint, text, date) IS 'end an add-on of a subscription at a date; returns the closed item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.change_plan(subscription_id bigint, plan_code text,
+                                       effective date DEFAULT CURRENT_DATE, timing text DEFAULT 'immediate')
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    p       subbilling.plans;
+    cur     subbilling.subscription_items;
+    switch  date;
+    r       record;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', change_plan.effective);
+    IF change_plan.timing IS NULL OR change_plan.timing NOT IN ('immediate', 'end_of_period') THEN
+        RAISE EXCEPTION 'unknown timing "%"', coalesce(change_plan.timing, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''end_of_period''.';
+    END IF;
+    s := subbilling_internal.subscription_for_update(change_plan.subscription_id);
+    p := subbilling_internal.plan_by_code(change_plan.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+    PERFORM subbilling_internal.check_not_ended(s, change_plan.effective);
+    IF change_plan.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_plan.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    switch := CASE change_plan.timing WHEN 'immediate' THEN change_plan.effective
+                                      ELSE subbilling_internal.subscription_period_end(s, change_plan.effective) END;
+    PERFORM subbilling_internal.check_not_ended(s, switch);
+    cur := subbilling_internal.base_item_on(s, switch);
+    IF cur.plan_id = p.id THEN
+        RAISE EXCEPTION 'subscription % is already on plan "%" on %', s.id, p.code, switch
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'base', NULL, switch, p.id, cur.quantity, 'change_plan');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'plan', 'timing', change_plan.timing,
+                           'requested', change_plan.effective, 'effective', switch,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.change_plan(bigint, text, date, text) IS 'move a subscription to another base plan, immediately (prorated by the invoicing engine) or at the end of the period; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.change_quantity(subscription_id bigint, quantity integer,
+                                           effective date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    cur     subbilling.subscription_items;
+    r       record;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(change_quantity.quantity);
+    PERFORM subbilling_internal.check_date('effective', change_quantity.effective);
+    s := subbilling_internal.subscription_for_update(change_quantity.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, change_quantity.effective);
+    IF change_quantity.effective < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_quantity.effective, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cur := subbilling_internal.base_item_on(s, change_quantity.effective);
+    IF cur.quantity = change_quantity.quantity THEN
+        RAISE EXCEPTION 'subscription % already has quantity % on %', s.id, cur.quantity, change_quantity.effective
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := subbilling_internal.replace_item(s, 'base', NULL, change_quantity.effective, cur.plan_id, change_quantity.quantity, 'change_quantity');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+        jsonb_build_object('change', 'quantity', 'effective', change_quantity.effective,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
+                           'voided_item_ids', to_jsonb(r.voided_ids)));
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+    RETURN (r.new_item).id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.change_quantity(bigint, integer, date) IS 'change the quantity of a subscription''s base plan from a date; returns the new item id; event subscription.changed';
+
+CREATE OR REPLACE FUNCTION subbilling.pause(subscription_id bigint, from_date date, until_date date DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    other   subbilling.subscription_pauses;
+    pid     bigint;
+    st      text;
+BEGIN
+    PERFORM subbilling_internal.check_date('from_date', pause.from_date);
+    IF pause.until_date IS NOT NULL THEN
+        PERFORM subbilling_internal.check_date('until_date', pause.until_date);
+        IF pause.until_date <= pause.from_date THEN
+            RAISE EXCEPTION 'until_date % is not after from_date %', pause.until_date, pause.from_date
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A pause covers [from_date, until_date): it ends before until_date.';
+        END IF;
+    END IF;
+    s := subbilling_internal.subscription_for_update(pause.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, pause.from_date);
+    IF pause.from_date < s.start_date THEN
+        RAISE EXCEPTION 'from_date % is before the subscription''s start on %', pause.from_date, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF s.status IN ('past_due', 'suspended') THEN
+        RAISE EXCEPTION 'subscription % is % and cannot be paused', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Settle the open invoices first.';
+    END IF;
+    SELECT * INTO other FROM subbilling.subscription_pauses x
+     WHERE x.account_id = s.account_id AND x.subscription_id = s.id
+       AND x.during && daterange(pause.from_date, pause.until_date)
+     ORDER BY lower(x.during) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'subscription % is already paused %', s.id,
+                        CASE WHEN upper_inf(other.during) THEN format('from %s', lower(other.during))
+                             ELSE format('from %s until %s', lower(other.during), upper(other.during)) END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Pause %s covers %s.', other.id, other.during),
+                  HINT = 'resume() ends a pause; pauses cannot overlap.';
+    END IF;
+    INSERT INTO subbilling.subscription_pauses AS x (account_id, subscription_id, during)
+    VALUES (s.account_id, s.id, daterange(pause.from_date, pause.until_date))
+    RETURNING x.id INTO pid;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.paused', s.id,
+        jsonb_build_object('pause_id', pid, 'from', pause.from_date, 'until', pause.until_date,
+                           'previous_status', s.status, 'status', st));
+    RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.pause(bigint, date, date) IS 'pause a subscription from a date until a date (or until resume()); no recurring charges while paused; returns the pause id; event subscription.paused';
+
+CREATE OR REPLACE FUNCTION subbilling.resume(subscription_id bigint, on_date date)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+    pz  subbilling.subscription_pauses;
+    st  text;
+BEGIN
+    PERFORM subbilling_internal.check_date('on_date', resume.on_date);
+    s := subbilling_internal.subscription_for_update(resume.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, resume.on_date);
+    SELECT * INTO pz FROM subbilling.subscription_pauses x
+     WHERE x.account_id = s.account_id AND x.subscription_id = s.id AND x.during @> resume.on_date;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % is not paused on %', s.id, resume.on_date
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF lower(pz.during) = resume.on_date THEN
+        RAISE EXCEPTION 'on_date % is the first day of the pause', resume.on_date
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Pause %s covers %s; a resume ends it on a later day.', pz.id, pz.during);
+    END IF;
+    UPDATE subbilling.subscription_pauses x
+       SET during = daterange(lower(x.during), resume.on_date), resumed_at = now()
+     WHERE x.account_id = pz.account_id AND x.id = pz.id;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.resumed', s.id,
+        jsonb_build_object('pause_id', pz.id, 'paused_from', lower(pz.during), 'on', resume.on_date,
+                           'previous_status', s.status, 'status', st));
+    RETURN pz.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.resume(bigint, date) IS 'end the pause in effect on a date, from that date; returns the pause id; event subscription.resumed';
+
+CREATE OR REPLACE FUNCTION subbilling.cancel(subscription_id bigint, effective date DEFAULT NULL,
+                                  credit_unused boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    ends    date;
+    voided  bigint[];
+    st      text;
+BEGIN
+    IF cancel.effective IS NOT NULL THEN
+        PERFORM subbilling_internal.check_date('effective', cancel.effective);
+    END IF;
+    s := subbilling_internal.subscription_for_update(cancel.subscription_id);
+    IF s.status = 'canceled' THEN
+        PERFORM subbilling_internal.check_not_ended(s, s.cancel_at);
+    END IF;
+    IF s.cancel_at IS NOT NULL THEN
+        RAISE EXCEPTION 'subscription % is already canceled from %', s.id, s.cancel_at
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    ends := coalesce(cancel.effective, subbilling_internal.subscription_period_end(s, current_date));
+    IF ends < s.start_date THEN
+        RAISE EXCEPTION 'effective date % is before the subscription''s start on %', ends, s.start_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    WITH v AS (
+        UPDATE subbilling.subscription_items i SET voided_at = now()
+         WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+           AND lower(i.validity) >= ends
+        RETURNING i.id)
+    SELECT coalesce(array_agg(v.id ORDER BY v.id), '{}') INTO voided FROM v;
+    UPDATE subbilling.subscription_items i SET validity = daterange(lower(i.validity), ends)
+     WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
+       AND (upper_inf(i.validity) OR upper(i.validity) > ends);
+    UPDATE subbilling.subscriptions x
+       SET cancel_at = ends, canceled_at = now(), credit_unused = coalesce(cancel.credit_unused, false)
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.canceled', s.id,
+        jsonb_build_object('effective', ends, 'requested', cancel.effective,
+                           'at_period_end', cancel.effective IS NULL,
+                           'credit_unused', coalesce(cancel.credit_unused, false),
+                           'previous_status', s.status, 'status', st,
+                           'voided_item_ids', to_jsonb(voided)));
+    RETURN s.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.cancel(bigint, date, boolean) IS 'end a subscription at a date (NULL: at the end of the current period or trial), optionally crediting the unused prepaid part; returns the subscription id; event subscription.canceled';
+
+CREATE OR REPLACE FUNCTION subbilling.migrate_subscriptions(from_plan text, to_plan text, effective date)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    pf      subbilling.plans;
+    pt      subbilling.plans;
+    s       subbilling.subscriptions;
+    target  record;
+    r       record;
+    newitem subbilling.subscription_items;
+    n       integer := 0;
+BEGIN
+    PERFORM subbilling_internal.check_date('effective', migrate_subscriptions.effective);
+    pf := subbilling_internal.plan_by_code(from_plan);
+    pt := subbilling_internal.plan_by_code(to_plan);
+    IF pf.id = pt.id THEN
+        RAISE EXCEPTION 'from_plan and to_plan are the same plan "%"', pf.code
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pf.kind <> pt.kind THEN
+        RAISE EXCEPTION 'plan "%" is % plan but plan "%" is %', pf.code,
+                        CASE pf.kind WHEN 'base' THEN 'a base' ELSE 'an add-on' END, pt.code,
+                        CASE pt.kind WHEN 'base' THEN 'a base plan' ELSE 'an add-on plan' END
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Subscribers move between plans of one kind.';
+    END IF;
+    IF pf.currency <> pt.currency THEN
+        RAISE EXCEPTION 'plan "%" is priced in % and plan "%" in %', pf.code, pf.currency, pt.code, pt.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    IF NOT pt.active THEN
+        RAISE EXCEPTION 'plan "%" is not active', pt.code
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    FOR target IN
+        SELECT DISTINCT i.account_id, i.subscription_id
+          FROM subbilling.subscription_items i
+         WHERE i.plan_id = pf.id AND i.voided_at IS NULL AND i.validity @> migrate_subscriptions.effective
+         ORDER BY i.account_id, i.subscription_id
+    LOOP
+        SELECT * INTO s FROM subbilling.subscriptions x
+         WHERE x.account_id = target.account_id AND x.id = target.subscription_id FOR UPDATE;
+        -- skip what a concurrent change moved meanwhile
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM subbilling.subscription_items i
+             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = pf.id
+               AND i.voided_at IS NULL AND i.validity @> migrate_subscriptions.effective);
+        IF pf.kind = 'base' THEN
+            r := subbilling_internal.replace_item(s, 'base', NULL, migrate_subscriptions.effective, pt.id,
+                              (subbilling_internal.base_item_on(s, migrate_subscriptions.effective)).quantity, 'migrate');
+            newitem := r.new_item;
+        ELSE
+            -- the add-on chain of from_plan ends; to_plan's chain begins
+            IF EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                        WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = pt.id
+                          AND i.voided_at IS NULL AND i.validity && daterange(migrate_subscriptions.effective, NULL)) THEN
+                RAISE EXCEPTION 'subscription % already has add-on "%" from %', s.id, pt.code, migrate_subscriptions.effective
+                    USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
+            r := subbilling_internal.replace_item(s, 'addon', pf.id, migrate_subscriptions.effective, NULL, NULL, NULL);
+            INSERT INTO subbilling.subscription_items AS i
+                   (account_id, subscription_id, plan_id, kind, quantity, validity, reason, replaces_id)
+            VALUES (s.account_id, s.id, pt.id, 'addon', (r.old_item).quantity,
+                    daterange(migrate_subscriptions.effective, s.cancel_at), 'migrate', (r.old_item).id)
+            RETURNING i.* INTO newitem;
+        END IF;
+        -- like every lifecycle change: the stored status and updated_at follow, and billing
+        -- sees the subscription as changed (a mid-period migration is prorated)
+        PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
+            jsonb_build_object('change', 'migrated', 'effective', migrate_subscriptions.effective,
+                               'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(newitem),
+                               'voided_item_ids', to_jsonb(r.voided_ids)));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.migrate_subscriptions(text, text, date) IS 'move every subscription that holds from_plan on the effective date to to_plan from that date (same quantity); returns how many; event subscription.changed per subscription';
+
+CREATE OR REPLACE FUNCTION subbilling.subscription_status(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = subscription_status.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN subbilling_internal.status_on(s, subbilling_internal.check_date('as_of', as_of));
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscription_status(bigint, date) IS 'the status of a subscription on a date, computed from its dates, pauses and dunning state (NULL before its start)';
+
+CREATE OR REPLACE FUNCTION subbilling.advance_subscriptions(as_of date DEFAULT CURRENT_DATE)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cand    record;
+    s       subbilling.subscriptions;
+    st      text;
+    n       integer := 0;
+BEGIN
+    PERFORM subbilling_internal.check_date('as_of', as_of);
+    FOR cand IN
+        SELECT account_id, id FROM subbilling.subscriptions
+         WHERE cancel_at <= as_of AND status <> 'canceled'
+        UNION
+        SELECT account_id, id FROM subbilling.subscriptions
+         WHERE status = 'trialing' AND trial_end <= as_of
+        UNION
+        SELECT x.account_id, x.id
+          FROM subbilling.subscription_pauses p
+          JOIN subbilling.subscriptions x ON x.account_id = p.account_id AND x.id = p.subscription_id
+         WHERE p.during @> as_of AND x.status IN ('active', 'trialing')
+        UNION
+        SELECT account_id, id FROM subbilling.subscriptions WHERE status = 'paused'
+        ORDER BY 1, 2
+    LOOP
+        SELECT * INTO s FROM subbilling.subscriptions x
+         WHERE x.account_id = cand.account_id AND x.id = cand.id FOR UPDATE;
+        st := subbilling_internal.status_on(s, as_of);
+        CONTINUE WHEN st IS NULL OR st = s.status
+            OR NOT EXISTS (SELECT 1 FROM subbilling.subscription_transitions t
+                            WHERE t.from_status = s.status AND t.to_status = st);
+        PERFORM subbilling_internal.transition(s, st);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.status_changed', s.id,
+            jsonb_build_object('previous_status', s.status, 'status', st, 'as_of', as_of,
+                               'reason', CASE WHEN st = 'canceled' THEN 'canceled'
+                                              WHEN st = 'paused' THEN 'pause_started'
+                                              WHEN s.status = 'paused' THEN 'pause_ended'
+                                              ELSE 'trial_ended' END));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.advance_subscriptions(date) IS 'apply the status changes that dates bring (trial end, pause start and end, scheduled cancellation) as of a date; returns how many subscriptions changed; event subscription.status_changed each';
+
+CREATE OR REPLACE FUNCTION subbilling.preview_invoice(subscription_id bigint, as_of date DEFAULT CURRENT_DATE)
+    RETURNS TABLE (kind text, description text, period daterange, quantity numeric, unit_price subbilling.price,
+                   net subbilling.price, tax_rate numeric, tax subbilling.price, plan_code text,
+                   charge_type text, key_start date)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s   subbilling.subscriptions;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = preview_invoice.subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(preview_invoice.subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM subbilling_internal.check_date('as_of', preview_invoice.as_of);
+    RETURN QUERY
+        SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
+               p.code, c.charge_type, c.key_start
+          FROM subbilling_internal.billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+          JOIN subbilling.plans p ON p.id = c.plan_id
+         WHERE c.emit
+         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
+END
+$$;
+COMMENT ON FUNCTION subbilling.preview_invoice(bigint, date) IS 'the lines that billing the subscription as of a date would invoice, computed by the billing engine and written nowhere';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.take_invoice_number(issue_date date,
+                                               OUT series_id bigint, OUT number_seq bigint, OUT number text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid bigint := subbilling_internal.series_for(issue_date);
+BEGIN
+    UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
+      FROM subbilling.invoice_series sr
+     WHERE ct.series_id = sid AND sr.id = sid
+    RETURNING sr.id, ct.next_number - 1, subbilling_internal.format_invoice_number(sr.prefix, sr.digits, ct.next_number - 1)
+      INTO series_id, number_seq, number;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
+
+CREATE OR REPLACE FUNCTION subbilling.void_invoice(invoice_id bigint, reason text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i   subbilling.invoices;
+BEGIN
+    i := subbilling_internal.invoice_for_update(void_invoice.invoice_id);
+    IF i.status <> 'open' THEN
+        RAISE EXCEPTION 'invoice % is %, not open', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only an open invoice is voided; credit_invoice() corrects a paid one.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM subbilling.invoices c
+                WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id AND c.status <> 'void') THEN
+        RAISE EXCEPTION 'invoice % has credit notes', i.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Credit the rest with credit_invoice() instead.';
+    END IF;
+    UPDATE subbilling.invoices x SET status = 'void', voided_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id;
+    -- what it invoiced counts as not invoiced: recompute the subscription
+    UPDATE subbilling.subscriptions s SET next_bill_on = '-infinity', bill_from = NULL
+     WHERE s.account_id = i.account_id AND s.id = i.subscription_id;
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.voided', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'number', i.number, 'total', i.total::text,
+                           'currency', i.currency, 'reason', void_invoice.reason), i.id);
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.void_invoice(bigint, text) IS 'void an open invoice without credit notes (it keeps its number); its charges count as not invoiced, so the next billing run bills what is still due; returns the invoice id; event invoice.voided';
+
+CREATE OR REPLACE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i       subbilling.invoices;
+    a       subbilling.accounts;
+    today   date;
+    t       record;
+    num     record;
+BEGIN
+    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
+    IF i.status <> 'draft' THEN
+        RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT sum(l.net) AS net, sum(l.tax) AS tax, count(*) AS n INTO t
+      FROM subbilling.invoice_lines l WHERE l.account_id = i.account_id AND l.invoice_id = i.id;
+    IF t.n = 0 THEN
+        RAISE EXCEPTION 'draft invoice % has no lines', i.id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF currency(t.net) <> i.currency THEN
+        RAISE EXCEPTION 'the lines of draft invoice % are not in its currency %', i.id, i.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
+    today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
+    num := subbilling_internal.take_invoice_number(today);
+    UPDATE subbilling.invoices x
+       SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
+           net = t.net, tax = t.tax, total = t.net + t.tax,
+           kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
+                       THEN 'credit_note' ELSE x.kind END,
+           issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
+           reference = payment_reference(a.country, x.id), finalized_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id
+    RETURNING x.* INTO i;
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
+                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
+                           'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
+                           'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
+                           'due_date', i.due_date, 'reference', i.reference), i.id);
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';
+
+CREATE OR REPLACE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
+RETURNS TABLE (invoices int, errors int, more boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = subbilling, pg_catalog, pg_temp
+AS $$ SELECT b.invoices, b.errors, b.more FROM subbilling_internal.bill_batch(batch_size, as_of) AS b $$;
+COMMENT ON FUNCTION subbilling.run_billing_batch(int, timestamptz) IS
+    'bills up to batch_size due subscriptions as of as_of in the caller''s transaction; failures of one subscription go to billing_errors; more = due work remains';
+
+CREATE OR REPLACE FUNCTION subbilling.ledger_code(purpose text, currency text DEFAULT NULL, detail text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c       text;
+    rate    numeric;
+BEGIN
+    IF purpose IS NULL OR purpose NOT IN ('receivables', 'bank', 'customer_credit', 'revenue', 'revenue_rate', 'vat',
+                                          'fees', 'interest', 'write_off', 'rounding') THEN
+        RAISE EXCEPTION 'unknown ledger purpose "%"', coalesce(purpose, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Purposes: receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding.';
+    END IF;
+    IF purpose IN ('vat', 'revenue_rate') AND detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
+        detail := subbilling_internal.rate_detail(detail::numeric);
+    END IF;
+    IF purpose = 'revenue' THEN
+        -- a product's own row, else by its VAT rate (or detail as a rate), else any revenue row
+        c := subbilling_internal.ledger_mapping('revenue', currency, detail, true);
+        IF c IS NULL THEN
+            SELECT p.tax_rate INTO rate FROM subbilling.products p WHERE p.code = detail;
+            IF FOUND THEN
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true);
+            ELSIF detail ~ '^[0-9]+(\.[0-9]+)?$' THEN
+                c := subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(detail::numeric), true);
+            END IF;
+        END IF;
+    END IF;
+    IF c IS NULL THEN
+        c := subbilling_internal.ledger_mapping(purpose, currency, detail);
+    END IF;
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'no ledger account for purpose % (currency %, detail %)',
+                        purpose, coalesce(upper(currency), 'any'), coalesce(detail, 'none')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Add a row to subbilling.ledger_mappings (purpose, currency, detail, code).';
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION subbilling.ledger_code(text, text, text) IS 'the ledger account for a purpose (receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding), currency and detail (revenue: product code, else by the product''s VAT rate; vat, revenue_rate: the rate); SQLSTATE 42704 if unmapped';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_entry(account_id bigint, kind text, booked_on date, codes text[],
+                                      amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
+                                      payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur     text;
+    n       integer := coalesce(cardinality(codes), 0);
+    eid     bigint;
+    bad     text;
+    diff    subbilling.price;
+    rc      text;
+    cc      text;
+BEGIN
+    IF account_id IS NULL OR kind IS NULL OR booked_on IS NULL THEN
+        RAISE EXCEPTION 'book_entry needs an account, a kind and a booking date'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = book_entry.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', book_entry.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF n < 2 OR n <> coalesce(cardinality(amounts), 0) THEN
+        RAISE EXCEPTION 'a journal entry needs at least two lines, one code per amount'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s codes and %s amounts.', n, coalesce(cardinality(amounts), 0));
+    END IF;
+    IF array_position(codes, NULL) IS NOT NULL OR array_position(amounts, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'journal line codes and amounts must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c INTO bad FROM unnest(codes) c
+     WHERE NOT EXISTS (SELECT 1 FROM subbilling.ledger_accounts la WHERE la.code = c) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown ledger account "%"', bad
+            USING ERRCODE = 'foreign_key_violation', HINT = 'See subbilling.ledger_accounts.';
+    END IF;
+    SELECT x::text INTO bad FROM unnest(amounts) x WHERE currency(x) <> cur LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'amount % is not in the account''s currency %', bad, cur
+            USING ERRCODE = 'data_exception';
+    END IF;
+    diff := (SELECT sum(x) FROM unnest(amounts) x);
+    IF minor_units(diff) <> 0 THEN
+        RAISE EXCEPTION 'journal entry does not balance'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Its lines sum to %s, not zero.', diff),
+                  HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
+    END IF;
+    rc := subbilling_internal.ledger_mapping('receivables', cur, NULL);
+    cc := subbilling_internal.ledger_mapping('customer_credit', cur, NULL);
+    IF rc = ANY (codes) AND invoice_id IS NULL THEN
+        RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Lines on the receivables account change an open item: pass invoice_id.';
+    END IF;
+    IF invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM subbilling.invoices i
+                                               WHERE i.account_id = book_entry.account_id AND i.id = book_entry.invoice_id
+                                                 AND i.status <> 'draft') THEN
+        RAISE EXCEPTION 'invoice % is not an issued invoice of account %', invoice_id, account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+
+    -- one statement: the entry and its lines are checked together even
+    -- under SET CONSTRAINTS ALL IMMEDIATE
+    eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    WITH e AS (
+        INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
+        VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,
+                book_entry.payment_id, book_entry.memo)
+    )
+    INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+    SELECT book_entry.account_id, eid, x.code, x.amount,
+           CASE x.code WHEN rc THEN 'receivables' WHEN cc THEN 'customer_credit' END,
+           CASE WHEN x.code = rc THEN book_entry.invoice_id END
+      FROM unnest(codes, amounts) WITH ORDINALITY AS x(code, amount, ord)
+     WHERE minor_units(x.amount) <> 0
+     ORDER BY x.ord;
+    RETURN eid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
+    RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
+                ELSE coalesce(subbilling_internal.ledger_mapping('revenue', currency, product_code, true),
+                              subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true),
+                              subbilling_internal.ledger_mapping('revenue', currency, NULL),
+                              ledger_code('revenue_rate', currency, subbilling_internal.rate_detail(rate))) END
+$$;
+COMMENT ON FUNCTION subbilling_internal.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    paid_at timestamptz;
+BEGIN
+    UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+     WHERE x.account_id = inv.account_id AND x.id = inv.id AND x.status IN ('open', 'uncollectible')
+    RETURNING x.paid_at INTO paid_at;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE subbilling.payment_requests r
+       SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+     WHERE r.account_id = inv.account_id AND r.invoice_id = inv.id
+       AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.paid', inv.subscription_id,
+        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
+                           'total', inv.total::text, 'paid_at', paid_at, 'via', via, 'payment_id', payment_id),
+        inv.id);
+    PERFORM subbilling_internal.after_invoice_paid(inv.account_id, inv.id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_paid(subbilling.invoices, text, bigint) IS 'internal: an open or uncollectible invoice whose open amount reached zero becomes paid: status, event invoice.paid, subbilling_internal.after_invoice_paid(), its active payment request canceled';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.post_payment(inv subbilling.invoices, payment_id bigint, amount subbilling.price,
+                                        reference text, received_on date, method text, external_id text,
+                                        matched_by text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cur     text := inv.currency;
+    zero    subbilling.price := price_minor(0, inv.currency);
+    open_   subbilling.price;
+    applied subbilling.price;
+    excess  subbilling.price;
+    req     subbilling.payment_requests;
+    req_st  text;
+BEGIN
+    open_ := invoice_open_amount(inv.account_id, inv.id);
+    applied := CASE WHEN inv.status IN ('open', 'uncollectible') AND inv.kind = 'invoice'
+                    THEN least(amount, greatest(open_, zero)) ELSE zero END;
+    excess := amount - applied;
+
+    -- an active request for this invoice: an automatic payment settles it,
+    -- another payment that covers the invoice cancels it
+    SELECT * INTO req FROM subbilling.payment_requests r
+     WHERE r.account_id = inv.account_id AND r.invoice_id = inv.id
+       AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
+       FOR UPDATE;
+    IF FOUND THEN
+        IF subbilling.is_automatic_method(method) THEN
+            req_st := 'succeeded';
+        ELSIF applied = open_ THEN
+            req_st := 'canceled';
+        END IF;
+    END IF;
+
+    INSERT INTO subbilling.payments AS p (account_id, id, invoice_id, amount, reference, received_on, method,
+                                          external_id, matched_by, payment_request_id)
+    VALUES (inv.account_id, payment_id, inv.id, amount, reference, received_on, method, external_id, matched_by,
+            CASE WHEN req_st = 'succeeded' THEN req.id END);
+    IF req_st IS NOT NULL THEN
+        UPDATE subbilling.payment_requests r
+           SET status = req_st, next_attempt_on = NULL, updated_at = now(),
+               payment_id = CASE WHEN req_st = 'succeeded' THEN post_payment.payment_id END
+         WHERE r.account_id = req.account_id AND r.id = req.id;
+    END IF;
+
+    PERFORM subbilling_internal.book_entry(inv.account_id, 'payment', received_on,
+                       ARRAY[ledger_code('bank', cur), ledger_code('receivables', cur), ledger_code('customer_credit', cur)],
+                       ARRAY[amount, -applied, -excess], inv.id, payment_id,
+                       format('payment %s on invoice %s', payment_id, inv.number));
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'payment.received', inv.subscription_id,
+        jsonb_build_object('payment_id', payment_id, 'invoice_id', inv.id, 'number', inv.number,
+                           'amount', amount::text, 'applied', applied::text, 'credited', excess::text,
+                           'open_amount', (open_ - applied)::text, 'currency', cur,
+                           'method', method, 'reference', reference, 'received_on', received_on,
+                           'external_id', external_id, 'matched_by', matched_by,
+                           'payment_request_id', CASE WHEN req_st = 'succeeded' THEN req.id END),
+        inv.id);
+    IF applied > zero AND applied = open_ THEN
+        PERFORM subbilling_internal.invoice_paid(inv, 'payment', payment_id);
+    END IF;
+    RETURN payment_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_fee(fee_kind text, fees subbilling.price[], country text, currency text,
+                                       days_overdue integer, fees_before integer,
+                                       OUT fee subbilling.price, OUT note text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cs      subbilling.country_settings;
+    base    subbilling.price;
+    cap     subbilling.price;
+BEGIN
+    IF fee_kind IS NULL OR fee_kind = 'none' THEN
+        RETURN;
+    END IF;
+    SELECT * INTO cs FROM subbilling.country_settings c WHERE c.country = dunning_fee.country;
+    IF fee_kind = 'fixed' THEN
+        base := subbilling_internal.price_in_currency(fees, currency);
+        IF base IS NULL THEN
+            note := format('the step has no fee in %s', currency);
+            RETURN;
+        END IF;
+    ELSE
+        base := subbilling_internal.price_in_currency(cs.reminder_fees, currency);
+        IF base IS NULL THEN
+            note := format('country %s has no standard reminder fee in %s', country, currency);
+            RETURN;
+        END IF;
+    END IF;
+    IF cs.reminder_fee_min_days IS NOT NULL AND days_overdue < cs.reminder_fee_min_days THEN
+        note := format('country %s allows a reminder fee from day %s after the due date, this is day %s',
+                       country, cs.reminder_fee_min_days, days_overdue);
+        RETURN;
+    END IF;
+    IF cs.reminder_fee_max_count IS NOT NULL AND fees_before >= cs.reminder_fee_max_count THEN
+        note := format('country %s allows at most %s reminder fees per invoice', country, cs.reminder_fee_max_count);
+        RETURN;
+    END IF;
+    IF cs.reminder_fee_caps IS NOT NULL THEN
+        cap := subbilling_internal.price_in_currency(cs.reminder_fee_caps, currency);
+        IF cap IS NULL THEN
+            note := format('country %s caps reminder fees, but not in %s', country, currency);
+            RETURN;
+        END IF;
+        IF base > cap THEN
+            fee := cap;
+            note := format('capped at %s (country %s), the step asks %s', cap, country, base);
+            RETURN;
+        END IF;
+    END IF;
+    fee := base;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_fee(text, subbilling.price[], text, text, integer, integer) IS 'internal: the fee of a dunning step in a currency after the country''s rules (earliest day, number of fees, cap); NULL fee with a note when none is due';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
+                                               as_of date, terms integer,
+                                               fee subbilling.price, interest subbilling.price,
+                                               interest_period daterange, interest_text text)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    zero        subbilling.price := price_minor(0, i.currency);
+    fid         bigint := nextval('subbilling.invoices_id_seq'::regclass);
+    fees_code   text;
+    int_code    text;
+BEGIN
+    INSERT INTO subbilling.invoices (account_id, id, subscription_id, kind, status, currency, net, tax, total,
+                                     issue_date, due_date, reason)
+    VALUES (i.account_id, fid, i.subscription_id, 'invoice', 'draft', i.currency, zero, zero, zero,
+            as_of, as_of + terms, format('%s for invoice %s', step_label, i.number));
+    INSERT INTO subbilling.invoice_lines (account_id, invoice_id, subscription_id, kind, description, period,
+                                          quantity, unit_price, net, tax_rate, tax)
+    SELECT i.account_id, fid, i.subscription_id, 'fee', v.description, v.period, 1, v.amount, v.amount, 0, zero
+      FROM (VALUES (1, format('%s fee, invoice %s', step_label, i.number), NULL::daterange, fee),
+                   (2, interest_text, interest_period, interest)) AS v(ord, description, period, amount)
+     WHERE v.amount IS NOT NULL AND v.amount > zero
+     ORDER BY v.ord;
+    PERFORM finalize_invoice(fid);      -- numbers, announces and books it (book_invoices)
+    -- book_invoices credits every fee line to the fees account; interest
+    -- is income of its own: move it there unless the booking already did
+    IF interest IS NOT NULL AND interest > zero THEN
+        fees_code := ledger_code('fees', i.currency);
+        int_code := ledger_code('interest', i.currency);
+        IF fees_code <> int_code AND NOT EXISTS (
+                SELECT 1 FROM subbilling.journal_entries e
+                  JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+                 WHERE e.account_id = i.account_id AND e.invoice_id = fid AND l.ledger_code = int_code) THEN
+            PERFORM subbilling_internal.book_entry(i.account_id, 'interest', as_of, ARRAY[fees_code, int_code], ARRAY[interest, -interest],
+                               fid, NULL, format('late-payment interest of invoice %s to interest income', i.number));
+        END IF;
+    END IF;
+    RETURN fid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price, subbilling.price, daterange, text) IS 'internal: issue the fee invoice (fee and interest lines, VAT 0) of a dunning step through finalize_invoice; returns its id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_invoice(account_id bigint, invoice_id bigint, as_of date)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    i       subbilling.invoices;
+    open_   subbilling.price;
+    pol_id  bigint;
+    lst     record;
+    st      subbilling.dunning_steps;
+    due_on  date;
+    n       integer := 0;
+    ev      bigint;
+BEGIN
+    SELECT * INTO i FROM subbilling.invoices x
+     WHERE x.account_id = dunning_invoice.account_id AND x.id = dunning_invoice.invoice_id
+       FOR UPDATE;
+    IF NOT FOUND OR i.status <> 'open' OR i.kind <> 'invoice' OR i.due_date > as_of
+       OR EXISTS (SELECT 1 FROM subbilling.dunning_actions f
+                   WHERE f.account_id = i.account_id AND f.fee_invoice_id = i.id) THEN
+        RETURN 0;
+    END IF;
+    -- what is still owed, read after the lock: a payment that committed
+    -- before it is seen, one that has not yet started waits for us
+    open_ := invoice_open_amount(i.account_id, i.id);
+    IF open_ IS NULL OR open_ <= price_minor(0, i.currency) THEN
+        RETURN 0;
+    END IF;
+
+    IF as_of > i.due_date AND NOT EXISTS (
+            SELECT 1 FROM subbilling.dunning_actions x
+             WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no = 0) THEN
+        ev := subbilling_internal.emit_event(i.account_id, 'invoice.overdue', i.subscription_id,
+                         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'reference', i.reference,
+                                            'due_date', i.due_date, 'days_overdue', as_of - i.due_date,
+                                            'currency', i.currency, 'total', i.total::text,
+                                            'open_amount', open_::text),
+                         i.id);
+        INSERT INTO subbilling.dunning_actions (account_id, invoice_id, step_no, action, executed_on, open_amount, event_id)
+        VALUES (i.account_id, i.id, 0, 'overdue', as_of, open_, ev);
+        n := n + 1;
+    END IF;
+
+    pol_id := subbilling_internal.dunning_policy_of(i.account_id);
+    LOOP
+        SELECT x.step_no, x.executed_on, x.days_after_due INTO lst
+          FROM subbilling.dunning_actions x
+         WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no > 0
+         ORDER BY x.step_no DESC LIMIT 1;
+        SELECT * INTO st FROM subbilling.dunning_steps x
+         WHERE x.policy_id = pol_id AND x.step_no > coalesce(lst.step_no, 0)
+         ORDER BY x.step_no LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        due_on := greatest(i.due_date + st.days_after_due,
+                           lst.executed_on + greatest(st.days_after_due - lst.days_after_due, 0));
+        EXIT WHEN due_on > as_of;
+        PERFORM subbilling_internal.dunning_take_step(i, st, open_, as_of);
+        n := n + 1;
+        EXIT WHEN st.action = 'write_off';
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_invoice(bigint, bigint, date) IS 'internal: under the invoice''s row lock, take the overdue notice and every due policy step of one open invoice with an open amount; returns the number of steps taken';

@@ -66,7 +66,7 @@ COMMENT ON COLUMN subbilling.dunning_actions.event_id IS 'the event of the step'
 COMMENT ON COLUMN subbilling.dunning_actions.lifted_at IS 'payment_stop: when the invoice and its fees were paid and the stop lifted';
 
 -- Actions are history: only a payment stop's lifted_at is ever set, once.
-CREATE FUNCTION subbilling.dunning_actions_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.dunning_actions_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -86,17 +86,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_actions_guard() IS 'trigger: dunning actions are never deleted, and only a payment stop''s lifted_at is set, once';
+COMMENT ON FUNCTION subbilling_internal.dunning_actions_guard() IS 'trigger: dunning actions are never deleted, and only a payment stop''s lifted_at is set, once';
 
 CREATE TRIGGER dunning_actions_guard
     BEFORE UPDATE OR DELETE ON subbilling.dunning_actions
-    FOR EACH ROW EXECUTE FUNCTION subbilling.dunning_actions_guard();
-
--- Dunning failures share billing_errors with billing; they name the invoice.
-ALTER TABLE subbilling.billing_errors ADD COLUMN invoice_id bigint;
-CREATE INDEX billing_errors_invoice_idx ON subbilling.billing_errors (account_id, invoice_id)
-    WHERE invoice_id IS NOT NULL;
-COMMENT ON COLUMN subbilling.billing_errors.invoice_id IS 'dunning: the invoice whose dunning failed (subscription_id is then NULL, as_of is the dunning date at 00:00 UTC; resolved when a later run dunns it); NULL for billing failures';
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_actions_guard();
 
 -- ---------------------------------------------------------------- schedule
 
@@ -152,7 +146,7 @@ COMMENT ON FUNCTION subbilling.dunning_due(date) IS 'the open invoices on which 
 -- finalize_invoice (numbered, referenced, announced, and booked by
 -- book_invoices: receivables against the fees account; the interest is
 -- then moved to the interest account).  Returns its id.
-CREATE FUNCTION subbilling.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
+CREATE FUNCTION subbilling_internal.dunning_fee_invoice(i subbilling.invoices, step_no integer, step_label text,
                                                as_of date, terms integer,
                                                fee subbilling.price, interest subbilling.price,
                                                interest_period daterange, interest_text text)
@@ -187,21 +181,21 @@ BEGIN
                 SELECT 1 FROM subbilling.journal_entries e
                   JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
                  WHERE e.account_id = i.account_id AND e.invoice_id = fid AND l.ledger_code = int_code) THEN
-            PERFORM book_entry(i.account_id, 'interest', as_of, ARRAY[fees_code, int_code], ARRAY[interest, -interest],
+            PERFORM subbilling_internal.book_entry(i.account_id, 'interest', as_of, ARRAY[fees_code, int_code], ARRAY[interest, -interest],
                                fid, NULL, format('late-payment interest of invoice %s to interest income', i.number));
         END IF;
     END IF;
     RETURN fid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price, subbilling.price, daterange, text) IS 'internal: issue the fee invoice (fee and interest lines, VAT 0) of a dunning step through finalize_invoice; returns its id';
+COMMENT ON FUNCTION subbilling_internal.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price, subbilling.price, daterange, text) IS 'internal: issue the fee invoice (fee and interest lines, VAT 0) of a dunning step through finalize_invoice; returns its id';
 
 -- ---------------------------------------------------------------- one step
 
 -- Takes one step (the invoice is locked by the caller, open, with open
 -- amount open_amount): fee and interest, then the action, the action row
 -- and its event.
-CREATE FUNCTION subbilling.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
+CREATE FUNCTION subbilling_internal.dunning_take_step(i subbilling.invoices, st subbilling.dunning_steps,
                                              open_amount subbilling.price, as_of date)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -247,7 +241,7 @@ BEGIN
         SELECT count(*) INTO fees_before FROM subbilling.dunning_actions x
          WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.fee IS NOT NULL;
         SELECT r.fee, r.note INTO fee_amt, fee_note
-          FROM dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
+          FROM subbilling_internal.dunning_fee(st.fee_kind, st.fees, a.country, i.currency, as_of - i.due_date, fees_before) r;
         IF st.charge_interest
            AND (SELECT c.late_interest_margin FROM subbilling.country_settings c WHERE c.country = a.country) IS NOT NULL THEN
             SELECT coalesce(max(upper(x.interest_period)) - 1, i.due_date) INTO int_from
@@ -279,7 +273,7 @@ BEGIN
             END IF;
         END IF;
         IF fee_amt IS NOT NULL OR int_amt IS NOT NULL THEN
-            fid := dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
+            fid := subbilling_internal.dunning_fee_invoice(i, st.step_no, label, as_of, pol.fee_terms_days,
                                        fee_amt, int_amt, int_period, int_text);
             SELECT x.number, x.due_date INTO fnum, fdue FROM subbilling.invoices x
              WHERE x.account_id = i.account_id AND x.id = fid;
@@ -296,7 +290,7 @@ BEGIN
 
     CASE st.action
     WHEN 'reminder' THEN
-        ev := emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.reminder', i.subscription_id, payload, i.id);
 
     WHEN 'payment_stop' THEN
         IF i.subscription_id IS NULL THEN
@@ -322,7 +316,7 @@ BEGIN
         END IF;
         payload := payload || jsonb_build_object('subscription_id', i.subscription_id,
                                                  'suspended', sid IS NOT NULL, 'note', stop_note);
-        ev := emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.payment_stop', i.subscription_id, payload, i.id);
 
     WHEN 'collection' THEN
         payload := payload || jsonb_build_object(
@@ -335,13 +329,13 @@ BEGIN
                                     FROM subbilling.dunning_actions d
                                     JOIN subbilling.invoices x ON x.account_id = d.account_id AND x.id = d.fee_invoice_id
                                    WHERE d.account_id = i.account_id AND d.invoice_id = i.id AND x.status = 'open'));
-        ev := emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.collection', i.subscription_id, payload, i.id);
 
     WHEN 'write_off' THEN
         -- the invoice, then its open fee invoices (one being paid at this
         -- very moment, row locked, is left to that payment)
         wo := open_amount;
-        PERFORM book_entry(i.account_id, 'write_off', as_of,
+        PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                            ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                            ARRAY[open_amount, -open_amount], i.id, NULL,
                            format('write-off of invoice %s', i.number));
@@ -357,7 +351,7 @@ BEGIN
         LOOP
             fo := invoice_open_amount(i.account_id, wo_fee.id);
             CONTINUE WHEN fo IS NULL OR fo <= zero;
-            PERFORM book_entry(i.account_id, 'write_off', as_of,
+            PERFORM subbilling_internal.book_entry(i.account_id, 'write_off', as_of,
                                ARRAY[ledger_code('write_off', i.currency), ledger_code('receivables', i.currency)],
                                ARRAY[fo, -fo], wo_fee.id, NULL,
                                format('write-off of fee invoice %s (invoice %s)', wo_fee.number, i.number));
@@ -367,7 +361,7 @@ BEGIN
             wo_ids := wo_ids || wo_fee.id;
         END LOOP;
         payload := payload || jsonb_build_object('written_off', wo::text, 'fee_invoices_written_off', to_jsonb(wo_ids));
-        ev := emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
+        ev := subbilling_internal.emit_event(i.account_id, 'dunning.write_off', i.subscription_id, payload, i.id);
     END CASE;
 
     INSERT INTO subbilling.dunning_actions AS d
@@ -380,7 +374,7 @@ BEGIN
     RETURN aid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
+COMMENT ON FUNCTION subbilling_internal.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date) IS 'internal: take one dunning step on a locked open invoice: fee invoice (fee, interest), then reminder / payment stop / collection / write-off, the action row and its event; returns the action id';
 
 -- ---------------------------------------------------------------- one invoice
 
@@ -388,7 +382,7 @@ COMMENT ON FUNCTION subbilling.dunning_take_step(subbilling.invoices, subbilling
 -- notice, then every policy step that is due, in order.  Nothing happens
 -- to an invoice that is not open or has nothing left to pay.  Returns the
 -- number of steps taken (the notice counts).
-CREATE FUNCTION subbilling.dunning_invoice(account_id bigint, invoice_id bigint, as_of date)
+CREATE FUNCTION subbilling_internal.dunning_invoice(account_id bigint, invoice_id bigint, as_of date)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -422,7 +416,7 @@ BEGIN
     IF as_of > i.due_date AND NOT EXISTS (
             SELECT 1 FROM subbilling.dunning_actions x
              WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no = 0) THEN
-        ev := emit_event(i.account_id, 'invoice.overdue', i.subscription_id,
+        ev := subbilling_internal.emit_event(i.account_id, 'invoice.overdue', i.subscription_id,
                          jsonb_build_object('invoice_id', i.id, 'number', i.number, 'reference', i.reference,
                                             'due_date', i.due_date, 'days_overdue', as_of - i.due_date,
                                             'currency', i.currency, 'total', i.total::text,
@@ -433,7 +427,7 @@ BEGIN
         n := n + 1;
     END IF;
 
-    pol_id := dunning_policy_of(i.account_id);
+    pol_id := subbilling_internal.dunning_policy_of(i.account_id);
     LOOP
         SELECT x.step_no, x.executed_on, x.days_after_due INTO lst
           FROM subbilling.dunning_actions x
@@ -446,14 +440,14 @@ BEGIN
         due_on := greatest(i.due_date + st.days_after_due,
                            lst.executed_on + greatest(st.days_after_due - lst.days_after_due, 0));
         EXIT WHEN due_on > as_of;
-        PERFORM dunning_take_step(i, st, open_, as_of);
+        PERFORM subbilling_internal.dunning_take_step(i, st, open_, as_of);
         n := n + 1;
         EXIT WHEN st.action = 'write_off';
     END LOOP;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_invoice(bigint, bigint, date) IS 'internal: under the invoice''s row lock, take the overdue notice and every due policy step of one open invoice with an open amount; returns the number of steps taken';
+COMMENT ON FUNCTION subbilling_internal.dunning_invoice(bigint, bigint, date) IS 'internal: under the invoice''s row lock, take the overdue notice and every due policy step of one open invoice with an open amount; returns the number of steps taken';
 
 -- ---------------------------------------------------------------- when an invoice is paid
 
@@ -470,7 +464,7 @@ COMMENT ON FUNCTION subbilling.dunning_invoice(bigint, bigint, date) IS 'interna
 --    other stop holds the subscription, the subscription goes back to
 --    active.  The dunned invoice's row lock, then the subscription's,
 --    serialise concurrent payments of its documents.
-CREATE FUNCTION subbilling.after_invoice_paid(account_id bigint, invoice_id bigint)
+CREATE FUNCTION subbilling_internal.after_invoice_paid(account_id bigint, invoice_id bigint)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -555,7 +549,7 @@ BEGIN
                      sid, 'active', format('payment stop lifted: invoice %s and its fees are paid', dn.number),
                      least(paid_on, CURRENT_DATE));
     END IF;
-    PERFORM emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
+    PERFORM subbilling_internal.emit_event(dn.account_id, 'dunning.payment_stop_lifted', sid,
                        jsonb_build_object('invoice_id', d, 'number', dn.number, 'subscription_id', sid,
                                           'paid_invoice_id', after_invoice_paid.invoice_id,
                                           'previous_status', sst, 'status', newst,
@@ -563,4 +557,4 @@ BEGIN
                        d);
 END
 $$;
-COMMENT ON FUNCTION subbilling.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';
+COMMENT ON FUNCTION subbilling_internal.after_invoice_paid(bigint, bigint) IS 'internal: called when an invoice becomes fully paid; voids the unpaid fee invoices of dunning steps taken after the day it was paid; lifts the payment stop of a dunned invoice once it and its fee invoices are settled (subscription back to active unless another stop holds it); event dunning.payment_stop_lifted';

@@ -23,18 +23,18 @@
 -- The revenue account of an invoice line: fees by the fees mapping; else
 -- the product's own revenue row, else by the line's VAT rate, else any
 -- revenue row; 42704 when nothing maps.
-CREATE FUNCTION subbilling.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
+CREATE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
     RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN is_fee THEN ledger_code('fees', currency)
-                ELSE coalesce(ledger_mapping('revenue', currency, product_code, true),
-                              ledger_mapping('revenue_rate', currency, rate_detail(rate), true),
-                              ledger_mapping('revenue', currency, NULL),
-                              ledger_code('revenue_rate', currency, rate_detail(rate))) END
+                ELSE coalesce(subbilling_internal.ledger_mapping('revenue', currency, product_code, true),
+                              subbilling_internal.ledger_mapping('revenue_rate', currency, subbilling_internal.rate_detail(rate), true),
+                              subbilling_internal.ledger_mapping('revenue', currency, NULL),
+                              ledger_code('revenue_rate', currency, subbilling_internal.rate_detail(rate))) END
 $$;
-COMMENT ON FUNCTION subbilling.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
+COMMENT ON FUNCTION subbilling_internal.revenue_code(text, text, numeric, boolean) IS 'internal: the revenue account of an invoice line (fees; product row; VAT-rate row; any revenue row), 42704 if unmapped';
 
 
 -- The six steps of book_invoices, each a helper called by it alone (the
@@ -89,13 +89,13 @@ BEGIN
         SELECT k.currency, k.is_fee, k.product, k.tax_rate, k.tax_treatment,
                CASE WHEN NOT k.is_fee AND k.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
                     THEN ledger_code('revenue_rate', k.currency, k.tax_treatment)
-                    ELSE revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
+                    ELSE subbilling_internal.revenue_code(k.currency, k.product, k.tax_rate, k.is_fee) END AS code
           FROM (SELECT DISTINCT dl.currency, dl.is_fee, dl.product, dl.tax_rate, dl.tax_treatment FROM dl) k
     ),
     vat AS MATERIALIZED (
         SELECT k.currency, k.tax_rate, k.tax_treatment,
                ledger_code('vat', k.currency, CASE WHEN k.tax_treatment = 'oss' THEN 'oss'
-                                                   ELSE rate_detail(k.tax_rate) END) AS code
+                                                   ELSE subbilling_internal.rate_detail(k.tax_rate) END) AS code
           FROM (SELECT DISTINCT dl.currency, dl.tax_rate, dl.tax_treatment FROM dl WHERE minor_units(dl.tax) <> 0) k
     ),
     -- every line carries its document, and entries and lines come from the
@@ -314,7 +314,7 @@ BEGIN
              GROUP BY l.account_id
             HAVING minor_units(sum(l.amount)) < 0
              ORDER BY l.account_id) q
-     WHERE lock_account_credit(q.account_id, false);
+     WHERE subbilling_internal.lock_account_credit(q.account_id, false);
     IF c_acc IS NOT NULL THEN
         -- lock the open invoices that the credit reaches (oldest due first);
         -- their open amounts are read again under the lock below
@@ -357,7 +357,7 @@ BEGIN
                    coalesce((SELECT max(i.issue_date)
                                FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
                                JOIN subbilling.invoices i ON i.account_id = k.account_id AND i.id = k.invoice_id
-                              WHERE k.account_id = x.account_id), account_today(x.account_id)) AS booked_on
+                              WHERE k.account_id = x.account_id), subbilling_internal.account_today(x.account_id)) AS booked_on
               FROM unnest(c_acc) AS x(account_id)
         ),
         w AS MATERIALIZED (
@@ -399,7 +399,7 @@ BEGIN
             RETURNING e.*
         ),
         nt AS (
-            SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+            SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
         )
         SELECT coalesce(array_agg(al.account_id), '{}'), coalesce(array_agg(al.id), '{}') INTO covered_acc, covered_inv
           FROM al
@@ -453,14 +453,14 @@ BEGIN
         RETURNING e.*
     ),
     nt AS (
-        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
+        SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n FROM ev WHERE notify
     )
     SELECT array_agg(p.account_id ORDER BY p.account_id, p.id), array_agg(p.id ORDER BY p.account_id, p.id)
       INTO p_acc, p_inv
       FROM p
      WHERE (SELECT count(*) FROM rq) + (SELECT nt.n FROM nt) >= 0;
     IF p_inv IS NOT NULL THEN
-        PERFORM after_invoice_paid(k.account_id, k.invoice_id)
+        PERFORM subbilling_internal.after_invoice_paid(k.account_id, k.invoice_id)
            FROM unnest(p_acc, p_inv) WITH ORDINALITY AS k(account_id, invoice_id, ord)
           ORDER BY k.ord;
     END IF;
@@ -514,20 +514,20 @@ BEGIN
          ORDER BY r.account_id, r.id
         RETURNING e.*
     )
-    SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
+    SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) INTO n FROM ev WHERE notify;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.request_automatic_payments(bigint[], bigint[], boolean) IS 'book_invoices step 6: a payment request (event payment.requested) for every new open invoice whose account''s default payment method is automatic; returns how many';
 REVOKE EXECUTE ON FUNCTION subbilling_internal.request_automatic_payments(bigint[], bigint[], boolean) FROM PUBLIC;
 
-CREATE FUNCTION subbilling.book_invoices(account_ids bigint[], invoice_ids bigint[])
+CREATE FUNCTION subbilling_internal.book_invoices(account_ids bigint[], invoice_ids bigint[])
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked  integer := 0;
     t_acc   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     t_inv   bigint[] := '{}';
@@ -543,7 +543,7 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
       INTO has_void, has_cn
       FROM unnest(account_ids, invoice_ids) AS k(account_id, invoice_id)
@@ -574,4 +574,4 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';
+COMMENT ON FUNCTION subbilling_internal.book_invoices(bigint[], bigint[]) IS 'book issued invoices and credit notes (receivables, revenue per account, VAT per rate) and reverse void ones, once each; apply credit notes and customer credit to open invoices (paid when covered); create payment requests for accounts paying automatically; set-based; returns the number of entries booked or reversed';

@@ -7,25 +7,25 @@
 
 -- Numbers one invoice in the series of its issue date: locks the series
 -- row until commit (gapless) and returns the number as (series_id, seq, text).
-CREATE FUNCTION subbilling.take_invoice_number(issue_date date,
+CREATE FUNCTION subbilling_internal.take_invoice_number(issue_date date,
                                                OUT series_id bigint, OUT number_seq bigint, OUT number text)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    sid bigint := series_for(issue_date);
+    sid bigint := subbilling_internal.series_for(issue_date);
 BEGIN
     UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
       FROM subbilling.invoice_series sr
      WHERE ct.series_id = sid AND sr.id = sid
-    RETURNING sr.id, ct.next_number - 1, format_invoice_number(sr.prefix, sr.digits, ct.next_number - 1)
+    RETURNING sr.id, ct.next_number - 1, subbilling_internal.format_invoice_number(sr.prefix, sr.digits, ct.next_number - 1)
       INTO series_id, number_seq, number;
 END
 $$;
-COMMENT ON FUNCTION subbilling.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
+COMMENT ON FUNCTION subbilling_internal.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
 
 -- The invoice with this id, locked; 42704 if none.
-CREATE FUNCTION subbilling.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
+CREATE FUNCTION subbilling_internal.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -40,11 +40,11 @@ BEGIN
     RETURN i;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_for_update(bigint) IS 'internal: the invoice row locked FOR UPDATE, or SQLSTATE 42704';
+COMMENT ON FUNCTION subbilling_internal.invoice_for_update(bigint) IS 'internal: the invoice row locked FOR UPDATE, or SQLSTATE 42704';
 
 -- The amount of an invoice not yet credited: its total less the totals of
 -- its non-void credit notes.
-CREATE FUNCTION subbilling.invoice_uncredited(i subbilling.invoices) RETURNS subbilling.price
+CREATE FUNCTION subbilling_internal.invoice_uncredited(i subbilling.invoices) RETURNS subbilling.price
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -52,7 +52,7 @@ AS $$
                                 WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id
                                   AND c.status <> 'void'), price_minor(0, i.currency))
 $$;
-COMMENT ON FUNCTION subbilling.invoice_uncredited(subbilling.invoices) IS 'internal: an invoice''s total less its credit notes';
+COMMENT ON FUNCTION subbilling_internal.invoice_uncredited(subbilling.invoices) IS 'internal: an invoice''s total less its credit notes';
 
 -- ---------------------------------------------------------------- credit notes
 
@@ -76,8 +76,8 @@ DECLARE
     cn      subbilling.invoices;
 BEGIN
     -- the account's money, then the invoice, both read again under the locks
-    PERFORM lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
-    i := invoice_for_update(credit_invoice.invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
+    i := subbilling_internal.invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
         RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -85,7 +85,7 @@ BEGIN
                                   replace(i.kind, '_', ' '), i.status);
     END IF;
     zero := price_minor(0, i.currency);
-    left_ := invoice_uncredited(i);
+    left_ := subbilling_internal.invoice_uncredited(i);
     IF left_ <= zero THEN
         RAISE EXCEPTION 'invoice % is fully credited', i.number
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -105,7 +105,7 @@ BEGIN
     today := (now() AT TIME ZONE a.time_zone)::date;
     whole := amt = i.total;     -- nothing credited before: mirror every line
     cid := nextval('subbilling.invoices_id_seq'::regclass);
-    num := take_invoice_number(today);
+    num := subbilling_internal.take_invoice_number(today);
 
     WITH g AS (
         SELECT l.tax_rate, l.tax_treatment, greatest(minor_units(sum(l.net) + sum(l.tax)), 0)::numeric AS w,
@@ -146,7 +146,7 @@ BEGIN
                -- the credit note states what the invoice stated, at its exchange rate
                i.tax_notes, i.buyer_vat_number, i.seller_currency, i.exchange_rate,
                CASE WHEN i.seller_currency IS NOT NULL
-                    THEN convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
+                    THEN subbilling_internal.convert_price(sum(c.tax), coalesce(i.exchange_rate, 1), i.seller_currency) END
           FROM cl c
         RETURNING x.*
     ),
@@ -161,20 +161,20 @@ BEGIN
     )
     SELECT * INTO cn FROM h;
 
-    PERFORM emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.created', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'currency', cn.currency, 'net', cn.net::text,
                            'tax', cn.tax::text, 'total', cn.total::text, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
+    PERFORM subbilling_internal.emit_event(cn.account_id, 'invoice.finalized', cn.subscription_id,
         jsonb_build_object('invoice_id', cn.id, 'kind', cn.kind, 'status', cn.status, 'number', cn.number,
                            'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = cn.series_id),
                            'currency', cn.currency, 'net', cn.net::text, 'tax', cn.tax::text, 'total', cn.total::text,
                            'total_minor', minor_units(cn.total), 'issue_date', cn.issue_date,
                            'due_date', cn.due_date, 'reference', cn.reference, 'credits_invoice_id', i.id), cn.id);
-    PERFORM emit_event(i.account_id, 'invoice.credited', i.subscription_id,
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.credited', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'credit_note_id', cn.id,
                            'credit_note_number', cn.number, 'amount', amt::text, 'currency', i.currency,
                            'uncredited', (left_ - amt)::text, 'reason', credit_invoice.reason), i.id);
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[cid]);   -- the receivables ledger
     RETURN cid;
 END
 $$;
@@ -191,7 +191,7 @@ AS $$
 DECLARE
     i   subbilling.invoices;
 BEGIN
-    i := invoice_for_update(void_invoice.invoice_id);
+    i := subbilling_internal.invoice_for_update(void_invoice.invoice_id);
     IF i.status <> 'open' THEN
         RAISE EXCEPTION 'invoice % is %, not open', coalesce(i.number, i.id::text), i.status
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -208,10 +208,10 @@ BEGIN
     -- what it invoiced counts as not invoiced: recompute the subscription
     UPDATE subbilling.subscriptions s SET next_bill_on = '-infinity', bill_from = NULL
      WHERE s.account_id = i.account_id AND s.id = i.subscription_id;
-    PERFORM emit_event(i.account_id, 'invoice.voided', i.subscription_id,
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.voided', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'number', i.number, 'total', i.total::text,
                            'currency', i.currency, 'reason', void_invoice.reason), i.id);
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
     RETURN i.id;
 END
 $$;
@@ -232,7 +232,7 @@ DECLARE
     t       record;
     num     record;
 BEGIN
-    i := invoice_for_update(finalize_invoice.invoice_id);
+    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
     IF i.status <> 'draft' THEN
         RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -249,7 +249,7 @@ BEGIN
     END IF;
     SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
     today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
-    num := take_invoice_number(today);
+    num := subbilling_internal.take_invoice_number(today);
     UPDATE subbilling.invoices x
        SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
            net = t.net, tax = t.tax, total = t.net + t.tax,
@@ -259,13 +259,13 @@ BEGIN
            reference = payment_reference(a.country, x.id), finalized_at = now()
      WHERE x.account_id = i.account_id AND x.id = i.id
     RETURNING x.* INTO i;
-    PERFORM emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
         jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
                            'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
                            'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
                            'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
                            'due_date', i.due_date, 'reference', i.reference), i.id);
-    PERFORM book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
     RETURN i.id;
 END
 $$;

@@ -20,7 +20,7 @@
 -- billing anchor; an anchor after the paid start gives a prorated stub.
 -- ============================================================================
 
-CREATE FUNCTION subbilling.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
+CREATE FUNCTION subbilling_internal.billing_charges(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
     RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
                    period daterange, due_date date, pending boolean, emit boolean,
                    expected subbilling.price, invoiced subbilling.price,
@@ -283,7 +283,7 @@ d0 AS (
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
       LEFT JOIN LATERAL (
-          SELECT * FROM line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
+          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
                                  CASE WHEN j.charge_type = 'usage'
                                            OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
                                       THEN coalesce(upper(j.period), j.key_start + 1) - 1
@@ -346,7 +346,7 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        d.currency, d.treatment
   FROM dv d
 $$;
-COMMENT ON FUNCTION subbilling.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
+COMMENT ON FUNCTION subbilling_internal.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 
 -- ---------------------------------------------------------------- preview
 
@@ -366,11 +366,11 @@ BEGIN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(preview_invoice.subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    PERFORM check_date('as_of', preview_invoice.as_of);
+    PERFORM subbilling_internal.check_date('as_of', preview_invoice.as_of);
     RETURN QUERY
         SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
                p.code, c.charge_type, c.key_start
-          FROM billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+          FROM subbilling_internal.billing_charges(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
           JOIN subbilling.plans p ON p.id = c.plan_id
          WHERE c.emit
          ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;

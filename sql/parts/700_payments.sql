@@ -34,15 +34,11 @@ INSERT INTO subbilling.payment_settings DEFAULT VALUES;
 CREATE SEQUENCE subbilling.payment_id_seq AS bigint;
 COMMENT ON SEQUENCE subbilling.payment_id_seq IS 'ids of payments and unmatched payments (one id space: a matched payment keeps its id)';
 
-CREATE FUNCTION subbilling.is_payment_method(method text) RETURNS boolean
+CREATE FUNCTION subbilling_internal.is_payment_method(method text) RETURNS boolean
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN method ~ '^[a-z][a-z0-9_]{0,62}$';
-COMMENT ON FUNCTION subbilling.is_payment_method(text) IS 'internal: a payment method name is lower-case letters, digits and underscores (card, autogiro, bankgiro, bgmax, nets_ocr, swish ...)';
-
-CREATE FUNCTION subbilling.is_automatic_method(method text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN method IN ('card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit');
-COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'internal: true for the automatic payment methods (card and direct debits) that payment requests are made for; the one list of them (payment_methods.automatic, payments settling a request)';
+COMMENT ON FUNCTION subbilling_internal.is_payment_method(text) IS 'internal: a payment method name is lower-case letters, digits and underscores (card, autogiro, bankgiro, bgmax, nets_ocr, swish ...)';
+REVOKE ALL ON FUNCTION subbilling_internal.is_payment_method(text) FROM PUBLIC;
 
 CREATE TABLE subbilling.payments (
     account_id          bigint NOT NULL REFERENCES subbilling.accounts (id),
@@ -53,7 +49,7 @@ CREATE TABLE subbilling.payments (
     reference           text,
     received_on         date NOT NULL,
     method              text NOT NULL
-                        CONSTRAINT payments_method_format CHECK (subbilling.is_payment_method(method)),
+                        CONSTRAINT payments_method_format CHECK (subbilling_internal.is_payment_method(method)),
     external_id         text,
     matched_by          text NOT NULL DEFAULT 'reference'
                         CONSTRAINT payments_matched_by_check CHECK (matched_by IN ('reference', 'hand')),
@@ -75,7 +71,7 @@ CREATE TABLE subbilling.unmatched_payments (
     reference       text,
     received_on     date NOT NULL,
     method          text NOT NULL
-                    CONSTRAINT unmatched_payments_method_format CHECK (subbilling.is_payment_method(method)),
+                    CONSTRAINT unmatched_payments_method_format CHECK (subbilling_internal.is_payment_method(method)),
     external_id     text UNIQUE,
     reason          text NOT NULL
                     CONSTRAINT unmatched_payments_reason_check
@@ -148,18 +144,19 @@ ALTER TABLE subbilling.payments
 -- payments and refunds are facts: corrections are new rows
 CREATE TRIGGER payments_immutable
     BEFORE UPDATE OR DELETE ON subbilling.payments
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
 CREATE TRIGGER refunds_immutable
     BEFORE UPDATE OR DELETE ON subbilling.refunds
-    FOR EACH ROW EXECUTE FUNCTION subbilling.journal_immutable();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
 
 -- ---------------------------------------------------------------- reopening a paid invoice
 
 -- Billing's guard lets an issued invoice's status only move forward.  A
 -- refund that puts money back on a paid invoice reopens it (paid -> open):
 -- refund() names the invoice in subbilling_internal.reopen_invoice for the
--- one UPDATE, which then passes through invoices_reopen_guard instead.
-CREATE FUNCTION subbilling.invoices_reopen_guard() RETURNS trigger
+-- one UPDATE, which billing's guard lets by (its WHEN) and which then passes
+-- through invoices_reopen_guard instead.
+CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -172,29 +169,24 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
+COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
 
-CREATE OR REPLACE TRIGGER invoices_guard
-    BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW
-    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
-    EXECUTE FUNCTION subbilling.invoices_guard();
 CREATE TRIGGER invoices_reopen_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
     FOR EACH ROW
     WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
-    EXECUTE FUNCTION subbilling.invoices_reopen_guard();
+    EXECUTE FUNCTION subbilling_internal.invoices_reopen_guard();
 
 -- ---------------------------------------------------------------- helpers
 
 -- The account-local date of now().
-CREATE FUNCTION subbilling.account_today(account_id bigint) RETURNS date
+CREATE FUNCTION subbilling_internal.account_today(account_id bigint) RETURNS date
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT (pg_catalog.now() AT TIME ZONE a.time_zone)::date FROM subbilling.accounts a WHERE a.id = account_today.account_id
 $$;
-COMMENT ON FUNCTION subbilling.account_today(bigint) IS 'internal: today in the account''s time zone';
+COMMENT ON FUNCTION subbilling_internal.account_today(bigint) IS 'internal: today in the account''s time zone';
 
 -- Internal serialisation: a row lock (with a write, so that a snapshot
 -- transaction that did not see the previous holder's work fails with 40001
@@ -209,7 +201,7 @@ CREATE TABLE subbilling.locks (
 COMMENT ON TABLE subbilling.locks IS 'internal: rows whose row locks serialise the extension''s work (account money, bank imports, external payment ids); taken counts the lockers';
 SELECT pg_catalog.pg_extension_config_dump('subbilling.locks', '');
 
-CREATE FUNCTION subbilling.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
+CREATE FUNCTION subbilling_internal.lock_row(key text, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -231,19 +223,19 @@ BEGIN
     RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION subbilling.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
+COMMENT ON FUNCTION subbilling_internal.lock_row(text, boolean) IS 'internal: take (or with wait = false try) the row lock of a key in subbilling.locks until the transaction ends';
 
 -- Serialises what moves an account's money (payments, refunds, credit
 -- notes, application of customer credit).
-CREATE FUNCTION subbilling.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
+CREATE FUNCTION subbilling_internal.lock_account_credit(account_id bigint, wait boolean DEFAULT true) RETURNS boolean
     LANGUAGE sql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN subbilling.lock_row('account:' || account_id, wait);
-COMMENT ON FUNCTION subbilling.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
+RETURN subbilling_internal.lock_row('account:' || account_id, wait);
+COMMENT ON FUNCTION subbilling_internal.lock_account_credit(bigint, boolean) IS 'internal: take (or with wait = false try) the row lock on an account''s money until the transaction ends';
 
 -- Marks a fully paid invoice paid, announces it, calls dunning's
 -- after_invoice_paid(), and settles its active payment request.
-CREATE FUNCTION subbilling.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
+CREATE FUNCTION subbilling_internal.invoice_paid(inv subbilling.invoices, via text, payment_id bigint DEFAULT NULL)
     RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -261,19 +253,19 @@ BEGIN
        SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
      WHERE r.account_id = inv.account_id AND r.invoice_id = inv.id
        AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
-    PERFORM emit_event(inv.account_id, 'invoice.paid', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.paid', inv.subscription_id,
         jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
                            'total', inv.total::text, 'paid_at', paid_at, 'via', via, 'payment_id', payment_id),
         inv.id);
-    PERFORM after_invoice_paid(inv.account_id, inv.id);
+    PERFORM subbilling_internal.after_invoice_paid(inv.account_id, inv.id);
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_paid(subbilling.invoices, text, bigint) IS 'internal: an open or uncollectible invoice whose open amount reached zero becomes paid: status, event invoice.paid, after_invoice_paid(), its active payment request canceled';
+COMMENT ON FUNCTION subbilling_internal.invoice_paid(subbilling.invoices, text, bigint) IS 'internal: an open or uncollectible invoice whose open amount reached zero becomes paid: status, event invoice.paid, subbilling_internal.after_invoice_paid(), its active payment request canceled';
 
 -- Creates the payment (id given), books it against the locked invoice inv:
 -- bank debit, receivables credit up to the open amount, the rest customer
 -- credit; settles a payment request; marks the invoice paid when covered.
-CREATE FUNCTION subbilling.post_payment(inv subbilling.invoices, payment_id bigint, amount subbilling.price,
+CREATE FUNCTION subbilling_internal.post_payment(inv subbilling.invoices, payment_id bigint, amount subbilling.price,
                                         reference text, received_on date, method text, external_id text,
                                         matched_by text)
     RETURNS bigint
@@ -302,7 +294,7 @@ BEGIN
        AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL)
        FOR UPDATE;
     IF FOUND THEN
-        IF is_automatic_method(method) THEN
+        IF subbilling.is_automatic_method(method) THEN
             req_st := 'succeeded';
         ELSIF applied = open_ THEN
             req_st := 'canceled';
@@ -320,11 +312,11 @@ BEGIN
          WHERE r.account_id = req.account_id AND r.id = req.id;
     END IF;
 
-    PERFORM book_entry(inv.account_id, 'payment', received_on,
+    PERFORM subbilling_internal.book_entry(inv.account_id, 'payment', received_on,
                        ARRAY[ledger_code('bank', cur), ledger_code('receivables', cur), ledger_code('customer_credit', cur)],
                        ARRAY[amount, -applied, -excess], inv.id, payment_id,
                        format('payment %s on invoice %s', payment_id, inv.number));
-    PERFORM emit_event(inv.account_id, 'payment.received', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(inv.account_id, 'payment.received', inv.subscription_id,
         jsonb_build_object('payment_id', payment_id, 'invoice_id', inv.id, 'number', inv.number,
                            'amount', amount::text, 'applied', applied::text, 'credited', excess::text,
                            'open_amount', (open_ - applied)::text, 'currency', cur,
@@ -333,24 +325,24 @@ BEGIN
                            'payment_request_id', CASE WHEN req_st = 'succeeded' THEN req.id END),
         inv.id);
     IF applied > zero AND applied = open_ THEN
-        PERFORM invoice_paid(inv, 'payment', payment_id);
+        PERFORM subbilling_internal.invoice_paid(inv, 'payment', payment_id);
     END IF;
     RETURN payment_id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
+COMMENT ON FUNCTION subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text) IS 'internal: record and book a payment on a locked invoice (bank debit; receivables credit up to the open amount; customer credit for the rest), settle its payment request, mark the invoice paid when covered; event payment.received';
 
 -- NOTIFY for an event that has no account (the unmatched queue, which is
 -- its record): its type and the payment id only.
-CREATE FUNCTION subbilling.notify_unaccounted(type text, payment_id bigint) RETURNS void
+CREATE FUNCTION subbilling_internal.notify_unaccounted(type text, payment_id bigint) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
+    PERFORM subbilling_internal.outbox_notify(NULL, type, NULL, NULL, NULL, payment_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
+COMMENT ON FUNCTION subbilling_internal.notify_unaccounted(text, bigint) IS 'internal: pg_notify(''subbilling'') an event that belongs to no account (payment.unmatched, payment.refunded of an unmatched payment) by its type and payment id; unmatched_payments is its record';
 
 -- ---------------------------------------------------------------- register_payment
 
@@ -384,9 +376,9 @@ BEGIN
         RAISE EXCEPTION 'payment date % is not a finite date', received_on
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('received_on', received_on);
+    PERFORM subbilling_internal.check_date('received_on', received_on);
     m := lower(btrim(method));
-    IF NOT is_payment_method(m) THEN
+    IF NOT subbilling_internal.is_payment_method(m) THEN
         RAISE EXCEPTION 'invalid payment method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A method is a lower-case name: card, autogiro, bankgiro, bank_transfer, swish ...';
@@ -402,7 +394,7 @@ BEGIN
 
     -- idempotency: the same external_id returns the same payment, unchanged
     IF ext IS NOT NULL THEN
-        PERFORM lock_row('payment:' || md5(ext));
+        PERFORM subbilling_internal.lock_row('payment:' || md5(ext));
         SELECT u.id, u.amount, u.reference INTO prev FROM subbilling.unmatched_payments u WHERE u.external_id = ext;
         IF NOT FOUND THEN
             SELECT p.id, p.amount, p.reference INTO prev FROM subbilling.payments p WHERE p.external_id = ext LIMIT 1;
@@ -432,8 +424,8 @@ BEGIN
             reason := 'ambiguous reference';
         ELSE
             -- the account's money, then the invoice, both read again under the locks
-            PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
-            inv := invoice_for_update(hits[1]);
+            PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = hits[1]));
+            inv := subbilling_internal.invoice_for_update(hits[1]);
             IF inv.kind <> 'invoice' THEN
                 reason := 'credit note reference';
             ELSIF currency(amount) <> inv.currency THEN
@@ -447,11 +439,11 @@ BEGIN
         INSERT INTO subbilling.unmatched_payments AS u (amount, reference, received_on, method, external_id, reason)
         VALUES (amount, ref, received_on, m, ext, reason)
         RETURNING u.id INTO uid;
-        PERFORM notify_unaccounted('payment.unmatched', uid);
+        PERFORM subbilling_internal.notify_unaccounted('payment.unmatched', uid);
         RETURN uid;
     END IF;
 
-    RETURN post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
+    RETURN subbilling_internal.post_payment(inv, nextval('subbilling.payment_id_seq'::regclass), amount, ref, received_on, m, ext,
                         'reference');
 END
 $$;
@@ -479,8 +471,8 @@ BEGIN
         RAISE EXCEPTION 'unmatched payment % is %, not open', u.id, u.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    PERFORM lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
-    inv := invoice_for_update(invoice_id);
+    PERFORM subbilling_internal.lock_account_credit((SELECT i.account_id FROM subbilling.invoices i WHERE i.id = invoice_id));
+    inv := subbilling_internal.invoice_for_update(invoice_id);
     IF inv.kind <> 'invoice' OR inv.status = 'draft' THEN
         RAISE EXCEPTION 'invoice % cannot take a payment', coalesce(inv.number, inv.id::text)
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -490,7 +482,7 @@ BEGIN
         RAISE EXCEPTION 'payment % is not in the currency % of invoice %', u.amount, inv.currency, inv.number
             USING ERRCODE = 'data_exception';
     END IF;
-    pid := post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
+    pid := subbilling_internal.post_payment(inv, u.id, u.amount, u.reference, u.received_on, u.method, u.external_id, 'hand');
     UPDATE subbilling.unmatched_payments x
        SET status = 'matched', account_id = inv.account_id, invoice_id = inv.id, resolved_at = now()
      WHERE x.id = u.id;
@@ -548,7 +540,7 @@ BEGIN
                       DETAIL = format('Payment %s is %s; the refund asked for %s.', u.id, u.amount, amount);
         END IF;
         UPDATE subbilling.unmatched_payments x SET status = 'refunded', resolved_at = now() WHERE x.id = u.id;
-        PERFORM notify_unaccounted('payment.refunded', u.id);
+        PERFORM subbilling_internal.notify_unaccounted('payment.refunded', u.id);
         RETURN u.id;
     END IF;
 
@@ -563,7 +555,7 @@ BEGIN
         RAISE EXCEPTION 'refund % is not in the currency of payment % (%)', amount, p.id, p.amount
             USING ERRCODE = 'data_exception';
     END IF;
-    PERFORM lock_account_credit(p.account_id);
+    PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
     remaining := p.amount - coalesce((SELECT sum(r.amount) FROM subbilling.refunds r
@@ -578,7 +570,7 @@ BEGIN
                                                 JOIN subbilling.journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
                                                WHERE e.account_id = p.account_id AND e.payment_id = p.id
                                                  AND l.invoice_id = p.invoice_id), zero),
-                                   invoice_uncredited(inv) - open_), zero)
+                                   subbilling_internal.invoice_uncredited(inv) - open_), zero)
                 ELSE zero END;
     from_credit := least(amount, credit);
     reopen := amount - from_credit;
@@ -589,11 +581,11 @@ BEGIN
                                   p.id, p.amount, remaining, credit, capacity, inv.number);
     END IF;
 
-    today := account_today(p.account_id);
+    today := subbilling_internal.account_today(p.account_id);
     INSERT INTO subbilling.refunds AS r (account_id, payment_id, amount, from_credit, reopened, refunded_on)
     VALUES (p.account_id, p.id, amount, from_credit, reopen, today)
     RETURNING r.id INTO rid;
-    PERFORM book_entry(p.account_id, 'refund', today,
+    PERFORM subbilling_internal.book_entry(p.account_id, 'refund', today,
                        ARRAY[ledger_code('bank', cur), ledger_code('customer_credit', cur), ledger_code('receivables', cur)],
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
@@ -602,12 +594,12 @@ BEGIN
         UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
          WHERE x.account_id = inv.account_id AND x.id = inv.id;
         PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
-        PERFORM emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
+        PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
             inv.id);
     END IF;
-    PERFORM emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(p.account_id, 'payment.refunded', inv.subscription_id,
         jsonb_build_object('refund_id', rid, 'payment_id', p.id, 'invoice_id', p.invoice_id, 'currency', cur,
                            'amount', amount::text, 'from_credit', from_credit::text, 'reopened', reopen::text,
                            'refunded_on', today),
@@ -620,7 +612,7 @@ COMMENT ON FUNCTION subbilling.refund(bigint, subbilling.price) IS 'pay money ba
 -- ---------------------------------------------------------------- payment requests
 
 -- Payload of payment.requested for a request row.
-CREATE FUNCTION subbilling.payment_request_payload(r subbilling.payment_requests) RETURNS jsonb
+CREATE FUNCTION subbilling_internal.payment_request_payload(r subbilling.payment_requests) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -633,7 +625,7 @@ AS $$
      WHERE i.account_id = r.account_id AND i.id = r.invoice_id
        AND pm.account_id = r.account_id AND pm.id = r.payment_method_id
 $$;
-COMMENT ON FUNCTION subbilling.payment_request_payload(subbilling.payment_requests) IS 'internal: the payload of a payment.requested event';
+COMMENT ON FUNCTION subbilling_internal.payment_request_payload(subbilling.payment_requests) IS 'internal: the payload of a payment.requested event';
 
 CREATE FUNCTION subbilling.payment_failed(payment_request_id bigint, reason text, failed_on date DEFAULT current_date)
     RETURNS date
@@ -651,7 +643,7 @@ BEGIN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('failed_on', failed_on);
+    PERFORM subbilling_internal.check_date('failed_on', failed_on);
     SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
@@ -670,7 +662,7 @@ BEGIN
        SET status = 'failed', failed_on = payment_failed.failed_on, failure_reason = reason,
            next_attempt_on = nxt, updated_at = now()
      WHERE x.account_id = r.account_id AND x.id = r.id;
-    PERFORM emit_event(r.account_id, 'payment.failed', inv.subscription_id,
+    PERFORM subbilling_internal.emit_event(r.account_id, 'payment.failed', inv.subscription_id,
         jsonb_build_object('payment_request_id', r.id, 'invoice_id', r.invoice_id, 'number', inv.number,
                            'currency', currency(r.amount), 'amount', r.amount::text, 'attempt', r.attempt,
                            'reason', reason, 'failed_on', failed_on, 'next_attempt_on', nxt, 'final', nxt IS NULL),
@@ -695,7 +687,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
@@ -717,10 +709,10 @@ BEGIN
                next_attempt_on = NULL, updated_at = now()
          WHERE x.account_id = r.account_id AND x.id = r.id
         RETURNING x.* INTO req;
-        PERFORM emit_event(req.account_id, 'payment.requested',
+        PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested',
                            (SELECT i.subscription_id FROM subbilling.invoices i
                              WHERE i.account_id = req.account_id AND i.id = req.invoice_id),
-                           payment_request_payload(req), req.invoice_id);
+                           subbilling_internal.payment_request_payload(req), req.invoice_id);
         n := n + 1;
     END LOOP;
     RETURN n;

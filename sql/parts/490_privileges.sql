@@ -1,26 +1,11 @@
 
 -- ============================================================================
--- Privileges: roles subbilling_operator and subbilling_reader.
---
--- Roles are cluster-wide: they are created here if missing and outlive
--- DROP EXTENSION (and serve every database of the cluster that installs
--- subbilling).  Functions that change data are SECURITY DEFINER with a pinned
+-- Privileges of catalog, accounts, subscriptions and events for the roles
+-- subbilling_operator and subbilling_reader (created in 000_header.sql).
+-- Functions that change data are SECURITY DEFINER with a pinned
 -- search_path; none of them is executable by PUBLIC.  See docs/privileges.md.
 -- Later parts grant their own objects the same way.
 -- ============================================================================
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_operator') THEN
-        CREATE ROLE subbilling_operator NOLOGIN;
-        COMMENT ON ROLE subbilling_operator IS 'subbilling: runs the lifecycle functions and maintains catalog and accounts';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'subbilling_reader') THEN
-        CREATE ROLE subbilling_reader NOLOGIN;
-        COMMENT ON ROLE subbilling_reader IS 'subbilling: reads the reporting views and nothing else';
-    END IF;
-END
-$$;
 
 GRANT USAGE ON SCHEMA subbilling TO subbilling_operator, subbilling_reader;
 
@@ -94,23 +79,27 @@ GRANT EXECUTE ON FUNCTION
 
 -- internal: called by the functions above (as their owner), by nobody else
 REVOKE ALL ON FUNCTION
-    subbilling.emit_event(bigint, text, bigint, jsonb, bigint),
-    subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
-    subbilling.subscription_for_update(bigint),
-    subbilling.plan_by_code(text),
-    subbilling.check_plan_fits(subbilling.subscriptions, subbilling.plans, text),
-    subbilling.status_on(subbilling.subscriptions, date),
-    subbilling.transition(subbilling.subscriptions, text),
-    subbilling.check_not_ended(subbilling.subscriptions, date),
-    subbilling.base_item_on(subbilling.subscriptions, date),
-    subbilling.subscription_period_end(subbilling.subscriptions, date),
-    subbilling.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text),
-    subbilling.item_json(subbilling.subscription_items),
-    subbilling.refresh_status(bigint, bigint),
-    subbilling.plans_validate(),
-    subbilling.plans_guard_in_use(),
-    subbilling.campaigns_validate(),
-    subbilling.accounts_validate(),
-    subbilling.subscription_items_guard(),
-    subbilling.subscription_pauses_guard()
+    subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint),
+    subbilling_internal.outbox_notify(bigint, text, bigint, bigint, bigint, bigint),
+    subbilling_internal.subscription_for_update(bigint),
+    subbilling_internal.plan_by_code(text),
+    subbilling_internal.check_plan_fits(subbilling.subscriptions, subbilling.plans, text),
+    subbilling_internal.status_on(subbilling.subscriptions, date),
+    subbilling_internal.transition(subbilling.subscriptions, text),
+    subbilling_internal.check_not_ended(subbilling.subscriptions, date),
+    subbilling_internal.base_item_on(subbilling.subscriptions, date),
+    subbilling_internal.subscription_period_end(subbilling.subscriptions, date),
+    subbilling_internal.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text),
+    subbilling_internal.item_json(subbilling.subscription_items),
+    subbilling_internal.refresh_status(bigint, bigint),
+    subbilling_internal.plans_validate(),
+    subbilling_internal.plans_guard_in_use(),
+    subbilling_internal.campaigns_validate(),
+    subbilling_internal.accounts_validate(),
+    subbilling_internal.subscription_items_guard(),
+    subbilling_internal.subscription_pauses_guard()
     FROM PUBLIC;
+
+-- Suspensions are read like pauses; they change only through
+-- set_subscription_status() and dunning.
+GRANT SELECT ON subbilling.subscription_suspensions TO subbilling_operator;

@@ -76,7 +76,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
     END IF;
-    s := subscription_for_update(set_subscription_status_on.subscription_id);
+    s := subbilling_internal.subscription_for_update(set_subscription_status_on.subscription_id);
     IF set_subscription_status_on.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
         RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -85,16 +85,16 @@ BEGIN
         RAISE EXCEPTION 'subscription % is already %', s.id, s.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    PERFORM transition(s, set_subscription_status_on.status);
+    PERFORM subbilling_internal.transition(s, set_subscription_status_on.status);
     PERFORM subbilling_internal.record_suspension(s.account_id, s.id, s.status, set_subscription_status_on.status,
                                                   on_date, reason);
     IF set_subscription_status_on.status = 'active' THEN
         -- back from a payment state to what the dates say (active, or canceled)
-        st := refresh_status(s.id, s.account_id);
+        st := subbilling_internal.refresh_status(s.id, s.account_id);
     ELSE
         st := set_subscription_status_on.status;
     END IF;
-    PERFORM emit_event(s.account_id,
+    PERFORM subbilling_internal.emit_event(s.account_id,
                        CASE set_subscription_status_on.status WHEN 'active' THEN 'subscription.reactivated'
                             ELSE 'subscription.' || set_subscription_status_on.status END,
                        s.id,

@@ -182,7 +182,7 @@ DECLARE
     digest  bytea;
 BEGIN
     -- one import at a time; the same content returns the first import
-    PERFORM subbilling.lock_row('bank_import');
+    PERFORM subbilling_internal.lock_row('bank_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT * INTO f FROM subbilling.bank_files b WHERE b.sha256 = digest;
     IF FOUND THEN
@@ -328,6 +328,7 @@ COMMENT ON FUNCTION subbilling.import_nets_ocr(text) IS
     'import a Nets OCR giro file: refused whole (22P02, line and reason) unless every check passes; negative transactions (reversals) refused (0A000); each transaction registered with register_payment (method ocr_giro, avtalegiro for type 15; external_id nets:<agreement ID>:<assignment number>:<transaction number>); the same file again returns the first import (repeated = true); returns the bank_files id and the outcome counts';
 
 -- privileges: imports by the operator only; the register readable by the operator
+REVOKE ALL ON FUNCTION subbilling_internal.import_bank_file(text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.import_bgmax(text, boolean), subbilling.import_nets_ocr(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.import_bgmax(text, boolean), subbilling.import_nets_ocr(text)
     TO subbilling_operator;

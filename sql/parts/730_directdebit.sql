@@ -131,7 +131,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A payment specification is read by import_autogiro_payments.';
     END IF;
-    PERFORM subbilling.lock_row('autogiro_import');
+    PERFORM subbilling_internal.lock_row('autogiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'mandates' AND f.sha256 = digest;
     repeated := FOUND;
@@ -178,8 +178,8 @@ DECLARE
     amounts subbilling.price[];
     refs    text[];
 BEGIN
-    PERFORM check_date('run_date', run_date);
-    PERFORM subbilling.lock_row('autogiro_claims');
+    PERFORM subbilling_internal.check_date('run_date', run_date);
+    PERFORM subbilling_internal.lock_row('autogiro_claims');
     SELECT f.content INTO body FROM subbilling.autogiro_files f WHERE f.kind = 'claims' AND f.run_date = autogiro_claim_file.run_date;
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
@@ -239,7 +239,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A mandate advice is read by import_autogiro_mandates.';
     END IF;
-    PERFORM subbilling.lock_row('autogiro_import');
+    PERFORM subbilling_internal.lock_row('autogiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.autogiro_files f WHERE f.kind = 'payments' AND f.sha256 = digest;
     repeated := FOUND;
@@ -419,7 +419,7 @@ DECLARE
 BEGIN
     changed := 0; deleted := 0; unknown := 0;
     PERFORM count(*) FROM subbilling.parse_avtalegiro_agreements(file);
-    PERFORM subbilling.lock_row('avtalegiro_import');
+    PERFORM subbilling_internal.lock_row('avtalegiro_import');
     digest := sha256(convert_to(file, 'LATIN1'));
     SELECT f.id INTO file_id FROM subbilling.avtalegiro_files f WHERE f.kind = 'agreements' AND f.sha256 = digest;
     repeated := FOUND;
@@ -466,8 +466,8 @@ DECLARE
     names   text[];
     specs   text[];
 BEGIN
-    PERFORM check_date('run_date', run_date);
-    PERFORM subbilling.lock_row('avtalegiro_claims');
+    PERFORM subbilling_internal.check_date('run_date', run_date);
+    PERFORM subbilling_internal.lock_row('avtalegiro_claims');
     SELECT f.content INTO body FROM subbilling.avtalegiro_files f
      WHERE f.kind = 'claims' AND f.run_date = avtalegiro_claim_file.run_date;
     IF FOUND THEN

@@ -49,15 +49,40 @@ CREATE TABLE subbilling.accounts (
     metadata            jsonb NOT NULL DEFAULT '{}'
                         CONSTRAINT accounts_metadata_object CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
     created_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    vat_number          text,
+    is_business         boolean NOT NULL DEFAULT false,
+    vat_number_checked_by text,
+    vat_number_checked_at timestamptz
 );
 CREATE INDEX accounts_dunning_policy_id_idx ON subbilling.accounts (dunning_policy_id);
 COMMENT ON TABLE subbilling.accounts IS 'customers: id is the account id that every customer-owned table carries; currency and time zone of all their billing';
+COMMENT ON COLUMN subbilling.accounts.vat_number IS 'the customer''s VAT number in canonical form (SE556677889901), checked for format and check digits; set means a business';
+COMMENT ON COLUMN subbilling.accounts.is_business IS 'the customer is a business (true whenever vat_number is set)';
+COMMENT ON COLUMN subbilling.accounts.vat_number_checked_by IS 'who confirmed the VAT number (e.g. a VIES consultation number), if recorded';
+
+CREATE FUNCTION subbilling_internal.accounts_vat_number() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.vat_number := vat_number(NEW.vat_number, NEW.country);
+    IF NEW.vat_number IS NOT NULL THEN
+        NEW.is_business := true;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.accounts_vat_number() IS 'trigger: an account''s VAT number in canonical form (the account''s country is the default prefix), 22023 if bad; a VAT number makes the account a business';
+
+CREATE TRIGGER accounts_vat_number
+    BEFORE INSERT OR UPDATE OF vat_number, country, is_business ON subbilling.accounts
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_vat_number();
 
 -- Validation that a CHECK cannot express immutably: the currency is one the
 -- price type knows, the time zone one the server knows; and an account's
 -- currency is fixed once it has subscriptions.
-CREATE FUNCTION subbilling.accounts_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.accounts_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
     SET TimeZone = 'UTC'
@@ -102,11 +127,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
+COMMENT ON FUNCTION subbilling_internal.accounts_validate() IS 'trigger: an account''s currency and time zone are known, and its currency is fixed once it has subscriptions';
 
 CREATE TRIGGER accounts_validate
     BEFORE INSERT OR UPDATE ON subbilling.accounts
-    FOR EACH ROW EXECUTE FUNCTION subbilling.accounts_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_validate();
 
 -- ---------------------------------------------------------------- payment_methods
 
@@ -129,6 +154,13 @@ CREATE TABLE subbilling.payment_methods (
 CREATE INDEX payment_methods_id_idx ON subbilling.payment_methods (id);
 CREATE UNIQUE INDEX payment_methods_one_default ON subbilling.payment_methods (account_id) WHERE is_default;
 COMMENT ON TABLE subbilling.payment_methods IS 'how an account pays; automatic (card, direct debit) methods get a payment request at invoice finalisation; at most one default per account';
+
+-- The automatic payment methods (card and direct debits), for which payment
+-- requests are made: the one list of them.
+CREATE FUNCTION subbilling.is_automatic_method(method text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN method IN ('card', 'autogiro', 'avtalegiro', 'betalingsservice', 'sepa_debit');
+COMMENT ON FUNCTION subbilling.is_automatic_method(text) IS 'true for the automatic payment methods (card and direct debits) that payment requests are made for; the one list of them (payment_methods.automatic, payments settling a request)';
 
 -- automatic follows kind: the list of automatic kinds is written once, in
 -- is_automatic_method(); a plain column kept by a trigger (not a generated

@@ -59,6 +59,10 @@ CREATE TABLE subbilling.subscriptions (
                     CONSTRAINT subscriptions_metadata_object CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    next_bill_on    date DEFAULT '-infinity',
+    bill_from       date,
+    billed_as_of    date,
+    billed_at       timestamptz,
     PRIMARY KEY (account_id, id),
     CONSTRAINT subscriptions_anchor_check CHECK (billing_anchor >= coalesce(trial_end, start_date)),
     CONSTRAINT subscriptions_canceled_has_date CHECK (status <> 'canceled' OR cancel_at IS NOT NULL),
@@ -70,6 +74,42 @@ CREATE INDEX subscriptions_cancel_at_idx ON subbilling.subscriptions (cancel_at)
     WHERE cancel_at IS NOT NULL AND status <> 'canceled';
 CREATE INDEX subscriptions_paused_idx ON subbilling.subscriptions (account_id, id) WHERE status = 'paused';
 COMMENT ON TABLE subbilling.subscriptions IS 'subscriptions: status (kept current by the lifecycle functions and advance_subscriptions), start, trial end, billing anchor, scheduled end';
+
+-- ---------------------------------------------------------------- billing bookkeeping
+
+CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on, account_id, id)
+    WHERE next_bill_on IS NOT NULL;
+COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
+COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';
+COMMENT ON COLUMN subbilling.subscriptions.billed_as_of IS 'billing: the latest (account-local) date the subscription was billed as of';
+COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subscription was last billed';
+
+-- A change to a subscription makes it due at once and recomputed from its
+-- whole history.  Every lifecycle function updates the subscription row
+-- (updated_at, status, dates) and none touches the billing columns, while
+-- the billing engine always changes them (billed_at to the statement's
+-- clock, or next_bill_on): an update that leaves all three alone is a
+-- change.  (Within one transaction updated_at does not move, so it cannot
+-- tell by itself.)
+CREATE FUNCTION subbilling_internal.subscriptions_billing_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.next_bill_on := '-infinity';
+    NEW.bill_from := NULL;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
+
+CREATE TRIGGER subscriptions_billing_changed
+    BEFORE UPDATE ON subbilling.subscriptions
+    FOR EACH ROW
+    WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
+          AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
+          AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
+    EXECUTE FUNCTION subbilling_internal.subscriptions_billing_changed();
 
 CREATE TABLE subbilling.subscription_items (
     account_id      bigint NOT NULL,
@@ -137,16 +177,12 @@ CREATE TABLE subbilling.subscription_discounts (
 CREATE INDEX subscription_discounts_subscription_idx ON subbilling.subscription_discounts (account_id, subscription_id);
 COMMENT ON TABLE subbilling.subscription_discounts IS 'a campaign redeemed by a subscription: its terms as redeemed, for periods billing periods (NULL = forever) from starts_on';
 
-ALTER TABLE subbilling.events
-    ADD CONSTRAINT events_subscription_fkey FOREIGN KEY (account_id, subscription_id)
-        REFERENCES subbilling.subscriptions (account_id, id);
-
 -- ---------------------------------------------------------------- history guards
 
 -- Items are history: only the upper bound of validity may shrink (a change
 -- closes the item) and voided_at may be set once (a scheduled item that a
 -- later change superseded before it took effect).  Nothing is deleted.
-CREATE FUNCTION subbilling.subscription_items_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.subscription_items_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -189,13 +225,13 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.subscription_items_guard() IS 'trigger: subscription items fit their subscription and are never deleted or overwritten, only closed or voided';
+COMMENT ON FUNCTION subbilling_internal.subscription_items_guard() IS 'trigger: subscription items fit their subscription and are never deleted or overwritten, only closed or voided';
 
 CREATE TRIGGER subscription_items_guard
     BEFORE INSERT OR UPDATE OR DELETE ON subbilling.subscription_items
-    FOR EACH ROW EXECUTE FUNCTION subbilling.subscription_items_guard();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.subscription_items_guard();
 
-CREATE FUNCTION subbilling.subscription_pauses_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.subscription_pauses_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -216,11 +252,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.subscription_pauses_guard() IS 'trigger: pauses are never deleted; only their end moves earlier (resume)';
+COMMENT ON FUNCTION subbilling_internal.subscription_pauses_guard() IS 'trigger: pauses are never deleted; only their end moves earlier (resume)';
 
 CREATE TRIGGER subscription_pauses_guard
     BEFORE UPDATE OR DELETE ON subbilling.subscription_pauses
-    FOR EACH ROW EXECUTE FUNCTION subbilling.subscription_pauses_guard();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.subscription_pauses_guard();
 
 -- ---------------------------------------------------------------- history views
 
@@ -251,7 +287,7 @@ COMMENT ON VIEW subbilling.subscription_item_history IS 'every subscription item
 -- Raises 22023 unless d is a finite date within the dates the product
 -- accepts: from 2000-01-01 to 10 years after today.  Billing, payments and
 -- the lifecycle functions check every date they are given with it.
-CREATE FUNCTION subbilling.check_date(name text, d date) RETURNS date
+CREATE FUNCTION subbilling_internal.check_date(name text, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -269,10 +305,11 @@ BEGIN
     RETURN d;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
+COMMENT ON FUNCTION subbilling_internal.check_date(text, date) IS 'internal: the date itself, or SQLSTATE 22023 if it is NULL, infinite, before 2000-01-01 or more than 10 years after today';
+REVOKE ALL ON FUNCTION subbilling_internal.check_date(text, date) FROM PUBLIC;
 
 -- Raises 22023 unless q is a positive quantity.
-CREATE FUNCTION subbilling.check_quantity(q numeric) RETURNS numeric
+CREATE FUNCTION subbilling_internal.check_quantity(q numeric) RETURNS numeric
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -284,10 +321,11 @@ BEGIN
     RETURN q;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_quantity(numeric) IS 'internal: the quantity itself, or SQLSTATE 22023 unless it is positive';
+COMMENT ON FUNCTION subbilling_internal.check_quantity(numeric) IS 'internal: the quantity itself, or SQLSTATE 22023 unless it is positive';
+REVOKE ALL ON FUNCTION subbilling_internal.check_quantity(numeric) FROM PUBLIC;
 
 -- The subscription, locked for the change; 42704 if there is none.
-CREATE FUNCTION subbilling.subscription_for_update(subscription_id bigint) RETURNS subbilling.subscriptions
+CREATE FUNCTION subbilling_internal.subscription_for_update(subscription_id bigint) RETURNS subbilling.subscriptions
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -302,10 +340,10 @@ BEGIN
     RETURN s;
 END
 $$;
-COMMENT ON FUNCTION subbilling.subscription_for_update(bigint) IS 'internal: the subscription row locked FOR UPDATE, or SQLSTATE 42704';
+COMMENT ON FUNCTION subbilling_internal.subscription_for_update(bigint) IS 'internal: the subscription row locked FOR UPDATE, or SQLSTATE 42704';
 
 -- The plan with this code; 42704 if there is none.
-CREATE FUNCTION subbilling.plan_by_code(code text) RETURNS subbilling.plans
+CREATE FUNCTION subbilling_internal.plan_by_code(code text) RETURNS subbilling.plans
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -320,11 +358,11 @@ BEGIN
     RETURN p;
 END
 $$;
-COMMENT ON FUNCTION subbilling.plan_by_code(text) IS 'internal: the plan with this code, or SQLSTATE 42704';
+COMMENT ON FUNCTION subbilling_internal.plan_by_code(text) IS 'internal: the plan with this code, or SQLSTATE 42704';
 
 -- A plan may go onto a subscription: active (55000), of the wanted kind
 -- (22023), in the subscription's currency (22000).
-CREATE FUNCTION subbilling.check_plan_fits(s subbilling.subscriptions, p subbilling.plans, want_kind text) RETURNS void
+CREATE FUNCTION subbilling_internal.check_plan_fits(s subbilling.subscriptions, p subbilling.plans, want_kind text) RETURNS void
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -347,12 +385,12 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_plan_fits(subbilling.subscriptions, subbilling.plans, text) IS 'internal: SQLSTATE 22023, 55000 or 22000 unless the plan may go onto the subscription';
+COMMENT ON FUNCTION subbilling_internal.check_plan_fits(subbilling.subscriptions, subbilling.plans, text) IS 'internal: SQLSTATE 22023, 55000 or 22000 unless the plan may go onto the subscription';
 
 -- The status that the dated data give on as_of (NULL before the start).
 -- past_due and suspended come from dunning, not from dates: they hold until
 -- set_subscription_status() lifts them.
-CREATE FUNCTION subbilling.status_on(s subbilling.subscriptions, as_of date) RETURNS text
+CREATE FUNCTION subbilling_internal.status_on(s subbilling.subscriptions, as_of date) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -367,10 +405,10 @@ AS $$
         ELSE 'active'
     END
 $$;
-COMMENT ON FUNCTION subbilling.status_on(subbilling.subscriptions, date) IS 'internal: the status of a subscription row on a date, from its dates, pauses and dunning state';
+COMMENT ON FUNCTION subbilling_internal.status_on(subbilling.subscriptions, date) IS 'internal: the status of a subscription row on a date, from its dates, pauses and dunning state';
 
 -- Sets the stored status; 55000 if the transition is not legal.
-CREATE FUNCTION subbilling.transition(s subbilling.subscriptions, to_status text) RETURNS void
+CREATE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -388,10 +426,10 @@ BEGIN
      WHERE x.account_id = s.account_id AND x.id = s.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.transition(subbilling.subscriptions, text) IS 'internal: set a subscription''s status, or SQLSTATE 55000 if the transition is not legal';
+COMMENT ON FUNCTION subbilling_internal.transition(subbilling.subscriptions, text) IS 'internal: set a subscription''s status, or SQLSTATE 55000 if the transition is not legal';
 
 -- 55000 if the subscription is canceled or ends on or before d.
-CREATE FUNCTION subbilling.check_not_ended(s subbilling.subscriptions, d date) RETURNS void
+CREATE FUNCTION subbilling_internal.check_not_ended(s subbilling.subscriptions, d date) RETURNS void
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -408,11 +446,11 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_not_ended(subbilling.subscriptions, date) IS 'internal: SQLSTATE 55000 if the subscription is canceled or has ended by the date';
+COMMENT ON FUNCTION subbilling_internal.check_not_ended(subbilling.subscriptions, date) IS 'internal: SQLSTATE 55000 if the subscription is canceled or has ended by the date';
 
 -- The base item in effect on d; if none (before the start, after the end),
 -- the latest base item that took effect.
-CREATE FUNCTION subbilling.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
+CREATE FUNCTION subbilling_internal.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -423,12 +461,12 @@ AS $$
      ORDER BY i.validity @> d DESC, lower(i.validity) DESC
      LIMIT 1
 $$;
-COMMENT ON FUNCTION subbilling.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
+COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
 
 -- The end of the period that holds d: the start date before the start, the
 -- trial end during the trial, else the next boundary of the base plan's
 -- billing period counted from the billing anchor.
-CREATE FUNCTION subbilling.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
+CREATE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -443,11 +481,11 @@ BEGIN
     END IF;
     SELECT p.billing_period INTO bp
       FROM subbilling.plans p
-     WHERE p.id = (subbilling.base_item_on(s, d)).plan_id;
+     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
     RETURN upper(period_of(s.billing_anchor, bp, d));
 END
 $$;
-COMMENT ON FUNCTION subbilling.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
 
 -- The item change at the heart of every lifecycle function.  In the chain of
 -- items of one kind (the base chain, or one add-on plan's chain) it
@@ -459,7 +497,7 @@ COMMENT ON FUNCTION subbilling.subscription_period_end(subbilling.subscriptions,
 --     effective until the subscription's cancel_at (or open).
 -- Returns the item that was in effect on effective (old), the new item and
 -- the voided items' ids.
-CREATE FUNCTION subbilling.replace_item(s subbilling.subscriptions, item_kind text, chain_plan_id bigint,
+CREATE FUNCTION subbilling_internal.replace_item(s subbilling.subscriptions, item_kind text, chain_plan_id bigint,
                                         effective date, new_plan_id bigint, new_quantity integer,
                                         why text,
                                         OUT old_item subbilling.subscription_items,
@@ -511,10 +549,10 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text) IS 'internal: close the item in effect at a date, void superseded scheduled items, open the next item';
+COMMENT ON FUNCTION subbilling_internal.replace_item(subbilling.subscriptions, text, bigint, date, bigint, integer, text) IS 'internal: close the item in effect at a date, void superseded scheduled items, open the next item';
 
 -- The JSON of an item for event payloads: plan, quantity, price, item id.
-CREATE FUNCTION subbilling.item_json(i subbilling.subscription_items) RETURNS jsonb
+CREATE FUNCTION subbilling_internal.item_json(i subbilling.subscription_items) RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -525,10 +563,10 @@ AS $$
            FROM subbilling.plans p WHERE p.id = i.plan_id)
     END
 $$;
-COMMENT ON FUNCTION subbilling.item_json(subbilling.subscription_items) IS 'internal: an item as an event payload object (plan code, quantity, price)';
+COMMENT ON FUNCTION subbilling_internal.item_json(subbilling.subscription_items) IS 'internal: an item as an event payload object (plan code, quantity, price)';
 
 -- After a change: the stored status follows the dated data as of today.
-CREATE FUNCTION subbilling.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+CREATE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -538,14 +576,14 @@ DECLARE
 BEGIN
     SELECT * INTO s FROM subbilling.subscriptions x
      WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
-    st := coalesce(status_on(s, current_date), s.status);
-    PERFORM transition(s, st);
+    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
+    PERFORM subbilling_internal.transition(s, st);
     UPDATE subbilling.subscriptions x SET updated_at = now()
      WHERE x.account_id = s.account_id AND x.id = s.id;
     RETURN st;
 END
 $$;
-COMMENT ON FUNCTION subbilling.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
+COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
 
 -- ---------------------------------------------------------------- subscribe
 
@@ -566,8 +604,8 @@ DECLARE
     ndays   integer;
     t_end   date;
 BEGIN
-    PERFORM check_quantity(subscribe.quantity);
-    PERFORM check_date('start_date', subscribe.start_date);
+    PERFORM subbilling_internal.check_quantity(subscribe.quantity);
+    PERFORM subbilling_internal.check_date('start_date', subscribe.start_date);
     IF subscribe.trial_days < 0 OR subscribe.trial_days > 3650 THEN
         RAISE EXCEPTION 'trial_days must be between 0 and 3650'
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', subscribe.trial_days);
@@ -577,10 +615,10 @@ BEGIN
         RAISE EXCEPTION 'account % does not exist', coalesce(subscribe.account_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    p := plan_by_code(subscribe.plan_code);
+    p := subbilling_internal.plan_by_code(subscribe.plan_code);
     s.id := NULL;
     s.currency := a.currency;
-    PERFORM check_plan_fits(s, p, 'base');
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
 
     IF subscribe.campaign_code IS NOT NULL THEN
         SELECT * INTO c FROM subbilling.campaigns x WHERE x.code = subscribe.campaign_code FOR UPDATE;
@@ -633,11 +671,11 @@ BEGIN
                 s.billing_anchor);
     END IF;
 
-    PERFORM emit_event(a.id, 'subscription.created', s.id,
+    PERFORM subbilling_internal.emit_event(a.id, 'subscription.created', s.id,
         jsonb_build_object('status', s.status, 'currency', s.currency,
                            'start_date', s.start_date, 'trial_end', s.trial_end,
                            'billing_anchor', s.billing_anchor, 'campaign', c.code)
-        || jsonb_build_object('item', item_json(item), 'setup_fee', p.setup_fee::text));
+        || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
     RETURN s.id;
 END
 $$;
@@ -657,12 +695,12 @@ DECLARE
     p   subbilling.plans;
     r   record;
 BEGIN
-    PERFORM check_quantity(add_addon.quantity);
-    PERFORM check_date('effective', add_addon.effective);
-    s := subscription_for_update(add_addon.subscription_id);
-    p := plan_by_code(add_addon.plan_code);
-    PERFORM check_plan_fits(s, p, 'addon');
-    PERFORM check_not_ended(s, add_addon.effective);
+    PERFORM subbilling_internal.check_quantity(add_addon.quantity);
+    PERFORM subbilling_internal.check_date('effective', add_addon.effective);
+    s := subbilling_internal.subscription_for_update(add_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(add_addon.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'addon');
+    PERFORM subbilling_internal.check_not_ended(s, add_addon.effective);
     IF add_addon.effective < s.start_date THEN
         RAISE EXCEPTION 'effective date % is before the subscription''s start on %', add_addon.effective, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
@@ -674,12 +712,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'To change its quantity, remove_addon() and add_addon() on the same date.';
     END IF;
-    r := replace_item(s, 'addon', p.id, add_addon.effective, p.id, add_addon.quantity, 'add_addon');
-    PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
+    r := subbilling_internal.replace_item(s, 'addon', p.id, add_addon.effective, p.id, add_addon.quantity, 'add_addon');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
         jsonb_build_object('change', 'addon_added', 'effective', add_addon.effective,
-                           'status', s.status, 'old', NULL, 'new', item_json(r.new_item),
+                           'status', s.status, 'old', NULL, 'new', subbilling_internal.item_json(r.new_item),
                            'voided_item_ids', to_jsonb(r.voided_ids)));
-    PERFORM refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
     RETURN (r.new_item).id;
 END
 $$;
@@ -697,27 +735,27 @@ DECLARE
     p   subbilling.plans;
     r   record;
 BEGIN
-    PERFORM check_date('effective', remove_addon.effective);
-    s := subscription_for_update(remove_addon.subscription_id);
-    p := plan_by_code(remove_addon.plan_code);
+    PERFORM subbilling_internal.check_date('effective', remove_addon.effective);
+    s := subbilling_internal.subscription_for_update(remove_addon.subscription_id);
+    p := subbilling_internal.plan_by_code(remove_addon.plan_code);
     IF p.kind <> 'addon' THEN
         RAISE EXCEPTION 'plan "%" is a base plan, not an add-on plan', p.code
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A base plan is ended with cancel() or replaced with change_plan().';
     END IF;
-    PERFORM check_not_ended(s, remove_addon.effective);
+    PERFORM subbilling_internal.check_not_ended(s, remove_addon.effective);
     IF NOT EXISTS (SELECT 1 FROM subbilling.subscription_items i
                     WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.voided_at IS NULL
                       AND i.plan_id = p.id AND i.validity @> remove_addon.effective) THEN
         RAISE EXCEPTION 'subscription % has no add-on "%" on %', s.id, p.code, remove_addon.effective
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    r := replace_item(s, 'addon', p.id, remove_addon.effective, NULL, NULL, NULL);
-    PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
+    r := subbilling_internal.replace_item(s, 'addon', p.id, remove_addon.effective, NULL, NULL, NULL);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
         jsonb_build_object('change', 'addon_removed', 'effective', remove_addon.effective,
-                           'status', s.status, 'old', item_json(r.old_item), 'new', NULL,
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', NULL,
                            'voided_item_ids', to_jsonb(r.voided_ids)));
-    PERFORM refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
     RETURN (r.old_item).id;
 END
 $$;
@@ -739,34 +777,34 @@ DECLARE
     switch  date;
     r       record;
 BEGIN
-    PERFORM check_date('effective', change_plan.effective);
+    PERFORM subbilling_internal.check_date('effective', change_plan.effective);
     IF change_plan.timing IS NULL OR change_plan.timing NOT IN ('immediate', 'end_of_period') THEN
         RAISE EXCEPTION 'unknown timing "%"', coalesce(change_plan.timing, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''end_of_period''.';
     END IF;
-    s := subscription_for_update(change_plan.subscription_id);
-    p := plan_by_code(change_plan.plan_code);
-    PERFORM check_plan_fits(s, p, 'base');
-    PERFORM check_not_ended(s, change_plan.effective);
+    s := subbilling_internal.subscription_for_update(change_plan.subscription_id);
+    p := subbilling_internal.plan_by_code(change_plan.plan_code);
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+    PERFORM subbilling_internal.check_not_ended(s, change_plan.effective);
     IF change_plan.effective < s.start_date THEN
         RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_plan.effective, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     switch := CASE change_plan.timing WHEN 'immediate' THEN change_plan.effective
-                                      ELSE subscription_period_end(s, change_plan.effective) END;
-    PERFORM check_not_ended(s, switch);
-    cur := base_item_on(s, switch);
+                                      ELSE subbilling_internal.subscription_period_end(s, change_plan.effective) END;
+    PERFORM subbilling_internal.check_not_ended(s, switch);
+    cur := subbilling_internal.base_item_on(s, switch);
     IF cur.plan_id = p.id THEN
         RAISE EXCEPTION 'subscription % is already on plan "%" on %', s.id, p.code, switch
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    r := replace_item(s, 'base', NULL, switch, p.id, cur.quantity, 'change_plan');
-    PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
+    r := subbilling_internal.replace_item(s, 'base', NULL, switch, p.id, cur.quantity, 'change_plan');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
         jsonb_build_object('change', 'plan', 'timing', change_plan.timing,
                            'requested', change_plan.effective, 'effective', switch,
-                           'status', s.status, 'old', item_json(r.old_item), 'new', item_json(r.new_item),
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
                            'voided_item_ids', to_jsonb(r.voided_ids)));
-    PERFORM refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
     RETURN (r.new_item).id;
 END
 $$;
@@ -784,25 +822,25 @@ DECLARE
     cur     subbilling.subscription_items;
     r       record;
 BEGIN
-    PERFORM check_quantity(change_quantity.quantity);
-    PERFORM check_date('effective', change_quantity.effective);
-    s := subscription_for_update(change_quantity.subscription_id);
-    PERFORM check_not_ended(s, change_quantity.effective);
+    PERFORM subbilling_internal.check_quantity(change_quantity.quantity);
+    PERFORM subbilling_internal.check_date('effective', change_quantity.effective);
+    s := subbilling_internal.subscription_for_update(change_quantity.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, change_quantity.effective);
     IF change_quantity.effective < s.start_date THEN
         RAISE EXCEPTION 'effective date % is before the subscription''s start on %', change_quantity.effective, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    cur := base_item_on(s, change_quantity.effective);
+    cur := subbilling_internal.base_item_on(s, change_quantity.effective);
     IF cur.quantity = change_quantity.quantity THEN
         RAISE EXCEPTION 'subscription % already has quantity % on %', s.id, cur.quantity, change_quantity.effective
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    r := replace_item(s, 'base', NULL, change_quantity.effective, cur.plan_id, change_quantity.quantity, 'change_quantity');
-    PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
+    r := subbilling_internal.replace_item(s, 'base', NULL, change_quantity.effective, cur.plan_id, change_quantity.quantity, 'change_quantity');
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
         jsonb_build_object('change', 'quantity', 'effective', change_quantity.effective,
-                           'status', s.status, 'old', item_json(r.old_item), 'new', item_json(r.new_item),
+                           'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(r.new_item),
                            'voided_item_ids', to_jsonb(r.voided_ids)));
-    PERFORM refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
     RETURN (r.new_item).id;
 END
 $$;
@@ -822,17 +860,17 @@ DECLARE
     pid     bigint;
     st      text;
 BEGIN
-    PERFORM check_date('from_date', pause.from_date);
+    PERFORM subbilling_internal.check_date('from_date', pause.from_date);
     IF pause.until_date IS NOT NULL THEN
-        PERFORM check_date('until_date', pause.until_date);
+        PERFORM subbilling_internal.check_date('until_date', pause.until_date);
         IF pause.until_date <= pause.from_date THEN
             RAISE EXCEPTION 'until_date % is not after from_date %', pause.until_date, pause.from_date
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'A pause covers [from_date, until_date): it ends before until_date.';
         END IF;
     END IF;
-    s := subscription_for_update(pause.subscription_id);
-    PERFORM check_not_ended(s, pause.from_date);
+    s := subbilling_internal.subscription_for_update(pause.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, pause.from_date);
     IF pause.from_date < s.start_date THEN
         RAISE EXCEPTION 'from_date % is before the subscription''s start on %', pause.from_date, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
@@ -857,8 +895,8 @@ BEGIN
     INSERT INTO subbilling.subscription_pauses AS x (account_id, subscription_id, during)
     VALUES (s.account_id, s.id, daterange(pause.from_date, pause.until_date))
     RETURNING x.id INTO pid;
-    st := refresh_status(s.id, s.account_id);
-    PERFORM emit_event(s.account_id, 'subscription.paused', s.id,
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.paused', s.id,
         jsonb_build_object('pause_id', pid, 'from', pause.from_date, 'until', pause.until_date,
                            'previous_status', s.status, 'status', st));
     RETURN pid;
@@ -877,9 +915,9 @@ DECLARE
     pz  subbilling.subscription_pauses;
     st  text;
 BEGIN
-    PERFORM check_date('on_date', resume.on_date);
-    s := subscription_for_update(resume.subscription_id);
-    PERFORM check_not_ended(s, resume.on_date);
+    PERFORM subbilling_internal.check_date('on_date', resume.on_date);
+    s := subbilling_internal.subscription_for_update(resume.subscription_id);
+    PERFORM subbilling_internal.check_not_ended(s, resume.on_date);
     SELECT * INTO pz FROM subbilling.subscription_pauses x
      WHERE x.account_id = s.account_id AND x.subscription_id = s.id AND x.during @> resume.on_date;
     IF NOT FOUND THEN
@@ -894,8 +932,8 @@ BEGIN
     UPDATE subbilling.subscription_pauses x
        SET during = daterange(lower(x.during), resume.on_date), resumed_at = now()
      WHERE x.account_id = pz.account_id AND x.id = pz.id;
-    st := refresh_status(s.id, s.account_id);
-    PERFORM emit_event(s.account_id, 'subscription.resumed', s.id,
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.resumed', s.id,
         jsonb_build_object('pause_id', pz.id, 'paused_from', lower(pz.during), 'on', resume.on_date,
                            'previous_status', s.status, 'status', st));
     RETURN pz.id;
@@ -919,17 +957,17 @@ DECLARE
     st      text;
 BEGIN
     IF cancel.effective IS NOT NULL THEN
-        PERFORM check_date('effective', cancel.effective);
+        PERFORM subbilling_internal.check_date('effective', cancel.effective);
     END IF;
-    s := subscription_for_update(cancel.subscription_id);
+    s := subbilling_internal.subscription_for_update(cancel.subscription_id);
     IF s.status = 'canceled' THEN
-        PERFORM check_not_ended(s, s.cancel_at);
+        PERFORM subbilling_internal.check_not_ended(s, s.cancel_at);
     END IF;
     IF s.cancel_at IS NOT NULL THEN
         RAISE EXCEPTION 'subscription % is already canceled from %', s.id, s.cancel_at
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    ends := coalesce(cancel.effective, subscription_period_end(s, current_date));
+    ends := coalesce(cancel.effective, subbilling_internal.subscription_period_end(s, current_date));
     IF ends < s.start_date THEN
         RAISE EXCEPTION 'effective date % is before the subscription''s start on %', ends, s.start_date
             USING ERRCODE = 'invalid_parameter_value';
@@ -947,8 +985,8 @@ BEGIN
     UPDATE subbilling.subscriptions x
        SET cancel_at = ends, canceled_at = now(), credit_unused = coalesce(cancel.credit_unused, false)
      WHERE x.account_id = s.account_id AND x.id = s.id;
-    st := refresh_status(s.id, s.account_id);
-    PERFORM emit_event(s.account_id, 'subscription.canceled', s.id,
+    st := subbilling_internal.refresh_status(s.id, s.account_id);
+    PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.canceled', s.id,
         jsonb_build_object('effective', ends, 'requested', cancel.effective,
                            'at_period_end', cancel.effective IS NULL,
                            'credit_unused', coalesce(cancel.credit_unused, false),
@@ -975,9 +1013,9 @@ DECLARE
     newitem subbilling.subscription_items;
     n       integer := 0;
 BEGIN
-    PERFORM check_date('effective', migrate_subscriptions.effective);
-    pf := plan_by_code(from_plan);
-    pt := plan_by_code(to_plan);
+    PERFORM subbilling_internal.check_date('effective', migrate_subscriptions.effective);
+    pf := subbilling_internal.plan_by_code(from_plan);
+    pt := subbilling_internal.plan_by_code(to_plan);
     IF pf.id = pt.id THEN
         RAISE EXCEPTION 'from_plan and to_plan are the same plan "%"', pf.code
             USING ERRCODE = 'invalid_parameter_value';
@@ -1011,8 +1049,8 @@ BEGIN
              WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.plan_id = pf.id
                AND i.voided_at IS NULL AND i.validity @> migrate_subscriptions.effective);
         IF pf.kind = 'base' THEN
-            r := replace_item(s, 'base', NULL, migrate_subscriptions.effective, pt.id,
-                              (base_item_on(s, migrate_subscriptions.effective)).quantity, 'migrate');
+            r := subbilling_internal.replace_item(s, 'base', NULL, migrate_subscriptions.effective, pt.id,
+                              (subbilling_internal.base_item_on(s, migrate_subscriptions.effective)).quantity, 'migrate');
             newitem := r.new_item;
         ELSE
             -- the add-on chain of from_plan ends; to_plan's chain begins
@@ -1022,7 +1060,7 @@ BEGIN
                 RAISE EXCEPTION 'subscription % already has add-on "%" from %', s.id, pt.code, migrate_subscriptions.effective
                     USING ERRCODE = 'object_not_in_prerequisite_state';
             END IF;
-            r := replace_item(s, 'addon', pf.id, migrate_subscriptions.effective, NULL, NULL, NULL);
+            r := subbilling_internal.replace_item(s, 'addon', pf.id, migrate_subscriptions.effective, NULL, NULL, NULL);
             INSERT INTO subbilling.subscription_items AS i
                    (account_id, subscription_id, plan_id, kind, quantity, validity, reason, replaces_id)
             VALUES (s.account_id, s.id, pt.id, 'addon', (r.old_item).quantity,
@@ -1031,10 +1069,10 @@ BEGIN
         END IF;
         -- like every lifecycle change: the stored status and updated_at follow, and billing
         -- sees the subscription as changed (a mid-period migration is prorated)
-        PERFORM refresh_status(s.id, s.account_id);
-        PERFORM emit_event(s.account_id, 'subscription.changed', s.id,
+        PERFORM subbilling_internal.refresh_status(s.id, s.account_id);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.changed', s.id,
             jsonb_build_object('change', 'migrated', 'effective', migrate_subscriptions.effective,
-                               'status', s.status, 'old', item_json(r.old_item), 'new', item_json(newitem),
+                               'status', s.status, 'old', subbilling_internal.item_json(r.old_item), 'new', subbilling_internal.item_json(newitem),
                                'voided_item_ids', to_jsonb(r.voided_ids)));
         n := n + 1;
     END LOOP;
@@ -1058,7 +1096,7 @@ BEGIN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    RETURN status_on(s, check_date('as_of', as_of));
+    RETURN subbilling_internal.status_on(s, subbilling_internal.check_date('as_of', as_of));
 END
 $$;
 COMMENT ON FUNCTION subbilling.subscription_status(bigint, date) IS 'the status of a subscription on a date, computed from its dates, pauses and dunning state (NULL before its start)';
@@ -1089,7 +1127,7 @@ DECLARE
     st      text;
     n       integer := 0;
 BEGIN
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     FOR cand IN
         SELECT account_id, id FROM subbilling.subscriptions
          WHERE cancel_at <= as_of AND status <> 'canceled'
@@ -1107,12 +1145,12 @@ BEGIN
     LOOP
         SELECT * INTO s FROM subbilling.subscriptions x
          WHERE x.account_id = cand.account_id AND x.id = cand.id FOR UPDATE;
-        st := status_on(s, as_of);
+        st := subbilling_internal.status_on(s, as_of);
         CONTINUE WHEN st IS NULL OR st = s.status
             OR NOT EXISTS (SELECT 1 FROM subbilling.subscription_transitions t
                             WHERE t.from_status = s.status AND t.to_status = st);
-        PERFORM transition(s, st);
-        PERFORM emit_event(s.account_id, 'subscription.status_changed', s.id,
+        PERFORM subbilling_internal.transition(s, st);
+        PERFORM subbilling_internal.emit_event(s.account_id, 'subscription.status_changed', s.id,
             jsonb_build_object('previous_status', s.status, 'status', st, 'as_of', as_of,
                                'reason', CASE WHEN st = 'canceled' THEN 'canceled'
                                               WHEN st = 'paused' THEN 'pause_started'

@@ -48,7 +48,7 @@ DECLARE
     iid     bigint;
     uid     bigint;
 BEGIN
-    PERFORM check_quantity(record_usage.quantity);
+    PERFORM subbilling_internal.check_quantity(record_usage.quantity);
     IF record_usage.quantity = 'NaN' OR record_usage.quantity > 1000000000 THEN
         RAISE EXCEPTION 'usage quantity % is out of range', record_usage.quantity
             USING ERRCODE = 'invalid_parameter_value',
@@ -59,7 +59,7 @@ BEGIN
         RAISE EXCEPTION 'at must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('at', record_usage.at::date);
+    PERFORM subbilling_internal.check_date('at', record_usage.at::date);
     IF record_usage.idempotency_key IS NULL OR length(record_usage.idempotency_key) NOT BETWEEN 1 AND 255 THEN
         RAISE EXCEPTION 'idempotency_key must be a text of 1 to 255 characters'
             USING ERRCODE = 'invalid_parameter_value';
@@ -69,7 +69,7 @@ BEGIN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(record_usage.subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
     END IF;
-    p := plan_by_code(record_usage.plan_code);
+    p := subbilling_internal.plan_by_code(record_usage.plan_code);
 
     -- a repeat: the same key with the same values is the same usage
     SELECT * INTO prior FROM subbilling.usage u

@@ -19,9 +19,24 @@ CREATE TABLE subbilling.country_settings (
                     CONSTRAINT country_settings_reference_kind_check
                     CHECK (reference_kind IN ('ocr', 'kid', 'fik', 'fi', 'luhn')),
     description     text,
-    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    reminder_fees   subbilling.price[],
+    reminder_fee_caps subbilling.price[],
+    reminder_fee_max_count integer
+        CONSTRAINT country_settings_reminder_fee_max_count_range CHECK (reminder_fee_max_count >= 0),
+    reminder_fee_min_days integer
+        CONSTRAINT country_settings_reminder_fee_min_days_range CHECK (reminder_fee_min_days BETWEEN 0 AND 3650),
+    late_interest_margin numeric
+        CONSTRAINT country_settings_late_interest_margin_range CHECK (late_interest_margin >= 0 AND late_interest_margin < 100),
+    dunning_legal_basis text
 );
 COMMENT ON TABLE subbilling.country_settings IS 'per-country invoicing settings: the kind of payment reference (ocr SE, kid NO, fik DK, fi FI, luhn elsewhere); countries without a row get luhn';
+COMMENT ON COLUMN subbilling.country_settings.reminder_fees IS 'dunning: the standard reminder fee per currency (steps with fee_kind ''country''); NULL = none';
+COMMENT ON COLUMN subbilling.country_settings.reminder_fee_caps IS 'dunning: the legal maximum of one reminder fee per currency; NULL = no cap; a cap list without the invoice''s currency means no fee in that currency';
+COMMENT ON COLUMN subbilling.country_settings.reminder_fee_max_count IS 'dunning: at most this many reminder fees per invoice; NULL = no limit';
+COMMENT ON COLUMN subbilling.country_settings.reminder_fee_min_days IS 'dunning: a fee only on a step taken at least this many days after the due date; NULL = any day';
+COMMENT ON COLUMN subbilling.country_settings.late_interest_margin IS 'dunning: late-payment interest = reference rate (reference_rates) + this many percentage points; NULL = no late-payment interest';
+COMMENT ON COLUMN subbilling.country_settings.dunning_legal_basis IS 'dunning: where the fee and interest rules of the country come from';
 
 INSERT INTO subbilling.country_settings (country, reference_kind, description) VALUES
     ('SE', 'ocr',  'Bankgirot OCR: Luhn check digit and length digit'),
@@ -79,7 +94,7 @@ CREATE TABLE subbilling.invoice_counters (
 COMMENT ON TABLE subbilling.invoice_counters IS 'the gapless counter of each invoice series: next_number is the number the next invoice of the series gets; moved only by numbering, under its row lock';
 
 -- The series of an issue date's year, created on first use.
-CREATE FUNCTION subbilling.series_for(issue_date date) RETURNS bigint
+CREATE FUNCTION subbilling_internal.series_for(issue_date date) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -100,13 +115,14 @@ BEGIN
     RETURN sid;
 END
 $$;
-COMMENT ON FUNCTION subbilling.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
+COMMENT ON FUNCTION subbilling_internal.series_for(date) IS 'internal: the id of the number series of an issue date''s year (code YYYY), created with its counter if missing';
 
 -- The text form of number n in a series.
-CREATE FUNCTION subbilling.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
+CREATE FUNCTION subbilling_internal.format_invoice_number(prefix text, digits integer, n bigint) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN prefix || lpad(n::text, greatest(digits, length(n::text)), '0');
-COMMENT ON FUNCTION subbilling.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
+COMMENT ON FUNCTION subbilling_internal.format_invoice_number(text, integer, bigint) IS 'internal: prefix followed by n zero-padded to digits';
+REVOKE ALL ON FUNCTION subbilling_internal.format_invoice_number(text, integer, bigint) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- invoices
 
@@ -136,6 +152,11 @@ CREATE TABLE subbilling.invoices (
     finalized_at        timestamptz,
     paid_at             timestamptz,
     voided_at           timestamptz,
+    tax_notes           text[] NOT NULL DEFAULT '{}',
+    buyer_vat_number    text,
+    seller_currency     text,
+    exchange_rate       numeric,
+    tax_seller_currency subbilling.price,
     PRIMARY KEY (account_id, id),
     FOREIGN KEY (account_id, subscription_id) REFERENCES subbilling.subscriptions (account_id, id),
     FOREIGN KEY (account_id, credits_invoice_id) REFERENCES subbilling.invoices (account_id, id),
@@ -157,6 +178,9 @@ CREATE INDEX invoices_reference_idx ON subbilling.invoices (reference);
 CREATE INDEX invoices_credits_idx ON subbilling.invoices (account_id, credits_invoice_id) WHERE credits_invoice_id IS NOT NULL;
 CREATE INDEX invoices_open_due_idx ON subbilling.invoices (due_date) WHERE status = 'open';
 COMMENT ON TABLE subbilling.invoices IS 'invoices and credit notes: draft -> open (numbered, gapless per series) -> paid | void | uncollectible; an issued invoice is never deleted or altered';
+COMMENT ON COLUMN subbilling.invoices.tax_notes IS 'legal texts the invoice must print (reverse charge, outside the scope, exempt, OSS)';
+COMMENT ON COLUMN subbilling.invoices.buyer_vat_number IS 'the customer''s VAT number when the invoice was issued';
+COMMENT ON COLUMN subbilling.invoices.exchange_rate IS 'foreign-currency invoices: the rate into seller_currency at which tax_seller_currency states the VAT';
 
 CREATE TABLE subbilling.invoice_lines (
     account_id      bigint NOT NULL,
@@ -179,6 +203,9 @@ CREATE TABLE subbilling.invoice_lines (
     tax_rate        numeric NOT NULL
                     CONSTRAINT invoice_lines_tax_rate_range CHECK (tax_rate >= 0 AND tax_rate < 100),
     tax             subbilling.price NOT NULL,
+    tax_treatment   text NOT NULL DEFAULT 'domestic'
+        CONSTRAINT invoice_lines_tax_treatment_check
+        CHECK (tax_treatment IN ('domestic', 'reverse_charge', 'oss', 'outside_scope', 'exempt')),
     PRIMARY KEY (account_id, id),
     FOREIGN KEY (account_id, invoice_id) REFERENCES subbilling.invoices (account_id, id),
     CONSTRAINT invoice_lines_charge_key
@@ -191,54 +218,14 @@ CREATE INDEX invoice_lines_charge_key_idx ON subbilling.invoice_lines (account_i
     WHERE charge_type IS NOT NULL;
 COMMENT ON TABLE subbilling.invoice_lines IS 'invoice lines: kind, period, quantity, unit price, net, VAT rate and VAT; engine lines carry the charge key (subscription, plan, charge_type, key_start) they settle';
 COMMENT ON COLUMN subbilling.invoice_lines.charge_type IS 'the charge key''s type: period (the items'' charge for a billing period: lines of kind recurring, proration or addon), usage, setup, discount; called recurring before 0.3';
-
--- ---------------------------------------------------------------- billing bookkeeping
-
-ALTER TABLE subbilling.subscriptions
-    ADD COLUMN next_bill_on date DEFAULT '-infinity',
-    ADD COLUMN bill_from date,
-    ADD COLUMN billed_as_of date,
-    ADD COLUMN billed_at timestamptz;
-CREATE INDEX subscriptions_next_bill_on_idx ON subbilling.subscriptions (next_bill_on, account_id, id)
-    WHERE next_bill_on IS NOT NULL;
-COMMENT ON COLUMN subbilling.subscriptions.next_bill_on IS 'billing: the next (account-local) date on which a charge of the subscription falls due; -infinity = changed since it was last billed; NULL = nothing more to bill';
-COMMENT ON COLUMN subbilling.subscriptions.bill_from IS 'billing: charges whose period starts before this date are settled; NULL = recompute the whole history';
-COMMENT ON COLUMN subbilling.subscriptions.billed_as_of IS 'billing: the latest (account-local) date the subscription was billed as of';
-COMMENT ON COLUMN subbilling.subscriptions.billed_at IS 'billing: when the subscription was last billed';
-
--- A change to a subscription makes it due at once and recomputed from its
--- whole history.  Every lifecycle function updates the subscription row
--- (updated_at, status, dates) and none touches the billing columns, while
--- the billing engine always changes them (billed_at to the statement's
--- clock, or next_bill_on): an update that leaves all three alone is a
--- change.  (Within one transaction updated_at does not move, so it cannot
--- tell by itself.)
-CREATE FUNCTION subbilling.subscriptions_billing_changed() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    NEW.next_bill_on := '-infinity';
-    NEW.bill_from := NULL;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION subbilling.subscriptions_billing_changed() IS 'trigger: a changed subscription is due for billing at once, recomputed from its whole history';
-
-CREATE TRIGGER subscriptions_billing_changed
-    BEFORE UPDATE ON subbilling.subscriptions
-    FOR EACH ROW
-    WHEN (OLD.next_bill_on IS NOT DISTINCT FROM NEW.next_bill_on
-          AND OLD.bill_from IS NOT DISTINCT FROM NEW.bill_from
-          AND OLD.billed_at IS NOT DISTINCT FROM NEW.billed_at)
-    EXECUTE FUNCTION subbilling.subscriptions_billing_changed();
+COMMENT ON COLUMN subbilling.invoice_lines.tax_treatment IS 'domestic, reverse_charge (EU business), oss (EU consumer, the customer country''s rate), outside_scope (outside the EU), exempt';
 
 -- ---------------------------------------------------------------- guards
 
 -- Issued invoices are never deleted, and only their status (open -> paid |
 -- void | uncollectible, uncollectible -> paid) and its timestamps change;
 -- columns added by the payments part (payment bookkeeping) stay writable.
-CREATE FUNCTION subbilling.invoices_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoices_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -285,14 +272,17 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
+COMMENT ON FUNCTION subbilling_internal.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
 
+-- (except for the one invoice that refund() reopens: invoices_reopen_guard, with payments)
 CREATE TRIGGER invoices_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW EXECUTE FUNCTION subbilling.invoices_guard();
+    FOR EACH ROW
+    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
+    EXECUTE FUNCTION subbilling_internal.invoices_guard();
 
 -- Lines of an issued invoice are never changed or deleted.
-CREATE FUNCTION subbilling.invoice_lines_guard() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoice_lines_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -315,16 +305,16 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_lines_guard() IS 'trigger: the lines of an issued invoice are never altered or deleted';
+COMMENT ON FUNCTION subbilling_internal.invoice_lines_guard() IS 'trigger: the lines of an issued invoice are never altered or deleted';
 
 CREATE TRIGGER invoice_lines_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoice_lines
-    FOR EACH ROW EXECUTE FUNCTION subbilling.invoice_lines_guard();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.invoice_lines_guard();
 
 -- Totals equal the sum of the lines, checked once per statement for every
 -- issued invoice that the statement gave lines (set-based: one query per
 -- batch, not one per line).
-CREATE FUNCTION subbilling.invoice_lines_check_totals() RETURNS trigger
+CREATE FUNCTION subbilling_internal.invoice_lines_check_totals() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -351,9 +341,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION subbilling.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
+COMMENT ON FUNCTION subbilling_internal.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
 
 CREATE TRIGGER invoice_lines_check_totals
     AFTER INSERT ON subbilling.invoice_lines
     REFERENCING NEW TABLE AS new_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling.invoice_lines_check_totals();
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.invoice_lines_check_totals();

@@ -1,6 +1,6 @@
 
 -- ============================================================================
--- Privileges of invoicing, following 390_privileges.sql:
+-- Privileges of invoicing, following 490_privileges.sql:
 -- functions that change data are SECURITY DEFINER with a pinned search_path
 -- and executable by subbilling_operator, never by PUBLIC; internal helpers
 -- are executable by nobody but their owner.  subbilling_reader gets no
@@ -32,19 +32,18 @@ GRANT EXECUTE ON FUNCTION
 
 -- internal: called by the functions above (as their owner), by nobody else
 REVOKE ALL ON FUNCTION
-    subbilling.billing_charges(bigint[], bigint[], date[]),
-    subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz),
-    subbilling.bill_batch(integer, timestamptz),
-    subbilling.resolve_billing_errors(bigint[], bigint[]),
-    subbilling.billing_batch_size(),
-    subbilling.outbox_reserve(),
-    subbilling.notify_enabled(),
-    subbilling.series_for(date),
-    subbilling.take_invoice_number(date),
-    subbilling.invoice_for_update(bigint),
-    subbilling.invoice_uncredited(subbilling.invoices),
-    subbilling.subscriptions_billing_changed(),
-    subbilling.invoices_guard(),
-    subbilling.invoice_lines_guard(),
-    subbilling.invoice_lines_check_totals()
+    subbilling_internal.billing_charges(bigint[], bigint[], date[]),
+    subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz),
+    subbilling_internal.bill_batch(integer, timestamptz),
+    subbilling_internal.resolve_billing_errors(bigint[], bigint[]),
+    subbilling_internal.outbox_reserve(),
+    subbilling_internal.notify_enabled(),
+    subbilling_internal.series_for(date),
+    subbilling_internal.take_invoice_number(date),
+    subbilling_internal.invoice_for_update(bigint),
+    subbilling_internal.invoice_uncredited(subbilling.invoices),
+    subbilling_internal.subscriptions_billing_changed(),
+    subbilling_internal.invoices_guard(),
+    subbilling_internal.invoice_lines_guard(),
+    subbilling_internal.invoice_lines_check_totals()
     FROM PUBLIC;

@@ -1,4 +1,4 @@
--- 500_worker.sql: the background worker's tables, functions and status view.
+-- 950_worker.sql: the background worker's tables, functions and status view.
 -- See docs/worker.md.
 
 -- Roles (cluster-wide; also created at 390 with the same idempotent pattern).
@@ -71,10 +71,15 @@ CREATE TABLE subbilling.billing_errors (
     detail          text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     resolved_at     timestamptz,
+    invoice_id      bigint,
     PRIMARY KEY (account_id, id)
 );
 CREATE INDEX billing_errors_open_idx ON subbilling.billing_errors (created_at) WHERE resolved_at IS NULL;
 CREATE INDEX billing_errors_subscription_idx ON subbilling.billing_errors (account_id, subscription_id);
+-- Dunning failures share billing_errors with billing; they name the invoice (invoice_id).
+CREATE INDEX billing_errors_invoice_idx ON subbilling.billing_errors (account_id, invoice_id)
+    WHERE invoice_id IS NOT NULL;
+COMMENT ON COLUMN subbilling.billing_errors.invoice_id IS 'dunning: the invoice whose dunning failed (subscription_id is then NULL, as_of is the dunning date at 00:00 UTC; resolved when a later run dunns it); NULL for billing failures';
 SELECT pg_catalog.pg_extension_config_dump('subbilling.billing_errors', '');
 
 COMMENT ON TABLE subbilling.billing_errors IS
@@ -158,13 +163,23 @@ SELECT w.pid                  AS worker_pid,
                    ORDER BY e.created_at DESC, e.account_id, e.id), '[]'::jsonb)
           FROM (SELECT * FROM subbilling.billing_errors AS be
                  WHERE be.resolved_at IS NULL
-                 ORDER BY be.created_at DESC, be.account_id, be.id LIMIT 5) AS e) AS recent_errors
+                 ORDER BY be.created_at DESC, be.account_id, be.id LIMIT 5) AS e) AS recent_errors,
+       (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'country', k.country, 'rates_end', k.rates_end,
+                   'message', pg_catalog.format('the reference rates of %s end %s: add the next with set_reference_rate()',
+                                                k.country, coalesce(k.rates_end::text, '(none)')))
+                   ORDER BY k.country), '[]'::jsonb)
+          FROM (SELECT cs.country, (SELECT pg_catalog.max(upper(rr.valid)) - 1 FROM subbilling.reference_rates AS rr
+                                      WHERE rr.country = cs.country) AS rates_end
+                  FROM subbilling.country_settings AS cs
+                 WHERE cs.late_interest_margin IS NOT NULL) AS k
+         WHERE k.rates_end IS NULL OR k.rates_end < CURRENT_DATE + 30) AS rate_warnings
   FROM subbilling.worker_config() AS c
   LEFT JOIN LATERAL (SELECT a.pid, a.datname FROM pg_catalog.pg_stat_activity AS a
                       WHERE a.backend_type = 'subbilling worker' LIMIT 1) AS w ON true
   LEFT JOIN LATERAL (SELECT * FROM subbilling.worker_runs AS lr ORDER BY lr.id DESC LIMIT 1) AS r ON true;
 COMMENT ON VIEW subbilling.worker_status IS
-    'one row: the running worker, its settings, the last run with its counts, and open billing errors (the latest five as jsonb)';
+    'one row: the running worker, its settings, the last run with its counts, open billing errors (the latest five as jsonb), and rate_warnings: the countries charging late-payment interest whose reference rates end within 30 days';
 
 -------------------------------------------------------------------------------
 -- Privileges

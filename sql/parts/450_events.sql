@@ -19,7 +19,9 @@ CREATE TABLE subbilling.events (
     payload         jsonb NOT NULL DEFAULT '{}'
                     CONSTRAINT events_payload_object CHECK (pg_catalog.jsonb_typeof(payload) = 'object'),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (account_id, id)
+    PRIMARY KEY (account_id, id),
+    CONSTRAINT events_subscription_fkey FOREIGN KEY (account_id, subscription_id)
+        REFERENCES subbilling.subscriptions (account_id, id)
 );
 CREATE INDEX events_id_idx ON subbilling.events (id);
 CREATE INDEX events_subscription_idx ON subbilling.events (account_id, subscription_id, id)
@@ -47,7 +49,7 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling.outbox_slots', 'WHERE fal
 -- Takes this transaction's outbox slot (once; again after a rolled-back
 -- subtransaction) before event ids are drawn: emit_event and the bulk
 -- writers call it.  A slot is verified by its row, never by a setting.
-CREATE FUNCTION subbilling.outbox_reserve() RETURNS void
+CREATE FUNCTION subbilling_internal.outbox_reserve() RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -92,26 +94,26 @@ BEGIN
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
+COMMENT ON FUNCTION subbilling_internal.outbox_reserve() IS 'internal: hold an outbox slot (row lock) for the rest of the transaction before event ids are drawn; every event writer calls it';
 
 -- Whether events are also announced with pg_notify (subbilling.notify).
-CREATE FUNCTION subbilling.notify_enabled() RETURNS boolean
+CREATE FUNCTION subbilling_internal.notify_enabled() RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
 RETURN lower(coalesce(current_setting('subbilling.notify', true), '')) NOT IN ('off', 'false', 'no', '0');
-COMMENT ON FUNCTION subbilling.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
+COMMENT ON FUNCTION subbilling_internal.notify_enabled() IS 'internal: false when subbilling.notify is off (events table only, for a relay)';
 
 -- The one NOTIFY of the extension.  Identifiers only: any role may LISTEN,
 -- so names, amounts, references and free text are read through
 -- events_after; the text stays far below the 8000-byte limit.  payment_id
 -- names an unmatched payment, which has no account and no event row.
-CREATE FUNCTION subbilling.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
+CREATE FUNCTION subbilling_internal.outbox_notify(id bigint, type text, account_id bigint, subscription_id bigint,
                                          invoice_id bigint, payment_id bigint DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT notify_enabled() THEN
+    IF NOT subbilling_internal.notify_enabled() THEN
         RETURN false;
     END IF;
     PERFORM pg_notify('subbilling',
@@ -121,12 +123,12 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION subbilling.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
+COMMENT ON FUNCTION subbilling_internal.outbox_notify(bigint, text, bigint, bigint, bigint, bigint) IS 'internal: pg_notify(''subbilling'') an event by its identifiers only (id, type, account_id, subscription_id, invoice_id; payment_id for an unmatched payment); false when subbilling.notify is off';
 
 -- Writes one event and announces it.  Internal: the lifecycle, invoicing,
 -- payment and dunning functions call it; bulk writers call outbox_reserve,
 -- insert, and outbox_notify each row.
-CREATE FUNCTION subbilling.emit_event(account_id bigint, type text, subscription_id bigint,
+CREATE FUNCTION subbilling_internal.emit_event(account_id bigint, type text, subscription_id bigint,
                                       payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
@@ -135,16 +137,16 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
             emit_event.invoice_id, coalesce(emit_event.payload, '{}'))
     RETURNING e.* INTO ev;
-    PERFORM outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
+    PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
+COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
 
 -- Committed events after last_id, in id order, at most max of them.  Only
 -- events below the watermark are handed out: no event with a smaller id can

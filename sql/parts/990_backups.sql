@@ -20,7 +20,7 @@
 
 -- Mark a shipped row edited on its first change; at restore (an INSERT of an
 -- edited row whose key exists as a shipped row) update the shipped row instead.
-CREATE FUNCTION subbilling.shipped_row() RETURNS trigger
+CREATE FUNCTION subbilling_internal.shipped_row() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -92,7 +92,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead (the natural key where the primary key is a generated id); a restored row whose generated id a shipped row holds takes the next id';
+COMMENT ON FUNCTION subbilling_internal.shipped_row() IS 'trigger: a shipped row becomes origin edited on its first change; an inserted edited row (a restore) updates the shipped row of its key instead (the natural key where the primary key is a generated id); a restored row whose generated id a shipped row holds takes the next id';
 
 -- the shipped dunning steps' deferred order check runs now: their table is altered below
 SET CONSTRAINTS subbilling.dunning_steps_check_order IMMEDIATE;
@@ -111,10 +111,17 @@ BEGIN
     END LOOP;
     FOREACH t IN ARRAY tables LOOP
         EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON subbilling.%I
-                            FOR EACH ROW EXECUTE FUNCTION subbilling.shipped_row()', t || '_shipped_row', t);
+                            FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row()', t || '_shipped_row', t);
     END LOOP;
 END
 $shipped$;
+-- the tax tables have their column origin from their CREATE TABLE
+CREATE TRIGGER tax_categories_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_categories
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
+CREATE TRIGGER tax_rates_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_rates
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
+CREATE TRIGGER vat_boxes_shipped_row BEFORE INSERT OR UPDATE ON subbilling.vat_boxes
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 -- the rows present now are the shipped ones
 UPDATE subbilling.subscription_transitions SET origin = 'shipped';
 UPDATE subbilling.country_settings SET origin = 'shipped';
@@ -149,4 +156,4 @@ BEGIN
 END
 $dump$;
 
-REVOKE ALL ON FUNCTION subbilling.shipped_row() FROM PUBLIC;
+REVOKE ALL ON FUNCTION subbilling_internal.shipped_row() FROM PUBLIC;

@@ -11,16 +11,6 @@
 
 -- ---------------------------------------------------------------- policies
 
-ALTER TABLE subbilling.dunning_policies
-    ADD COLUMN is_default boolean NOT NULL DEFAULT false,
-    ADD COLUMN fee_terms_days integer NOT NULL DEFAULT 10
-        CONSTRAINT dunning_policies_fee_terms_range CHECK (fee_terms_days BETWEEN 0 AND 365),
-    ADD COLUMN description text;
-CREATE UNIQUE INDEX dunning_policies_one_default ON subbilling.dunning_policies ((true)) WHERE is_default;
-COMMENT ON COLUMN subbilling.dunning_policies.is_default IS 'the policy of accounts whose dunning_policy_id is NULL; at most one policy is the default';
-COMMENT ON COLUMN subbilling.dunning_policies.fee_terms_days IS 'days from the dunning date to the due date of a fee invoice (reminder fee, interest)';
-COMMENT ON COLUMN subbilling.dunning_policies.description IS 'free text';
-
 -- ---------------------------------------------------------------- steps
 
 CREATE TABLE subbilling.dunning_steps (
@@ -51,7 +41,7 @@ COMMENT ON COLUMN subbilling.dunning_steps.fees IS 'fee_kind fixed: the fee per 
 COMMENT ON COLUMN subbilling.dunning_steps.charge_interest IS 'charge late-payment interest accrued on the open amount since the due date or the previous interest charge';
 
 -- The fees are positive, one per currency, and in known currencies.
-CREATE FUNCTION subbilling.dunning_steps_validate() RETURNS trigger
+CREATE FUNCTION subbilling_internal.dunning_steps_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -76,16 +66,16 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_steps_validate() IS 'trigger: a dunning step''s fees are positive, one per currency';
+COMMENT ON FUNCTION subbilling_internal.dunning_steps_validate() IS 'trigger: a dunning step''s fees are positive, one per currency';
 
 CREATE TRIGGER dunning_steps_validate
     BEFORE INSERT OR UPDATE ON subbilling.dunning_steps
-    FOR EACH ROW EXECUTE FUNCTION subbilling.dunning_steps_validate();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_steps_validate();
 
 -- Later steps are never due sooner than earlier ones: days_after_due does
 -- not decrease with step_no.  Checked at commit, so steps can be
 -- renumbered in any order within a transaction.
-CREATE FUNCTION subbilling.dunning_steps_check_order() RETURNS trigger
+CREATE FUNCTION subbilling_internal.dunning_steps_check_order() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -109,35 +99,18 @@ BEGIN
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_steps_check_order() IS 'trigger: days_after_due does not decrease with step_no within a policy (checked at commit)';
+COMMENT ON FUNCTION subbilling_internal.dunning_steps_check_order() IS 'trigger: days_after_due does not decrease with step_no within a policy (checked at commit)';
 
 CREATE CONSTRAINT TRIGGER dunning_steps_check_order
     AFTER INSERT OR UPDATE ON subbilling.dunning_steps
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION subbilling.dunning_steps_check_order();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_steps_check_order();
 
 -- ---------------------------------------------------------------- country rules
 
-ALTER TABLE subbilling.country_settings
-    ADD COLUMN reminder_fees subbilling.price[],
-    ADD COLUMN reminder_fee_caps subbilling.price[],
-    ADD COLUMN reminder_fee_max_count integer
-        CONSTRAINT country_settings_reminder_fee_max_count_range CHECK (reminder_fee_max_count >= 0),
-    ADD COLUMN reminder_fee_min_days integer
-        CONSTRAINT country_settings_reminder_fee_min_days_range CHECK (reminder_fee_min_days BETWEEN 0 AND 3650),
-    ADD COLUMN late_interest_margin numeric
-        CONSTRAINT country_settings_late_interest_margin_range CHECK (late_interest_margin >= 0 AND late_interest_margin < 100),
-    ADD COLUMN dunning_legal_basis text;
-COMMENT ON COLUMN subbilling.country_settings.reminder_fees IS 'dunning: the standard reminder fee per currency (steps with fee_kind ''country''); NULL = none';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_caps IS 'dunning: the legal maximum of one reminder fee per currency; NULL = no cap; a cap list without the invoice''s currency means no fee in that currency';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_max_count IS 'dunning: at most this many reminder fees per invoice; NULL = no limit';
-COMMENT ON COLUMN subbilling.country_settings.reminder_fee_min_days IS 'dunning: a fee only on a step taken at least this many days after the due date; NULL = any day';
-COMMENT ON COLUMN subbilling.country_settings.late_interest_margin IS 'dunning: late-payment interest = reference rate (reference_rates) + this many percentage points; NULL = no late-payment interest';
-COMMENT ON COLUMN subbilling.country_settings.dunning_legal_basis IS 'dunning: where the fee and interest rules of the country come from';
-
 -- Validation of the fee lists (positive, one per currency); the existing
 -- reference-kind rules are untouched.
-CREATE FUNCTION subbilling.country_settings_validate_dunning() RETURNS trigger
+CREATE FUNCTION subbilling_internal.country_settings_validate_dunning() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -158,11 +131,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION subbilling.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
+COMMENT ON FUNCTION subbilling_internal.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
 
 CREATE TRIGGER country_settings_validate_dunning
     BEFORE INSERT OR UPDATE ON subbilling.country_settings
-    FOR EACH ROW EXECUTE FUNCTION subbilling.country_settings_validate_dunning();
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.country_settings_validate_dunning();
 
 -- The reference rate of late-payment interest, per country and half-year
 -- (or whatever validity the authority gives it).
@@ -207,7 +180,9 @@ INSERT INTO subbilling.reference_rates (country, valid, rate, source) VALUES
     ('SE', '[2023-07-01,2024-01-01)', 3.50, 'Riksbanken referensränta 2023H2'),
     ('SE', '[2024-01-01,2024-07-01)', 4.00, 'Riksbanken referensränta 2024H1'),
     ('SE', '[2024-07-01,2025-01-01)', 4.00, 'Riksbanken referensränta 2024H2'),
-    ('SE', '[2025-01-01,2025-07-01)', 2.50, 'Riksbanken referensränta 2025H1'),
+    -- 2025H1: Riksbanken's policy rate at 2024-12-31 was 2.75 (the cut to 2.50 applied from
+    -- 2025-01-08), rounded up to a half point: 3.00.  Sources in docs/operations.md.
+    ('SE', '[2025-01-01,2025-07-01)', 3.00, 'Riksbanken referensränta 2025H1 (policy rate 2.75 at 2024-12-31: the cut to 2.50 applied from 2025-01-08)'),
     ('SE', '[2025-07-01,2026-01-01)', 2.00, 'Riksbanken referensränta 2025H2'),
     ('SE', '[2026-01-01,2026-07-01)', 2.00, 'Riksbanken referensränta 2026H1 (policy rate 1.75 at 2025-12-31, rounded up to a half point)'),
     ('NO', '[2023-01-01,2023-07-01)', 2.75, 'Norges Bank policy rate; forsinkelsesrente 10.75 % 2023H1'),
@@ -236,24 +211,25 @@ SELECT p.id, v.step_no, v.days, v.action, v.fee_kind, v.interest, v.description
 -- ---------------------------------------------------------------- helpers
 
 -- The price of a list in a currency, or NULL.
-CREATE FUNCTION subbilling.price_in_currency(prices subbilling.price[], currency text) RETURNS subbilling.price
+CREATE FUNCTION subbilling_internal.price_in_currency(prices subbilling.price[], currency text) RETURNS subbilling.price
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (SELECT p FROM unnest(prices) AS p WHERE subbilling.currency(p) = upper(price_in_currency.currency) LIMIT 1);
-COMMENT ON FUNCTION subbilling.price_in_currency(subbilling.price[], text) IS 'the element of a price list in a currency, NULL if none';
+COMMENT ON FUNCTION subbilling_internal.price_in_currency(subbilling.price[], text) IS 'the element of a price list in a currency, NULL if none';
+REVOKE ALL ON FUNCTION subbilling_internal.price_in_currency(subbilling.price[], text) FROM PUBLIC;
 
 -- The dunning policy of an account: its own, else the default.
-CREATE FUNCTION subbilling.dunning_policy_of(account_id bigint) RETURNS bigint
+CREATE FUNCTION subbilling_internal.dunning_policy_of(account_id bigint) RETURNS bigint
     LANGUAGE sql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 RETURN (SELECT coalesce(a.dunning_policy_id, (SELECT p.id FROM subbilling.dunning_policies p WHERE p.is_default))
           FROM subbilling.accounts a WHERE a.id = dunning_policy_of.account_id);
-COMMENT ON FUNCTION subbilling.dunning_policy_of(bigint) IS 'the id of the dunning policy of an account: its dunning_policy_id, else the default policy';
+COMMENT ON FUNCTION subbilling_internal.dunning_policy_of(bigint) IS 'the id of the dunning policy of an account: its dunning_policy_id, else the default policy';
 
 -- The fee of a step for an invoice: the step's fee (fixed, or the
 -- country's standard fee) in the invoice's currency, subject to the
 -- country's rules (earliest day, number of fees, cap).  fee NULL = no fee;
 -- note says why, or that the fee was capped.
-CREATE FUNCTION subbilling.dunning_fee(fee_kind text, fees subbilling.price[], country text, currency text,
+CREATE FUNCTION subbilling_internal.dunning_fee(fee_kind text, fees subbilling.price[], country text, currency text,
                                        days_overdue integer, fees_before integer,
                                        OUT fee subbilling.price, OUT note text)
     LANGUAGE plpgsql STABLE
@@ -269,13 +245,13 @@ BEGIN
     END IF;
     SELECT * INTO cs FROM subbilling.country_settings c WHERE c.country = dunning_fee.country;
     IF fee_kind = 'fixed' THEN
-        base := price_in_currency(fees, currency);
+        base := subbilling_internal.price_in_currency(fees, currency);
         IF base IS NULL THEN
             note := format('the step has no fee in %s', currency);
             RETURN;
         END IF;
     ELSE
-        base := price_in_currency(cs.reminder_fees, currency);
+        base := subbilling_internal.price_in_currency(cs.reminder_fees, currency);
         IF base IS NULL THEN
             note := format('country %s has no standard reminder fee in %s', country, currency);
             RETURN;
@@ -291,7 +267,7 @@ BEGIN
         RETURN;
     END IF;
     IF cs.reminder_fee_caps IS NOT NULL THEN
-        cap := price_in_currency(cs.reminder_fee_caps, currency);
+        cap := subbilling_internal.price_in_currency(cs.reminder_fee_caps, currency);
         IF cap IS NULL THEN
             note := format('country %s caps reminder fees, but not in %s', country, currency);
             RETURN;
@@ -305,7 +281,7 @@ BEGIN
     fee := base;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_fee(text, subbilling.price[], text, text, integer, integer) IS 'internal: the fee of a dunning step in a currency after the country''s rules (earliest day, number of fees, cap); NULL fee with a note when none is due';
+COMMENT ON FUNCTION subbilling_internal.dunning_fee(text, subbilling.price[], text, text, integer, integer) IS 'internal: the fee of a dunning step in a currency after the country''s rules (earliest day, number of fees, cap); NULL fee with a note when none is due';
 
 -- Late-payment interest on amount for the days d with from_date < d <=
 -- to_date: amount * sum over those days of (reference rate of d + margin)
@@ -330,8 +306,8 @@ BEGIN
                   DETAIL = format('Got %s from %s to %s.', amount, from_date, to_date);
     END IF;
     -- dates the product accepts (22023): no span reaches the end of the calendar
-    PERFORM check_date('from_date', from_date);
-    PERFORM check_date('to_date', to_date);
+    PERFORM subbilling_internal.check_date('from_date', from_date);
+    PERFORM subbilling_internal.check_date('to_date', to_date);
     SELECT c.late_interest_margin INTO margin FROM subbilling.country_settings c WHERE c.country = late_payment_interest.country;
     IF margin IS NULL THEN
         RAISE EXCEPTION 'country % has no late-payment interest margin', coalesce(country, 'NULL')

@@ -16,7 +16,7 @@
 -- invoices (numbered, with due date and payment reference), their lines,
 -- the events invoice.created and invoice.finalized, and each subscription's
 -- bookkeeping.  Returns the number of invoices.
-CREATE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
+CREATE FUNCTION subbilling_internal.bill_subscriptions(account_ids bigint[], subscription_ids bigint[],
                                               as_of_dates date[], as_of timestamptz)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
@@ -24,16 +24,16 @@ CREATE FUNCTION subbilling.bill_subscriptions(account_ids bigint[], subscription
 AS $$
 DECLARE
     n       integer;
-    notify  boolean := notify_enabled();
+    notify  boolean := subbilling_internal.notify_enabled();
     booked_acc  bigint[];
     booked_inv  bigint[];
 BEGIN
     -- series rows of the issue years (created on first use, outside the lock)
-    PERFORM series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
-    PERFORM outbox_reserve();
+    PERFORM subbilling_internal.series_for(y) FROM (SELECT DISTINCT d FROM unnest(as_of_dates) d) q(y);
+    PERFORM subbilling_internal.outbox_reserve();
 
     WITH ch AS MATERIALIZED (
-        SELECT * FROM billing_charges(account_ids, subscription_ids, as_of_dates)
+        SELECT * FROM subbilling_internal.billing_charges(account_ids, subscription_ids, as_of_dates)
     ),
     b AS (
         SELECT x.account_id, x.subscription_id, x.as_of
@@ -91,11 +91,11 @@ BEGIN
         SELECT hs.account_id, hs.invoice_id, hs.subscription_id,
                CASE WHEN hs.net + hs.tax < price_minor(0, hs.currency) THEN 'credit_note' ELSE 'invoice' END,
                'open', hs.series_id, num.first + hs.rn - 1,
-               format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
+               subbilling_internal.format_invoice_number(num.prefix, num.digits, num.first + hs.rn - 1), hs.currency,
                hs.net, hs.tax, hs.net + hs.tax, hs.issue_date, hs.issue_date + a.payment_terms_days,
                reference_of(coalesce(cs.reference_kind, 'luhn'), hs.invoice_id), bill_subscriptions.as_of, now(),
-               tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
-               CASE WHEN ss.currency IS NOT NULL THEN convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
+               subbilling_internal.tax_notes_for(hs.treatments), a.vat_number, ss.currency, fx.rate,
+               CASE WHEN ss.currency IS NOT NULL THEN subbilling_internal.convert_price(hs.tax, coalesce(fx.rate, 1), ss.currency) END
           FROM hs
           JOIN num ON num.id = hs.series_id
           JOIN subbilling.accounts a ON a.id = hs.account_id
@@ -103,7 +103,7 @@ BEGIN
           -- invoices in a foreign currency state their VAT in the seller's at the issue date's rate
           LEFT JOIN subbilling.seller_settings ss ON true
           CROSS JOIN LATERAL (SELECT CASE WHEN ss.currency <> hs.currency
-                                          THEN exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
+                                          THEN subbilling_internal.exchange_rate_for(hs.currency, hs.issue_date) END AS rate) fx
         RETURNING i.*
     ),
     lines AS (
@@ -143,23 +143,23 @@ BEGIN
     ),
     -- NOTIFY each event's identifiers (outbox_notify, as emit_event does)
     nt AS (
-        SELECT count(outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
+        SELECT count(subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id)) AS n
           FROM ev WHERE notify
     )
     SELECT count(*), array_agg(ins.account_id), array_agg(ins.id) INTO n, booked_acc, booked_inv
       FROM ins WHERE (SELECT nt.n FROM nt) >= 0;
     -- the receivables ledger: book the invoices, apply customer credit, request automatic payments
     IF n > 0 THEN
-        PERFORM book_invoices(booked_acc, booked_inv);
+        PERFORM subbilling_internal.book_invoices(booked_acc, booked_inv);
     END IF;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
+COMMENT ON FUNCTION subbilling_internal.bill_subscriptions(bigint[], bigint[], date[], timestamptz) IS 'internal: bill claimed subscriptions as of their account-local dates in one statement; returns the number of invoices';
 
 -- Open billing errors of subscriptions that have now been billed are
 -- resolved.  (A cheap test first: there are rarely any open errors.)
-CREATE FUNCTION subbilling.resolve_billing_errors(account_ids bigint[], subscription_ids bigint[]) RETURNS void
+CREATE FUNCTION subbilling_internal.resolve_billing_errors(account_ids bigint[], subscription_ids bigint[]) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -172,19 +172,13 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.resolve_billing_errors(bigint[], bigint[]) IS 'internal: mark the open billing errors of subscriptions that were just billed resolved';
-
--- The batch size of run_billing: subbilling.batch_size, else 1000.
-CREATE FUNCTION subbilling.billing_batch_size() RETURNS integer
-    LANGUAGE sql STABLE PARALLEL SAFE
-RETURN coalesce(nullif(current_setting('subbilling.batch_size', true), '')::integer, 1000);
-COMMENT ON FUNCTION subbilling.billing_batch_size() IS 'internal: subbilling.batch_size (default 1000)';
+COMMENT ON FUNCTION subbilling_internal.resolve_billing_errors(bigint[], bigint[]) IS 'internal: mark the open billing errors of subscriptions that were just billed resolved';
 
 -- Claims up to batch_size due subscriptions and bills them; a failure in
 -- the set-based pass falls back to one subscription at a time, recording
 -- each failure in billing_errors and retrying that subscription the next
 -- day (or as soon as it changes).
-CREATE FUNCTION subbilling.bill_batch(batch_size integer, as_of timestamptz,
+CREATE FUNCTION subbilling_internal.bill_batch(batch_size integer, as_of timestamptz,
                                       OUT invoices integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -211,7 +205,7 @@ BEGIN
         RAISE EXCEPTION 'as_of must be a finite timestamp'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_date('as_of', bill_batch.as_of::date);
+    PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
     -- In one session, each batch for the same as_of goes on where the last
@@ -278,14 +272,14 @@ BEGIN
         PERFORM set_config('subbilling_internal.billing_cursor',
                            concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
         BEGIN
-            invoices := invoices + bill_subscriptions(acc, sid, ad, bill_batch.as_of);
-            PERFORM resolve_billing_errors(acc, sid);
+            invoices := invoices + subbilling_internal.bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM subbilling_internal.resolve_billing_errors(acc, sid);
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR k IN 1 .. n LOOP
                 BEGIN
-                    invoices := invoices + bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
-                    PERFORM resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
+                    invoices := invoices + subbilling_internal.bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM subbilling_internal.resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
@@ -300,7 +294,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION subbilling.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
+COMMENT ON FUNCTION subbilling_internal.bill_batch(integer, timestamptz) IS 'internal: claim up to batch_size due subscriptions (FOR UPDATE SKIP LOCKED) and bill them as of as_of; failures are recorded in billing_errors and retried the next day; more = a full batch was claimed';
 
 -- run_billing_batch() until done: the worker's batch loop (src/worker.c).
 CREATE FUNCTION subbilling.run_billing(as_of timestamptz DEFAULT now())

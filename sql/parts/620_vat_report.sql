@@ -28,6 +28,7 @@ CREATE TABLE subbilling.vat_boxes (
                 CONSTRAINT vat_boxes_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.vat_boxes IS 'ledger account -> box of the Swedish VAT return (revenue accounts: the net of sales; VAT accounts: the VAT); every revenue account the seller books to belongs here';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE origin <> ''shipped''');
 COMMENT ON COLUMN subbilling.vat_boxes.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
 
 INSERT INTO subbilling.vat_boxes (ledger_code, box, origin) VALUES
@@ -37,18 +38,18 @@ INSERT INTO subbilling.vat_boxes (ledger_code, box, origin) VALUES
 
 -- A journal line's amount in the seller's currency: foreign-currency
 -- documents at their invoice's exchange rate.
-CREATE FUNCTION subbilling.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
+CREATE FUNCTION subbilling_internal.in_seller_currency(amount subbilling.price, seller_currency text, rate numeric,
                                               booked_on date)
     RETURNS subbilling.price
     LANGUAGE sql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN currency(amount) = seller_currency THEN amount
-                ELSE convert_price(amount, coalesce(rate, exchange_rate_for(currency(amount), booked_on)), seller_currency) END
+                ELSE subbilling_internal.convert_price(amount, coalesce(rate, subbilling_internal.exchange_rate_for(currency(amount), booked_on)), seller_currency) END
 $$;
-COMMENT ON FUNCTION subbilling.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
+COMMENT ON FUNCTION subbilling_internal.in_seller_currency(subbilling.price, text, numeric, date) IS 'internal: a journal amount in the seller''s currency (its invoice''s exchange rate, else the rate of its booking date)';
 
-CREATE FUNCTION subbilling.seller_currency() RETURNS text
+CREATE FUNCTION subbilling_internal.seller_currency() RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -64,9 +65,9 @@ BEGIN
     RETURN c;
 END
 $$;
-COMMENT ON FUNCTION subbilling.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
+COMMENT ON FUNCTION subbilling_internal.seller_currency() IS 'internal: the seller''s currency; 55000 without a seller_settings row';
 
-CREATE FUNCTION subbilling.check_report_dates(from_date date, to_date date) RETURNS void
+CREATE FUNCTION subbilling_internal.check_report_dates(from_date date, to_date date) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -78,7 +79,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
+COMMENT ON FUNCTION subbilling_internal.check_report_dates(date, date) IS 'internal: 22023 unless from_date <= to_date, both finite';
 
 -- The Swedish VAT return: per box the journal's amounts booked from
 -- from_date to to_date (both inclusive) on the box's accounts, sign turned
@@ -91,12 +92,12 @@ CREATE FUNCTION subbilling.vat_report(from_date date, to_date date)
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(vat_report.from_date, vat_report.to_date);
+    PERFORM subbilling_internal.check_report_dates(vat_report.from_date, vat_report.to_date);
     RETURN QUERY
     WITH j AS (
-        SELECT b.box, -in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
+        SELECT b.box, -subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on) AS amount
           FROM subbilling.journal_entries e
           JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
           JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code
@@ -126,11 +127,11 @@ CREATE FUNCTION subbilling.eu_sales_list(from_date date, to_date date)
 AS $$
 #variable_conflict use_column
 DECLARE
-    cur text := seller_currency();
+    cur text := subbilling_internal.seller_currency();
 BEGIN
-    PERFORM check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
+    PERFORM subbilling_internal.check_report_dates(eu_sales_list.from_date, eu_sales_list.to_date);
     RETURN QUERY
-    SELECT i.buyer_vat_number, sum(-in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
+    SELECT i.buyer_vat_number, sum(-subbilling_internal.in_seller_currency(l.amount, cur, i.exchange_rate, e.booked_on))
       FROM subbilling.journal_entries e
       JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
       JOIN subbilling.vat_boxes b ON b.ledger_code = l.ledger_code AND b.box = '39'
@@ -161,11 +162,14 @@ GRANT EXECUTE ON FUNCTION
 
 REVOKE ALL ON FUNCTION
     subbilling.tax_rate_missing(text, text, date),
-    subbilling.exchange_rate_for(text, date),
-    subbilling.line_tax(boolean, text, text, text, numeric, date),
-    subbilling.seller_settings_validate(),
-    subbilling.accounts_vat_number(),
-    subbilling.in_seller_currency(subbilling.price, text, numeric, date),
-    subbilling.seller_currency(),
-    subbilling.check_report_dates(date, date)
+    subbilling_internal.exchange_rate_for(text, date),
+    subbilling_internal.line_tax(boolean, text, text, text, numeric, date),
+    subbilling_internal.seller_settings_validate(),
+    subbilling_internal.accounts_vat_number(),
+    subbilling_internal.in_seller_currency(subbilling.price, text, numeric, date),
+    subbilling_internal.seller_currency(),
+    subbilling_internal.check_report_dates(date, date)
     FROM PUBLIC;
+-- tax_rate_at (executable by PUBLIC) raises its error through tax_rate_missing: whoever may ask
+-- for a rate gets the 42704 of a missing one
+GRANT EXECUTE ON FUNCTION subbilling.tax_rate_missing(text, text, date) TO PUBLIC;

@@ -1,7 +1,7 @@
 
 -- ============================================================================
 -- Privileges of the ledger and payments, following
--- 390_privileges.sql: functions that change data are SECURITY DEFINER with a
+-- 490_privileges.sql: functions that change data are SECURITY DEFINER with a
 -- pinned search_path, executable by subbilling_operator and never by PUBLIC;
 -- internal helpers by their owner only; subbilling_reader reads the views.
 -- ============================================================================
@@ -52,19 +52,19 @@ GRANT EXECUTE ON FUNCTION
 -- internal: called by the functions above and by billing and dunning (as
 -- their owner), by nobody else
 REVOKE ALL ON FUNCTION
-    subbilling.rate_detail(numeric),
-    subbilling.ledger_mapping(text, text, text, boolean),
-    subbilling.journal_lines_balanced(),
-    subbilling.journal_immutable(),
-    subbilling.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text),
-    subbilling.invoices_reopen_guard(),
-    subbilling.account_today(bigint),
-    subbilling.lock_account_credit(bigint, boolean),
-    subbilling.invoice_paid(subbilling.invoices, text, bigint),
-    subbilling.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text),
-    subbilling.notify_unaccounted(text, bigint),
-    subbilling.lock_row(text, boolean),
-    subbilling.payment_request_payload(subbilling.payment_requests),
-    subbilling.revenue_code(text, text, numeric, boolean),
-    subbilling.book_invoices(bigint[], bigint[])
+    subbilling_internal.rate_detail(numeric),
+    subbilling_internal.ledger_mapping(text, text, text, boolean),
+    subbilling_internal.journal_lines_balanced(),
+    subbilling_internal.journal_immutable(),
+    subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text),
+    subbilling_internal.invoices_reopen_guard(),
+    subbilling_internal.account_today(bigint),
+    subbilling_internal.lock_account_credit(bigint, boolean),
+    subbilling_internal.invoice_paid(subbilling.invoices, text, bigint),
+    subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text),
+    subbilling_internal.notify_unaccounted(text, bigint),
+    subbilling_internal.lock_row(text, boolean),
+    subbilling_internal.payment_request_payload(subbilling.payment_requests),
+    subbilling_internal.revenue_code(text, text, numeric, boolean),
+    subbilling_internal.book_invoices(bigint[], bigint[])
     FROM PUBLIC;

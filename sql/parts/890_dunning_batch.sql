@@ -13,7 +13,7 @@
 -- the errors of the subscriptions it bills, dunning those of the invoices
 -- it dunns) and that invoice is left alone until the next dunning date.
 -- more = a full batch was claimed and something was done.
-CREATE FUNCTION subbilling.dunning_batch(batch_size integer, as_of date,
+CREATE FUNCTION subbilling_internal.dunning_batch(batch_size integer, as_of date,
                                          OUT steps integer, OUT errors integer, OUT more boolean)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -39,7 +39,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(batch_size::text, 'NULL'));
     END IF;
     -- a finite date from 2000-01-01 to 10 years ahead (22023), like billing
-    PERFORM check_date('as_of', as_of);
+    PERFORM subbilling_internal.check_date('as_of', as_of);
     -- fees, interest and write-offs are computed from open amounts read under
     -- the invoice's row lock: only right when each statement sees what
     -- payments committed meanwhile
@@ -90,7 +90,7 @@ BEGIN
 
     BEGIN
         FOR k IN 1 .. n LOOP
-            steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+            steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
         END LOOP;
         ok_acc := c_acc;
         ok_inv := c_inv;
@@ -98,7 +98,7 @@ BEGIN
         steps := 0;
         FOR k IN 1 .. n LOOP
             BEGIN
-                steps := steps + dunning_invoice(c_acc[k], c_inv[k], as_of);
+                steps := steps + subbilling_internal.dunning_invoice(c_acc[k], c_inv[k], as_of);
                 ok_acc := ok_acc || c_acc[k];
                 ok_inv := ok_inv || c_inv[k];
             EXCEPTION WHEN OTHERS THEN
@@ -120,13 +120,13 @@ BEGIN
     more := more AND steps + errors > 0;
 END
 $$;
-COMMENT ON FUNCTION subbilling.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
+COMMENT ON FUNCTION subbilling_internal.dunning_batch(integer, date) IS 'internal: claim up to batch_size invoices with a due dunning step (per account, FOR UPDATE SKIP LOCKED) and take their steps as of as_of; failures are recorded in billing_errors and retried on a later date; more = a full batch was claimed and progressed';
 
 CREATE FUNCTION subbilling.run_dunning_batch(batch_size int, as_of date)
 RETURNS TABLE (steps int, errors int, more boolean)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = subbilling, pg_catalog, pg_temp
-AS $$ SELECT b.steps, b.errors, b.more FROM subbilling.dunning_batch(batch_size, as_of) AS b $$;
+AS $$ SELECT b.steps, b.errors, b.more FROM subbilling_internal.dunning_batch(batch_size, as_of) AS b $$;
 COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
     'takes up to batch_size due dunning steps as of as_of in the caller''s transaction; failures go to billing_errors; more = due work remains';
 REVOKE ALL ON FUNCTION subbilling.run_dunning_batch(int, date) FROM PUBLIC;
@@ -160,16 +160,16 @@ GRANT EXECUTE ON FUNCTION
 
 -- internal: called by the functions above (as their owner), by nobody else
 REVOKE ALL ON FUNCTION
-    subbilling.dunning_batch(integer, date),
-    subbilling.dunning_invoice(bigint, bigint, date),
-    subbilling.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date),
-    subbilling.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price,
+    subbilling_internal.dunning_batch(integer, date),
+    subbilling_internal.dunning_invoice(bigint, bigint, date),
+    subbilling_internal.dunning_take_step(subbilling.invoices, subbilling.dunning_steps, subbilling.price, date),
+    subbilling_internal.dunning_fee_invoice(subbilling.invoices, integer, text, date, integer, subbilling.price,
                                    subbilling.price, daterange, text),
-    subbilling.dunning_fee(text, subbilling.price[], text, text, integer, integer),
-    subbilling.dunning_policy_of(bigint),
-    subbilling.after_invoice_paid(bigint, bigint),
-    subbilling.dunning_steps_validate(),
-    subbilling.dunning_steps_check_order(),
-    subbilling.country_settings_validate_dunning(),
-    subbilling.dunning_actions_guard()
+    subbilling_internal.dunning_fee(text, subbilling.price[], text, text, integer, integer),
+    subbilling_internal.dunning_policy_of(bigint),
+    subbilling_internal.after_invoice_paid(bigint, bigint),
+    subbilling_internal.dunning_steps_validate(),
+    subbilling_internal.dunning_steps_check_order(),
+    subbilling_internal.country_settings_validate_dunning(),
+    subbilling_internal.dunning_actions_guard()
     FROM PUBLIC;
