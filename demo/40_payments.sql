@@ -46,11 +46,15 @@ SELECT count(DISTINCT entry_id) AS entries,
 
 \echo
 \echo '== dunning: what stays unpaid is reminded, then stopped (default policy: +10 reminder, +20 reminder, +30 payment stop, +45 collection)'
--- Late-payment interest needs the reference rate of the period.  The shipped table ends
--- with 2025; the demo assumes these rates for the coming months (a DBA loads the real ones).
-INSERT INTO reference_rates (country, valid, rate, source) VALUES
-    ('SE', '[2026-01-01,2028-01-01)', 2.00, 'demo assumption'),
-    ('NO', '[2026-01-01,2028-01-01)', 4.00, 'demo assumption');
+-- Late-payment interest needs the reference rate of the period.  Where the shipped table has
+-- no rate yet for the coming months, the demo assumes one (a DBA sets the published ones with
+-- set_reference_rate).
+SELECT v.country, set_reference_rate(v.country, v.valid_from, v.rate) AS assumed_for
+  FROM (VALUES ('SE', date '2026-07-01', 2.00), ('SE', date '2027-01-01', 2.00),
+               ('NO', date '2026-01-01', 12.00), ('NO', date '2026-07-01', 12.00),
+               ('NO', date '2027-01-01', 12.00)) v(country, valid_from, rate)
+ WHERE NOT EXISTS (SELECT 1 FROM reference_rates r
+                    WHERE r.country = v.country AND r.valid @> v.valid_from);
 SELECT d AS run_dunning_as_of, run_dunning(d) AS steps
   FROM (SELECT current_date + n AS d FROM unnest(ARRAY[30, 40, 50, 60, 75]) AS n) s;
 
