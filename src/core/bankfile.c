@@ -511,6 +511,77 @@ parse_failed(BankFile *f)
 	return false;
 }
 
+/* ---------- the parse loop, shared by both formats ---------- */
+
+/*
+ * What both parsers keep while reading: each format's state struct begins
+ * with it, and its record step receives it.
+ */
+typedef struct ParseCommon
+{
+	BankFile   *f;
+	BankFileError *err;
+	bool		done;			/* the end record was read: only empty lines follow */
+} ParseCommon;
+
+/* One record (80 characters, padded) on line lineno; false on an error */
+typedef bool (*RecordStep) (ParseCommon *pc, const char *rec, int lineno);
+
+static void
+parse_begin(ParseCommon *pc, BankFile *f, BankFileError *err, BankFileFormat format)
+{
+	memset(f, 0, sizeof(*f));
+	memset(err, 0, sizeof(*err));
+	f->format = format;
+	pc->f = f;
+	pc->err = err;
+	pc->done = false;
+}
+
+/*
+ * Read the file line by line, each record normalised by read_record and
+ * handed to step; after the end record (end_record names it) only empty
+ * lines may follow.  *lines is the number of lines read.  An empty file
+ * is an error.  False on the first error.
+ */
+static bool
+parse_records(ParseCommon *pc, const char *data, size_t len, const char *end_record,
+			  RecordStep step, int *lines)
+{
+	LineReader	r = {data, len, 0, 0};
+	const char *line;
+	size_t		n;
+	char		rec[BANKFILE_RECORD_LEN + 1];
+
+	while (next_line(&r, &line, &n))
+	{
+		if (pc->done)
+		{
+			if (n == 0)
+				continue;
+			return report(pc->err, r.lineno, "text after the %s.", end_record);
+		}
+		if (!read_record(pc->f, line, n, r.lineno, pc->err, rec))
+			return false;
+		if (!step(pc, rec, r.lineno))
+			return false;
+	}
+	*lines = r.lineno;
+	if (!pc->done && r.lineno == 0)
+		return report(pc->err, 1, "the file is empty.");
+	return true;
+}
+
+/* The checks over the whole file, then the warnings; frees f on failure */
+static bool
+parse_end(ParseCommon *pc, bool ok)
+{
+	if (!ok || !check_unique_refs(pc->f, pc->err))
+		return parse_failed(pc->f);
+	finish_warnings(pc->f);
+	return true;
+}
+
 /* ---------- BgMax ---------- */
 
 typedef enum BgState
@@ -690,412 +761,399 @@ bg_currency(const char *p, int lineno, BankFileError *err, char *out)
 	return true;
 }
 
+/* What the BgMax parser keeps between records */
+typedef struct BgParse
+{
+	ParseCommon pc;				/* first: the record step receives it */
+	BgState		state;
+	/* the current deposit section */
+	int			section_line;	/* line of its opening record */
+	int			section_first;	/* its first payment's index */
+	int			section_count;	/* its 20 and 21 records */
+	int64_t		section_sum;	/* payments less deductions */
+	int			section_position;	/* payments so far in the deposit */
+	char		section_currency_raw[4];
+	char		currency[4];
+	char		receiver_raw[11];
+	char		receiver[11];
+	/* the payment being read */
+	int			cur;			/* its index, or -1 */
+	int			rank;			/* rank of its last follower record */
+	int			last_follower;	/* record type of that follower */
+	BgAddress	addr;
+	int			deposits;
+} BgParse;
+
+/* The legal record order: start, sections, followers of a payment */
+static bool
+bg_check_order(BgParse *s, int tk, const char *name, int ln)
+{
+	BankFileError *err = s->pc.err;
+	int			newrank = bg_follower_rank(tk);
+
+	if (s->state == BG_START && tk != 1)
+		return report(err, ln, "the file must begin with a start record (01), not a %s.", name);
+	if (tk == 1 && s->state != BG_START)
+		return report(err, ln, "a second start record (01).");
+	if (s->state == BG_FILE && tk != 5 && tk != 70)
+		return report(err, ln, "%s outside a deposit section: expected an opening record (05) or the end record (70).",
+					  name);
+	if (s->state == BG_SECTION && (tk == 5 || tk == 70))
+		return report(err, ln, "%s inside the deposit section opened on line %d, before its deposit record (15).",
+					  name, s->section_line);
+	if (newrank == 0)
+		return true;
+	if (s->cur < 0)
+		return report(err, ln, "%s must follow a payment (20) or deduction (21) record.", name);
+	if (newrank < s->rank)
+		return report(err, ln, "%s after an %s: the records that follow a payment come in the order 22/23, 25, 26, 27, 28, 29.",
+					  name, bg_record_name(s->last_follower));
+	if (newrank == s->rank && newrank >= 3)
+		return report(err, ln, "a second %s for the payment on line %d.",
+					  name, s->pc.f->payments[s->cur].line);
+	s->rank = newrank;
+	s->last_follower = tk;
+	return true;
+}
+
+/* Start record (01): layout, version, timestamp, test marker */
+static bool
+bg_start(BgParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	char		layout[21];
+	int64_t		v,
+				hh,
+				mi,
+				ss;
+	int32_t		date;
+
+	copy_trimmed(FIELD(line, 3), 20, layout);
+	if (strcmp(layout, "BGMAX") != 0)
+		return report(err, ln, "layout name (positions 3-22) \"%s\" is not BGMAX.", layout);
+	if (!numeric_field(line, 23, 2, "layout version", ln, err, &v))
+		return false;
+	if (v != 1)
+		return report(err, ln, "layout version %02d is not supported; this parser reads version 01.",
+					  (int) v);
+	f->version = (int) v;
+	if (!numeric_field(line, 25, 20, "timestamp", ln, err, &v) ||
+		!date_yyyymmdd(line, 25, "timestamp's date", ln, err, &date))
+		return false;
+	hh = digits_value(FIELD(line, 33), 2);
+	mi = digits_value(FIELD(line, 35), 2);
+	ss = digits_value(FIELD(line, 37), 2);
+	if (hh > 23 || mi > 59 || ss > 59)
+		return report(err, ln, "timestamp's time (positions 33-38) is not a valid time: \"%.6s\".",
+					  FIELD(line, 33));
+	f->created_on = date;
+	f->created_time_us = ((hh * 60 + mi) * 60 + ss) * 1000000 +
+		digits_value(FIELD(line, 39), 6);
+	if (line[44] != 'T' && line[44] != 'P')
+		return report(err, ln, "test marker (position 45) \"%c\" is neither T (test) nor P (production).",
+					  line[44]);
+	f->test = (line[44] == 'T');
+	s->state = BG_FILE;
+	return true;
+}
+
+/* Opening record (05): the receiver and currency of a deposit section */
+static bool
+bg_opening(BgParse *s, const char *line, int ln)
+{
+	BankFileError *err = s->pc.err;
+	char		plusgiro[11];
+	int64_t		v;
+
+	if (!numeric_field(line, 3, 10, "receiver's bankgiro number", ln, err, &v))
+		return false;
+	copy_verbatim(FIELD(line, 3), 10, s->receiver_raw);
+	copy_number(FIELD(line, 3), 10, s->receiver);
+	copy_trimmed(FIELD(line, 13), 10, plusgiro);
+	if (!all_digits(plusgiro, (int) strlen(plusgiro)))
+		return report(err, ln, "receiver's plusgiro number (positions 13-22) is not numeric: \"%.10s\".",
+					  FIELD(line, 13));
+	if (!bg_currency(FIELD(line, 23), ln, err, s->currency))
+		return false;
+	copy_verbatim(FIELD(line, 23), 3, s->section_currency_raw);
+	s->state = BG_SECTION;
+	s->section_line = ln;
+	s->section_first = s->pc.f->npayments;
+	s->section_count = 0;
+	s->section_sum = 0;
+	s->section_position = 0;
+	s->cur = -1;
+	return true;
+}
+
+/* Payment (20) or deduction (21) record: a new payment of the section */
+static bool
+bg_payment(BgParse *s, int tk, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	BgTransaction t;
+	BankPayment *p;
+
+	if (!bg_transaction(f, line, ln, err, &t))
+		return false;
+	if (tk == 21 && (line[70] < '0' || line[70] > '9'))
+		return report(err, ln, "deduction code (position 71) \"%c\" is not a digit.", line[70]);
+	if (s->cur >= 0)
+		bg_finish_address(&f->payments[s->cur], &s->addr);
+	if ((p = add_payment(f)) == NULL)
+		return out_of_memory(err, ln);
+	p->line = ln;
+	p->kind = tk;
+	p->deposit_serial = ++s->section_position;	/* position, until 15 */
+	p->amount = tk == 20 ? t.amount : -t.amount;
+	strcpy(p->currency, s->currency);
+	strcpy(p->reference, t.reference);
+	strcpy(p->payer, t.sender);
+	p->reference_code = t.reference_code;
+	p->channel = t.channel;
+	p->image = t.image;
+	if (tk == 21)
+		p->deduction_code = line[70] - '0';
+	strcpy(p->bgc_serial, t.serial);
+	strcpy(p->receiver, s->receiver);
+	if (__builtin_add_overflow(s->section_sum, p->amount, &s->section_sum))
+		return report(err, ln, "the sum of the deposit's payments overflows.");
+	s->section_count++;
+	if (tk == 20)
+		f->payment_records++;
+	else
+		f->deduction_records++;
+	s->cur = f->npayments - 1;
+	s->rank = 0;
+	s->last_follower = 0;
+	return true;
+}
+
+/*
+ * The records that follow a payment: extra references (22, 23),
+ * information (25), name (26), address (27, 28), organisation number (29)
+ */
+static bool
+bg_follower(BgParse *s, int tk, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	BankPayment *p = &f->payments[s->cur];
+
+	switch (tk)
+	{
+		case 22:
+		case 23:
+			{
+				BgTransaction t;
+
+				if (!bg_transaction(f, line, ln, err, &t))
+					return false;
+				if (t.reference[0] != '\0' &&
+					!text_append(f, &p->extra_off, &p->extra_len, t.reference, strlen(t.reference)))
+					return out_of_memory(err, ln);
+				f->extra_reference_records++;
+				break;
+			}
+		case 25:
+			{
+				char		info[51];
+				size_t		ilen = copy_trimmed(FIELD(line, 3), 50, info);
+
+				if (ilen > 0 && !text_append(f, &p->info_off, &p->info_len, info, ilen))
+					return out_of_memory(err, ln);
+				break;
+			}
+		case 26:
+			{
+				char		name1[36];
+				char		name2[36];
+
+				copy_trimmed(FIELD(line, 3), 35, name1);
+				copy_trimmed(FIELD(line, 38), 35, name2);
+				p->payer_name[0] = '\0';
+				join_part(p->payer_name, sizeof(p->payer_name), " ", name1);
+				join_part(p->payer_name, sizeof(p->payer_name), " ", name2);
+				break;
+			}
+		case 27:
+			copy_trimmed(FIELD(line, 3), 35, s->addr.street);
+			copy_trimmed(FIELD(line, 38), 9, s->addr.postcode);
+			break;
+		case 28:
+			copy_trimmed(FIELD(line, 3), 35, s->addr.city);
+			copy_trimmed(FIELD(line, 38), 35, s->addr.country);
+			copy_trimmed(FIELD(line, 73), 2, s->addr.country_code);
+			break;
+		case 29:
+			{
+				char		org[13];
+
+				copy_trimmed(FIELD(line, 3), 12, org);
+				if (!all_digits(org, (int) strlen(org)))
+					return report(err, ln, "organisation number (positions 3-14) is not numeric: \"%.12s\".",
+								  FIELD(line, 3));
+				copy_number(org, (int) strlen(org), p->payer_org_no);
+				break;
+			}
+	}
+	return true;
+}
+
+/*
+ * Deposit record (15): closes the section after checking its count and
+ * sum, and gives each of its payments the deposit's date and bank_ref
+ */
+static bool
+bg_deposit(BgParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	int32_t		date;
+	int64_t		v,
+				serial,
+				amount,
+				count;
+	char		a[32],
+				b[32];
+	int			i;
+
+	if (!numeric_field(line, 3, 35, "receiver's bank account number", ln, err, &v) ||
+		!date_yyyymmdd(line, 38, "payment date", ln, err, &date) ||
+		!numeric_field(line, 46, 5, "deposit serial number", ln, err, &serial) ||
+		!numeric_field(line, 51, 18, "deposit amount", ln, err, &amount))
+		return false;
+	if (memcmp(FIELD(line, 69), s->section_currency_raw, 3) != 0)
+		return report(err, ln, "deposit currency \"%.3s\" differs from the opening record's \"%s\" on line %d.",
+					  FIELD(line, 69), s->section_currency_raw, s->section_line);
+	if (!numeric_field(line, 72, 8, "number of payments", ln, err, &count))
+		return false;
+	if (line[79] != 'K' && line[79] != 'D' && line[79] != 'S' && line[79] != ' ')
+		return report(err, ln, "deposit type (position 80) \"%c\" is not K, D, S or blank.", line[79]);
+	if (count != s->section_count)
+		return report(err, ln, "deposit record count %lld does not match %d payment records.",
+					  (long long) count, s->section_count);
+	if (amount != s->section_sum)
+	{
+		bankfile_format_amount(amount, a);
+		bankfile_format_amount(s->section_sum, b);
+		return report(err, ln, "deposit amount %s does not match %s, the sum of the deposit's payments less its deductions.",
+					  a, b);
+	}
+	if (s->cur >= 0)
+		bg_finish_address(&f->payments[s->cur], &s->addr);
+	for (i = s->section_first; i < f->npayments; i++)
+	{
+		BankPayment *p = &f->payments[i];
+		int			position = p->deposit_serial;
+
+		/*
+		 * The deposit (receiver, payment date, deposit serial number) and
+		 * the payment's place in it: BGC serial numbers repeat across
+		 * deposits in real files.
+		 */
+		p->received_on = date;
+		p->deposit_serial = (int) serial;
+		snprintf(p->bank_ref, sizeof(p->bank_ref), "bgmax:%s:%08d:%05d:%d",
+				 s->receiver_raw, (int) date, (int) serial, position);
+	}
+	s->deposits++;
+	s->cur = -1;
+	s->state = BG_FILE;
+	return true;
+}
+
+/* End record (70): the file's counts */
+static bool
+bg_end(BgParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	int64_t		np,
+				nd,
+				ne,
+				ns;
+
+	if (!numeric_field(line, 3, 8, "number of payment records", ln, err, &np) ||
+		!numeric_field(line, 11, 8, "number of deduction records", ln, err, &nd) ||
+		!numeric_field(line, 19, 8, "number of extra reference records", ln, err, &ne) ||
+		!numeric_field(line, 27, 8, "number of deposit records", ln, err, &ns))
+		return false;
+	if (np != f->payment_records)
+		return report(err, ln, "end record count of payment records %lld does not match %d payment records (20) in the file.",
+					  (long long) np, f->payment_records);
+	if (nd != f->deduction_records)
+		return report(err, ln, "end record count of deduction records %lld does not match %d deduction records (21) in the file.",
+					  (long long) nd, f->deduction_records);
+	if (ns != s->deposits)
+		return report(err, ln, "end record count of deposit records %lld does not match %d deposit records (15) in the file.",
+					  (long long) ns, s->deposits);
+	if (ne != f->extra_reference_records)
+	{
+		/* tolerated: informative, no money in it */
+		f->warn_value[BANKFILE_W_EXTRA_COUNT] = ne;
+		warn(f, BANKFILE_W_EXTRA_COUNT, ln);
+	}
+	f->records = ln;
+	f->sections = s->deposits;
+	s->state = BG_DONE;
+	s->pc.done = true;
+	return true;
+}
+
+/* One BgMax record: its type, its place in the order, its step */
+static bool
+bg_record(ParseCommon *pc, const char *line, int ln)
+{
+	BgParse    *s = (BgParse *) pc;
+	int			tk;
+	const char *name;
+
+	if (!all_digits(line, 2) || (name = bg_record_name(tk = (int) digits_value(line, 2))) == NULL)
+		return report(pc->err, ln, "unknown record type \"%.2s\".", line);
+	if (!bg_check_order(s, tk, name, ln))
+		return false;
+	switch (tk)
+	{
+		case 1:
+			return bg_start(s, line, ln);
+		case 5:
+			return bg_opening(s, line, ln);
+		case 20:
+		case 21:
+			return bg_payment(s, tk, line, ln);
+		case 15:
+			return bg_deposit(s, line, ln);
+		case 70:
+			return bg_end(s, line, ln);
+	}
+	return bg_follower(s, tk, line, ln);
+}
+
 bool
 bgmax_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 {
-	LineReader	r = {data, len, 0, 0};
-	const char *line;
-	size_t		n;
-	BgState		state = BG_START;
-	int			section_line = 0;	/* line of the current opening record */
-	int			section_first = 0;	/* its first payment's index */
-	int			section_count = 0;	/* its 20 and 21 records */
-	int64_t		section_sum = 0;	/* payments less deductions */
-	char		section_currency_raw[4] = "";
-	char		currency[4] = "";
-	char		receiver_raw[11] = "";
-	char		receiver[11] = "";
-	int			cur = -1;		/* index of the payment being read, or -1 */
-	int			rank = 0;		/* rank of its last follower record */
-	int			last_follower = 0;	/* record type of that follower */
-	BgAddress	addr;
-	int			deposits = 0;
-	int			section_position = 0;	/* payments so far in the deposit */
-	char		rec[BANKFILE_RECORD_LEN + 1];
+	BgParse		s;
+	int			lines;
+	bool		ok;
 
-	memset(f, 0, sizeof(*f));
-	memset(err, 0, sizeof(*err));
-	memset(&addr, 0, sizeof(addr));
-	f->format = BANKFILE_BGMAX;
-
-	while (next_line(&r, &line, &n))
+	memset(&s, 0, sizeof(s));
+	parse_begin(&s.pc, f, err, BANKFILE_BGMAX);
+	s.state = BG_START;
+	s.cur = -1;
+	ok = parse_records(&s.pc, data, len, "end record (70)", bg_record, &lines);
+	if (ok && !s.pc.done)
 	{
-		int			ln = r.lineno;
-		int			tk;
-		const char *name;
-		int64_t		v;
-
-		if (state == BG_DONE)
-		{
-			if (n == 0)
-				continue;
-			report(err, ln, "text after the end record (70).");
-			return parse_failed(f);
-		}
-		if (!read_record(f, line, n, ln, err, rec))
-			return parse_failed(f);
-		line = rec;
-		if (!all_digits(line, 2) || (name = bg_record_name(tk = (int) digits_value(line, 2))) == NULL)
-		{
-			report(err, ln, "unknown record type \"%.2s\".", line);
-			return parse_failed(f);
-		}
-		if (state == BG_START && tk != 1)
-		{
-			report(err, ln, "the file must begin with a start record (01), not a %s.", name);
-			return parse_failed(f);
-		}
-		if (tk == 1 && state != BG_START)
-		{
-			report(err, ln, "a second start record (01).");
-			return parse_failed(f);
-		}
-		if (state == BG_FILE && tk != 5 && tk != 70)
-		{
-			report(err, ln, "%s outside a deposit section: expected an opening record (05) or the end record (70).",
-				   name);
-			return parse_failed(f);
-		}
-		if (state == BG_SECTION && (tk == 5 || tk == 70))
-		{
-			report(err, ln, "%s inside the deposit section opened on line %d, before its deposit record (15).",
-				   name, section_line);
-			return parse_failed(f);
-		}
-		if (bg_follower_rank(tk) > 0)
-		{
-			int			newrank = bg_follower_rank(tk);
-
-			if (cur < 0)
-			{
-				report(err, ln, "%s must follow a payment (20) or deduction (21) record.", name);
-				return parse_failed(f);
-			}
-			if (newrank < rank)
-			{
-				report(err, ln, "%s after an %s: the records that follow a payment come in the order 22/23, 25, 26, 27, 28, 29.",
-					   name, bg_record_name(last_follower));
-				return parse_failed(f);
-			}
-			if (newrank == rank && newrank >= 3)
-			{
-				report(err, ln, "a second %s for the payment on line %d.",
-					   name, f->payments[cur].line);
-				return parse_failed(f);
-			}
-			rank = newrank;
-			last_follower = tk;
-		}
-
-		switch (tk)
-		{
-			case 1:
-				{
-					char		layout[21];
-					int64_t		hh,
-								mi,
-								ss;
-					int32_t		date;
-
-					copy_trimmed(FIELD(line, 3), 20, layout);
-					if (strcmp(layout, "BGMAX") != 0)
-					{
-						report(err, ln, "layout name (positions 3-22) \"%s\" is not BGMAX.", layout);
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 23, 2, "layout version", ln, err, &v))
-						return parse_failed(f);
-					if (v != 1)
-					{
-						report(err, ln, "layout version %02d is not supported; this parser reads version 01.",
-							   (int) v);
-						return parse_failed(f);
-					}
-					f->version = (int) v;
-					if (!numeric_field(line, 25, 20, "timestamp", ln, err, &v) ||
-						!date_yyyymmdd(line, 25, "timestamp's date", ln, err, &date))
-						return parse_failed(f);
-					hh = digits_value(FIELD(line, 33), 2);
-					mi = digits_value(FIELD(line, 35), 2);
-					ss = digits_value(FIELD(line, 37), 2);
-					if (hh > 23 || mi > 59 || ss > 59)
-					{
-						report(err, ln, "timestamp's time (positions 33-38) is not a valid time: \"%.6s\".",
-							   FIELD(line, 33));
-						return parse_failed(f);
-					}
-					f->created_on = date;
-					f->created_time_us = ((hh * 60 + mi) * 60 + ss) * 1000000 +
-						digits_value(FIELD(line, 39), 6);
-					if (line[44] != 'T' && line[44] != 'P')
-					{
-						report(err, ln, "test marker (position 45) \"%c\" is neither T (test) nor P (production).",
-							   line[44]);
-						return parse_failed(f);
-					}
-					f->test = (line[44] == 'T');
-					state = BG_FILE;
-					break;
-				}
-			case 5:
-				{
-					char		plusgiro[11];
-
-					if (!numeric_field(line, 3, 10, "receiver's bankgiro number", ln, err, &v))
-						return parse_failed(f);
-					copy_verbatim(FIELD(line, 3), 10, receiver_raw);
-					copy_number(FIELD(line, 3), 10, receiver);
-					copy_trimmed(FIELD(line, 13), 10, plusgiro);
-					if (!all_digits(plusgiro, (int) strlen(plusgiro)))
-					{
-						report(err, ln, "receiver's plusgiro number (positions 13-22) is not numeric: \"%.10s\".",
-							   FIELD(line, 13));
-						return parse_failed(f);
-					}
-					if (!bg_currency(FIELD(line, 23), ln, err, currency))
-						return parse_failed(f);
-					copy_verbatim(FIELD(line, 23), 3, section_currency_raw);
-					state = BG_SECTION;
-					section_line = ln;
-					section_first = f->npayments;
-					section_count = 0;
-					section_sum = 0;
-					section_position = 0;
-					cur = -1;
-					break;
-				}
-			case 20:
-			case 21:
-				{
-					BgTransaction t;
-					BankPayment *p;
-
-					if (!bg_transaction(f, line, ln, err, &t))
-						return parse_failed(f);
-					if (tk == 21 && (line[70] < '0' || line[70] > '9'))
-					{
-						report(err, ln, "deduction code (position 71) \"%c\" is not a digit.", line[70]);
-						return parse_failed(f);
-					}
-					if (cur >= 0)
-						bg_finish_address(&f->payments[cur], &addr);
-					if ((p = add_payment(f)) == NULL)
-					{
-						out_of_memory(err, ln);
-						return parse_failed(f);
-					}
-					p->line = ln;
-					p->kind = tk;
-					p->deposit_serial = ++section_position;	/* position, until 15 */
-					p->amount = tk == 20 ? t.amount : -t.amount;
-					strcpy(p->currency, currency);
-					strcpy(p->reference, t.reference);
-					strcpy(p->payer, t.sender);
-					p->reference_code = t.reference_code;
-					p->channel = t.channel;
-					p->image = t.image;
-					if (tk == 21)
-						p->deduction_code = line[70] - '0';
-					strcpy(p->bgc_serial, t.serial);
-					strcpy(p->receiver, receiver);
-					if (__builtin_add_overflow(section_sum, p->amount, &section_sum))
-					{
-						report(err, ln, "the sum of the deposit's payments overflows.");
-						return parse_failed(f);
-					}
-					section_count++;
-					if (tk == 20)
-						f->payment_records++;
-					else
-						f->deduction_records++;
-					cur = f->npayments - 1;
-					rank = 0;
-					last_follower = 0;
-					break;
-				}
-			case 22:
-			case 23:
-				{
-					BgTransaction t;
-					BankPayment *p = &f->payments[cur];
-
-					if (!bg_transaction(f, line, ln, err, &t))
-						return parse_failed(f);
-					if (t.reference[0] != '\0' &&
-						!text_append(f, &p->extra_off, &p->extra_len, t.reference, strlen(t.reference)))
-					{
-						out_of_memory(err, ln);
-						return parse_failed(f);
-					}
-					f->extra_reference_records++;
-					break;
-				}
-			case 25:
-				{
-					char		info[51];
-					size_t		ilen = copy_trimmed(FIELD(line, 3), 50, info);
-					BankPayment *p = &f->payments[cur];
-
-					if (ilen > 0 && !text_append(f, &p->info_off, &p->info_len, info, ilen))
-					{
-						out_of_memory(err, ln);
-						return parse_failed(f);
-					}
-					break;
-				}
-			case 26:
-				{
-					char		name1[36];
-					char		name2[36];
-					BankPayment *p = &f->payments[cur];
-
-					copy_trimmed(FIELD(line, 3), 35, name1);
-					copy_trimmed(FIELD(line, 38), 35, name2);
-					p->payer_name[0] = '\0';
-					join_part(p->payer_name, sizeof(p->payer_name), " ", name1);
-					join_part(p->payer_name, sizeof(p->payer_name), " ", name2);
-					break;
-				}
-			case 27:
-				copy_trimmed(FIELD(line, 3), 35, addr.street);
-				copy_trimmed(FIELD(line, 38), 9, addr.postcode);
-				break;
-			case 28:
-				copy_trimmed(FIELD(line, 3), 35, addr.city);
-				copy_trimmed(FIELD(line, 38), 35, addr.country);
-				copy_trimmed(FIELD(line, 73), 2, addr.country_code);
-				break;
-			case 29:
-				{
-					char		org[13];
-
-					copy_trimmed(FIELD(line, 3), 12, org);
-					if (!all_digits(org, (int) strlen(org)))
-					{
-						report(err, ln, "organisation number (positions 3-14) is not numeric: \"%.12s\".",
-							   FIELD(line, 3));
-						return parse_failed(f);
-					}
-					copy_number(org, (int) strlen(org), f->payments[cur].payer_org_no);
-					break;
-				}
-			case 15:
-				{
-					int32_t		date;
-					int64_t		serial,
-								amount,
-								count;
-					char		a[32],
-								b[32];
-					int			i;
-
-					if (!numeric_field(line, 3, 35, "receiver's bank account number", ln, err, &v) ||
-						!date_yyyymmdd(line, 38, "payment date", ln, err, &date) ||
-						!numeric_field(line, 46, 5, "deposit serial number", ln, err, &serial) ||
-						!numeric_field(line, 51, 18, "deposit amount", ln, err, &amount))
-						return parse_failed(f);
-					if (memcmp(FIELD(line, 69), section_currency_raw, 3) != 0)
-					{
-						report(err, ln, "deposit currency \"%.3s\" differs from the opening record's \"%s\" on line %d.",
-							   FIELD(line, 69), section_currency_raw, section_line);
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 72, 8, "number of payments", ln, err, &count))
-						return parse_failed(f);
-					if (line[79] != 'K' && line[79] != 'D' && line[79] != 'S' && line[79] != ' ')
-					{
-						report(err, ln, "deposit type (position 80) \"%c\" is not K, D, S or blank.", line[79]);
-						return parse_failed(f);
-					}
-					if (count != section_count)
-					{
-						report(err, ln, "deposit record count %lld does not match %d payment records.",
-							   (long long) count, section_count);
-						return parse_failed(f);
-					}
-					if (amount != section_sum)
-					{
-						bankfile_format_amount(amount, a);
-						bankfile_format_amount(section_sum, b);
-						report(err, ln, "deposit amount %s does not match %s, the sum of the deposit's payments less its deductions.",
-							   a, b);
-						return parse_failed(f);
-					}
-					if (cur >= 0)
-						bg_finish_address(&f->payments[cur], &addr);
-					for (i = section_first; i < f->npayments; i++)
-					{
-						BankPayment *p = &f->payments[i];
-
-						int			position = p->deposit_serial;
-
-						/*
-						 * The deposit (receiver, payment date, deposit serial
-						 * number) and the payment's place in it: BGC serial
-						 * numbers repeat across deposits in real files.
-						 */
-						p->received_on = date;
-						p->deposit_serial = (int) serial;
-						snprintf(p->bank_ref, sizeof(p->bank_ref), "bgmax:%s:%08d:%05d:%d",
-								 receiver_raw, (int) date, (int) serial, position);
-					}
-					deposits++;
-					cur = -1;
-					state = BG_FILE;
-					break;
-				}
-			case 70:
-				{
-					int64_t		np,
-								nd,
-								ne,
-								ns;
-
-					if (!numeric_field(line, 3, 8, "number of payment records", ln, err, &np) ||
-						!numeric_field(line, 11, 8, "number of deduction records", ln, err, &nd) ||
-						!numeric_field(line, 19, 8, "number of extra reference records", ln, err, &ne) ||
-						!numeric_field(line, 27, 8, "number of deposit records", ln, err, &ns))
-						return parse_failed(f);
-					if (np != f->payment_records)
-						report(err, ln, "end record count of payment records %lld does not match %d payment records (20) in the file.",
-							   (long long) np, f->payment_records);
-					else if (nd != f->deduction_records)
-						report(err, ln, "end record count of deduction records %lld does not match %d deduction records (21) in the file.",
-							   (long long) nd, f->deduction_records);
-					else if (ns != deposits)
-						report(err, ln, "end record count of deposit records %lld does not match %d deposit records (15) in the file.",
-							   (long long) ns, deposits);
-					if (err->line != 0)
-						return parse_failed(f);
-					if (ne != f->extra_reference_records)
-					{
-						/* tolerated: informative, no money in it */
-						f->warn_value[BANKFILE_W_EXTRA_COUNT] = ne;
-						warn(f, BANKFILE_W_EXTRA_COUNT, ln);
-					}
-					f->records = ln;
-					f->sections = deposits;
-					state = BG_DONE;
-					break;
-				}
-		}
-	}
-
-	if (state != BG_DONE)
-	{
-		if (r.lineno == 0)
-			report(err, 1, "the file is empty.");
-		else if (state == BG_SECTION)
-			report(err, r.lineno, "the file ends inside the deposit section opened on line %d, without its deposit record (15) and the end record (70).",
-				   section_line);
+		if (s.state == BG_SECTION)
+			report(err, lines, "the file ends inside the deposit section opened on line %d, without its deposit record (15) and the end record (70).",
+				   s.section_line);
 		else
-			report(err, r.lineno, "the file ends without an end record (70).");
-		return parse_failed(f);
+			report(err, lines, "the file ends without an end record (70).");
+		ok = false;
 	}
-	if (!check_unique_refs(f, err))
-		return parse_failed(f);
-	finish_warnings(f);
-	return true;
+	return parse_end(&s.pc, ok);
 }
 
 /* ---------- Nets OCR giro ---------- */
@@ -1133,396 +1191,406 @@ nets_record_name(int rt)
 	return NULL;
 }
 
+/* What the Nets OCR parser keeps between records */
+typedef struct NetsParse
+{
+	ParseCommon pc;				/* first: the record step receives it */
+	NetsState	state;
+	/* the current assignment */
+	int			asg_line;
+	int			asg_records;
+	int			asg_transactions;
+	int64_t		asg_sum;
+	int32_t		asg_first_date;
+	int32_t		asg_last_date;
+	char		agreement[10];
+	char		assignment[8];
+	char		account[12];
+	/* the current transaction */
+	int			tx_type;
+	int			tx_number;
+	bool		item3;
+} NetsParse;
+
+/* Format code NY, the record type, and the service code it must carry */
+static bool
+nets_record_type(const char *line, int ln, BankFileError *err, int *rt, const char **name)
+{
+	const char *service;
+
+	if (line[0] != 'N' || line[1] != 'Y')
+		return report(err, ln, "the record does not begin with the format code NY: \"%.2s\".", line);
+	if (!all_digits(FIELD(line, 7), 2) ||
+		(*name = nets_record_name(*rt = (int) digits_value(FIELD(line, 7), 2))) == NULL)
+		return report(err, ln, "unknown record type \"%.2s\" (positions 7-8).", FIELD(line, 7));
+	service = (*rt == 10 || *rt == 89) ? "00" : "09";
+	if (memcmp(FIELD(line, 3), service, 2) == 0)
+		return true;
+	if (*rt == 10 || *rt == 89)
+		return report(err, ln, "service code (positions 3-4) of a %s is \"%.2s\", not 00.",
+					  *name, FIELD(line, 3));
+	return report(err, ln, "service code (positions 3-4) \"%.2s\" is not OCR giro (09).",
+				  FIELD(line, 3));
+}
+
+/* The legal record order: transmission, assignments, amount items */
+static bool
+nets_check_order(NetsParse *s, int rt, const char *name, int ln)
+{
+	BankFileError *err = s->pc.err;
+	NetsState	state = s->state;
+
+	if (state == NE_START && rt != 10)
+		return report(err, ln, "the file must begin with a start record for the transmission (10), not an %s.",
+					  name);
+	if (rt == 10 && state != NE_START)
+		return report(err, ln, "a second start record for the transmission (10).");
+	if (state == NE_TRANSMISSION && rt != 20 && rt != 89)
+		return report(err, ln, "%s outside an assignment: expected a start record for an assignment (20) or the end record for the transmission (89).",
+					  name);
+	if (state == NE_ITEM1 && rt != 31)
+		return report(err, ln, "%s where amount item 2 (31) of transaction %d was expected.",
+					  name, s->tx_number);
+	if ((state == NE_ASSIGNMENT || state == NE_ITEM2) && (rt == 20 || rt == 89))
+		return report(err, ln, "%s inside the assignment opened on line %d, before its end record (88).",
+					  name, s->asg_line);
+	if (rt == 31 && state != NE_ITEM1)
+		return report(err, ln, "amount item 2 (31) must follow amount item 1 (30).");
+	if (rt == 32 && (state != NE_ITEM2 || s->item3))
+		return report(err, ln, "amount item 3 (32) must follow amount item 2 (31).");
+	return true;
+}
+
+/* Positions 5-6 of records 10, 20, 88 and 89: "00" */
+static bool
+nets_type_00(const char *line, int ln, BankFileError *err, bool transmission)
+{
+	if (memcmp(FIELD(line, 5), "00", 2) == 0)
+		return true;
+	if (transmission)
+		return report(err, ln, "transmission type (positions 5-6) \"%.2s\" is not 00.", FIELD(line, 5));
+	return report(err, ln, "assignment type (positions 5-6) \"%.2s\" is not a transaction assignment (00).",
+				  FIELD(line, 5));
+}
+
+/* Start record for the transmission (10): who sends it to whom */
+static bool
+nets_transmission_start(NetsParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	int64_t		v;
+
+	if (!nets_type_00(line, ln, err, true))
+		return false;
+	if (!numeric_field(line, 9, 8, "data transmitter", ln, err, &v) ||
+		!numeric_field(line, 17, 7, "transmission number", ln, err, &v) ||
+		!numeric_field(line, 24, 8, "data recipient", ln, err, &v))
+		return false;
+	copy_verbatim(FIELD(line, 9), 8, f->data_transmitter);
+	copy_verbatim(FIELD(line, 17), 7, f->transmission_number);
+	copy_verbatim(FIELD(line, 24), 8, f->data_recipient);
+	s->state = NE_TRANSMISSION;
+	return true;
+}
+
+/* Start record for an assignment (20): agreement, number, account */
+static bool
+nets_assignment_start(NetsParse *s, const char *line, int ln)
+{
+	BankFileError *err = s->pc.err;
+	int64_t		v;
+
+	if (!nets_type_00(line, ln, err, false))
+		return false;
+	if (!numeric_field(line, 9, 9, "agreement ID", ln, err, &v) ||
+		!numeric_field(line, 18, 7, "assignment number", ln, err, &v) ||
+		!numeric_field(line, 25, 11, "assignment account", ln, err, &v))
+		return false;
+	copy_verbatim(FIELD(line, 9), 9, s->agreement);
+	copy_verbatim(FIELD(line, 18), 7, s->assignment);
+	copy_verbatim(FIELD(line, 25), 11, s->account);
+	s->asg_line = ln;
+	s->asg_records = 1;
+	s->asg_transactions = 0;
+	s->asg_sum = 0;
+	s->asg_first_date = s->asg_last_date = 0;
+	s->state = NE_ASSIGNMENT;
+	return true;
+}
+
+/* Amount item 1 (30): a new payment of the assignment */
+static bool
+nets_item1(NetsParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	BankPayment *p;
+	int64_t		type,
+				number,
+				amount,
+				day_code,
+				partial,
+				centre,
+				serial;
+	int32_t		date;
+	char		kid[26];
+	size_t		kidlen,
+				i;
+	char		sign = line[31];
+
+	if (!numeric_field(line, 5, 2, "transaction type", ln, err, &type))
+		return false;
+	if (type < 10 || type > 21)
+		return report(err, ln, "transaction type %02d (positions 5-6) is not an OCR giro transaction type (10-21).",
+					  (int) type);
+	if (!numeric_field(line, 9, 7, "transaction number", ln, err, &number) ||
+		!date_ddmmyy(line, 16, "Nets date", false, ln, err, &date) ||
+		!numeric_field(line, 22, 2, "centre ID", ln, err, &centre) ||
+		!numeric_field(line, 24, 2, "day code", ln, err, &day_code) ||
+		!numeric_field(line, 26, 1, "partial settlement number", ln, err, &partial) ||
+		!numeric_field(line, 27, 5, "partial settlement serial number", ln, err, &serial))
+		return false;
+	if (sign != '0' && sign != '-')
+		return report(err, ln, "sign (position 32) \"%c\" is neither 0 nor -.", sign);
+	if (!numeric_field(line, 33, 17, "amount", ln, err, &amount))
+		return false;
+	kidlen = copy_trimmed(FIELD(line, 50), 25, kid);
+	for (i = 0; i < kidlen; i++)
+		if ((kid[i] < '0' || kid[i] > '9') && kid[i] != '-')
+			return report(err, ln, "KID (positions 50-74) has a character other than a digit or -: \"%.25s\".",
+						  FIELD(line, 50));
+	if ((p = add_payment(f)) == NULL)
+		return out_of_memory(err, ln);
+	p->line = ln;
+	p->kind = (int) type;
+	p->amount = sign == '-' ? -amount : amount;
+	strcpy(p->currency, "NOK");
+	p->received_on = date;
+	strcpy(p->reference, kid);
+	p->transaction_number = (int) number;
+	copy_verbatim(FIELD(line, 22), 2, p->centre_id);
+	p->day_code = (int) day_code;
+	p->partial_settlement = (int) partial;
+	copy_verbatim(FIELD(line, 27), 5, p->settlement_serial);
+	strcpy(p->agreement_id, s->agreement);
+	strcpy(p->assignment_number, s->assignment);
+	strcpy(p->assignment_account, s->account);
+	snprintf(p->bank_ref, sizeof(p->bank_ref), "nets:%s:%s:%.7s",
+			 s->agreement, s->assignment, FIELD(line, 9));
+	if (__builtin_add_overflow(s->asg_sum, p->amount, &s->asg_sum))
+		return report(err, ln, "the sum of the assignment's amounts overflows.");
+	if (s->asg_transactions == 0 || date < s->asg_first_date)
+		s->asg_first_date = date;
+	if (s->asg_transactions == 0 || date > s->asg_last_date)
+		s->asg_last_date = date;
+	s->asg_transactions++;
+	s->asg_records++;
+	s->tx_type = (int) type;
+	s->tx_number = (int) number;
+	s->state = NE_ITEM1;
+	return true;
+}
+
+/*
+ * Amount item 2 (31: form number, archive reference, payment date, debited
+ * account) or 3 (32: a message) of the current transaction
+ */
+static bool
+nets_item2_3(NetsParse *s, int rt, const char *name, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	BankPayment *p = &f->payments[f->npayments - 1];
+	int64_t		type,
+				number,
+				v;
+
+	if (!numeric_field(line, 5, 2, "transaction type", ln, err, &type) ||
+		!numeric_field(line, 9, 7, "transaction number", ln, err, &number))
+		return false;
+	if (type != s->tx_type || number != s->tx_number)
+		return report(err, ln, "%s is for transaction %lld of type %02lld, but amount item 1 on line %d is for transaction %d of type %02d.",
+					  name, (long long) number, (long long) type, p->line, s->tx_number, s->tx_type);
+	if (rt == 31)
+	{
+		if (!numeric_field(line, 16, 10, "form number", ln, err, &v) ||
+			!numeric_field(line, 26, 9, "archive reference", ln, err, &v) ||
+			!date_ddmmyy(line, 42, "payment date", true, ln, err, &p->bank_date) ||
+			!numeric_field(line, 48, 11, "debited account", ln, err, &v))
+			return false;
+		if (!all_char(FIELD(line, 16), 10, '0'))
+			copy_verbatim(FIELD(line, 16), 10, p->form_number);
+		if (!all_char(FIELD(line, 26), 9, '0'))
+			copy_verbatim(FIELD(line, 26), 9, p->archive_reference);
+		if (!all_char(FIELD(line, 48), 11, '0'))
+			copy_verbatim(FIELD(line, 48), 11, p->payer);
+		s->item3 = false;
+		s->state = NE_ITEM2;
+	}
+	else
+	{
+		if (s->tx_type != 20 && s->tx_type != 21)
+			return report(err, ln, "amount item 3 (32) is only for transaction types 20 and 21, not %02d.",
+						  s->tx_type);
+		copy_trimmed(FIELD(line, 16), 40, p->message);
+		s->item3 = true;
+	}
+	s->asg_records++;
+	return true;
+}
+
+/*
+ * The counts and sum of an end record (88 or 89): number of transactions,
+ * number of records, sum of amounts, then its Nets date (may be zero when
+ * there is no transaction)
+ */
+static bool
+nets_end_fields(const char *line, int ln, BankFileError *err, bool no_transactions,
+				int64_t *ntx, int64_t *nrec, int64_t *sum, int32_t *nets_date)
+{
+	return numeric_field(line, 9, 8, "number of transactions", ln, err, ntx) &&
+		numeric_field(line, 17, 8, "number of records", ln, err, nrec) &&
+		numeric_field(line, 25, 17, "sum of amounts", ln, err, sum) &&
+		date_ddmmyy(line, 42, "Nets date", no_transactions, ln, err, nets_date);
+}
+
+/*
+ * End record for the assignment (88): its counts, sum and dates are
+ * checked, and the assignment is added to the transmission's totals
+ */
+static bool
+nets_assignment_end(NetsParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	bool		none = s->asg_transactions == 0;
+	int64_t		ntx,
+				nrec,
+				sum;
+	int32_t		nets_date,
+				first,
+				last;
+	char		a[32],
+				b[32];
+
+	s->asg_records++;
+	if (!nets_type_00(line, ln, err, false))
+		return false;
+	if (!nets_end_fields(line, ln, err, none, &ntx, &nrec, &sum, &nets_date) ||
+		!date_ddmmyy(line, 48, "earliest Nets date", none, ln, err, &first) ||
+		!date_ddmmyy(line, 54, "latest Nets date", none, ln, err, &last))
+		return false;
+	bankfile_format_amount(sum, a);
+	bankfile_format_amount(s->asg_sum, b);
+	if (ntx != s->asg_transactions)
+		return report(err, ln, "assignment end record count %lld does not match %d transactions in the assignment.",
+					  (long long) ntx, s->asg_transactions);
+	if (nrec != s->asg_records)
+		return report(err, ln, "assignment end record counts %lld records; the assignment has %d.",
+					  (long long) nrec, s->asg_records);
+	if (sum != s->asg_sum)
+		return report(err, ln, "assignment end record sum %s does not match %s, the sum of the assignment's amounts.",
+					  a, b);
+	if (!none && first != s->asg_first_date)
+		return report(err, ln, "earliest Nets date %.6s does not match the earliest date of the assignment's transactions.",
+					  FIELD(line, 48));
+	if (!none && last != s->asg_last_date)
+		return report(err, ln, "latest Nets date %.6s does not match the latest date of the assignment's transactions.",
+					  FIELD(line, 54));
+	if (__builtin_add_overflow(f->total, s->asg_sum, &f->total))
+		return report(err, ln, "the sum of the transmission's amounts overflows.");
+	f->transactions += s->asg_transactions;
+	f->sections++;
+	s->state = NE_TRANSMISSION;
+	return true;
+}
+
+/* End record for the transmission (89): the file's counts and sum */
+static bool
+nets_transmission_end(NetsParse *s, const char *line, int ln)
+{
+	BankFile   *f = s->pc.f;
+	BankFileError *err = s->pc.err;
+	int64_t		ntx,
+				nrec,
+				sum;
+	int32_t		nets_date;
+	char		a[32],
+				b[32];
+
+	if (!nets_type_00(line, ln, err, true))
+		return false;
+	if (!nets_end_fields(line, ln, err, f->transactions == 0, &ntx, &nrec, &sum, &nets_date))
+		return false;
+	bankfile_format_amount(sum, a);
+	bankfile_format_amount(f->total, b);
+	if (ntx != f->transactions)
+		return report(err, ln, "transmission end record count %lld does not match %d transactions in the file.",
+					  (long long) ntx, f->transactions);
+	if (nrec != ln)
+		return report(err, ln, "transmission end record counts %lld records; the transmission has %d.",
+					  (long long) nrec, ln);
+	if (sum != f->total)
+		return report(err, ln, "transmission end record sum %s does not match %s, the sum of the file's amounts.",
+					  a, b);
+	f->nets_date = nets_date;
+	f->records = ln;
+	s->state = NE_DONE;
+	s->pc.done = true;
+	return true;
+}
+
+/* One Nets OCR record: its type, its place in the order, its step */
+static bool
+nets_record(ParseCommon *pc, const char *line, int ln)
+{
+	NetsParse  *s = (NetsParse *) pc;
+	int			rt = 0;
+	const char *name = NULL;
+
+	if (!nets_record_type(line, ln, pc->err, &rt, &name) ||
+		!nets_check_order(s, rt, name, ln))
+		return false;
+	switch (rt)
+	{
+		case 10:
+			return nets_transmission_start(s, line, ln);
+		case 20:
+			return nets_assignment_start(s, line, ln);
+		case 30:
+			return nets_item1(s, line, ln);
+		case 31:
+		case 32:
+			return nets_item2_3(s, rt, name, line, ln);
+		case 88:
+			return nets_assignment_end(s, line, ln);
+	}
+	return nets_transmission_end(s, line, ln);
+}
+
 bool
 nets_ocr_parse(const char *data, size_t len, BankFile *f, BankFileError *err)
 {
-	LineReader	r = {data, len, 0, 0};
-	const char *line;
-	size_t		n;
-	NetsState	state = NE_START;
-	/* the current assignment */
-	int			asg_line = 0;
-	int			asg_records = 0;
-	int			asg_transactions = 0;
-	int64_t		asg_sum = 0;
-	int32_t		asg_first_date = 0;
-	int32_t		asg_last_date = 0;
-	char		agreement[10] = "";
-	char		assignment[8] = "";
-	char		account[12] = "";
-	/* the current transaction */
-	int			tx_type = 0;
-	int			tx_number = 0;
-	bool		item3 = false;
-	char		rec[BANKFILE_RECORD_LEN + 1];
+	NetsParse	s;
+	int			lines;
+	bool		ok;
 
-	memset(f, 0, sizeof(*f));
-	memset(err, 0, sizeof(*err));
-	f->format = BANKFILE_NETS_OCR;
-
-	while (next_line(&r, &line, &n))
+	memset(&s, 0, sizeof(s));
+	parse_begin(&s.pc, f, err, BANKFILE_NETS_OCR);
+	s.state = NE_START;
+	ok = parse_records(&s.pc, data, len,
+					   "end record for the transmission (89)", nets_record, &lines);
+	if (ok && !s.pc.done)
 	{
-		int			ln = r.lineno;
-		int			rt;
-		const char *name;
-		int64_t		v;
-		const char *service;
-
-		if (state == NE_DONE)
-		{
-			if (n == 0)
-				continue;
-			report(err, ln, "text after the end record for the transmission (89).");
-			return parse_failed(f);
-		}
-		if (!read_record(f, line, n, ln, err, rec))
-			return parse_failed(f);
-		line = rec;
-		if (line[0] != 'N' || line[1] != 'Y')
-		{
-			report(err, ln, "the record does not begin with the format code NY: \"%.2s\".", line);
-			return parse_failed(f);
-		}
-		if (!all_digits(FIELD(line, 7), 2) ||
-			(name = nets_record_name(rt = (int) digits_value(FIELD(line, 7), 2))) == NULL)
-		{
-			report(err, ln, "unknown record type \"%.2s\" (positions 7-8).", FIELD(line, 7));
-			return parse_failed(f);
-		}
-		service = (rt == 10 || rt == 89) ? "00" : "09";
-		if (memcmp(FIELD(line, 3), service, 2) != 0)
-		{
-			if (rt == 10 || rt == 89)
-				report(err, ln, "service code (positions 3-4) of a %s is \"%.2s\", not 00.",
-					   name, FIELD(line, 3));
-			else
-				report(err, ln, "service code (positions 3-4) \"%.2s\" is not OCR giro (09).",
-					   FIELD(line, 3));
-			return parse_failed(f);
-		}
-
-		/* legal order */
-		if (state == NE_START && rt != 10)
-		{
-			report(err, ln, "the file must begin with a start record for the transmission (10), not an %s.",
-				   name);
-			return parse_failed(f);
-		}
-		if (rt == 10 && state != NE_START)
-		{
-			report(err, ln, "a second start record for the transmission (10).");
-			return parse_failed(f);
-		}
-		if (state == NE_TRANSMISSION && rt != 20 && rt != 89)
-		{
-			report(err, ln, "%s outside an assignment: expected a start record for an assignment (20) or the end record for the transmission (89).",
-				   name);
-			return parse_failed(f);
-		}
-		if (state == NE_ITEM1 && rt != 31)
-		{
-			report(err, ln, "%s where amount item 2 (31) of transaction %d was expected.",
-				   name, tx_number);
-			return parse_failed(f);
-		}
-		if ((state == NE_ASSIGNMENT || state == NE_ITEM2) && (rt == 20 || rt == 89))
-		{
-			report(err, ln, "%s inside the assignment opened on line %d, before its end record (88).",
-				   name, asg_line);
-			return parse_failed(f);
-		}
-		if (rt == 31 && state != NE_ITEM1)
-		{
-			report(err, ln, "amount item 2 (31) must follow amount item 1 (30).");
-			return parse_failed(f);
-		}
-		if (rt == 32 && (state != NE_ITEM2 || item3))
-		{
-			report(err, ln, "amount item 3 (32) must follow amount item 2 (31).");
-			return parse_failed(f);
-		}
-
-		switch (rt)
-		{
-			case 10:
-				if (memcmp(FIELD(line, 5), "00", 2) != 0)
-				{
-					report(err, ln, "transmission type (positions 5-6) \"%.2s\" is not 00.", FIELD(line, 5));
-					return parse_failed(f);
-				}
-				if (!numeric_field(line, 9, 8, "data transmitter", ln, err, &v) ||
-					!numeric_field(line, 17, 7, "transmission number", ln, err, &v) ||
-					!numeric_field(line, 24, 8, "data recipient", ln, err, &v))
-					return parse_failed(f);
-				copy_verbatim(FIELD(line, 9), 8, f->data_transmitter);
-				copy_verbatim(FIELD(line, 17), 7, f->transmission_number);
-				copy_verbatim(FIELD(line, 24), 8, f->data_recipient);
-				state = NE_TRANSMISSION;
-				break;
-
-			case 20:
-				if (memcmp(FIELD(line, 5), "00", 2) != 0)
-				{
-					report(err, ln, "assignment type (positions 5-6) \"%.2s\" is not a transaction assignment (00).",
-						   FIELD(line, 5));
-					return parse_failed(f);
-				}
-				if (!numeric_field(line, 9, 9, "agreement ID", ln, err, &v) ||
-					!numeric_field(line, 18, 7, "assignment number", ln, err, &v) ||
-					!numeric_field(line, 25, 11, "assignment account", ln, err, &v))
-					return parse_failed(f);
-				copy_verbatim(FIELD(line, 9), 9, agreement);
-				copy_verbatim(FIELD(line, 18), 7, assignment);
-				copy_verbatim(FIELD(line, 25), 11, account);
-				asg_line = ln;
-				asg_records = 1;
-				asg_transactions = 0;
-				asg_sum = 0;
-				asg_first_date = asg_last_date = 0;
-				state = NE_ASSIGNMENT;
-				break;
-
-			case 30:
-				{
-					BankPayment *p;
-					int64_t		type,
-								number,
-								amount,
-								day_code,
-								partial,
-								centre,
-								serial;
-					int32_t		date;
-					char		kid[26];
-					size_t		kidlen,
-								i;
-					char		sign = line[31];
-
-					if (!numeric_field(line, 5, 2, "transaction type", ln, err, &type))
-						return parse_failed(f);
-					if (type < 10 || type > 21)
-					{
-						report(err, ln, "transaction type %02d (positions 5-6) is not an OCR giro transaction type (10-21).",
-							   (int) type);
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 9, 7, "transaction number", ln, err, &number) ||
-						!date_ddmmyy(line, 16, "Nets date", false, ln, err, &date) ||
-						!numeric_field(line, 22, 2, "centre ID", ln, err, &centre) ||
-						!numeric_field(line, 24, 2, "day code", ln, err, &day_code) ||
-						!numeric_field(line, 26, 1, "partial settlement number", ln, err, &partial) ||
-						!numeric_field(line, 27, 5, "partial settlement serial number", ln, err, &serial))
-						return parse_failed(f);
-					if (sign != '0' && sign != '-')
-					{
-						report(err, ln, "sign (position 32) \"%c\" is neither 0 nor -.", sign);
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 33, 17, "amount", ln, err, &amount))
-						return parse_failed(f);
-					kidlen = copy_trimmed(FIELD(line, 50), 25, kid);
-					for (i = 0; i < kidlen; i++)
-						if ((kid[i] < '0' || kid[i] > '9') && kid[i] != '-')
-						{
-							report(err, ln, "KID (positions 50-74) has a character other than a digit or -: \"%.25s\".",
-								   FIELD(line, 50));
-							return parse_failed(f);
-						}
-					if ((p = add_payment(f)) == NULL)
-					{
-						out_of_memory(err, ln);
-						return parse_failed(f);
-					}
-					p->line = ln;
-					p->kind = (int) type;
-					p->amount = sign == '-' ? -amount : amount;
-					strcpy(p->currency, "NOK");
-					p->received_on = date;
-					strcpy(p->reference, kid);
-					p->transaction_number = (int) number;
-					copy_verbatim(FIELD(line, 22), 2, p->centre_id);
-					p->day_code = (int) day_code;
-					p->partial_settlement = (int) partial;
-					copy_verbatim(FIELD(line, 27), 5, p->settlement_serial);
-					strcpy(p->agreement_id, agreement);
-					strcpy(p->assignment_number, assignment);
-					strcpy(p->assignment_account, account);
-					snprintf(p->bank_ref, sizeof(p->bank_ref), "nets:%s:%s:%.7s",
-							 agreement, assignment, FIELD(line, 9));
-					if (__builtin_add_overflow(asg_sum, p->amount, &asg_sum))
-					{
-						report(err, ln, "the sum of the assignment's amounts overflows.");
-						return parse_failed(f);
-					}
-					if (asg_transactions == 0 || date < asg_first_date)
-						asg_first_date = date;
-					if (asg_transactions == 0 || date > asg_last_date)
-						asg_last_date = date;
-					asg_transactions++;
-					asg_records++;
-					tx_type = (int) type;
-					tx_number = (int) number;
-					state = NE_ITEM1;
-					break;
-				}
-
-			case 31:
-			case 32:
-				{
-					BankPayment *p = &f->payments[f->npayments - 1];
-					int64_t		type,
-								number;
-
-					if (!numeric_field(line, 5, 2, "transaction type", ln, err, &type) ||
-						!numeric_field(line, 9, 7, "transaction number", ln, err, &number))
-						return parse_failed(f);
-					if (type != tx_type || number != tx_number)
-					{
-						report(err, ln, "%s is for transaction %lld of type %02lld, but amount item 1 on line %d is for transaction %d of type %02d.",
-							   name, (long long) number, (long long) type, p->line, tx_number, tx_type);
-						return parse_failed(f);
-					}
-					if (rt == 31)
-					{
-						if (!numeric_field(line, 16, 10, "form number", ln, err, &v) ||
-							!numeric_field(line, 26, 9, "archive reference", ln, err, &v) ||
-							!date_ddmmyy(line, 42, "payment date", true, ln, err, &p->bank_date) ||
-							!numeric_field(line, 48, 11, "debited account", ln, err, &v))
-							return parse_failed(f);
-						if (!all_char(FIELD(line, 16), 10, '0'))
-							copy_verbatim(FIELD(line, 16), 10, p->form_number);
-						if (!all_char(FIELD(line, 26), 9, '0'))
-							copy_verbatim(FIELD(line, 26), 9, p->archive_reference);
-						if (!all_char(FIELD(line, 48), 11, '0'))
-							copy_verbatim(FIELD(line, 48), 11, p->payer);
-						item3 = false;
-						state = NE_ITEM2;
-					}
-					else
-					{
-						if (tx_type != 20 && tx_type != 21)
-						{
-							report(err, ln, "amount item 3 (32) is only for transaction types 20 and 21, not %02d.",
-								   tx_type);
-							return parse_failed(f);
-						}
-						copy_trimmed(FIELD(line, 16), 40, p->message);
-						item3 = true;
-					}
-					asg_records++;
-					break;
-				}
-
-			case 88:
-				{
-					int64_t		ntx,
-								nrec,
-								sum;
-					int32_t		nets_date,
-								first,
-								last;
-					char		a[32],
-								b[32];
-
-					asg_records++;
-					if (memcmp(FIELD(line, 5), "00", 2) != 0)
-					{
-						report(err, ln, "assignment type (positions 5-6) \"%.2s\" is not a transaction assignment (00).",
-							   FIELD(line, 5));
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 9, 8, "number of transactions", ln, err, &ntx) ||
-						!numeric_field(line, 17, 8, "number of records", ln, err, &nrec) ||
-						!numeric_field(line, 25, 17, "sum of amounts", ln, err, &sum) ||
-						!date_ddmmyy(line, 42, "Nets date", asg_transactions == 0, ln, err, &nets_date) ||
-						!date_ddmmyy(line, 48, "earliest Nets date", asg_transactions == 0, ln, err, &first) ||
-						!date_ddmmyy(line, 54, "latest Nets date", asg_transactions == 0, ln, err, &last))
-						return parse_failed(f);
-					bankfile_format_amount(sum, a);
-					bankfile_format_amount(asg_sum, b);
-					if (ntx != asg_transactions)
-						report(err, ln, "assignment end record count %lld does not match %d transactions in the assignment.",
-							   (long long) ntx, asg_transactions);
-					else if (nrec != asg_records)
-						report(err, ln, "assignment end record counts %lld records; the assignment has %d.",
-							   (long long) nrec, asg_records);
-					else if (sum != asg_sum)
-						report(err, ln, "assignment end record sum %s does not match %s, the sum of the assignment's amounts.",
-							   a, b);
-					else if (asg_transactions > 0 && first != asg_first_date)
-						report(err, ln, "earliest Nets date %.6s does not match the earliest date of the assignment's transactions.",
-							   FIELD(line, 48));
-					else if (asg_transactions > 0 && last != asg_last_date)
-						report(err, ln, "latest Nets date %.6s does not match the latest date of the assignment's transactions.",
-							   FIELD(line, 54));
-					if (err->line != 0)
-						return parse_failed(f);
-					if (__builtin_add_overflow(f->total, asg_sum, &f->total))
-					{
-						report(err, ln, "the sum of the transmission's amounts overflows.");
-						return parse_failed(f);
-					}
-					f->transactions += asg_transactions;
-					f->sections++;
-					state = NE_TRANSMISSION;
-					break;
-				}
-
-			case 89:
-				{
-					int64_t		ntx,
-								nrec,
-								sum;
-					int32_t		nets_date;
-					char		a[32],
-								b[32];
-
-					if (memcmp(FIELD(line, 5), "00", 2) != 0)
-					{
-						report(err, ln, "transmission type (positions 5-6) \"%.2s\" is not 00.", FIELD(line, 5));
-						return parse_failed(f);
-					}
-					if (!numeric_field(line, 9, 8, "number of transactions", ln, err, &ntx) ||
-						!numeric_field(line, 17, 8, "number of records", ln, err, &nrec) ||
-						!numeric_field(line, 25, 17, "sum of amounts", ln, err, &sum) ||
-						!date_ddmmyy(line, 42, "Nets date", f->transactions == 0, ln, err, &nets_date))
-						return parse_failed(f);
-					bankfile_format_amount(sum, a);
-					bankfile_format_amount(f->total, b);
-					if (ntx != f->transactions)
-						report(err, ln, "transmission end record count %lld does not match %d transactions in the file.",
-							   (long long) ntx, f->transactions);
-					else if (nrec != ln)
-						report(err, ln, "transmission end record counts %lld records; the transmission has %d.",
-							   (long long) nrec, ln);
-					else if (sum != f->total)
-						report(err, ln, "transmission end record sum %s does not match %s, the sum of the file's amounts.",
-							   a, b);
-					if (err->line != 0)
-						return parse_failed(f);
-					f->nets_date = nets_date;
-					f->records = ln;
-					state = NE_DONE;
-					break;
-				}
-		}
-	}
-
-	if (state != NE_DONE)
-	{
-		if (r.lineno == 0)
-			report(err, 1, "the file is empty.");
-		else if (state == NE_TRANSMISSION)
-			report(err, r.lineno, "the file ends without an end record for the transmission (89).");
+		if (s.state == NE_TRANSMISSION)
+			report(err, lines, "the file ends without an end record for the transmission (89).");
 		else
-			report(err, r.lineno, "the file ends inside the assignment opened on line %d, without its end record (88) and the end record for the transmission (89).",
-				   asg_line);
-		return parse_failed(f);
+			report(err, lines, "the file ends inside the assignment opened on line %d, without its end record (88) and the end record for the transmission (89).",
+				   s.asg_line);
+		ok = false;
 	}
-	if (!check_unique_refs(f, err))
-		return parse_failed(f);
-	finish_warnings(f);
-	return true;
+	return parse_end(&s.pc, ok);
 }
 
 /* ---------- encoding ---------- */
