@@ -1273,23 +1273,43 @@ nets_type_00(const char *line, int ln, BankFileError *err, bool transmission)
 				  FIELD(line, 5));
 }
 
+/* A numeric identifier of a start record (10, 20), kept as written */
+typedef struct NetsIdField
+{
+	int			from;
+	int			n;
+	const char *what;
+	char	   *out;			/* n + 1 bytes */
+} NetsIdField;
+
+/* The three identifiers of a start record, checked in order, then kept */
+static bool
+nets_id_fields(const char *line, int ln, BankFileError *err, const NetsIdField ids[3])
+{
+	int64_t		v;
+	int			i;
+
+	for (i = 0; i < 3; i++)
+		if (!numeric_field(line, ids[i].from, ids[i].n, ids[i].what, ln, err, &v))
+			return false;
+	for (i = 0; i < 3; i++)
+		copy_verbatim(FIELD(line, ids[i].from), ids[i].n, ids[i].out);
+	return true;
+}
+
 /* Start record for the transmission (10): who sends it to whom */
 static bool
 nets_transmission_start(NetsParse *s, const char *line, int ln)
 {
 	BankFile   *f = s->pc.f;
-	BankFileError *err = s->pc.err;
-	int64_t		v;
+	const NetsIdField ids[3] = {
+		{9, 8, "data transmitter", f->data_transmitter},
+		{17, 7, "transmission number", f->transmission_number},
+		{24, 8, "data recipient", f->data_recipient}};
 
-	if (!nets_type_00(line, ln, err, true))
+	if (!nets_type_00(line, ln, s->pc.err, true) ||
+		!nets_id_fields(line, ln, s->pc.err, ids))
 		return false;
-	if (!numeric_field(line, 9, 8, "data transmitter", ln, err, &v) ||
-		!numeric_field(line, 17, 7, "transmission number", ln, err, &v) ||
-		!numeric_field(line, 24, 8, "data recipient", ln, err, &v))
-		return false;
-	copy_verbatim(FIELD(line, 9), 8, f->data_transmitter);
-	copy_verbatim(FIELD(line, 17), 7, f->transmission_number);
-	copy_verbatim(FIELD(line, 24), 8, f->data_recipient);
 	s->state = NE_TRANSMISSION;
 	return true;
 }
@@ -1298,18 +1318,14 @@ nets_transmission_start(NetsParse *s, const char *line, int ln)
 static bool
 nets_assignment_start(NetsParse *s, const char *line, int ln)
 {
-	BankFileError *err = s->pc.err;
-	int64_t		v;
+	const NetsIdField ids[3] = {
+		{9, 9, "agreement ID", s->agreement},
+		{18, 7, "assignment number", s->assignment},
+		{25, 11, "assignment account", s->account}};
 
-	if (!nets_type_00(line, ln, err, false))
+	if (!nets_type_00(line, ln, s->pc.err, false) ||
+		!nets_id_fields(line, ln, s->pc.err, ids))
 		return false;
-	if (!numeric_field(line, 9, 9, "agreement ID", ln, err, &v) ||
-		!numeric_field(line, 18, 7, "assignment number", ln, err, &v) ||
-		!numeric_field(line, 25, 11, "assignment account", ln, err, &v))
-		return false;
-	copy_verbatim(FIELD(line, 9), 9, s->agreement);
-	copy_verbatim(FIELD(line, 18), 7, s->assignment);
-	copy_verbatim(FIELD(line, 25), 11, s->account);
 	s->asg_line = ln;
 	s->asg_records = 1;
 	s->asg_transactions = 0;
