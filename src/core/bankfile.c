@@ -11,6 +11,12 @@
  * payments are checked to be unique.  The first failing check stops the
  * parse with its line number and reason.
  *
+ * Both formats share the loop (parse_records: lines, record normalisation,
+ * text after the end record, an empty file) and the whole-file checks
+ * (parse_end); each format has a state struct, a record step that checks
+ * the record order and hands the record to the function for its kind, and
+ * an end-of-file check.
+ *
  * Plain C, no PostgreSQL headers.
  *
  *-------------------------------------------------------------------------
