@@ -358,3 +358,11 @@ GRANT SELECT ON subbilling.kpi_mrr, subbilling.kpi_mrr_movements, subbilling.kpi
                 subbilling.kpi_growth, subbilling.ar_aging, subbilling.revenue_recognition,
                 subbilling.upsell_candidates
     TO subbilling_reader, subbilling_operator;
+
+-- The reader reads the KPI views above and no other relation: the views of
+-- customer data granted to it with the ledger and the subscriptions (the
+-- item history, the customer ledger, open items, balances) are the
+-- operator's only.
+REVOKE SELECT ON subbilling.subscription_item_history, subbilling.customer_ledger, subbilling.open_items,
+                 subbilling.account_balances
+    FROM subbilling_reader;
