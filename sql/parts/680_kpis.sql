@@ -175,25 +175,20 @@ COMMENT ON VIEW subbilling_internal.kpi_movements_ref IS 'internal: the definiti
 
 -- Per customer, currency and month: MRR this month (cur) and last month
 -- (prev), counted subscriptions, the first month the customer had MRR in the
--- currency.  Rows for every month with MRR and the month after one.
+-- currency.  Rows for every month with MRR and the month after one (up to
+-- the current month).  Written without a CTE so that a filter on the
+-- account reaches the items (marked accounts are computed alone).
 CREATE VIEW subbilling_internal.kpi_customer_movements WITH (security_barrier) AS
-WITH cm AS (
-    SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
-           min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
-      FROM subbilling_internal.kpi_customer_months c
-),
-pairs AS (
-    SELECT cm.account_id, cm.currency, cm.month, cm.mrr AS cur, 0::bigint AS prev, cm.subscriptions, cm.first_month
-      FROM cm
-    UNION ALL
-    SELECT cm.account_id, cm.currency, (cm.month + interval '1 month')::date, 0, cm.mrr, 0, cm.first_month
-      FROM cm
-     WHERE cm.month < date_trunc('month', current_date)
-)
-SELECT p.account_id, p.currency, p.month, sum(p.cur)::bigint AS cur, sum(p.prev)::bigint AS prev,
-       sum(p.subscriptions)::bigint AS subscriptions, min(p.first_month) AS first_month
-  FROM pairs p
- GROUP BY p.account_id, p.currency, p.month;
+SELECT c.account_id, c.currency, x.month, sum(x.cur)::bigint AS cur, sum(x.prev)::bigint AS prev,
+       sum(x.subscriptions)::bigint AS subscriptions, min(c.first_month) AS first_month
+  FROM (SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
+               min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
+          FROM subbilling_internal.kpi_customer_months c) c
+ CROSS JOIN LATERAL (VALUES (true, c.month, c.mrr, 0::bigint, c.subscriptions),
+                            (false, (c.month + interval '1 month')::date, 0::bigint, c.mrr, 0::bigint))
+       AS x(this_month, month, cur, prev, subscriptions)
+ WHERE x.this_month OR c.month < date_trunc('month', current_date)
+ GROUP BY c.account_id, c.currency, x.month;
 COMMENT ON VIEW subbilling_internal.kpi_customer_movements IS 'internal: per account, currency and month, MRR this month and last (minor units), counted subscriptions, first month with MRR';
 
 CREATE TABLE subbilling_internal.kpi_snapshot_state (

@@ -2564,3 +2564,31 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.sie_export(date, date, text) IS 'the journal from from_date to to_date (inclusive) as an SIE 4 file in CP437: type 4I (vouchers, the default) or 4E (with #KONTO, #IB, #UB, #RES); every #VER balances';
+
+CREATE OR REPLACE FUNCTION subbilling.refresh_kpi_snapshots() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
+    LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
+    DELETE FROM subbilling_internal.kpi_dirty_accounts;
+    DELETE FROM subbilling_internal.kpi_snapshot_customers;
+    DELETE FROM subbilling_internal.kpi_snapshot_months;
+    INSERT INTO subbilling_internal.kpi_snapshot_state AS z (computed_on, time_zone, building)
+    VALUES (current_date, current_setting('TimeZone'), true)
+    ON CONFLICT (only_row) DO UPDATE SET computed_on = excluded.computed_on, time_zone = excluded.time_zone,
+                                         building = true, refreshed_at = pg_catalog.now();
+    INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+    SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements c;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO subbilling_internal.kpi_snapshot_months
+    SELECT p.currency, p.month, p.customer_rows, p.start_mrr, p.new_mrr, p.expansion_mrr, p.reactivation_mrr,
+           p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
+           p.churned_customers, p.customers_end, p.subscriptions_end
+      FROM subbilling_internal.kpi_movement_parts p;
+    UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION subbilling.refresh_kpi_snapshots() IS 'rebuilds the KPI views'' monthly snapshots as of today (run daily after midnight; until then the views compute live); returns the customer rows written';
