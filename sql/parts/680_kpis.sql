@@ -408,13 +408,56 @@ CREATE TRIGGER subscriptions_kpi_truncate AFTER TRUNCATE ON subbilling.subscript
 -- the marks; one refresh at a time, readers read on (the previous snapshots
 -- until this commits).  Plans and campaigns are locked against changes
 -- meanwhile.  A mark made after the refresh began stays (the account is
--- computed live until the next one).  Returns the customer rows written.
-CREATE FUNCTION subbilling.refresh_kpi_snapshots() RETURNS bigint
+-- computed live until the next one).  With only_marked, and a snapshot of
+-- today, only the marked accounts are recomputed: their snapshot rows
+-- replaced and the month sums corrected, with the marks locked so that no
+-- change commits meanwhile (lifecycle changes wait the few milliseconds).
+-- Returns the customer rows written.
+CREATE FUNCTION subbilling.refresh_kpi_snapshots(only_marked boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
-    n bigint;
+    n     bigint;
+    dirty bigint[];
 BEGIN
+    IF only_marked IS NULL THEN
+        RAISE EXCEPTION 'only_marked must not be null' USING ERRCODE = '22004';
+    END IF;
     LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
+    IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                                WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
+                                  AND NOT z.building) THEN
+        LOCK TABLE subbilling_internal.kpi_dirty_accounts IN EXCLUSIVE MODE;
+        SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_dirty_accounts d;
+        IF dirty IS NULL THEN
+            RETURN 0;
+        END IF;
+        -- the sums: + live - snapshot of the marked accounts (kpi_movement_parts)
+        INSERT INTO subbilling_internal.kpi_snapshot_months AS m
+        SELECT p.currency, p.month, p.customer_rows, p.start_mrr, p.new_mrr, p.expansion_mrr, p.reactivation_mrr,
+               p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
+               p.churned_customers, p.customers_end, p.subscriptions_end
+          FROM subbilling_internal.kpi_movement_parts p
+        ON CONFLICT (currency, month) DO UPDATE
+           SET customer_rows = m.customer_rows + excluded.customer_rows, start_mrr = m.start_mrr + excluded.start_mrr,
+               new_mrr = m.new_mrr + excluded.new_mrr, expansion_mrr = m.expansion_mrr + excluded.expansion_mrr,
+               reactivation_mrr = m.reactivation_mrr + excluded.reactivation_mrr,
+               contraction_mrr = m.contraction_mrr + excluded.contraction_mrr,
+               churned_mrr = m.churned_mrr + excluded.churned_mrr, end_mrr = m.end_mrr + excluded.end_mrr,
+               customers_start = m.customers_start + excluded.customers_start,
+               new_customers = m.new_customers + excluded.new_customers,
+               reactivated_customers = m.reactivated_customers + excluded.reactivated_customers,
+               churned_customers = m.churned_customers + excluded.churned_customers,
+               customers_end = m.customers_end + excluded.customers_end,
+               subscriptions_end = m.subscriptions_end + excluded.subscriptions_end;
+        DELETE FROM subbilling_internal.kpi_snapshot_customers c WHERE c.account_id = ANY (dirty);
+        INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+        SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+          FROM subbilling_internal.kpi_customer_movements c
+         WHERE c.account_id = ANY (dirty);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        DELETE FROM subbilling_internal.kpi_dirty_accounts;
+        RETURN n;
+    END IF;
     LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
     DELETE FROM subbilling_internal.kpi_dirty_accounts;
     DELETE FROM subbilling_internal.kpi_snapshot_customers;
@@ -435,11 +478,11 @@ BEGIN
     UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
     RETURN n;
 END $$;
-COMMENT ON FUNCTION subbilling.refresh_kpi_snapshots() IS 'rebuilds the KPI views'' monthly snapshots as of today (run daily after midnight; until then the views compute live); returns the customer rows written';
+COMMENT ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) IS 'rebuilds the KPI views'' monthly snapshots as of today (daily after midnight; until then the views compute live), or with only_marked the marked accounts only (every few minutes); returns the customer rows written';
 
 REVOKE ALL ON FUNCTION subbilling_internal.kpi_mark_account(), subbilling_internal.kpi_invalidate() FROM PUBLIC;
-REVOKE ALL ON FUNCTION subbilling.refresh_kpi_snapshots() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION subbilling.refresh_kpi_snapshots() TO subbilling_operator;
+REVOKE ALL ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) TO subbilling_operator;
 
 -- ---------------------------------------------------------------- public views
 

@@ -10,7 +10,7 @@ SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL subbilling.notify = off;
 
-SELECT plan(20);
+SELECT plan(26);
 SELECT setseed(0.0815);
 
 INSERT INTO products (code, name) VALUES ('k_saas', 'Snapshot SaaS');
@@ -122,6 +122,15 @@ SELECT results_eq($$ SELECT month, currency, mrr FROM kpi_mrr ORDER BY 1, 2 $$,
                   $$ SELECT month, currency, subbilling.amount(subbilling.price_minor(end_mrr, currency))
                        FROM subbilling_internal.kpi_movements_ref ORDER BY 1, 2 $$,
                   'kpi_mrr from the snapshot equals the definition');
+
+-- the marked accounts only: their rows replaced, the sums corrected, the marks cleared
+SELECT cmp_ok(refresh_kpi_snapshots(true), '>', 0::bigint, 'refresh_kpi_snapshots(true) recomputes the marked accounts');
+SELECT ok(pg_temp.usable() AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_dirty_accounts),
+          'the snapshot is usable, no account marked');
+SELECT is(pg_temp.diff(), 0::bigint, 'after the marked accounts'' refresh: the definition''s rows');
+SELECT cmp_ok(pg_temp.steps(40), '>', 10, 'more changes');
+SELECT is(refresh_kpi_snapshots(true) > 0 AND pg_temp.diff() = 0, true, 'refreshed again: the definition''s rows');
+SELECT throws_ok('SELECT refresh_kpi_snapshots(NULL)', '22004', 'only_marked must not be null', 'only_marked NULL is refused');
 
 -- another time zone, another day: not usable, computed live
 SET LOCAL TimeZone = 'Pacific/Kiritimati';
