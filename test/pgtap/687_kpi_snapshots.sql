@@ -10,7 +10,7 @@ SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL subbilling.notify = off;
 
-SELECT plan(26);
+SELECT plan(32);
 SELECT setseed(0.0815);
 
 INSERT INTO products (code, name) VALUES ('k_saas', 'Snapshot SaaS');
@@ -71,6 +71,46 @@ CREATE FUNCTION pg_temp.diff() RETURNS bigint LANGUAGE sql AS $$
                           UNION ALL
                           (TABLE subbilling_internal.kpi_movements_ref EXCEPT ALL TABLE subbilling_internal.kpi_movements)) x
 $$;
+-- n random issued lines (invoices or credit notes, with or without a
+-- service period) on random test accounts
+CREATE FUNCTION pg_temp.lines(n integer) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    acc   bigint;
+    cur   text;
+    iid   bigint;
+    num   record;
+    issue date;
+    lo    date;
+    amt   subbilling.price;
+BEGIN
+    FOR k IN 1 .. n LOOP
+        SELECT a.id, a.currency INTO acc, cur FROM subbilling.accounts a WHERE a.external_id LIKE 'k\_%' ORDER BY random() LIMIT 1;
+        issue := date '2024-01-01' + pg_temp.rnd(700);
+        lo := issue - 60 + pg_temp.rnd(150);
+        amt := subbilling.price_minor(pg_temp.rnd(1000000) - 400000, cur);
+        CONTINUE WHEN subbilling.minor_units(amt) = 0;
+        INSERT INTO subbilling.invoices (account_id, currency, net, tax, total)
+        VALUES (acc, cur, subbilling.price_minor(0, cur), subbilling.price_minor(0, cur), subbilling.price_minor(0, cur))
+        RETURNING id INTO iid;
+        INSERT INTO subbilling.invoice_lines (account_id, invoice_id, kind, description, period, quantity, net, tax_rate, tax)
+        VALUES (acc, iid, CASE WHEN subbilling.minor_units(amt) < 0 THEN 'credit' ELSE 'recurring' END, 'random line',
+                CASE WHEN random() < 0.85 THEN daterange(lo, lo + 1 + pg_temp.rnd(400)) END, 1, amt, 0,
+                subbilling.price_minor(0, cur));
+        num := subbilling.take_invoice_number(issue);
+        UPDATE subbilling.invoices x
+           SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
+               net = amt, tax = subbilling.price_minor(0, cur), total = amt,
+               kind = CASE WHEN subbilling.minor_units(amt) < 0 THEN 'credit_note' ELSE 'invoice' END,
+               issue_date = issue, due_date = issue + 30, reference = 'KR' || iid, finalized_at = now()
+         WHERE x.account_id = acc AND x.id = iid;
+    END LOOP;
+END $$;
+-- rows in which revenue_recognition and its definition differ (both ways)
+CREATE FUNCTION pg_temp.rdiff() RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM ((TABLE subbilling.revenue_recognition EXCEPT ALL TABLE subbilling_internal.revenue_recognition_ref)
+                          UNION ALL
+                          (TABLE subbilling_internal.revenue_recognition_ref EXCEPT ALL TABLE subbilling.revenue_recognition)) x
+$$;
 CREATE FUNCTION pg_temp.usable() RETURNS boolean LANGUAGE sql AS $$
     SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state
                     WHERE computed_on = current_date AND time_zone = current_setting('TimeZone') AND NOT building)
@@ -93,11 +133,13 @@ BEGIN
     END LOOP;
 END $$;
 SELECT cmp_ok(pg_temp.steps(300), '>', 100, 'a random history of more than 100 changes');
+SELECT pg_temp.lines(150);
 
 -- no snapshot: everything live
 DELETE FROM subbilling_internal.kpi_snapshot_state;
 SELECT ok(NOT pg_temp.usable(), 'no snapshot');
 SELECT is(pg_temp.diff(), 0::bigint, 'without a snapshot the views give the definition''s rows');
+SELECT is(pg_temp.rdiff(), 0::bigint, 'revenue_recognition too');
 SELECT cmp_ok((SELECT count(*) FROM subbilling_internal.kpi_movements_ref), '>', 40::bigint, 'over more than 40 months and currencies');
 
 -- a fresh snapshot
@@ -105,6 +147,12 @@ SELECT cmp_ok(refresh_kpi_snapshots(), '>', 1000::bigint, 'refresh_kpi_snapshots
 SELECT ok(pg_temp.usable() AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_dirty_accounts),
           'the snapshot is of today, no account marked');
 SELECT is(pg_temp.diff(), 0::bigint, 'from the fresh snapshot: the definition''s rows');
+SELECT is(pg_temp.rdiff(), 0::bigint, 'revenue_recognition too');
+UPDATE subbilling_internal.kpi_recognition_months SET recognised = recognised + 1
+ WHERE (currency, month) = (SELECT currency, min(month) FROM subbilling_internal.kpi_recognition_months WHERE currency = 'SEK' GROUP BY currency);
+SELECT cmp_ok(pg_temp.rdiff(), '>', 0::bigint, 'revenue_recognition reads the snapshot (a wrong row shows)');
+UPDATE subbilling_internal.kpi_recognition_months SET recognised = recognised - 1
+ WHERE (currency, month) = (SELECT currency, min(month) FROM subbilling_internal.kpi_recognition_months WHERE currency = 'SEK' GROUP BY currency);
 -- the snapshot is what the views read: a wrong snapshot row shows
 UPDATE subbilling_internal.kpi_snapshot_months SET end_mrr = end_mrr + 1
  WHERE (currency, month) = (SELECT currency, max(month) FROM subbilling_internal.kpi_snapshot_months WHERE currency = 'SEK' GROUP BY currency);
@@ -118,6 +166,12 @@ SELECT cmp_ok((SELECT count(DISTINCT account_id) FROM subbilling_internal.kpi_di
               'their accounts are marked');
 SELECT ok(pg_temp.usable(), 'the snapshot stays usable');
 SELECT is(pg_temp.diff(), 0::bigint, 'snapshot + marked accounts live: the definition''s rows');
+SELECT pg_temp.lines(40);
+UPDATE invoices SET status = 'void', voided_at = now() WHERE id IN (SELECT i.id FROM invoices i JOIN accounts a ON a.id = i.account_id
+                                                   WHERE a.external_id LIKE 'k\_%' AND i.status = 'open' ORDER BY i.id LIMIT 5);
+SELECT cmp_ok((SELECT count(DISTINCT account_id) FROM subbilling_internal.kpi_recognition_dirty), '>', 10::bigint,
+              'new and voided invoices mark their accounts');
+SELECT is(pg_temp.rdiff(), 0::bigint, 'revenue_recognition from the snapshot + marked accounts: the definition''s rows');
 SELECT results_eq($$ SELECT month, currency, mrr FROM kpi_mrr ORDER BY 1, 2 $$,
                   $$ SELECT month, currency, subbilling.amount(subbilling.price_minor(end_mrr, currency))
                        FROM subbilling_internal.kpi_movements_ref ORDER BY 1, 2 $$,
@@ -128,6 +182,8 @@ SELECT cmp_ok(refresh_kpi_snapshots(true), '>', 0::bigint, 'refresh_kpi_snapshot
 SELECT ok(pg_temp.usable() AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_dirty_accounts),
           'the snapshot is usable, no account marked');
 SELECT is(pg_temp.diff(), 0::bigint, 'after the marked accounts'' refresh: the definition''s rows');
+SELECT ok(NOT EXISTS (SELECT FROM subbilling_internal.kpi_recognition_dirty) AND pg_temp.rdiff() = 0,
+          'revenue_recognition too, no account marked');
 SELECT cmp_ok(pg_temp.steps(40), '>', 10, 'more changes');
 SELECT is(refresh_kpi_snapshots(true) > 0 AND pg_temp.diff() = 0, true, 'refreshed again: the definition''s rows');
 SELECT throws_ok('SELECT refresh_kpi_snapshots(NULL)', '22004', 'only_marked must not be null', 'only_marked NULL is refused');

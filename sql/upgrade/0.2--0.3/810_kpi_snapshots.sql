@@ -1,5 +1,6 @@
 -- KPI views fast: monthly snapshots (refresh_kpi_snapshots), the accounts changed since marked
--- by triggers, kpi_movements reading them (the definition kept as kpi_movements_ref); a copy of
+-- by triggers, kpi_movements and revenue_recognition reading them (the definitions kept as kpi_movements_ref,
+-- revenue_recognition_ref); a copy of
 -- the objects of sql/parts/680_kpis.sql from the reference view to the grants (docs/kpis.md).
 
 -- The definition (the reference; kpi_movements below gives the same rows
@@ -261,6 +262,15 @@ COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements an
 CREATE FUNCTION subbilling_internal.kpi_mark_account() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
 BEGIN
+    IF TG_NARGS > 0 AND TG_ARGV[0] = 'recognition' THEN
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (OLD.account_id);
+        END IF;
+        IF TG_OP = 'INSERT' OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
+            INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (NEW.account_id);
+        END IF;
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'INSERT' THEN
         INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id) VALUES (OLD.account_id);
     END IF;
@@ -269,7 +279,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_mark_account() IS 'internal trigger: marks the changed row''s account for the KPI snapshots';
+COMMENT ON FUNCTION subbilling_internal.kpi_mark_account() IS 'internal trigger: marks the changed row''s account for the KPI snapshots (for the recognition snapshot with the argument recognition)';
 
 -- A change of what every account's figures read (a plan's price, which
 -- the catalog refuses while the plan is in use; a campaign's duration or
@@ -344,7 +354,23 @@ BEGIN
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
                                   AND NOT z.building) THEN
-        LOCK TABLE subbilling_internal.kpi_dirty_accounts IN EXCLUSIVE MODE;
+        LOCK TABLE subbilling_internal.kpi_dirty_accounts, subbilling_internal.kpi_recognition_dirty IN EXCLUSIVE MODE;
+        -- recognition: the same for the accounts whose invoices changed
+        SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_recognition_dirty d;
+        IF dirty IS NOT NULL THEN
+            INSERT INTO subbilling_internal.kpi_recognition_months AS m
+            SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+              FROM subbilling_internal.kpi_recognition_parts p
+            ON CONFLICT (currency, month) DO UPDATE
+               SET line_months = m.line_months + excluded.line_months, billed = m.billed + excluded.billed,
+                   recognised = m.recognised + excluded.recognised;
+            DELETE FROM subbilling_internal.kpi_recognition_snapshot c WHERE c.account_id = ANY (dirty);
+            INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+            SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+              FROM subbilling_internal.kpi_recognition_accounts c
+             WHERE c.account_id = ANY (dirty);
+            DELETE FROM subbilling_internal.kpi_recognition_dirty;
+        END IF;
         SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_dirty_accounts d;
         IF dirty IS NULL THEN
             RETURN 0;
@@ -393,6 +419,15 @@ BEGIN
            p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
            p.churned_customers, p.customers_end, p.subscriptions_end
       FROM subbilling_internal.kpi_movement_parts p;
+    DELETE FROM subbilling_internal.kpi_recognition_dirty;
+    DELETE FROM subbilling_internal.kpi_recognition_snapshot;
+    DELETE FROM subbilling_internal.kpi_recognition_months;
+    INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+    SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c;
+    INSERT INTO subbilling_internal.kpi_recognition_months
+    SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+      FROM subbilling_internal.kpi_recognition_parts p;
     UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
     RETURN n;
 END $$;
@@ -401,4 +436,118 @@ COMMENT ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) IS 'rebuilds the K
 REVOKE ALL ON FUNCTION subbilling_internal.kpi_mark_account(), subbilling_internal.kpi_invalidate() FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) TO subbilling_operator;
+
+
+-- The definition (the reference; revenue_recognition below gives the same
+-- rows from the snapshots).
+CREATE VIEW subbilling_internal.revenue_recognition_ref WITH (security_barrier) AS
+WITH t AS (
+    -- one pass: a line is billed in its issue month, which always has a row
+    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
+           sum(r.recognised)::bigint AS recognised
+      FROM subbilling_internal.kpi_recognition_lines r
+     GROUP BY r.currency, r.month
+),
+d AS (
+    SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
+      FROM (SELECT r.currency, x::date AS month
+              FROM (SELECT t.currency, min(t.month) AS m0, max(t.month) AS m1 FROM t GROUP BY t.currency) r
+             CROSS JOIN LATERAL generate_series(r.m0, r.m1, interval '1 month') AS x) g
+      LEFT JOIN t ON t.currency = g.currency AND t.month = g.month
+),
+c AS (
+    SELECT d.*, sum(d.billed - d.recognised) OVER (PARTITION BY d.currency ORDER BY d.month)::bigint AS closing
+      FROM d
+)
+SELECT c.month, c.currency,
+       subbilling.amount(subbilling.price_minor(c.closing - c.billed + c.recognised, c.currency)) AS opening_deferred,
+       subbilling.amount(subbilling.price_minor(c.billed, c.currency)) AS billed,
+       subbilling.amount(subbilling.price_minor(c.recognised, c.currency)) AS recognised,
+       subbilling.amount(subbilling.price_minor(c.closing, c.currency)) AS closing_deferred
+  FROM c;
+COMMENT ON VIEW subbilling_internal.revenue_recognition_ref IS 'internal: the definition of revenue_recognition, computed from the lines on every read (the reference the snapshots are tested against)';
+
+
+-- Snapshots of recognition, as for MRR (kpi_snapshot_state tells whether
+-- they are usable; a line's schedule does not depend on the day, so any day's
+-- snapshot is): per account, currency and month the line-months, billed and
+-- recognised (minor units), their sums per currency and month, and the
+-- accounts whose invoices or lines changed since (marked by triggers).
+CREATE VIEW subbilling_internal.kpi_recognition_accounts WITH (security_barrier) AS
+SELECT r.account_id, r.currency, r.month, count(*) AS line_months,
+       coalesce(sum(r.net) FILTER (WHERE r.month = r.issue_month), 0)::bigint AS billed,
+       sum(r.recognised)::bigint AS recognised
+  FROM subbilling_internal.kpi_recognition_lines r
+ GROUP BY r.account_id, r.currency, r.month;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_accounts IS 'internal: per account, currency and month, the recognition line-months, billed and recognised (minor units)';
+
+CREATE TABLE subbilling_internal.kpi_recognition_snapshot (
+    account_id  bigint NOT NULL,
+    currency    text NOT NULL,
+    month       date NOT NULL,
+    line_months bigint NOT NULL,
+    billed      bigint NOT NULL,
+    recognised  bigint NOT NULL,
+    PRIMARY KEY (account_id, currency, month)
+);
+COMMENT ON TABLE subbilling_internal.kpi_recognition_snapshot IS 'internal: kpi_recognition_accounts as of the last refresh';
+CREATE TABLE subbilling_internal.kpi_recognition_months (
+    currency    text NOT NULL,
+    month       date NOT NULL,
+    line_months bigint NOT NULL,
+    billed      bigint NOT NULL,
+    recognised  bigint NOT NULL,
+    PRIMARY KEY (currency, month)
+);
+COMMENT ON TABLE subbilling_internal.kpi_recognition_months IS 'internal: kpi_recognition_snapshot summed per currency and month';
+CREATE TABLE subbilling_internal.kpi_recognition_dirty (
+    account_id bigint NOT NULL,
+    marked_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE subbilling_internal.kpi_recognition_dirty IS 'internal: accounts whose invoices or lines changed after the recognition snapshot (computed live until the next refresh)';
+SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_snapshot', 'WHERE false');
+SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_months', 'WHERE false');
+SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_dirty', 'WHERE false');
+
+CREATE VIEW subbilling_internal.kpi_recognition_parts WITH (security_barrier) AS
+WITH st AS (
+    SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE NOT z.building) AS usable,
+           EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE z.building) AS building,
+           (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_recognition_dirty d) AS dirty
+),
+r AS (
+    SELECT 1 AS sign, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c
+     WHERE NOT (SELECT st.usable OR st.building FROM st)
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c
+     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT -1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_snapshot c
+     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_snapshot c
+     WHERE (SELECT st.building FROM st)
+)
+SELECT r.currency, r.month, sum(r.sign * r.line_months)::bigint AS line_months,
+       sum(r.sign * r.billed)::bigint AS billed, sum(r.sign * r.recognised)::bigint AS recognised
+  FROM r
+ GROUP BY r.currency, r.month;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_parts IS 'internal: recognition summed per currency and month: marked accounts live less their snapshot rows (usable snapshot), everything live (none), the snapshot rows (while building)';
+
+CREATE TRIGGER invoices_kpi_mark_new AFTER INSERT OR DELETE ON subbilling.invoices
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.kpi_mark_account('recognition');
+CREATE TRIGGER invoices_kpi_mark AFTER UPDATE ON subbilling.invoices
+    FOR EACH ROW WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id OR OLD.status IS DISTINCT FROM NEW.status
+                       OR OLD.currency IS DISTINCT FROM NEW.currency OR OLD.issue_date IS DISTINCT FROM NEW.issue_date)
+    EXECUTE FUNCTION subbilling_internal.kpi_mark_account('recognition');
+CREATE TRIGGER invoice_lines_kpi_mark AFTER INSERT OR UPDATE OR DELETE ON subbilling.invoice_lines
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.kpi_mark_account('recognition');
+CREATE TRIGGER invoices_kpi_truncate AFTER TRUNCATE ON subbilling.invoices
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_invalidate();
+CREATE TRIGGER invoice_lines_kpi_truncate AFTER TRUNCATE ON subbilling.invoice_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_invalidate();
 

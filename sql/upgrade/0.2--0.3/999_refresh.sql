@@ -2369,11 +2369,16 @@ COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivabl
 
 CREATE OR REPLACE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
 WITH t AS (
-    -- one pass: a line is billed in its issue month, which always has a row
-    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
-           sum(r.recognised)::bigint AS recognised
-      FROM subbilling_internal.kpi_recognition_lines r
-     GROUP BY r.currency, r.month
+    -- the snapshot's sums corrected by the marked accounts (or all live)
+    SELECT x.currency, x.month, sum(x.billed)::bigint AS billed, sum(x.recognised)::bigint AS recognised
+      FROM (SELECT s.currency, s.month, s.line_months, s.billed, s.recognised
+              FROM subbilling_internal.kpi_recognition_months s
+             WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE NOT z.building)
+            UNION ALL
+            SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+              FROM subbilling_internal.kpi_recognition_parts p) x
+     GROUP BY x.currency, x.month
+    HAVING sum(x.line_months) > 0
 ),
 d AS (
     SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
@@ -2578,7 +2583,23 @@ BEGIN
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
                                   AND NOT z.building) THEN
-        LOCK TABLE subbilling_internal.kpi_dirty_accounts IN EXCLUSIVE MODE;
+        LOCK TABLE subbilling_internal.kpi_dirty_accounts, subbilling_internal.kpi_recognition_dirty IN EXCLUSIVE MODE;
+        -- recognition: the same for the accounts whose invoices changed
+        SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_recognition_dirty d;
+        IF dirty IS NOT NULL THEN
+            INSERT INTO subbilling_internal.kpi_recognition_months AS m
+            SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+              FROM subbilling_internal.kpi_recognition_parts p
+            ON CONFLICT (currency, month) DO UPDATE
+               SET line_months = m.line_months + excluded.line_months, billed = m.billed + excluded.billed,
+                   recognised = m.recognised + excluded.recognised;
+            DELETE FROM subbilling_internal.kpi_recognition_snapshot c WHERE c.account_id = ANY (dirty);
+            INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+            SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+              FROM subbilling_internal.kpi_recognition_accounts c
+             WHERE c.account_id = ANY (dirty);
+            DELETE FROM subbilling_internal.kpi_recognition_dirty;
+        END IF;
         SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_dirty_accounts d;
         IF dirty IS NULL THEN
             RETURN 0;
@@ -2627,6 +2648,15 @@ BEGIN
            p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
            p.churned_customers, p.customers_end, p.subscriptions_end
       FROM subbilling_internal.kpi_movement_parts p;
+    DELETE FROM subbilling_internal.kpi_recognition_dirty;
+    DELETE FROM subbilling_internal.kpi_recognition_snapshot;
+    DELETE FROM subbilling_internal.kpi_recognition_months;
+    INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+    SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c;
+    INSERT INTO subbilling_internal.kpi_recognition_months
+    SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+      FROM subbilling_internal.kpi_recognition_parts p;
     UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
     RETURN n;
 END $$;
