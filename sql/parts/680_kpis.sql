@@ -705,9 +705,12 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_
 
 CREATE VIEW subbilling_internal.kpi_recognition_parts WITH (security_barrier) AS
 WITH st AS (
+    -- current_schema() is parallel unsafe: it keeps the planner from a parallel
+    -- scan of every line for a few marked accounts (they are read by index)
     SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE NOT z.building) AS usable,
            EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE z.building) AS building,
-           (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_recognition_dirty d) AS dirty
+           (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_recognition_dirty d) AS dirty,
+           pg_catalog.current_schema() AS serial
 ),
 r AS (
     SELECT 1 AS sign, c.currency, c.month, c.line_months, c.billed, c.recognised
@@ -716,7 +719,7 @@ r AS (
     UNION ALL
     SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
       FROM subbilling_internal.kpi_recognition_accounts c
-     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+     WHERE (SELECT st.usable AND st.dirty IS NOT NULL FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
     UNION ALL
     SELECT -1, c.currency, c.month, c.line_months, c.billed, c.recognised
       FROM subbilling_internal.kpi_recognition_snapshot c
