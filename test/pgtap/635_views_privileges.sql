@@ -5,7 +5,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(44);
+SELECT plan(45);
 
 -- ------------------------------------------------------------ customer_ledger
 SELECT FROM pg_temp.account('lg');
@@ -73,8 +73,9 @@ SELECT ok(NOT has_function_privilege('subbilling_operator', f, 'EXECUTE') AND NO
   FROM unnest(ARRAY['subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text)',
                     'subbilling_internal.book_invoices(bigint[], bigint[])', 'subbilling_internal.after_invoice_paid(bigint, bigint)',
                     'subbilling_internal.post_payment(subbilling.invoices, bigint, subbilling.price, text, date, text, text, text)']) f;
-SELECT ok(has_table_privilege('subbilling_reader', v, 'SELECT') AND NOT has_table_privilege('public', v, 'SELECT'),
-          format('%s: the reader reads it', v))
+SELECT ok(has_table_privilege('subbilling_operator', v, 'SELECT') AND NOT has_table_privilege('subbilling_reader', v, 'SELECT')
+          AND NOT has_table_privilege('public', v, 'SELECT'),
+          format('%s: the operator reads it, the reader (KPI views only) does not', v))
   FROM unnest(ARRAY['subbilling.customer_ledger', 'subbilling.open_items', 'subbilling.account_balances']) v;
 SELECT ok(NOT has_table_privilege('subbilling_reader', t, 'SELECT') AND has_table_privilege('subbilling_operator', t, 'SELECT')
           AND NOT has_table_privilege('subbilling_operator', t, 'INSERT') AND NOT has_table_privilege('subbilling_operator', t, 'UPDATE'),
@@ -96,8 +97,10 @@ BEGIN
     RESET ROLE;
     RETURN res;
 END $$;
+SELECT is(pg_temp.as_role('subbilling_operator', format('SELECT count(*) FROM subbilling.customer_ledger WHERE account_id = %s', pg_temp.acct('lg'))),
+          '7', 'the operator reads the ledger view');
 SELECT is(pg_temp.as_role('subbilling_reader', format('SELECT count(*) FROM subbilling.customer_ledger WHERE account_id = %s', pg_temp.acct('lg'))),
-          '7', 'the reader reads the ledger view');
+          'ERROR 42501', 'the reader does not');
 SELECT is(pg_temp.as_role('subbilling_reader', format('SELECT subbilling.account_balance(%s)', pg_temp.acct('lg'))),
           '50.00 SEK', 'and asks for balances');
 SELECT is(pg_temp.as_role('subbilling_reader', 'SELECT count(*) FROM subbilling.journal_lines'), 'ERROR 42501',

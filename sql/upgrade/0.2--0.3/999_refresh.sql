@@ -4367,42 +4367,23 @@ HAVING sum(x.mrr) > 0;
 COMMENT ON VIEW subbilling_internal.kpi_customer_months IS 'internal: MRR (minor units) and counted subscriptions per account, currency and month where MRR > 0';
 
 CREATE OR REPLACE VIEW subbilling_internal.kpi_movements WITH (security_barrier) AS
-WITH cm AS (
-    SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
-           min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
-      FROM subbilling_internal.kpi_customer_months c
-),
-pairs AS (
-    SELECT cm.account_id, cm.currency, cm.month, cm.mrr AS cur, 0::bigint AS prev, cm.subscriptions, cm.first_month
-      FROM cm
-    UNION ALL
-    SELECT cm.account_id, cm.currency, (cm.month + interval '1 month')::date, 0, cm.mrr, 0, cm.first_month
-      FROM cm
-     WHERE cm.month < date_trunc('month', current_date)
-),
-cust AS (
-    SELECT p.account_id, p.currency, p.month, sum(p.cur) AS cur, sum(p.prev) AS prev,
-           sum(p.subscriptions) AS subscriptions, min(p.first_month) AS first_month
-      FROM pairs p
-     GROUP BY p.account_id, p.currency, p.month
-),
-agg AS (
-    SELECT c.currency, c.month,
-           sum(c.prev) AS start_mrr,
-           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_mrr,
-           sum(c.cur - c.prev) FILTER (WHERE c.prev > 0 AND c.cur > c.prev) AS expansion_mrr,
-           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivation_mrr,
-           sum(c.prev - c.cur) FILTER (WHERE c.cur > 0 AND c.cur < c.prev) AS contraction_mrr,
-           sum(c.prev) FILTER (WHERE c.cur = 0) AS churned_mrr,
-           sum(c.cur) AS end_mrr,
-           count(*) FILTER (WHERE c.prev > 0) AS customers_start,
-           count(*) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_customers,
-           count(*) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivated_customers,
-           count(*) FILTER (WHERE c.cur = 0) AS churned_customers,
-           count(*) FILTER (WHERE c.cur > 0) AS customers_end,
-           sum(c.subscriptions) AS subscriptions_end
-      FROM cust c
-     GROUP BY c.currency, c.month
+WITH agg AS (
+    SELECT x.currency, x.month,
+           sum(x.start_mrr) AS start_mrr, sum(x.new_mrr) AS new_mrr, sum(x.expansion_mrr) AS expansion_mrr,
+           sum(x.reactivation_mrr) AS reactivation_mrr, sum(x.contraction_mrr) AS contraction_mrr,
+           sum(x.churned_mrr) AS churned_mrr, sum(x.end_mrr) AS end_mrr,
+           sum(x.customers_start) AS customers_start, sum(x.new_customers) AS new_customers,
+           sum(x.reactivated_customers) AS reactivated_customers, sum(x.churned_customers) AS churned_customers,
+           sum(x.customers_end) AS customers_end, sum(x.subscriptions_end) AS subscriptions_end
+      FROM (SELECT s.*
+              FROM subbilling_internal.kpi_snapshot_months s
+             WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                            WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
+                              AND NOT z.building)
+            UNION ALL
+            SELECT p.* FROM subbilling_internal.kpi_movement_parts p) x
+     GROUP BY x.currency, x.month
+    HAVING sum(x.customer_rows) > 0
 ),
 months AS (
     SELECT r.currency, g::date AS month
@@ -4417,15 +4398,15 @@ SELECT m.month, m.currency,
        coalesce(a.contraction_mrr, 0)::bigint AS contraction_mrr,
        coalesce(a.churned_mrr, 0)::bigint AS churned_mrr,
        coalesce(a.end_mrr, 0)::bigint AS end_mrr,
-       coalesce(a.customers_start, 0) AS customers_start,
-       coalesce(a.new_customers, 0) AS new_customers,
-       coalesce(a.reactivated_customers, 0) AS reactivated_customers,
-       coalesce(a.churned_customers, 0) AS churned_customers,
-       coalesce(a.customers_end, 0) AS customers_end,
+       coalesce(a.customers_start, 0)::bigint AS customers_start,
+       coalesce(a.new_customers, 0)::bigint AS new_customers,
+       coalesce(a.reactivated_customers, 0)::bigint AS reactivated_customers,
+       coalesce(a.churned_customers, 0)::bigint AS churned_customers,
+       coalesce(a.customers_end, 0)::bigint AS customers_end,
        coalesce(a.subscriptions_end, 0)::bigint AS subscriptions_end
   FROM months m
   LEFT JOIN agg a ON a.currency = m.currency AND a.month = m.month;
-COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency';
+COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency, from the snapshots where usable (the same rows as kpi_movements_ref)';
 
 CREATE OR REPLACE VIEW subbilling.kpi_mrr WITH (security_barrier) AS
 SELECT v.month, v.currency,
@@ -4525,11 +4506,16 @@ COMMENT ON VIEW subbilling_internal.kpi_recognition_lines IS 'internal: each iss
 
 CREATE OR REPLACE VIEW subbilling.revenue_recognition WITH (security_barrier) AS
 WITH t AS (
-    -- one pass: a line is billed in its issue month, which always has a row
-    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
-           sum(r.recognised)::bigint AS recognised
-      FROM subbilling_internal.kpi_recognition_lines r
-     GROUP BY r.currency, r.month
+    -- the snapshot's sums corrected by the marked accounts (or all live)
+    SELECT x.currency, x.month, sum(x.billed)::bigint AS billed, sum(x.recognised)::bigint AS recognised
+      FROM (SELECT s.currency, s.month, s.line_months, s.billed, s.recognised
+              FROM subbilling_internal.kpi_recognition_months s
+             WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE NOT z.building)
+            UNION ALL
+            SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+              FROM subbilling_internal.kpi_recognition_parts p) x
+     GROUP BY x.currency, x.month
+    HAVING sum(x.line_months) > 0
 ),
 d AS (
     SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
@@ -4750,6 +4736,313 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.sie_export(date, date, text) IS 'the journal from from_date to to_date (inclusive) as an SIE 4 file in CP437: type 4I (vouchers, the default) or 4E (with #KONTO, #IB, #UB, #RES); every #VER balances';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_movements_ref WITH (security_barrier) AS
+WITH cm AS (
+    SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
+           min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
+      FROM subbilling_internal.kpi_customer_months c
+),
+pairs AS (
+    SELECT cm.account_id, cm.currency, cm.month, cm.mrr AS cur, 0::bigint AS prev, cm.subscriptions, cm.first_month
+      FROM cm
+    UNION ALL
+    SELECT cm.account_id, cm.currency, (cm.month + interval '1 month')::date, 0, cm.mrr, 0, cm.first_month
+      FROM cm
+     WHERE cm.month < date_trunc('month', current_date)
+),
+cust AS (
+    SELECT p.account_id, p.currency, p.month, sum(p.cur) AS cur, sum(p.prev) AS prev,
+           sum(p.subscriptions) AS subscriptions, min(p.first_month) AS first_month
+      FROM pairs p
+     GROUP BY p.account_id, p.currency, p.month
+),
+agg AS (
+    SELECT c.currency, c.month,
+           sum(c.prev) AS start_mrr,
+           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_mrr,
+           sum(c.cur - c.prev) FILTER (WHERE c.prev > 0 AND c.cur > c.prev) AS expansion_mrr,
+           sum(c.cur) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivation_mrr,
+           sum(c.prev - c.cur) FILTER (WHERE c.cur > 0 AND c.cur < c.prev) AS contraction_mrr,
+           sum(c.prev) FILTER (WHERE c.cur = 0) AS churned_mrr,
+           sum(c.cur) AS end_mrr,
+           count(*) FILTER (WHERE c.prev > 0) AS customers_start,
+           count(*) FILTER (WHERE c.prev = 0 AND c.first_month = c.month) AS new_customers,
+           count(*) FILTER (WHERE c.prev = 0 AND c.first_month < c.month) AS reactivated_customers,
+           count(*) FILTER (WHERE c.cur = 0) AS churned_customers,
+           count(*) FILTER (WHERE c.cur > 0) AS customers_end,
+           sum(c.subscriptions) AS subscriptions_end
+      FROM cust c
+     GROUP BY c.currency, c.month
+),
+months AS (
+    SELECT r.currency, g::date AS month
+      FROM (SELECT a.currency, min(a.month) AS m0 FROM agg a GROUP BY a.currency) r
+     CROSS JOIN LATERAL generate_series(r.m0, date_trunc('month', current_date), interval '1 month') AS g
+)
+SELECT m.month, m.currency,
+       coalesce(a.start_mrr, 0)::bigint AS start_mrr,
+       coalesce(a.new_mrr, 0)::bigint AS new_mrr,
+       coalesce(a.expansion_mrr, 0)::bigint AS expansion_mrr,
+       coalesce(a.reactivation_mrr, 0)::bigint AS reactivation_mrr,
+       coalesce(a.contraction_mrr, 0)::bigint AS contraction_mrr,
+       coalesce(a.churned_mrr, 0)::bigint AS churned_mrr,
+       coalesce(a.end_mrr, 0)::bigint AS end_mrr,
+       coalesce(a.customers_start, 0) AS customers_start,
+       coalesce(a.new_customers, 0) AS new_customers,
+       coalesce(a.reactivated_customers, 0) AS reactivated_customers,
+       coalesce(a.churned_customers, 0) AS churned_customers,
+       coalesce(a.customers_end, 0) AS customers_end,
+       coalesce(a.subscriptions_end, 0)::bigint AS subscriptions_end
+  FROM months m
+  LEFT JOIN agg a ON a.currency = m.currency AND a.month = m.month;
+COMMENT ON VIEW subbilling_internal.kpi_movements_ref IS 'internal: the definition of kpi_movements, computed from the dated history on every read (the reference the snapshots are tested against)';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_customer_movements WITH (security_barrier) AS
+SELECT c.account_id, c.currency, x.month, sum(x.cur)::bigint AS cur, sum(x.prev)::bigint AS prev,
+       sum(x.subscriptions)::bigint AS subscriptions, min(c.first_month) AS first_month
+  FROM (SELECT c.account_id, c.currency, c.month, c.mrr, c.subscriptions,
+               min(c.month) OVER (PARTITION BY c.account_id, c.currency) AS first_month
+          FROM subbilling_internal.kpi_customer_months c) c
+ CROSS JOIN LATERAL (VALUES (true, c.month, c.mrr, 0::bigint, c.subscriptions),
+                            (false, (c.month + interval '1 month')::date, 0::bigint, c.mrr, 0::bigint))
+       AS x(this_month, month, cur, prev, subscriptions)
+ WHERE x.this_month OR c.month < date_trunc('month', current_date)
+ GROUP BY c.account_id, c.currency, x.month;
+COMMENT ON VIEW subbilling_internal.kpi_customer_movements IS 'internal: per account, currency and month, MRR this month and last (minor units), counted subscriptions, first month with MRR';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_movement_parts WITH (security_barrier) AS
+WITH st AS (
+    SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                    WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
+                      AND NOT z.building) AS usable,
+           EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE z.building) AS building,
+           (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_dirty_accounts d) AS dirty
+),
+r AS (
+    SELECT 1 AS sign, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements c
+     WHERE NOT (SELECT st.usable OR st.building FROM st)
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements c
+     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT -1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_snapshot_customers c
+     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_snapshot_customers c
+     WHERE (SELECT st.building FROM st)
+)
+SELECT r.currency, r.month,
+       sum(r.sign)::bigint AS customer_rows,
+       sum(r.sign * r.prev)::bigint AS start_mrr,
+       coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint AS new_mrr,
+       coalesce(sum(r.sign * (r.cur - r.prev)) FILTER (WHERE r.prev > 0 AND r.cur > r.prev), 0)::bigint AS expansion_mrr,
+       coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint AS reactivation_mrr,
+       coalesce(sum(r.sign * (r.prev - r.cur)) FILTER (WHERE r.cur > 0 AND r.cur < r.prev), 0)::bigint AS contraction_mrr,
+       coalesce(sum(r.sign * r.prev) FILTER (WHERE r.cur = 0), 0)::bigint AS churned_mrr,
+       sum(r.sign * r.cur)::bigint AS end_mrr,
+       coalesce(sum(r.sign) FILTER (WHERE r.prev > 0), 0)::bigint AS customers_start,
+       coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint AS new_customers,
+       coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint AS reactivated_customers,
+       coalesce(sum(r.sign) FILTER (WHERE r.cur = 0), 0)::bigint AS churned_customers,
+       coalesce(sum(r.sign) FILTER (WHERE r.cur > 0), 0)::bigint AS customers_end,
+       sum(r.sign * r.subscriptions)::bigint AS subscriptions_end
+  FROM r
+ GROUP BY r.currency, r.month;
+COMMENT ON VIEW subbilling_internal.kpi_movement_parts IS 'internal: customer movements summed per currency and month: marked accounts live less their snapshot rows (usable snapshots), everything live (none), the snapshot rows (while building)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_mark_account() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_NARGS > 0 AND TG_ARGV[0] = 'recognition' THEN
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (OLD.account_id);
+        END IF;
+        IF TG_OP = 'INSERT' OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
+            INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (NEW.account_id);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id) VALUES (OLD.account_id);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
+        INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id) VALUES (NEW.account_id);
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_mark_account() IS 'internal trigger: marks the changed row''s account for the KPI snapshots (for the recognition snapshot with the argument recognition)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_invalidate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM subbilling_internal.kpi_snapshot_state;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_invalidate() IS 'internal trigger: makes the KPI snapshots unusable until the next refresh';
+
+CREATE OR REPLACE FUNCTION subbilling.refresh_kpi_snapshots(only_marked boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n     bigint;
+    dirty bigint[];
+BEGIN
+    IF only_marked IS NULL THEN
+        RAISE EXCEPTION 'only_marked must not be null' USING ERRCODE = '22004';
+    END IF;
+    LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
+    IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                                WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
+                                  AND NOT z.building) THEN
+        LOCK TABLE subbilling_internal.kpi_dirty_accounts, subbilling_internal.kpi_recognition_dirty IN EXCLUSIVE MODE;
+        -- recognition: the same for the accounts whose invoices changed
+        SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_recognition_dirty d;
+        IF dirty IS NOT NULL THEN
+            INSERT INTO subbilling_internal.kpi_recognition_months AS m
+            SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+              FROM subbilling_internal.kpi_recognition_parts p
+            ON CONFLICT (currency, month) DO UPDATE
+               SET line_months = m.line_months + excluded.line_months, billed = m.billed + excluded.billed,
+                   recognised = m.recognised + excluded.recognised;
+            DELETE FROM subbilling_internal.kpi_recognition_snapshot c WHERE c.account_id = ANY (dirty);
+            INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+            SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+              FROM subbilling_internal.kpi_recognition_accounts c
+             WHERE c.account_id = ANY (dirty);
+            DELETE FROM subbilling_internal.kpi_recognition_dirty;
+        END IF;
+        SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_dirty_accounts d;
+        IF dirty IS NULL THEN
+            RETURN 0;
+        END IF;
+        -- the sums: + live - snapshot of the marked accounts (kpi_movement_parts)
+        INSERT INTO subbilling_internal.kpi_snapshot_months AS m
+        SELECT p.currency, p.month, p.customer_rows, p.start_mrr, p.new_mrr, p.expansion_mrr, p.reactivation_mrr,
+               p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
+               p.churned_customers, p.customers_end, p.subscriptions_end
+          FROM subbilling_internal.kpi_movement_parts p
+        ON CONFLICT (currency, month) DO UPDATE
+           SET customer_rows = m.customer_rows + excluded.customer_rows, start_mrr = m.start_mrr + excluded.start_mrr,
+               new_mrr = m.new_mrr + excluded.new_mrr, expansion_mrr = m.expansion_mrr + excluded.expansion_mrr,
+               reactivation_mrr = m.reactivation_mrr + excluded.reactivation_mrr,
+               contraction_mrr = m.contraction_mrr + excluded.contraction_mrr,
+               churned_mrr = m.churned_mrr + excluded.churned_mrr, end_mrr = m.end_mrr + excluded.end_mrr,
+               customers_start = m.customers_start + excluded.customers_start,
+               new_customers = m.new_customers + excluded.new_customers,
+               reactivated_customers = m.reactivated_customers + excluded.reactivated_customers,
+               churned_customers = m.churned_customers + excluded.churned_customers,
+               customers_end = m.customers_end + excluded.customers_end,
+               subscriptions_end = m.subscriptions_end + excluded.subscriptions_end;
+        DELETE FROM subbilling_internal.kpi_snapshot_customers c WHERE c.account_id = ANY (dirty);
+        INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+        SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+          FROM subbilling_internal.kpi_customer_movements c
+         WHERE c.account_id = ANY (dirty);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        DELETE FROM subbilling_internal.kpi_dirty_accounts;
+        RETURN n;
+    END IF;
+    LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
+    DELETE FROM subbilling_internal.kpi_dirty_accounts;
+    DELETE FROM subbilling_internal.kpi_snapshot_customers;
+    DELETE FROM subbilling_internal.kpi_snapshot_months;
+    INSERT INTO subbilling_internal.kpi_snapshot_state AS z (computed_on, time_zone, building)
+    VALUES (current_date, current_setting('TimeZone'), true)
+    ON CONFLICT (only_row) DO UPDATE SET computed_on = excluded.computed_on, time_zone = excluded.time_zone,
+                                         building = true, refreshed_at = pg_catalog.now();
+    INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+    SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements c;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO subbilling_internal.kpi_snapshot_months
+    SELECT p.currency, p.month, p.customer_rows, p.start_mrr, p.new_mrr, p.expansion_mrr, p.reactivation_mrr,
+           p.contraction_mrr, p.churned_mrr, p.end_mrr, p.customers_start, p.new_customers, p.reactivated_customers,
+           p.churned_customers, p.customers_end, p.subscriptions_end
+      FROM subbilling_internal.kpi_movement_parts p;
+    DELETE FROM subbilling_internal.kpi_recognition_dirty;
+    DELETE FROM subbilling_internal.kpi_recognition_snapshot;
+    DELETE FROM subbilling_internal.kpi_recognition_months;
+    INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+    SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c;
+    INSERT INTO subbilling_internal.kpi_recognition_months
+    SELECT p.currency, p.month, p.line_months, p.billed, p.recognised
+      FROM subbilling_internal.kpi_recognition_parts p;
+    UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION subbilling.refresh_kpi_snapshots(boolean) IS 'rebuilds the KPI views'' monthly snapshots as of today (daily after midnight; until then the views compute live), or with only_marked the marked accounts only (every few minutes); returns the customer rows written';
+
+CREATE OR REPLACE VIEW subbilling_internal.revenue_recognition_ref WITH (security_barrier) AS
+WITH t AS (
+    -- one pass: a line is billed in its issue month, which always has a row
+    SELECT r.currency, r.month, (sum(r.net) FILTER (WHERE r.month = r.issue_month))::bigint AS billed,
+           sum(r.recognised)::bigint AS recognised
+      FROM subbilling_internal.kpi_recognition_lines r
+     GROUP BY r.currency, r.month
+),
+d AS (
+    SELECT g.currency, g.month, coalesce(t.billed, 0) AS billed, coalesce(t.recognised, 0) AS recognised
+      FROM (SELECT r.currency, x::date AS month
+              FROM (SELECT t.currency, min(t.month) AS m0, max(t.month) AS m1 FROM t GROUP BY t.currency) r
+             CROSS JOIN LATERAL generate_series(r.m0, r.m1, interval '1 month') AS x) g
+      LEFT JOIN t ON t.currency = g.currency AND t.month = g.month
+),
+c AS (
+    SELECT d.*, sum(d.billed - d.recognised) OVER (PARTITION BY d.currency ORDER BY d.month)::bigint AS closing
+      FROM d
+)
+SELECT c.month, c.currency,
+       subbilling.amount(subbilling.price_minor(c.closing - c.billed + c.recognised, c.currency)) AS opening_deferred,
+       subbilling.amount(subbilling.price_minor(c.billed, c.currency)) AS billed,
+       subbilling.amount(subbilling.price_minor(c.recognised, c.currency)) AS recognised,
+       subbilling.amount(subbilling.price_minor(c.closing, c.currency)) AS closing_deferred
+  FROM c;
+COMMENT ON VIEW subbilling_internal.revenue_recognition_ref IS 'internal: the definition of revenue_recognition, computed from the lines on every read (the reference the snapshots are tested against)';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_recognition_accounts WITH (security_barrier) AS
+SELECT r.account_id, r.currency, r.month, count(*) AS line_months,
+       coalesce(sum(r.net) FILTER (WHERE r.month = r.issue_month), 0)::bigint AS billed,
+       sum(r.recognised)::bigint AS recognised
+  FROM subbilling_internal.kpi_recognition_lines r
+ GROUP BY r.account_id, r.currency, r.month;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_accounts IS 'internal: per account, currency and month, the recognition line-months, billed and recognised (minor units)';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_recognition_parts WITH (security_barrier) AS
+WITH st AS (
+    -- current_schema() is parallel unsafe: it keeps the planner from a parallel
+    -- scan of every line for a few marked accounts (they are read by index)
+    SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE NOT z.building) AS usable,
+           EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE z.building) AS building,
+           (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_recognition_dirty d) AS dirty,
+           pg_catalog.current_schema() AS serial
+),
+r AS (
+    SELECT 1 AS sign, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c
+     WHERE NOT (SELECT st.usable OR st.building FROM st)
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c
+     WHERE (SELECT st.usable AND st.dirty IS NOT NULL FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT -1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_snapshot c
+     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_snapshot c
+     WHERE (SELECT st.building FROM st)
+)
+SELECT r.currency, r.month, sum(r.sign * r.line_months)::bigint AS line_months,
+       sum(r.sign * r.billed)::bigint AS billed, sum(r.sign * r.recognised)::bigint AS recognised
+  FROM r
+ GROUP BY r.currency, r.month;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_parts IS 'internal: recognition summed per currency and month: marked accounts live less their snapshot rows (usable snapshot), everything live (none), the snapshot rows (while building)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.webhook_new_secret() RETURNS text
 AS 'MODULE_PATHNAME', 'subbilling_webhook_new_secret'
