@@ -266,7 +266,7 @@ BEGIN
         IF TG_OP <> 'INSERT' THEN
             INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (OLD.account_id);
         END IF;
-        IF TG_OP = 'INSERT' OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
+        IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.account_id IS DISTINCT FROM OLD.account_id) THEN
             INSERT INTO subbilling_internal.kpi_recognition_dirty (account_id) VALUES (NEW.account_id);
         END IF;
         RETURN NULL;
@@ -274,7 +274,7 @@ BEGIN
     IF TG_OP <> 'INSERT' THEN
         INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id) VALUES (OLD.account_id);
     END IF;
-    IF TG_OP = 'INSERT' OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.account_id IS DISTINCT FROM OLD.account_id) THEN
         INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id) VALUES (NEW.account_id);
     END IF;
     RETURN NULL;
