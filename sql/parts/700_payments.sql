@@ -24,10 +24,16 @@ CREATE TABLE subbilling.payment_settings (
                 CONSTRAINT payment_settings_retry_days_check
                 CHECK (cardinality(retry_days) <= 20 AND array_position(retry_days, NULL) IS NULL
                        AND 0 < ALL (retry_days) AND 366 > ALL (retry_days)),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT payment_settings_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.payment_settings IS 'payment settings (one row): retry_days[k] = days after the k-th failed attempt of an automatic payment until retry k; {} = no retries';
-INSERT INTO subbilling.payment_settings DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('subbilling.payment_settings', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.payment_settings.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER payment_settings_shipped_row BEFORE INSERT OR UPDATE ON subbilling.payment_settings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
+INSERT INTO subbilling.payment_settings (origin) VALUES ('shipped');
 
 -- ---------------------------------------------------------------- payments
 

@@ -409,7 +409,7 @@ COMMENT ON FUNCTION subbilling.run_dunning_batch(int, date) IS
 CREATE OR REPLACE FUNCTION subbilling.late_payment_interest(country text, amount subbilling.price, from_date date, to_date date,
                                                  OUT interest subbilling.price, OUT days integer,
                                                  OUT rate_days numeric, OUT rates jsonb)
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
