@@ -45,6 +45,34 @@ COMMENT ON COLUMN subbilling.country_settings.origin IS 'shipped: installed with
 CREATE TRIGGER country_settings_shipped_row BEFORE INSERT OR UPDATE ON subbilling.country_settings
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
+-- The reminder fee lists of a country: positive, one per currency.
+CREATE FUNCTION subbilling_internal.country_settings_validate_dunning() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    l   subbilling.price[];
+    nm  text;
+BEGIN
+    FOR nm, l IN VALUES ('reminder_fees', NEW.reminder_fees), ('reminder_fee_caps', NEW.reminder_fee_caps) LOOP
+        CONTINUE WHEN l IS NULL;
+        IF cardinality(l) = 0 OR array_position(l, NULL) IS NOT NULL
+           OR EXISTS (SELECT 1 FROM unnest(l) f WHERE minor_units(f) <= 0)
+           OR (SELECT count(DISTINCT currency(f)) FROM unnest(l) f) <> cardinality(l) THEN
+            RAISE EXCEPTION '% of country % must list positive amounts, one per currency', nm, NEW.country
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('Got %s.', l);
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
+
+CREATE TRIGGER country_settings_validate_dunning
+    BEFORE INSERT OR UPDATE ON subbilling.country_settings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.country_settings_validate_dunning();
+
 -- The shipped countries, with their rules of dunning (docs/dunning.md gives the sources;
 -- operators keep them current).
 INSERT INTO subbilling.country_settings (country, reference_kind, description, reminder_fees, reminder_fee_caps,
@@ -300,12 +328,38 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
 
--- (except for the one invoice that refund() reopens: invoices_reopen_guard, with payments)
+-- (except for the one invoice that refund() reopens: invoices_reopen_guard, below)
 CREATE TRIGGER invoices_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
     FOR EACH ROW
     WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
     EXECUTE FUNCTION subbilling_internal.invoices_guard();
+
+-- The guard above lets an issued invoice's status only move forward.  A
+-- refund that puts money back on a paid invoice reopens it (paid -> open):
+-- refund() names the invoice in subbilling_internal.reopen_invoice for the
+-- one UPDATE, which invoices_guard lets by (its WHEN) and which then passes
+-- through invoices_reopen_guard instead.
+CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR OLD.status <> 'paid' OR NEW.status <> 'open' OR NEW.paid_at IS NOT NULL
+       OR (to_jsonb(NEW) - 'status' - 'paid_at') <> (to_jsonb(OLD) - 'status' - 'paid_at') THEN
+        RAISE EXCEPTION 'invoice % can only be reopened (paid -> open, paid_at cleared)', coalesce(OLD.number, OLD.id::text)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
+
+CREATE TRIGGER invoices_reopen_guard
+    BEFORE UPDATE OR DELETE ON subbilling.invoices
+    FOR EACH ROW
+    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
+    EXECUTE FUNCTION subbilling_internal.invoices_reopen_guard();
 
 -- Lines of an issued invoice are never changed or deleted.
 CREATE FUNCTION subbilling_internal.invoice_lines_guard() RETURNS trigger

@@ -155,34 +155,6 @@ CREATE TRIGGER refunds_immutable
     BEFORE UPDATE OR DELETE ON subbilling.refunds
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
 
--- ---------------------------------------------------------------- reopening a paid invoice
-
--- Billing's guard lets an issued invoice's status only move forward.  A
--- refund that puts money back on a paid invoice reopens it (paid -> open):
--- refund() names the invoice in subbilling_internal.reopen_invoice for the
--- one UPDATE, which billing's guard lets by (its WHEN) and which then passes
--- through invoices_reopen_guard instead.
-CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF TG_OP <> 'UPDATE' OR OLD.status <> 'paid' OR NEW.status <> 'open' OR NEW.paid_at IS NOT NULL
-       OR (to_jsonb(NEW) - 'status' - 'paid_at') <> (to_jsonb(OLD) - 'status' - 'paid_at') THEN
-        RAISE EXCEPTION 'invoice % can only be reopened (paid -> open, paid_at cleared)', coalesce(OLD.number, OLD.id::text)
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
-
-CREATE TRIGGER invoices_reopen_guard
-    BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW
-    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
-    EXECUTE FUNCTION subbilling_internal.invoices_reopen_guard();
-
 -- ---------------------------------------------------------------- helpers
 
 -- The account-local date of now().

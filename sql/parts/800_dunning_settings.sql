@@ -112,37 +112,6 @@ CREATE CONSTRAINT TRIGGER dunning_steps_check_order
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_steps_check_order();
 
--- ---------------------------------------------------------------- country rules
-
--- Validation of the fee lists (positive, one per currency); the existing
--- reference-kind rules are untouched.
-CREATE FUNCTION subbilling_internal.country_settings_validate_dunning() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    l   subbilling.price[];
-    nm  text;
-BEGIN
-    FOR nm, l IN VALUES ('reminder_fees', NEW.reminder_fees), ('reminder_fee_caps', NEW.reminder_fee_caps) LOOP
-        CONTINUE WHEN l IS NULL;
-        IF cardinality(l) = 0 OR array_position(l, NULL) IS NOT NULL
-           OR EXISTS (SELECT 1 FROM unnest(l) f WHERE minor_units(f) <= 0)
-           OR (SELECT count(DISTINCT currency(f)) FROM unnest(l) f) <> cardinality(l) THEN
-            RAISE EXCEPTION '% of country % must list positive amounts, one per currency', nm, NEW.country
-                USING ERRCODE = 'check_violation',
-                      DETAIL = format('Got %s.', l);
-        END IF;
-    END LOOP;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
-
-CREATE TRIGGER country_settings_validate_dunning
-    BEFORE INSERT OR UPDATE ON subbilling.country_settings
-    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.country_settings_validate_dunning();
-
 -- The reference rate of late-payment interest, per country and half-year
 -- (or whatever validity the authority gives it).
 CREATE TABLE subbilling.reference_rates (
