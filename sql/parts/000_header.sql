@@ -1,7 +1,7 @@
 -- subbilling install script, assembled by the Makefile from sql/parts/*.sql in name order.
 --
 -- The parts are ordered by object, each group numbered by its hundred, with gaps for new parts:
---   0xx  header: schemas and roles
+--   0xx  header: schemas and roles; 010 the trigger of the tables that ship rows (origin)
 --   1xx  types and their pure functions (price, billing_period, proration, tier pricing,
 --        payment references)
 --   2xx  catalog: dunning policies, tax categories, products, plans, campaigns
@@ -14,8 +14,8 @@
 --   7xx  payments: payments and requests, bank files, bank import; 790 the grants of ledger
 --        and payments
 --   8xx  dunning: settings and steps, dunning, reference rates, dunning batches
---   9xx  the worker (its status view reads all of the above); 990 backups: the shipped rows'
---        origin and the pg_dump marks of the tables not marked where they are created
+--   9xx  the worker (its status view reads all of the above); 990 backups: the pg_dump marks
+--        of the tables and sequences not marked where they are created
 -- A table is created whole (every column in its CREATE TABLE) in the part of its group, with
 -- its pg_extension_config_dump next to it; a function is defined once.  New features take a
 -- free number in their group (a part on bank files from 730, one on invoices' output from 560,

@@ -18,9 +18,15 @@ CREATE TABLE subbilling.dunning_policies (
     is_default  boolean NOT NULL DEFAULT false,
     fee_terms_days integer NOT NULL DEFAULT 10
         CONSTRAINT dunning_policies_fee_terms_range CHECK (fee_terms_days BETWEEN 0 AND 365),
-    description text
+    description text,
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT dunning_policies_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.dunning_policies IS 'dunning policies (reminders, payment stop, collection); an account may name one';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.dunning_policies', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.dunning_policies.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER dunning_policies_shipped_row BEFORE INSERT OR UPDATE ON subbilling.dunning_policies
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 CREATE UNIQUE INDEX dunning_policies_one_default ON subbilling.dunning_policies ((true)) WHERE is_default;
 COMMENT ON COLUMN subbilling.dunning_policies.is_default IS 'the policy of accounts whose dunning_policy_id is NULL; at most one policy is the default';
 COMMENT ON COLUMN subbilling.dunning_policies.fee_terms_days IS 'days from the dunning date to the due date of a fee invoice (reminder fee, interest)';
@@ -40,6 +46,8 @@ CREATE TABLE subbilling.tax_categories (
 COMMENT ON TABLE subbilling.tax_categories IS 'tax categories of products; place_of_customer: sold to consumers in another EU member state it is taxed there (OSS) when the seller is OSS-registered';
 SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_categories', 'WHERE origin <> ''shipped''');
 COMMENT ON COLUMN subbilling.tax_categories.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER tax_categories_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_categories
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
 INSERT INTO subbilling.tax_categories (code, name, place_of_customer, origin) VALUES
     ('standard', 'Standard-rated goods and services (place of supply: the seller''s country for consumers)', false, 'shipped'),

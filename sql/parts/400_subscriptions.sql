@@ -16,26 +16,32 @@
 CREATE TABLE subbilling.subscription_transitions (
     from_status text NOT NULL,
     to_status   text NOT NULL,
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT subscription_transitions_origin_check CHECK (origin IN ('shipped', 'user', 'edited')),
     PRIMARY KEY (from_status, to_status)
 );
 COMMENT ON TABLE subbilling.subscription_transitions IS 'the legal changes of a subscription''s status; anything else is refused with SQLSTATE 55000';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.subscription_transitions', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.subscription_transitions.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER subscription_transitions_shipped_row BEFORE INSERT OR UPDATE ON subbilling.subscription_transitions
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
-INSERT INTO subbilling.subscription_transitions (from_status, to_status) VALUES
-    ('trialing',  'active'),
-    ('trialing',  'paused'),
-    ('trialing',  'canceled'),
-    ('active',    'paused'),
-    ('active',    'past_due'),
-    ('active',    'suspended'),
-    ('active',    'canceled'),
-    ('paused',    'active'),
-    ('paused',    'trialing'),
-    ('paused',    'canceled'),
-    ('past_due',  'active'),
-    ('past_due',  'suspended'),
-    ('past_due',  'canceled'),
-    ('suspended', 'active'),
-    ('suspended', 'canceled');
+INSERT INTO subbilling.subscription_transitions (from_status, to_status, origin) VALUES
+    ('trialing',  'active', 'shipped'),
+    ('trialing',  'paused', 'shipped'),
+    ('trialing',  'canceled', 'shipped'),
+    ('active',    'paused', 'shipped'),
+    ('active',    'past_due', 'shipped'),
+    ('active',    'suspended', 'shipped'),
+    ('active',    'canceled', 'shipped'),
+    ('paused',    'active', 'shipped'),
+    ('paused',    'trialing', 'shipped'),
+    ('paused',    'canceled', 'shipped'),
+    ('past_due',  'active', 'shipped'),
+    ('past_due',  'suspended', 'shipped'),
+    ('past_due',  'canceled', 'shipped'),
+    ('suspended', 'active', 'shipped'),
+    ('suspended', 'canceled', 'shipped');
 
 -- ---------------------------------------------------------------- tables
 

@@ -28,7 +28,9 @@ CREATE TABLE subbilling.country_settings (
         CONSTRAINT country_settings_reminder_fee_min_days_range CHECK (reminder_fee_min_days BETWEEN 0 AND 3650),
     late_interest_margin numeric
         CONSTRAINT country_settings_late_interest_margin_range CHECK (late_interest_margin >= 0 AND late_interest_margin < 100),
-    dunning_legal_basis text
+    dunning_legal_basis text,
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT country_settings_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.country_settings IS 'per-country invoicing settings: the kind of payment reference (ocr SE, kid NO, fik DK, fi FI, luhn elsewhere); countries without a row get luhn';
 COMMENT ON COLUMN subbilling.country_settings.reminder_fees IS 'dunning: the standard reminder fee per currency (steps with fee_kind ''country''); NULL = none';
@@ -38,12 +40,64 @@ COMMENT ON COLUMN subbilling.country_settings.reminder_fee_min_days IS 'dunning:
 COMMENT ON COLUMN subbilling.country_settings.late_interest_margin IS 'dunning: late-payment interest = reference rate (reference_rates) + this many percentage points; NULL = no late-payment interest';
 COMMENT ON COLUMN subbilling.country_settings.dunning_legal_basis IS 'dunning: where the fee and interest rules of the country come from';
 
-INSERT INTO subbilling.country_settings (country, reference_kind, description) VALUES
-    ('SE', 'ocr',  'Bankgirot OCR: Luhn check digit and length digit'),
-    ('NO', 'kid',  'KID, mod 10'),
-    ('DK', 'fik',  'FI-kort +71 payment id, 15 digits'),
-    ('FI', 'fi',   'Finnish reference number (viitenumero), 7-3-1'),
-    ('IS', 'luhn', 'Luhn reference');
+SELECT pg_catalog.pg_extension_config_dump('subbilling.country_settings', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.country_settings.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER country_settings_shipped_row BEFORE INSERT OR UPDATE ON subbilling.country_settings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
+
+-- The reminder fee lists of a country: positive, one per currency.
+CREATE FUNCTION subbilling_internal.country_settings_validate_dunning() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    l   subbilling.price[];
+    nm  text;
+BEGIN
+    FOR nm, l IN VALUES ('reminder_fees', NEW.reminder_fees), ('reminder_fee_caps', NEW.reminder_fee_caps) LOOP
+        CONTINUE WHEN l IS NULL;
+        IF cardinality(l) = 0 OR array_position(l, NULL) IS NOT NULL
+           OR EXISTS (SELECT 1 FROM unnest(l) f WHERE minor_units(f) <= 0)
+           OR (SELECT count(DISTINCT currency(f)) FROM unnest(l) f) <> cardinality(l) THEN
+            RAISE EXCEPTION '% of country % must list positive amounts, one per currency', nm, NEW.country
+                USING ERRCODE = 'check_violation',
+                      DETAIL = format('Got %s.', l);
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
+
+CREATE TRIGGER country_settings_validate_dunning
+    BEFORE INSERT OR UPDATE ON subbilling.country_settings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.country_settings_validate_dunning();
+
+-- The shipped countries, with their rules of dunning (docs/dunning.md gives the sources;
+-- operators keep them current).
+INSERT INTO subbilling.country_settings (country, reference_kind, description, reminder_fees, reminder_fee_caps,
+                                         reminder_fee_max_count, reminder_fee_min_days, late_interest_margin,
+                                         dunning_legal_basis, origin) VALUES
+    ('SE', 'ocr', 'Bankgirot OCR: Luhn check digit and length digit',
+     '{"60.00 SEK"}', '{"60.00 SEK"}', NULL, NULL, 8,
+     'Reminder fee at most 60 SEK per written reminder if agreed when the debt arose: lag (1981:739) om ersättning för inkassokostnader 2 and 4 §§. Late-payment interest: referensränta + 8 percentage points, räntelagen (1975:635) 6 and 9 §§.',
+     'shipped'),
+    ('NO', 'kid', 'KID, mod 10',
+     '{"35.00 NOK"}', '{"35.00 NOK"}', 2, 14, 8,
+     'Purregebyr per inkassoforskriften 1-2 and 1-3: a fraction of the inkassosats, for a reminder sent at least 14 days after the due date, at most two fees per claim (35 NOK assumed; check the current inkassosats). Forsinkelsesrente: Norges Bank''s policy rate + 8 percentage points per half-year, forsinkelsesrenteloven 3 §.',
+     'shipped'),
+    ('DK', 'fik', 'FI-kort +71 payment id, 15 digits',
+     '{"100.00 DKK"}', '{"100.00 DKK"}', 3, NULL, NULL,
+     'Rykkergebyr at most 100 DKK per reminder, at most three, renteloven 9 b. Morarente (Nationalbanken''s lending rate + 8 percentage points) is not preset: set late_interest_margin and reference_rates to charge it.',
+     'shipped'),
+    ('FI', 'fi', 'Finnish reference number (viitenumero), 7-3-1',
+     '{"5.00 EUR"}', '{"5.00 EUR"}', NULL, NULL, NULL,
+     'Maksumuistutus at most 5 EUR, laki saatavien perinnästä 10 §. Viivästyskorko (reference rate + 7 percentage points, korkolaki) is not preset: set late_interest_margin and reference_rates to charge it.',
+     'shipped'),
+    ('IS', 'luhn', 'Luhn reference',
+     NULL, NULL, NULL, NULL, NULL,
+     NULL,
+     'shipped');
 
 -- The payment reference of an invoice: built from its id (unique, so the
 -- reference is too) by a reference kind; a Finnish reference is built from
@@ -274,12 +328,38 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.invoices_guard() IS 'trigger: issued invoices are never deleted, and only their status moves forward (open -> paid | void | uncollectible)';
 
--- (except for the one invoice that refund() reopens: invoices_reopen_guard, with payments)
+-- (except for the one invoice that refund() reopens: invoices_reopen_guard, below)
 CREATE TRIGGER invoices_guard
     BEFORE UPDATE OR DELETE ON subbilling.invoices
     FOR EACH ROW
     WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) IS DISTINCT FROM OLD.id::text)
     EXECUTE FUNCTION subbilling_internal.invoices_guard();
+
+-- The guard above lets an issued invoice's status only move forward.  A
+-- refund that puts money back on a paid invoice reopens it (paid -> open):
+-- refund() names the invoice in subbilling_internal.reopen_invoice for the
+-- one UPDATE, which invoices_guard lets by (its WHEN) and which then passes
+-- through invoices_reopen_guard instead.
+CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR OLD.status <> 'paid' OR NEW.status <> 'open' OR NEW.paid_at IS NOT NULL
+       OR (to_jsonb(NEW) - 'status' - 'paid_at') <> (to_jsonb(OLD) - 'status' - 'paid_at') THEN
+        RAISE EXCEPTION 'invoice % can only be reopened (paid -> open, paid_at cleared)', coalesce(OLD.number, OLD.id::text)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
+
+CREATE TRIGGER invoices_reopen_guard
+    BEFORE UPDATE OR DELETE ON subbilling.invoices
+    FOR EACH ROW
+    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
+    EXECUTE FUNCTION subbilling_internal.invoices_reopen_guard();
 
 -- Lines of an issued invoice are never changed or deleted.
 CREATE FUNCTION subbilling_internal.invoice_lines_guard() RETURNS trigger

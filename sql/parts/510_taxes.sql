@@ -52,6 +52,8 @@ COMMENT ON TABLE subbilling.tax_rates IS 'VAT rates (percent) per country and ta
 SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates', 'WHERE origin <> ''shipped''');
 SELECT pg_catalog.pg_extension_config_dump('subbilling.tax_rates_id_seq', '');
 COMMENT ON COLUMN subbilling.tax_rates.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER tax_rates_shipped_row BEFORE INSERT OR UPDATE ON subbilling.tax_rates
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
 -- Every row is listed with its source in docs/taxes.md.
 INSERT INTO subbilling.tax_rates (country, category, rate, valid, source, origin) VALUES

@@ -25,25 +25,31 @@ CREATE TABLE subbilling.ledger_accounts (
                 CONSTRAINT ledger_accounts_kind_check
                 CHECK (kind IN ('asset', 'liability', 'equity', 'revenue', 'expense')),
     description text,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT ledger_accounts_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.ledger_accounts IS 'chart of accounts (global): code, name and kind; Swedish BAS defaults, extend or rename freely';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.ledger_accounts', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.ledger_accounts.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER ledger_accounts_shipped_row BEFORE INSERT OR UPDATE ON subbilling.ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
-INSERT INTO subbilling.ledger_accounts (code, name, kind, description) VALUES
-    ('1510', 'Kundfordringar', 'asset', 'receivables: what customers owe on issued invoices'),
-    ('1930', 'Företagskonto/checkkonto/affärskonto', 'asset', 'bank: payments received and refunds paid out'),
-    ('2420', 'Förskott från kunder', 'liability', 'customer credit: overpayments and credit notes not yet used'),
-    ('2611', 'Utgående moms på försäljning inom Sverige, 25 %', 'liability', 'output VAT 25 %'),
-    ('2621', 'Utgående moms på försäljning inom Sverige, 12 %', 'liability', 'output VAT 12 %'),
-    ('2631', 'Utgående moms på försäljning inom Sverige, 6 %', 'liability', 'output VAT 6 %'),
-    ('3001', 'Försäljning inom Sverige, 25 % moms', 'revenue', 'revenue at 25 % VAT'),
-    ('3002', 'Försäljning inom Sverige, 12 % moms', 'revenue', 'revenue at 12 % VAT'),
-    ('3003', 'Försäljning inom Sverige, 6 % moms', 'revenue', 'revenue at 6 % VAT'),
-    ('3004', 'Försäljning inom Sverige, momsfri', 'revenue', 'revenue without VAT (tax-exempt customers, 0 %)'),
-    ('3740', 'Öres- och kronutjämning', 'revenue', 'rounding differences'),
-    ('3930', 'Påminnelseavgifter', 'revenue', 'reminder fees (VAT-free); a sub-account of group 39 Övriga rörelseintäkter'),
-    ('6351', 'Konstaterade förluster på kundfordringar', 'expense', 'bad debts written off'),
-    ('8313', 'Ränteintäkter från kundfordringar', 'revenue', 'late-payment interest charged to customers');
+INSERT INTO subbilling.ledger_accounts (code, name, kind, description, origin) VALUES
+    ('1510', 'Kundfordringar', 'asset', 'receivables: what customers owe on issued invoices', 'shipped'),
+    ('1930', 'Företagskonto/checkkonto/affärskonto', 'asset', 'bank: payments received and refunds paid out', 'shipped'),
+    ('2420', 'Förskott från kunder', 'liability', 'customer credit: overpayments and credit notes not yet used', 'shipped'),
+    ('2611', 'Utgående moms på försäljning inom Sverige, 25 %', 'liability', 'output VAT 25 %', 'shipped'),
+    ('2621', 'Utgående moms på försäljning inom Sverige, 12 %', 'liability', 'output VAT 12 %', 'shipped'),
+    ('2631', 'Utgående moms på försäljning inom Sverige, 6 %', 'liability', 'output VAT 6 %', 'shipped'),
+    ('3001', 'Försäljning inom Sverige, 25 % moms', 'revenue', 'revenue at 25 % VAT', 'shipped'),
+    ('3002', 'Försäljning inom Sverige, 12 % moms', 'revenue', 'revenue at 12 % VAT', 'shipped'),
+    ('3003', 'Försäljning inom Sverige, 6 % moms', 'revenue', 'revenue at 6 % VAT', 'shipped'),
+    ('3004', 'Försäljning inom Sverige, momsfri', 'revenue', 'revenue without VAT (tax-exempt customers, 0 %)', 'shipped'),
+    ('3740', 'Öres- och kronutjämning', 'revenue', 'rounding differences', 'shipped'),
+    ('3930', 'Påminnelseavgifter', 'revenue', 'reminder fees (VAT-free); a sub-account of group 39 Övriga rörelseintäkter', 'shipped'),
+    ('6351', 'Konstaterade förluster på kundfordringar', 'expense', 'bad debts written off', 'shipped'),
+    ('8313', 'Ränteintäkter från kundfordringar', 'revenue', 'late-payment interest charged to customers', 'shipped');
 
 -- What each purpose books to.  A row may be narrowed to one currency and to
 -- one detail (a product code, a VAT rate); the most specific row wins.
@@ -60,25 +66,31 @@ CREATE TABLE subbilling.ledger_mappings (
     code        text NOT NULL REFERENCES subbilling.ledger_accounts (code),
     description text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT ledger_mappings_origin_check CHECK (origin IN ('shipped', 'user', 'edited')),
     CONSTRAINT ledger_mappings_unique UNIQUE NULLS NOT DISTINCT (purpose, currency, detail)
 );
 COMMENT ON TABLE subbilling.ledger_mappings IS 'purpose -> ledger account (global, configurable): NULL currency or detail = any; detail is a product code (revenue) or a VAT rate (revenue_rate, vat); the most specific row wins';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.ledger_mappings', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.ledger_mappings.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER ledger_mappings_shipped_row BEFORE INSERT OR UPDATE ON subbilling.ledger_mappings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
-INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description) VALUES
-    ('receivables',     NULL, '1510', 'what customers owe'),
-    ('bank',            NULL, '1930', 'payments in, refunds out'),
-    ('customer_credit', NULL, '2420', 'overpayments and unused credit notes'),
-    ('revenue_rate',    '25', '3001', 'revenue at 25 % VAT'),
-    ('revenue_rate',    '12', '3002', 'revenue at 12 % VAT'),
-    ('revenue_rate',    '6',  '3003', 'revenue at 6 % VAT'),
-    ('revenue_rate',    '0',  '3004', 'revenue without VAT'),
-    ('vat',             '25', '2611', 'output VAT 25 %'),
-    ('vat',             '12', '2621', 'output VAT 12 %'),
-    ('vat',             '6',  '2631', 'output VAT 6 %'),
-    ('fees',            NULL, '3930', 'reminder fees'),
-    ('interest',        NULL, '8313', 'late-payment interest'),
-    ('write_off',       NULL, '6351', 'bad debts'),
-    ('rounding',        NULL, '3740', 'rounding');
+INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description, origin) VALUES
+    ('receivables',     NULL, '1510', 'what customers owe', 'shipped'),
+    ('bank',            NULL, '1930', 'payments in, refunds out', 'shipped'),
+    ('customer_credit', NULL, '2420', 'overpayments and unused credit notes', 'shipped'),
+    ('revenue_rate',    '25', '3001', 'revenue at 25 % VAT', 'shipped'),
+    ('revenue_rate',    '12', '3002', 'revenue at 12 % VAT', 'shipped'),
+    ('revenue_rate',    '6',  '3003', 'revenue at 6 % VAT', 'shipped'),
+    ('revenue_rate',    '0',  '3004', 'revenue without VAT', 'shipped'),
+    ('vat',             '25', '2611', 'output VAT 25 %', 'shipped'),
+    ('vat',             '12', '2621', 'output VAT 12 %', 'shipped'),
+    ('vat',             '6',  '2631', 'output VAT 6 %', 'shipped'),
+    ('fees',            NULL, '3930', 'reminder fees', 'shipped'),
+    ('interest',        NULL, '8313', 'late-payment interest', 'shipped'),
+    ('write_off',       NULL, '6351', 'bad debts', 'shipped'),
+    ('rounding',        NULL, '3740', 'rounding', 'shipped');
 
 -- The canonical text of a VAT rate as a mapping detail: 25, 12.5, 6, 0.
 CREATE FUNCTION subbilling_internal.rate_detail(rate numeric) RETURNS text

@@ -6,17 +6,17 @@
 -- to; privileges of the tax tables and functions.  docs/taxes.md.
 -- ============================================================================
 
-INSERT INTO subbilling.ledger_accounts (code, name, kind, description) VALUES
-    ('3305', 'Försäljning tjänster till land utanför EU', 'revenue', 'sales outside the scope of EU VAT (customer outside the EU)'),
-    ('3308', 'Försäljning tjänster till annat EU-land', 'revenue', 'reverse-charge sales to businesses in other EU member states'),
-    ('3109', 'Försäljning till konsumenter i andra EU-länder (OSS)', 'revenue', 'sales taxed in the customer''s member state under the One-Stop Shop (not a BAS default; rename freely)'),
-    ('2619', 'Utgående moms OSS', 'liability', 'VAT of other member states declared under the One-Stop Shop (not a BAS default; rename freely)');
+INSERT INTO subbilling.ledger_accounts (code, name, kind, description, origin) VALUES
+    ('3305', 'Försäljning tjänster till land utanför EU', 'revenue', 'sales outside the scope of EU VAT (customer outside the EU)', 'shipped'),
+    ('3308', 'Försäljning tjänster till annat EU-land', 'revenue', 'reverse-charge sales to businesses in other EU member states', 'shipped'),
+    ('3109', 'Försäljning till konsumenter i andra EU-länder (OSS)', 'revenue', 'sales taxed in the customer''s member state under the One-Stop Shop (not a BAS default; rename freely)', 'shipped'),
+    ('2619', 'Utgående moms OSS', 'liability', 'VAT of other member states declared under the One-Stop Shop (not a BAS default; rename freely)', 'shipped');
 
-INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description) VALUES
-    ('revenue_rate', 'reverse_charge', '3308', 'reverse-charge sales (VAT return box 39)'),
-    ('revenue_rate', 'outside_scope',  '3305', 'sales outside the EU (VAT return box 40)'),
-    ('revenue_rate', 'oss',            '3109', 'OSS sales (OSS return, not the Swedish one)'),
-    ('vat',          'oss',            '2619', 'OSS VAT');
+INSERT INTO subbilling.ledger_mappings (purpose, detail, code, description, origin) VALUES
+    ('revenue_rate', 'reverse_charge', '3308', 'reverse-charge sales (VAT return box 39)', 'shipped'),
+    ('revenue_rate', 'outside_scope',  '3305', 'sales outside the EU (VAT return box 40)', 'shipped'),
+    ('revenue_rate', 'oss',            '3109', 'OSS sales (OSS return, not the Swedish one)', 'shipped'),
+    ('vat',          'oss',            '2619', 'OSS VAT', 'shipped');
 
 -- Which ledger account goes to which box of the VAT return.
 CREATE TABLE subbilling.vat_boxes (
@@ -30,6 +30,8 @@ CREATE TABLE subbilling.vat_boxes (
 COMMENT ON TABLE subbilling.vat_boxes IS 'ledger account -> box of the Swedish VAT return (revenue accounts: the net of sales; VAT accounts: the VAT); every revenue account the seller books to belongs here';
 SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE origin <> ''shipped''');
 COMMENT ON COLUMN subbilling.vat_boxes.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER vat_boxes_shipped_row BEFORE INSERT OR UPDATE ON subbilling.vat_boxes
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
 INSERT INTO subbilling.vat_boxes (ledger_code, box, origin) VALUES
     ('3001', '05', 'shipped'), ('3002', '05', 'shipped'), ('3003', '05', 'shipped'),

@@ -24,10 +24,16 @@ CREATE TABLE subbilling.payment_settings (
                 CONSTRAINT payment_settings_retry_days_check
                 CHECK (cardinality(retry_days) <= 20 AND array_position(retry_days, NULL) IS NULL
                        AND 0 < ALL (retry_days) AND 366 > ALL (retry_days)),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT payment_settings_origin_check CHECK (origin IN ('shipped', 'user', 'edited'))
 );
 COMMENT ON TABLE subbilling.payment_settings IS 'payment settings (one row): retry_days[k] = days after the k-th failed attempt of an automatic payment until retry k; {} = no retries';
-INSERT INTO subbilling.payment_settings DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('subbilling.payment_settings', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.payment_settings.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER payment_settings_shipped_row BEFORE INSERT OR UPDATE ON subbilling.payment_settings
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
+INSERT INTO subbilling.payment_settings (origin) VALUES ('shipped');
 
 -- ---------------------------------------------------------------- payments
 
@@ -148,34 +154,6 @@ CREATE TRIGGER payments_immutable
 CREATE TRIGGER refunds_immutable
     BEFORE UPDATE OR DELETE ON subbilling.refunds
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.journal_immutable();
-
--- ---------------------------------------------------------------- reopening a paid invoice
-
--- Billing's guard lets an issued invoice's status only move forward.  A
--- refund that puts money back on a paid invoice reopens it (paid -> open):
--- refund() names the invoice in subbilling_internal.reopen_invoice for the
--- one UPDATE, which billing's guard lets by (its WHEN) and which then passes
--- through invoices_reopen_guard instead.
-CREATE FUNCTION subbilling_internal.invoices_reopen_guard() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF TG_OP <> 'UPDATE' OR OLD.status <> 'paid' OR NEW.status <> 'open' OR NEW.paid_at IS NOT NULL
-       OR (to_jsonb(NEW) - 'status' - 'paid_at') <> (to_jsonb(OLD) - 'status' - 'paid_at') THEN
-        RAISE EXCEPTION 'invoice % can only be reopened (paid -> open, paid_at cleared)', coalesce(OLD.number, OLD.id::text)
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.invoices_reopen_guard() IS 'trigger: the one change refund() makes to a paid invoice it puts money back on: paid -> open, paid_at cleared';
-
-CREATE TRIGGER invoices_reopen_guard
-    BEFORE UPDATE OR DELETE ON subbilling.invoices
-    FOR EACH ROW
-    WHEN (pg_catalog.current_setting('subbilling_internal.reopen_invoice', true) = OLD.id::text)
-    EXECUTE FUNCTION subbilling_internal.invoices_reopen_guard();
 
 -- ---------------------------------------------------------------- helpers
 

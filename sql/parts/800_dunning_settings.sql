@@ -1,8 +1,8 @@
 
 -- ============================================================================
 -- Dunning settings: policies and their steps, the shipped
--- default policy, and the per-country rules for reminder fees and
--- late-payment interest (fee caps, interest margin, reference rates).
+-- default policy, and the reference rates of late-payment interest (the
+-- per-country fee and interest rules ship with country_settings).
 --
 -- All of these are small global settings tables (reference tables when distributed);
 -- nothing in them points at a customer-owned table.  docs/dunning.md
@@ -28,6 +28,8 @@ CREATE TABLE subbilling.dunning_steps (
     charge_interest boolean NOT NULL DEFAULT false,
     description     text,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin          text NOT NULL DEFAULT 'user'
+                    CONSTRAINT dunning_steps_origin_check CHECK (origin IN ('shipped', 'user', 'edited')),
     PRIMARY KEY (policy_id, step_no),
     CONSTRAINT dunning_steps_fees_iff_fixed CHECK ((fee_kind = 'fixed') = (fees IS NOT NULL)),
     CONSTRAINT dunning_steps_write_off_plain
@@ -39,6 +41,10 @@ COMMENT ON COLUMN subbilling.dunning_steps.days_after_due IS 'the step is due th
 COMMENT ON COLUMN subbilling.dunning_steps.fee_kind IS 'none; fixed = fees (one price per currency); country = the standard reminder fee of the account''s country (country_settings.reminder_fees)';
 COMMENT ON COLUMN subbilling.dunning_steps.fees IS 'fee_kind fixed: the fee per currency, at most one price per currency';
 COMMENT ON COLUMN subbilling.dunning_steps.charge_interest IS 'charge late-payment interest accrued on the open amount since the due date or the previous interest charge';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.dunning_steps', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.dunning_steps.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER dunning_steps_shipped_row BEFORE INSERT OR UPDATE ON subbilling.dunning_steps
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
 -- The fees are positive, one per currency, and in known currencies.
 CREATE FUNCTION subbilling_internal.dunning_steps_validate() RETURNS trigger
@@ -106,37 +112,6 @@ CREATE CONSTRAINT TRIGGER dunning_steps_check_order
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.dunning_steps_check_order();
 
--- ---------------------------------------------------------------- country rules
-
--- Validation of the fee lists (positive, one per currency); the existing
--- reference-kind rules are untouched.
-CREATE FUNCTION subbilling_internal.country_settings_validate_dunning() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    l   subbilling.price[];
-    nm  text;
-BEGIN
-    FOR nm, l IN VALUES ('reminder_fees', NEW.reminder_fees), ('reminder_fee_caps', NEW.reminder_fee_caps) LOOP
-        CONTINUE WHEN l IS NULL;
-        IF cardinality(l) = 0 OR array_position(l, NULL) IS NOT NULL
-           OR EXISTS (SELECT 1 FROM unnest(l) f WHERE minor_units(f) <= 0)
-           OR (SELECT count(DISTINCT currency(f)) FROM unnest(l) f) <> cardinality(l) THEN
-            RAISE EXCEPTION '% of country % must list positive amounts, one per currency', nm, NEW.country
-                USING ERRCODE = 'check_violation',
-                      DETAIL = format('Got %s.', l);
-        END IF;
-    END LOOP;
-    RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.country_settings_validate_dunning() IS 'trigger: a country''s reminder fees and caps are positive, one per currency';
-
-CREATE TRIGGER country_settings_validate_dunning
-    BEFORE INSERT OR UPDATE ON subbilling.country_settings
-    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.country_settings_validate_dunning();
-
 -- The reference rate of late-payment interest, per country and half-year
 -- (or whatever validity the authority gives it).
 CREATE TABLE subbilling.reference_rates (
@@ -148,58 +123,43 @@ CREATE TABLE subbilling.reference_rates (
                 CONSTRAINT reference_rates_rate_range CHECK (rate > -100 AND rate < 100),
     source      text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    origin      text NOT NULL DEFAULT 'user'
+                CONSTRAINT reference_rates_origin_check CHECK (origin IN ('shipped', 'user', 'edited')),
     PRIMARY KEY (country, valid),
     CONSTRAINT reference_rates_no_overlap EXCLUDE USING gist (country WITH =, valid WITH &&)
 );
 COMMENT ON TABLE subbilling.reference_rates IS 'reference rates of late-payment interest in percent per country and validity (Sweden: Riksbanken''s referensränta; Norway: Norges Bank''s policy rate of the half-year); interest = rate + country_settings.late_interest_margin';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.reference_rates', 'WHERE origin <> ''shipped''');
+COMMENT ON COLUMN subbilling.reference_rates.origin IS 'shipped: installed with the extension (not dumped); user: added by an operator; edited: shipped, then changed (dumped, restored over the shipped row)';
+CREATE TRIGGER reference_rates_shipped_row BEFORE INSERT OR UPDATE ON subbilling.reference_rates
+    FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 
--- Shipped rules (docs/dunning.md gives the sources; operators keep them current).
-UPDATE subbilling.country_settings SET
-    reminder_fees = '{"60.00 SEK"}', reminder_fee_caps = '{"60.00 SEK"}',
-    late_interest_margin = 8,
-    dunning_legal_basis = 'Reminder fee at most 60 SEK per written reminder if agreed when the debt arose: lag (1981:739) om ersättning för inkassokostnader 2 and 4 §§. Late-payment interest: referensränta + 8 percentage points, räntelagen (1975:635) 6 and 9 §§.'
- WHERE country = 'SE';
-UPDATE subbilling.country_settings SET
-    reminder_fees = '{"35.00 NOK"}', reminder_fee_caps = '{"35.00 NOK"}',
-    reminder_fee_max_count = 2, reminder_fee_min_days = 14,
-    late_interest_margin = 8,
-    dunning_legal_basis = 'Purregebyr per inkassoforskriften 1-2 and 1-3: a fraction of the inkassosats, for a reminder sent at least 14 days after the due date, at most two fees per claim (35 NOK assumed; check the current inkassosats). Forsinkelsesrente: Norges Bank''s policy rate + 8 percentage points per half-year, forsinkelsesrenteloven 3 §.'
- WHERE country = 'NO';
-UPDATE subbilling.country_settings SET
-    reminder_fees = '{"100.00 DKK"}', reminder_fee_caps = '{"100.00 DKK"}',
-    reminder_fee_max_count = 3,
-    dunning_legal_basis = 'Rykkergebyr at most 100 DKK per reminder, at most three, renteloven 9 b. Morarente (Nationalbanken''s lending rate + 8 percentage points) is not preset: set late_interest_margin and reference_rates to charge it.'
- WHERE country = 'DK';
-UPDATE subbilling.country_settings SET
-    reminder_fees = '{"5.00 EUR"}', reminder_fee_caps = '{"5.00 EUR"}',
-    dunning_legal_basis = 'Maksumuistutus at most 5 EUR, laki saatavien perinnästä 10 §. Viivästyskorko (reference rate + 7 percentage points, korkolaki) is not preset: set late_interest_margin and reference_rates to charge it.'
- WHERE country = 'FI';
-
-INSERT INTO subbilling.reference_rates (country, valid, rate, source) VALUES
-    ('SE', '[2023-01-01,2023-07-01)', 2.50, 'Riksbanken referensränta 2023H1'),
-    ('SE', '[2023-07-01,2024-01-01)', 3.50, 'Riksbanken referensränta 2023H2'),
-    ('SE', '[2024-01-01,2024-07-01)', 4.00, 'Riksbanken referensränta 2024H1'),
-    ('SE', '[2024-07-01,2025-01-01)', 4.00, 'Riksbanken referensränta 2024H2'),
+INSERT INTO subbilling.reference_rates (country, valid, rate, source, origin) VALUES
+    ('SE', '[2023-01-01,2023-07-01)', 2.50, 'Riksbanken referensränta 2023H1', 'shipped'),
+    ('SE', '[2023-07-01,2024-01-01)', 3.50, 'Riksbanken referensränta 2023H2', 'shipped'),
+    ('SE', '[2024-01-01,2024-07-01)', 4.00, 'Riksbanken referensränta 2024H1', 'shipped'),
+    ('SE', '[2024-07-01,2025-01-01)', 4.00, 'Riksbanken referensränta 2024H2', 'shipped'),
     -- 2025H1: Riksbanken's policy rate at 2024-12-31 was 2.75 (the cut to 2.50 applied from
     -- 2025-01-08), rounded up to a half point: 3.00.  Sources in docs/operations.md.
-    ('SE', '[2025-01-01,2025-07-01)', 3.00, 'Riksbanken referensränta 2025H1 (policy rate 2.75 at 2024-12-31: the cut to 2.50 applied from 2025-01-08)'),
-    ('SE', '[2025-07-01,2026-01-01)', 2.00, 'Riksbanken referensränta 2025H2'),
-    ('SE', '[2026-01-01,2026-07-01)', 2.00, 'Riksbanken referensränta 2026H1 (policy rate 1.75 at 2025-12-31, rounded up to a half point)'),
-    ('NO', '[2023-01-01,2023-07-01)', 2.75, 'Norges Bank policy rate; forsinkelsesrente 10.75 % 2023H1'),
-    ('NO', '[2023-07-01,2024-01-01)', 3.75, 'Norges Bank policy rate; forsinkelsesrente 11.75 % 2023H2'),
-    ('NO', '[2024-01-01,2024-07-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2024H1'),
-    ('NO', '[2024-07-01,2025-01-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2024H2'),
-    ('NO', '[2025-01-01,2025-07-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2025H1'),
-    ('NO', '[2025-07-01,2026-01-01)', 4.25, 'Norges Bank policy rate; forsinkelsesrente 12.25 % 2025H2');
+    ('SE', '[2025-01-01,2025-07-01)', 3.00, 'Riksbanken referensränta 2025H1 (policy rate 2.75 at 2024-12-31: the cut to 2.50 applied from 2025-01-08)', 'shipped'),
+    ('SE', '[2025-07-01,2026-01-01)', 2.00, 'Riksbanken referensränta 2025H2', 'shipped'),
+    ('SE', '[2026-01-01,2026-07-01)', 2.00, 'Riksbanken referensränta 2026H1 (policy rate 1.75 at 2025-12-31, rounded up to a half point)', 'shipped'),
+    ('NO', '[2023-01-01,2023-07-01)', 2.75, 'Norges Bank policy rate; forsinkelsesrente 10.75 % 2023H1', 'shipped'),
+    ('NO', '[2023-07-01,2024-01-01)', 3.75, 'Norges Bank policy rate; forsinkelsesrente 11.75 % 2023H2', 'shipped'),
+    ('NO', '[2024-01-01,2024-07-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2024H1', 'shipped'),
+    ('NO', '[2024-07-01,2025-01-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2024H2', 'shipped'),
+    ('NO', '[2025-01-01,2025-07-01)', 4.50, 'Norges Bank policy rate; forsinkelsesrente 12.50 % 2025H1', 'shipped'),
+    ('NO', '[2025-07-01,2026-01-01)', 4.25, 'Norges Bank policy rate; forsinkelsesrente 12.25 % 2025H2', 'shipped');
 
 -- ---------------------------------------------------------------- the default policy
 
-INSERT INTO subbilling.dunning_policies (code, name, is_default, fee_terms_days, description)
+INSERT INTO subbilling.dunning_policies (code, name, is_default, fee_terms_days, description, origin)
 VALUES ('default', 'Default dunning', true, 10,
-        'Reminder at +10 days with the country''s reminder fee, second reminder at +20 with a fee and interest, payment stop at +30, collection at +45 with interest');
+        'Reminder at +10 days with the country''s reminder fee, second reminder at +20 with a fee and interest, payment stop at +30, collection at +45 with interest',
+        'shipped');
 
-INSERT INTO subbilling.dunning_steps (policy_id, step_no, days_after_due, action, fee_kind, charge_interest, description)
-SELECT p.id, v.step_no, v.days, v.action, v.fee_kind, v.interest, v.description
+INSERT INTO subbilling.dunning_steps (policy_id, step_no, days_after_due, action, fee_kind, charge_interest, description, origin)
+SELECT p.id, v.step_no, v.days, v.action, v.fee_kind, v.interest, v.description, 'shipped'
   FROM subbilling.dunning_policies p,
        (VALUES (1, 10, 'reminder',     'country', false, 'First reminder'),
                (2, 20, 'reminder',     'country', true,  'Second reminder'),
