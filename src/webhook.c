@@ -385,11 +385,10 @@ subbilling_webhook_main(Datum main_arg pg_attribute_unused())
 	pgstat_report_appname("subbilling webhooks");
 
 	/*
-	 * A commit lost in a crash only makes a delivery due again (a claim) or
-	 * sends it once more (a result): at least once either way, so the
-	 * worker's short transactions need not wait for the WAL flush.
+	 * The worker's transactions commit synchronously (the server's setting):
+	 * an attempt is recorded before its request is sent, and a crash must not
+	 * lose that record (every attempt is kept, the interrupted one included).
 	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK)
