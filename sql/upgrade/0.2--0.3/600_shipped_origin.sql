@@ -32,3 +32,20 @@ COMMENT ON COLUMN subbilling.vat_boxes.origin IS 'shipped: installed with the ex
 CREATE TRIGGER vat_boxes_shipped_row BEFORE INSERT OR UPDATE ON subbilling.vat_boxes
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.shipped_row();
 SELECT pg_catalog.pg_extension_config_dump('subbilling.vat_boxes', 'WHERE origin <> ''shipped''');
+
+-- PostgreSQL 18 keeps NOT NULL constraints in pg_constraint, named <table>_<column>_not_null
+-- when the column is made; a renamed column keeps its old name there.  Give them the names a
+-- fresh install has (nothing to do before 18).
+DO $rename$
+DECLARE
+    t   text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['tax_categories', 'tax_rates', 'vat_boxes'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_constraint c
+                    WHERE c.conrelid = ('subbilling.' || t)::regclass AND c.conname = t || '_shipped_not_null') THEN
+            EXECUTE format('ALTER TABLE subbilling.%I RENAME CONSTRAINT %I TO %I',
+                           t, t || '_shipped_not_null', t || '_origin_not_null');
+        END IF;
+    END LOOP;
+END
+$rename$;
