@@ -8,7 +8,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(89);
+SELECT plan(92);
 
 CREATE FUNCTION pg_temp.d(n integer) RETURNS date LANGUAGE sql STABLE RETURN current_date + n;
 CREATE FUNCTION pg_temp.acct(ext text) RETURNS bigint
@@ -197,6 +197,10 @@ SELECT throws_ok($$SELECT skip_delivery(-1, pg_temp.d(0))$$, '42704', NULL, 'ski
 SELECT throws_ok($$SELECT * FROM deliveries_due(pg_temp.d(5), pg_temp.d(0))$$, '22023', NULL, 'deliveries_due backwards: 22023');
 SELECT throws_ok($$SELECT * FROM deliveries_due(pg_temp.d(0), pg_temp.d(400))$$, '22023', NULL, 'deliveries_due over a year: 22023');
 SELECT throws_ok($$SELECT * FROM deliveries_due(NULL, pg_temp.d(0))$$, '22023', NULL, 'deliveries_due NULL: 22023');
+SELECT throws_ok($$SELECT * FROM delivery_schedule(pg_temp.d(5), pg_temp.d(0))$$, '22023', NULL, 'delivery_schedule backwards: 22023');
+SELECT results_eq($$SELECT delivery_date - current_date, status FROM delivery_schedule(pg_temp.d(90), pg_temp.d(120))
+                     WHERE subscription_id = pg_temp.sub('dv_b')$$,
+                  $$VALUES (91, 'planned'), (105, 'planned'), (119, 'planned')$$, 'delivery_schedule beyond the horizon');
 SELECT throws_ok($$SELECT set_shipping_address(pg_temp.acct('dv_a'), 'X', 'Y', '1', 'Z', 'SE', valid_from => pg_temp.d(-1))$$,
                  '22023', NULL, 'an address in the past: 22023');
 SELECT throws_ok($$SELECT set_shipping_address(pg_temp.acct('dv_a'), 'X', 'Y', '1', 'Z', 'XX')$$, '22023', NULL, 'unknown country: 22023');
@@ -219,6 +223,7 @@ SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.skip_deliver
 SELECT ok(NOT has_function_privilege('public', 'subbilling.skip_delivery(bigint, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.deliveries_due(date, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.schedule_deliveries(date)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'subbilling.delivery_schedule(date, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling_internal.delivery_schedule(date, date, bigint)', 'EXECUTE'),
           'PUBLIC executes none of them');
 SET LOCAL ROLE subbilling_operator;
@@ -229,6 +234,7 @@ SELECT throws_ok($$INSERT INTO subbilling.delivery_records (account_id, subscrip
 RESET ROLE;
 SET LOCAL ROLE subbilling_reader;
 SELECT throws_ok($$SELECT * FROM subbilling.deliveries$$, '42501', NULL, 'reader: permission denied');
+SELECT throws_ok($$SELECT * FROM subbilling.deliveries_due(current_date, current_date)$$, '42501', NULL, 'reader: no pick list');
 RESET ROLE;
 
 SELECT * FROM finish();

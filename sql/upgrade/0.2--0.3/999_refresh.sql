@@ -5564,13 +5564,37 @@ SELECT dd.account_id, dd.subscription_id, dd.d, dd.plan_code,
        LIMIT 1) la ON r.fixed_at IS NULL
  WHERE coalesce(r.items, li.items) IS NOT NULL
 $$;
+
+CREATE OR REPLACE FUNCTION subbilling.delivery_schedule(from_date date, to_date date)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, plan_code text,
+                   items jsonb, quantity bigint, address jsonb, status text, delivery_id bigint,
+                   bills_per_delivery boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM subbilling_internal.check_date('from_date', delivery_schedule.from_date);
+    PERFORM subbilling_internal.check_date('to_date', delivery_schedule.to_date);
+    IF delivery_schedule.to_date < delivery_schedule.from_date THEN
+        RAISE EXCEPTION 'to_date % is before from_date %', delivery_schedule.to_date, delivery_schedule.from_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT d.account_id, d.subscription_id, d.delivery_date, d.plan_code, d.items, d.quantity, d.address,
+               d.status, d.delivery_id, d.bills_per_delivery
+          FROM subbilling_internal.delivery_schedule(delivery_schedule.from_date, delivery_schedule.to_date, NULL) d
+         ORDER BY d.delivery_date, d.account_id, d.subscription_id;
+END
+$$;
 COMMENT ON FUNCTION subbilling_internal.delivery_schedule(date, date, bigint) IS 'internal: every delivery of the subscriptions (or one) between two dates, inclusive: contents, address, status planned, fixed or skipped, and whether the plan bills per delivery (period = the delivery''s billing period)';
+COMMENT ON FUNCTION subbilling.delivery_schedule(date, date) IS 'every delivery from from_date to to_date (inclusive): contents, total quantity, shipping address (frozen once fixed), status (planned, fixed, skipped), whether the plan bills per delivery';
 
 CREATE OR REPLACE VIEW subbilling.deliveries AS
 SELECT d.account_id, d.subscription_id, d.delivery_date, d.plan_code, d.items, d.quantity, d.address,
        d.status, d.delivery_id, d.bills_per_delivery
   FROM subbilling.delivery_settings st
- CROSS JOIN LATERAL subbilling_internal.delivery_schedule(CURRENT_DATE, CURRENT_DATE + st.horizon_days, NULL) d;
+ CROSS JOIN LATERAL subbilling.delivery_schedule(CURRENT_DATE, CURRENT_DATE + st.horizon_days) d;
 COMMENT ON VIEW subbilling.deliveries IS 'upcoming deliveries of every subscription from today to today + delivery_settings.horizon_days: contents, total quantity, shipping address, status (planned, fixed, skipped)';
 
 CREATE OR REPLACE FUNCTION subbilling.deliveries_due(from_date date, to_date date)
