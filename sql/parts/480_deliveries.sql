@@ -314,6 +314,7 @@ DECLARE
     s       subbilling.subscriptions;
     d       record;
     rid     bigint;
+    fixed   boolean;
     nxt     date;
 BEGIN
     PERFORM subbilling_internal.check_date('delivery_date', skip_delivery.delivery_date);
@@ -342,7 +343,7 @@ BEGIN
             CASE WHEN d.bills_per_delivery THEN d.period END, pg_catalog.now())
     ON CONFLICT (account_id, subscription_id, delivery_date)
     DO UPDATE SET status = 'skipped', held = excluded.held, skipped_at = excluded.skipped_at
-    RETURNING r.id INTO rid;
+    RETURNING r.id, r.fixed_at IS NOT NULL INTO rid, fixed;
     IF d.bills_per_delivery THEN
         -- the skipped period's charges are held: bill the subscription again from its history
         UPDATE subbilling.subscriptions x SET updated_at = pg_catalog.now()
@@ -350,7 +351,7 @@ BEGIN
     END IF;
     PERFORM subbilling_internal.emit_event(s.account_id, 'delivery.skipped', s.id,
                 jsonb_build_object('delivery_id', rid, 'delivery_date', skip_delivery.delivery_date,
-                                   'was_fixed', d.status = 'fixed',
+                                   'was_fixed', fixed,
                                    'charge_held', CASE WHEN d.bills_per_delivery THEN d.period::text END));
     RETURN rid;
 END
