@@ -10,7 +10,8 @@
  *
  *	 (a) a short transaction that inserts a subbilling.worker_runs row;
  *	 (b) subbilling.advance_subscriptions(as_of::date) in its own
- *		 transaction;
+ *		 transaction, then subbilling.schedule_deliveries(as_of::date) in
+ *		 another (deliveries entering the pick window: delivery.scheduled);
  *	 (c) subbilling.run_billing_batch(batch_size, as_of), one transaction
  *		 per batch, until a batch reports no more due work;
  *	 (d) the same with subbilling.run_dunning_batch(batch_size, as_of::date);
@@ -150,6 +151,9 @@ static const char *const sql_start_run =
 static const char *const sql_advance =
 "SELECT coalesce(subbilling.advance_subscriptions(($1)::date), 0)::int8";
 
+static const char *const sql_deliveries =
+"SELECT coalesce(subbilling.schedule_deliveries(($1)::date), 0)::int8";
+
 static const char *const sql_billing_batch =
 "SELECT coalesce(pg_catalog.sum(b.invoices), 0)::int8,"
 "       coalesce(pg_catalog.sum(b.errors), 0)::int8,"
@@ -216,6 +220,7 @@ static void worker_cycle(void);
 static bool cycle_start(void);
 static void cycle_init(WorkerCycle *c, bool own_xacts, MemoryContext note_context);
 static void cycle_steps(WorkerCycle *c);
+static void cycle_deliveries(WorkerCycle *c);
 static void cycle_advance(WorkerCycle *c);
 static void cycle_batches(WorkerCycle *c, bool dunning);
 static void replan_as_tables_grow(int64 work);
@@ -680,6 +685,7 @@ static void
 cycle_steps(WorkerCycle *c)
 {
 	cycle_advance(c);
+	cycle_deliveries(c);
 	cycle_batches(c, false);
 	if (!c->stopped)
 		cycle_batches(c, true);
@@ -752,6 +758,22 @@ cycle_advance(WorkerCycle *c)
 	step_begin(c, "subbilling worker: advancing subscriptions");
 	spi_run(sql_advance, 1, argtypes, values, nulls, SPI_OK_SELECT);
 	c->transitions += DatumGetInt64(spi_value(1, &isnull));
+	step_end(c);
+}
+
+/*
+ * Step (b), second part: deliveries entering the pick window are fixed and
+ * announced (delivery.scheduled), once each.
+ */
+static void
+cycle_deliveries(WorkerCycle *c)
+{
+	Oid			argtypes[1] = {c->as_of_type};
+	Datum		values[1] = {c->as_of_arg};
+	char		nulls[1] = {c->as_of_null ? 'n' : ' '};
+
+	step_begin(c, "subbilling worker: scheduling deliveries");
+	spi_run(sql_deliveries, 1, argtypes, values, nulls, SPI_OK_SELECT);
 	step_end(c);
 }
 

@@ -94,8 +94,8 @@ seg AS MATERIALIZED (
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
 -- period segments (charge type period) with their paused days and the pause boundaries inside;
--- a suspension (payment stop) holds charges like a pause, and a day both
--- paused and suspended counts once
+-- a suspension (payment stop) and a skipped delivery of a plan that bills
+-- per delivery hold charges like a pause, and a day held twice counts once
 segp AS (
     SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z1.paused, 0) AS paused, z.bound
       FROM seg
@@ -107,7 +107,11 @@ segp AS (
                    WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id) pz
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id
+                  UNION ALL
+                  SELECT k.held FROM subbilling.delivery_records k
+                   WHERE k.account_id = seg.account_id AND k.subscription_id = seg.subscription_id
+                     AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
           SELECT sum(upper(h) - lower(h))::integer AS paused FROM unnest(z.held) AS h) z1 ON true

@@ -2103,8 +2103,8 @@ seg AS MATERIALIZED (
        AND least(it.v_hi, per.pe) > greatest(it.lo, per.ps)
 ),
 -- period segments (charge type period) with their paused days and the pause boundaries inside;
--- a suspension (payment stop) holds charges like a pause, and a day both
--- paused and suspended counts once
+-- a suspension (payment stop) and a skipped delivery of a plan that bills
+-- per delivery hold charges like a pause, and a day held twice counts once
 segp AS (
     SELECT seg.*, seg.seg_hi - seg.seg_lo AS days, coalesce(z1.paused, 0) AS paused, z.bound
       FROM seg
@@ -2116,7 +2116,11 @@ segp AS (
                    WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id) pz
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id
+                  UNION ALL
+                  SELECT k.held FROM subbilling.delivery_records k
+                   WHERE k.account_id = seg.account_id AND k.subscription_id = seg.subscription_id
+                     AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
           SELECT sum(upper(h) - lower(h))::integer AS paused FROM unnest(z.held) AS h) z1 ON true
@@ -5476,6 +5480,290 @@ SELECT w.id AS endpoint_id, w.url, w.active, w.event_types,
  GROUP BY w.id;
 COMMENT ON VIEW subbilling.webhook_endpoint_status IS
     'one row per webhook endpoint: pending, failed and succeeded deliveries, the oldest pending one, the last success and the last error';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.plans_guard_delivery_period() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.delivery_period IS DISTINCT FROM OLD.delivery_period
+       AND EXISTS (SELECT 1 FROM subbilling.subscription_items i WHERE i.plan_id = OLD.id) THEN
+        RAISE EXCEPTION 'plan "%" is in use and its delivery period cannot change', OLD.code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Create a new plan and move the subscriptions with migrate_subscriptions().';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.plans_guard_delivery_period() IS 'trigger: the delivery period of a plan that a subscription uses is immutable';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.delivery_schedule(from_date date, to_date date, only_subscription bigint)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, plan_code text,
+                   items jsonb, quantity bigint, address jsonb, status text, delivery_id bigint,
+                   bills_per_delivery boolean, period daterange)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+WITH bi AS (
+    SELECT s.account_id, s.id AS subscription_id, s.billing_anchor AS anchor, p.code AS plan_code,
+           p.delivery_period AS dp,
+           p.delivery_period = p.billing_period AND p.pricing_model <> 'usage' AS per_delivery,
+           greatest(lower(i.validity), s.start_date, from_date) AS lo,
+           least(upper(i.validity), s.cancel_at, to_date + 1) AS hi
+      FROM subbilling.subscriptions s
+      JOIN subbilling.subscription_items i
+        ON i.account_id = s.account_id AND i.subscription_id = s.id AND i.kind = 'base' AND i.voided_at IS NULL
+      JOIN subbilling.plans p ON p.id = i.plan_id
+     WHERE p.delivery_period IS NOT NULL
+       AND (only_subscription IS NULL OR s.id = only_subscription)
+       AND i.validity && daterange(from_date, to_date, '[]')
+       AND (s.cancel_at IS NULL OR s.cancel_at > from_date)
+),
+dd AS (
+    SELECT bi.account_id, bi.subscription_id, bi.plan_code, bi.per_delivery, per.d, per.d_next
+      FROM bi
+      CROSS JOIN LATERAL generate_series(period_index(bi.anchor, bi.dp, bi.lo),
+                                         period_index(bi.anchor, bi.dp, bi.hi - 1)) AS k(n)
+      CROSS JOIN LATERAL (SELECT period_start(bi.anchor, bi.dp, k.n) AS d,
+                                 period_start(bi.anchor, bi.dp, k.n + 1) AS d_next) per
+     WHERE bi.hi > bi.lo AND per.d >= bi.lo AND per.d < bi.hi
+       AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_pauses z
+                        WHERE z.account_id = bi.account_id AND z.subscription_id = bi.subscription_id
+                          AND z.during @> per.d)
+       AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_suspensions u
+                        WHERE u.account_id = bi.account_id AND u.subscription_id = bi.subscription_id
+                          AND u.suspended_from <= per.d AND (u.lifted_on IS NULL OR u.lifted_on > per.d))
+)
+SELECT dd.account_id, dd.subscription_id, dd.d, dd.plan_code,
+       coalesce(r.items, li.items),
+       (SELECT sum((e.value ->> 'quantity')::bigint)::bigint
+          FROM jsonb_array_elements(coalesce(r.items, li.items)) AS e),
+       CASE WHEN r.fixed_at IS NOT NULL THEN r.address ELSE la.address END,
+       coalesce(r.status, 'planned'),
+       r.id,
+       dd.per_delivery,
+       daterange(dd.d, dd.d_next)
+  FROM dd
+  LEFT JOIN subbilling.delivery_records r
+    ON r.account_id = dd.account_id AND r.subscription_id = dd.subscription_id AND r.delivery_date = dd.d
+  LEFT JOIN LATERAL (
+      SELECT jsonb_agg(jsonb_build_object('sku', x.sku, 'description', x.description, 'quantity', x.quantity)
+                       ORDER BY x.sku) AS items
+        FROM (SELECT di.sku, max(di.description) AS description, sum(di.quantity::bigint * i.quantity)::bigint AS quantity
+                FROM subbilling.subscription_items i
+                JOIN subbilling.plan_delivery_items di ON di.plan_id = i.plan_id
+               WHERE i.account_id = dd.account_id AND i.subscription_id = dd.subscription_id
+                 AND i.voided_at IS NULL AND i.validity @> dd.d
+               GROUP BY di.sku) x) li ON r.fixed_at IS NULL
+  LEFT JOIN LATERAL (
+      SELECT jsonb_build_object('name', a.name, 'line1', a.line1, 'line2', a.line2, 'postal_code', a.postal_code,
+                                'city', a.city, 'country', a.country) AS address
+        FROM subbilling.shipping_addresses a
+       WHERE a.account_id = dd.account_id AND a.valid_from <= dd.d
+       ORDER BY a.valid_from DESC
+       LIMIT 1) la ON r.fixed_at IS NULL
+ WHERE coalesce(r.items, li.items) IS NOT NULL
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling.delivery_schedule(from_date date, to_date date)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, plan_code text,
+                   items jsonb, quantity bigint, address jsonb, status text, delivery_id bigint,
+                   bills_per_delivery boolean)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM subbilling_internal.check_date('from_date', delivery_schedule.from_date);
+    PERFORM subbilling_internal.check_date('to_date', delivery_schedule.to_date);
+    IF delivery_schedule.to_date < delivery_schedule.from_date THEN
+        RAISE EXCEPTION 'to_date % is before from_date %', delivery_schedule.to_date, delivery_schedule.from_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT d.account_id, d.subscription_id, d.delivery_date, d.plan_code, d.items, d.quantity, d.address,
+               d.status, d.delivery_id, d.bills_per_delivery
+          FROM subbilling_internal.delivery_schedule(delivery_schedule.from_date, delivery_schedule.to_date, NULL) d
+         ORDER BY d.delivery_date, d.account_id, d.subscription_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.delivery_schedule(date, date, bigint) IS 'internal: every delivery of the subscriptions (or one) between two dates, inclusive: contents, address, status planned, fixed or skipped, and whether the plan bills per delivery (period = the delivery''s billing period)';
+COMMENT ON FUNCTION subbilling.delivery_schedule(date, date) IS 'every delivery from from_date to to_date (inclusive): contents, total quantity, shipping address (frozen once fixed), status (planned, fixed, skipped), whether the plan bills per delivery';
+
+CREATE OR REPLACE VIEW subbilling.deliveries AS
+SELECT d.account_id, d.subscription_id, d.delivery_date, d.plan_code, d.items, d.quantity, d.address,
+       d.status, d.delivery_id, d.bills_per_delivery
+  FROM subbilling.delivery_settings st
+ CROSS JOIN LATERAL subbilling.delivery_schedule(CURRENT_DATE, CURRENT_DATE + st.horizon_days) d;
+COMMENT ON VIEW subbilling.deliveries IS 'upcoming deliveries of every subscription from today to today + delivery_settings.horizon_days: contents, total quantity, shipping address, status (planned, fixed, skipped)';
+
+CREATE OR REPLACE FUNCTION subbilling.deliveries_due(from_date date, to_date date)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, sku text, description text,
+                   quantity bigint, ship_to_name text, line1 text, line2 text, postal_code text, city text,
+                   country text, fixed boolean, delivery_id bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM subbilling_internal.check_date('from_date', deliveries_due.from_date);
+    PERFORM subbilling_internal.check_date('to_date', deliveries_due.to_date);
+    IF deliveries_due.to_date < deliveries_due.from_date THEN
+        RAISE EXCEPTION 'to_date % is before from_date %', deliveries_due.to_date, deliveries_due.from_date
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF deliveries_due.to_date - deliveries_due.from_date > 366 THEN
+        RAISE EXCEPTION 'a pick list covers at most 367 days'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('From %s to %s.', deliveries_due.from_date, deliveries_due.to_date);
+    END IF;
+    RETURN QUERY
+        SELECT d.account_id, d.subscription_id, d.delivery_date, x.sku, x.description, x.quantity,
+               d.address ->> 'name', d.address ->> 'line1', d.address ->> 'line2', d.address ->> 'postal_code',
+               d.address ->> 'city', d.address ->> 'country', d.status = 'fixed', d.delivery_id
+          FROM subbilling_internal.delivery_schedule(deliveries_due.from_date, deliveries_due.to_date, NULL) d
+         CROSS JOIN LATERAL jsonb_to_recordset(d.items) AS x(sku text, description text, quantity bigint)
+         WHERE d.status <> 'skipped'
+         ORDER BY d.delivery_date, d.account_id, d.subscription_id, x.sku;
+END
+$$;
+COMMENT ON FUNCTION subbilling.deliveries_due(date, date) IS 'the pick list: one row per delivery and item from from_date to to_date (inclusive) with the shipping address; skipped deliveries left out; fixed = contents and address frozen';
+
+CREATE OR REPLACE FUNCTION subbilling.schedule_deliveries(as_of date DEFAULT CURRENT_DATE)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    w       integer;
+    d       record;
+    rid     bigint;
+    n       integer := 0;
+BEGIN
+    PERFORM subbilling_internal.check_date('as_of', schedule_deliveries.as_of);
+    SELECT st.pick_window_days INTO w FROM subbilling.delivery_settings st;
+    FOR d IN
+        SELECT * FROM subbilling_internal.delivery_schedule(schedule_deliveries.as_of,
+                                                            schedule_deliveries.as_of + coalesce(w, 3), NULL) x
+         WHERE x.status = 'planned'
+         ORDER BY x.account_id, x.subscription_id, x.delivery_date
+    LOOP
+        rid := NULL;
+        INSERT INTO subbilling.delivery_records AS r
+               (account_id, subscription_id, delivery_date, status, items, address, fixed_at)
+        VALUES (d.account_id, d.subscription_id, d.delivery_date, 'fixed', d.items, d.address, pg_catalog.now())
+        ON CONFLICT (account_id, subscription_id, delivery_date) DO NOTHING
+        RETURNING r.id INTO rid;
+        IF rid IS NOT NULL THEN
+            PERFORM subbilling_internal.emit_event(d.account_id, 'delivery.scheduled', d.subscription_id,
+                        jsonb_build_object('delivery_id', rid, 'delivery_date', d.delivery_date,
+                                           'plan_code', d.plan_code, 'items', d.items, 'quantity', d.quantity));
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.schedule_deliveries(date) IS 'fix the deliveries that have entered the pick window (as_of to as_of + delivery_settings.pick_window_days): freeze contents and address, event delivery.scheduled once each; returns how many; the worker calls it every cycle';
+
+CREATE OR REPLACE FUNCTION subbilling.skip_delivery(subscription_id bigint, delivery_date date)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    s       subbilling.subscriptions;
+    d       record;
+    rid     bigint;
+    fixed   boolean;
+    nxt     date;
+BEGIN
+    PERFORM subbilling_internal.check_date('delivery_date', skip_delivery.delivery_date);
+    s := subbilling_internal.subscription_for_update(skip_delivery.subscription_id);
+    IF skip_delivery.delivery_date < CURRENT_DATE THEN
+        RAISE EXCEPTION 'the delivery of subscription % on % is past', s.id, skip_delivery.delivery_date
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A delivery ships on its date; deliveries from today on can be skipped.';
+    END IF;
+    SELECT * INTO d
+      FROM subbilling_internal.delivery_schedule(skip_delivery.delivery_date, skip_delivery.delivery_date, s.id) x;
+    IF NOT FOUND THEN
+        SELECT min(x.delivery_date) INTO nxt
+          FROM subbilling_internal.delivery_schedule(skip_delivery.delivery_date, skip_delivery.delivery_date + 366, s.id) x
+         WHERE x.status <> 'skipped';
+        RAISE EXCEPTION 'subscription % has no delivery on %', s.id, skip_delivery.delivery_date
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE WHEN nxt IS NULL THEN 'It has no delivery in the year from that date.'
+                                ELSE format('Its next delivery is on %s.', nxt) END;
+    END IF;
+    IF d.status = 'skipped' THEN
+        RETURN d.delivery_id;       -- skipped already: nothing changes
+    END IF;
+    INSERT INTO subbilling.delivery_records AS r (account_id, subscription_id, delivery_date, status, held, skipped_at)
+    VALUES (s.account_id, s.id, skip_delivery.delivery_date, 'skipped',
+            CASE WHEN d.bills_per_delivery THEN d.period END, pg_catalog.now())
+    ON CONFLICT (account_id, subscription_id, delivery_date)
+    DO UPDATE SET status = 'skipped', held = excluded.held, skipped_at = excluded.skipped_at
+    RETURNING r.id, r.fixed_at IS NOT NULL INTO rid, fixed;
+    IF d.bills_per_delivery THEN
+        -- the skipped period's charges are held: bill the subscription again from its history
+        UPDATE subbilling.subscriptions x SET updated_at = pg_catalog.now()
+         WHERE x.account_id = s.account_id AND x.id = s.id;
+    END IF;
+    PERFORM subbilling_internal.emit_event(s.account_id, 'delivery.skipped', s.id,
+                jsonb_build_object('delivery_id', rid, 'delivery_date', skip_delivery.delivery_date,
+                                   'was_fixed', fixed,
+                                   'charge_held', CASE WHEN d.bills_per_delivery THEN d.period::text END));
+    RETURN rid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.skip_delivery(bigint, date) IS 'skip one delivery of a subscription (today or later); when the plan bills per delivery its period''s recurring charges are held (not billed, or credited if invoiced); idempotent; returns the delivery record id; event delivery.skipped';
+
+CREATE OR REPLACE FUNCTION subbilling.set_shipping_address(account_id bigint, name text, line1 text, postal_code text,
+                                                city text, country text, line2 text DEFAULT NULL,
+                                                valid_from date DEFAULT CURRENT_DATE)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    rid     bigint;
+BEGIN
+    PERFORM subbilling_internal.check_date('valid_from', set_shipping_address.valid_from);
+    IF NOT EXISTS (SELECT 1 FROM subbilling.accounts a WHERE a.id = set_shipping_address.account_id) THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(set_shipping_address.account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF set_shipping_address.valid_from < CURRENT_DATE THEN
+        RAISE EXCEPTION 'a shipping address cannot take effect in the past'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('valid_from %s is before today (%s); the address history is kept as it was.',
+                                  set_shipping_address.valid_from, CURRENT_DATE);
+    END IF;
+    IF coalesce(btrim(name), '') = '' OR coalesce(btrim(line1), '') = '' OR coalesce(btrim(postal_code), '') = ''
+       OR coalesce(btrim(city), '') = '' THEN
+        RAISE EXCEPTION 'a shipping address needs a name, line1, postal_code and city'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT coalesce(subbilling.is_country_code(country), false) THEN
+        RAISE EXCEPTION 'unknown country code "%"', coalesce(country, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'An ISO 3166-1 alpha-2 code in upper case, such as SE.';
+    END IF;
+    INSERT INTO subbilling.shipping_addresses AS a (account_id, valid_from, name, line1, line2, postal_code, city, country)
+    VALUES (set_shipping_address.account_id, set_shipping_address.valid_from, name, line1, nullif(btrim(line2), ''),
+            postal_code, city, country)
+    ON CONFLICT (account_id, valid_from)
+    DO UPDATE SET name = excluded.name, line1 = excluded.line1, line2 = excluded.line2,
+                  postal_code = excluded.postal_code, city = excluded.city, country = excluded.country,
+                  created_at = pg_catalog.now()
+    RETURNING a.id INTO rid;
+    RETURN rid;
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_shipping_address(bigint, text, text, text, text, text, text, date) IS 'set the shipping address of an account from a date (today or later; a second call for the same date replaces it); returns its id';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
