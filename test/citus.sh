@@ -115,6 +115,12 @@ runs "subscribe on every account" "$SETUP
             PERFORM subbilling.subscribe(a, 'citus-monthly', 1, current_date - 40);
         END LOOP; END \$\$"
 is "a subscription per account" "SELECT count(*) FROM subbilling.subscriptions" "8"
+ACC=$(qc -c "SELECT min(id) FROM subbilling.accounts")
+runs "subscribe with a repeating campaign" "$SETUP
+    INSERT INTO campaigns (code, name, percent_off, duration, duration_periods) VALUES ('citus3', 'Three months', 10, 'repeating', 3);
+    SELECT subscribe($ACC, 'citus-monthly', 1, current_date, 'citus3')"
+is "the campaign's discount, for its periods" \
+   "SELECT percent_off || '/' || periods FROM subbilling.subscription_discounts WHERE account_id = $ACC" "10/3"
 runs "run_billing" "SELECT subbilling.run_billing(now())"
 is "billing wrote invoices" "SELECT count(*) > 0 FROM subbilling.invoices" "t"
 runs "events_after reads the outbox" "SELECT count(*) FROM subbilling.events_after(0)"
@@ -123,7 +129,6 @@ INV=$(qc -c "SELECT i.total || '|' || subbilling.payment_reference('SE', i.id) F
               WHERE i.status = 'open' ORDER BY i.id LIMIT 1" 2>&1)
 runs "register_payment by reference" "SELECT subbilling.register_payment('${INV%%|*}', '${INV#*|}', current_date, 'bankgiro')"
 is "the payment is booked on its invoice" "SELECT count(*) FROM subbilling.payments" "1"
-ACC=$(qc -c "SELECT min(id) FROM subbilling.accounts")
 runs "account_balance" "SELECT subbilling.account_balance($ACC)"
 runs "run_dunning" "SELECT subbilling.run_dunning(current_date + 60)"
 

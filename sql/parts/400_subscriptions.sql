@@ -673,7 +673,7 @@ BEGIN
         INSERT INTO subbilling.subscription_discounts
                (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
         VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
-                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                CASE WHEN c.duration = 'once' THEN 1 WHEN c.duration = 'repeating' THEN c.duration_periods END,
                 s.billing_anchor);
     END IF;
 

@@ -202,3 +202,277 @@ COMMENT ON FUNCTION subbilling.distribute(integer) IS 'turn an installed subbill
 -- a superuser's operation: operators may call it and are told so (42501), PUBLIC may not
 REVOKE ALL ON FUNCTION subbilling.distribute(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.distribute(integer) TO subbilling_operator;
+
+-- Citus: functions changed so that they run on a distributed database (the same results on one
+-- server): account_balance in plpgsql, subscribe's campaign discount with CASE WHEN, the billing
+-- batch claiming by (account_id, id) on Citus.
+
+CREATE OR REPLACE FUNCTION subbilling.account_balance(account_id bigint) RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: each statement goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    cur     text;
+    bal     subbilling.price;
+BEGIN
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = account_balance.account_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT sum(l.amount) INTO bal FROM subbilling.journal_lines l
+     WHERE l.account_id = account_balance.account_id AND l.subledger IS NOT NULL;
+    RETURN coalesce(bal, price_minor(0, cur));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling.subscribe(account_id bigint, plan_code text, quantity integer DEFAULT 1,
+                                     start_date date DEFAULT CURRENT_DATE, campaign_code text DEFAULT NULL,
+                                     trial_days integer DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a       subbilling.accounts;
+    p       subbilling.plans;
+    c       subbilling.campaigns;
+    s       subbilling.subscriptions;
+    item    subbilling.subscription_items;
+    ndays   integer;
+    t_end   date;
+BEGIN
+    PERFORM subbilling_internal.check_quantity(subscribe.quantity);
+    PERFORM subbilling_internal.check_date('start_date', subscribe.start_date);
+    IF subscribe.trial_days < 0 OR subscribe.trial_days > 3650 THEN
+        RAISE EXCEPTION 'trial_days must be between 0 and 3650'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', subscribe.trial_days);
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = subscribe.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', coalesce(subscribe.account_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    p := subbilling_internal.plan_by_code(subscribe.plan_code);
+    s.id := NULL;
+    s.currency := a.currency;
+    PERFORM subbilling_internal.check_plan_fits(s, p, 'base');
+
+    IF subscribe.campaign_code IS NOT NULL THEN
+        SELECT * INTO c FROM subbilling.campaigns x WHERE x.code = subscribe.campaign_code FOR UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown campaign code "%"', subscribe.campaign_code
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        IF NOT c.active OR NOT c.valid @> subscribe.start_date THEN
+            RAISE EXCEPTION 'campaign "%" is not valid on %', c.code, subscribe.start_date
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = CASE WHEN c.active THEN format('It is valid %s.', c.valid) ELSE 'It is not active.' END;
+        END IF;
+        IF c.plan_codes IS NOT NULL AND NOT p.code = ANY (c.plan_codes) THEN
+            RAISE EXCEPTION 'campaign "%" does not apply to plan "%"', c.code, p.code
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('It applies to %s.', array_to_string(c.plan_codes, ', '));
+        END IF;
+        IF c.amount_off IS NOT NULL AND currency(c.amount_off) <> a.currency THEN
+            RAISE EXCEPTION 'campaign "%" takes off %, but the account bills in %', c.code, c.amount_off, a.currency
+                USING ERRCODE = 'data_exception';
+        END IF;
+        IF c.times_redeemed >= c.max_redemptions THEN
+            RAISE EXCEPTION 'campaign "%" has been redeemed all % times', c.code, c.max_redemptions
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+    END IF;
+
+    ndays := coalesce(subscribe.trial_days, p.trial_days);
+    IF ndays > 0 THEN
+        t_end := subscribe.start_date + ndays;
+    END IF;
+
+    INSERT INTO subbilling.subscriptions AS x
+           (account_id, status, currency, start_date, trial_end, billing_anchor)
+    VALUES (a.id, CASE WHEN t_end > current_date THEN 'trialing' ELSE 'active' END,
+            a.currency, subscribe.start_date, t_end, coalesce(t_end, subscribe.start_date))
+    RETURNING x.* INTO s;
+
+    INSERT INTO subbilling.subscription_items AS i
+           (account_id, subscription_id, plan_id, kind, quantity, validity, reason)
+    VALUES (a.id, s.id, p.id, 'base', subscribe.quantity, daterange(subscribe.start_date, NULL), 'subscribe')
+    RETURNING i.* INTO item;
+
+    IF c.id IS NOT NULL THEN
+        UPDATE subbilling.campaigns x SET times_redeemed = x.times_redeemed + 1 WHERE x.id = c.id;
+        INSERT INTO subbilling.subscription_discounts
+               (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
+        VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
+                CASE WHEN c.duration = 'once' THEN 1 WHEN c.duration = 'repeating' THEN c.duration_periods END,
+                s.billing_anchor);
+    END IF;
+
+    PERFORM subbilling_internal.emit_event(a.id, 'subscription.created', s.id,
+        jsonb_build_object('status', s.status, 'currency', s.currency,
+                           'start_date', s.start_date, 'trial_end', s.trial_end,
+                           'billing_anchor', s.billing_anchor, 'campaign', c.code)
+        || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
+    RETURN s.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch(batch_size integer, as_of timestamptz,
+                                      OUT invoices integer, OUT errors integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint[];
+    sid     bigint[];
+    ad      date[];
+    nbo     date[];
+    n       integer;
+    cursor_ text;
+    after_d date := '-infinity';
+    after_a bigint := 0;
+    after_i bigint := 0;
+    st      text;
+    msg     text;
+    det     text;
+    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
+BEGIN
+    IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(bill_batch.batch_size::text, 'NULL'));
+    END IF;
+    IF bill_batch.as_of IS NULL OR NOT isfinite(bill_batch.as_of) THEN
+        RAISE EXCEPTION 'as_of must be a finite timestamp'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
+    invoices := 0;
+    errors := 0;
+    IF on_citus THEN
+        -- one connection per node: the batch writes reference tables (invoice series)
+        -- after reading the distributed ones
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    -- In one session, each batch for the same as_of goes on where the last
+    -- one ended (keyset on the claim index): the rows already billed keep
+    -- index entries under their old dates (until the transaction ends, or
+    -- until vacuum), and a scan from the start would pass them again for
+    -- every batch.  When the rows after the cursor do not fill a batch, the
+    -- batch is filled from the start of the index up to the cursor (rows
+    -- that changed meanwhile, or that another session held), and the cursor
+    -- moves to the last row claimed.  It is a session setting: a rolled-back
+    -- transaction takes its moves back.
+    cursor_ := current_setting('subbilling_internal.billing_cursor', true);
+    IF split_part(cursor_, '|', 1) = bill_batch.as_of::text THEN
+        after_d := split_part(cursor_, '|', 2)::date;
+        after_a := split_part(cursor_, '|', 3)::bigint;
+        after_i := split_part(cursor_, '|', 4)::bigint;
+    END IF;
+    -- A full batch that yields neither invoice nor error (subscriptions that
+    -- only had their bookkeeping moved on) takes the next one at once, so
+    -- that a caller judging progress by invoices + errors never sees a full
+    -- batch without progress.
+    LOOP
+        IF NOT on_citus THEN
+            -- due: next_bill_on on or before the account-local date of as_of
+            -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size
+                       FOR UPDATE OF s SKIP LOCKED) c;
+            n := coalesce(cardinality(sid), 0);
+            IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+                SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+                  INTO acc, sid, ad, nbo
+                  FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                               (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                          FROM subbilling.subscriptions s
+                          JOIN subbilling.accounts a ON a.id = s.account_id
+                         WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                           AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                           AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                         ORDER BY s.next_bill_on, s.account_id, s.id
+                         LIMIT bill_batch.batch_size - n
+                           FOR UPDATE OF s SKIP LOCKED) c;
+                n := coalesce(cardinality(sid), 0);
+            END IF;
+        ELSE
+            -- Citus locks rows only by their account: the due subscriptions are read
+            -- without locks, then claimed one by one by (account_id, id), skipping the
+            -- ones held elsewhere or billed meanwhile (docs/citus.md)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size) c;
+            n := 0;
+            FOR k IN 1 .. coalesce(cardinality(sid), 0) LOOP
+                PERFORM FROM subbilling.subscriptions x
+                  WHERE x.account_id = acc[k] AND x.id = sid[k] AND x.next_bill_on = nbo[k]
+                    FOR UPDATE SKIP LOCKED;
+                IF FOUND THEN
+                    n := n + 1;
+                    acc[n] := acc[k]; sid[n] := sid[k]; ad[n] := ad[k]; nbo[n] := nbo[k];
+                END IF;
+            END LOOP;
+            acc := acc[1:n]; sid := sid[1:n]; ad := ad[1:n]; nbo := nbo[1:n];
+            IF n = 0 THEN
+                more := false;
+                EXIT;
+            END IF;
+        END IF;
+        more := n = bill_batch.batch_size;
+        EXIT WHEN n = 0;
+        after_d := nbo[n];
+        after_a := acc[n];
+        after_i := sid[n];
+        PERFORM set_config('subbilling_internal.billing_cursor',
+                           concat_ws('|', bill_batch.as_of, after_d, after_a, after_i), false);
+        BEGIN
+            invoices := invoices + subbilling_internal.bill_subscriptions(acc, sid, ad, bill_batch.as_of);
+            PERFORM subbilling_internal.resolve_billing_errors(acc, sid);
+        EXCEPTION WHEN OTHERS THEN
+            -- one subscription at a time, each in its own subtransaction
+            FOR k IN 1 .. n LOOP
+                BEGIN
+                    invoices := invoices + subbilling_internal.bill_subscriptions(ARRAY[acc[k]], ARRAY[sid[k]], ARRAY[ad[k]], bill_batch.as_of);
+                    PERFORM subbilling_internal.resolve_billing_errors(ARRAY[acc[k]], ARRAY[sid[k]]);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (acc[k], sid[k], current_run_id(), bill_batch.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = ad[k] + 1
+                     WHERE x.account_id = acc[k] AND x.id = sid[k];
+                    errors := errors + 1;
+                END;
+            END LOOP;
+        END;
+        EXIT WHEN NOT more OR invoices + errors > 0;
+    END LOOP;
+END
+$$;

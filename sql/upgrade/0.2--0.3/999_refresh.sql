@@ -641,6 +641,7 @@ DECLARE
     hint    text := current_setting('subbilling_internal.outbox_slot', true);
     sl      integer;
     cand    integer;
+    last_id bigint;
 BEGIN
     IF hint ~ '^[0-9]{1,9}$' AND EXISTS (SELECT 1 FROM subbilling.outbox_slots s
                                            WHERE s.slot = hint::integer AND s.xact = me) THEN
@@ -671,9 +672,10 @@ BEGIN
         -- every slot is held: wait for one
         SELECT s.slot INTO sl FROM subbilling.outbox_slots s ORDER BY s.slot LIMIT 1 FOR UPDATE;
     END IF;
-    UPDATE subbilling.outbox_slots s
-       SET bound = (SELECT q.last_value FROM subbilling.events_id_seq q), xact = me
-     WHERE s.slot = sl;
+    -- the sequence is read first, the slot's row lock held: a statement on a
+    -- reference table (Citus) cannot read a sequence
+    SELECT q.last_value INTO last_id FROM subbilling.events_id_seq q;
+    UPDATE subbilling.outbox_slots s SET bound = last_id, xact = me WHERE s.slot = sl;
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;
@@ -1592,6 +1594,7 @@ DECLARE
     st      text;
     msg     text;
     det     text;
+    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
 BEGIN
     IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
@@ -1604,6 +1607,11 @@ BEGIN
     PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
+    IF on_citus THEN
+        -- one connection per node: the batch writes reference tables (invoice series)
+        -- after reading the distributed ones
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     -- In one session, each batch for the same as_of goes on where the last
     -- one ended (keyset on the claim index): the rows already billed keep
     -- index entries under their old dates (until the transaction ends, or
@@ -1624,41 +1632,75 @@ BEGIN
     -- that a caller judging progress by invoices + errors never sees a full
     -- batch without progress.
     LOOP
-        -- due: next_bill_on on or before the account-local date of as_of
-        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
-        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
-          INTO acc, sid, ad, nbo
-          FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                  FROM subbilling.subscriptions s
-                  JOIN subbilling.accounts a ON a.id = s.account_id
-                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
-                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                 ORDER BY s.next_bill_on, s.account_id, s.id
-                 LIMIT bill_batch.batch_size
-                   FOR UPDATE OF s SKIP LOCKED) c;
-        n := coalesce(cardinality(sid), 0);
-        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
-            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+        IF NOT on_citus THEN
+            -- due: next_bill_on on or before the account-local date of as_of
+            -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
               INTO acc, sid, ad, nbo
               FROM (SELECT s.account_id, s.id, s.next_bill_on,
                            (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
                       FROM subbilling.subscriptions s
                       JOIN subbilling.accounts a ON a.id = s.account_id
                      WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                       AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
                        AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
                      ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size - n
+                     LIMIT bill_batch.batch_size
                        FOR UPDATE OF s SKIP LOCKED) c;
             n := coalesce(cardinality(sid), 0);
+            IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+                SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+                  INTO acc, sid, ad, nbo
+                  FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                               (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                          FROM subbilling.subscriptions s
+                          JOIN subbilling.accounts a ON a.id = s.account_id
+                         WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                           AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                           AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                         ORDER BY s.next_bill_on, s.account_id, s.id
+                         LIMIT bill_batch.batch_size - n
+                           FOR UPDATE OF s SKIP LOCKED) c;
+                n := coalesce(cardinality(sid), 0);
+            END IF;
+        ELSE
+            -- Citus locks rows only by their account: the due subscriptions are read
+            -- without locks, then claimed one by one by (account_id, id), skipping the
+            -- ones held elsewhere or billed meanwhile (docs/citus.md)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size) c;
+            n := 0;
+            FOR k IN 1 .. coalesce(cardinality(sid), 0) LOOP
+                PERFORM FROM subbilling.subscriptions x
+                  WHERE x.account_id = acc[k] AND x.id = sid[k] AND x.next_bill_on = nbo[k]
+                    FOR UPDATE SKIP LOCKED;
+                IF FOUND THEN
+                    n := n + 1;
+                    acc[n] := acc[k]; sid[n] := sid[k]; ad[n] := ad[k]; nbo[n] := nbo[k];
+                END IF;
+            END LOOP;
+            acc := acc[1:n]; sid := sid[1:n]; ad := ad[1:n]; nbo := nbo[1:n];
+            IF n = 0 THEN
+                more := false;
+                EXIT;
+            END IF;
         END IF;
         more := n = bill_batch.batch_size;
         EXIT WHEN n = 0;
@@ -5661,45 +5703,26 @@ END
 $fn$;
 COMMENT ON FUNCTION subbilling.distribute(integer) IS 'turn an installed subbilling without customer data into Citus tables (accounts and customer tables distributed by account, colocated; catalog and settings as reference tables); call on the coordinator as a superuser; idempotent';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
+CREATE OR REPLACE FUNCTION subbilling.account_balance(account_id bigint) RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
+-- plpgsql: each statement goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
 DECLARE
-    bp  subbilling.billing_period;
+    cur     text;
+    bal     subbilling.price;
 BEGIN
-    IF d < s.start_date THEN
-        RETURN s.start_date;
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = account_balance.account_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
     END IF;
-    IF s.trial_end > d THEN
-        RETURN s.trial_end;
-    END IF;
-    SELECT p.billing_period INTO bp
-      FROM subbilling.plans p
-     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
-    RETURN upper(period_of(s.billing_anchor, bp, d));
+    SELECT sum(l.amount) INTO bal FROM subbilling.journal_lines l
+     WHERE l.account_id = account_balance.account_id AND l.subledger IS NOT NULL;
+    RETURN coalesce(bal, price_minor(0, cur));
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
-
-CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    s   subbilling.subscriptions;
-    st  text;
-BEGIN
-    SELECT * INTO s FROM subbilling.subscriptions x
-     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
-    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
-    PERFORM subbilling_internal.transition(s, st);
-    UPDATE subbilling.subscriptions x SET updated_at = now()
-     WHERE x.account_id = s.account_id AND x.id = s.id;
-    RETURN st;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
+COMMENT ON FUNCTION subbilling.account_balance(bigint) IS 'what an account owes: receivables (open invoice amounts) minus customer credit, from the journal, in the account''s currency (negative = the customer is in credit); NULL if there is no such account';
 
 CREATE OR REPLACE FUNCTION subbilling.subscribe(account_id bigint, plan_code text, quantity integer DEFAULT 1,
                                      start_date date DEFAULT CURRENT_DATE, campaign_code text DEFAULT NULL,
@@ -5781,7 +5804,7 @@ BEGIN
         INSERT INTO subbilling.subscription_discounts
                (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
         VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
-                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                CASE WHEN c.duration = 'once' THEN 1 WHEN c.duration = 'repeating' THEN c.duration_periods END,
                 s.billing_anchor);
     END IF;
 
@@ -5794,6 +5817,46 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.subscribe(bigint, text, integer, date, text, integer) IS 'start a subscription of an account on a base plan (optionally a campaign and a trial); returns its id; event subscription.created';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bp  subbilling.billing_period;
+BEGIN
+    IF d < s.start_date THEN
+        RETURN s.start_date;
+    END IF;
+    IF s.trial_end > d THEN
+        RETURN s.trial_end;
+    END IF;
+    SELECT p.billing_period INTO bp
+      FROM subbilling.plans p
+     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
+    RETURN upper(period_of(s.billing_anchor, bp, d));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
+    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
+    PERFORM subbilling_internal.transition(s, st);
+    UPDATE subbilling.subscriptions x SET updated_at = now()
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
 
 CREATE OR REPLACE FUNCTION subbilling.add_addon(subscription_id bigint, plan_code text, quantity integer DEFAULT 1,
                                      effective date DEFAULT CURRENT_DATE)
