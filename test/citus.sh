@@ -121,6 +121,10 @@ runs "subscribe with a repeating campaign" "$SETUP
     SELECT subscribe($ACC, 'citus-monthly', 1, current_date, 'citus3')"
 is "the campaign's discount, for its periods" \
    "SELECT percent_off || '/' || periods FROM subbilling.subscription_discounts WHERE account_id = $ACC" "10/3"
+SUB=$(qc -c "SELECT max(id) FROM subbilling.subscriptions")
+runs "change_quantity by subscription id (locked by account and id)" "SELECT subbilling.change_quantity($SUB, 2)"
+is "the new quantity" "SELECT quantity FROM subbilling.subscription_items
+    WHERE subscription_id = $SUB AND kind = 'base' AND voided_at IS NULL AND upper_inf(validity)" "2"
 runs "run_billing" "SELECT subbilling.run_billing(now())"
 is "billing wrote invoices" "SELECT count(*) > 0 FROM subbilling.invoices" "t"
 runs "events_after reads the outbox" "SELECT count(*) FROM subbilling.events_after(0)"

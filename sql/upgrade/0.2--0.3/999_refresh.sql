@@ -5818,6 +5818,94 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.subscribe(bigint, text, integer, date, text, integer) IS 'start a subscription of an account on a base plan (optionally a campaign and a trial); returns its id; event subscription.created';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_for_update(subscription_id bigint) RETURNS subbilling.subscriptions
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    acc bigint;
+BEGIN
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.subscriptions x WHERE x.id = subscription_for_update.subscription_id;
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = acc AND x.id = subscription_for_update.subscription_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_for_update(bigint) IS 'internal: the subscription row locked FOR UPDATE, or SQLSTATE 42704';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    i   subbilling.invoices;
+    acc bigint;
+BEGIN
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
+    SELECT * INTO i FROM subbilling.invoices x
+     WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invoice % does not exist', coalesce(invoice_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN i;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_for_update(bigint) IS 'internal: the invoice row locked FOR UPDATE, or SQLSTATE 42704';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.status_on(s subbilling.subscriptions, as_of date) RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+BEGIN
+    RETURN CASE
+        WHEN as_of < s.start_date THEN NULL
+        WHEN s.cancel_at <= as_of THEN 'canceled'
+        WHEN s.status IN ('past_due', 'suspended') THEN s.status
+        WHEN EXISTS (SELECT 1 FROM subbilling.subscription_pauses p
+                      WHERE p.account_id = s.account_id AND p.subscription_id = s.id
+                        AND p.during @> as_of) THEN 'paused'
+        WHEN s.trial_end > as_of THEN 'trialing'
+        ELSE 'active'
+    END;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.status_on(subbilling.subscriptions, date) IS 'internal: the status of a subscription row on a date, from its dates, pauses and dunning state';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    it  subbilling.subscription_items;
+BEGIN
+    SELECT i.* INTO it
+      FROM subbilling.subscription_items i
+     WHERE i.account_id = s.account_id AND i.subscription_id = s.id
+       AND i.kind = 'base' AND i.voided_at IS NULL
+     ORDER BY i.validity @> d DESC, lower(i.validity) DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN it;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
+
 CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
