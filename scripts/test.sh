@@ -118,6 +118,13 @@ tier_tap() {
     rm -rf "$work"
 }
 
+# Citus: distributed on a throwaway 3-node cluster where citus is installed, skipped otherwise
+tier_citus() {
+    echo "== pg$PGVER: Citus (test/citus.sh: a coordinator and two workers)"
+    bash test/citus.sh >"$OUT/citus.out" 2>&1
+    tally_tap "citus" "$OUT/citus.out" $?
+}
+
 # Every tier on the PostgreSQL installed here.  A new tier is one line.
 run_here() {
     local t0=$SECONDS
@@ -134,6 +141,7 @@ run_here() {
     if install; then
         tier_cluster
         tier_tap
+        tier_citus
     else
         record "install" 0 1
     fi

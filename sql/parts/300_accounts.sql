@@ -4,7 +4,7 @@
 --
 -- accounts.id is the account id, the distribution column of every
 -- customer-owned table.  external_id is the one global
--- UNIQUE on a customer table; distribute() will have to handle it.
+-- UNIQUE on a customer table; distribute() drops it to a plain index on Citus.
 -- docs/catalog.md describes every column and rule.
 -- ============================================================================
 

@@ -337,8 +337,13 @@ CREATE FUNCTION subbilling_internal.subscription_for_update(subscription_id bigi
 AS $$
 DECLARE
     s   subbilling.subscriptions;
+    acc bigint;
 BEGIN
-    SELECT * INTO s FROM subbilling.subscriptions x WHERE x.id = subscription_for_update.subscription_id FOR UPDATE;
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.subscriptions x WHERE x.id = subscription_for_update.subscription_id;
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = acc AND x.id = subscription_for_update.subscription_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
@@ -397,10 +402,13 @@ COMMENT ON FUNCTION subbilling_internal.check_plan_fits(subbilling.subscriptions
 -- past_due and suspended come from dunning, not from dates: they hold until
 -- set_subscription_status() lifts them.
 CREATE FUNCTION subbilling_internal.status_on(s subbilling.subscriptions, as_of date) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT CASE
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+BEGIN
+    RETURN CASE
         WHEN as_of < s.start_date THEN NULL
         WHEN s.cancel_at <= as_of THEN 'canceled'
         WHEN s.status IN ('past_due', 'suspended') THEN s.status
@@ -409,7 +417,8 @@ AS $$
                         AND p.during @> as_of) THEN 'paused'
         WHEN s.trial_end > as_of THEN 'trialing'
         ELSE 'active'
-    END
+    END;
+END
 $$;
 COMMENT ON FUNCTION subbilling_internal.status_on(subbilling.subscriptions, date) IS 'internal: the status of a subscription row on a date, from its dates, pauses and dunning state';
 
@@ -457,15 +466,25 @@ COMMENT ON FUNCTION subbilling_internal.check_not_ended(subbilling.subscriptions
 -- The base item in effect on d; if none (before the start, after the end),
 -- the latest base item that took effect.
 CREATE FUNCTION subbilling_internal.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT i.*
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    it  subbilling.subscription_items;
+BEGIN
+    SELECT i.* INTO it
       FROM subbilling.subscription_items i
      WHERE i.account_id = s.account_id AND i.subscription_id = s.id
        AND i.kind = 'base' AND i.voided_at IS NULL
      ORDER BY i.validity @> d DESC, lower(i.validity) DESC
-     LIMIT 1
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN it;
+END
 $$;
 COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
 
@@ -673,7 +692,7 @@ BEGIN
         INSERT INTO subbilling.subscription_discounts
                (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
         VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
-                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                CASE WHEN c.duration = 'once' THEN 1 WHEN c.duration = 'repeating' THEN c.duration_periods END,
                 s.billing_anchor);
     END IF;
 

@@ -58,6 +58,7 @@ DECLARE
     hint    text := current_setting('subbilling_internal.outbox_slot', true);
     sl      integer;
     cand    integer;
+    last_id bigint;
 BEGIN
     IF hint ~ '^[0-9]{1,9}$' AND EXISTS (SELECT 1 FROM subbilling.outbox_slots s
                                            WHERE s.slot = hint::integer AND s.xact = me) THEN
@@ -88,9 +89,10 @@ BEGIN
         -- every slot is held: wait for one
         SELECT s.slot INTO sl FROM subbilling.outbox_slots s ORDER BY s.slot LIMIT 1 FOR UPDATE;
     END IF;
-    UPDATE subbilling.outbox_slots s
-       SET bound = (SELECT q.last_value FROM subbilling.events_id_seq q), xact = me
-     WHERE s.slot = sl;
+    -- the sequence is read first, the slot's row lock held: a statement on a
+    -- reference table (Citus) cannot read a sequence
+    SELECT q.last_value INTO last_id FROM subbilling.events_id_seq q;
+    UPDATE subbilling.outbox_slots s SET bound = last_id, xact = me WHERE s.slot = sl;
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;

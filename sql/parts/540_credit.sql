@@ -31,8 +31,13 @@ CREATE FUNCTION subbilling_internal.invoice_for_update(invoice_id bigint) RETURN
 AS $$
 DECLARE
     i   subbilling.invoices;
+    acc bigint;
 BEGIN
-    SELECT * INTO i FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id FOR UPDATE;
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
+    SELECT * INTO i FROM subbilling.invoices x
+     WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invoice % does not exist', coalesce(invoice_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';

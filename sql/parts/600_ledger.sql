@@ -385,12 +385,22 @@ $$;
 COMMENT ON FUNCTION subbilling.customer_credit(bigint) IS 'the customer credit of an account (overpayments and unused credit notes, positive), from the journal; NULL if there is no such account';
 
 CREATE FUNCTION subbilling.account_balance(account_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l
-                      WHERE l.account_id = account_balance.account_id AND l.subledger IS NOT NULL),
-                    price_minor(0, a.currency))
-      FROM subbilling.accounts a WHERE a.id = account_balance.account_id
+-- plpgsql: each statement goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    cur     text;
+    bal     subbilling.price;
+BEGIN
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = account_balance.account_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT sum(l.amount) INTO bal FROM subbilling.journal_lines l
+     WHERE l.account_id = account_balance.account_id AND l.subledger IS NOT NULL;
+    RETURN coalesce(bal, price_minor(0, cur));
+END
 $$;
 COMMENT ON FUNCTION subbilling.account_balance(bigint) IS 'what an account owes: receivables (open invoice amounts) minus customer credit, from the journal, in the account''s currency (negative = the customer is in credit); NULL if there is no such account';

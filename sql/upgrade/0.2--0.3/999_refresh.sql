@@ -641,6 +641,7 @@ DECLARE
     hint    text := current_setting('subbilling_internal.outbox_slot', true);
     sl      integer;
     cand    integer;
+    last_id bigint;
 BEGIN
     IF hint ~ '^[0-9]{1,9}$' AND EXISTS (SELECT 1 FROM subbilling.outbox_slots s
                                            WHERE s.slot = hint::integer AND s.xact = me) THEN
@@ -671,9 +672,10 @@ BEGIN
         -- every slot is held: wait for one
         SELECT s.slot INTO sl FROM subbilling.outbox_slots s ORDER BY s.slot LIMIT 1 FOR UPDATE;
     END IF;
-    UPDATE subbilling.outbox_slots s
-       SET bound = (SELECT q.last_value FROM subbilling.events_id_seq q), xact = me
-     WHERE s.slot = sl;
+    -- the sequence is read first, the slot's row lock held: a statement on a
+    -- reference table (Citus) cannot read a sequence
+    SELECT q.last_value INTO last_id FROM subbilling.events_id_seq q;
+    UPDATE subbilling.outbox_slots s SET bound = last_id, xact = me WHERE s.slot = sl;
     PERFORM set_config('subbilling_internal.outbox_slot', sl::text, true);
 END
 $$;
@@ -1592,6 +1594,7 @@ DECLARE
     st      text;
     msg     text;
     det     text;
+    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
 BEGIN
     IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
@@ -1604,6 +1607,11 @@ BEGIN
     PERFORM subbilling_internal.check_date('as_of', bill_batch.as_of::date);
     invoices := 0;
     errors := 0;
+    IF on_citus THEN
+        -- one connection per node: the batch writes reference tables (invoice series)
+        -- after reading the distributed ones
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     -- In one session, each batch for the same as_of goes on where the last
     -- one ended (keyset on the claim index): the rows already billed keep
     -- index entries under their old dates (until the transaction ends, or
@@ -1624,41 +1632,75 @@ BEGIN
     -- that a caller judging progress by invoices + errors never sees a full
     -- batch without progress.
     LOOP
-        -- due: next_bill_on on or before the account-local date of as_of
-        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
-        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
-          INTO acc, sid, ad, nbo
-          FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                  FROM subbilling.subscriptions s
-                  JOIN subbilling.accounts a ON a.id = s.account_id
-                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
-                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                 ORDER BY s.next_bill_on, s.account_id, s.id
-                 LIMIT bill_batch.batch_size
-                   FOR UPDATE OF s SKIP LOCKED) c;
-        n := coalesce(cardinality(sid), 0);
-        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
-            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+        IF NOT on_citus THEN
+            -- due: next_bill_on on or before the account-local date of as_of
+            -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
               INTO acc, sid, ad, nbo
               FROM (SELECT s.account_id, s.id, s.next_bill_on,
                            (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
                       FROM subbilling.subscriptions s
                       JOIN subbilling.accounts a ON a.id = s.account_id
                      WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                       AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
                        AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
                      ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size - n
+                     LIMIT bill_batch.batch_size
                        FOR UPDATE OF s SKIP LOCKED) c;
             n := coalesce(cardinality(sid), 0);
+            IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+                SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                       nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
+                  INTO acc, sid, ad, nbo
+                  FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                               (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                          FROM subbilling.subscriptions s
+                          JOIN subbilling.accounts a ON a.id = s.account_id
+                         WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                           AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
+                           AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                         ORDER BY s.next_bill_on, s.account_id, s.id
+                         LIMIT bill_batch.batch_size - n
+                           FOR UPDATE OF s SKIP LOCKED) c;
+                n := coalesce(cardinality(sid), 0);
+            END IF;
+        ELSE
+            -- Citus locks rows only by their account: the due subscriptions are read
+            -- without locks, then claimed one by one by (account_id, id), skipping the
+            -- ones held elsewhere or billed meanwhile (docs/citus.md)
+            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+              INTO acc, sid, ad, nbo
+              FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                      FROM subbilling.subscriptions s
+                      JOIN subbilling.accounts a ON a.id = s.account_id
+                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                     ORDER BY s.next_bill_on, s.account_id, s.id
+                     LIMIT bill_batch.batch_size) c;
+            n := 0;
+            FOR k IN 1 .. coalesce(cardinality(sid), 0) LOOP
+                PERFORM FROM subbilling.subscriptions x
+                  WHERE x.account_id = acc[k] AND x.id = sid[k] AND x.next_bill_on = nbo[k]
+                    FOR UPDATE SKIP LOCKED;
+                IF FOUND THEN
+                    n := n + 1;
+                    acc[n] := acc[k]; sid[n] := sid[k]; ad[n] := ad[k]; nbo[n] := nbo[k];
+                END IF;
+            END LOOP;
+            acc := acc[1:n]; sid := sid[1:n]; ad := ad[1:n]; nbo := nbo[1:n];
+            IF n = 0 THEN
+                more := false;
+                EXIT;
+            END IF;
         END IF;
         more := n = bill_batch.batch_size;
         EXIT WHEN n = 0;
@@ -5765,45 +5807,210 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.set_shipping_address(bigint, text, text, text, text, text, text, date) IS 'set the shipping address of an account from a date (today or later; a second call for the same date replaces it); returns its id';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    bp  subbilling.billing_period;
-BEGIN
-    IF d < s.start_date THEN
-        RETURN s.start_date;
-    END IF;
-    IF s.trial_end > d THEN
-        RETURN s.trial_end;
-    END IF;
-    SELECT p.billing_period INTO bp
-      FROM subbilling.plans p
-     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
-    RETURN upper(period_of(s.billing_anchor, bp, d));
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
-
-CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+CREATE OR REPLACE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
+    RETURNS TABLE (table_name regclass, placement text)
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
+AS $fn$
 DECLARE
-    s   subbilling.subscriptions;
-    st  text;
+    r           record;
+    fk          record;
+    n           bigint;
+    citus       boolean;
+    done        boolean := false;
+    fks         text[] := '{}';
+    kept_local  regclass[];
+    distributed regclass[];
+    referenced  regclass[];
 BEGIN
-    SELECT * INTO s FROM subbilling.subscriptions x
-     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
-    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
-    PERFORM subbilling_internal.transition(s, st);
-    UPDATE subbilling.subscriptions x SET updated_at = now()
-     WHERE x.account_id = s.account_id AND x.id = s.id;
-    RETURN st;
+    IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'only a superuser can distribute subbilling'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Call distribute() as the owner of the extension (a superuser) on the coordinator.';
+    END IF;
+    IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000, not %', coalesce(shard_count::text, 'null')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    citus := EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus');
+    IF citus THEN
+        EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                                   WHERE logicalrelid = 'subbilling.accounts'::regclass)$q$ INTO done;
+    END IF;
+
+    -- The tables and what becomes of them: distributed (accounts and the tables of one
+    -- account), local (on the coordinator: keyed by something other than the account, or
+    -- referring to such a table), reference (the rest: catalog, settings, global queues).
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.subbilling_distribute_plan (rel regclass PRIMARY KEY, how text NOT NULL,
+                                                                    converted boolean NOT NULL DEFAULT false)
+        ON COMMIT DROP;
+    TRUNCATE pg_temp.subbilling_distribute_plan;
+    INSERT INTO pg_temp.subbilling_distribute_plan (rel, how)
+    SELECT c.oid::regclass,
+           CASE WHEN c.oid = 'subbilling.accounts'::regclass THEN 'distributed'
+                WHEN a.attnum IS NULL THEN 'reference'
+                WHEN a.attnotnull AND (pk.conkey IS NULL OR a.attnum = ANY (pk.conkey)) THEN 'distributed'
+                WHEN a.attnotnull THEN 'local'
+                ELSE 'reference' END
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'subbilling'
+      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped
+      LEFT JOIN pg_catalog.pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
+     WHERE c.relkind = 'r';
+    -- a table that refers to a local table stays local too
+    LOOP
+        UPDATE pg_temp.subbilling_distribute_plan p SET how = 'local'
+         WHERE p.how <> 'local'
+           AND EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                         JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid AND t.how = 'local'
+                        WHERE k.conrelid = p.rel AND k.contype = 'f');
+        EXIT WHEN NOT FOUND;
+    END LOOP;
+
+    IF NOT done THEN
+        -- customer data: distribute an empty installation, then load it
+        FOR r IN SELECT p.rel FROM pg_temp.subbilling_distribute_plan p WHERE p.how <> 'reference' ORDER BY p.rel::text LOOP
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s LIMIT 1) s', r.rel) INTO n;
+            IF n > 0 THEN
+                RAISE EXCEPTION 'subbilling cannot be distributed: table % already holds customer rows', r.rel
+                      USING ERRCODE = 'object_not_in_prerequisite_state',
+                            DETAIL = 'distribute() converts an installation that holds no customer data yet.',
+                            HINT = 'Dump the data (pg_dump --data-only), distribute a fresh installation, then restore the data into it through the coordinator.';
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF NOT citus THEN
+        RAISE EXCEPTION 'subbilling cannot be distributed: the citus extension is not installed in this database'
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Put citus first in shared_preload_libraries, run CREATE EXTENSION citus and add the worker nodes (citus_add_node) on the coordinator, then call distribute() there.';
+    END IF;
+
+    -- Trigger conditions compare the extension's types (IS DISTINCT FROM), which Citus
+    -- writes unqualified into the shards' DDL: the workers must find the operators on the
+    -- database's search_path, set (and so passed on to the workers) in an earlier transaction.
+    IF NOT done AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_db_role_setting s, pg_catalog.pg_database d
+             WHERE d.datname = current_database() AND s.setdatabase = d.oid AND s.setrole = 0
+               AND EXISTS (SELECT FROM unnest(s.setconfig) c WHERE c ~ '^search_path=.*\msubbilling\M')) THEN
+        RAISE EXCEPTION 'subbilling cannot be distributed: the database''s search_path does not include subbilling'
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    DETAIL = 'Citus creates the shards'' triggers with conditions that use subbilling''s operators unqualified.',
+                    HINT = format('Run ALTER DATABASE %I SET search_path = "$user", public, subbilling on the coordinator, then call distribute() again.', current_database());
+    END IF;
+
+    IF NOT done THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        -- Citus converts a table with foreign keys only once the tables on both sides are
+        -- converted: every foreign key between the extension's tables is dropped (here and
+        -- on the workers' copies) and put back after the conversion.  A table keyed by
+        -- something other than the account becomes a reference table and loses its foreign
+        -- keys into the distributed tables.  Only the foreign keys of the distributed tables are
+        -- put back (limit: the reference tables' ones are not, docs/citus.md).
+        FOR fk IN
+            SELECT k.conrelid::regclass AS rel, k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def,
+                   src.how AS src_how, dst.how AS dst_how
+              FROM pg_catalog.pg_constraint k
+              JOIN pg_temp.subbilling_distribute_plan src ON src.rel = k.conrelid
+              JOIN pg_temp.subbilling_distribute_plan dst ON dst.rel = k.confrelid
+             WHERE k.contype = 'f'
+             ORDER BY 1, 2
+        LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+            EXECUTE format('SELECT run_command_on_workers(%L)',
+                           format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+            IF fk.src_how <> 'distributed' THEN
+                -- a reference table's rows were copied in this transaction: its shards have
+                -- pending trigger events, and no foreign key can be added to them now
+                RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
+            ELSE
+                fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
+            END IF;
+        END LOOP;
+        UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
+
+        -- a UNIQUE without the distribution column cannot be kept: external ids become
+        -- indexed, their uniqueness the caller's (docs/citus.md)
+        ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
+        CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
+
+        -- convert a table once the tables it refers to are converted; in a cycle (payments
+        -- and payment requests) one table's foreign keys into the cycle are dropped here and
+        -- on the workers' copies, and put back after
+        LOOP
+            SELECT p.rel, p.how INTO r
+              FROM pg_temp.subbilling_distribute_plan p
+             WHERE p.how <> 'local' AND NOT p.converted
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                                 JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid
+                                WHERE k.conrelid = p.rel AND k.contype = 'f' AND k.confrelid <> p.rel
+                                  AND NOT t.converted)
+             ORDER BY p.how = 'distributed', p.rel <> 'subbilling.accounts'::regclass, p.rel::text
+             LIMIT 1;
+            IF NOT FOUND THEN
+                SELECT p.rel INTO r FROM pg_temp.subbilling_distribute_plan p
+                 WHERE p.how <> 'local' AND NOT p.converted ORDER BY p.rel::text LIMIT 1;
+                EXIT WHEN NOT FOUND;
+                FOR fk IN
+                    SELECT k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def
+                      FROM pg_catalog.pg_constraint k
+                      JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid
+                     WHERE k.conrelid = r.rel AND k.contype = 'f' AND k.confrelid <> r.rel AND NOT t.converted
+                LOOP
+                    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, fk.conname);
+                    EXECUTE format('SELECT run_command_on_workers(%L)',
+                                   format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
+                    fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, fk.conname, fk.def);
+                END LOOP;
+                CONTINUE;
+            END IF;
+            IF r.how = 'reference' THEN
+                EXECUTE format('SELECT create_reference_table(%L)', r.rel);
+            ELSIF r.rel = 'subbilling.accounts'::regclass THEN
+                EXECUTE format('SELECT create_distributed_table(%L, %L, shard_count => %s)',
+                               'subbilling.accounts', 'id', shard_count);
+            ELSE
+                EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L)',
+                               r.rel, 'account_id', 'subbilling.accounts');
+            END IF;
+            UPDATE pg_temp.subbilling_distribute_plan p SET converted = true WHERE p.rel = r.rel;
+        END LOOP;
+        FOR i IN 1 .. coalesce(array_length(fks, 1), 0) LOOP
+            EXECUTE fks[i];
+        END LOOP;
+        -- triggers run on the shards (they touch their own table's rows of one account)
+        EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
+    END IF;
+
+    RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
+END
+$fn$;
+COMMENT ON FUNCTION subbilling.distribute(integer) IS 'turn an installed subbilling without customer data into Citus tables (accounts and customer tables distributed by account, colocated; catalog and settings as reference tables); call on the coordinator as a superuser; idempotent';
+
+CREATE OR REPLACE FUNCTION subbilling.account_balance(account_id bigint) RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: each statement goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    cur     text;
+    bal     subbilling.price;
+BEGIN
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = account_balance.account_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT sum(l.amount) INTO bal FROM subbilling.journal_lines l
+     WHERE l.account_id = account_balance.account_id AND l.subledger IS NOT NULL;
+    RETURN coalesce(bal, price_minor(0, cur));
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
+COMMENT ON FUNCTION subbilling.account_balance(bigint) IS 'what an account owes: receivables (open invoice amounts) minus customer credit, from the journal, in the account''s currency (negative = the customer is in credit); NULL if there is no such account';
 
 CREATE OR REPLACE FUNCTION subbilling.subscribe(account_id bigint, plan_code text, quantity integer DEFAULT 1,
                                      start_date date DEFAULT CURRENT_DATE, campaign_code text DEFAULT NULL,
@@ -5885,7 +6092,7 @@ BEGIN
         INSERT INTO subbilling.subscription_discounts
                (account_id, subscription_id, campaign_id, percent_off, amount_off, periods, starts_on)
         VALUES (a.id, s.id, c.id, c.percent_off, c.amount_off,
-                CASE c.duration WHEN 'once' THEN 1 WHEN 'repeating' THEN c.duration_periods END,
+                CASE WHEN c.duration = 'once' THEN 1 WHEN c.duration = 'repeating' THEN c.duration_periods END,
                 s.billing_anchor);
     END IF;
 
@@ -5898,6 +6105,134 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.subscribe(bigint, text, integer, date, text, integer) IS 'start a subscription of an account on a base plan (optionally a campaign and a trial); returns its id; event subscription.created';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_for_update(subscription_id bigint) RETURNS subbilling.subscriptions
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    acc bigint;
+BEGIN
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.subscriptions x WHERE x.id = subscription_for_update.subscription_id;
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = acc AND x.id = subscription_for_update.subscription_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription % does not exist', coalesce(subscription_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_for_update(bigint) IS 'internal: the subscription row locked FOR UPDATE, or SQLSTATE 42704';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    i   subbilling.invoices;
+    acc bigint;
+BEGIN
+    -- the account first, then the row locked by (account_id, id): on Citus a row is locked
+    -- on its account's shard only
+    SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
+    SELECT * INTO i FROM subbilling.invoices x
+     WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invoice % does not exist', coalesce(invoice_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN i;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_for_update(bigint) IS 'internal: the invoice row locked FOR UPDATE, or SQLSTATE 42704';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.status_on(s subbilling.subscriptions, as_of date) RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+BEGIN
+    RETURN CASE
+        WHEN as_of < s.start_date THEN NULL
+        WHEN s.cancel_at <= as_of THEN 'canceled'
+        WHEN s.status IN ('past_due', 'suspended') THEN s.status
+        WHEN EXISTS (SELECT 1 FROM subbilling.subscription_pauses p
+                      WHERE p.account_id = s.account_id AND p.subscription_id = s.id
+                        AND p.during @> as_of) THEN 'paused'
+        WHEN s.trial_end > as_of THEN 'trialing'
+        ELSE 'active'
+    END;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.status_on(subbilling.subscriptions, date) IS 'internal: the status of a subscription row on a date, from its dates, pauses and dunning state';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.base_item_on(s subbilling.subscriptions, d date) RETURNS subbilling.subscription_items
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: the query goes to the account's shard on Citus, which cannot plan a SQL
+-- function's parameters
+DECLARE
+    it  subbilling.subscription_items;
+BEGIN
+    SELECT i.* INTO it
+      FROM subbilling.subscription_items i
+     WHERE i.account_id = s.account_id AND i.subscription_id = s.id
+       AND i.kind = 'base' AND i.voided_at IS NULL
+     ORDER BY i.validity @> d DESC, lower(i.validity) DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN it;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bp  subbilling.billing_period;
+BEGIN
+    IF d < s.start_date THEN
+        RETURN s.start_date;
+    END IF;
+    IF s.trial_end > d THEN
+        RETURN s.trial_end;
+    END IF;
+    SELECT p.billing_period INTO bp
+      FROM subbilling.plans p
+     WHERE p.id = (subbilling_internal.base_item_on(s, d)).plan_id;
+    RETURN upper(period_of(s.billing_anchor, bp, d));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.subscription_period_end(subbilling.subscriptions, date) IS 'internal: the end (exclusive) of the billing period, or trial, that holds a date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.refresh_status(subscription_id bigint, account_id bigint) RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    s   subbilling.subscriptions;
+    st  text;
+BEGIN
+    SELECT * INTO s FROM subbilling.subscriptions x
+     WHERE x.account_id = refresh_status.account_id AND x.id = refresh_status.subscription_id;
+    st := coalesce(subbilling_internal.status_on(s, current_date), s.status);
+    PERFORM subbilling_internal.transition(s, st);
+    UPDATE subbilling.subscriptions x SET updated_at = now()
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.refresh_status(bigint, bigint) IS 'internal: bring the stored status in line with the dated data as of today; returns it';
 
 CREATE OR REPLACE FUNCTION subbilling.add_addon(subscription_id bigint, plan_code text, quantity integer DEFAULT 1,
                                      effective date DEFAULT CURRENT_DATE)

@@ -1,0 +1,203 @@
+
+-- ============================================================================
+-- distribute(): an installed subbilling turned into Citus tables, by account.
+-- docs/citus.md
+--
+-- accounts is distributed by its id; every customer table (account_id NOT
+-- NULL, its primary key including account_id) by account_id, colocated with
+-- accounts.  Catalog, settings and the other global tables become reference
+-- tables.  Tables keyed by a bank's own identifier (direct-debit mandates and
+-- claims) and the webhook deliveries stay on the coordinator, without their
+-- foreign keys into the distributed tables.  Only the foreign keys of the distributed tables are
+        -- put back (limit: the reference tables' ones are not, docs/citus.md).  Foreign keys are dropped before
+-- the conversion and put back after it (Citus converts a table only once the
+-- tables it refers to are converted, and payments and payment requests refer
+-- to each other).  Nothing here runs on a single server unless it is called.
+-- ============================================================================
+
+CREATE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
+    RETURNS TABLE (table_name regclass, placement text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r           record;
+    fk          record;
+    n           bigint;
+    citus       boolean;
+    done        boolean := false;
+    fks         text[] := '{}';
+    kept_local  regclass[];
+    distributed regclass[];
+    referenced  regclass[];
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'only a superuser can distribute subbilling'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Call distribute() as the owner of the extension (a superuser) on the coordinator.';
+    END IF;
+    IF shard_count IS NULL OR shard_count NOT BETWEEN 1 AND 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000, not %', coalesce(shard_count::text, 'null')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    citus := EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus');
+    IF citus THEN
+        EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                                   WHERE logicalrelid = 'subbilling.accounts'::regclass)$q$ INTO done;
+    END IF;
+
+    -- The tables and what becomes of them: distributed (accounts and the tables of one
+    -- account), local (on the coordinator: keyed by something other than the account, or
+    -- referring to such a table), reference (the rest: catalog, settings, global queues).
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.subbilling_distribute_plan (rel regclass PRIMARY KEY, how text NOT NULL,
+                                                                    converted boolean NOT NULL DEFAULT false)
+        ON COMMIT DROP;
+    TRUNCATE pg_temp.subbilling_distribute_plan;
+    INSERT INTO pg_temp.subbilling_distribute_plan (rel, how)
+    SELECT c.oid::regclass,
+           CASE WHEN c.oid = 'subbilling.accounts'::regclass THEN 'distributed'
+                WHEN a.attnum IS NULL THEN 'reference'
+                WHEN a.attnotnull AND (pk.conkey IS NULL OR a.attnum = ANY (pk.conkey)) THEN 'distributed'
+                WHEN a.attnotnull THEN 'local'
+                ELSE 'reference' END
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                                 AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+      JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'subbilling'
+      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'account_id' AND NOT a.attisdropped
+      LEFT JOIN pg_catalog.pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
+     WHERE c.relkind = 'r';
+    -- a table that refers to a local table stays local too
+    LOOP
+        UPDATE pg_temp.subbilling_distribute_plan p SET how = 'local'
+         WHERE p.how <> 'local'
+           AND EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                         JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid AND t.how = 'local'
+                        WHERE k.conrelid = p.rel AND k.contype = 'f');
+        EXIT WHEN NOT FOUND;
+    END LOOP;
+
+    IF NOT done THEN
+        -- customer data: distribute an empty installation, then load it
+        FOR r IN SELECT p.rel FROM pg_temp.subbilling_distribute_plan p WHERE p.how <> 'reference' ORDER BY p.rel::text LOOP
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s LIMIT 1) s', r.rel) INTO n;
+            IF n > 0 THEN
+                RAISE EXCEPTION 'subbilling cannot be distributed: table % already holds customer rows', r.rel
+                      USING ERRCODE = 'object_not_in_prerequisite_state',
+                            DETAIL = 'distribute() converts an installation that holds no customer data yet.',
+                            HINT = 'Dump the data (pg_dump --data-only), distribute a fresh installation, then restore the data into it through the coordinator.';
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF NOT citus THEN
+        RAISE EXCEPTION 'subbilling cannot be distributed: the citus extension is not installed in this database'
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Put citus first in shared_preload_libraries, run CREATE EXTENSION citus and add the worker nodes (citus_add_node) on the coordinator, then call distribute() there.';
+    END IF;
+
+    -- Trigger conditions compare the extension's types (IS DISTINCT FROM), which Citus
+    -- writes unqualified into the shards' DDL: the workers must find the operators on the
+    -- database's search_path, set (and so passed on to the workers) in an earlier transaction.
+    IF NOT done AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_db_role_setting s, pg_catalog.pg_database d
+             WHERE d.datname = current_database() AND s.setdatabase = d.oid AND s.setrole = 0
+               AND EXISTS (SELECT FROM unnest(s.setconfig) c WHERE c ~ '^search_path=.*\msubbilling\M')) THEN
+        RAISE EXCEPTION 'subbilling cannot be distributed: the database''s search_path does not include subbilling'
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    DETAIL = 'Citus creates the shards'' triggers with conditions that use subbilling''s operators unqualified.',
+                    HINT = format('Run ALTER DATABASE %I SET search_path = "$user", public, subbilling on the coordinator, then call distribute() again.', current_database());
+    END IF;
+
+    IF NOT done THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        -- Citus converts a table with foreign keys only once the tables on both sides are
+        -- converted: every foreign key between the extension's tables is dropped (here and
+        -- on the workers' copies) and put back after the conversion.  A table keyed by
+        -- something other than the account becomes a reference table and loses its foreign
+        -- keys into the distributed tables.  Only the foreign keys of the distributed tables are
+        -- put back (limit: the reference tables' ones are not, docs/citus.md).
+        FOR fk IN
+            SELECT k.conrelid::regclass AS rel, k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def,
+                   src.how AS src_how, dst.how AS dst_how
+              FROM pg_catalog.pg_constraint k
+              JOIN pg_temp.subbilling_distribute_plan src ON src.rel = k.conrelid
+              JOIN pg_temp.subbilling_distribute_plan dst ON dst.rel = k.confrelid
+             WHERE k.contype = 'f'
+             ORDER BY 1, 2
+        LOOP
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+            EXECUTE format('SELECT run_command_on_workers(%L)',
+                           format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+            IF fk.src_how <> 'distributed' THEN
+                -- a reference table's rows were copied in this transaction: its shards have
+                -- pending trigger events, and no foreign key can be added to them now
+                RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
+            ELSE
+                fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
+            END IF;
+        END LOOP;
+        UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
+
+        -- a UNIQUE without the distribution column cannot be kept: external ids become
+        -- indexed, their uniqueness the caller's (docs/citus.md)
+        ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
+        CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
+
+        -- convert a table once the tables it refers to are converted; in a cycle (payments
+        -- and payment requests) one table's foreign keys into the cycle are dropped here and
+        -- on the workers' copies, and put back after
+        LOOP
+            SELECT p.rel, p.how INTO r
+              FROM pg_temp.subbilling_distribute_plan p
+             WHERE p.how <> 'local' AND NOT p.converted
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k
+                                 JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid
+                                WHERE k.conrelid = p.rel AND k.contype = 'f' AND k.confrelid <> p.rel
+                                  AND NOT t.converted)
+             ORDER BY p.how = 'distributed', p.rel <> 'subbilling.accounts'::regclass, p.rel::text
+             LIMIT 1;
+            IF NOT FOUND THEN
+                SELECT p.rel INTO r FROM pg_temp.subbilling_distribute_plan p
+                 WHERE p.how <> 'local' AND NOT p.converted ORDER BY p.rel::text LIMIT 1;
+                EXIT WHEN NOT FOUND;
+                FOR fk IN
+                    SELECT k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def
+                      FROM pg_catalog.pg_constraint k
+                      JOIN pg_temp.subbilling_distribute_plan t ON t.rel = k.confrelid
+                     WHERE k.conrelid = r.rel AND k.contype = 'f' AND k.confrelid <> r.rel AND NOT t.converted
+                LOOP
+                    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, fk.conname);
+                    EXECUTE format('SELECT run_command_on_workers(%L)',
+                                   format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
+                    fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, fk.conname, fk.def);
+                END LOOP;
+                CONTINUE;
+            END IF;
+            IF r.how = 'reference' THEN
+                EXECUTE format('SELECT create_reference_table(%L)', r.rel);
+            ELSIF r.rel = 'subbilling.accounts'::regclass THEN
+                EXECUTE format('SELECT create_distributed_table(%L, %L, shard_count => %s)',
+                               'subbilling.accounts', 'id', shard_count);
+            ELSE
+                EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L)',
+                               r.rel, 'account_id', 'subbilling.accounts');
+            END IF;
+            UPDATE pg_temp.subbilling_distribute_plan p SET converted = true WHERE p.rel = r.rel;
+        END LOOP;
+        FOR i IN 1 .. coalesce(array_length(fks, 1), 0) LOOP
+            EXECUTE fks[i];
+        END LOOP;
+        -- triggers run on the shards (they touch their own table's rows of one account)
+        EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
+    END IF;
+
+    RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
+END
+$fn$;
+COMMENT ON FUNCTION subbilling.distribute(integer) IS 'turn an installed subbilling without customer data into Citus tables (accounts and customer tables distributed by account, colocated; catalog and settings as reference tables); call on the coordinator as a superuser; idempotent';
+-- a superuser's operation: operators may call it and are told so (42501), PUBLIC may not
+REVOKE ALL ON FUNCTION subbilling.distribute(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION subbilling.distribute(integer) TO subbilling_operator;
