@@ -23,7 +23,13 @@
  *     65-70 customer number, 71-80 bankgiro; 73: 3-12 bankgiro, 13-28
  *     payer number, 29-44 account, 45-56 personal number, 62-63
  *     information code, 64-65 status, 66-73 date; 09: 3-10 date, 11-14
- *     "9900", 15-21 number of 73 records.
+ *     "9900", 15-21 number of 73 records;
+ *   rejected payment orders, 01: 3-10 "AUTOGIRO", 25-32 date, 45-64
+ *     "AVVISADE BET UPPDR", 65-70 customer number, 71-80 bankgiro; 82/32:
+ *     3-10 payment date, 11 period code, 12-14 repetitions, 15-30 payer
+ *     number, 31-42 amount, 43-58 reference, 59-60 comment code; 09: 3-10
+ *     date, 11-14 "9900", 15-20 number of 32 records, 21-32 their amount,
+ *     33-38 number of 82 records, 39-50 their amount.
  *
  *-------------------------------------------------------------------------
  */
@@ -354,6 +360,58 @@ close_section(Section *s, int line, BankFileError *err)
 	return true;
 }
 
+/* count and amount of the rejected records of one kind */
+typedef struct Totals
+{
+	int64_t		n;
+	int64_t		sum;
+} Totals;
+
+/* A record of the rejection report: 82 or 32 with its comment code */
+static bool
+rejection_fields(const char *rec, int line, BankFileError *err, AutogiroRecord *r, Totals *t)
+{
+	int64_t		v;
+
+	if (!date_field(rec, 3, "payment date", line, err, &r->date) ||
+		!numeric(rec, 15, 16, "payer number", line, err, &v) ||
+		!numeric(rec, 31, 12, "amount", line, err, &r->amount) ||
+		!numeric(rec, 59, 2, "comment code", line, err, &v))
+		return false;
+	r->status = (int) v;
+	number_text(FIELD(rec, 15), 16, r->payer_number);
+	trimmed(FIELD(rec, 43), 16, r->reference);
+	if (__builtin_add_overflow(t->sum, r->amount, &t->sum))
+		return fail(err, line, "the rejected amounts overflow.");
+	t->n++;
+	return true;
+}
+
+/* The end record of a rejection report: number and amount of 32, then of 82 */
+static bool
+rejection_totals(const char *rec, int line, const Totals *t, BankFileError *err)
+{
+	static const char *const what[2] = {"outgoing (32)", "incoming (82)"};
+	int			k;
+
+	for (k = 0; k < 2; k++)
+	{
+		int64_t		n,
+					sum;
+
+		if (!numeric(rec, 15 + 18 * k, 6, "number of rejected payments", line, err, &n) ||
+			!numeric(rec, 21 + 18 * k, 12, "amount of rejected payments", line, err, &sum))
+			return false;
+		if (n != t[k].n)
+			return fail(err, line, "the end record counts %lld rejected %s payments; the file has %lld.",
+						(long long) n, what[k], (long long) t[k].n);
+		if (sum != t[k].sum)
+			return fail(err, line, "the end record says %lld öre of rejected %s payments; they add up to %lld.",
+						(long long) sum, what[k], (long long) t[k].sum);
+	}
+	return true;
+}
+
 bool
 autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err)
 {
@@ -364,6 +422,7 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 	int64_t		nsec[3] = {0, 0, 0};	/* sections 15, 16, 17 */
 	int64_t		nrec[3] = {0, 0, 0};	/* approved 82, 32; all 77 */
 	int			n73 = 0;
+	Totals		rej[2] = {{0, 0}, {0, 0}};	/* rejected 32 and 82 */
 
 	memset(f, 0, sizeof(*f));
 	memset(err, 0, sizeof(*err));
@@ -445,9 +504,15 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 				if (!date_field(rec, 25, "date written", ln, err, &f->written_on))
 					return parse_failed(f);
 			}
+			else if (memcmp(FIELD(rec, 45), "AVVISADE BET UPPDR", 18) == 0)
+			{
+				f->kind = AUTOGIRO_REJECTIONS;
+				if (!date_field(rec, 25, "date written", ln, err, &f->written_on))
+					return parse_failed(f);
+			}
 			else
 			{
-				fail(err, ln, "an Autogiro file of another kind (\"%.20s\", positions 45-64): this reads payment specifications (BET. SPEC & STOPP TK) and mandate advices (AG-MEDAVI).",
+				fail(err, ln, "an Autogiro file of another kind (\"%.20s\", positions 45-64): this reads payment specifications (BET. SPEC & STOPP TK), mandate advices (AG-MEDAVI) and rejected payment orders (AVVISADE BET UPPDR).",
 					 FIELD(rec, 45));
 				return parse_failed(f);
 			}
@@ -474,7 +539,12 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 				fail(err, ln, "positions 11-14 of the end record are \"%.4s\", not 9900.", FIELD(rec, 11));
 				return parse_failed(f);
 			}
-			if (f->kind == AUTOGIRO_MANDATES)
+			if (f->kind == AUTOGIRO_REJECTIONS)
+			{
+				if (!rejection_totals(rec, ln, rej, err))
+					return parse_failed(f);
+			}
+			else if (f->kind == AUTOGIRO_MANDATES)
 			{
 				if (!numeric(rec, 15, 7, "number of mandate records", ln, err, &v))
 					return parse_failed(f);
@@ -546,6 +616,28 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 			number_text(r->account, (int) strlen(r->account), r->account);
 			trimmed(FIELD(rec, 45), 12, r->id_number);
 			n73++;
+			continue;
+		}
+
+		if (f->kind == AUTOGIRO_REJECTIONS)
+		{
+			AutogiroRecord *r;
+
+			if (code != 82 && code != 32)
+			{
+				fail(err, ln, "a report of rejected payment orders has rejected payments (82, 32) and an end record (09), not %02d.", code);
+				return parse_failed(f);
+			}
+			if ((r = add_record(f)) == NULL)
+			{
+				fail(err, ln, "out of memory.");
+				return parse_failed(f);
+			}
+			r->line = ln;
+			r->code = code;
+			strcpy(r->bankgiro, f->bankgiro);
+			if (!rejection_fields(rec, ln, err, r, &rej[code == 32 ? 0 : 1]))
+				return parse_failed(f);
 			continue;
 		}
 
