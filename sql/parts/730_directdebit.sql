@@ -16,7 +16,7 @@ CREATE FUNCTION subbilling.parse_autogiro(file text)
                    id_number text, settled_on date, section_serial integer, written_on date)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION subbilling.parse_autogiro(text) IS
-    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
+    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes) or report of rejected payment orders (kind rejections, 82/32: status the comment code, 01 no mandate ...), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
 
 CREATE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, customer_number text, bankgiro text,
                                                          due_dates date[], payer_numbers text[],
@@ -26,27 +26,9 @@ CREATE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, custom
 COMMENT ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) IS
     'an Autogiro payment-claim file (opening record 01, a claim 82 per element), CR LF line ends; 22023 if a value does not fit its field';
 
-CREATE TABLE subbilling.autogiro_mandates (
-    payer_number    text PRIMARY KEY
-                    CONSTRAINT autogiro_mandates_payer_number_check CHECK (payer_number ~ '^[1-9][0-9]{0,15}$'),
-    account_id      bigint NOT NULL REFERENCES subbilling.accounts (id),
-    status          text NOT NULL DEFAULT 'active'
-                    CONSTRAINT autogiro_mandates_status_check
-                    CHECK (status IN ('active', 'cancelled', 'rejected')),
-    bank_account    text,
-    id_number       text,
-    status_code     integer,
-    changed_on      date NOT NULL,
-    source          text NOT NULL
-                    CONSTRAINT autogiro_mandates_source_check CHECK (source IN ('hand', 'file'))
-);
-CREATE UNIQUE INDEX autogiro_mandates_one_active ON subbilling.autogiro_mandates (account_id) WHERE status = 'active';
-SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_mandates', '');
-COMMENT ON TABLE subbilling.autogiro_mandates IS 'Autogiro mandates (medgivanden): the payer number Bankgirot knows an account by, and whether money may be claimed (active; at most one per account); from register_autogiro_mandate or a mandate advice (status_code: Bankgirot''s, 32 new, 02/03/07/33/98 cancelled ...)';
-
 CREATE TABLE subbilling.autogiro_files (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind        text NOT NULL CONSTRAINT autogiro_files_kind_check CHECK (kind IN ('claims', 'payments', 'mandates')),
+    kind        text NOT NULL CONSTRAINT autogiro_files_kind_check CHECK (kind IN ('claims', 'payments', 'mandates', 'rejections', 'mandate_requests')),
     run_date    date,
     sha256      bytea NOT NULL,
     content     text NOT NULL,
@@ -55,7 +37,28 @@ CREATE TABLE subbilling.autogiro_files (
     CONSTRAINT autogiro_files_once UNIQUE (kind, sha256)
 );
 SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_files', '');
-COMMENT ON TABLE subbilling.autogiro_files IS 'Autogiro files written (claims, one per run date) and read (payment specifications, mandate advices; each content once)';
+COMMENT ON TABLE subbilling.autogiro_files IS 'Autogiro files written (claims and mandate requests, one per run date) and read (payment specifications, mandate advices, rejection reports; each content once)';
+
+CREATE TABLE subbilling.autogiro_mandates (
+    payer_number    text PRIMARY KEY
+                    CONSTRAINT autogiro_mandates_payer_number_check CHECK (payer_number ~ '^[1-9][0-9]{0,15}$'),
+    account_id      bigint NOT NULL REFERENCES subbilling.accounts (id),
+    status          text NOT NULL DEFAULT 'active'
+                    CONSTRAINT autogiro_mandates_status_check
+                    CHECK (status IN ('active', 'cancelled', 'rejected', 'requested')),
+    bank_account    text,
+    id_number       text,
+    status_code     integer,
+    changed_on      date NOT NULL,
+    source          text NOT NULL
+                    CONSTRAINT autogiro_mandates_source_check CHECK (source IN ('hand', 'file')),
+    request         text
+                    CONSTRAINT autogiro_mandates_request_check CHECK (request IN ('new', 'cancel')),
+    request_file_id bigint REFERENCES subbilling.autogiro_files (id)
+);
+CREATE UNIQUE INDEX autogiro_mandates_one_active ON subbilling.autogiro_mandates (account_id) WHERE status = 'active';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_mandates', '');
+COMMENT ON TABLE subbilling.autogiro_mandates IS 'Autogiro mandates (medgivanden): the payer number Bankgirot knows an account by, and whether money may be claimed (active; at most one per account); from register_autogiro_mandate, request_autogiro_mandate (requested until Bankgirot approves it) or a mandate advice (status_code: Bankgirot''s, 32 new, 02/03/07/33/98 cancelled ...); request: new or cancel, to be sent to Bankgirot (request_file_id NULL) or sent in that mandate request file and not yet answered';
 
 CREATE TABLE subbilling.autogiro_claims (
     payment_request_id  bigint NOT NULL,
@@ -67,14 +70,14 @@ CREATE TABLE subbilling.autogiro_claims (
     amount              subbilling.price NOT NULL,
     reference           text NOT NULL,
     outcome             text NOT NULL DEFAULT 'sent'
-                        CONSTRAINT autogiro_claims_outcome_check CHECK (outcome IN ('sent', 'approved', 'rejected')),
+                        CONSTRAINT autogiro_claims_outcome_check CHECK (outcome IN ('sent', 'approved', 'rejected', 'refused')),
     status_code         integer,
     payment_id          bigint,
     PRIMARY KEY (payment_request_id, attempt),
     FOREIGN KEY (account_id, payment_request_id) REFERENCES subbilling.payment_requests (account_id, id)
 );
 SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_claims', '');
-COMMENT ON TABLE subbilling.autogiro_claims IS 'each attempt of a payment request claimed through Autogiro, once (the primary key): the file, what was claimed, and Bankgirot''s answer (approved: payment_id; rejected: status_code 1 insufficient funds, 2 no mandate, 9 renewed attempt)';
+COMMENT ON TABLE subbilling.autogiro_claims IS 'each attempt of a payment request claimed through Autogiro, once (the primary key): the file, what was claimed, and Bankgirot''s answer (approved: payment_id; rejected on the payment date: status_code 1 insufficient funds, 2 no mandate, 9 renewed attempt; refused before it, in a rejection report: status_code the comment code, 01 no mandate, 02 account closed ...)';
 
 CREATE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
                                                      valid_on date DEFAULT current_date)
@@ -146,6 +149,7 @@ BEGIN
            SET status = CASE WHEN r.status = 32 THEN 'active'
                              WHEN r.status IN (2, 3, 6, 7, 33, 98) THEN 'cancelled' ELSE 'rejected' END,
                status_code = r.status, changed_on = r.date, source = 'file',
+               request = CASE WHEN m.request_file_id IS NOT NULL THEN NULL ELSE m.request END,
                bank_account = coalesce(r.bank_account, m.bank_account), id_number = coalesce(r.id_number, m.id_number)
          WHERE m.payer_number = r.payer_number;
         IF NOT FOUND THEN
@@ -159,7 +163,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_mandates(text) IS
-    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; a request sent (autogiro_mandate_file) is answered; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
 
 CREATE FUNCTION subbilling.autogiro_claim_file(run_date date, customer_number text, bankgiro text)
     RETURNS text
