@@ -165,7 +165,8 @@ parse_autogiro(PG_FUNCTION_ARGS)
 
 /*
  * autogiro_claims_text(written_on, customer_number, bankgiro, due_dates,
- * payer_numbers, amounts (öre), references): the payment-claim file.
+ * payer_numbers, amounts (öre; negative: an outgoing payment, 32),
+ * references): the payment-claim file.
  */
 Datum
 autogiro_claims_text(PG_FUNCTION_ARGS)
@@ -224,6 +225,12 @@ autogiro_claims_text(PG_FUNCTION_ARGS)
 					 errmsg("claim %d: the payer number \"%s\" is not 1-16 digits", i + 1, p)));
 		strcpy(claims[i].payer_number, p);
 		claims[i].amount = DatumGetInt64(amount[i]);
+		if (claims[i].amount < 0 && claims[i].amount >= -AUTOGIRO_MAX_AMOUNT)
+		{
+			/* a negative amount is money out: an outgoing payment (32) */
+			claims[i].amount = -claims[i].amount;
+			claims[i].outgoing = true;
+		}
 		r = TextDatumGetCString(ref[i]);
 		{
 			char	   *lat = palloc(strlen(r) + 1);

@@ -24,7 +24,7 @@ CREATE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, custom
     RETURNS text
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) IS
-    'an Autogiro payment-claim file (opening record 01, a claim 82 per element), CR LF line ends; 22023 if a value does not fit its field';
+    'an Autogiro payment-claim file (opening record 01, a claim 82 per element, an outgoing payment 32 for a negative amount), CR LF line ends; 22023 if a value does not fit its field';
 
 CREATE TABLE subbilling.autogiro_files (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -181,6 +181,8 @@ DECLARE
     dues    date[];
     amounts subbilling.price[];
     refs    text[];
+    out_ids bigint[];
+    outs    record;
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('autogiro_claims');
@@ -205,13 +207,26 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
                                 WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
                FOR UPDATE OF r) d;
+    -- refunds to pay back (autogiro_refund): outgoing payments (32), written as negative amounts
+    SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}') AS ids,
+           coalesce(array_agg(o.payer_number ORDER BY o.id), '{}') AS payers,
+           coalesce(array_agg(greatest(o.pay_date, run_date) ORDER BY o.id), '{}') AS dates,
+           coalesce(array_agg(-minor_units(o.amount) ORDER BY o.id), '{}') AS minor,
+           coalesce(array_agg(o.reference ORDER BY o.id), '{}') AS refs
+      INTO outs
+      FROM (SELECT x.* FROM subbilling.autogiro_payouts x WHERE x.file_id IS NULL AND x.outcome = 'sent'
+               FOR UPDATE) o;
     body := subbilling_internal.autogiro_claims_text(
-        run_date, customer_number, bankgiro, dues, payers,
-        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
-        refs);
+        run_date, customer_number, bankgiro, dues || outs.dates, payers || outs.payers,
+        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k))
+            || outs.minor,
+        refs || outs.refs);
     INSERT INTO subbilling.autogiro_files AS f (kind, run_date, sha256, content)
     VALUES ('claims', run_date, sha256(convert_to(body, 'LATIN1')), body)
     RETURNING f.id INTO fid;
+    out_ids := outs.ids;
+    UPDATE subbilling.autogiro_payouts x SET file_id = fid, pay_date = greatest(x.pay_date, run_date)
+     WHERE x.id = ANY (out_ids);
     INSERT INTO subbilling.autogiro_claims (payment_request_id, attempt, account_id, file_id, payer_number, due_date,
                                             amount, reference)
     SELECT u.id, u.attempt, u.account_id, fid, u.payer_number, u.due, u.amount, u.reference
@@ -221,7 +236,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.autogiro_claim_file(date, text, text) IS
-    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; the same run date again returns the same file';
+    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; an outgoing payment (32) for every refund of autogiro_refund not sent before; the same run date again returns the same file';
 
 CREATE FUNCTION subbilling.import_autogiro_payments(file text,
                                                     OUT file_id bigint, OUT approved integer,
@@ -287,10 +302,23 @@ BEGIN
             rejected := rejected + 1;
         END IF;
     END LOOP;
+    -- outgoing payments (refunds paid back, autogiro_refund): paid, or refused and registered back
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p WHERE p.code = 32 ORDER BY p.line LOOP
+        pid := subbilling_internal.autogiro_payout_of(r.payer_number, r.date, r.amount_minor, r.reference);
+        IF pid IS NULL THEN
+            unknown := unknown + 1;
+        ELSIF r.status = 0 THEN
+            UPDATE subbilling.autogiro_payouts x SET outcome = 'paid', status_code = 0 WHERE x.id = pid;
+            approved := approved + 1;
+        ELSE
+            PERFORM subbilling_internal.autogiro_payout_refused(pid, r.status, r.settled_on);
+            rejected := rejected + 1;
+        END IF;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
-    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); outgoing payments (32) of autogiro_refund confirmed (paid) or refused (the money registered back), counted with the claims; answers to no claim or payout of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
 
 REVOKE ALL ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date), subbilling.import_autogiro_mandates(text),

@@ -9,7 +9,7 @@
  *
  *   claim file, 01: 3-10 date written, 11-22 "AUTOGIRO", 63-68 customer
  *     number, 69-78 payee's bankgiro;
- *   claim file, 82: 3-10 due date, 11 period code (0: once), 12-14
+ *   claim file, 82 (32 outgoing payment, the same fields): 3-10 due date, 11 period code (0: once), 12-14
  *     repetitions (blank), 16-31 payer number, 32-43 amount (öre), 44-53
  *     payee's bankgiro, 54-69 reference;
  *   payment specification, 01: 3-10 "AUTOGIRO", 25-44 timestamp (date
@@ -174,7 +174,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 					k;
 
 		memset(rec, ' ', REC);
-		rec[0] = '8';
+		rec[0] = c->outgoing ? '3' : '8';
 		rec[1] = '2';
 		if (!valid_date(c->due_date))
 		{

@@ -29,7 +29,10 @@
 /* Largest amount of a claim: 12 digits of öre */
 #define AUTOGIRO_MAX_AMOUNT INT64_C(999999999999)
 
-/* One payment claim (transaction code 82, incoming payment) */
+/*
+ * One payment order: a claim (transaction code 82, incoming payment), or
+ * with outgoing set a payment to the payer (32, e.g. a refund)
+ */
 typedef struct AutogiroClaim
 {
 	int32_t		due_date;		/* packed YYYYMMDD */
@@ -37,12 +40,13 @@ typedef struct AutogiroClaim
 	int64_t		amount;			/* öre, 1 .. AUTOGIRO_MAX_AMOUNT */
 	char		reference[17];	/* 0-16 characters, printed on the payer's
 								 * statement */
+	bool		outgoing;		/* 32 instead of 82 */
 } AutogiroClaim;
 
 /*
  * Write a payment-claim file: the opening record (written_on, the payee's
  * six-digit customer number at Bankgirot and bankgiro number) and one 82
- * record per claim, each line ended by CR LF.  *out is malloc'ed (free it).
+ * record per claim (32 per outgoing payment), each line ended by CR LF.  *out is malloc'ed (free it).
  * False with err (line = 1-based claim number, 0 for the opening) if a
  * value does not fit its field.
  */

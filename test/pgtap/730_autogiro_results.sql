@@ -3,14 +3,16 @@
 --   UPPDR) -> payment_failed with Bankgirot's reason -> dunning;
 --   mandate requested by hand -> mandate request file (04) -> mandate
 --   advice (32) -> active -> claimed; cancelled by hand -> request file (03);
--- each file once, each request once; and references equal across countries
+-- refund -> outgoing payment (32) in the claim file -> paid, or refused and
+-- registered back; each file once, each request once; and references equal
+-- across countries
 -- (a Swedish OCR number that is also a Norwegian KID).
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(55);
+SELECT plan(76);
 
 \set mandates `cat test/bankfiles/autogiro_mandates.txt`
 CREATE TEMP TABLE advice_file AS SELECT :'mandates'::text AS body;
@@ -50,6 +52,7 @@ CREATE FUNCTION pg_temp.lines(body text) RETURNS text[] LANGUAGE sql IMMUTABLE
 
 -- ------------------------------------------------------------ privileges
 SELECT ok(NOT has_function_privilege('public', 'subbilling.import_autogiro_rejections(text)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'subbilling.autogiro_refund(bigint, subbilling.price, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.request_autogiro_mandate(bigint, text, text, text, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.cancel_autogiro_mandate(text, date)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling.autogiro_mandate_file(date, text, text)', 'EXECUTE')
@@ -58,11 +61,15 @@ SELECT ok(NOT has_function_privilege('public', 'subbilling.import_autogiro_rejec
 SELECT ok(has_function_privilege('subbilling_operator', 'subbilling.import_autogiro_rejections(text)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.request_autogiro_mandate(bigint, text, text, text, date)', 'EXECUTE')
           AND has_function_privilege('subbilling_operator', 'subbilling.cancel_autogiro_mandate(text, date)', 'EXECUTE')
-          AND has_function_privilege('subbilling_operator', 'subbilling.autogiro_mandate_file(date, text, text)', 'EXECUTE'),
+          AND has_function_privilege('subbilling_operator', 'subbilling.autogiro_mandate_file(date, text, text)', 'EXECUTE')
+          AND has_function_privilege('subbilling_operator', 'subbilling.autogiro_refund(bigint, subbilling.price, date)', 'EXECUTE')
+          AND has_table_privilege('subbilling_operator', 'subbilling.autogiro_payouts', 'SELECT')
+          AND NOT has_table_privilege('subbilling_operator', 'subbilling.autogiro_payouts', 'UPDATE'),
           'the operator runs them');
 SELECT ok(NOT has_function_privilege('public', 'subbilling_internal.autogiro_rejection_reason(integer)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'subbilling_internal.invoices_of_reference(text, text, subbilling.price)', 'EXECUTE')
-          AND NOT has_function_privilege('public', 'subbilling_internal.reference_kind_of_method(text)', 'EXECUTE'),
+          AND NOT has_function_privilege('public', 'subbilling_internal.reference_kind_of_method(text)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'subbilling_internal.autogiro_payout_refused(bigint, integer, date)', 'EXECUTE'),
           'the helpers are internal');
 SELECT is_definer('subbilling', 'import_autogiro_rejections', ARRAY['text'], 'import_autogiro_rejections is SECURITY DEFINER');
 
@@ -188,6 +195,80 @@ SELECT * FROM pg_temp.refused($$ SELECT cancel_autogiro_mandate('4711') $$,
     '42704', 'no Autogiro mandate with payer number 4711', 'cancelling an unknown payer number: 42704');
 SELECT * FROM pg_temp.refused($$ SELECT autogiro_mandate_file('2024-04-12', '12345', '9912346') $$,
     '22023', 'invalid Bankgirot customer number "12345"', 'a customer number of 5 digits: 22023');
+
+-- ------------------------------------------------------------ refunds paid out by Autogiro (32)
+-- a payment specification with one section: (section code 15/16, date, rows of code, due, payer, öre, ref, status)
+CREATE FUNCTION pg_temp.spec(sec text, settled text, rows jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    out  text[] := ARRAY[rpad('01AUTOGIRO' || repeat(' ', 14) || settled || '061500000000' || 'BET. SPEC & STOPP TK' || '123456' || '0009912346', 80)];
+    r    jsonb;
+    n    int := 0;
+    s    bigint := 0;
+    body text[] := '{}';
+BEGIN
+    FOR r IN SELECT * FROM jsonb_array_elements(rows) LOOP
+        body := body || (rpad((r->>'code') || (r->>'due') || '0' || '    ' || lpad(r->>'payer', 16, '0') || lpad(r->>'minor', 12, '0')
+                              || '0009912346' || rpad(coalesce(r->>'ref', ''), 16), 79) || (r->>'status'));
+        IF r->>'status' = '0' THEN
+            n := n + 1;
+            s := s + (r->>'minor')::bigint;
+        END IF;
+    END LOOP;
+    out := out || (rpad(sec || repeat('0', 35) || settled || '00021' || lpad(s::text, 18, '0') || '   ' || lpad(n::text, 8, '0'), 80))
+               || body
+               || (rpad('09' || settled || '9900'
+                        || CASE sec WHEN '15' THEN '000001' || lpad(n::text, 12, '0') || repeat('0', 18)
+                                    ELSE repeat('0', 18) || '000001' || lpad(n::text, 12, '0') END
+                        || repeat('0', 18), 80));
+    RETURN array_to_string(out, E'\r\n') || E'\r\n';
+END $$;
+SELECT FROM pg_temp.ag_account('r1');
+SELECT FROM register_autogiro_mandate(pg_temp.acct('r1'), '2001', '2024-05-01');
+INSERT INTO inv SELECT 'r1', pg_temp.invoice(pg_temp.acct('r1'), '{200.00 SEK}', '{p_saas}', '2024-05-01');
+SELECT is(array_length(pg_temp.lines(autogiro_claim_file('2024-05-02', '123456', '9912346')), 1), 2, 'r1''s invoice is claimed');
+SELECT results_eq($$ SELECT approved, rejected, unknown FROM import_autogiro_payments(pg_temp.spec('15', '20240531', jsonb_build_array(
+        jsonb_build_object('code', '82', 'due', '20240531', 'payer', '2001', 'minor', 25000,
+                           'ref', pg_temp.ref((SELECT id FROM inv WHERE ext = 'r1')), 'status', '0')))) $$,
+    $$ VALUES (1, 0, 0) $$, 'and paid');
+CREATE TEMP TABLE rp AS SELECT id FROM payments WHERE invoice_id = (SELECT id FROM inv WHERE ext = 'r1');
+SELECT results_eq($$ SELECT payer_number, pay_date, amount::text, outcome, file_id IS NULL, reference
+                      FROM autogiro_refund((SELECT id FROM rp), '50.00 SEK', '2024-06-05') $$,
+    $$ SELECT '2001', '2024-06-05'::date, '50.00 SEK', 'sent', true, pg_temp.ref((SELECT id FROM inv WHERE ext = 'r1')) $$,
+    'a refund to pay back by Autogiro: to the mandate''s payer number, waiting for the next claim file');
+SELECT is(pg_temp.open((SELECT id FROM inv WHERE ext = 'r1')), '50.00 SEK', 'booked at once as refund() books it: the invoice reopened by 50.00');
+SELECT is((SELECT count(*) FROM refunds WHERE payment_id = (SELECT id FROM rp)), 1::bigint, '  one refund');
+SELECT is((pg_temp.lines(autogiro_claim_file('2024-06-01', '123456', '9912346')))[2],
+          rpad('32' || '20240605' || '0' || '    ' || '0000000000002001' || '000000005000' || '0009912346'
+               || pg_temp.ref((SELECT id FROM inv WHERE ext = 'r1')), 80),
+          'the next claim file pays it out: an outgoing payment (32) on its date, in the claim''s layout');
+SELECT is(array_length(pg_temp.lines(autogiro_claim_file('2024-06-02', '123456', '9912346')), 1), 1, 'paid out once');
+SELECT results_eq($$ SELECT approved, rejected, unknown FROM import_autogiro_payments(pg_temp.spec('16', '20240605', jsonb_build_array(
+        jsonb_build_object('code', '32', 'due', '20240605', 'payer', '2001', 'minor', 5000,
+                           'ref', pg_temp.ref((SELECT id FROM inv WHERE ext = 'r1')), 'status', '0')))) $$,
+    $$ VALUES (1, 0, 0) $$, 'the payment specification confirms it (section 16)');
+SELECT is((SELECT outcome FROM autogiro_payouts WHERE amount = '50.00 SEK'), 'paid', '  paid');
+SELECT FROM autogiro_refund((SELECT id FROM rp), '20.00 SEK', '2024-06-10');
+SELECT is(pg_temp.open((SELECT id FROM inv WHERE ext = 'r1')), '70.00 SEK', 'a second refund of 20.00');
+SELECT is(array_length(pg_temp.lines(autogiro_claim_file('2024-06-08', '123456', '9912346')), 1), 2, '  paid out in the next file');
+SELECT results_eq($$ SELECT refused, unknown FROM import_autogiro_rejections(pg_temp.rejections(jsonb_build_array(
+        jsonb_build_object('code', '32', 'date', '20240610', 'payer', '2001', 'minor', 2000,
+                           'ref', pg_temp.ref((SELECT id FROM inv WHERE ext = 'r1')), 'comment', '09')), '20240609')) $$,
+    $$ VALUES (1, 0) $$, 'Bankgirot refuses it (09, outgoing payments barred)');
+SELECT results_eq($$ SELECT outcome, status_code, returned_payment_id IS NOT NULL FROM autogiro_payouts WHERE amount = '20.00 SEK' $$,
+    $$ VALUES ('refused', 9, true) $$, 'the payout is refused');
+SELECT is(pg_temp.open((SELECT id FROM inv WHERE ext = 'r1')), '50.00 SEK', 'the money did not leave: registered back on the invoice');
+SELECT is((SELECT external_id FROM payments WHERE id = (SELECT returned_payment_id FROM autogiro_payouts WHERE amount = '20.00 SEK')),
+          'autogiro:payout:' || (SELECT id FROM autogiro_payouts WHERE amount = '20.00 SEK') || ':refused', '  under its own key');
+CREATE TEMP TABLE bt AS SELECT register_payment('1.00 SEK', pg_temp.ref((SELECT id FROM inv WHERE ext = 'a2')), '2024-06-01',
+                                                'bank_transfer', 'bt-1') AS id;
+SELECT * FROM pg_temp.refused($$ SELECT autogiro_refund((SELECT id FROM bt), '1.00 SEK') $$,
+    '22023', 'payment ' || (SELECT id FROM bt) || ' cannot be paid back by Autogiro',
+    'a payment by another method: 22023');
+SELECT * FROM pg_temp.refused($$ SELECT autogiro_refund(-1, '1.00 SEK') $$,
+    '42704', 'payment -1 does not exist', 'no such payment: 42704');
+SELECT throws_ok($$ SELECT autogiro_refund((SELECT id FROM rp), '500.00 SEK') $$, '22023', NULL,
+    'more than was paid: refused as refund() refuses it');
+SELECT is((SELECT count(*) FROM autogiro_payouts), 2::bigint, '  and nothing is left to pay out');
 
 -- ------------------------------------------------------------ references equal across countries
 -- the Swedish OCR number of invoice 5000 (5000, length digit 6, Luhn) is the Norwegian KID of invoice 50006

@@ -65,8 +65,8 @@ static void
 test_writer(void)
 {
 	AutogiroClaim c[2] = {
-		{20250328, "1001", 125000, "2025-000011"},
-		{20250331, "8327912345678", 999999999999, ""},
+		{20250328, "1001", 125000, "2025-000011", false},
+		{20250331, "8327912345678", 999999999999, "", false},
 	};
 	char	   *out;
 	size_t		len;
@@ -121,6 +121,27 @@ test_writer(void)
 	   "a bankgiro number of 11 digits refused");
 	ok(autogiro_write_claims(20250320, "123456", "9912346", c, 0, &out, &len, &err) && len == 82,
 	   "no claims: the opening record alone");
+	free(out);
+}
+
+static void
+test_outgoing(void)
+{
+	AutogiroClaim c[2] = {
+		{20250328, "1001", 125000, "2025-000011", false},
+		{20250405, "1001", 25000, "2025-000011", true},
+	};
+	char	   *out;
+	size_t		len;
+	BankFileError err;
+
+	ok(autogiro_write_claims(20250401, "123456", "9912346", c, 2, &out, &len, &err), "a claim and an outgoing payment written");
+	is_int((long long) len, 3 * 82, "three records");
+	ok(memcmp(out + 82, "82", 2) == 0, "the claim: 82");
+	ok(memcmp(out + 164, "3220250405", 10) == 0, "the outgoing payment: 32 and its date");
+	ok(memcmp(out + 164 + 10, out + 82 + 10, 21) == 0, "  period code, repetitions and payer number as a claim's");
+	ok(memcmp(out + 164 + 31, "000000025000", 12) == 0, "  its amount in öre (32-43)");
+	ok(memcmp(out + 164 + 43, "0009912346" "2025-000011", 21) == 0, "  the bankgiro and reference as a claim's");
 	free(out);
 }
 
@@ -345,6 +366,7 @@ int
 main(void)
 {
 	test_writer();
+	test_outgoing();
 	test_payments();
 	test_mandates();
 	test_rejections();

@@ -64,6 +64,7 @@ DECLARE
     r       record;
     c       subbilling.autogiro_claims;
     digest  bytea;
+    pid     bigint;
 BEGIN
     refused := 0; unknown := 0;
     IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'rejections') THEN
@@ -91,8 +92,19 @@ BEGIN
              LIMIT 1
                FOR UPDATE;
         END IF;
+        IF r.code = 32 THEN
+            -- an outgoing payment (a refund paid back) refused: the money did not leave
+            pid := subbilling_internal.autogiro_payout_of(r.payer_number, r.date, r.amount_minor, r.reference);
+            IF pid IS NULL THEN
+                unknown := unknown + 1;
+            ELSE
+                PERFORM subbilling_internal.autogiro_payout_refused(pid, r.status, r.written_on);
+                refused := refused + 1;
+            END IF;
+            CONTINUE;
+        END IF;
         IF c.payment_request_id IS NULL THEN
-            unknown := unknown + 1;     -- an outgoing payment, or a claim not ours
+            unknown := unknown + 1;     -- a claim not ours
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM subbilling.payment_requests q
@@ -109,7 +121,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_rejections(text) IS
-    'read Bankgirot''s report of rejected payment orders (AVVISADE BET UPPDR): each claim of ours it names (payer number, payment date, amount, reference) is refused (autogiro_claims.outcome, status_code = the comment code) and reported with payment_failed on the report''s date, reason "autogiro: " and the comment code''s (retries, then dunning); outgoing payments and claims not ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file, 22023 another kind of Autogiro file';
+    'read Bankgirot''s report of rejected payment orders (AVVISADE BET UPPDR): each claim of ours it names (payer number, payment date, amount, reference) is refused (autogiro_claims.outcome, status_code = the comment code) and reported with payment_failed on the report''s date, reason "autogiro: " and the comment code''s (retries, then dunning); each refused payout of ours (32, autogiro_refund) is refused and its money registered back; claims and payouts not ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file, 22023 another kind of Autogiro file';
 
 CREATE FUNCTION subbilling.request_autogiro_mandate(account_id bigint, payer_number text, bank_account text,
                                                     id_number text, requested_on date DEFAULT current_date)
@@ -250,11 +262,119 @@ $$;
 COMMENT ON FUNCTION subbilling.autogiro_mandate_file(date, text, text) IS
     'the Autogiro mandate request file of a run date (payee''s customer number at Bankgirot and bankgiro number): the opening record, a cancellation (03) for every mandate cancelled by cancel_autogiro_mandate and a new mandate (04: payer number, bank account, personal or organisation number) for every one asked for by request_autogiro_mandate, each request sent once (autogiro_mandates.request_file_id); 80-character records, CR LF; the same run date again returns the same file; 22023 bad customer or bankgiro number';
 
-REVOKE ALL ON FUNCTION subbilling_internal.autogiro_rejection_reason(integer) FROM PUBLIC;
+-- ---------------------------------------------------------------- refunds paid out by Autogiro
+
+CREATE TABLE subbilling.autogiro_payouts (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id      bigint NOT NULL REFERENCES subbilling.accounts (id),
+    payment_id      bigint NOT NULL,
+    refund_id       bigint NOT NULL,
+    payer_number    text NOT NULL,
+    pay_date        date NOT NULL,
+    amount          subbilling.price NOT NULL,
+    reference       text NOT NULL,
+    file_id         bigint REFERENCES subbilling.autogiro_files (id),
+    outcome         text NOT NULL DEFAULT 'sent'
+                    CONSTRAINT autogiro_payouts_outcome_check CHECK (outcome IN ('sent', 'paid', 'refused')),
+    status_code     integer,
+    returned_payment_id bigint
+);
+SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_payouts', '');
+COMMENT ON TABLE subbilling.autogiro_payouts IS 'refunds paid back to the payer by Autogiro (outgoing payments, record 32): the refund booked (refund_id), the payer number and date, the claim file that carries it (file_id; NULL: the next one), and Bankgirot''s answer (paid; refused: status_code, 1/2 from the payment specification or the rejection report''s comment code, and the money registered back as returned_payment_id)';
+
+CREATE FUNCTION subbilling.autogiro_refund(payment_id bigint, amount subbilling.price, pay_on date DEFAULT current_date)
+    RETURNS subbilling.autogiro_payouts
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    p       subbilling.payments;
+    payer   text;
+    rid     bigint;
+    o       subbilling.autogiro_payouts;
+BEGIN
+    PERFORM subbilling_internal.check_date('pay_on', pay_on);
+    SELECT * INTO p FROM subbilling.payments x WHERE x.id = payment_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'payment % does not exist', coalesce(payment_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p.method <> 'autogiro' OR amount IS NULL OR currency(amount) <> 'SEK' THEN
+        RAISE EXCEPTION 'payment % cannot be paid back by Autogiro', payment_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Autogiro pays back payments made by Autogiro, in SEK.',
+                  HINT = 'Use refund() and pay the money back another way.';
+    END IF;
+    -- the payer number the money came from, while its mandate is active
+    SELECT m.payer_number INTO payer
+      FROM subbilling.autogiro_mandates m
+     WHERE m.account_id = p.account_id AND m.status = 'active'
+     ORDER BY (m.payer_number = (SELECT c.payer_number FROM subbilling.autogiro_claims c WHERE c.payment_id = p.id LIMIT 1))
+              IS TRUE DESC
+     LIMIT 1;
+    IF payer IS NULL THEN
+        RAISE EXCEPTION 'account % has no active Autogiro mandate to pay back to', p.account_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use refund() and pay the money back another way.';
+    END IF;
+    rid := subbilling.refund(payment_id, amount);       -- booked as any refund
+    INSERT INTO subbilling.autogiro_payouts AS x (account_id, payment_id, refund_id, payer_number, pay_date, amount, reference)
+    VALUES (p.account_id, p.id, rid, payer, pay_on, amount, coalesce(p.reference, ''))
+    RETURNING * INTO o;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION subbilling.autogiro_refund(bigint, subbilling.price, date) IS
+    'pay part or all of an Autogiro payment back to the payer by Autogiro: booked at once by refund() (customer credit first, then the invoice reopened), and paid out by an outgoing payment (32) in the next autogiro_claim_file, on pay_on or that file''s run date if later, to the payer number of the account''s active mandate; the payment specification confirms it (paid) or refuses it (refused: the money is registered back as a payment); 42704 no such payment, 22023 not an Autogiro payment in SEK, no active mandate, or what refund() refuses';
+
+-- a payout Bankgirot did not make: the money did not leave, so it is registered back
+CREATE FUNCTION subbilling_internal.autogiro_payout_refused(payout_id bigint, status_code integer, refused_on date)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    o       subbilling.autogiro_payouts;
+    pid     bigint;
+BEGIN
+    SELECT * INTO o FROM subbilling.autogiro_payouts x WHERE x.id = payout_id FOR UPDATE;
+    pid := subbilling.register_payment(o.amount, nullif(o.reference, ''), refused_on, 'autogiro',
+                                       format('autogiro:payout:%s:refused', o.id));
+    UPDATE subbilling.autogiro_payouts x
+       SET outcome = 'refused', status_code = autogiro_payout_refused.status_code, returned_payment_id = pid
+     WHERE x.id = o.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.autogiro_payout_refused(bigint, integer, date) IS
+    'an Autogiro payout refused by Bankgirot: marked refused with its code, and its amount registered back (register_payment under the refunded payment''s reference, external_id autogiro:payout:<id>:refused), undoing the refund''s money movement';
+
+-- the payout an answer (32) names: payer number, date, amount (and reference when several fit)
+CREATE FUNCTION subbilling_internal.autogiro_payout_of(payer_number text, pay_date date, amount_minor bigint,
+                                                       reference text)
+    RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT x.id FROM subbilling.autogiro_payouts x
+     WHERE x.payer_number = autogiro_payout_of.payer_number AND x.pay_date = autogiro_payout_of.pay_date
+       AND minor_units(x.amount) = amount_minor AND x.outcome = 'sent' AND x.file_id IS NOT NULL
+     ORDER BY (x.reference = coalesce(autogiro_payout_of.reference, '')) DESC, x.id
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION subbilling_internal.autogiro_payout_of(text, date, bigint, text) IS
+    'the Autogiro payout sent that an outgoing payment (32) of a result file answers: the first with that payer number, date and amount, the same reference first; NULL if none';
+
+REVOKE ALL ON FUNCTION subbilling_internal.autogiro_rejection_reason(integer),
+    subbilling_internal.autogiro_payout_refused(bigint, integer, date),
+    subbilling_internal.autogiro_payout_of(text, date, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.import_autogiro_rejections(text), subbilling.request_autogiro_mandate(bigint, text, text, text, date),
-    subbilling.cancel_autogiro_mandate(text, date), subbilling.autogiro_mandate_file(date, text, text) FROM PUBLIC;
+    subbilling.cancel_autogiro_mandate(text, date), subbilling.autogiro_mandate_file(date, text, text),
+    subbilling.autogiro_refund(bigint, subbilling.price, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION subbilling.import_autogiro_rejections(text), subbilling.request_autogiro_mandate(bigint, text, text, text, date),
-    subbilling.cancel_autogiro_mandate(text, date), subbilling.autogiro_mandate_file(date, text, text) TO subbilling_operator;
+    subbilling.cancel_autogiro_mandate(text, date), subbilling.autogiro_mandate_file(date, text, text),
+    subbilling.autogiro_refund(bigint, subbilling.price, date) TO subbilling_operator;
+GRANT SELECT ON subbilling.autogiro_payouts TO subbilling_operator;
 
 -- ---------------------------------------------------------------------------
 -- References of different countries can be equal: the Swedish OCR number of

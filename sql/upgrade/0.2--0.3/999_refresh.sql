@@ -3927,7 +3927,7 @@ CREATE OR REPLACE FUNCTION subbilling_internal.autogiro_claims_text(written_on d
     RETURNS text
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) IS
-    'an Autogiro payment-claim file (opening record 01, a claim 82 per element), CR LF line ends; 22023 if a value does not fit its field';
+    'an Autogiro payment-claim file (opening record 01, a claim 82 per element, an outgoing payment 32 for a negative amount), CR LF line ends; 22023 if a value does not fit its field';
 
 CREATE OR REPLACE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
                                                      valid_on date DEFAULT current_date)
@@ -4031,6 +4031,8 @@ DECLARE
     dues    date[];
     amounts subbilling.price[];
     refs    text[];
+    out_ids bigint[];
+    outs    record;
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('autogiro_claims');
@@ -4055,13 +4057,26 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
                                 WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
                FOR UPDATE OF r) d;
+    -- refunds to pay back (autogiro_refund): outgoing payments (32), written as negative amounts
+    SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}') AS ids,
+           coalesce(array_agg(o.payer_number ORDER BY o.id), '{}') AS payers,
+           coalesce(array_agg(greatest(o.pay_date, run_date) ORDER BY o.id), '{}') AS dates,
+           coalesce(array_agg(-minor_units(o.amount) ORDER BY o.id), '{}') AS minor,
+           coalesce(array_agg(o.reference ORDER BY o.id), '{}') AS refs
+      INTO outs
+      FROM (SELECT x.* FROM subbilling.autogiro_payouts x WHERE x.file_id IS NULL AND x.outcome = 'sent'
+               FOR UPDATE) o;
     body := subbilling_internal.autogiro_claims_text(
-        run_date, customer_number, bankgiro, dues, payers,
-        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
-        refs);
+        run_date, customer_number, bankgiro, dues || outs.dates, payers || outs.payers,
+        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k))
+            || outs.minor,
+        refs || outs.refs);
     INSERT INTO subbilling.autogiro_files AS f (kind, run_date, sha256, content)
     VALUES ('claims', run_date, sha256(convert_to(body, 'LATIN1')), body)
     RETURNING f.id INTO fid;
+    out_ids := outs.ids;
+    UPDATE subbilling.autogiro_payouts x SET file_id = fid, pay_date = greatest(x.pay_date, run_date)
+     WHERE x.id = ANY (out_ids);
     INSERT INTO subbilling.autogiro_claims (payment_request_id, attempt, account_id, file_id, payer_number, due_date,
                                             amount, reference)
     SELECT u.id, u.attempt, u.account_id, fid, u.payer_number, u.due, u.amount, u.reference
@@ -4071,7 +4086,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.autogiro_claim_file(date, text, text) IS
-    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; the same run date again returns the same file';
+    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; an outgoing payment (32) for every refund of autogiro_refund not sent before; the same run date again returns the same file';
 
 CREATE OR REPLACE FUNCTION subbilling.import_autogiro_payments(file text,
                                                     OUT file_id bigint, OUT approved integer,
@@ -4137,10 +4152,23 @@ BEGIN
             rejected := rejected + 1;
         END IF;
     END LOOP;
+    -- outgoing payments (refunds paid back, autogiro_refund): paid, or refused and registered back
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p WHERE p.code = 32 ORDER BY p.line LOOP
+        pid := subbilling_internal.autogiro_payout_of(r.payer_number, r.date, r.amount_minor, r.reference);
+        IF pid IS NULL THEN
+            unknown := unknown + 1;
+        ELSIF r.status = 0 THEN
+            UPDATE subbilling.autogiro_payouts x SET outcome = 'paid', status_code = 0 WHERE x.id = pid;
+            approved := approved + 1;
+        ELSE
+            PERFORM subbilling_internal.autogiro_payout_refused(pid, r.status, r.settled_on);
+            rejected := rejected + 1;
+        END IF;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
-    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); outgoing payments (32) of autogiro_refund confirmed (paid) or refused (the money registered back), counted with the claims; answers to no claim or payout of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
 
 CREATE OR REPLACE FUNCTION subbilling.parse_avtalegiro_agreements(file text)
     RETURNS TABLE (line integer, transaction_number integer, registration_type integer, kid text,
@@ -4351,6 +4379,7 @@ DECLARE
     r       record;
     c       subbilling.autogiro_claims;
     digest  bytea;
+    pid     bigint;
 BEGIN
     refused := 0; unknown := 0;
     IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'rejections') THEN
@@ -4378,8 +4407,19 @@ BEGIN
              LIMIT 1
                FOR UPDATE;
         END IF;
+        IF r.code = 32 THEN
+            -- an outgoing payment (a refund paid back) refused: the money did not leave
+            pid := subbilling_internal.autogiro_payout_of(r.payer_number, r.date, r.amount_minor, r.reference);
+            IF pid IS NULL THEN
+                unknown := unknown + 1;
+            ELSE
+                PERFORM subbilling_internal.autogiro_payout_refused(pid, r.status, r.written_on);
+                refused := refused + 1;
+            END IF;
+            CONTINUE;
+        END IF;
         IF c.payment_request_id IS NULL THEN
-            unknown := unknown + 1;     -- an outgoing payment, or a claim not ours
+            unknown := unknown + 1;     -- a claim not ours
             CONTINUE;
         END IF;
         IF EXISTS (SELECT 1 FROM subbilling.payment_requests q
@@ -4396,7 +4436,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_rejections(text) IS
-    'read Bankgirot''s report of rejected payment orders (AVVISADE BET UPPDR): each claim of ours it names (payer number, payment date, amount, reference) is refused (autogiro_claims.outcome, status_code = the comment code) and reported with payment_failed on the report''s date, reason "autogiro: " and the comment code''s (retries, then dunning); outgoing payments and claims not ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file, 22023 another kind of Autogiro file';
+    'read Bankgirot''s report of rejected payment orders (AVVISADE BET UPPDR): each claim of ours it names (payer number, payment date, amount, reference) is refused (autogiro_claims.outcome, status_code = the comment code) and reported with payment_failed on the report''s date, reason "autogiro: " and the comment code''s (retries, then dunning); each refused payout of ours (32, autogiro_refund) is refused and its money registered back; claims and payouts not ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file, 22023 another kind of Autogiro file';
 
 CREATE OR REPLACE FUNCTION subbilling.request_autogiro_mandate(account_id bigint, payer_number text, bank_account text,
                                                     id_number text, requested_on date DEFAULT current_date)
@@ -4536,6 +4576,87 @@ END
 $$;
 COMMENT ON FUNCTION subbilling.autogiro_mandate_file(date, text, text) IS
     'the Autogiro mandate request file of a run date (payee''s customer number at Bankgirot and bankgiro number): the opening record, a cancellation (03) for every mandate cancelled by cancel_autogiro_mandate and a new mandate (04: payer number, bank account, personal or organisation number) for every one asked for by request_autogiro_mandate, each request sent once (autogiro_mandates.request_file_id); 80-character records, CR LF; the same run date again returns the same file; 22023 bad customer or bankgiro number';
+
+CREATE OR REPLACE FUNCTION subbilling.autogiro_refund(payment_id bigint, amount subbilling.price, pay_on date DEFAULT current_date)
+    RETURNS subbilling.autogiro_payouts
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    p       subbilling.payments;
+    payer   text;
+    rid     bigint;
+    o       subbilling.autogiro_payouts;
+BEGIN
+    PERFORM subbilling_internal.check_date('pay_on', pay_on);
+    SELECT * INTO p FROM subbilling.payments x WHERE x.id = payment_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'payment % does not exist', coalesce(payment_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p.method <> 'autogiro' OR amount IS NULL OR currency(amount) <> 'SEK' THEN
+        RAISE EXCEPTION 'payment % cannot be paid back by Autogiro', payment_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Autogiro pays back payments made by Autogiro, in SEK.',
+                  HINT = 'Use refund() and pay the money back another way.';
+    END IF;
+    -- the payer number the money came from, while its mandate is active
+    SELECT m.payer_number INTO payer
+      FROM subbilling.autogiro_mandates m
+     WHERE m.account_id = p.account_id AND m.status = 'active'
+     ORDER BY (m.payer_number = (SELECT c.payer_number FROM subbilling.autogiro_claims c WHERE c.payment_id = p.id LIMIT 1))
+              IS TRUE DESC
+     LIMIT 1;
+    IF payer IS NULL THEN
+        RAISE EXCEPTION 'account % has no active Autogiro mandate to pay back to', p.account_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use refund() and pay the money back another way.';
+    END IF;
+    rid := subbilling.refund(payment_id, amount);       -- booked as any refund
+    INSERT INTO subbilling.autogiro_payouts AS x (account_id, payment_id, refund_id, payer_number, pay_date, amount, reference)
+    VALUES (p.account_id, p.id, rid, payer, pay_on, amount, coalesce(p.reference, ''))
+    RETURNING * INTO o;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION subbilling.autogiro_refund(bigint, subbilling.price, date) IS
+    'pay part or all of an Autogiro payment back to the payer by Autogiro: booked at once by refund() (customer credit first, then the invoice reopened), and paid out by an outgoing payment (32) in the next autogiro_claim_file, on pay_on or that file''s run date if later, to the payer number of the account''s active mandate; the payment specification confirms it (paid) or refuses it (refused: the money is registered back as a payment); 42704 no such payment, 22023 not an Autogiro payment in SEK, no active mandate, or what refund() refuses';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.autogiro_payout_refused(payout_id bigint, status_code integer, refused_on date)
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    o       subbilling.autogiro_payouts;
+    pid     bigint;
+BEGIN
+    SELECT * INTO o FROM subbilling.autogiro_payouts x WHERE x.id = payout_id FOR UPDATE;
+    pid := subbilling.register_payment(o.amount, nullif(o.reference, ''), refused_on, 'autogiro',
+                                       format('autogiro:payout:%s:refused', o.id));
+    UPDATE subbilling.autogiro_payouts x
+       SET outcome = 'refused', status_code = autogiro_payout_refused.status_code, returned_payment_id = pid
+     WHERE x.id = o.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.autogiro_payout_refused(bigint, integer, date) IS
+    'an Autogiro payout refused by Bankgirot: marked refused with its code, and its amount registered back (register_payment under the refunded payment''s reference, external_id autogiro:payout:<id>:refused), undoing the refund''s money movement';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.autogiro_payout_of(payer_number text, pay_date date, amount_minor bigint,
+                                                       reference text)
+    RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT x.id FROM subbilling.autogiro_payouts x
+     WHERE x.payer_number = autogiro_payout_of.payer_number AND x.pay_date = autogiro_payout_of.pay_date
+       AND minor_units(x.amount) = amount_minor AND x.outcome = 'sent' AND x.file_id IS NOT NULL
+     ORDER BY (x.reference = coalesce(autogiro_payout_of.reference, '')) DESC, x.id
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION subbilling_internal.autogiro_payout_of(text, date, bigint, text) IS
+    'the Autogiro payout sent that an outgoing payment (32) of a result file answers: the first with that payer number, date and amount, the same reference first; NULL if none';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.reference_kind_of_method(method text)
     RETURNS text
