@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "period.h"
+#include "recordwriter.h"
 
 #define REC 80
 #define FIELD(line, from) ((line) + (from) - 1)
@@ -96,36 +97,6 @@ valid_date(int64_t v)
 
 /* ---------- writer ---------- */
 
-typedef struct Out
-{
-	char	   *buf;
-	size_t		len;
-	size_t		cap;
-} Out;
-
-static bool
-put_record(Out *o, const char *rec)
-{
-	if (o->len + REC + 2 > o->cap)
-	{
-		size_t		cap = o->cap ? o->cap * 2 : 1024;
-		char	   *grown;
-
-		while (cap < o->len + REC + 2)
-			cap *= 2;
-		grown = realloc(o->buf, cap);
-		if (grown == NULL)
-			return false;
-		o->buf = grown;
-		o->cap = cap;
-	}
-	memcpy(o->buf + o->len, rec, REC);
-	o->buf[o->len + REC] = '\r';
-	o->buf[o->len + REC + 1] = '\n';
-	o->len += REC + 2;
-	return true;
-}
-
 /* s right-aligned, zero-filled, into n positions at p; false if too long or not digits */
 static bool
 put_digits(char *p, int n, const char *s)
@@ -144,13 +115,14 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 					  const AutogiroClaim *claims, int nclaims, char **out, size_t *outlen,
 					  BankFileError *err)
 {
-	Out			o = {NULL, 0, 0};
+	RecordWriter o;
 	char		rec[REC + 1];
 	int			i;
 
 	*out = NULL;
 	*outlen = 0;
 	memset(err, 0, sizeof(*err));
+	record_writer_init(&o, REC, "\r\n");
 	if (!valid_date(written_on))
 		return fail(err, 0, "the file's date %d is not a valid date.", (int) written_on);
 	memset(rec, ' ', REC);
@@ -164,7 +136,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 	memcpy(FIELD(rec, 63), customer_number, 6);
 	if (!put_digits(FIELD(rec, 69), 10, bankgiro))
 		return fail(err, 0, "the bankgiro number \"%s\" is not 1-10 digits.", bankgiro);
-	if (!put_record(&o, rec))
+	if (!record_put(&o, rec))
 		return fail(err, 0, "out of memory.");
 	for (i = 0; i < nclaims; i++)
 	{
@@ -214,7 +186,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 			}
 		}
 		memcpy(FIELD(rec, 54), c->reference, rl);
-		if (!put_record(&o, rec))
+		if (!record_put(&o, rec))
 		{
 			free(o.buf);
 			return fail(err, i + 1, "out of memory.");
