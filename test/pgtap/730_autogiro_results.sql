@@ -12,7 +12,7 @@ SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(76);
+SELECT plan(77);
 
 \set mandates `cat test/bankfiles/autogiro_mandates.txt`
 CREATE TEMP TABLE advice_file AS SELECT :'mandates'::text AS body;
@@ -191,6 +191,9 @@ SELECT is(pg_temp.lines(autogiro_mandate_file('2024-04-11', '666666', '11111119'
           ARRAY[rpad('0120240411AUTOGIRO' || repeat(' ', 44) || '6666660011111119', 80),
                 rpad('0300111111190000000000001003', 80)],
           'the next request file: a cancellation (03: bankgiro, payer number), as Bankgirot''s layout has it');
+SELECT FROM request_autogiro_mandate(pg_temp.acct('a4'), '1006', '8327912345678', '5560000001', '2024-04-12');
+SELECT results_eq($$ SELECT status, request FROM register_autogiro_mandate(pg_temp.acct('a4'), '1006', '2024-04-12') $$,
+    $$ VALUES ('active', NULL::text) $$, 'a requested mandate registered by hand (Bankgirot has it): active, nothing to send');
 SELECT * FROM pg_temp.refused($$ SELECT cancel_autogiro_mandate('4711') $$,
     '42704', 'no Autogiro mandate with payer number 4711', 'cancelling an unknown payer number: 42704');
 SELECT * FROM pg_temp.refused($$ SELECT autogiro_mandate_file('2024-04-12', '12345', '9912346') $$,

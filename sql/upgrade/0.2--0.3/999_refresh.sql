@@ -3954,7 +3954,7 @@ BEGIN
     INSERT INTO subbilling.autogiro_mandates AS x (payer_number, account_id, status, changed_on, source)
     VALUES (payer_number, account_id, 'active', valid_on, 'hand')
     ON CONFLICT ON CONSTRAINT autogiro_mandates_pkey DO UPDATE
-       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand'
+       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand', request = NULL, request_file_id = NULL
      WHERE x.account_id = EXCLUDED.account_id
     RETURNING * INTO m;
     IF NOT FOUND THEN
@@ -3965,7 +3965,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date) IS
-    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number; the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
+    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number (one Bankgirot has: a request to send for it is dropped); the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
 
 CREATE OR REPLACE FUNCTION subbilling.import_autogiro_mandates(file text,
                                                     OUT file_id bigint, OUT activated integer,
@@ -3999,7 +3999,8 @@ BEGIN
            SET status = CASE WHEN r.status = 32 THEN 'active'
                              WHEN r.status IN (2, 3, 6, 7, 33, 98) THEN 'cancelled' ELSE 'rejected' END,
                status_code = r.status, changed_on = r.date, source = 'file',
-               request = CASE WHEN m.request_file_id IS NOT NULL THEN NULL ELSE m.request END,
+               request = CASE WHEN m.request_file_id IS NOT NULL OR (r.status = 32 AND m.request = 'new') THEN NULL
+                              ELSE m.request END,
                bank_account = coalesce(r.bank_account, m.bank_account), id_number = coalesce(r.id_number, m.id_number)
          WHERE m.payer_number = r.payer_number;
         IF NOT FOUND THEN
