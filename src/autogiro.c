@@ -2,9 +2,9 @@
  *
  * autogiro.c
  *	  SQL access to the Autogiro files of src/core/autogiro.c:
- *	  parse_autogiro(file) reads a payment specification or a mandate
- *	  advice into rows; autogiro_claims_text(...) writes a payment-claim
- *	  file.  Files are text in the database encoding, handled as
+ *	  parse_autogiro(file) reads a payment specification, a mandate
+ *	  advice or a rejection report into rows; autogiro_claims_text(...)
+ *	  writes a payment-claim file.  Files are text in the database encoding, handled as
  *	  ISO-8859-1 as the bank files are (src/bankfile.c); an invalid file
  *	  raises 22P02 with the line and the reason.  docs/directdebit.md.
  *
@@ -134,7 +134,8 @@ parse_autogiro(PG_FUNCTION_ARGS)
 			bool		n[AUTOGIRO_COLUMNS];
 
 			memset(n, false, sizeof(n));
-			v[0] = CStringGetTextDatum(f.kind == AUTOGIRO_PAYMENTS ? "payments" : "mandates");
+			v[0] = CStringGetTextDatum(f.kind == AUTOGIRO_PAYMENTS ? "payments" :
+									   f.kind == AUTOGIRO_MANDATES ? "mandates" : "rejections");
 			v[1] = Int32GetDatum(r->line);
 			v[2] = Int32GetDatum(r->code);
 			v[3] = Packed(r->date, &n[3]);
@@ -149,7 +150,7 @@ parse_autogiro(PG_FUNCTION_ARGS)
 			v[11] = Latin(r->id_number, &n[11]);
 			v[12] = Packed(r->settled_on, &n[12]);
 			v[13] = Int32GetDatum(r->section_serial);
-			n[13] = (r->code == 73);
+			n[13] = (r->code == 73 || f.kind == AUTOGIRO_REJECTIONS);
 			v[14] = Packed(f.written_on, &n[14]);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 		}
@@ -164,7 +165,8 @@ parse_autogiro(PG_FUNCTION_ARGS)
 
 /*
  * autogiro_claims_text(written_on, customer_number, bankgiro, due_dates,
- * payer_numbers, amounts (öre), references): the payment-claim file.
+ * payer_numbers, amounts (öre; negative: an outgoing payment, 32),
+ * references): the payment-claim file.
  */
 Datum
 autogiro_claims_text(PG_FUNCTION_ARGS)
@@ -223,6 +225,12 @@ autogiro_claims_text(PG_FUNCTION_ARGS)
 					 errmsg("claim %d: the payer number \"%s\" is not 1-16 digits", i + 1, p)));
 		strcpy(claims[i].payer_number, p);
 		claims[i].amount = DatumGetInt64(amount[i]);
+		if (claims[i].amount < 0 && claims[i].amount >= -AUTOGIRO_MAX_AMOUNT)
+		{
+			/* a negative amount is money out: an outgoing payment (32) */
+			claims[i].amount = -claims[i].amount;
+			claims[i].outgoing = true;
+		}
 		r = TextDatumGetCString(ref[i]);
 		{
 			char	   *lat = palloc(strlen(r) + 1);

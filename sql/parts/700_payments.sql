@@ -396,6 +396,10 @@ BEGIN
     ELSE
         SELECT array_agg(i.id) INTO hits
           FROM (SELECT i.id FROM subbilling.invoices i WHERE i.reference = ref AND i.status <> 'draft' LIMIT 2) i;
+        IF cardinality(hits) > 1 THEN
+            -- the same digits are a reference in several countries: the method's or the currency's decide
+            hits := coalesce(subbilling_internal.invoices_of_reference(ref, m, amount), hits);
+        END IF;
         IF hits IS NULL THEN
             reason := 'unknown reference';
         ELSIF cardinality(hits) > 1 THEN

@@ -16,7 +16,7 @@ CREATE FUNCTION subbilling.parse_autogiro(file text)
                    id_number text, settled_on date, section_serial integer, written_on date)
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
 COMMENT ON FUNCTION subbilling.parse_autogiro(text) IS
-    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
+    'the records of a Bankgirot Autogiro payment specification (82 incoming, 32 outgoing, 77 refunds: status 0 approved, 1 insufficient funds, 2 no mandate, 9 renewed attempt) or mandate advice (73: information and status codes) or report of rejected payment orders (kind rejections, 82/32: status the comment code, 01 no mandate ...), after checking the whole file (layout, sections'' and end record''s counts and amounts); 22P02 with the line and reason if it is not valid';
 
 CREATE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, customer_number text, bankgiro text,
                                                          due_dates date[], payer_numbers text[],
@@ -24,29 +24,11 @@ CREATE FUNCTION subbilling_internal.autogiro_claims_text(written_on date, custom
     RETURNS text
     AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) IS
-    'an Autogiro payment-claim file (opening record 01, a claim 82 per element), CR LF line ends; 22023 if a value does not fit its field';
-
-CREATE TABLE subbilling.autogiro_mandates (
-    payer_number    text PRIMARY KEY
-                    CONSTRAINT autogiro_mandates_payer_number_check CHECK (payer_number ~ '^[1-9][0-9]{0,15}$'),
-    account_id      bigint NOT NULL REFERENCES subbilling.accounts (id),
-    status          text NOT NULL DEFAULT 'active'
-                    CONSTRAINT autogiro_mandates_status_check
-                    CHECK (status IN ('active', 'cancelled', 'rejected')),
-    bank_account    text,
-    id_number       text,
-    status_code     integer,
-    changed_on      date NOT NULL,
-    source          text NOT NULL
-                    CONSTRAINT autogiro_mandates_source_check CHECK (source IN ('hand', 'file'))
-);
-CREATE UNIQUE INDEX autogiro_mandates_one_active ON subbilling.autogiro_mandates (account_id) WHERE status = 'active';
-SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_mandates', '');
-COMMENT ON TABLE subbilling.autogiro_mandates IS 'Autogiro mandates (medgivanden): the payer number Bankgirot knows an account by, and whether money may be claimed (active; at most one per account); from register_autogiro_mandate or a mandate advice (status_code: Bankgirot''s, 32 new, 02/03/07/33/98 cancelled ...)';
+    'an Autogiro payment-claim file (opening record 01, a claim 82 per element, an outgoing payment 32 for a negative amount), CR LF line ends; 22023 if a value does not fit its field';
 
 CREATE TABLE subbilling.autogiro_files (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind        text NOT NULL CONSTRAINT autogiro_files_kind_check CHECK (kind IN ('claims', 'payments', 'mandates')),
+    kind        text NOT NULL CONSTRAINT autogiro_files_kind_check CHECK (kind IN ('claims', 'payments', 'mandates', 'rejections', 'mandate_requests')),
     run_date    date,
     sha256      bytea NOT NULL,
     content     text NOT NULL,
@@ -55,7 +37,28 @@ CREATE TABLE subbilling.autogiro_files (
     CONSTRAINT autogiro_files_once UNIQUE (kind, sha256)
 );
 SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_files', '');
-COMMENT ON TABLE subbilling.autogiro_files IS 'Autogiro files written (claims, one per run date) and read (payment specifications, mandate advices; each content once)';
+COMMENT ON TABLE subbilling.autogiro_files IS 'Autogiro files written (claims and mandate requests, one per run date) and read (payment specifications, mandate advices, rejection reports; each content once)';
+
+CREATE TABLE subbilling.autogiro_mandates (
+    payer_number    text PRIMARY KEY
+                    CONSTRAINT autogiro_mandates_payer_number_check CHECK (payer_number ~ '^[1-9][0-9]{0,15}$'),
+    account_id      bigint NOT NULL REFERENCES subbilling.accounts (id),
+    status          text NOT NULL DEFAULT 'active'
+                    CONSTRAINT autogiro_mandates_status_check
+                    CHECK (status IN ('active', 'cancelled', 'rejected', 'requested')),
+    bank_account    text,
+    id_number       text,
+    status_code     integer,
+    changed_on      date NOT NULL,
+    source          text NOT NULL
+                    CONSTRAINT autogiro_mandates_source_check CHECK (source IN ('hand', 'file')),
+    request         text
+                    CONSTRAINT autogiro_mandates_request_check CHECK (request IN ('new', 'cancel')),
+    request_file_id bigint REFERENCES subbilling.autogiro_files (id)
+);
+CREATE UNIQUE INDEX autogiro_mandates_one_active ON subbilling.autogiro_mandates (account_id) WHERE status = 'active';
+SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_mandates', '');
+COMMENT ON TABLE subbilling.autogiro_mandates IS 'Autogiro mandates (medgivanden): the payer number Bankgirot knows an account by, and whether money may be claimed (active; at most one per account); from register_autogiro_mandate, request_autogiro_mandate (requested until Bankgirot approves it) or a mandate advice (status_code: Bankgirot''s, 32 new, 02/03/07/33/98 cancelled ...); request: new or cancel, to be sent to Bankgirot (request_file_id NULL) or sent in that mandate request file and not yet answered';
 
 CREATE TABLE subbilling.autogiro_claims (
     payment_request_id  bigint NOT NULL,
@@ -67,14 +70,14 @@ CREATE TABLE subbilling.autogiro_claims (
     amount              subbilling.price NOT NULL,
     reference           text NOT NULL,
     outcome             text NOT NULL DEFAULT 'sent'
-                        CONSTRAINT autogiro_claims_outcome_check CHECK (outcome IN ('sent', 'approved', 'rejected')),
+                        CONSTRAINT autogiro_claims_outcome_check CHECK (outcome IN ('sent', 'approved', 'rejected', 'refused')),
     status_code         integer,
     payment_id          bigint,
     PRIMARY KEY (payment_request_id, attempt),
     FOREIGN KEY (account_id, payment_request_id) REFERENCES subbilling.payment_requests (account_id, id)
 );
 SELECT pg_catalog.pg_extension_config_dump('subbilling.autogiro_claims', '');
-COMMENT ON TABLE subbilling.autogiro_claims IS 'each attempt of a payment request claimed through Autogiro, once (the primary key): the file, what was claimed, and Bankgirot''s answer (approved: payment_id; rejected: status_code 1 insufficient funds, 2 no mandate, 9 renewed attempt)';
+COMMENT ON TABLE subbilling.autogiro_claims IS 'each attempt of a payment request claimed through Autogiro, once (the primary key): the file, what was claimed, and Bankgirot''s answer (approved: payment_id; rejected on the payment date: status_code 1 insufficient funds, 2 no mandate, 9 renewed attempt; refused before it, in a rejection report: status_code the comment code, 01 no mandate, 02 account closed ...)';
 
 CREATE FUNCTION subbilling.register_autogiro_mandate(account_id bigint, payer_number text,
                                                      valid_on date DEFAULT current_date)
@@ -101,7 +104,7 @@ BEGIN
     INSERT INTO subbilling.autogiro_mandates AS x (payer_number, account_id, status, changed_on, source)
     VALUES (payer_number, account_id, 'active', valid_on, 'hand')
     ON CONFLICT ON CONSTRAINT autogiro_mandates_pkey DO UPDATE
-       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand'
+       SET status = 'active', changed_on = EXCLUDED.changed_on, source = 'hand', request = NULL, request_file_id = NULL
      WHERE x.account_id = EXCLUDED.account_id
     RETURNING * INTO m;
     IF NOT FOUND THEN
@@ -112,7 +115,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date) IS
-    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number; the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
+    'register (or reactivate) an account''s Autogiro mandate by hand under its payer number (one Bankgirot has: a request to send for it is dropped); the account''s other active mandate is cancelled; 22023 bad payer number, 42704 no such account, 23505 the payer number is another account''s';
 
 CREATE FUNCTION subbilling.import_autogiro_mandates(file text,
                                                     OUT file_id bigint, OUT activated integer,
@@ -146,6 +149,8 @@ BEGIN
            SET status = CASE WHEN r.status = 32 THEN 'active'
                              WHEN r.status IN (2, 3, 6, 7, 33, 98) THEN 'cancelled' ELSE 'rejected' END,
                status_code = r.status, changed_on = r.date, source = 'file',
+               request = CASE WHEN m.request_file_id IS NOT NULL OR (r.status = 32 AND m.request = 'new') THEN NULL
+                              ELSE m.request END,
                bank_account = coalesce(r.bank_account, m.bank_account), id_number = coalesce(r.id_number, m.id_number)
          WHERE m.payer_number = r.payer_number;
         IF NOT FOUND THEN
@@ -159,7 +164,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_mandates(text) IS
-    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+    'read a Bankgirot mandate advice (AG-MEDAVI): status 32 activates the mandate of that payer number, 02/03/06/07/33/98 cancel it, other codes mark it rejected; a request sent (autogiro_mandate_file) is answered; payer numbers not registered are counted as unknown; the same file again changes nothing (repeated); 22P02 invalid file';
 
 CREATE FUNCTION subbilling.autogiro_claim_file(run_date date, customer_number text, bankgiro text)
     RETURNS text
@@ -177,6 +182,8 @@ DECLARE
     dues    date[];
     amounts subbilling.price[];
     refs    text[];
+    out_ids bigint[];
+    outs    record;
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('autogiro_claims');
@@ -201,13 +208,26 @@ BEGIN
                AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
                                 WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
                FOR UPDATE OF r) d;
+    -- refunds to pay back (autogiro_refund): outgoing payments (32), written as negative amounts
+    SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}') AS ids,
+           coalesce(array_agg(o.payer_number ORDER BY o.id), '{}') AS payers,
+           coalesce(array_agg(greatest(o.pay_date, run_date) ORDER BY o.id), '{}') AS dates,
+           coalesce(array_agg(-minor_units(o.amount) ORDER BY o.id), '{}') AS minor,
+           coalesce(array_agg(o.reference ORDER BY o.id), '{}') AS refs
+      INTO outs
+      FROM (SELECT x.* FROM subbilling.autogiro_payouts x WHERE x.file_id IS NULL AND x.outcome = 'sent'
+               FOR UPDATE) o;
     body := subbilling_internal.autogiro_claims_text(
-        run_date, customer_number, bankgiro, dues, payers,
-        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k)),
-        refs);
+        run_date, customer_number, bankgiro, dues || outs.dates, payers || outs.payers,
+        (SELECT coalesce(array_agg(minor_units(a) ORDER BY k), '{}') FROM unnest(amounts) WITH ORDINALITY AS u(a, k))
+            || outs.minor,
+        refs || outs.refs);
     INSERT INTO subbilling.autogiro_files AS f (kind, run_date, sha256, content)
     VALUES ('claims', run_date, sha256(convert_to(body, 'LATIN1')), body)
     RETURNING f.id INTO fid;
+    out_ids := outs.ids;
+    UPDATE subbilling.autogiro_payouts x SET file_id = fid, pay_date = greatest(x.pay_date, run_date)
+     WHERE x.id = ANY (out_ids);
     INSERT INTO subbilling.autogiro_claims (payment_request_id, attempt, account_id, file_id, payer_number, due_date,
                                             amount, reference)
     SELECT u.id, u.attempt, u.account_id, fid, u.payer_number, u.due, u.amount, u.reference
@@ -217,7 +237,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.autogiro_claim_file(date, text, text) IS
-    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; the same run date again returns the same file';
+    'the Autogiro payment-claim file of a run date (payee''s customer number at Bankgirot and bankgiro number): a claim (82) for every requested payment of an account paying by Autogiro with an active mandate, not claimed before, due on the invoice''s due date (or the run date if later), amount the request''s, reference the invoice''s; an outgoing payment (32) for every refund of autogiro_refund not sent before; the same run date again returns the same file';
 
 CREATE FUNCTION subbilling.import_autogiro_payments(file text,
                                                     OUT file_id bigint, OUT approved integer,
@@ -283,10 +303,23 @@ BEGIN
             rejected := rejected + 1;
         END IF;
     END LOOP;
+    -- outgoing payments (refunds paid back, autogiro_refund): paid, or refused and registered back
+    FOR r IN SELECT * FROM subbilling.parse_autogiro(file) p WHERE p.code = 32 ORDER BY p.line LOOP
+        pid := subbilling_internal.autogiro_payout_of(r.payer_number, r.date, r.amount_minor, r.reference);
+        IF pid IS NULL THEN
+            unknown := unknown + 1;
+        ELSIF r.status = 0 THEN
+            UPDATE subbilling.autogiro_payouts x SET outcome = 'paid', status_code = 0 WHERE x.id = pid;
+            approved := approved + 1;
+        ELSE
+            PERFORM subbilling_internal.autogiro_payout_refused(pid, r.status, r.settled_on);
+            rejected := rejected + 1;
+        END IF;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION subbilling.import_autogiro_payments(text) IS
-    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); answers to no claim of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
+    'read a Bankgirot payment specification back: each approved claim (status 0) registered with register_payment (method autogiro, the invoice''s reference, the section''s date; external_id autogiro:<bankgiro>:<date>:<section serial>:<payment request>.<attempt>), which settles the request; each rejected one (1 insufficient funds, 2 no mandate, 9 renewed attempt) reported with payment_failed (retries, then dunning); outgoing payments (32) of autogiro_refund confirmed (paid) or refused (the money registered back), counted with the claims; answers to no claim or payout of ours counted unknown; the same file again changes nothing (repeated); 22P02 invalid file';
 
 REVOKE ALL ON FUNCTION subbilling_internal.autogiro_claims_text(date, text, text, date[], text[], bigint[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION subbilling.register_autogiro_mandate(bigint, text, date), subbilling.import_autogiro_mandates(text),

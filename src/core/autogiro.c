@@ -9,7 +9,7 @@
  *
  *   claim file, 01: 3-10 date written, 11-22 "AUTOGIRO", 63-68 customer
  *     number, 69-78 payee's bankgiro;
- *   claim file, 82: 3-10 due date, 11 period code (0: once), 12-14
+ *   claim file, 82 (32 outgoing payment, the same fields): 3-10 due date, 11 period code (0: once), 12-14
  *     repetitions (blank), 16-31 payer number, 32-43 amount (öre), 44-53
  *     payee's bankgiro, 54-69 reference;
  *   payment specification, 01: 3-10 "AUTOGIRO", 25-44 timestamp (date
@@ -23,7 +23,13 @@
  *     65-70 customer number, 71-80 bankgiro; 73: 3-12 bankgiro, 13-28
  *     payer number, 29-44 account, 45-56 personal number, 62-63
  *     information code, 64-65 status, 66-73 date; 09: 3-10 date, 11-14
- *     "9900", 15-21 number of 73 records.
+ *     "9900", 15-21 number of 73 records;
+ *   rejected payment orders, 01: 3-10 "AUTOGIRO", 25-32 date, 45-64
+ *     "AVVISADE BET UPPDR", 65-70 customer number, 71-80 bankgiro; 82/32:
+ *     3-10 payment date, 11 period code, 12-14 repetitions, 15-30 payer
+ *     number, 31-42 amount, 43-58 reference, 59-60 comment code; 09: 3-10
+ *     date, 11-14 "9900", 15-20 number of 32 records, 21-32 their amount,
+ *     33-38 number of 82 records, 39-50 their amount.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +42,7 @@
 #include <string.h>
 
 #include "period.h"
+#include "recordwriter.h"
 
 #define REC 80
 #define FIELD(line, from) ((line) + (from) - 1)
@@ -90,36 +97,6 @@ valid_date(int64_t v)
 
 /* ---------- writer ---------- */
 
-typedef struct Out
-{
-	char	   *buf;
-	size_t		len;
-	size_t		cap;
-} Out;
-
-static bool
-put_record(Out *o, const char *rec)
-{
-	if (o->len + REC + 2 > o->cap)
-	{
-		size_t		cap = o->cap ? o->cap * 2 : 1024;
-		char	   *grown;
-
-		while (cap < o->len + REC + 2)
-			cap *= 2;
-		grown = realloc(o->buf, cap);
-		if (grown == NULL)
-			return false;
-		o->buf = grown;
-		o->cap = cap;
-	}
-	memcpy(o->buf + o->len, rec, REC);
-	o->buf[o->len + REC] = '\r';
-	o->buf[o->len + REC + 1] = '\n';
-	o->len += REC + 2;
-	return true;
-}
-
 /* s right-aligned, zero-filled, into n positions at p; false if too long or not digits */
 static bool
 put_digits(char *p, int n, const char *s)
@@ -138,13 +115,14 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 					  const AutogiroClaim *claims, int nclaims, char **out, size_t *outlen,
 					  BankFileError *err)
 {
-	Out			o = {NULL, 0, 0};
+	RecordWriter o;
 	char		rec[REC + 1];
 	int			i;
 
 	*out = NULL;
 	*outlen = 0;
 	memset(err, 0, sizeof(*err));
+	record_writer_init(&o, REC, "\r\n");
 	if (!valid_date(written_on))
 		return fail(err, 0, "the file's date %d is not a valid date.", (int) written_on);
 	memset(rec, ' ', REC);
@@ -158,7 +136,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 	memcpy(FIELD(rec, 63), customer_number, 6);
 	if (!put_digits(FIELD(rec, 69), 10, bankgiro))
 		return fail(err, 0, "the bankgiro number \"%s\" is not 1-10 digits.", bankgiro);
-	if (!put_record(&o, rec))
+	if (!record_put(&o, rec))
 		return fail(err, 0, "out of memory.");
 	for (i = 0; i < nclaims; i++)
 	{
@@ -168,7 +146,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 					k;
 
 		memset(rec, ' ', REC);
-		rec[0] = '8';
+		rec[0] = c->outgoing ? '3' : '8';
 		rec[1] = '2';
 		if (!valid_date(c->due_date))
 		{
@@ -208,7 +186,7 @@ autogiro_write_claims(int32_t written_on, const char *customer_number, const cha
 			}
 		}
 		memcpy(FIELD(rec, 54), c->reference, rl);
-		if (!put_record(&o, rec))
+		if (!record_put(&o, rec))
 		{
 			free(o.buf);
 			return fail(err, i + 1, "out of memory.");
@@ -354,6 +332,58 @@ close_section(Section *s, int line, BankFileError *err)
 	return true;
 }
 
+/* count and amount of the rejected records of one kind */
+typedef struct Totals
+{
+	int64_t		n;
+	int64_t		sum;
+} Totals;
+
+/* A record of the rejection report: 82 or 32 with its comment code */
+static bool
+rejection_fields(const char *rec, int line, BankFileError *err, AutogiroRecord *r, Totals *t)
+{
+	int64_t		v;
+
+	if (!date_field(rec, 3, "payment date", line, err, &r->date) ||
+		!numeric(rec, 15, 16, "payer number", line, err, &v) ||
+		!numeric(rec, 31, 12, "amount", line, err, &r->amount) ||
+		!numeric(rec, 59, 2, "comment code", line, err, &v))
+		return false;
+	r->status = (int) v;
+	number_text(FIELD(rec, 15), 16, r->payer_number);
+	trimmed(FIELD(rec, 43), 16, r->reference);
+	if (__builtin_add_overflow(t->sum, r->amount, &t->sum))
+		return fail(err, line, "the rejected amounts overflow.");
+	t->n++;
+	return true;
+}
+
+/* The end record of a rejection report: number and amount of 32, then of 82 */
+static bool
+rejection_totals(const char *rec, int line, const Totals *t, BankFileError *err)
+{
+	static const char *const what[2] = {"outgoing (32)", "incoming (82)"};
+	int			k;
+
+	for (k = 0; k < 2; k++)
+	{
+		int64_t		n,
+					sum;
+
+		if (!numeric(rec, 15 + 18 * k, 6, "number of rejected payments", line, err, &n) ||
+			!numeric(rec, 21 + 18 * k, 12, "amount of rejected payments", line, err, &sum))
+			return false;
+		if (n != t[k].n)
+			return fail(err, line, "the end record counts %lld rejected %s payments; the file has %lld.",
+						(long long) n, what[k], (long long) t[k].n);
+		if (sum != t[k].sum)
+			return fail(err, line, "the end record says %lld öre of rejected %s payments; they add up to %lld.",
+						(long long) sum, what[k], (long long) t[k].sum);
+	}
+	return true;
+}
+
 bool
 autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err)
 {
@@ -364,6 +394,7 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 	int64_t		nsec[3] = {0, 0, 0};	/* sections 15, 16, 17 */
 	int64_t		nrec[3] = {0, 0, 0};	/* approved 82, 32; all 77 */
 	int			n73 = 0;
+	Totals		rej[2] = {{0, 0}, {0, 0}};	/* rejected 32 and 82 */
 
 	memset(f, 0, sizeof(*f));
 	memset(err, 0, sizeof(*err));
@@ -445,9 +476,15 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 				if (!date_field(rec, 25, "date written", ln, err, &f->written_on))
 					return parse_failed(f);
 			}
+			else if (memcmp(FIELD(rec, 45), "AVVISADE BET UPPDR", 18) == 0)
+			{
+				f->kind = AUTOGIRO_REJECTIONS;
+				if (!date_field(rec, 25, "date written", ln, err, &f->written_on))
+					return parse_failed(f);
+			}
 			else
 			{
-				fail(err, ln, "an Autogiro file of another kind (\"%.20s\", positions 45-64): this reads payment specifications (BET. SPEC & STOPP TK) and mandate advices (AG-MEDAVI).",
+				fail(err, ln, "an Autogiro file of another kind (\"%.20s\", positions 45-64): this reads payment specifications (BET. SPEC & STOPP TK), mandate advices (AG-MEDAVI) and rejected payment orders (AVVISADE BET UPPDR).",
 					 FIELD(rec, 45));
 				return parse_failed(f);
 			}
@@ -474,7 +511,12 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 				fail(err, ln, "positions 11-14 of the end record are \"%.4s\", not 9900.", FIELD(rec, 11));
 				return parse_failed(f);
 			}
-			if (f->kind == AUTOGIRO_MANDATES)
+			if (f->kind == AUTOGIRO_REJECTIONS)
+			{
+				if (!rejection_totals(rec, ln, rej, err))
+					return parse_failed(f);
+			}
+			else if (f->kind == AUTOGIRO_MANDATES)
 			{
 				if (!numeric(rec, 15, 7, "number of mandate records", ln, err, &v))
 					return parse_failed(f);
@@ -546,6 +588,28 @@ autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err
 			number_text(r->account, (int) strlen(r->account), r->account);
 			trimmed(FIELD(rec, 45), 12, r->id_number);
 			n73++;
+			continue;
+		}
+
+		if (f->kind == AUTOGIRO_REJECTIONS)
+		{
+			AutogiroRecord *r;
+
+			if (code != 82 && code != 32)
+			{
+				fail(err, ln, "a report of rejected payment orders has rejected payments (82, 32) and an end record (09), not %02d.", code);
+				return parse_failed(f);
+			}
+			if ((r = add_record(f)) == NULL)
+			{
+				fail(err, ln, "out of memory.");
+				return parse_failed(f);
+			}
+			r->line = ln;
+			r->code = code;
+			strcpy(r->bankgiro, f->bankgiro);
+			if (!rejection_fields(rec, ln, err, r, &rej[code == 32 ? 0 : 1]))
+				return parse_failed(f);
 			continue;
 		}
 

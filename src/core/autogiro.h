@@ -5,7 +5,9 @@
  *	  payment-claim file a payee sends (opening record 01, claims 82), and
  *	  the files Bankgirot sends back: the payment specification ("BET. SPEC
  *	  & STOPP TK": approved and rejected claims, 01/15/82/16/32/17/77/09)
- *	  and the mandate advice ("AG-MEDAVI": mandate changes, 01/73/09).
+ *	  the mandate advice ("AG-MEDAVI": mandate changes, 01/73/09) and the
+ *	  report of rejected payment orders ("AVVISADE BET UPPDR": claims
+ *	  refused before their payment date, with a comment code, 01/82/32/09).
  *
  * Plain C, no PostgreSQL headers; unit-tested (test/unit/test_autogiro.c)
  * and fuzzed (test/fuzz/fuzz_autogiro.c).  Records are 80 characters of
@@ -27,7 +29,10 @@
 /* Largest amount of a claim: 12 digits of öre */
 #define AUTOGIRO_MAX_AMOUNT INT64_C(999999999999)
 
-/* One payment claim (transaction code 82, incoming payment) */
+/*
+ * One payment order: a claim (transaction code 82, incoming payment), or
+ * with outgoing set a payment to the payer (32, e.g. a refund)
+ */
 typedef struct AutogiroClaim
 {
 	int32_t		due_date;		/* packed YYYYMMDD */
@@ -35,12 +40,13 @@ typedef struct AutogiroClaim
 	int64_t		amount;			/* öre, 1 .. AUTOGIRO_MAX_AMOUNT */
 	char		reference[17];	/* 0-16 characters, printed on the payer's
 								 * statement */
+	bool		outgoing;		/* 32 instead of 82 */
 } AutogiroClaim;
 
 /*
  * Write a payment-claim file: the opening record (written_on, the payee's
  * six-digit customer number at Bankgirot and bankgiro number) and one 82
- * record per claim, each line ended by CR LF.  *out is malloc'ed (free it).
+ * record per claim (32 per outgoing payment), each line ended by CR LF.  *out is malloc'ed (free it).
  * False with err (line = 1-based claim number, 0 for the opening) if a
  * value does not fit its field.
  */
@@ -61,7 +67,9 @@ typedef struct AutogiroRecord
 	char		reference[17];	/* trimmed */
 	int			status;			/* 82/32: 0 approved, 1 insufficient funds, 2
 								 * no mandate / account closed, 9 renewed
-								 * attempt; 77: refund code; 73: status code */
+								 * attempt; 77: refund code; 73: status code;
+								 * rejection report: the comment code (01
+								 * no mandate, 02 account closed, ...) */
 	int			info;			/* 73: information code; else 0 */
 	char		account[17];	/* 73: payer's account, without leading zeros */
 	char		id_number[13];	/* 73: payer's personal / organisation number */
@@ -72,7 +80,8 @@ typedef struct AutogiroRecord
 typedef enum AutogiroFileKind
 {
 	AUTOGIRO_PAYMENTS = 1,		/* BET. SPEC & STOPP TK */
-	AUTOGIRO_MANDATES = 2		/* AG-MEDAVI */
+	AUTOGIRO_MANDATES = 2,		/* AG-MEDAVI */
+	AUTOGIRO_REJECTIONS = 3		/* AVVISADE BET UPPDR */
 } AutogiroFileKind;
 
 typedef struct AutogiroFile
@@ -91,8 +100,8 @@ typedef struct AutogiroFile
 } AutogiroFile;
 
 /*
- * Parse a payment specification or a mandate advice (recognised by its
- * opening record).  On success fills *f (release with autogiro_free);
+ * Parse a payment specification, a mandate advice or a report of rejected
+ * payment orders (recognised by its opening record).  On success fills *f (release with autogiro_free);
  * else err with the line and the reason, *f left empty.
  */
 extern bool autogiro_parse(const char *data, size_t len, AutogiroFile *f, BankFileError *err);

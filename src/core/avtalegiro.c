@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "period.h"
+#include "recordwriter.h"
 
 #define REC 80
 #define FIELD(line, from) ((line) + (from) - 1)
@@ -368,36 +369,6 @@ avtalegiro_parse_agreements(const char *data, size_t len, AvtaleGiroAgreements *
 
 /* ---------- claims ---------- */
 
-typedef struct Out
-{
-	char	   *buf;
-	size_t		len;
-	size_t		cap;
-	int			records;
-} Out;
-
-static bool
-put(Out *o, const char *rec)
-{
-	if (o->len + REC + 1 > o->cap)
-	{
-		size_t		cap = o->cap ? o->cap * 2 : 2048;
-		char	   *g;
-
-		while (cap < o->len + REC + 1)
-			cap *= 2;
-		if ((g = realloc(o->buf, cap)) == NULL)
-			return false;
-		o->buf = g;
-		o->cap = cap;
-	}
-	memcpy(o->buf + o->len, rec, REC);
-	o->buf[o->len + REC] = '\n';
-	o->len += REC + 1;
-	o->records++;
-	return true;
-}
-
 static bool
 fixed_digits(const char *s, size_t n)
 {
@@ -423,7 +394,7 @@ bool
 avtalegiro_write_claims(const AvtaleGiroHeader *h, const AvtaleGiroClaim *claims, int nclaims,
 						char **out, size_t *outlen, BankFileError *err)
 {
-	Out			o = {NULL, 0, 0, 0};
+	RecordWriter o;
 	char		rec[REC + 1];
 	char		num[32];
 	int			i,
@@ -470,7 +441,8 @@ avtalegiro_write_claims(const AvtaleGiroHeader *h, const AvtaleGiroClaim *claims
 			last = c->due_date;
 	}
 
-#define PUT() do { if (!put(&o, rec)) { free(o.buf); return fail(err, 0, "out of memory."); } } while (0)
+	record_writer_init(&o, REC, "\n");
+#define PUT() do { if (!record_put(&o, rec)) { free(o.buf); return fail(err, 0, "out of memory."); } } while (0)
 	memset(rec, '0', REC);
 	rec[REC] = '\0';
 	memcpy(rec, "NY000010", 8);

@@ -2,7 +2,9 @@
 """Write the Autogiro sample files of test/bankfiles (our own data, no bank's):
 autogiro_payments.txt, a payment specification (BET. SPEC & STOPP TK) answering five claims
 (two approved, one each rejected for insufficient funds, no mandate, renewed attempt), and
-autogiro_mandates.txt, a mandate advice (AG-MEDAVI: two new mandates, one cancelled).
+autogiro_mandates.txt, a mandate advice (AG-MEDAVI: two new mandates, one cancelled), and
+autogiro_rejections.txt, a report of rejected payment orders (AVVISADE BET UPPDR: two claims
+refused, no mandate (01) and account closed (02), and one outgoing payment, passed date (13)).
 80-character records, CR LF.  Run from the top of the tree."""
 
 def rec(s):
@@ -33,3 +35,13 @@ m.append(mandate('1002', '8327912345678', '198502023456', '04', '32', '20250320'
 m.append(mandate('1004', '3300007654321', '196003034567', '03', '02', '20250320'))
 m.append(rec('09' + '20250320' + '9900' + '%07d' % 3))
 open('test/bankfiles/autogiro_mandates.txt', 'w', newline='').write('\r\n'.join(m) + '\r\n')
+
+def rejected(code, date, payer, amount, ref, comment):
+    return rec(code + date + '0' + '   ' + payer.rjust(16, '0') + '%012d' % amount + ref.ljust(16) + comment)
+
+r = [rec('01AUTOGIRO' + ' ' * 14 + '20250326' + ' ' * 12 + 'AVVISADE BET UPPDR  ' + '123456' + '0009912346')]
+r.append(rejected('82', '20250328', '1002', 30000, '2025-000012', '01'))
+r.append(rejected('82', '20250328', '1004', 15000, '2025-000014', '02'))
+r.append(rejected('32', '20250320', '1001', 5000, 'ATERBET', '13'))
+r.append(rec('09' + '20250326' + '9900' + '%06d' % 1 + '%012d' % 5000 + '%06d' % 2 + '%012d' % 45000))
+open('test/bankfiles/autogiro_rejections.txt', 'w', newline='').write('\r\n'.join(r) + '\r\n')

@@ -5,10 +5,12 @@
  * a sanitizer.  Whenever the reader accepts a file, the harness checks what
  * it returned against the raw lines (abort() otherwise): records in line
  * order, every amount within 12 digits, dates valid, payment statuses
- * 0/1/2/9; and it writes the approved incoming payments back as claims
- * with autogiro_write_claims, whose output must be exactly one opening
- * record and one 82 record per claim, each 80 characters and CR LF, that
- * carry the same payer numbers and amounts.
+ * 0/1/2/9, rejection reports' records 82 or 32 with a two-digit comment
+ * code and the opening's bankgiro; and it writes the approved incoming and
+ * outgoing payments back with autogiro_write_claims, whose output must be
+ * exactly one opening record and one 82 (32 for an outgoing payment) record
+ * per payment, each 80 characters and CR LF, that carry the same payer
+ * numbers and amounts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,15 +63,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (r->amount < 0 || r->amount > AUTOGIRO_MAX_AMOUNT || r->date < 10101)
 			abort();
-		if (r->code == 82 && r->status != 0 && r->status != 1 && r->status != 2 && r->status != 9)
+		if (f.kind == AUTOGIRO_REJECTIONS &&
+			((r->code != 82 && r->code != 32) || r->status < 0 || r->status > 99 || r->settled_on != 0 ||
+			 strcmp(r->bankgiro, f.bankgiro) != 0))
 			abort();
-		if (r->code == 82 && r->status == 0 && r->amount > 0 && r->payer_number[0] != '\0')
+		if (f.kind == AUTOGIRO_PAYMENTS && r->code == 82 && r->status != 0 && r->status != 1 &&
+			r->status != 2 && r->status != 9)
+			abort();
+		if (f.kind == AUTOGIRO_PAYMENTS && (r->code == 82 || r->code == 32) && r->status == 0 && r->amount > 0 && r->payer_number[0] != '\0')
 		{
 			claims[n].due_date = r->date;
 			strcpy(claims[n].payer_number, r->payer_number);
 			claims[n].amount = r->amount;
 			/* a reference read from a file fits a claim */
 			strcpy(claims[n].reference, r->reference);
+			claims[n].outgoing = (r->code == 32);
 			n++;
 		}
 	}
@@ -83,7 +91,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (rec[80] != '\r' || rec[81] != '\n')
 			abort();
-		if (i > 0 && (memcmp(rec, "82", 2) != 0 || num(rec + 31, 12) != claims[i - 1].amount ||
+		if (i > 0 && (memcmp(rec, claims[i - 1].outgoing ? "32" : "82", 2) != 0 || num(rec + 31, 12) != claims[i - 1].amount ||
 					  num(rec + 15, 16) != strtoll(claims[i - 1].payer_number, NULL, 10)))
 			abort();
 	}

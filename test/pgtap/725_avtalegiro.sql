@@ -3,13 +3,15 @@
 -- requested payments of accounts paying by AvtaleGiro (one per run date,
 -- each request attempt once, type 21 or 02 by the flag), the OCR giro
 -- settlement read by import_nets_ocr (type 15: the agreement's KID and the
--- amount name the claim; the invoice is paid), idempotency, privileges.
+-- amount name the claim; the invoice is paid), a claim left unpaid (no
+-- record from Nets: the invoice is dunned after its due date), idempotency,
+-- privileges.
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
 \ir 600_fixture.psql
 
-SELECT plan(25);
+SELECT plan(28);
 
 CREATE FUNCTION pg_temp.nets_file(assignments jsonb) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -126,6 +128,18 @@ SELECT results_eq($$ SELECT c.outcome, p.method FROM avtalegiro_claims c JOIN pa
 SELECT results_eq($$ SELECT already_imported, repeated FROM import_nets_ocr(replace((SELECT body FROM ocr), E'\n', E'\r\n')) $$,
     $$ VALUES (1, false) $$, 'the same settlement in another file books nothing new');
 SELECT is((SELECT count(*) FROM payments WHERE method = 'avtalegiro'), 1::bigint, 'one AvtaleGiro payment');
+
+-- ------------------------------------------------------------ a debit that fails: no record, dunning after the due date
+-- Nets reports no failed AvtaleGiro debit: the claim of n2 (due 2024-03-31) is simply not in the settlement
+SELECT results_eq($$ SELECT c.outcome, r.status, i.status FROM avtalegiro_claims c
+                      JOIN payment_requests r ON r.account_id = c.account_id AND r.id = c.payment_request_id
+                      JOIN invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                     WHERE c.account_id = pg_temp.acct('n2') $$,
+    $$ VALUES ('sent', 'requested', 'open') $$, 'an unsettled claim stays sent, its request requested, its invoice open');
+SELECT is((SELECT count(*) FROM dunning_due('2024-03-31') d WHERE d.account_id = pg_temp.acct('n2')), 0::bigint,
+          'not dunned on its due date');
+SELECT is((SELECT next_action FROM dunning_due('2024-04-01') d WHERE d.account_id = pg_temp.acct('n2')), 'overdue',
+          'the day after, dunning takes the invoice up as for any unpaid invoice');
 
 -- ------------------------------------------------------------ agreements file: the flag changes the claim type
 CREATE TEMP TABLE agr AS SELECT

@@ -65,8 +65,8 @@ static void
 test_writer(void)
 {
 	AutogiroClaim c[2] = {
-		{20250328, "1001", 125000, "2025-000011"},
-		{20250331, "8327912345678", 999999999999, ""},
+		{20250328, "1001", 125000, "2025-000011", false},
+		{20250331, "8327912345678", 999999999999, "", false},
 	};
 	char	   *out;
 	size_t		len;
@@ -121,6 +121,27 @@ test_writer(void)
 	   "a bankgiro number of 11 digits refused");
 	ok(autogiro_write_claims(20250320, "123456", "9912346", c, 0, &out, &len, &err) && len == 82,
 	   "no claims: the opening record alone");
+	free(out);
+}
+
+static void
+test_outgoing(void)
+{
+	AutogiroClaim c[2] = {
+		{20250328, "1001", 125000, "2025-000011", false},
+		{20250405, "1001", 25000, "2025-000011", true},
+	};
+	char	   *out;
+	size_t		len;
+	BankFileError err;
+
+	ok(autogiro_write_claims(20250401, "123456", "9912346", c, 2, &out, &len, &err), "a claim and an outgoing payment written");
+	is_int((long long) len, 3 * 82, "three records");
+	ok(memcmp(out + 82, "82", 2) == 0, "the claim: 82");
+	ok(memcmp(out + 164, "3220250405", 10) == 0, "the outgoing payment: 32 and its date");
+	ok(memcmp(out + 164 + 10, out + 82 + 10, 21) == 0, "  period code, repetitions and payer number as a claim's");
+	ok(memcmp(out + 164 + 31, "000000025000", 12) == 0, "  its amount in öre (32-43)");
+	ok(memcmp(out + 164 + 43, "0009912346" "2025-000011", 21) == 0, "  the bankgiro and reference as a claim's");
 	free(out);
 }
 
@@ -198,7 +219,11 @@ test_payments(void)
 		fails(m, len, 3, "a 82 record outside a section opened by a 15 record.", "82 in an outgoing section");
 		RESET();
 		memcpy(AT(1, 45), "AVVISADE BET UPPDR  ", 20);
-		fails(m, len, 1, "an Autogiro file of another kind", "rejected-claims file not read here");
+		fails(m, len, 2, "a report of rejected payment orders has rejected payments (82, 32) and an end record (09), not 15.",
+			  "a specification's sections under a rejection report's opening");
+		RESET();
+		memcpy(AT(1, 45), "MAKULERING/ANDRING  ", 20);
+		fails(m, len, 1, "an Autogiro file of another kind", "a cancellation report is not read");
 		RESET();
 		memcpy(AT(1, 1), "01BGMAX   ", 10);
 		fails(m, len, 1, "must begin with an Autogiro opening record", "a BgMax file");
@@ -277,11 +302,73 @@ test_mandates(void)
 	free(d);
 }
 
+static void
+test_rejections(void)
+{
+	size_t		len;
+	char	   *d = load("autogiro_rejections", &len);
+	AutogiroFile f;
+	BankFileError err;
+
+	if (!ok(autogiro_parse(d, len, &f, &err), "autogiro_rejections: accepted"))
+		printf("#   line %d: %s\n", err.line, err.reason);
+	else
+	{
+		is_int(f.kind, AUTOGIRO_REJECTIONS, "a report of rejected payment orders");
+		is_int(f.written_on, 20250326, "written on 2025-03-26 (25-32)");
+		is_str(f.customer_number, "123456", "customer number");
+		is_int(f.nrecords, 3, "three rejected orders");
+		is_int(f.lines, 5, "five lines");
+		is_int(f.records[0].code, 82, "first: a claim (82)");
+		is_int(f.records[0].date, 20250328, "first: its payment date (3-10)");
+		is_str(f.records[0].payer_number, "1002", "first: payer number (15-30)");
+		is_int(f.records[0].amount, 30000, "first: 300.00 (31-42)");
+		is_str(f.records[0].reference, "2025-000012", "first: reference (43-58)");
+		is_int(f.records[0].status, 1, "first: comment 01, no mandate (59-60)");
+		is_str(f.records[0].bankgiro, "9912346", "first: the opening's bankgiro");
+		is_int(f.records[1].status, 2, "second: comment 02, account closed");
+		is_int(f.records[2].code, 32, "third: an outgoing payment (32)");
+		is_int(f.records[2].status, 13, "third: comment 13, date passed");
+		is_int(f.records[2].settled_on, 0, "no settlement date in a rejection");
+		autogiro_free(&f);
+	}
+	{
+		char	   *m = malloc(len);
+
+#define RESET() memcpy(m, d, len)
+#define AT(line, pos) (m + ((line) - 1) * 82 + (pos) - 1)
+		RESET();
+		memcpy(AT(5, 33), "000003", 6);
+		fails(m, len, 5, "the end record counts 3 rejected incoming (82) payments; the file has 2.", "82 count");
+		RESET();
+		memcpy(AT(5, 21), "000000005001", 12);
+		fails(m, len, 5, "the end record says 5001 öre of rejected outgoing (32) payments; they add up to 5000.", "32 amount");
+		RESET();
+		memcpy(AT(5, 39), "000000044999", 12);
+		fails(m, len, 5, "the end record says 44999 öre of rejected incoming (82) payments", "82 amount");
+		RESET();
+		memcpy(AT(2, 59), "0A", 2);
+		fails(m, len, 2, "comment code (positions 59-60) is not numeric", "comment code");
+		RESET();
+		memcpy(AT(3, 1), "73", 2);
+		fails(m, len, 3, "a report of rejected payment orders has rejected payments (82, 32)", "a mandate record");
+		RESET();
+		memcpy(AT(2, 3), "20251301", 8);
+		fails(m, len, 2, "payment date (positions 3-10) is not a valid date", "bad date");
+#undef RESET
+#undef AT
+		free(m);
+	}
+	free(d);
+}
+
 int
 main(void)
 {
 	test_writer();
+	test_outgoing();
 	test_payments();
 	test_mandates();
+	test_rejections();
 	return tap_done();
 }
