@@ -1067,3 +1067,15 @@ GRANT SELECT ON subbilling.kpi_mrr, subbilling.kpi_mrr_movements, subbilling.kpi
 REVOKE SELECT ON subbilling.subscription_item_history, subbilling.customer_ledger, subbilling.open_items,
                  subbilling.account_balances
     FROM subbilling_reader;
+
+-- Nor does it execute what returns customer rows: a subscription's status,
+-- history and items, an account's balance, credit and open amounts, the EU
+-- sales list (per customer VAT number).  It keeps vat_report (the VAT
+-- return's boxes, summed per box over a period: no customer in them) and
+-- ledger_code (the chart of accounts' mapping); docs/privileges.md has the
+-- whole list of what it executes.
+REVOKE EXECUTE ON FUNCTION subbilling.subscription_status(bigint, date), subbilling.subscription_history(bigint),
+                           subbilling.subscription_items_on(bigint, date), subbilling.account_balance(bigint),
+                           subbilling.invoice_open_amount(bigint, bigint), subbilling.customer_credit(bigint),
+                           subbilling.eu_sales_list(date, date)
+    FROM subbilling_reader;
