@@ -13,6 +13,8 @@
 #   REUSE=1 bash bench/kpis.sh ...    times on the kept database instead of building a new one
 #   DATA_ONLY=1 bash bench/kpis.sh .. builds the data and keeps it, no timing
 #   DB=name                           the database (default subbilling_bench_kpis)
+#   REFRESH=0 bash bench/kpis.sh ...  no full refresh of the snapshots before timing (with SKIP for
+#                                     the MRR views and revenue_recognition, which then compute live)
 set -eu
 N=${1:-100000}
 RUNS=${2:-3}
@@ -27,7 +29,7 @@ if [ -z "${REUSE:-}" ]; then
 fi
 if [ -z "${DATA_ONLY:-}" ]; then
   N=$(psql -qXAt -d $DB -c 'SELECT count(*) FROM subbilling.subscriptions')
-  psql -X -d $DB -v n="$N" -v runs="$RUNS" -v skip="${SKIP:-^$}" -f bench/kpis.sql
+  psql -X -d $DB -v n="$N" -v runs="$RUNS" -v skip="${SKIP:-^$}" -v refresh="${REFRESH:-1}" -f bench/kpis.sql
   echo "N = $N subscriptions; $((SECONDS - start)) s in all"
 fi
 if [ -z "${KEEP:-}${REUSE:-}${DATA_ONLY:-}" ]; then
