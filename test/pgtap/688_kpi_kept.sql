@@ -86,14 +86,14 @@ SELECT subscribe(a.id, (ARRAY['kk_s', 'kk_m', 'kk_q'])[1 + pg_temp.rnd(3)], 1,
 INSERT INTO usage (account_id, subscription_id, item_id, plan_id, quantity, at, usage_date, idempotency_key)
 SELECT i.account_id, i.subscription_id, i.id, i.plan_id, 50 + pg_temp.rnd(1500), d, d::date, 'kk' || i.id || '-' || j
   FROM sub JOIN subscription_items i ON i.subscription_id = sub.id AND i.kind = 'base'
- CROSS JOIN generate_series(1, 12) AS j
+ CROSS JOIN generate_series(1, 36) AS j
  CROSS JOIN LATERAL (SELECT (current_date - pg_temp.rnd(365) + j * 0)::timestamptz AS d) dd
  WHERE sub.k % 3 <> 0 AND lower(i.validity) <= dd.d::date;
 -- some change plan or cancel
 SELECT count(*) FROM (SELECT change_plan(id, (ARRAY['kk_l', 'kk_q2'])[1 + pg_temp.rnd(2)], greatest(s.start_date + 1, current_date - pg_temp.rnd(120)))
                         FROM sub JOIN subscriptions s USING (id) WHERE k % 5 = 1) x;
 SELECT count(*) FROM (SELECT cancel(id, current_date) FROM sub WHERE k % 7 = 2) x;
-SELECT cmp_ok((SELECT count(*) FROM upsell_candidates), '>', 3::bigint, 'more than 3 upsell candidates');
+SELECT cmp_ok((SELECT count(*) FROM upsell_candidates), '>', 5::bigint, 'more than 5 upsell candidates');
 SELECT is(pg_temp.udiff(), 0::bigint, 'upsell_candidates over the subscriptions with usage: the definition''s rows');
 SELECT is((SELECT count(*) FROM subbilling_internal.kpi_usage_subscriptions),
           (SELECT count(DISTINCT (account_id, subscription_id)) FROM usage), 'each subscription with usage recorded once');

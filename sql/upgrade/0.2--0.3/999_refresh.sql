@@ -4557,7 +4557,9 @@ per AS (
            subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - k.n + 1) AS pe
       FROM b CROSS JOIN generate_series(1, 3) AS k(n)
 ),
-u AS (
+u AS MATERIALIZED (
+    -- materialized: each sum once per period (the aggregates below read used and allowance
+    -- several times, and an inlined subquery would run for each)
     SELECT per.account_id, per.subscription_id, per.currency, per.plan_code, per.product_id, per.billing_period,
            per.n,
            (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
