@@ -9,14 +9,29 @@
 #   PGHOST=/tmp PGPORT=5432 bash bench/kpis.sh [N [RUNS]]   N subscriptions (default 100000),
 #                                                           best of RUNS timed runs after a warm-up (default 3)
 #   SKIP=revenue_recognition bash bench/kpis.sh ...          leaves out the views whose names match the regex
+#   KEEP=1 bash bench/kpis.sh ...     keeps the database (building 1,000,000 subscriptions takes long)
+#   REUSE=1 bash bench/kpis.sh ...    times on the kept database instead of building a new one
+#   DATA_ONLY=1 bash bench/kpis.sh .. builds the data and keeps it, no timing
+#   DB=name                           the database (default subbilling_bench_kpis)
+#   REFRESH=0 bash bench/kpis.sh ...  no full refresh of the snapshots before timing (with SKIP for
+#                                     the MRR views and revenue_recognition, which then compute live)
 set -eu
 N=${1:-100000}
 RUNS=${2:-3}
-DB=subbilling_bench_kpis
+DB=${DB:-subbilling_bench_kpis}
 cd "$(dirname "$0")/.."
-psql -qX -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-psql -qX -d $DB -c 'CREATE EXTENSION subbilling CASCADE' 2>/dev/null
 start=$SECONDS
-psql -X -d $DB -v n="$N" -v runs="$RUNS" -v skip="${SKIP:-^$}" -f bench/kpis.sql
-echo "N = $N subscriptions; $((SECONDS - start)) s in all"
-psql -qX -d postgres -c "DROP DATABASE $DB"
+if [ -z "${REUSE:-}" ]; then
+  psql -qX -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+  psql -qX -d $DB -c 'CREATE EXTENSION subbilling CASCADE' 2>/dev/null
+  psql -X -d $DB -v n="$N" -f bench/kpis_data.sql
+  echo "data: $((SECONDS - start)) s"
+fi
+if [ -z "${DATA_ONLY:-}" ]; then
+  N=$(psql -qXAt -d $DB -c 'SELECT count(*) FROM subbilling.subscriptions')
+  psql -X -d $DB -v n="$N" -v runs="$RUNS" -v skip="${SKIP:-^$}" -v refresh="${REFRESH:-1}" -f bench/kpis.sql
+  echo "N = $N subscriptions; $((SECONDS - start)) s in all"
+fi
+if [ -z "${KEEP:-}${REUSE:-}${DATA_ONLY:-}" ]; then
+  psql -qX -d postgres -c "DROP DATABASE $DB"
+fi

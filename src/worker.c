@@ -79,6 +79,7 @@ int			subbilling_batch_size = 1000;
 bool		subbilling_worker_enabled = true;
 bool		subbilling_notify = true;
 static char *subbilling_current_run_id = NULL;
+static int	subbilling_kpi_refresh_interval = 60;
 
 /*
  * What the worker shares with the sessions that want to wake it.  Lives in
@@ -135,6 +136,7 @@ static bool database_changed = false;
 static bool extension_missing_logged = false;
 static TimestampTz last_cycle_end = 0;
 static TimestampTz next_cycle = 0;
+static TimestampTz last_kpi_refresh = 0;
 
 /* SQL run by the worker; every object is schema-qualified */
 static const char *const sql_mark_interrupted =
@@ -177,6 +179,10 @@ static const char *const sql_finish_run =
 "       errors = $4, dunning_steps = $5, transitions = $6, message = $7"
 " WHERE id = $1";
 
+/* the KPI snapshots: the marked accounts, or everything once a day */
+static const char *const sql_kpi_refresh =
+"SELECT subbilling.refresh_kpi_snapshots(true)";
+
 /* run_worker_cycle() sets current_run_id for its transaction only */
 static const char *const sql_set_local_run_id =
 "SELECT pg_catalog.set_config('subbilling.current_run_id', $1, true)";
@@ -217,6 +223,7 @@ static void worker_reload(void);
 static void worker_iteration(void);
 static void worker_recover(void);
 static void worker_cycle(void);
+static void worker_kpi_refresh(void);
 static bool cycle_start(void);
 static void cycle_init(WorkerCycle *c, bool own_xacts, MemoryContext note_context);
 static void cycle_steps(WorkerCycle *c);
@@ -289,6 +296,16 @@ subbilling_worker_define_gucs(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("subbilling.kpi_refresh_interval",
+							gettext_noop("Least time between two refreshes of the KPI snapshots by the subbilling background worker."),
+							gettext_noop("After a cycle the worker runs refresh_kpi_snapshots(true) when this long has passed "
+										 "since the last one; 0 turns it off."),
+							&subbilling_kpi_refresh_interval,
+							60, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("subbilling.current_run_id",
 							   gettext_noop("Id of the subbilling.worker_runs row of the run in progress."),
@@ -663,9 +680,35 @@ worker_cycle(void)
 	{
 		cycle_steps(&cycle);
 		cycle_finish(&cycle);
+		cycle.in_progress = false;
+		if (!cycle.stopped)
+			worker_kpi_refresh();
 	}
 
 	cycle.in_progress = false;
+}
+
+/*
+ * After a cycle: the marked accounts' KPI snapshots (the whole snapshots
+ * when they are not of today), when subbilling.kpi_refresh_interval has
+ * passed since the last refresh.  Not part of the run: a failure is logged
+ * and the next cycle tries again.
+ */
+static void
+worker_kpi_refresh(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (subbilling_kpi_refresh_interval <= 0)
+		return;
+	if (last_kpi_refresh != 0 &&
+		!TimestampDifferenceExceeds(last_kpi_refresh, now,
+									(int) Min((int64) subbilling_kpi_refresh_interval * 1000, (int64) PG_INT32_MAX)))
+		return;
+	last_kpi_refresh = now;
+	xact_begin("subbilling worker: refreshing the KPI snapshots");
+	spi_run(sql_kpi_refresh, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	xact_commit();
 }
 
 static void
