@@ -387,9 +387,11 @@ REVOKE ALL ON FUNCTION subbilling_internal.entitlements_announce_due(date) FROM 
 -- One index lookup each, in PL/pgSQL (its plan is cached for the session;
 -- a SQL-language function is planned again for every statement that calls
 -- it), with the caller's rights: an application role that is granted
--- subbilling_access or subbilling_operator, never PUBLIC.
+-- subbilling_access or subbilling_operator, never PUBLIC.  The search_path
+-- is pinned like every function's (the names are qualified anyway).
 CREATE FUNCTION subbilling.has_access(account_id bigint, feature_code text) RETURNS boolean
     LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN EXISTS (SELECT 1 FROM subbilling.account_entitlements e
@@ -402,6 +404,7 @@ COMMENT ON FUNCTION subbilling.has_access(bigint, text) IS 'whether the account 
 
 CREATE FUNCTION subbilling.entitlement_limit(account_id bigint, feature_code text) RETURNS numeric
     LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN coalesce((SELECT coalesce(e.quantity_limit, 'Infinity')

@@ -5714,6 +5714,7 @@ COMMENT ON FUNCTION subbilling_internal.entitlements_announce_due(date) IS 'inte
 
 CREATE OR REPLACE FUNCTION subbilling.has_access(account_id bigint, feature_code text) RETURNS boolean
     LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN EXISTS (SELECT 1 FROM subbilling.account_entitlements e
@@ -5726,6 +5727,7 @@ COMMENT ON FUNCTION subbilling.has_access(bigint, text) IS 'whether the account 
 
 CREATE OR REPLACE FUNCTION subbilling.entitlement_limit(account_id bigint, feature_code text) RETURNS numeric
     LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN coalesce((SELECT coalesce(e.quantity_limit, 'Infinity')
