@@ -439,6 +439,7 @@ BEGIN
     END IF;
     UPDATE subbilling.subscriptions x SET status = to_status, updated_at = now()
      WHERE x.account_id = s.account_id AND x.id = s.id;
+    PERFORM subbilling_internal.entitlements_sync(s.account_id);
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.transition(subbilling.subscriptions, text) IS 'internal: set a subscription''s status, or SQLSTATE 55000 if the transition is not legal';
@@ -605,6 +606,9 @@ BEGIN
     PERFORM subbilling_internal.transition(s, st);
     UPDATE subbilling.subscriptions x SET updated_at = now()
      WHERE x.account_id = s.account_id AND x.id = s.id;
+    IF st IS NOT DISTINCT FROM s.status THEN
+        PERFORM subbilling_internal.entitlements_sync(s.account_id);   -- else transition() did
+    END IF;
     RETURN st;
 END
 $$;
@@ -701,6 +705,7 @@ BEGIN
                            'start_date', s.start_date, 'trial_end', s.trial_end,
                            'billing_anchor', s.billing_anchor, 'campaign', c.code)
         || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
+    PERFORM subbilling_internal.entitlements_sync(a.id);
     RETURN s.id;
 END
 $$;
@@ -1183,6 +1188,8 @@ BEGIN
                                               ELSE 'trial_ended' END));
         n := n + 1;
     END LOOP;
+    -- scheduled entitlement changes that took effect by as_of: entitlements.changed
+    PERFORM subbilling_internal.entitlements_announce_due(as_of);
     RETURN n;
 END
 $$;

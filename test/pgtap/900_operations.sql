@@ -45,7 +45,7 @@ SELECT is((SELECT array_agg(relname ORDER BY relname) FROM members m
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
              FROM pg_extension x, unnest(x.extconfig, x.extcondition) u(oid, cond) JOIN pg_class c ON c.oid = u.oid
             WHERE x.extname = 'subbilling' AND u.cond <> ''),
-          ARRAY['country_settings', 'delivery_settings', 'dunning_policies', 'dunning_steps',
+          ARRAY['country_settings', 'delivery_settings', 'dunning_policies', 'dunning_steps', 'entitlement_policy',
                 'kpi_dirty_accounts', 'kpi_open_items', 'kpi_recognition_dirty', 'kpi_recognition_months', 'kpi_recognition_snapshot',
                 'kpi_snapshot_customers', 'kpi_snapshot_months', 'kpi_snapshot_state', 'kpi_usage_subscriptions',  -- never dumped
                 'ledger_accounts', 'ledger_mappings',

@@ -9,7 +9,7 @@ SELECT plan(5);
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
              FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
             WHERE c.relnamespace = 'subbilling'::regnamespace AND tg.tgname = c.relname || '_shipped_row'),
-          ARRAY['country_settings', 'delivery_settings', 'dunning_policies', 'dunning_steps', 'ledger_accounts', 'ledger_mappings',
+          ARRAY['country_settings', 'delivery_settings', 'dunning_policies', 'dunning_steps', 'entitlement_policy', 'ledger_accounts', 'ledger_mappings',
                 'payment_settings', 'reference_rates', 'subscription_transitions', 'tax_categories', 'tax_rates',
                 'vat_boxes'],
           'the tables that ship rows have their trigger _shipped_row');
@@ -35,8 +35,8 @@ END
 $$;
 SELECT is((SELECT array_agg(tbl || ': ' || origin ORDER BY tbl, origin) FROM t_origins WHERE origin <> 'shipped'),
           NULL, 'every row installed in a table that ships rows has origin shipped');
-SELECT is((SELECT count(DISTINCT tbl) FROM t_origins WHERE origin = 'shipped' AND n > 0), 12::bigint,
-          'each of the 12 tables ships rows');
+SELECT is((SELECT count(DISTINCT tbl) FROM t_origins WHERE origin = 'shipped' AND n > 0), 13::bigint,
+          'each of the 13 tables ships rows');
 
 -- the per-country rules of dunning ship with the country's row, as shipped
 SELECT results_eq($$SELECT country, reminder_fees::text, reminder_fee_max_count, reminder_fee_min_days,

@@ -6054,6 +6054,411 @@ SELECT w.id AS endpoint_id, w.url, w.active, w.event_types,
 COMMENT ON VIEW subbilling.webhook_endpoint_status IS
     'one row per webhook endpoint: pending, failed and succeeded deliveries, the oldest pending one, the last success and the last error';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.features_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.scales_with_quantity IS DISTINCT FROM OLD.scales_with_quantity
+       AND EXISTS (SELECT 1 FROM subbilling.plan_features pf WHERE pf.feature = OLD.code) THEN
+        RAISE EXCEPTION 'feature "%" is granted by plans and its scales_with_quantity cannot change', OLD.code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Create a new feature; name, unit and description stay editable.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.features_guard() IS 'trigger: a feature that a plan grants keeps scales_with_quantity';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlement_policy_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.status <> OLD.status
+       OR (NEW.grants_access <> OLD.grants_access AND OLD.status <> 'past_due') THEN
+        RAISE EXCEPTION 'only the access of status past_due is configurable'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'trialing and active grant access; paused, suspended and canceled do not.',
+                  HINT = 'Use set_entitlement_policy(''past_due'', true or false).';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlement_policy_guard() IS 'trigger: the access policy keeps its statuses, and only past_due''s access changes';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_at(account_id bigint, on_date date,
+                                                    OUT feature text, OUT quantity_limit numeric)
+    RETURNS SETOF record
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT pf.feature,
+           CASE WHEN bool_or(pf.quantity_limit IS NULL) THEN NULL
+                ELSE sum(pf.quantity_limit * CASE WHEN f.scales_with_quantity THEN i.quantity ELSE 1 END) END
+      FROM subbilling.subscriptions s
+      JOIN subbilling.entitlement_policy ep
+        ON ep.status = subbilling_internal.status_on(s, entitlements_at.on_date) AND ep.grants_access
+      JOIN subbilling.subscription_items i
+        ON i.account_id = s.account_id AND i.subscription_id = s.id
+       AND i.voided_at IS NULL AND i.validity @> entitlements_at.on_date
+      JOIN subbilling.plans p ON p.id = i.plan_id
+      JOIN subbilling.plan_features pf ON pf.plan = p.code
+      JOIN subbilling.features f ON f.code = pf.feature
+     WHERE s.account_id = entitlements_at.account_id
+     GROUP BY pf.feature
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_at(bigint, date) IS 'internal: the features and limits (NULL = unlimited) an account holds on a date, computed from its subscriptions (the reference for account_entitlements)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_timeline(account_id bigint, from_date date)
+    RETURNS TABLE (feature text, valid_from date, valid_until date, quantity_limit numeric)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    acc     bigint := entitlements_timeline.account_id;
+    since   date := entitlements_timeline.from_date;
+BEGIN
+    RETURN QUERY
+    WITH dates AS (
+        SELECT since AS d
+        UNION
+        SELECT x.d FROM subbilling.subscription_items i,
+                        LATERAL (VALUES (lower(i.validity)), (upper(i.validity))) x (d)
+         WHERE i.account_id = acc AND i.voided_at IS NULL AND x.d > since
+        UNION
+        SELECT x.d FROM subbilling.subscription_pauses z,
+                        LATERAL (VALUES (lower(z.during)), (upper(z.during))) x (d)
+         WHERE z.account_id = acc AND x.d > since
+        UNION
+        SELECT x.d FROM subbilling.subscriptions s,
+                        LATERAL (VALUES (s.start_date), (s.trial_end), (s.cancel_at)) x (d)
+         WHERE s.account_id = acc AND x.d > since
+    ), stretches AS (
+        SELECT dates.d, lead(dates.d) OVER (ORDER BY dates.d) AS next_d FROM dates
+    ), held AS (
+        SELECT st.d, st.next_d, pf.feature,
+               CASE WHEN bool_or(pf.quantity_limit IS NULL) THEN NULL
+                    ELSE sum(pf.quantity_limit * CASE WHEN f.scales_with_quantity THEN i.quantity ELSE 1 END)
+               END AS quantity_limit
+          FROM stretches st
+          JOIN subbilling.subscriptions s
+            ON s.account_id = acc AND s.start_date <= st.d AND (s.cancel_at IS NULL OR s.cancel_at > st.d)
+          JOIN subbilling.entitlement_policy ep
+            ON ep.grants_access
+           AND ep.status = CASE WHEN s.status IN ('past_due', 'suspended') THEN s.status
+                                WHEN EXISTS (SELECT 1 FROM subbilling.subscription_pauses z
+                                              WHERE z.account_id = s.account_id AND z.subscription_id = s.id
+                                                AND z.during @> st.d) THEN 'paused'
+                                WHEN s.trial_end > st.d THEN 'trialing'
+                                ELSE 'active' END
+          JOIN subbilling.subscription_items i
+            ON i.account_id = s.account_id AND i.subscription_id = s.id
+           AND i.voided_at IS NULL AND i.validity @> st.d
+          JOIN subbilling.plans p ON p.id = i.plan_id
+          JOIN subbilling.plan_features pf ON pf.plan = p.code
+          JOIN subbilling.features f ON f.code = pf.feature
+         GROUP BY st.d, st.next_d, pf.feature
+    ), marked AS (
+        SELECT h.*,
+               CASE WHEN lag(h.next_d) OVER w = h.d
+                         AND lag(h.quantity_limit) OVER w IS NOT DISTINCT FROM h.quantity_limit
+                    THEN 0 ELSE 1 END AS starts
+          FROM held h
+        WINDOW w AS (PARTITION BY h.feature ORDER BY h.d)
+    ), runs AS (
+        SELECT m.*, sum(m.starts) OVER (PARTITION BY m.feature ORDER BY m.d) AS run FROM marked m
+    )
+    SELECT r.feature, min(r.d),
+           CASE WHEN bool_or(r.next_d IS NULL) THEN NULL ELSE max(r.next_d) END,
+           (array_agg(r.quantity_limit))[1]
+      FROM runs r
+     GROUP BY r.feature, r.run;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_timeline(bigint, date) IS 'internal: an account''s features and limits from a date on, as dated rows (feature, valid_from, valid_until, limit)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_announce(account_id bigint, as_of date) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ea      subbilling.entitlement_accounts;
+    now_    jsonb;
+    added   jsonb;
+    removed jsonb;
+    changed jsonb;
+    nxt     date;
+    eff     date;
+BEGIN
+    SELECT * INTO ea FROM subbilling.entitlement_accounts x
+     WHERE x.account_id = entitlements_announce.account_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO subbilling.entitlement_accounts AS x (account_id) VALUES (entitlements_announce.account_id)
+        ON CONFLICT DO NOTHING;
+        SELECT * INTO ea FROM subbilling.entitlement_accounts x
+         WHERE x.account_id = entitlements_announce.account_id FOR UPDATE;
+    END IF;
+    SELECT min(x.d) INTO nxt
+      FROM subbilling.account_entitlements e,
+           LATERAL (VALUES (e.valid_from), (e.valid_until)) x (d)
+     WHERE e.account_id = ea.account_id AND x.d > greatest(as_of, ea.announced_on);
+    IF ea.announced_on > as_of THEN
+        UPDATE subbilling.entitlement_accounts x SET next_change = nxt WHERE x.account_id = ea.account_id;
+        RETURN false;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(e.feature, e.quantity_limit), '{}') INTO now_
+      FROM subbilling.account_entitlements e
+     WHERE e.account_id = ea.account_id AND e.valid_from <= as_of
+       AND (e.valid_until IS NULL OR e.valid_until > as_of);
+    UPDATE subbilling.entitlement_accounts x
+       SET announced = now_, announced_on = as_of, next_change = nxt
+     WHERE x.account_id = ea.account_id;
+    IF now_ = ea.announced THEN
+        RETURN false;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(n.key, n.value) FILTER (WHERE NOT ea.announced ? n.key), '{}'),
+           coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', ea.announced -> n.key, 'to', n.value))
+                        FILTER (WHERE ea.announced ? n.key AND ea.announced -> n.key <> n.value), '{}')
+      INTO added, changed
+      FROM jsonb_each(now_) n;
+    SELECT coalesce(jsonb_object_agg(o.key, o.value), '{}') INTO removed
+      FROM jsonb_each(ea.announced) o WHERE NOT now_ ? o.key;
+    -- the day the change took effect: the latest date in (last announcement, as_of] on which
+    -- the maintained rows change (a scheduled change the worker announces late), else as_of
+    SELECT coalesce(max(x.d), as_of) INTO eff
+      FROM subbilling.account_entitlements e,
+           LATERAL (VALUES (e.valid_from), (e.valid_until)) x (d)
+     WHERE e.account_id = ea.account_id AND x.d <= as_of AND x.d > ea.announced_on;
+    PERFORM subbilling_internal.emit_event(ea.account_id, 'entitlements.changed', NULL,
+        jsonb_build_object('effective', eff, 'added', added, 'removed', removed, 'changed', changed,
+                           'features', now_));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_announce(bigint, date) IS 'internal: event entitlements.changed if what the account holds on as_of differs from what was last announced; notes the next change date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_sync(account_id bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM subbilling.entitlement_accounts x WHERE x.account_id = entitlements_sync.account_id)
+       AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_items i
+                         JOIN subbilling.plans p ON p.id = i.plan_id
+                         JOIN subbilling.plan_features pf ON pf.plan = p.code
+                        WHERE i.account_id = entitlements_sync.account_id AND i.voided_at IS NULL
+                          AND (upper_inf(i.validity) OR upper(i.validity) > current_date)) THEN
+        RETURN false;
+    END IF;
+    -- the account's row lock serialises concurrent changes of its subscriptions
+    INSERT INTO subbilling.entitlement_accounts AS x (account_id) VALUES (entitlements_sync.account_id)
+    ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM subbilling.entitlement_accounts x WHERE x.account_id = entitlements_sync.account_id FOR UPDATE;
+    DELETE FROM subbilling.account_entitlements e WHERE e.account_id = entitlements_sync.account_id;
+    INSERT INTO subbilling.account_entitlements (account_id, feature, valid_from, valid_until, quantity_limit)
+    SELECT entitlements_sync.account_id, t.feature, t.valid_from, t.valid_until, t.quantity_limit
+      FROM subbilling_internal.entitlements_timeline(entitlements_sync.account_id, current_date) t;
+    UPDATE subbilling.entitlement_accounts x SET synced_at = now() WHERE x.account_id = entitlements_sync.account_id;
+    RETURN subbilling_internal.entitlements_announce(entitlements_sync.account_id, current_date);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_sync(bigint) IS 'internal: rebuild an account''s account_entitlements from today on and announce a change that holds today; true if an event was written';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_announce_due(as_of date) RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint;
+    n       integer := 0;
+BEGIN
+    FOR acc IN
+        SELECT x.account_id FROM subbilling.entitlement_accounts x
+         WHERE x.next_change <= as_of ORDER BY x.account_id
+    LOOP
+        IF subbilling_internal.entitlements_announce(acc, as_of) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_announce_due(date) IS 'internal: announce (entitlements.changed) the scheduled entitlement changes that took effect by as_of; returns how many accounts changed';
+
+CREATE OR REPLACE FUNCTION subbilling.has_access(account_id bigint, feature_code text) RETURNS boolean
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM subbilling.account_entitlements e
+                    WHERE e.account_id = $1 AND e.feature = $2
+                      AND e.valid_from <= CURRENT_DATE
+                      AND (e.valid_until IS NULL OR e.valid_until > CURRENT_DATE));
+END
+$$;
+COMMENT ON FUNCTION subbilling.has_access(bigint, text) IS 'whether the account holds the feature today (a subscription whose status grants access has a plan or add-on that grants it)';
+
+CREATE OR REPLACE FUNCTION subbilling.entitlement_limit(account_id bigint, feature_code text) RETURNS numeric
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN coalesce((SELECT coalesce(e.quantity_limit, 'Infinity')
+                       FROM subbilling.account_entitlements e
+                      WHERE e.account_id = $1 AND e.feature = $2
+                        AND e.valid_from <= CURRENT_DATE
+                        AND (e.valid_until IS NULL OR e.valid_until > CURRENT_DATE)), 0);
+END
+$$;
+COMMENT ON FUNCTION subbilling.entitlement_limit(bigint, text) IS 'the account''s limit of the feature today: the sum over its items (times quantity where the feature scales), Infinity if unlimited, 0 if it does not hold the feature';
+
+CREATE OR REPLACE VIEW subbilling.entitlements AS
+SELECT e.account_id,
+       e.feature AS feature_code,
+       f.name AS feature_name,
+       f.unit,
+       coalesce(e.quantity_limit, 'Infinity') AS effective_limit,
+       e.valid_until
+  FROM subbilling.account_entitlements e
+  JOIN subbilling.features f ON f.code = e.feature
+ WHERE e.valid_from <= CURRENT_DATE
+   AND (e.valid_until IS NULL OR e.valid_until > CURRENT_DATE);
+COMMENT ON VIEW subbilling.entitlements IS 'per account, every feature it holds today with its effective limit (Infinity = unlimited) and the date that limit ends or changes as scheduled now (NULL: not scheduled)';
+
+CREATE OR REPLACE FUNCTION subbilling.set_plan_feature(plan_code text, feature_code text, quantity_limit numeric DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p   subbilling.plans;
+BEGIN
+    p := subbilling_internal.plan_by_code(set_plan_feature.plan_code);
+    IF NOT EXISTS (SELECT 1 FROM subbilling.features f WHERE f.code = set_plan_feature.feature_code) THEN
+        RAISE EXCEPTION 'unknown feature code "%"', coalesce(set_plan_feature.feature_code, 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'Insert it into subbilling.features first.';
+    END IF;
+    IF set_plan_feature.quantity_limit IS NOT NULL
+       AND NOT (set_plan_feature.quantity_limit > 0 AND set_plan_feature.quantity_limit < 'Infinity') THEN
+        RAISE EXCEPTION 'quantity_limit must be a positive finite number, or NULL for unlimited'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', set_plan_feature.quantity_limit);
+    END IF;
+    INSERT INTO subbilling.plan_features AS x (plan, feature, quantity_limit)
+    VALUES (p.code, set_plan_feature.feature_code, set_plan_feature.quantity_limit)
+    ON CONFLICT (plan, feature) DO UPDATE SET quantity_limit = EXCLUDED.quantity_limit;
+    RETURN subbilling_internal.entitlements_sync_plan(p.id);
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_plan_feature(text, text, numeric) IS 'a plan grants a feature with a limit (NULL: unlimited), or changes the limit; brings its holders up to date (events entitlements.changed); returns how many accounts were brought up to date';
+
+CREATE OR REPLACE FUNCTION subbilling.remove_plan_feature(plan_code text, feature_code text)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p   subbilling.plans;
+BEGIN
+    p := subbilling_internal.plan_by_code(remove_plan_feature.plan_code);
+    DELETE FROM subbilling.plan_features x WHERE x.plan = p.code AND x.feature = remove_plan_feature.feature_code;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plan "%" does not grant feature "%"', p.code, coalesce(remove_plan_feature.feature_code, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN subbilling_internal.entitlements_sync_plan(p.id);
+END
+$$;
+COMMENT ON FUNCTION subbilling.remove_plan_feature(text, text) IS 'a plan no longer grants a feature; brings its holders up to date (events entitlements.changed); returns how many accounts were brought up to date';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.entitlements_sync_plan(plan_id bigint) RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint;
+    n       integer := 0;
+BEGIN
+    FOR acc IN
+        SELECT DISTINCT i.account_id FROM subbilling.subscription_items i
+         WHERE i.plan_id = entitlements_sync_plan.plan_id AND i.voided_at IS NULL
+           AND (upper_inf(i.validity) OR upper(i.validity) > current_date)
+         ORDER BY 1
+    LOOP
+        PERFORM subbilling_internal.entitlements_sync(acc);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.entitlements_sync_plan(bigint) IS 'internal: bring every account holding a plan today or later up to date; returns how many';
+
+CREATE OR REPLACE FUNCTION subbilling.set_entitlement_policy(status text, grants_access boolean)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    acc     bigint;
+    n       integer := 0;
+BEGIN
+    IF set_entitlement_policy.status IS DISTINCT FROM 'past_due' OR set_entitlement_policy.grants_access IS NULL THEN
+        RAISE EXCEPTION 'only the access of status past_due is configurable'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got status %s, grants_access %s.', coalesce(set_entitlement_policy.status, 'NULL'),
+                                  coalesce(set_entitlement_policy.grants_access::text, 'NULL')),
+                  HINT = 'trialing and active grant access; paused, suspended and canceled do not.';
+    END IF;
+    UPDATE subbilling.entitlement_policy x SET grants_access = set_entitlement_policy.grants_access
+     WHERE x.status = set_entitlement_policy.status AND x.grants_access <> set_entitlement_policy.grants_access;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    FOR acc IN
+        SELECT DISTINCT s.account_id FROM subbilling.subscriptions s
+         WHERE s.status = set_entitlement_policy.status ORDER BY 1
+    LOOP
+        PERFORM subbilling_internal.entitlements_sync(acc);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_entitlement_policy(text, boolean) IS 'whether past_due subscriptions grant access; brings the accounts with a past_due subscription up to date (events entitlements.changed); returns how many';
+
+CREATE OR REPLACE FUNCTION subbilling.refresh_entitlements(account_id bigint DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    acc     bigint;
+    n       integer := 0;
+BEGIN
+    IF refresh_entitlements.account_id IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM subbilling.accounts a WHERE a.id = refresh_entitlements.account_id) THEN
+            RAISE EXCEPTION 'account % does not exist', refresh_entitlements.account_id
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RETURN subbilling_internal.entitlements_sync(refresh_entitlements.account_id)::integer;
+    END IF;
+    FOR acc IN SELECT a.id FROM subbilling.accounts a ORDER BY a.id LOOP
+        IF subbilling_internal.entitlements_sync(acc) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.refresh_entitlements(bigint) IS 'rebuild the entitlements of one account (or of every account) from its subscriptions and announce any difference; returns how many accounts got an entitlements.changed event';
+
 CREATE OR REPLACE FUNCTION subbilling_internal.plans_guard_delivery_period() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -6632,6 +7037,7 @@ BEGIN
                            'start_date', s.start_date, 'trial_end', s.trial_end,
                            'billing_anchor', s.billing_anchor, 'campaign', c.code)
         || jsonb_build_object('item', subbilling_internal.item_json(item), 'setup_fee', p.setup_fee::text));
+    PERFORM subbilling_internal.entitlements_sync(a.id);
     RETURN s.id;
 END
 $$;
@@ -6725,6 +7131,27 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_status IS NULL OR to_status = s.status THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM subbilling.subscription_transitions t
+                    WHERE t.from_status = s.status AND t.to_status = transition.to_status) THEN
+        RAISE EXCEPTION 'subscription % cannot go from % to %', s.id, s.status, to_status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'The legal transitions are in subbilling.subscription_transitions.';
+    END IF;
+    UPDATE subbilling.subscriptions x SET status = to_status, updated_at = now()
+     WHERE x.account_id = s.account_id AND x.id = s.id;
+    PERFORM subbilling_internal.entitlements_sync(s.account_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.transition(subbilling.subscriptions, text) IS 'internal: set a subscription''s status, or SQLSTATE 55000 if the transition is not legal';
+
 CREATE OR REPLACE FUNCTION subbilling_internal.subscription_period_end(s subbilling.subscriptions, d date) RETURNS date
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -6760,6 +7187,9 @@ BEGIN
     PERFORM subbilling_internal.transition(s, st);
     UPDATE subbilling.subscriptions x SET updated_at = now()
      WHERE x.account_id = s.account_id AND x.id = s.id;
+    IF st IS NOT DISTINCT FROM s.status THEN
+        PERFORM subbilling_internal.entitlements_sync(s.account_id);   -- else transition() did
+    END IF;
     RETURN st;
 END
 $$;
@@ -7215,6 +7645,8 @@ BEGIN
                                               ELSE 'trial_ended' END));
         n := n + 1;
     END LOOP;
+    -- scheduled entitlement changes that took effect by as_of: entitlements.changed
+    PERFORM subbilling_internal.entitlements_announce_due(as_of);
     RETURN n;
 END
 $$;
