@@ -84,7 +84,8 @@ runs "the database's search_path" 'ALTER DATABASE subbilling SET search_path = "
 runs "distribute()" "SELECT count(*) FROM subbilling.distribute(4)"
 is "accounts and the customer tables are distributed, colocated" \
    "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
-     WHERE partmethod = 'h' AND logicalrelid::text LIKE 'subbilling%'" "1"
+     WHERE partmethod = 'h' AND logicalrelid::text LIKE 'subbilling%'
+       AND logicalrelid <> 'subbilling_internal.account_external_ids'::regclass" "1"
 is "accounts is distributed by id" \
    "SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition WHERE logicalrelid = 'subbilling.accounts'::regclass" "id"
 is "the catalog is reference tables" \
@@ -135,6 +136,213 @@ runs "register_payment by reference" "SELECT subbilling.register_payment('${INV%
 is "the payment is booked on its invoice" "SELECT count(*) FROM subbilling.payments" "1"
 runs "account_balance" "SELECT subbilling.account_balance($ACC)"
 runs "run_dunning" "SELECT subbilling.run_dunning(current_date + 60)"
+
+# ---------------------------------------------------------------- the id-taking API and the schema
+# External ids unique across the cluster, the foreign keys kept, ids unique across the workers,
+# every public function that takes an account, subscription, invoice or payment id called once
+# through the coordinator with a check of what it did, and the events relay.
+S="SET search_path = subbilling, public;"
+# fails DESC SQL PATTERN: SQL fails on the coordinator with a message matching PATTERN
+fails() {
+    local out
+    if out=$(qc -c "$2" 2>&1); then nok "$1" "succeeded: $out"
+    elif grep -q -- "$3" <<<"$out"; then ok "$1"
+    else nok "$1" "$out"; fi
+}
+# node_of TABLE VALUE: the port of the node holding VALUE's shard of TABLE
+node_of() {
+    qc -c "SELECT p.nodeport FROM pg_dist_shard_placement p
+            WHERE p.shardid = get_shard_id_for_distribution_column('$1', '$2')"
+}
+
+# the schema: foreign keys as on one server, but for those Citus cannot keep (from a reference
+# table into a distributed one); compared with a fresh installation on the coordinator
+if [ -z "${CITUS_API_PLAIN:-}" ]; then
+"$BIN/createdb" -h "$WORK" -p "$PORT" -U postgres plain
+"$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d plain -qAt -c "CREATE EXTENSION subbilling CASCADE" >/dev/null 2>&1
+FK_SQL="SELECT c.relname || '.' || k.conname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+         WHERE k.contype = 'f' AND c.relnamespace = 'subbilling'::regnamespace AND c.relname !~ '_[0-9]+\$' ORDER BY 1"
+FK_PLAIN=$("$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d plain -qAt -c "$FK_SQL")
+FK_CITUS=$(qc -c "$FK_SQL")
+is "foreign keys: a fresh installation has them" "SELECT $(wc -l <<<"$FK_PLAIN") > 60" "t"
+got=$(comm -23 <(echo "$FK_PLAIN") <(echo "$FK_CITUS") | paste -sd, -)
+want="autogiro_claims.autogiro_claims_account_id_payment_request_id_fkey,autogiro_mandates.autogiro_mandates_account_id_fkey,autogiro_payouts.autogiro_payouts_account_id_fkey,avtalegiro_agreements.avtalegiro_agreements_account_id_fkey,avtalegiro_claims.avtalegiro_claims_account_id_payment_request_id_fkey,webhook_deliveries.webhook_deliveries_account_id_event_id_fkey"
+if [ "$got" = "$want" ]; then ok "foreign keys after distribute(): all kept but the six from reference tables into distributed ones"
+else nok "foreign keys after distribute(): all kept but the six from reference tables into distributed ones" "missing: $got"; fi
+is "foreign keys after distribute(): none added" "SELECT '$(comm -13 <(echo "$FK_PLAIN") <(echo "$FK_CITUS") | paste -sd, -)'" ""
+is "the reference tables' foreign keys are on the workers' shards" \
+   "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SELECT count(*) FROM pg_constraint
+     WHERE contype = 'f' AND conname ~ '^(plans_product_id_fkey|dunning_steps_policy_id_fkey)_[0-9]+\$'\$\$)" "2,2"
+fails "the reference tables' foreign keys hold" "$S INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price)
+    VALUES ('no-product', -1, 'x', '1 month', 'flat', '1.00 SEK')" "plans_product_id_fkey"
+is "no function is registered for delegation (ids are drawn on the coordinator)" \
+   "SELECT count(*) FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" "0"
+
+fi
+
+# the catalog and accounts of these checks
+runs "api: catalog" "$S
+    INSERT INTO products (code, name, tax_rate) VALUES ('api', 'API product', 25);
+    INSERT INTO plans (code, product_id, name, kind, billing_period, pricing_model, price, tiers, billing_timing, delivery_period)
+    SELECT v.code, p.id, v.name, v.kind, '1 month', v.model, v.price::price, v.tiers::tier[], v.timing, v.dp::billing_period
+      FROM products p,
+           (VALUES ('api-basic', 'Basic', 'base', 'flat', '100.00 SEK', NULL, 'in_advance', '1 month'),
+                   ('api-pro', 'Pro', 'base', 'flat', '200.00 SEK', NULL, 'in_advance', NULL),
+                   ('api-addon', 'Add-on', 'addon', 'per_unit', '10.00 SEK', NULL, 'in_advance', NULL),
+                   ('api-calls', 'Calls', 'addon', 'usage', NULL, '{\"(,0.01 SEK,)\"}', 'in_arrears', NULL))
+           AS v(code, name, kind, model, price, tiers, timing, dp)
+     WHERE p.code = 'api';
+    INSERT INTO plan_delivery_items (plan_id, sku, description, quantity) SELECT id, 'BOX', 'A box', 1 FROM plans WHERE code = 'api-basic';
+    INSERT INTO features (code, name, unit) VALUES ('api-sso', 'SSO', NULL), ('api-seats', 'Seats', 'seats');
+    SELECT set_plan_feature('api-pro', 'api-sso'), set_plan_feature('api-pro', 'api-seats', 5);
+    INSERT INTO seller_settings (country, currency, vat_number, legal_name, address, f_skatt)
+    SELECT 'SE', 'SEK', '556677-8899', 'API Seller AB', 'Storgatan 1, 111 22 Stockholm', true
+     WHERE NOT EXISTS (SELECT FROM seller_settings);
+    INSERT INTO seller_invoice_details (street, postal_code, city, email, bankgiro)
+    SELECT 'Storgatan 1', '111 22', 'Stockholm', 'faktura@api.example', '5050-1055'
+     WHERE NOT EXISTS (SELECT FROM seller_invoice_details)"
+runs "api: accounts with external ids" "$S
+    INSERT INTO accounts (external_id, name, country, currency) SELECT 'api-ext-' || g, 'API ' || g, 'SE', 'SEK' FROM generate_series(1, 8) g"
+
+# external ids: unique across the installation
+fails "a duplicate external id is refused" "$S INSERT INTO accounts (external_id, name, country, currency) VALUES ('api-ext-3', 'Again', 'SE', 'SEK')" \
+    "duplicate key value violates unique constraint"
+fails "a duplicate external id is refused on update" "$S UPDATE accounts SET external_id = 'api-ext-4' WHERE external_id = 'api-ext-5'" \
+    "duplicate key value violates unique constraint"
+runs "a rolled-back account leaves its external id free" "$S
+    BEGIN; INSERT INTO subbilling.accounts (external_id, name, country, currency) VALUES ('api-rb', 'Rolled back', 'SE', 'SEK'); ROLLBACK;
+    INSERT INTO subbilling.accounts (external_id, name, country, currency) VALUES ('api-rb', 'Committed', 'SE', 'SEK')"
+runs "an external id changed" "$S UPDATE accounts SET external_id = 'api-ext-1b' WHERE external_id = 'api-ext-1'"
+runs "the old external id is free again" "$S INSERT INTO accounts (external_id, name, country, currency) VALUES ('api-ext-1', 'New one', 'SE', 'SEK')"
+is "account_by_external_id finds each account" "$S
+    SELECT account_by_external_id('api-ext-1b') = (SELECT id FROM accounts WHERE name = 'API 1')
+       AND account_by_external_id('api-ext-1') = (SELECT id FROM accounts WHERE name = 'New one')
+       AND account_by_external_id('api-ext-8') = (SELECT id FROM accounts WHERE name = 'API 8')
+       AND account_by_external_id('api-rb') = (SELECT id FROM accounts WHERE name = 'Committed')
+       AND account_by_external_id('nobody') IS NULL" "t"
+if [ -n "${CITUS_API_PLAIN:-}" ]; then :; else
+is "the lookup table holds every external id once (distributed by external id)" \
+   "SELECT (SELECT count(*) FROM subbilling_internal.account_external_ids) = (SELECT count(external_id) FROM subbilling.accounts)
+       AND (SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition
+             WHERE logicalrelid = 'subbilling_internal.account_external_ids'::regclass) = 'external_id'" "t"
+far=0
+for e in 1 1b 2 3 4 5 6 7 8; do
+    a=$(qc -c "SELECT id FROM subbilling.accounts WHERE external_id = 'api-ext-$e'")
+    [ "$(node_of subbilling.accounts "$a")" != "$(node_of subbilling_internal.account_external_ids "api-ext-$e")" ] && far=$((far + 1))
+done
+is "some external ids are kept on another node than their account" "SELECT $far > 0" "t"
+fi
+
+A=$(qc -c "SELECT id FROM subbilling.accounts WHERE external_id = 'api-ext-2'")
+B=$(qc -c "SELECT id FROM subbilling.accounts WHERE external_id = 'api-ext-3'")
+C=$(qc -c "SELECT id FROM subbilling.accounts WHERE external_id = 'api-ext-4'")
+runs "subscribe(account_id, ...)" "SELECT subbilling.subscribe($A, 'api-basic', 1, current_date - 10)"
+is "subscribe: the subscription" "SELECT count(*) FROM subbilling.subscriptions WHERE account_id = $A" "1"
+SA=$(qc -c "SELECT id FROM subbilling.subscriptions WHERE account_id = $A")
+is "subscription_status(subscription_id)" "SELECT subbilling.subscription_status($SA)" "active"
+is "subscription_items_on(subscription_id)" "SELECT count(*) FROM subbilling.subscription_items_on($SA, current_date)" "1"
+runs "change_quantity(subscription_id)" "SELECT subbilling.change_quantity($SA, 3)"
+is "change_quantity: the new quantity" "SELECT quantity FROM subbilling.subscription_items
+    WHERE account_id = $A AND subscription_id = $SA AND kind = 'base' AND voided_at IS NULL AND upper_inf(validity)" "3"
+ADDON="SELECT count(*) FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
+        WHERE i.account_id = $A AND i.subscription_id = $SA AND p.code = 'api-addon' AND i.voided_at IS NULL
+          AND (upper_inf(i.validity) OR upper(i.validity) > current_date)"
+runs "add_addon(subscription_id)" "SELECT subbilling.add_addon($SA, 'api-addon', 2)"
+is "add_addon: the add-on's item" "$ADDON" "1"
+runs "remove_addon(subscription_id)" "SELECT subbilling.remove_addon($SA, 'api-addon', current_date)"
+is "remove_addon: the add-on's item ends" "$ADDON" "0"
+runs "record_usage(subscription_id) on a metered add-on" "SELECT subbilling.add_addon($SA, 'api-calls');
+    SELECT subbilling.record_usage($SA, 'api-calls', 5, now(), 'api-k1');
+    SELECT subbilling.record_usage($SA, 'api-calls', 5, now(), 'api-k1')"
+is "record_usage: one usage row (the retry changes nothing)" "SELECT count(*) || '/' || sum(quantity) FROM subbilling.usage WHERE account_id = $A" "1/5"
+runs "set_shipping_address(account_id)" "SELECT subbilling.set_shipping_address($A, 'API 2', 'Storgatan 1', '111 22', 'Stockholm', 'SE')"
+is "set_shipping_address: the address" "SELECT city FROM subbilling.shipping_addresses WHERE account_id = $A" "Stockholm"
+DD=$(qc -c "SELECT (current_date - 10 + interval '1 month')::date")
+runs "skip_delivery(subscription_id)" "SELECT subbilling.skip_delivery($SA, '$DD')"
+is "skip_delivery: the delivery is skipped" "SELECT status FROM subbilling.delivery_records WHERE account_id = $A AND delivery_date = '$DD'" "skipped"
+is "preview_invoice(subscription_id)" "SELECT count(*) > 0 FROM subbilling.preview_invoice($SA, current_date + 40)" "t"
+runs "change_plan(subscription_id)" "SELECT subbilling.change_plan($SA, 'api-pro')"
+is "change_plan: the base item's plan" "SELECT p.code FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
+    WHERE i.account_id = $A AND i.subscription_id = $SA AND i.kind = 'base' AND i.voided_at IS NULL AND upper_inf(i.validity)" "api-pro"
+is "has_access(account_id) after the plan change" "SELECT subbilling.has_access($A, 'api-sso')::text || '/' || subbilling.has_access($B, 'api-sso')::text" "true/false"
+is "entitlement_limit(account_id)" "SELECT subbilling.entitlement_limit($A, 'api-seats')" "5"
+is "refresh_entitlements(account_id)" "SELECT subbilling.refresh_entitlements($A) >= 0 AND subbilling.has_access($A, 'api-sso')" "t"
+runs "pause(subscription_id)" "SELECT subbilling.pause($SA, current_date + 5, current_date + 15)"
+is "pause: the pause" "SELECT upper(during) - current_date FROM subbilling.subscription_pauses WHERE account_id = $A" "15"
+runs "resume(subscription_id)" "SELECT subbilling.resume($SA, current_date + 10)"
+is "resume: the pause ends early" "SELECT upper(during) - current_date FROM subbilling.subscription_pauses WHERE account_id = $A" "10"
+runs "set_subscription_status(subscription_id)" "SELECT subbilling.set_subscription_status($SA, 'suspended', 'api check')"
+is "set_subscription_status: the status" "SELECT status FROM subbilling.subscriptions WHERE account_id = $A AND id = $SA" "suspended"
+runs "set_subscription_status(subscription_id) back" "SELECT subbilling.set_subscription_status($SA, 'active', 'api check')"
+is "subscription_history(subscription_id)" "SELECT count(*) >= 4 AND bool_or(plan_code = 'api-pro') AND bool_or(plan_code = 'api-addon')
+    FROM subbilling.subscription_history($SA)" "t"
+runs "cancel(subscription_id)" "SELECT subbilling.cancel($SA)"
+is "cancel: the subscription ends" "SELECT cancel_at IS NOT NULL FROM subbilling.subscriptions WHERE account_id = $A AND id = $SA" "t"
+runs "register_autogiro_mandate(account_id)" "$S INSERT INTO payment_methods (account_id, kind, is_default) VALUES ($B, 'autogiro', true);
+    SELECT register_autogiro_mandate($B, '9001')"
+is "register_autogiro_mandate: the mandate" "SELECT payer_number || '/' || account_id FROM subbilling.autogiro_mandates WHERE payer_number = '9001'" "9001/$B"
+is "account_balance(account_id) and customer_credit(account_id)" \
+   "SELECT subbilling.account_balance($A)::text || '/' || subbilling.customer_credit($A)::text" "0.00 SEK/0.00 SEK"
+
+# invoice and payment ids: a draft written by hand on account C, finalised, then paid,
+# refunded and credited (no billing run needed)
+runs "a draft invoice by hand" "$S
+    INSERT INTO account_invoice_details (account_id, org_number, street, postal_code, city, buyer_reference)
+    VALUES ($C, '202100-0001', 'Rådhusgatan 1', '123 45', 'Exempelby', 'API-1');
+    INSERT INTO invoices (account_id, currency, net, tax, total) VALUES ($C, 'SEK', '0 SEK', '0 SEK', '0 SEK')"
+IC=$(qc -c "SELECT max(id) FROM subbilling.invoices WHERE account_id = $C")
+runs "its line" "$S INSERT INTO invoice_lines (account_id, invoice_id, kind, description, net, tax_rate, tax)
+    VALUES ($C, $IC, 'setup', 'Installation', '1000.00 SEK', 25, '250.00 SEK')"
+runs "finalize_invoice(invoice_id)" "SELECT subbilling.finalize_invoice($IC)"
+is "finalize_invoice: open, numbered, total" "SELECT status || '/' || (number IS NOT NULL) || '/' || total FROM subbilling.invoices WHERE account_id = $C AND id = $IC" "open/true/1250.00 SEK"
+is "invoice_open_amount(account_id, invoice_id)" "SELECT subbilling.invoice_open_amount($C, $IC)" "1250.00 SEK"
+is "invoice_html(invoice_id)" "SELECT subbilling.invoice_html($IC) ~ 'Installation'" "t"
+is "invoice_ubl(invoice_id)" "SELECT subbilling.invoice_ubl($IC)::text ~ '<Invoice'" "t"
+REF=$(qc -c "SELECT reference FROM subbilling.invoices WHERE account_id = $C AND id = $IC")
+runs "register_payment by the invoice's reference" "SELECT subbilling.register_payment('250.00 SEK', '$REF', current_date, 'bankgiro', 'api-pay-1')"
+is "register_payment: booked on the invoice" "SELECT subbilling.invoice_open_amount($C, $IC)" "1000.00 SEK"
+runs "an unmatched payment" "SELECT subbilling.register_payment('100.00 SEK', 'no such reference', current_date, 'bankgiro', 'api-pay-2')"
+UP=$(qc -c "SELECT id FROM subbilling.unmatched_payments WHERE external_id = 'api-pay-2'")
+runs "match_payment(payment_id, invoice_id)" "SELECT subbilling.match_payment($UP, $IC)"
+is "match_payment: booked on the invoice" "SELECT subbilling.invoice_open_amount($C, $IC)" "900.00 SEK"
+P1=$(qc -c "SELECT id FROM subbilling.payments WHERE account_id = $C AND external_id = 'api-pay-1'")
+runs "refund(payment_id)" "SELECT subbilling.refund($P1, '50.00 SEK')"
+is "refund: the refund" "SELECT amount FROM subbilling.refunds WHERE account_id = $C" "50.00 SEK"
+runs "credit_invoice(invoice_id)" "SELECT subbilling.credit_invoice($IC, '100.00 SEK', 'api check')"
+is "credit_invoice: the credit note" "SELECT total FROM subbilling.invoices WHERE account_id = $C AND credits_invoice_id = $IC" "-100.00 SEK"
+qc -c "INSERT INTO subbilling.invoices (account_id, currency, net, tax, total) VALUES ($C, 'SEK', '0 SEK', '0 SEK', '0 SEK')"
+IV=$(qc -c "SELECT max(id) FROM subbilling.invoices WHERE account_id = $C")
+runs "a second draft, finalised" "$S INSERT INTO invoice_lines (account_id, invoice_id, kind, description, net, tax_rate, tax)
+    VALUES ($C, $IV, 'setup', 'Extra', '100.00 SEK', 25, '25.00 SEK');
+    SELECT finalize_invoice($IV)"
+runs "void_invoice(invoice_id)" "SELECT subbilling.void_invoice($IV, 'api check')"
+is "void_invoice: void" "SELECT status FROM subbilling.invoices WHERE account_id = $C AND id = $IV" "void"
+
+# ids: every call above went through the coordinator, which draws every id; accounts on both
+# workers wrote events, invoices and payments, and no id was handed out twice
+if [ -z "${CITUS_API_PLAIN:-}" ]; then
+is "events of accounts on both workers, ids unique" \
+   "WITH e AS MATERIALIZED (SELECT account_id, id FROM subbilling.events)
+    SELECT count(DISTINCT p.nodeport) = 2 AND count(*) = count(DISTINCT e.id) AND count(*) > 20
+      FROM e JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', e.account_id)" "t"
+is "invoice and payment ids unique" \
+   "SELECT (SELECT count(*) = count(DISTINCT id) AND count(*) >= 3 FROM subbilling.invoices)
+       AND (SELECT count(*) = count(DISTINCT id) AND count(*) >= 2 FROM subbilling.payments)" "t"
+fi
+
+# the events relay: subbilling.notify = off (no NOTIFY from the functions), relay_events()
+# on the coordinator announces what they wrote
+RELAY=$(qc -c "LISTEN subbilling" -c "SELECT subbilling.relay_events(100000)" -c "SET subbilling.notify = off" \
+            -c "SELECT 'before subscribe'" -c "SELECT subbilling.subscribe($B, 'api-basic')" -c "SELECT 'after subscribe'" \
+            -c "SELECT subbilling.relay_events()" -c "SELECT 'after relay'" 2>&1)
+SB=$(qc -c "SELECT max(id) FROM subbilling.subscriptions WHERE account_id = $B")
+between() { awk -v a="$1" -v b="$2" '$0 == a {f = 1; next} $0 == b {f = 0} f' <<<"$RELAY"; }
+is "notify off: the function's own transaction announces nothing" \
+   "SELECT $(between 'before subscribe' 'after subscribe' | grep -c 'Asynchronous notification')" "0"
+is "relay_events() announces the new events on the coordinator" \
+   "SELECT $(between 'after subscribe' 'after relay' | grep 'Asynchronous notification' | grep -c '"subscription_id": '"$SB"'[,}]')
+           = count(*) AND count(*) > 0 FROM subbilling.events WHERE account_id = $B AND subscription_id = $SB" "t"
+is "relay_events() again: nothing new" "SELECT subbilling.relay_events()" "0"
 
 echo "1..$N"
 [ -n "${CITUS_KEEP:-}" ] && echo "# cluster kept in $WORK (ports $PORTS)"

@@ -1199,23 +1199,31 @@ COMMENT ON FUNCTION subbilling.advance_subscriptions(date) IS 'apply the status 
 
 CREATE FUNCTION subbilling.subscription_history(subscription_id bigint)
     RETURNS SETOF subbilling.subscription_item_history
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
+-- plpgsql: Citus cannot plan a SQL function's parameters
+BEGIN
+    RETURN QUERY
     SELECT h.* FROM subbilling.subscription_item_history h
      WHERE h.subscription_id = subscription_history.subscription_id
-     ORDER BY h.kind, h.valid_from, h.item_id
+     ORDER BY h.kind, h.valid_from, h.item_id;
+END
 $$;
 COMMENT ON FUNCTION subbilling.subscription_history(bigint) IS 'the whole item history of a subscription, base then add-ons, by date (voided items included, marked)';
 
 CREATE FUNCTION subbilling.subscription_items_on(subscription_id bigint, on_date date DEFAULT CURRENT_DATE)
     RETURNS SETOF subbilling.subscription_item_history
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
+-- plpgsql: Citus cannot plan a SQL function's parameters
+BEGIN
+    RETURN QUERY
     SELECT h.* FROM subbilling.subscription_item_history h
      WHERE h.subscription_id = subscription_items_on.subscription_id
-       AND h.voided_at IS NULL AND h.validity @> on_date
-     ORDER BY h.kind DESC, h.plan_code
+       AND h.voided_at IS NULL AND h.validity @> subscription_items_on.on_date
+     ORDER BY h.kind DESC, h.plan_code;
+END
 $$;
 COMMENT ON FUNCTION subbilling.subscription_items_on(bigint, date) IS 'what a subscription held on a date: its base plan and add-ons with quantities';

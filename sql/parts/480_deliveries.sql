@@ -367,6 +367,8 @@ CREATE FUNCTION subbilling.set_shipping_address(account_id bigint, name text, li
 AS $$
 #variable_conflict use_column
 DECLARE
+    -- a variable, not now(): Citus takes only immutable functions in an ON CONFLICT update
+    written timestamptz := pg_catalog.now();
     rid     bigint;
 BEGIN
     PERFORM subbilling_internal.check_date('valid_from', set_shipping_address.valid_from);
@@ -396,7 +398,7 @@ BEGIN
     ON CONFLICT (account_id, valid_from)
     DO UPDATE SET name = excluded.name, line1 = excluded.line1, line2 = excluded.line2,
                   postal_code = excluded.postal_code, city = excluded.city, country = excluded.country,
-                  created_at = pg_catalog.now()
+                  created_at = written
     RETURNING a.id INTO rid;
     RETURN rid;
 END

@@ -7,9 +7,10 @@
 -- NULL, its primary key including account_id) by account_id, colocated with
 -- accounts.  Catalog, settings and the other global tables become reference
 -- tables.  Tables keyed by a bank's own identifier (direct-debit mandates and
--- claims) and the webhook deliveries stay on the coordinator, without their
--- foreign keys into the distributed tables.  Only the foreign keys of the distributed tables are
-        -- put back (limit: the reference tables' ones are not, docs/citus.md).  Foreign keys are dropped before
+-- claims) and the webhook deliveries become reference tables, without their
+-- foreign keys into the distributed tables (Citus has none from a reference
+-- table to a distributed one); every other foreign key is put back.  The
+-- external-id lookup is distributed by the external id.  Foreign keys are dropped before
 -- the conversion and put back after it (Citus converts a table only once the
 -- tables it refers to are converted, and payments and payment requests refer
 -- to each other).  Nothing here runs on a single server unless it is called.
@@ -27,6 +28,7 @@ DECLARE
     citus       boolean;
     done        boolean := false;
     fks         text[] := '{}';
+    trgs        text[] := '{}';
     kept_local  regclass[];
     distributed regclass[];
     referenced  regclass[];
@@ -57,6 +59,8 @@ BEGIN
     INSERT INTO pg_temp.subbilling_distribute_plan (rel, how)
     SELECT c.oid::regclass,
            CASE WHEN c.oid = 'subbilling.accounts'::regclass THEN 'distributed'
+                -- the external-id lookup, distributed by the external id
+                WHEN c.oid = 'subbilling_internal.account_external_ids'::regclass THEN 'distributed'
                 WHEN a.attnum IS NULL THEN 'reference'
                 WHEN a.attnotnull AND (pk.conkey IS NULL OR a.attnum = ANY (pk.conkey)) THEN 'distributed'
                 WHEN a.attnotnull THEN 'local'
@@ -117,8 +121,7 @@ BEGIN
         -- converted: every foreign key between the extension's tables is dropped (here and
         -- on the workers' copies) and put back after the conversion.  A table keyed by
         -- something other than the account becomes a reference table and loses its foreign
-        -- keys into the distributed tables.  Only the foreign keys of the distributed tables are
-        -- put back (limit: the reference tables' ones are not, docs/citus.md).
+        -- keys into the distributed tables; all the other foreign keys are put back.
         FOR fk IN
             SELECT k.conrelid::regclass AS rel, k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def,
                    src.how AS src_how, dst.how AS dst_how
@@ -131,20 +134,40 @@ BEGIN
             EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
             EXECUTE format('SELECT run_command_on_workers(%L)',
                            format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
-            IF fk.src_how <> 'distributed' THEN
-                -- a reference table's rows were copied in this transaction: its shards have
-                -- pending trigger events, and no foreign key can be added to them now
+            IF fk.src_how <> 'distributed' AND fk.dst_how = 'distributed' THEN
+                -- Citus keeps no foreign key from a reference table to a distributed one
                 RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
             ELSE
                 fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
             END IF;
         END LOOP;
         UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
+        -- A deferred constraint trigger of a reference table (the order of dunning steps) would
+        -- leave events of the copied rows pending on every node until commit, and no foreign
+        -- key can be added to a table with pending trigger events: such triggers are dropped
+        -- for the conversion (here and on the workers' copies) and created again after it.
+        FOR fk IN
+            SELECT tg.tgrelid::regclass AS rel, tg.tgname, pg_catalog.pg_get_triggerdef(tg.oid) AS def
+              FROM pg_catalog.pg_trigger tg
+              JOIN pg_temp.subbilling_distribute_plan p ON p.rel = tg.tgrelid AND p.how = 'reference'
+             WHERE tg.tgconstraint <> 0 AND NOT tg.tgisinternal AND tg.tgdeferrable
+             ORDER BY 1, 2
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', fk.tgname, fk.rel);
+            EXECUTE format('SELECT run_command_on_workers(%L)',
+                           format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
+            trgs := trgs || fk.def;
+        END LOOP;
 
-        -- a UNIQUE without the distribution column cannot be kept: external ids become
-        -- indexed, their uniqueness the caller's (docs/citus.md)
+        -- a UNIQUE without the distribution column cannot be kept: accounts' external ids
+        -- become indexed there, and unique in account_external_ids (docs/citus.md)
         ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
         CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
+        -- account_external_ids (distributed by the external id) keeps them unique across the
+        -- cluster; this trigger fills it in the account's transaction
+        CREATE TRIGGER accounts_external_id
+            AFTER INSERT OR DELETE OR UPDATE OF external_id ON subbilling.accounts
+            FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_external_id();
 
         -- convert a table once the tables it refers to are converted; in a cycle (payments
         -- and payment requests) one table's foreign keys into the cycle are dropped here and
@@ -178,6 +201,9 @@ BEGIN
             END IF;
             IF r.how = 'reference' THEN
                 EXECUTE format('SELECT create_reference_table(%L)', r.rel);
+            ELSIF r.rel = 'subbilling_internal.account_external_ids'::regclass THEN
+                EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L, shard_count => %s)',
+                               r.rel, 'external_id', 'none', shard_count);
             ELSIF r.rel = 'subbilling.accounts'::regclass THEN
                 EXECUTE format('SELECT create_distributed_table(%L, %L, shard_count => %s)',
                                'subbilling.accounts', 'id', shard_count);
@@ -189,6 +215,22 @@ BEGIN
         END LOOP;
         FOR i IN 1 .. coalesce(array_length(fks, 1), 0) LOOP
             EXECUTE fks[i];
+        END LOOP;
+        FOR i IN 1 .. coalesce(array_length(trgs, 1), 0) LOOP
+            EXECUTE trgs[i];
+        END LOOP;
+        -- SQL functions whose queries Citus cannot plan get their plpgsql bodies
+        -- (subbilling_internal.citus_*), here and on the workers
+        FOR fk IN
+            SELECT v.src, v.dst,
+                   regexp_replace(pg_catalog.pg_get_functiondef(v.src::regprocedure),
+                                  '^CREATE OR REPLACE FUNCTION subbilling_internal\.citus_[a-z_]+\(',
+                                  'CREATE OR REPLACE FUNCTION ' || v.dst || '(') AS def
+              FROM (VALUES ('subbilling_internal.citus_invoice_open_amount(bigint,bigint)', 'subbilling.invoice_open_amount'),
+                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
+        LOOP
+            EXECUTE fk.def;
+            EXECUTE format('SELECT run_command_on_workers(%L)', fk.def);
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());

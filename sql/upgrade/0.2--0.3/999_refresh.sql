@@ -6707,6 +6707,8 @@ CREATE OR REPLACE FUNCTION subbilling.set_shipping_address(account_id bigint, na
 AS $$
 #variable_conflict use_column
 DECLARE
+    -- a variable, not now(): Citus takes only immutable functions in an ON CONFLICT update
+    written timestamptz := pg_catalog.now();
     rid     bigint;
 BEGIN
     PERFORM subbilling_internal.check_date('valid_from', set_shipping_address.valid_from);
@@ -6736,7 +6738,7 @@ BEGIN
     ON CONFLICT (account_id, valid_from)
     DO UPDATE SET name = excluded.name, line1 = excluded.line1, line2 = excluded.line2,
                   postal_code = excluded.postal_code, city = excluded.city, country = excluded.country,
-                  created_at = pg_catalog.now()
+                  created_at = written
     RETURNING a.id INTO rid;
     RETURN rid;
 END
@@ -6755,6 +6757,7 @@ DECLARE
     citus       boolean;
     done        boolean := false;
     fks         text[] := '{}';
+    trgs        text[] := '{}';
     kept_local  regclass[];
     distributed regclass[];
     referenced  regclass[];
@@ -6785,6 +6788,8 @@ BEGIN
     INSERT INTO pg_temp.subbilling_distribute_plan (rel, how)
     SELECT c.oid::regclass,
            CASE WHEN c.oid = 'subbilling.accounts'::regclass THEN 'distributed'
+                -- the external-id lookup, distributed by the external id
+                WHEN c.oid = 'subbilling_internal.account_external_ids'::regclass THEN 'distributed'
                 WHEN a.attnum IS NULL THEN 'reference'
                 WHEN a.attnotnull AND (pk.conkey IS NULL OR a.attnum = ANY (pk.conkey)) THEN 'distributed'
                 WHEN a.attnotnull THEN 'local'
@@ -6845,8 +6850,7 @@ BEGIN
         -- converted: every foreign key between the extension's tables is dropped (here and
         -- on the workers' copies) and put back after the conversion.  A table keyed by
         -- something other than the account becomes a reference table and loses its foreign
-        -- keys into the distributed tables.  Only the foreign keys of the distributed tables are
-        -- put back (limit: the reference tables' ones are not, docs/citus.md).
+        -- keys into the distributed tables; all the other foreign keys are put back.
         FOR fk IN
             SELECT k.conrelid::regclass AS rel, k.conname, pg_catalog.pg_get_constraintdef(k.oid) AS def,
                    src.how AS src_how, dst.how AS dst_how
@@ -6859,20 +6863,40 @@ BEGIN
             EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
             EXECUTE format('SELECT run_command_on_workers(%L)',
                            format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
-            IF fk.src_how <> 'distributed' THEN
-                -- a reference table's rows were copied in this transaction: its shards have
-                -- pending trigger events, and no foreign key can be added to them now
+            IF fk.src_how <> 'distributed' AND fk.dst_how = 'distributed' THEN
+                -- Citus keeps no foreign key from a reference table to a distributed one
                 RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
             ELSE
                 fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.rel, fk.conname, fk.def);
             END IF;
         END LOOP;
         UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
+        -- A deferred constraint trigger of a reference table (the order of dunning steps) would
+        -- leave events of the copied rows pending on every node until commit, and no foreign
+        -- key can be added to a table with pending trigger events: such triggers are dropped
+        -- for the conversion (here and on the workers' copies) and created again after it.
+        FOR fk IN
+            SELECT tg.tgrelid::regclass AS rel, tg.tgname, pg_catalog.pg_get_triggerdef(tg.oid) AS def
+              FROM pg_catalog.pg_trigger tg
+              JOIN pg_temp.subbilling_distribute_plan p ON p.rel = tg.tgrelid AND p.how = 'reference'
+             WHERE tg.tgconstraint <> 0 AND NOT tg.tgisinternal AND tg.tgdeferrable
+             ORDER BY 1, 2
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', fk.tgname, fk.rel);
+            EXECUTE format('SELECT run_command_on_workers(%L)',
+                           format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
+            trgs := trgs || fk.def;
+        END LOOP;
 
-        -- a UNIQUE without the distribution column cannot be kept: external ids become
-        -- indexed, their uniqueness the caller's (docs/citus.md)
+        -- a UNIQUE without the distribution column cannot be kept: accounts' external ids
+        -- become indexed there, and unique in account_external_ids (docs/citus.md)
         ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
         CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
+        -- account_external_ids (distributed by the external id) keeps them unique across the
+        -- cluster; this trigger fills it in the account's transaction
+        CREATE TRIGGER accounts_external_id
+            AFTER INSERT OR DELETE OR UPDATE OF external_id ON subbilling.accounts
+            FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_external_id();
 
         -- convert a table once the tables it refers to are converted; in a cycle (payments
         -- and payment requests) one table's foreign keys into the cycle are dropped here and
@@ -6906,6 +6930,9 @@ BEGIN
             END IF;
             IF r.how = 'reference' THEN
                 EXECUTE format('SELECT create_reference_table(%L)', r.rel);
+            ELSIF r.rel = 'subbilling_internal.account_external_ids'::regclass THEN
+                EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L, shard_count => %s)',
+                               r.rel, 'external_id', 'none', shard_count);
             ELSIF r.rel = 'subbilling.accounts'::regclass THEN
                 EXECUTE format('SELECT create_distributed_table(%L, %L, shard_count => %s)',
                                'subbilling.accounts', 'id', shard_count);
@@ -6917,6 +6944,22 @@ BEGIN
         END LOOP;
         FOR i IN 1 .. coalesce(array_length(fks, 1), 0) LOOP
             EXECUTE fks[i];
+        END LOOP;
+        FOR i IN 1 .. coalesce(array_length(trgs, 1), 0) LOOP
+            EXECUTE trgs[i];
+        END LOOP;
+        -- SQL functions whose queries Citus cannot plan get their plpgsql bodies
+        -- (subbilling_internal.citus_*), here and on the workers
+        FOR fk IN
+            SELECT v.src, v.dst,
+                   regexp_replace(pg_catalog.pg_get_functiondef(v.src::regprocedure),
+                                  '^CREATE OR REPLACE FUNCTION subbilling_internal\.citus_[a-z_]+\(',
+                                  'CREATE OR REPLACE FUNCTION ' || v.dst || '(') AS def
+              FROM (VALUES ('subbilling_internal.citus_invoice_open_amount(bigint,bigint)', 'subbilling.invoice_open_amount'),
+                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
+        LOOP
+            EXECUTE fk.def;
+            EXECUTE format('SELECT run_command_on_workers(%L)', fk.def);
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
@@ -7130,6 +7173,161 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.accounts_external_id() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    nested  text := current_setting('citus.allow_nested_distributed_execution', true);
+BEGIN
+    IF nested IS NOT NULL THEN
+        PERFORM set_config('citus.allow_nested_distributed_execution', 'on', true);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.external_id IS NOT NULL
+       AND (TG_OP = 'DELETE' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
+        DELETE FROM subbilling_internal.account_external_ids x
+         WHERE x.external_id = OLD.external_id AND x.account_id = OLD.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.external_id IS NOT NULL
+       AND (TG_OP = 'INSERT' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
+        INSERT INTO subbilling_internal.account_external_ids (external_id, account_id)
+        VALUES (NEW.external_id, NEW.id);
+    END IF;
+    IF nested IS NOT NULL THEN
+        PERFORM set_config('citus.allow_nested_distributed_execution', nested, true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.accounts_external_id() IS
+    'internal: trigger (created by distribute() on Citus): an account''s external id in account_external_ids, in the same transaction; a duplicate is refused by its primary key (23505), as by the UNIQUE of accounts on one server';
+
+CREATE OR REPLACE FUNCTION subbilling.account_by_external_id(external_id text) RETURNS bigint
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    found   bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = 'subbilling.accounts'::regclass AND t.tgname = 'accounts_external_id') THEN
+        SELECT x.account_id INTO found FROM subbilling_internal.account_external_ids x
+         WHERE x.external_id = account_by_external_id.external_id;
+    ELSE
+        SELECT a.id INTO found FROM subbilling.accounts a WHERE a.external_id = account_by_external_id.external_id;
+    END IF;
+    RETURN found;
+END
+$$;
+COMMENT ON FUNCTION subbilling.account_by_external_id(text) IS
+    'the id of the account with this external id, NULL if none (on Citus a look-up in the table distributed by external id)';
+
+CREATE OR REPLACE FUNCTION subbilling.relay_events(max integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     bigint;
+    e       record;
+    n       integer := 0;
+BEGIN
+    IF max IS NULL OR max < 1 THEN
+        RAISE EXCEPTION 'max must be a positive number of events, not %', coalesce(max::text, 'null')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO subbilling_internal.relay_cursor (singleton, last_event_id) VALUES (true, 0)
+        ON CONFLICT (singleton) DO NOTHING;
+    SELECT c.last_event_id INTO cur FROM subbilling_internal.relay_cursor c FOR UPDATE;
+    FOR e IN SELECT ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id
+               FROM subbilling.events_after(cur, max) ev ORDER BY ev.id LOOP
+        PERFORM pg_notify('subbilling',
+            jsonb_strip_nulls(jsonb_build_object('id', e.id, 'type', left(e.type, 200), 'account_id', e.account_id,
+                                                 'subscription_id', e.subscription_id,
+                                                 'invoice_id', e.invoice_id))::text);
+        cur := e.id;
+        n := n + 1;
+    END LOOP;
+    IF n > 0 THEN
+        UPDATE subbilling_internal.relay_cursor SET last_event_id = cur;
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling.relay_events(integer) IS
+    'announce the committed events after the relay''s cursor (at most max) with NOTIFY subbilling, as the functions do when subbilling.notify is on, and move the cursor; for subbilling.notify = off (Citus: call it on the coordinator); returns how many';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_invoice_open_amount(account_id bigint, invoice_id bigint)
+    RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     text;
+    due     subbilling.price;
+BEGIN
+    SELECT i.currency INTO cur FROM subbilling.invoices i WHERE i.account_id = $1 AND i.id = $2;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT sum(l.amount) INTO due FROM subbilling.journal_lines l WHERE l.account_id = $1 AND l.invoice_id = $2;
+    RETURN coalesce(due, price_minor(0, cur));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_invoice_open_amount(bigint, bigint) IS
+    'internal: on Citus, distribute() makes this the body of invoice_open_amount (plpgsql, one shard per statement)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_customer_credit(account_id bigint)
+    RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur     text;
+    credit  subbilling.price;
+BEGIN
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = $1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT -sum(l.amount) INTO credit FROM subbilling.journal_lines l
+     WHERE l.account_id = $1 AND l.subledger = 'customer_credit';
+    RETURN coalesce(credit, price_minor(0, cur));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_customer_credit(bigint) IS
+    'internal: on Citus, distribute() makes this the body of customer_credit (plpgsql, one shard per statement)';
+
+CREATE OR REPLACE FUNCTION subbilling.subscription_history(subscription_id bigint)
+    RETURNS SETOF subbilling.subscription_item_history
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: Citus cannot plan a SQL function's parameters
+BEGIN
+    RETURN QUERY
+    SELECT h.* FROM subbilling.subscription_item_history h
+     WHERE h.subscription_id = subscription_history.subscription_id
+     ORDER BY h.kind, h.valid_from, h.item_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscription_history(bigint) IS 'the whole item history of a subscription, base then add-ons, by date (voided items included, marked)';
+
+CREATE OR REPLACE FUNCTION subbilling.subscription_items_on(subscription_id bigint, on_date date DEFAULT CURRENT_DATE)
+    RETURNS SETOF subbilling.subscription_item_history
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- plpgsql: Citus cannot plan a SQL function's parameters
+BEGIN
+    RETURN QUERY
+    SELECT h.* FROM subbilling.subscription_item_history h
+     WHERE h.subscription_id = subscription_items_on.subscription_id
+       AND h.voided_at IS NULL AND h.validity @> subscription_items_on.on_date
+     ORDER BY h.kind DESC, h.plan_code;
+END
+$$;
+COMMENT ON FUNCTION subbilling.subscription_items_on(bigint, date) IS 'what a subscription held on a date: its base plan and add-ons with quantities';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
