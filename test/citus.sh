@@ -201,23 +201,41 @@ runs "api: catalog" "$S
     INSERT INTO seller_invoice_details (street, postal_code, city, email, bankgiro)
     SELECT 'Storgatan 1', '111 22', 'Stockholm', 'faktura@api.example', '5050-1055'
      WHERE NOT EXISTS (SELECT FROM seller_invoice_details)"
-runs "api: accounts with external ids" "$S
-    INSERT INTO accounts (external_id, name, country, currency) SELECT 'api-ext-' || g, 'API ' || g, 'SE', 'SEK' FROM generate_series(1, 8) g"
+runs "api: accounts, their external ids set in one transaction" "$S
+    INSERT INTO accounts (name, country, currency) SELECT 'API ' || g, 'SE', 'SEK' FROM generate_series(1, 8) g;
+    DO \$\$ DECLARE a record; BEGIN
+        FOR a IN SELECT id, name FROM subbilling.accounts WHERE name LIKE 'API %' ORDER BY id LOOP
+            PERFORM subbilling.set_account_external_id(a.id, 'api-ext-' || substr(a.name, 5));
+        END LOOP; END \$\$"
+runs "200 accounts and their external ids in one transaction" "$S
+    INSERT INTO accounts (name, country, currency) SELECT 'Bulk ' || g, 'SE', 'SEK' FROM generate_series(1, 200) g;
+    DO \$\$ DECLARE a record; BEGIN
+        FOR a IN SELECT id, name FROM subbilling.accounts WHERE name LIKE 'Bulk %' ORDER BY id LOOP
+            PERFORM subbilling.set_account_external_id(a.id, 'bulk-' || substr(a.name, 6));
+        END LOOP; END \$\$"
+is "external ids: all set" "SELECT count(external_id) FROM subbilling.accounts WHERE name LIKE 'API %' OR name LIKE 'Bulk %'" "208"
 
 # external ids: unique across the installation
-fails "a duplicate external id is refused" "$S INSERT INTO accounts (external_id, name, country, currency) VALUES ('api-ext-3', 'Again', 'SE', 'SEK')" \
+fails "a duplicate external id is refused" "$S SELECT set_account_external_id((SELECT id FROM accounts WHERE name = 'API 5'), 'api-ext-3')" \
     "duplicate key value violates unique constraint"
-fails "a duplicate external id is refused on update" "$S UPDATE accounts SET external_id = 'api-ext-4' WHERE external_id = 'api-ext-5'" \
-    "duplicate key value violates unique constraint"
-runs "a rolled-back account leaves its external id free" "$S
-    BEGIN; INSERT INTO subbilling.accounts (external_id, name, country, currency) VALUES ('api-rb', 'Rolled back', 'SE', 'SEK'); ROLLBACK;
-    INSERT INTO subbilling.accounts (external_id, name, country, currency) VALUES ('api-rb', 'Committed', 'SE', 'SEK')"
-runs "an external id changed" "$S UPDATE accounts SET external_id = 'api-ext-1b' WHERE external_id = 'api-ext-1'"
-runs "the old external id is free again" "$S INSERT INTO accounts (external_id, name, country, currency) VALUES ('api-ext-1', 'New one', 'SE', 'SEK')"
+if [ -z "${CITUS_API_PLAIN:-}" ]; then
+fails "an external id written past set_account_external_id is refused" \
+    "$S INSERT INTO accounts (external_id, name, country, currency) VALUES ('api-direct', 'Direct', 'SE', 'SEK')" \
+    "the external id of an account is set with set_account_external_id"
+fi
+runs "a rolled-back external id stays free" "$S
+    BEGIN; INSERT INTO subbilling.accounts (name, country, currency) VALUES ('Rolled back', 'SE', 'SEK');
+    SELECT subbilling.set_account_external_id(max(id), 'api-rb') FROM subbilling.accounts WHERE name = 'Rolled back'; ROLLBACK;
+    INSERT INTO subbilling.accounts (name, country, currency) VALUES ('Committed', 'SE', 'SEK');
+    SELECT subbilling.set_account_external_id(max(id), 'api-rb') FROM subbilling.accounts WHERE name = 'Committed'"
+runs "an external id changed" "$S SELECT set_account_external_id((SELECT id FROM accounts WHERE name = 'API 1'), 'api-ext-1b')"
+runs "the old external id is free again" "$S INSERT INTO accounts (name, country, currency) VALUES ('New one', 'SE', 'SEK');
+    SELECT set_account_external_id((SELECT id FROM accounts WHERE name = 'New one'), 'api-ext-1')"
 is "account_by_external_id finds each account" "$S
     SELECT account_by_external_id('api-ext-1b') = (SELECT id FROM accounts WHERE name = 'API 1')
        AND account_by_external_id('api-ext-1') = (SELECT id FROM accounts WHERE name = 'New one')
        AND account_by_external_id('api-ext-8') = (SELECT id FROM accounts WHERE name = 'API 8')
+       AND account_by_external_id('bulk-200') = (SELECT id FROM accounts WHERE name = 'Bulk 200')
        AND account_by_external_id('api-rb') = (SELECT id FROM accounts WHERE name = 'Committed')
        AND account_by_external_id('nobody') IS NULL" "t"
 if [ -n "${CITUS_API_PLAIN:-}" ]; then :; else
@@ -231,6 +249,9 @@ for e in 1 1b 2 3 4 5 6 7 8; do
     [ "$(node_of subbilling.accounts "$a")" != "$(node_of subbilling_internal.account_external_ids "api-ext-$e")" ] && far=$((far + 1))
 done
 is "some external ids are kept on another node than their account" "SELECT $far > 0" "t"
+is "the grants of external ids are colocated with accounts" \
+   "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
+     WHERE logicalrelid IN ('subbilling.accounts'::regclass, 'subbilling_internal.account_external_id_grants'::regclass)" "1"
 fi
 
 A=$(qc -c "SELECT id FROM subbilling.accounts WHERE external_id = 'api-ext-2'")

@@ -6,8 +6,9 @@
 -- On one server accounts.external_id is UNIQUE and looked up in accounts.
 -- On Citus a UNIQUE must include the distribution column, so distribute()
 -- replaces it with account_external_ids, a table distributed by the external
--- id (its primary key keeps the id unique across the cluster), kept by a
--- trigger on accounts in the same transaction as the account's row.  The
+-- id (its primary key keeps the id unique across the cluster), written by
+-- set_account_external_id in the transaction that sets the account's id, and
+-- a trigger on accounts that refuses any other way of setting it.  The
 -- trigger is created by distribute() only: a single server pays nothing.
 --
 -- The relay announces committed events with NOTIFY from the coordinator,
@@ -23,41 +24,93 @@ CREATE TABLE subbilling_internal.account_external_ids (
     account_id      bigint NOT NULL
 );
 COMMENT ON TABLE subbilling_internal.account_external_ids IS
-    'internal: on Citus, every account''s external id (distributed by it: its primary key keeps it unique across the cluster); filled by the accounts_external_id trigger that distribute() creates; empty on one server, where accounts.external_id is UNIQUE';
+    'internal: on Citus, every account''s external id (distributed by it: its primary key keeps it unique across the cluster), written by set_account_external_id; empty on one server, where accounts.external_id is UNIQUE';
 
--- Keeps account_external_ids in the transaction that writes the account.  On
--- Citus it runs on the account's shard and writes the lookup row's shard,
--- which may be on another node: the nested distributed statement is allowed
--- for that one statement (it touches one row of one shard).
+-- The external id each account was given by set_account_external_id, kept
+-- with the account (on Citus colocated with accounts): the accounts trigger
+-- that distribute() creates checks a new external id against it on the
+-- account's own node, without a query to another node.
+CREATE TABLE subbilling_internal.account_external_id_grants (
+    account_id      bigint PRIMARY KEY,
+    external_id     text NOT NULL
+);
+COMMENT ON TABLE subbilling_internal.account_external_id_grants IS
+    'internal: on Citus, the external id set_account_external_id gave each account (colocated with accounts); empty on one server';
+
+-- On Citus (the trigger exists only there): an account's external id may only
+-- be what set_account_external_id granted it.  A trigger on a shard cannot
+-- write the lookup row, which may live on another node.
 CREATE FUNCTION subbilling_internal.accounts_external_id() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-DECLARE
-    nested  text := current_setting('citus.allow_nested_distributed_execution', true);
 BEGIN
-    IF nested IS NOT NULL THEN
-        PERFORM set_config('citus.allow_nested_distributed_execution', 'on', true);
+    IF NEW.external_id IS NOT NULL
+       AND (TG_OP = 'INSERT' OR OLD.external_id IS DISTINCT FROM NEW.external_id)
+       AND NOT EXISTS (SELECT FROM subbilling_internal.account_external_id_grants g
+                        WHERE g.account_id = NEW.id AND g.external_id = NEW.external_id) THEN
+        RAISE EXCEPTION 'the external id of an account is set with set_account_external_id on a distributed installation'
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'On Citus the uniqueness of external ids is kept in a table distributed by them, which only set_account_external_id writes.',
+                    HINT = format('Insert the account without external_id, then call SELECT subbilling.set_account_external_id(%s, %L) in the same transaction.', NEW.id, NEW.external_id);
     END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.external_id IS NOT NULL
-       AND (TG_OP = 'DELETE' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
-        DELETE FROM subbilling_internal.account_external_ids x
-         WHERE x.external_id = OLD.external_id AND x.account_id = OLD.id;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.external_id IS NOT NULL
-       AND (TG_OP = 'INSERT' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
-        INSERT INTO subbilling_internal.account_external_ids (external_id, account_id)
-        VALUES (NEW.external_id, NEW.id);
-    END IF;
-    IF nested IS NOT NULL THEN
-        PERFORM set_config('citus.allow_nested_distributed_execution', nested, true);
-    END IF;
-    RETURN NULL;
+    RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.accounts_external_id() IS
-    'internal: trigger (created by distribute() on Citus): an account''s external id in account_external_ids, in the same transaction; a duplicate is refused by its primary key (23505), as by the UNIQUE of accounts on one server';
+    'internal: trigger (created by distribute() on Citus): an account''s new external id must have been granted by set_account_external_id (0A000 otherwise)';
 REVOKE ALL ON FUNCTION subbilling_internal.accounts_external_id() FROM PUBLIC;
+
+-- Sets (or clears, with NULL) an account's external id.  On one server an
+-- UPDATE under the UNIQUE of accounts; on Citus the lookup row (one shard,
+-- wherever the external id hashes), the grant and the account's row (the
+-- account's node) in one transaction from the coordinator.
+CREATE FUNCTION subbilling.set_account_external_id(account_id bigint, external_id text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext     text := nullif(btrim(set_account_external_id.external_id), '');
+    old     text;
+BEGIN
+    IF set_account_external_id.account_id IS NULL THEN
+        RAISE EXCEPTION 'account_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.external_id INTO old FROM subbilling.accounts a WHERE a.id = set_account_external_id.account_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', set_account_external_id.account_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF old IS NOT DISTINCT FROM ext THEN
+        RETURN set_account_external_id.account_id;
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = 'subbilling.accounts'::regclass AND t.tgname = 'accounts_external_id') THEN
+        IF old IS NOT NULL THEN
+            DELETE FROM subbilling_internal.account_external_ids x
+             WHERE x.external_id = old AND x.account_id = set_account_external_id.account_id;
+        END IF;
+        DELETE FROM subbilling_internal.account_external_id_grants g WHERE g.account_id = set_account_external_id.account_id;
+        IF ext IS NOT NULL THEN
+            IF EXISTS (SELECT FROM subbilling_internal.account_external_ids x WHERE x.external_id = ext) THEN
+                RAISE EXCEPTION 'duplicate key value violates unique constraint "accounts_external_id_key"'
+                      USING ERRCODE = 'unique_violation', DETAIL = format('Key (external_id)=(%s) already exists.', ext);
+            END IF;
+            -- the primary key refuses a concurrent duplicate (23505)
+            INSERT INTO subbilling_internal.account_external_ids (external_id, account_id)
+            VALUES (ext, set_account_external_id.account_id);
+            INSERT INTO subbilling_internal.account_external_id_grants (account_id, external_id)
+            VALUES (set_account_external_id.account_id, ext);
+        END IF;
+    END IF;
+    UPDATE subbilling.accounts a SET external_id = ext, updated_at = pg_catalog.now()
+     WHERE a.id = set_account_external_id.account_id;
+    RETURN set_account_external_id.account_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_account_external_id(bigint, text) IS
+    'set (NULL or empty: clear) the external id of an account, unique across the installation (23505 if taken); on Citus the only way to set it (the lookup table distributed by external id); returns the account id';
+REVOKE ALL ON FUNCTION subbilling.set_account_external_id(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION subbilling.set_account_external_id(bigint, text) TO subbilling_operator;
 
 -- The account of an external id: one index probe on one server; on Citus the
 -- lookup table's one shard (no query over every shard of accounts).

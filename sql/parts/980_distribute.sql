@@ -164,9 +164,9 @@ BEGIN
         ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
         CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
         -- account_external_ids (distributed by the external id) keeps them unique across the
-        -- cluster; this trigger fills it in the account's transaction
+        -- cluster, written by set_account_external_id; this trigger refuses other writes
         CREATE TRIGGER accounts_external_id
-            AFTER INSERT OR DELETE OR UPDATE OF external_id ON subbilling.accounts
+            BEFORE INSERT OR UPDATE OF external_id ON subbilling.accounts
             FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_external_id();
 
         -- convert a table once the tables it refers to are converted; in a cycle (payments

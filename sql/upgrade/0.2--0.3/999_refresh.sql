@@ -6893,9 +6893,9 @@ BEGIN
         ALTER TABLE subbilling.accounts DROP CONSTRAINT IF EXISTS accounts_external_id_key;
         CREATE INDEX IF NOT EXISTS accounts_external_id_idx ON subbilling.accounts (external_id);
         -- account_external_ids (distributed by the external id) keeps them unique across the
-        -- cluster; this trigger fills it in the account's transaction
+        -- cluster, written by set_account_external_id; this trigger refuses other writes
         CREATE TRIGGER accounts_external_id
-            AFTER INSERT OR DELETE OR UPDATE OF external_id ON subbilling.accounts
+            BEFORE INSERT OR UPDATE OF external_id ON subbilling.accounts
             FOR EACH ROW EXECUTE FUNCTION subbilling_internal.accounts_external_id();
 
         -- convert a table once the tables it refers to are converted; in a cycle (payments
@@ -7178,30 +7178,66 @@ CREATE OR REPLACE FUNCTION subbilling_internal.accounts_external_id() RETURNS tr
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-DECLARE
-    nested  text := current_setting('citus.allow_nested_distributed_execution', true);
 BEGIN
-    IF nested IS NOT NULL THEN
-        PERFORM set_config('citus.allow_nested_distributed_execution', 'on', true);
+    IF NEW.external_id IS NOT NULL
+       AND (TG_OP = 'INSERT' OR OLD.external_id IS DISTINCT FROM NEW.external_id)
+       AND NOT EXISTS (SELECT FROM subbilling_internal.account_external_id_grants g
+                        WHERE g.account_id = NEW.id AND g.external_id = NEW.external_id) THEN
+        RAISE EXCEPTION 'the external id of an account is set with set_account_external_id on a distributed installation'
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = 'On Citus the uniqueness of external ids is kept in a table distributed by them, which only set_account_external_id writes.',
+                    HINT = format('Insert the account without external_id, then call SELECT subbilling.set_account_external_id(%s, %L) in the same transaction.', NEW.id, NEW.external_id);
     END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.external_id IS NOT NULL
-       AND (TG_OP = 'DELETE' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
-        DELETE FROM subbilling_internal.account_external_ids x
-         WHERE x.external_id = OLD.external_id AND x.account_id = OLD.id;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.external_id IS NOT NULL
-       AND (TG_OP = 'INSERT' OR OLD.external_id IS DISTINCT FROM NEW.external_id) THEN
-        INSERT INTO subbilling_internal.account_external_ids (external_id, account_id)
-        VALUES (NEW.external_id, NEW.id);
-    END IF;
-    IF nested IS NOT NULL THEN
-        PERFORM set_config('citus.allow_nested_distributed_execution', nested, true);
-    END IF;
-    RETURN NULL;
+    RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.accounts_external_id() IS
-    'internal: trigger (created by distribute() on Citus): an account''s external id in account_external_ids, in the same transaction; a duplicate is refused by its primary key (23505), as by the UNIQUE of accounts on one server';
+    'internal: trigger (created by distribute() on Citus): an account''s new external id must have been granted by set_account_external_id (0A000 otherwise)';
+
+CREATE OR REPLACE FUNCTION subbilling.set_account_external_id(account_id bigint, external_id text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    ext     text := nullif(btrim(set_account_external_id.external_id), '');
+    old     text;
+BEGIN
+    IF set_account_external_id.account_id IS NULL THEN
+        RAISE EXCEPTION 'account_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.external_id INTO old FROM subbilling.accounts a WHERE a.id = set_account_external_id.account_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', set_account_external_id.account_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF old IS NOT DISTINCT FROM ext THEN
+        RETURN set_account_external_id.account_id;
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = 'subbilling.accounts'::regclass AND t.tgname = 'accounts_external_id') THEN
+        IF old IS NOT NULL THEN
+            DELETE FROM subbilling_internal.account_external_ids x
+             WHERE x.external_id = old AND x.account_id = set_account_external_id.account_id;
+        END IF;
+        DELETE FROM subbilling_internal.account_external_id_grants g WHERE g.account_id = set_account_external_id.account_id;
+        IF ext IS NOT NULL THEN
+            IF EXISTS (SELECT FROM subbilling_internal.account_external_ids x WHERE x.external_id = ext) THEN
+                RAISE EXCEPTION 'duplicate key value violates unique constraint "accounts_external_id_key"'
+                      USING ERRCODE = 'unique_violation', DETAIL = format('Key (external_id)=(%s) already exists.', ext);
+            END IF;
+            -- the primary key refuses a concurrent duplicate (23505)
+            INSERT INTO subbilling_internal.account_external_ids (external_id, account_id)
+            VALUES (ext, set_account_external_id.account_id);
+            INSERT INTO subbilling_internal.account_external_id_grants (account_id, external_id)
+            VALUES (set_account_external_id.account_id, ext);
+        END IF;
+    END IF;
+    UPDATE subbilling.accounts a SET external_id = ext, updated_at = pg_catalog.now()
+     WHERE a.id = set_account_external_id.account_id;
+    RETURN set_account_external_id.account_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.set_account_external_id(bigint, text) IS
+    'set (NULL or empty: clear) the external id of an account, unique across the installation (23505 if taken); on Citus the only way to set it (the lookup table distributed by external id); returns the account id';
 
 CREATE OR REPLACE FUNCTION subbilling.account_by_external_id(external_id text) RETURNS bigint
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
