@@ -175,6 +175,21 @@ is "the reference tables' foreign keys are on the workers' shards" \
      WHERE contype = 'f' AND conname ~ '^(plans_product_id_fkey|dunning_steps_policy_id_fkey)_[0-9]+\$'\$\$)" "2,2"
 fails "the reference tables' foreign keys hold" "$S INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price)
     VALUES ('no-product', -1, 'x', '1 month', 'flat', '1.00 SEK')" "plans_product_id_fkey"
+is "distribute() again: the same placements, as Citus has them" \
+   "SELECT (SELECT string_agg(table_name::text || ':' || placement, ',' ORDER BY table_name::text) FROM subbilling.distribute(4))
+         = (SELECT string_agg(logicalrelid::regclass::text || ':' || CASE partmethod WHEN 'h' THEN 'distributed' ELSE 'reference' END,
+                              ',' ORDER BY logicalrelid::regclass::text)
+              FROM pg_dist_partition)" "t"
+# refusing data it cannot move, on a Citus database
+"$BIN/createdb" -h "$WORK" -p "$PORT" -U postgres withdata
+"$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d withdata -qAt -c "CREATE EXTENSION citus" \
+    -c "CREATE EXTENSION subbilling CASCADE" -c 'ALTER DATABASE withdata SET search_path = "$user", public, subbilling' \
+    -c "INSERT INTO subbilling.accounts (name, country, currency) VALUES ('Early', 'SE', 'SEK')" >/dev/null 2>&1
+out=$("$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d withdata -qAt -c "SELECT count(*) FROM subbilling.distribute(4)" 2>&1)
+if grep -q "table accounts already holds customer rows" <<<"$out"; then ok "distribute() refuses a database with customer rows (55000)"
+else nok "distribute() refuses a database with customer rows (55000)" "$out"; fi
+got=$("$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d withdata -qAt -c "SELECT count(*) FROM pg_dist_partition" 2>&1)
+if [ "$got" = "0" ]; then ok "... and converts nothing"; else nok "... and converts nothing" "$got"; fi
 is "no function is registered for delegation (ids are drawn on the coordinator)" \
    "SELECT count(*) FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" "0"
 

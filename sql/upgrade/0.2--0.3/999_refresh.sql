@@ -6965,6 +6965,9 @@ BEGIN
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
     END IF;
 
+    -- the tables kept off the account's node are reference tables (a second call, which
+    -- converts nothing, returns the placements of the first)
+    UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
     RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
 END
 $fn$;
