@@ -134,7 +134,7 @@ $$;
 COMMENT ON FUNCTION subbilling.account_by_external_id(text) IS
     'the id of the account with this external id, NULL if none (on Citus a look-up in the table distributed by external id)';
 REVOKE ALL ON FUNCTION subbilling.account_by_external_id(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION subbilling.account_by_external_id(text) TO subbilling_operator, subbilling_reader;
+GRANT EXECUTE ON FUNCTION subbilling.account_by_external_id(text) TO subbilling_operator;
 
 -- ------------------------------------------------------------- events relay
 

@@ -6,7 +6,7 @@
 BEGIN;
 SET LOCAL search_path = subbilling, public;
 SET LOCAL client_min_messages = warning;
-SELECT plan(40);
+SELECT plan(41);
 
 SELECT has_function('subbilling', 'account_by_external_id', ARRAY['text'], 'account_by_external_id(text) exists');
 SELECT has_function('subbilling', 'relay_events', ARRAY['integer'], 'relay_events(integer) exists');
@@ -89,10 +89,12 @@ SELECT is((SELECT last_event_id FROM subbilling_internal.relay_cursor), (SELECT 
 SELECT id AS two FROM accounts WHERE name = 'Two' \gset
 SET LOCAL ROLE subbilling_reader;
 SELECT throws_ok($$SELECT subbilling.relay_events()$$, '42501', NULL, 'a reader cannot relay events');
-SELECT is(subbilling.account_by_external_id('x-2'), :two::bigint, 'a reader can look an external id up');
+SELECT throws_ok($$SELECT subbilling.account_by_external_id('x-2')$$, '42501', NULL,
+                 'a reader cannot look an external id up (its functions are an allow-list of reports)');
 RESET ROLE;
 SET LOCAL ROLE subbilling_operator;
 SELECT is(subbilling.relay_events(), 0, 'an operator can relay events');
+SELECT is(subbilling.account_by_external_id('x-2'), :two::bigint, 'an operator can look an external id up');
 RESET ROLE;
 SET LOCAL ROLE subbilling_reader;
 SELECT throws_ok($$SELECT subbilling.set_account_external_id(1, 'r')$$, '42501', NULL, 'a reader cannot set an external id');
