@@ -45,9 +45,12 @@ SELECT c.account_id, c.currency, x.month, x.cur, x.prev, x.subscriptions, c.firs
                                   JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
                                   JOIN subbilling.plans p ON p.id = i.plan_id AND p.pricing_model <> 'usage'
                                  CROSS JOIN LATERAL (
+                                       -- per item; the planner may compute this before the join to
+                                       -- the subscription is checked, so nothing here may fail for
+                                       -- another subscription's row (the zero is the price's own)
                                        SELECT q.full_price,
                                               subbilling.minor_units(subbilling.monthly(
-                                                  q.full_price - LEAST(q.full_price, subbilling.price_minor(0, s.currency)),
+                                                  q.full_price - LEAST(q.full_price, q.full_price * 0),
                                                   p.billing_period)) AS mrr,
                                               date_trunc('month', GREATEST(lower(i.validity), coalesce(s.trial_end, s.start_date))) AS m0,
                                               date_trunc('month', LEAST(coalesce(upper(i.validity) - 1, current_date), current_date)) AS m1,
