@@ -75,3 +75,11 @@ SELECT v.name, '1 % marked, ' || w.what, pg_temp.ms(w.q), pg_temp.base(v.tables)
       ('24 months', 'SELECT * FROM ' || v.rel || ' WHERE month > date_trunc(''month'', current_date) - interval ''24 months''')) AS w(what, q)
  WHERE v.name LIKE 'kpi\_%';
 SELECT name, what, ms, base_ms AS "count(*) ms", round(ms / base_ms, 1) AS ratio FROM t ORDER BY name, what DESC;
+-- the marked-only refresh (the worker's) of 1,000 changed accounts: the 1 % marks above
+-- changed nothing, so they go without a refresh; then 1,000 accounts marked, recomputed
+DELETE FROM subbilling_internal.kpi_dirty_accounts;
+INSERT INTO subbilling_internal.kpi_dirty_accounts (account_id)
+SELECT n FROM generate_series(1, :n, greatest(:n / 1000, 1)) AS n LIMIT 1000;
+\timing on
+SELECT refresh_kpi_snapshots(true) AS marked_only_rows;
+\timing off
