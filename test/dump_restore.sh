@@ -176,4 +176,4 @@ is "$("${PSQL[@]}" -d sb_dump_b -c "SELECT (SELECT count(*) FROM subbilling.paym
 "${PSQL[@]}" -d sb_dump_b -c "UPDATE subbilling.payment_settings SET retry_days = '{3,5,7}'" \
     -c "INSERT INTO subbilling.ledger_accounts (code, name, kind) VALUES ('3991', 'After the restore', 'revenue')" >/dev/null 2>&1
 ok $? "settings can be changed and rows added after the restore"
-[ "$n" -eq 17 ] && [ "$failed" -eq 0 ]
+[ "$n" -eq 18 ] && [ "$failed" -eq 0 ]

@@ -303,6 +303,9 @@ COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above 
 DROP TRIGGER usage_kpi_seen ON subbilling.usage;
 DROP TRIGGER usage_kpi_seen_update ON subbilling.usage;
 DROP FUNCTION subbilling_internal.kpi_usage_seen();
+-- out of the extension first: that also takes it off the tables pg_dump dumps (a plain DROP
+-- TABLE would leave its mark behind)
+ALTER EXTENSION subbilling DROP TABLE subbilling_internal.kpi_usage_subscriptions;
 DROP TABLE subbilling_internal.kpi_usage_subscriptions;
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_rebuild_kept() RETURNS void
