@@ -1041,9 +1041,29 @@ CREATE TABLE subbilling_internal.kpi_usage_periods (
     billing_period  subbilling.billing_period,
     starts          date[] NOT NULL,
     used            numeric[] NOT NULL,
+    sub_status      text,
+    sub_currency    text,
+    sub_anchor      date,
     PRIMARY KEY (account_id, subscription_id)
 );
-COMMENT ON TABLE subbilling_internal.kpi_usage_periods IS 'internal: per subscription with usage: its usage summed per billing period (starts ascending, used alongside), the periods counted by the key (billing anchor and the base plan''s billing period when last recorded; NULL without a current base plan); kept by triggers on usage';
+COMMENT ON TABLE subbilling_internal.kpi_usage_periods IS 'internal: per subscription with usage: its usage summed per billing period (starts ascending, used alongside), the periods counted by the key (billing anchor and the base plan''s billing period when last recorded; NULL without a current base plan); kept by triggers on usage; and the subscription''s status, currency and billing anchor, kept by a trigger on subscriptions';
+
+-- The items of the subscriptions with usage (a copy of their rows of
+-- subscription_items, kept by triggers on it), so that the view joins two
+-- small tables instead of probing the subscriptions and their items.
+CREATE TABLE subbilling_internal.kpi_usage_items (
+    account_id      bigint NOT NULL,
+    id              bigint NOT NULL,
+    subscription_id bigint NOT NULL,
+    plan_id         bigint NOT NULL,
+    kind            text NOT NULL,
+    validity        daterange NOT NULL,
+    voided_at       timestamptz,
+    PRIMARY KEY (account_id, id)
+);
+CREATE INDEX kpi_usage_items_subscription_idx ON subbilling_internal.kpi_usage_items (account_id, subscription_id);
+COMMENT ON TABLE subbilling_internal.kpi_usage_items IS 'internal: the items (subscription_items columns) of the subscriptions in kpi_usage_periods, kept by triggers on subscription_items';
+SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_usage_items', 'WHERE false');
 SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_usage_periods', 'WHERE false');
 CREATE INDEX usage_subscription_date_idx ON subbilling.usage (account_id, subscription_id, usage_date) INCLUDE (quantity);
 
@@ -1055,11 +1075,35 @@ CREATE INDEX usage_subscription_date_idx ON subbilling.usage (account_id, subscr
 CREATE FUNCTION subbilling_internal.kpi_usage_periods_apply(acc bigint[], sub bigint[], days date[], qty numeric[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    new_acc bigint[];
+    new_sub bigint[];
 BEGIN
-    INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
-    SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
-      FROM unnest(acc, sub) AS d(a, s)
-    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+        SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
+          FROM unnest(acc, sub) AS d(a, s)
+        ON CONFLICT DO NOTHING
+        RETURNING account_id, subscription_id)
+    SELECT array_agg(ins.account_id), array_agg(ins.subscription_id) INTO new_acc, new_sub FROM ins;
+    IF new_acc IS NOT NULL THEN
+        -- a subscription's first usage: its status, currency, anchor and items, read under a
+        -- share lock (a change of them, which locks the subscription, commits before or waits,
+        -- and then sees the new row and keeps it)
+        PERFORM FROM subbilling.subscriptions s JOIN unnest(new_acc, new_sub) AS d(a, s) ON s.account_id = d.a AND s.id = d.s
+         ORDER BY s.account_id, s.id FOR SHARE OF s;
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscriptions s ON s.account_id = d.a AND s.id = d.s
+         WHERE w.account_id = d.a AND w.subscription_id = d.s;
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscription_items i ON i.account_id = d.a AND i.subscription_id = d.s
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
     PERFORM FROM subbilling_internal.kpi_usage_periods w
       JOIN (SELECT DISTINCT d.a, d.s FROM unnest(acc, sub) AS d(a, s)) d ON w.account_id = d.a AND w.subscription_id = d.s
      ORDER BY w.account_id, w.subscription_id FOR UPDATE OF w;
@@ -1160,20 +1204,68 @@ CREATE TRIGGER usage_kpi_periods_delete AFTER DELETE ON subbilling.usage
     REFERENCING OLD TABLE AS old_usage
     FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
 
+-- The copies of the subscriptions' status, currency and anchor, and of
+-- their items, follow every change of those rows in the same transaction.
+CREATE FUNCTION subbilling_internal.kpi_usage_subscription_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE subbilling_internal.kpi_usage_periods w
+       SET sub_status = NEW.status, sub_currency = NEW.currency, sub_anchor = NEW.billing_anchor
+     WHERE w.account_id = NEW.account_id AND w.subscription_id = NEW.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_subscription_sync() IS 'internal trigger (after a subscription''s status, currency or billing anchor changes): copies them to its kept usage row';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_subscription_sync() FROM PUBLIC;
+CREATE TRIGGER subscriptions_kpi_usage AFTER UPDATE ON subbilling.subscriptions
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.currency IS DISTINCT FROM NEW.currency
+                       OR OLD.billing_anchor IS DISTINCT FROM NEW.billing_anchor)
+    EXECUTE FUNCTION subbilling_internal.kpi_usage_subscription_sync();
+
+CREATE FUNCTION subbilling_internal.kpi_usage_items_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        DELETE FROM subbilling_internal.kpi_usage_items c USING old_items o
+         WHERE c.account_id = o.account_id AND c.id = o.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT n.account_id, n.id, n.subscription_id, n.plan_id, n.kind, n.validity, n.voided_at
+          FROM new_items n
+         WHERE EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                        WHERE w.account_id = n.account_id AND w.subscription_id = n.subscription_id)
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET subscription_id = excluded.subscription_id, plan_id = excluded.plan_id, kind = excluded.kind,
+               validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_items_sync() IS 'internal trigger (after each statement inserting, updating or deleting subscription items): keeps the copies of the items of the subscriptions with usage';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_items_sync() FROM PUBLIC;
+CREATE TRIGGER subscription_items_kpi_usage AFTER INSERT ON subbilling.subscription_items
+    REFERENCING NEW TABLE AS new_items
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_items_sync();
+CREATE TRIGGER subscription_items_kpi_usage_update AFTER UPDATE ON subbilling.subscription_items
+    REFERENCING NEW TABLE AS new_items OLD TABLE AS old_items
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_items_sync();
+CREATE TRIGGER subscription_items_kpi_usage_delete AFTER DELETE ON subbilling.subscription_items
+    REFERENCING OLD TABLE AS old_items
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_items_sync();
+
 -- One row per current base item of a subscription with usage, the last
 -- three complete periods side by side (1 the latest): no per-period rows to
--- group, one probe of the items for the three allowances.
+-- group, one probe of the kept items for the three allowances; nothing read
+-- from the subscriptions, their items or the usage (unless a key is stale).
 CREATE VIEW subbilling.upsell_candidates WITH (security_barrier) AS
 WITH b AS (
-    SELECT i.account_id, i.subscription_id, s.currency, s.billing_anchor, p.code AS plan_code,
+    SELECT i.account_id, i.subscription_id, w.sub_currency AS currency, w.sub_anchor AS billing_anchor, p.code AS plan_code,
            p.product_id, p.billing_period, w.starts, w.used,
-           coalesce(w.billing_anchor = s.billing_anchor AND w.billing_period = p.billing_period, false) AS kept,
-           subbilling.period_index(s.billing_anchor, p.billing_period, current_date) AS cur_idx
+           coalesce(w.billing_anchor = w.sub_anchor AND w.billing_period = p.billing_period, false) AS kept,
+           subbilling.period_index(w.sub_anchor, p.billing_period, current_date) AS cur_idx
       FROM subbilling_internal.kpi_usage_periods w
-      JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-      JOIN subbilling.subscription_items i ON i.account_id = w.account_id AND i.subscription_id = w.subscription_id
+      JOIN subbilling_internal.kpi_usage_items i ON i.account_id = w.account_id AND i.subscription_id = w.subscription_id
       JOIN subbilling.plans p ON p.id = i.plan_id
-     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND s.status <> 'canceled'
+     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND w.sub_status <> 'canceled'
 ),
 per AS (
     SELECT b.*,
@@ -1204,7 +1296,7 @@ u AS MATERIALIZED (
           SELECT coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps1), 0) AS allowance1,
                  coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps2), 0) AS allowance2,
                  coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps3), 0) AS allowance3
-            FROM subbilling.subscription_items j
+            FROM subbilling_internal.kpi_usage_items j
             JOIN subbilling.plans pp ON pp.id = j.plan_id
            WHERE j.account_id = per.account_id AND j.subscription_id = per.subscription_id AND j.voided_at IS NULL) al
 ),
@@ -1243,6 +1335,7 @@ BEGIN
     LOCK TABLE subbilling.journal_lines, subbilling.usage IN SHARE MODE;
     DELETE FROM subbilling_internal.kpi_open_items;
     DELETE FROM subbilling_internal.kpi_usage_periods;
+    DELETE FROM subbilling_internal.kpi_usage_items;
     INSERT INTO subbilling_internal.kpi_open_items (account_id, invoice_id, currency, due_date, open_minor)
     SELECT o.account_id, o.invoice_id, i.currency, i.due_date, o.open_minor
       FROM (SELECT l.account_id, l.invoice_id, sum(subbilling.minor_units(l.amount))::bigint AS open_minor

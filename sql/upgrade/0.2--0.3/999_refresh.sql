@@ -4966,15 +4966,14 @@ COMMENT ON VIEW subbilling.revenue_recognition IS 'per month and currency (net o
 
 CREATE OR REPLACE VIEW subbilling.upsell_candidates WITH (security_barrier) AS
 WITH b AS (
-    SELECT i.account_id, i.subscription_id, s.currency, s.billing_anchor, p.code AS plan_code,
+    SELECT i.account_id, i.subscription_id, w.sub_currency AS currency, w.sub_anchor AS billing_anchor, p.code AS plan_code,
            p.product_id, p.billing_period, w.starts, w.used,
-           coalesce(w.billing_anchor = s.billing_anchor AND w.billing_period = p.billing_period, false) AS kept,
-           subbilling.period_index(s.billing_anchor, p.billing_period, current_date) AS cur_idx
+           coalesce(w.billing_anchor = w.sub_anchor AND w.billing_period = p.billing_period, false) AS kept,
+           subbilling.period_index(w.sub_anchor, p.billing_period, current_date) AS cur_idx
       FROM subbilling_internal.kpi_usage_periods w
-      JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-      JOIN subbilling.subscription_items i ON i.account_id = w.account_id AND i.subscription_id = w.subscription_id
+      JOIN subbilling_internal.kpi_usage_items i ON i.account_id = w.account_id AND i.subscription_id = w.subscription_id
       JOIN subbilling.plans p ON p.id = i.plan_id
-     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND s.status <> 'canceled'
+     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND w.sub_status <> 'canceled'
 ),
 per AS (
     SELECT b.*,
@@ -5005,7 +5004,7 @@ u AS MATERIALIZED (
           SELECT coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps1), 0) AS allowance1,
                  coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps2), 0) AS allowance2,
                  coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps3), 0) AS allowance3
-            FROM subbilling.subscription_items j
+            FROM subbilling_internal.kpi_usage_items j
             JOIN subbilling.plans pp ON pp.id = j.plan_id
            WHERE j.account_id = per.account_id AND j.subscription_id = per.subscription_id AND j.voided_at IS NULL) al
 ),
@@ -5616,6 +5615,7 @@ BEGIN
     LOCK TABLE subbilling.journal_lines, subbilling.usage IN SHARE MODE;
     DELETE FROM subbilling_internal.kpi_open_items;
     DELETE FROM subbilling_internal.kpi_usage_periods;
+    DELETE FROM subbilling_internal.kpi_usage_items;
     INSERT INTO subbilling_internal.kpi_open_items (account_id, invoice_id, currency, due_date, open_minor)
     SELECT o.account_id, o.invoice_id, i.currency, i.due_date, o.open_minor
       FROM (SELECT l.account_id, l.invoice_id, sum(subbilling.minor_units(l.amount))::bigint AS open_minor
@@ -6806,11 +6806,35 @@ COMMENT ON FUNCTION subbilling_internal.kpi_aging_time_zone() IS 'internal trigg
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_periods_apply(acc bigint[], sub bigint[], days date[], qty numeric[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    new_acc bigint[];
+    new_sub bigint[];
 BEGIN
-    INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
-    SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
-      FROM unnest(acc, sub) AS d(a, s)
-    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+        SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
+          FROM unnest(acc, sub) AS d(a, s)
+        ON CONFLICT DO NOTHING
+        RETURNING account_id, subscription_id)
+    SELECT array_agg(ins.account_id), array_agg(ins.subscription_id) INTO new_acc, new_sub FROM ins;
+    IF new_acc IS NOT NULL THEN
+        -- a subscription's first usage: its status, currency, anchor and items, read under a
+        -- share lock (a change of them, which locks the subscription, commits before or waits,
+        -- and then sees the new row and keeps it)
+        PERFORM FROM subbilling.subscriptions s JOIN unnest(new_acc, new_sub) AS d(a, s) ON s.account_id = d.a AND s.id = d.s
+         ORDER BY s.account_id, s.id FOR SHARE OF s;
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscriptions s ON s.account_id = d.a AND s.id = d.s
+         WHERE w.account_id = d.a AND w.subscription_id = d.s;
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscription_items i ON i.account_id = d.a AND i.subscription_id = d.s
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
     PERFORM FROM subbilling_internal.kpi_usage_periods w
       JOIN (SELECT DISTINCT d.a, d.s FROM unnest(acc, sub) AS d(a, s)) d ON w.account_id = d.a AND w.subscription_id = d.s
      ORDER BY w.account_id, w.subscription_id FOR UPDATE OF w;
@@ -6899,6 +6923,37 @@ BEGIN
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_add() IS 'internal trigger (after each statement inserting, updating or deleting usage): adds the change to the kept per-period usage of its subscriptions';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_subscription_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE subbilling_internal.kpi_usage_periods w
+       SET sub_status = NEW.status, sub_currency = NEW.currency, sub_anchor = NEW.billing_anchor
+     WHERE w.account_id = NEW.account_id AND w.subscription_id = NEW.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_subscription_sync() IS 'internal trigger (after a subscription''s status, currency or billing anchor changes): copies them to its kept usage row';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_items_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        DELETE FROM subbilling_internal.kpi_usage_items c USING old_items o
+         WHERE c.account_id = o.account_id AND c.id = o.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT n.account_id, n.id, n.subscription_id, n.plan_id, n.kind, n.validity, n.voided_at
+          FROM new_items n
+         WHERE EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                        WHERE w.account_id = n.account_id AND w.subscription_id = n.subscription_id)
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET subscription_id = excluded.subscription_id, plan_id = excluded.plan_id, kind = excluded.kind,
+               validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_items_sync() IS 'internal trigger (after each statement inserting, updating or deleting subscription items): keeps the copies of the items of the subscriptions with usage';
 
 CREATE OR REPLACE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
     RETURNS TABLE (table_name regclass, placement text)
