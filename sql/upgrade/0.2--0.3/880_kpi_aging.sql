@@ -327,26 +327,49 @@ CREATE TRIGGER subscription_items_kpi_usage_delete AFTER DELETE ON subbilling.su
     FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_items_sync();
 
 CREATE OR REPLACE VIEW subbilling.upsell_candidates WITH (security_barrier) AS
-WITH b AS (
-    SELECT i.account_id, i.subscription_id, w.sub_currency AS currency, w.sub_anchor AS billing_anchor, p.code AS plan_code,
-           p.product_id, p.billing_period, w.starts, w.used,
-           coalesce(w.billing_anchor = w.sub_anchor AND w.billing_period = p.billing_period, false) AS kept,
-           subbilling.period_index(w.sub_anchor, p.billing_period, current_date) AS cur_idx
+WITH x AS (
+    -- every live item of the subscriptions with usage; the current base item (one at most per
+    -- subscription: the items' exclusion constraint) gives the periods
+    SELECT w.account_id, w.subscription_id, w.sub_currency AS currency, w.sub_anchor AS billing_anchor,
+           w.billing_anchor AS key_anchor, w.billing_period AS key_period, w.starts, w.used,
+           j.validity, pp.included_units, pp.code AS plan_code, pp.product_id, pp.billing_period,
+           j.kind = 'base' AND j.validity @> current_date AS current_base,
+           CASE WHEN j.kind = 'base' AND j.validity @> current_date
+                THEN subbilling.period_index(w.sub_anchor, pp.billing_period, current_date) END AS cur_idx
       FROM subbilling_internal.kpi_usage_periods w
-      JOIN subbilling_internal.kpi_usage_items i ON i.account_id = w.account_id AND i.subscription_id = w.subscription_id
-      JOIN subbilling.plans p ON p.id = i.plan_id
-     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND w.sub_status <> 'canceled'
+      JOIN subbilling_internal.kpi_usage_items j
+        ON j.account_id = w.account_id AND j.subscription_id = w.subscription_id AND j.voided_at IS NULL
+      JOIN subbilling.plans pp ON pp.id = j.plan_id
+     WHERE w.sub_status <> 'canceled'
+),
+xp AS (
+    SELECT x.*,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 3) AS b_ps3,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 2) AS b_ps2,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 1) AS b_ps1,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx) AS b_pe
+      FROM x
+),
+xs AS (
+    -- the base item's period starts on every item of its subscription
+    SELECT xp.*,
+           max(xp.b_ps3) OVER s AS ps3, max(xp.b_ps2) OVER s AS ps2,
+           max(xp.b_ps1) OVER s AS ps1, max(xp.b_pe) OVER s AS pe
+      FROM xp
+    WINDOW s AS (PARTITION BY xp.account_id, xp.subscription_id)
 ),
 per AS (
-    SELECT b.*,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - 3) AS ps3,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - 2) AS ps2,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - 1) AS ps1,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx) AS pe
-      FROM b
+    -- the allowance of each period: the included units of the items valid at its start
+    SELECT xs.*,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps1) OVER s, 0) AS allowance1,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps2) OVER s, 0) AS allowance2,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps3) OVER s, 0) AS allowance3
+      FROM xs
+    WINDOW s AS (PARTITION BY xs.account_id, xs.subscription_id)
 ),
 u AS MATERIALIZED (
-    -- materialized: each period's usage once (the expressions below read it twice)
+    -- one row per current base item; materialized: each period's usage once (the expressions
+    -- below read it twice)
     SELECT per.account_id, per.subscription_id, per.currency, per.plan_code, per.product_id, per.billing_period,
            CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps1)], 0)
                 ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
@@ -360,15 +383,9 @@ u AS MATERIALIZED (
                 ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
                        WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
                          AND x.usage_date >= per.ps3 AND x.usage_date < per.ps2) END AS used3,
-           al.allowance1, al.allowance2, al.allowance3
-      FROM per
-     CROSS JOIN LATERAL (
-          SELECT coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps1), 0) AS allowance1,
-                 coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps2), 0) AS allowance2,
-                 coalesce(sum(pp.included_units) FILTER (WHERE j.validity @> per.ps3), 0) AS allowance3
-            FROM subbilling_internal.kpi_usage_items j
-            JOIN subbilling.plans pp ON pp.id = j.plan_id
-           WHERE j.account_id = per.account_id AND j.subscription_id = per.subscription_id AND j.voided_at IS NULL) al
+           per.allowance1, per.allowance2, per.allowance3
+      FROM (SELECT per.*, coalesce(per.key_anchor = per.billing_anchor AND per.key_period = per.billing_period, false) AS kept
+              FROM per WHERE per.current_base) per
 ),
 c AS (
     SELECT u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period,
@@ -378,19 +395,19 @@ c AS (
            round((u.used1 + u.used2 + u.used3) / 3, 2) AS average_usage
       FROM u
 )
-SELECT c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_units, c.periods_over, c.average_usage,
+-- the cheapest covering plan of each candidate: a join and one sort, not a look per candidate
+-- (a candidate is one subscription: one current base item each)
+SELECT DISTINCT ON (c.account_id, c.subscription_id)
+       c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_units, c.periods_over, c.average_usage,
        r.code AS suggested_plan_code, r.included_units AS suggested_included_units,
        subbilling.amount(r.price) AS suggested_price
   FROM c
-  LEFT JOIN LATERAL (
-      SELECT p.code, p.included_units, p.price
-        FROM subbilling.plans p
-       WHERE p.active AND p.kind = 'base' AND p.product_id = c.product_id AND p.currency = c.currency
-         AND p.billing_period = c.billing_period AND p.included_units >= c.average_usage
-         AND p.pricing_model = 'flat' AND p.code <> c.plan_code
-       ORDER BY p.price, p.included_units DESC, p.code
-       LIMIT 1) r ON true
- WHERE c.periods_over >= 2;
+  LEFT JOIN subbilling.plans r
+    ON r.active AND r.kind = 'base' AND r.product_id = c.product_id AND r.currency = c.currency
+   AND r.billing_period = c.billing_period AND r.included_units >= c.average_usage
+   AND r.pricing_model = 'flat' AND r.code <> c.plan_code
+ WHERE c.periods_over >= 2
+ ORDER BY c.account_id, c.subscription_id, r.price, r.included_units DESC, r.code;
 COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
 
 DROP TRIGGER usage_kpi_seen ON subbilling.usage;
