@@ -21,7 +21,7 @@ cleanup() { "${PSQL[@]}" -d postgres -c 'DROP DATABASE IF EXISTS sb_dump_a' -c '
             rm -f "$DUMP"; }
 trap cleanup EXIT
 cleanup
-echo "1..17"
+echo "1..18"
 
 "${PSQL[@]}" -d postgres -c 'CREATE DATABASE sb_dump_a' -c 'CREATE DATABASE sb_dump_b'
 if [ -n "$VERSION" ]; then
@@ -126,11 +126,14 @@ is "$(grep -c 'rows, md5 -' "$OUT/dump_restore_a.txt") $(wc -l <"$OUT/dump_resto
    "$(grep -c 'rows, md5 -' "$OUT/dump_restore_b.txt") $(wc -l <"$OUT/dump_restore_b.txt")" \
    "the same tables are empty in both (a table count check of the comparison)"
 
-# The open items that a trigger keeps (never dumped) are filled again by the restore's journal
-# inserts: the same items, and ar_aging equals its definition.
-KEPT="SELECT count(*) || ' ' || coalesce(md5(string_agg(k::text, ',' ORDER BY k::text)), '-') FROM subbilling_internal.kpi_open_items k"
+# The open items and aging rows that a trigger keeps (never dumped) are filled again by the
+# restore's journal inserts: the same items and rows, and ar_aging equals its definition; the
+# per-period usage is filled by the usage inserts, and upsell_candidates equals its definition.
+KEPT="SELECT count(*) || ' ' || coalesce(md5(string_agg(k::text, ',' ORDER BY k::text)), '-') FROM subbilling_internal.kpi_open_items k UNION ALL SELECT count(*) || ' ' || coalesce(md5(string_agg(k::text, ',' ORDER BY k::text)), '-') FROM subbilling_internal.kpi_aging k"
 is "$("${PSQL[@]}" -d sb_dump_b -c "$KEPT")|$("${PSQL[@]}" -d sb_dump_b -c "SELECT count(*) FROM ((TABLE subbilling.ar_aging EXCEPT ALL TABLE subbilling_internal.ar_aging_ref) UNION ALL (TABLE subbilling_internal.ar_aging_ref EXCEPT ALL TABLE subbilling.ar_aging)) x")|$("${PSQL[@]}" -d sb_dump_b -c "SELECT count(*) > 0 FROM subbilling_internal.kpi_open_items")" \
-   "$("${PSQL[@]}" -d sb_dump_a -c "$KEPT")|0|t" "the kept open items come back with the journal (ar_aging equals its definition)"
+   "$("${PSQL[@]}" -d sb_dump_a -c "$KEPT")|0|t" "the kept open items and aging rows come back with the journal (ar_aging equals its definition)"
+is "$("${PSQL[@]}" -d sb_dump_b -c "SELECT count(*) FROM ((TABLE subbilling.upsell_candidates EXCEPT ALL TABLE subbilling_internal.upsell_candidates_ref) UNION ALL (TABLE subbilling_internal.upsell_candidates_ref EXCEPT ALL TABLE subbilling.upsell_candidates)) x")|$("${PSQL[@]}" -d sb_dump_b -c "SELECT count(*) FROM subbilling_internal.kpi_usage_periods")" \
+   "0|$("${PSQL[@]}" -d sb_dump_a -c "SELECT count(DISTINCT (account_id, subscription_id)) FROM subbilling.usage")" "the kept usage per period comes back with the usage (upsell_candidates equals its definition)"
 
 is "$("${PSQL[@]}" -d sb_dump_b -c "SELECT retry_days FROM subbilling.payment_settings")|$("${PSQL[@]}" -d sb_dump_b -c "SELECT reminder_fees::text || ' ' || origin FROM subbilling.country_settings WHERE country = 'SE'")" \
    '{2,4}|{"50.00 SEK"} edited' "the changed settings are restored, not the install defaults"
@@ -173,4 +176,4 @@ is "$("${PSQL[@]}" -d sb_dump_b -c "SELECT (SELECT count(*) FROM subbilling.paym
 "${PSQL[@]}" -d sb_dump_b -c "UPDATE subbilling.payment_settings SET retry_days = '{3,5,7}'" \
     -c "INSERT INTO subbilling.ledger_accounts (code, name, kind) VALUES ('3991', 'After the restore', 'revenue')" >/dev/null 2>&1
 ok $? "settings can be changed and rows added after the restore"
-[ "$n" -eq 17 ] && [ "$failed" -eq 0 ]
+[ "$n" -eq 18 ] && [ "$failed" -eq 0 ]

@@ -4883,18 +4883,21 @@ SELECT v.month, v.currency, v.new_customers, v.reactivated_customers, v.churned_
 COMMENT ON VIEW subbilling.kpi_growth IS 'per month and currency: new, reactivated and churned customers, net new MRR, quick ratio = (new + expansion + reactivation) / (contraction + churn), NULL without losses';
 
 CREATE OR REPLACE VIEW subbilling.ar_aging WITH (security_barrier) AS
-SELECT o.account_id, o.currency,
-       subbilling.amount(subbilling.price_minor(coalesce(sum(o.open_minor) FILTER (WHERE o.days_overdue = 0), 0)::bigint, o.currency)) AS current,
-       subbilling.amount(subbilling.price_minor(coalesce(sum(o.open_minor) FILTER (WHERE o.days_overdue BETWEEN 1 AND 30), 0)::bigint, o.currency)) AS overdue_1_30,
-       subbilling.amount(subbilling.price_minor(coalesce(sum(o.open_minor) FILTER (WHERE o.days_overdue BETWEEN 31 AND 60), 0)::bigint, o.currency)) AS overdue_31_60,
-       subbilling.amount(subbilling.price_minor(coalesce(sum(o.open_minor) FILTER (WHERE o.days_overdue BETWEEN 61 AND 90), 0)::bigint, o.currency)) AS overdue_61_90,
-       subbilling.amount(subbilling.price_minor(coalesce(sum(o.open_minor) FILTER (WHERE o.days_overdue > 90), 0)::bigint, o.currency)) AS overdue_90_plus,
-       subbilling.amount(subbilling.price_minor(sum(o.open_minor)::bigint, o.currency)) AS total
-  FROM (SELECT k.account_id, k.currency, k.open_minor,
-               greatest((pg_catalog.now() AT TIME ZONE a.time_zone)::date - k.due_date, 0) AS days_overdue
-          FROM subbilling_internal.kpi_open_items k
-          JOIN subbilling.accounts a ON a.id = k.account_id) o
- GROUP BY o.account_id, o.currency;
+SELECT k.account_id, k.currency,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.cardinality(k.cum_minor)]
+                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 1, k.due_dates) + 1], k.currency)) AS current,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 1, k.due_dates) + 1]
+                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 31, k.due_dates) + 1], k.currency)) AS overdue_1_30,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 31, k.due_dates) + 1]
+                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 61, k.due_dates) + 1], k.currency)) AS overdue_31_60,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 61, k.due_dates) + 1]
+                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 91, k.due_dates) + 1], k.currency)) AS overdue_61_90,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 91, k.due_dates) + 1], k.currency)) AS overdue_90_plus,
+       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.cardinality(k.cum_minor)] + k.undated_minor, k.currency)) AS total
+  FROM (SELECT g.account_id, g.currency, g.due_dates, g.cum_minor, g.undated_minor,
+               (pg_catalog.now() AT TIME ZONE g.time_zone)::date AS today
+          FROM subbilling_internal.kpi_aging g
+        OFFSET 0) k;
 COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivables (from the journal) by days past due on the account''s local today: current, 1-30, 31-60, 61-90, over 90';
 
 CREATE OR REPLACE VIEW subbilling_internal.kpi_recognition_lines WITH (security_barrier) AS
@@ -4962,58 +4965,87 @@ SELECT c.month, c.currency,
 COMMENT ON VIEW subbilling.revenue_recognition IS 'per month and currency (net of VAT): deferred revenue at the start, billed (issue month), recognised (day by day over service periods), deferred at the end; opening + billed - recognised = closing, exactly';
 
 CREATE OR REPLACE VIEW subbilling.upsell_candidates WITH (security_barrier) AS
-WITH b AS (
-    SELECT i.account_id, i.subscription_id, s.currency, s.billing_anchor, p.id AS plan_id, p.code AS plan_code,
-           p.product_id, p.billing_period, p.price,
-           subbilling.period_index(s.billing_anchor, p.billing_period, current_date) AS cur_idx
-      FROM subbilling.subscription_items i
-      JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
-      JOIN subbilling.plans p ON p.id = i.plan_id
-      JOIN subbilling_internal.kpi_usage_subscriptions w
-        ON w.account_id = i.account_id AND w.subscription_id = i.subscription_id
-     WHERE i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date AND s.status <> 'canceled'
+WITH x AS (
+    -- every live item of the subscriptions with usage; the current base item (one at most per
+    -- subscription: the items' exclusion constraint) gives the periods
+    SELECT w.account_id, w.subscription_id, w.sub_currency AS currency, w.sub_anchor AS billing_anchor,
+           w.billing_anchor AS key_anchor, w.billing_period AS key_period, w.starts, w.used,
+           j.validity, pp.included_units, pp.code AS plan_code, pp.product_id, pp.billing_period,
+           j.kind = 'base' AND j.validity @> current_date AS current_base,
+           CASE WHEN j.kind = 'base' AND j.validity @> current_date
+                THEN subbilling.period_index(w.sub_anchor, pp.billing_period, current_date) END AS cur_idx
+      FROM subbilling_internal.kpi_usage_periods w
+      JOIN subbilling_internal.kpi_usage_items j
+        ON j.account_id = w.account_id AND j.subscription_id = w.subscription_id AND j.voided_at IS NULL
+      JOIN subbilling.plans pp ON pp.id = j.plan_id
+     WHERE w.sub_status <> 'canceled'
+),
+xp AS (
+    SELECT x.*,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 3) AS b_ps3,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 2) AS b_ps2,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx - 1) AS b_ps1,
+           subbilling.period_start(x.billing_anchor, x.billing_period, x.cur_idx) AS b_pe
+      FROM x
+),
+xs AS (
+    -- the base item's period starts on every item of its subscription
+    SELECT xp.*,
+           max(xp.b_ps3) OVER s AS ps3, max(xp.b_ps2) OVER s AS ps2,
+           max(xp.b_ps1) OVER s AS ps1, max(xp.b_pe) OVER s AS pe
+      FROM xp
+    WINDOW s AS (PARTITION BY xp.account_id, xp.subscription_id)
 ),
 per AS (
-    SELECT b.*, k.n,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - k.n) AS ps,
-           subbilling.period_start(b.billing_anchor, b.billing_period, b.cur_idx - k.n + 1) AS pe
-      FROM b CROSS JOIN generate_series(1, 3) AS k(n)
+    -- the allowance of each period: the included units of the items valid at its start
+    SELECT xs.*,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps1) OVER s, 0) AS allowance1,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps2) OVER s, 0) AS allowance2,
+           coalesce(sum(xs.included_units) FILTER (WHERE xs.validity @> xs.ps3) OVER s, 0) AS allowance3
+      FROM xs
+    WINDOW s AS (PARTITION BY xs.account_id, xs.subscription_id)
 ),
 u AS MATERIALIZED (
-    -- materialized: each sum once per period (the aggregates below read used and allowance
-    -- several times, and an inlined subquery would run for each)
+    -- one row per current base item; materialized: each period's usage once (the expressions
+    -- below read it twice)
     SELECT per.account_id, per.subscription_id, per.currency, per.plan_code, per.product_id, per.billing_period,
-           per.n,
-           (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
-             WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
-               AND x.usage_date >= per.ps AND x.usage_date < per.pe) AS used,
-           (SELECT coalesce(sum(pp.included_units), 0) FROM subbilling.subscription_items j
-              JOIN subbilling.plans pp ON pp.id = j.plan_id
-             WHERE j.account_id = per.account_id AND j.subscription_id = per.subscription_id
-               AND j.voided_at IS NULL AND j.validity @> per.ps) AS allowance
-      FROM per
+           CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps1)], 0)
+                ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
+                       WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
+                         AND x.usage_date >= per.ps1 AND x.usage_date < per.pe) END AS used1,
+           CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps2)], 0)
+                ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
+                       WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
+                         AND x.usage_date >= per.ps2 AND x.usage_date < per.ps1) END AS used2,
+           CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps3)], 0)
+                ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
+                       WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
+                         AND x.usage_date >= per.ps3 AND x.usage_date < per.ps2) END AS used3,
+           per.allowance1, per.allowance2, per.allowance3
+      FROM (SELECT per.*, coalesce(per.key_anchor = per.billing_anchor AND per.key_period = per.billing_period, false) AS kept
+              FROM per WHERE per.current_base) per
 ),
 c AS (
     SELECT u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period,
-           max(u.allowance) FILTER (WHERE u.n = 1) AS included_units,
-           count(*) FILTER (WHERE u.used > u.allowance) AS periods_over,
-           round(avg(u.used), 2) AS average_usage
+           u.allowance1 AS included_units,
+           ((u.used1 > u.allowance1)::integer + (u.used2 > u.allowance2)::integer
+            + (u.used3 > u.allowance3)::integer)::bigint AS periods_over,
+           round((u.used1 + u.used2 + u.used3) / 3, 2) AS average_usage
       FROM u
-     GROUP BY u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period
-    HAVING count(*) FILTER (WHERE u.used > u.allowance) >= 2
 )
-SELECT c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_units, c.periods_over, c.average_usage,
+-- the cheapest covering plan of each candidate: a join and one sort, not a look per candidate
+-- (a candidate is one subscription: one current base item each)
+SELECT DISTINCT ON (c.account_id, c.subscription_id)
+       c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_units, c.periods_over, c.average_usage,
        r.code AS suggested_plan_code, r.included_units AS suggested_included_units,
        subbilling.amount(r.price) AS suggested_price
   FROM c
-  LEFT JOIN LATERAL (
-      SELECT p.code, p.included_units, p.price
-        FROM subbilling.plans p
-       WHERE p.active AND p.kind = 'base' AND p.product_id = c.product_id AND p.currency = c.currency
-         AND p.billing_period = c.billing_period AND p.included_units >= c.average_usage
-         AND p.pricing_model = 'flat' AND p.code <> c.plan_code
-       ORDER BY p.price, p.included_units DESC, p.code
-       LIMIT 1) r ON true;
+  LEFT JOIN subbilling.plans r
+    ON r.active AND r.kind = 'base' AND r.product_id = c.product_id AND r.currency = c.currency
+   AND r.billing_period = c.billing_period AND r.included_units >= c.average_usage
+   AND r.pricing_model = 'flat' AND r.code <> c.plan_code
+ WHERE c.periods_over >= 2
+ ORDER BY c.account_id, c.subscription_id, r.price, r.included_units DESC, r.code;
 COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.cp437_high() RETURNS text
@@ -5583,9 +5615,11 @@ BEGIN
     DELETE FROM subbilling_internal.kpi_open_items o
      USING (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n WHERE n.invoice_id IS NOT NULL) n
      WHERE o.account_id = n.account_id AND o.invoice_id = n.invoice_id AND o.open_minor = 0;
+    PERFORM subbilling_internal.kpi_aging_refresh(
+        ARRAY(SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1));
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_open_items_add() IS 'internal trigger (after each statement inserting journal lines): adds the receivables lines to their open items, drops the items that reach zero';
+COMMENT ON FUNCTION subbilling_internal.kpi_open_items_add() IS 'internal trigger (after each statement inserting journal lines): adds the receivables lines to their open items, drops the items that reach zero, and refreshes the aging rows of their accounts';
 
 CREATE OR REPLACE VIEW subbilling_internal.upsell_candidates_ref WITH (security_barrier) AS
 WITH b AS (
@@ -5638,16 +5672,6 @@ SELECT c.account_id, c.subscription_id, c.currency, c.plan_code, c.included_unit
        LIMIT 1) r ON true;
 COMMENT ON VIEW subbilling_internal.upsell_candidates_ref IS 'internal: the definition of upsell_candidates over every current base item (the reference the fast view is tested against): subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_seen() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
-BEGIN
-    INSERT INTO subbilling_internal.kpi_usage_subscriptions (account_id, subscription_id)
-    SELECT DISTINCT n.account_id, n.subscription_id FROM new_usage n
-    ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_seen() IS 'internal trigger (after each statement inserting or updating usage): records the subscriptions that have usage';
-
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_recognition_delta(accounts bigint[])
 RETURNS SETOF subbilling_internal.kpi_recognition_months
 LANGUAGE sql STABLE SET search_path = subbilling, pg_catalog, pg_temp AS $$
@@ -5669,7 +5693,8 @@ LANGUAGE plpgsql VOLATILE SET search_path = subbilling, pg_catalog, pg_temp AS $
 BEGIN
     LOCK TABLE subbilling.journal_lines, subbilling.usage IN SHARE MODE;
     DELETE FROM subbilling_internal.kpi_open_items;
-    DELETE FROM subbilling_internal.kpi_usage_subscriptions;
+    DELETE FROM subbilling_internal.kpi_usage_periods;
+    DELETE FROM subbilling_internal.kpi_usage_items;
     INSERT INTO subbilling_internal.kpi_open_items (account_id, invoice_id, currency, due_date, open_minor)
     SELECT o.account_id, o.invoice_id, i.currency, i.due_date, o.open_minor
       FROM (SELECT l.account_id, l.invoice_id, sum(subbilling.minor_units(l.amount))::bigint AS open_minor
@@ -5678,10 +5703,16 @@ BEGIN
              GROUP BY l.account_id, l.invoice_id
             HAVING sum(subbilling.minor_units(l.amount)) <> 0) o
       JOIN subbilling.invoices i ON i.account_id = o.account_id AND i.id = o.invoice_id;
-    INSERT INTO subbilling_internal.kpi_usage_subscriptions (account_id, subscription_id)
-    SELECT DISTINCT u.account_id, u.subscription_id FROM subbilling.usage u;
+    DELETE FROM subbilling_internal.kpi_aging;
+    INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT s.account_id, s.currency, s.time_zone, s.due_dates, s.cum_minor, s.undated_minor
+      FROM subbilling_internal.kpi_aging_source s;
+    -- every subscription with usage, summed from all its usage (no row has a key)
+    PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(u.account_id), array_agg(u.subscription_id), '{}', '{}')
+       FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM subbilling.usage x) u
+     HAVING count(*) > 0;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_rebuild_kept() IS 'internal: rebuilds the open items and the usage subscriptions that triggers keep (after data written with triggers off)';
+COMMENT ON FUNCTION subbilling_internal.kpi_rebuild_kept() IS 'internal: rebuilds the open items, the aging rows and the per-period usage that triggers keep (after data written with triggers off)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.webhook_new_secret() RETURNS text
 AS 'MODULE_PATHNAME', 'subbilling_webhook_new_secret'
@@ -6806,6 +6837,204 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.set_shipping_address(bigint, text, text, text, text, text, text, date) IS 'set the shipping address of an account from a date (today or later; a second call for the same date replaces it); returns its id';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_aging_source AS
+SELECT d.account_id, d.currency, a.time_zone,
+       coalesce(array_agg(d.due_date ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}') AS due_dates,
+       '{0}'::bigint[] || coalesce(array_agg(d.cum::bigint ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}') AS cum_minor,
+       coalesce(sum(d.open_minor) FILTER (WHERE d.due_date IS NULL), 0)::bigint AS undated_minor
+  FROM (SELECT o.account_id, o.currency, o.due_date, sum(o.open_minor) AS open_minor,
+               sum(sum(o.open_minor)) OVER (PARTITION BY o.account_id, o.currency ORDER BY o.due_date) AS cum
+          FROM subbilling_internal.kpi_open_items o
+         GROUP BY o.account_id, o.currency, o.due_date) d
+  JOIN subbilling.accounts a ON a.id = d.account_id
+ GROUP BY d.account_id, d.currency, a.time_zone;
+COMMENT ON VIEW subbilling_internal.kpi_aging_source IS 'internal: the rows of kpi_aging computed from kpi_open_items';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_aging_refresh(accounts bigint[]) RETURNS void
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    -- one transaction at a time per account (two payments of one account on different invoices
+    -- change different open items): the row is locked (created first if it is new), and the
+    -- statement after the lock computes it from the open items as then committed
+    INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT DISTINCT o.account_id, o.currency, ''::text, '{}'::date[], '{0}'::bigint[], 0::bigint
+      FROM subbilling_internal.kpi_open_items o
+     WHERE o.account_id = ANY (accounts)
+    ON CONFLICT DO NOTHING;
+    PERFORM FROM subbilling_internal.kpi_aging g WHERE g.account_id = ANY (accounts)
+      ORDER BY g.account_id, g.currency FOR UPDATE;
+    WITH s AS (SELECT * FROM subbilling_internal.kpi_aging_source s WHERE s.account_id = ANY (accounts)),
+    gone AS (DELETE FROM subbilling_internal.kpi_aging g
+              WHERE g.account_id = ANY (accounts)
+                AND NOT EXISTS (SELECT FROM s WHERE s.account_id = g.account_id AND s.currency = g.currency))
+    INSERT INTO subbilling_internal.kpi_aging AS g (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT s.account_id, s.currency, s.time_zone, s.due_dates, s.cum_minor, s.undated_minor FROM s
+    ON CONFLICT (account_id, currency) DO UPDATE
+       SET time_zone = excluded.time_zone, due_dates = excluded.due_dates, cum_minor = excluded.cum_minor,
+           undated_minor = excluded.undated_minor;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_aging_refresh(bigint[]) IS 'internal: computes the aging rows of the given accounts again from their open items';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_aging_time_zone() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE subbilling_internal.kpi_aging g SET time_zone = NEW.time_zone WHERE g.account_id = NEW.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_aging_time_zone() IS 'internal trigger (after an account''s time zone changes): the aging rows take the new time zone';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_periods_apply(acc bigint[], sub bigint[], days date[], qty numeric[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    new_acc bigint[];
+    new_sub bigint[];
+BEGIN
+    WITH ins AS (
+        INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+        SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
+          FROM unnest(acc, sub) AS d(a, s)
+        ON CONFLICT DO NOTHING
+        RETURNING account_id, subscription_id)
+    SELECT array_agg(ins.account_id), array_agg(ins.subscription_id) INTO new_acc, new_sub FROM ins;
+    IF new_acc IS NOT NULL THEN
+        -- a subscription's first usage: its status, currency, anchor and items, read under a
+        -- share lock (a change of them, which locks the subscription, commits before or waits,
+        -- and then sees the new row and keeps it)
+        PERFORM FROM subbilling.subscriptions s JOIN unnest(new_acc, new_sub) AS d(a, s) ON s.account_id = d.a AND s.id = d.s
+         ORDER BY s.account_id, s.id FOR SHARE OF s;
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscriptions s ON s.account_id = d.a AND s.id = d.s
+         WHERE w.account_id = d.a AND w.subscription_id = d.s;
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+          FROM unnest(new_acc, new_sub) AS d(a, s)
+          JOIN subbilling.subscription_items i ON i.account_id = d.a AND i.subscription_id = d.s
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
+    PERFORM FROM subbilling_internal.kpi_usage_periods w
+      JOIN (SELECT DISTINCT d.a, d.s FROM unnest(acc, sub) AS d(a, s)) d ON w.account_id = d.a AND w.subscription_id = d.s
+     ORDER BY w.account_id, w.subscription_id FOR UPDATE OF w;
+    WITH d AS (
+        SELECT d.a AS account_id, d.s AS subscription_id, d.day, d.q FROM unnest(acc, sub, days, qty) AS d(a, s, day, q)
+    ),
+    k0 AS (
+        SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
+               w.billing_period AS kept_period, s.billing_anchor,
+               (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
+                 WHERE i.account_id = w.account_id AND i.subscription_id = w.subscription_id AND i.kind = 'base'
+                   AND i.voided_at IS NULL AND i.validity @> current_date
+                 ORDER BY i.id LIMIT 1) AS billing_period
+          FROM subbilling_internal.kpi_usage_periods w
+          JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
+         WHERE (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d)
+    ),
+    k AS (
+        SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
+          FROM k0
+    ),
+    t AS (
+        -- the same key: the kept totals and the changes
+        SELECT k.account_id, k.subscription_id, x.ps, x.q
+          FROM k CROSS JOIN LATERAL unnest(k.starts, k.used) AS x(ps, q)
+         WHERE k.same
+        UNION ALL
+        SELECT k.account_id, k.subscription_id,
+               subbilling.period_start(k.billing_anchor, k.billing_period,
+                                       subbilling.period_index(k.billing_anchor, k.billing_period, d.day)), d.q
+          FROM k JOIN d ON d.account_id = k.account_id AND d.subscription_id = k.subscription_id
+         WHERE k.same AND d.day IS NOT NULL
+        UNION ALL
+        -- a new key: all the usage
+        SELECT k.account_id, k.subscription_id,
+               subbilling.period_start(k.billing_anchor, k.billing_period,
+                                       subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
+          FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
+         WHERE NOT k.same AND k.billing_period IS NOT NULL
+    ),
+    tot AS (
+        SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
+          FROM t GROUP BY t.account_id, t.subscription_id, t.ps
+        HAVING sum(t.q) <> 0
+    ),
+    r AS (
+        SELECT k.account_id, k.subscription_id,
+               CASE WHEN k.billing_period IS NOT NULL THEN k.billing_anchor END AS billing_anchor, k.billing_period,
+               coalesce(array_agg(tot.ps ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS starts,
+               coalesce(array_agg(tot.q ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS used
+          FROM k LEFT JOIN tot ON tot.account_id = k.account_id AND tot.subscription_id = k.subscription_id
+         GROUP BY k.account_id, k.subscription_id, k.billing_anchor, k.billing_period
+    )
+    UPDATE subbilling_internal.kpi_usage_periods w
+       SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
+      FROM r
+     WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_apply(bigint[], bigint[], date[], numeric[]) IS 'internal: adds usage changes (account, subscription, day, quantity; negative for removed usage) to the kept per-period usage of their subscriptions, summing a new or re-keyed subscription from all its usage';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_periods_add() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
+                                                            array_agg(n.usage_date), array_agg(n.q))
+           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, sum(x.quantity) AS q FROM new_usage x
+                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
+         HAVING count(*) > 0;
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
+                                                            array_agg(n.usage_date), array_agg(n.q))
+           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, sum(x.q) AS q
+                   FROM (SELECT y.account_id, y.subscription_id, y.usage_date, y.quantity AS q FROM new_usage y
+                         UNION ALL
+                         SELECT y.account_id, y.subscription_id, y.usage_date, -y.quantity FROM old_usage y) x
+                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
+         HAVING count(*) > 0;
+    ELSE
+        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
+                                                            array_agg(n.usage_date), array_agg(n.q))
+           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, -sum(x.quantity) AS q FROM old_usage x
+                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
+         HAVING count(*) > 0;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_add() IS 'internal trigger (after each statement inserting, updating or deleting usage): adds the change to the kept per-period usage of its subscriptions';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_subscription_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE subbilling_internal.kpi_usage_periods w
+       SET sub_status = NEW.status, sub_currency = NEW.currency, sub_anchor = NEW.billing_anchor
+     WHERE w.account_id = NEW.account_id AND w.subscription_id = NEW.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_subscription_sync() IS 'internal trigger (after a subscription''s status, currency or billing anchor changes): copies them to its kept usage row';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_items_sync() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        DELETE FROM subbilling_internal.kpi_usage_items c USING old_items o
+         WHERE c.account_id = o.account_id AND c.id = o.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+        SELECT n.account_id, n.id, n.subscription_id, n.plan_id, n.kind, n.validity, n.voided_at
+          FROM new_items n
+         WHERE EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                        WHERE w.account_id = n.account_id AND w.subscription_id = n.subscription_id)
+        ON CONFLICT (account_id, id) DO UPDATE
+           SET subscription_id = excluded.subscription_id, plan_id = excluded.plan_id, kind = excluded.kind,
+               validity = excluded.validity, voided_at = excluded.voided_at;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_items_sync() IS 'internal trigger (after each statement inserting, updating or deleting subscription items): keeps the copies of the items of the subscriptions with usage';
 
 CREATE OR REPLACE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
     RETURNS TABLE (table_name regclass, placement text)
