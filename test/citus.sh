@@ -109,10 +109,11 @@ is "the accounts are spread over the workers" \
      WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a.id) FROM subbilling.accounts a))" "2"
 # one call per account, as an application makes them (a call inside a query over accounts
 # would run on the shards)
-runs "subscribe on every account" "$SETUP
+runs "subscribe on every account" "
     DO \$\$ DECLARE a bigint; BEGIN
         FOR a IN SELECT id FROM subbilling.accounts ORDER BY id LOOP
             PERFORM subbilling.subscribe(a, 'citus-monthly', 1, current_date - 40);
+            COMMIT;
         END LOOP; END \$\$"
 is "a subscription per account" "SELECT count(*) FROM subbilling.subscriptions" "8"
 ACC=$(qc -c "SELECT min(id) FROM subbilling.accounts")
