@@ -378,26 +378,32 @@ COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], s
 -- ---------------------------------------------------------------- balances
 
 CREATE FUNCTION subbilling.invoice_open_amount(account_id bigint, invoice_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l
-                      WHERE l.account_id = invoice_open_amount.account_id
-                        AND l.invoice_id = invoice_open_amount.invoice_id),
-                    price_minor(0, i.currency))
-      FROM subbilling.invoices i
-     WHERE i.account_id = invoice_open_amount.account_id AND i.id = invoice_open_amount.invoice_id
+-- PL/pgSQL: Citus plans its query with the parameters' values (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l
+                          WHERE l.account_id = invoice_open_amount.account_id
+                            AND l.invoice_id = invoice_open_amount.invoice_id),
+                        price_minor(0, i.currency))
+          FROM subbilling.invoices i
+         WHERE i.account_id = invoice_open_amount.account_id AND i.id = invoice_open_amount.invoice_id);
+END
 $$;
 COMMENT ON FUNCTION subbilling.invoice_open_amount(bigint, bigint) IS 'what is still due on an invoice: the sum of its receivables lines in the journal (0 before booking, negative for an unapplied credit); NULL if there is no such invoice';
 
 CREATE FUNCTION subbilling.customer_credit(account_id bigint) RETURNS subbilling.price
-    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(-(SELECT sum(l.amount) FROM subbilling.journal_lines l
-                       WHERE l.account_id = customer_credit.account_id AND l.subledger = 'customer_credit'),
-                    price_minor(0, a.currency))
-      FROM subbilling.accounts a WHERE a.id = customer_credit.account_id
+-- PL/pgSQL: Citus plans its query with the parameters' values (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce(-(SELECT sum(l.amount) FROM subbilling.journal_lines l
+                           WHERE l.account_id = customer_credit.account_id AND l.subledger = 'customer_credit'),
+                        price_minor(0, a.currency))
+          FROM subbilling.accounts a WHERE a.id = customer_credit.account_id);
+END
 $$;
 COMMENT ON FUNCTION subbilling.customer_credit(bigint) IS 'the customer credit of an account (overpayments and unused credit notes, positive), from the journal; NULL if there is no such account';
 

@@ -17,12 +17,15 @@
 -- invoices written use numbers).
 -- ============================================================================
 
--- Books the invoices that bill_account_citus just wrote from their lines
--- still held in the session's charges table, as book_invoices books issued
--- documents: one entry each, receivables = total, revenue per account code,
--- VAT per rate; an invoice of total zero is paid at once.
+-- book_invoices on Citus, for one account: books issued invoices as
+-- book_invoices does (one entry each, receivables = total, revenue per
+-- account code, VAT per rate, once; a zero total is paid at once), every
+-- statement on the account's rows.  What it does not do yet on Citus (void
+-- invoices, credit notes, customer credit, automatic payments) is refused
+-- with 0A000: the caller records it (billing_errors) instead of booking
+-- half of it.
 CREATE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
-    RETURNS void
+    RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
@@ -33,9 +36,45 @@ DECLARE
     amounts subbilling.price[];
     subs    text[];
     oitems  bigint[];
+    l_kind  text[];
+    l_plan  bigint[];
+    l_rate  numeric[];
+    l_treat text[];
+    l_net   subbilling.price[];
+    l_tax   subbilling.price[];
+    booked  integer := 0;
+    unsupported boolean;
 BEGIN
+    -- what this does not do on Citus yet: refused, so that the caller records it
+    -- (each test its own statement: one query per shard, the credit summed on the coordinator)
+    IF EXISTS (SELECT FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note')) THEN
+        unsupported := true;
+    ELSIF EXISTS (SELECT FROM subbilling.payment_methods pm
+                   WHERE pm.account_id = acct AND pm.is_default AND pm.active AND pm.automatic) THEN
+        unsupported := true;
+    ELSE
+        unsupported := coalesce(minor_units(customer_credit(acct)), 0) > 0;
+    END IF;
+    IF unsupported THEN
+        RAISE EXCEPTION 'on Citus, booking does not yet handle void invoices, credit notes, customer credit or automatic payments'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Account %s has one of them.', acct);
+    END IF;
+
     FOR inv IN SELECT * FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) ORDER BY i.id LOOP
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
+                  AND i.status IN ('open', 'paid', 'uncollectible')
+                ORDER BY i.id LOOP
+        -- booked once
+        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                               WHERE e.account_id = acct AND e.invoice_id = inv.id
+                                 AND e.kind IN ('invoice', 'credit_note'));
+        -- the lines, read on the account's shard
+        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
+               array_agg(l.net), array_agg(l.tax)
+          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
+          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
         SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
                array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
           INTO codes, amounts, subs, oitems
@@ -48,10 +87,9 @@ BEGIN
                                     ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
                                g.net
                           FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
-                                  FROM pg_temp.subbilling_citus_charges c
+                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
                                   LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
                                   LEFT JOIN subbilling.products p ON p.id = pl.product_id
-                                 WHERE c.subscription_id = inv.subscription_id AND c.emit
                                  GROUP BY 1, 2, 3, 4) g) k
                  GROUP BY k.code
                 UNION ALL
@@ -59,11 +97,12 @@ BEGIN
                   FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
                                                                      ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
                                c.tax
-                          FROM pg_temp.subbilling_citus_charges c
-                         WHERE c.subscription_id = inv.subscription_id AND c.emit AND minor_units(c.tax) <> 0) k
+                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
+                         WHERE minor_units(c.tax) <> 0) k
                  GROUP BY k.code) q
          WHERE minor_units(q.amount) <> 0;
         IF cardinality(codes) >= 2 THEN
+            booked := booked + 1;
             eid := nextval('subbilling.journal_entries_id_seq'::regclass);
             INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
             VALUES (acct, eid, inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number);
@@ -84,9 +123,10 @@ BEGIN
             PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
         END IF;
     END LOOP;
+    RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book the invoices bill_account_citus just wrote (one entry each, as book_invoices does), one account''s rows per statement; a zero total is paid at once';
+COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices (one entry each, once; a zero total is paid at once), one account''s rows per statement; returns the entries booked';
 REVOKE ALL ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) FROM PUBLIC;
 
 CREATE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
@@ -136,17 +176,6 @@ BEGIN
                      WHERE c.subscription_id = b.subscription_id AND c.pending) AS from_d
               FROM unnest(subscription_ids, as_of_dates) AS b(subscription_id, as_of)) st
      WHERE x.account_id = acct AND x.id = st.subscription_id;
-
-    -- what the booking below does not do on Citus yet: such an account's subscriptions
-    -- go to billing_errors (the single server applies the credit or requests the payment)
-    IF EXISTS (SELECT FROM subbilling.payment_methods pm
-                WHERE pm.account_id = acct AND pm.is_default AND pm.active AND pm.automatic)
-       OR EXISTS (SELECT FROM subbilling.journal_lines l
-                   WHERE l.account_id = acct AND l.subledger = 'customer_credit') THEN
-        RAISE EXCEPTION 'on Citus, billing does not yet request automatic payments or apply customer credit'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = format('Account %s has an automatic default payment method or customer credit.', acct);
-    END IF;
 
     -- one invoice per subscription with lines due, in subscription order
     FOR h IN

@@ -1367,6 +1367,15 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
+        SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
+                   k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j
+                                        WHERE account_ids[j] = k.account_id))), 0)
+          INTO booked
+          FROM (SELECT DISTINCT u AS account_id FROM unnest(account_ids) u ORDER BY 1) k;
+        RETURN booked;
+    END IF;
     PERFORM subbilling_internal.outbox_reserve();
     SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
       INTO has_void, has_cn
@@ -1612,9 +1621,9 @@ BEGIN
     invoices := 0;
     errors := 0;
     IF on_citus THEN
-        -- one connection per node: the batch writes reference tables (invoice series)
-        -- after reading the distributed ones
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        -- Citus: account by account, each on its own shard (sql/parts/985_citus_billing.sql)
+        SELECT * INTO invoices, errors, more FROM subbilling_internal.bill_batch_citus(bill_batch.batch_size, bill_batch.as_of);
+        RETURN;
     END IF;
     -- In one session, each batch for the same as_of goes on where the last
     -- one ended (keyset on the claim index): the rows already billed keep
@@ -1636,75 +1645,41 @@ BEGIN
     -- that a caller judging progress by invoices + errors never sees a full
     -- batch without progress.
     LOOP
-        IF NOT on_citus THEN
-            -- due: next_bill_on on or before the account-local date of as_of
-            -- (no zone is more than a day ahead of UTC, which bounds the index scan)
-            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+        -- due: next_bill_on on or before the account-local date of as_of
+        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+          INTO acc, sid, ad, nbo
+          FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                  FROM subbilling.subscriptions s
+                  JOIN subbilling.accounts a ON a.id = s.account_id
+                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                 ORDER BY s.next_bill_on, s.account_id, s.id
+                 LIMIT bill_batch.batch_size
+                   FOR UPDATE OF s SKIP LOCKED) c;
+        n := coalesce(cardinality(sid), 0);
+        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
               INTO acc, sid, ad, nbo
               FROM (SELECT s.account_id, s.id, s.next_bill_on,
                            (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
                       FROM subbilling.subscriptions s
                       JOIN subbilling.accounts a ON a.id = s.account_id
                      WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
                        AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
                      ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size
+                     LIMIT bill_batch.batch_size - n
                        FOR UPDATE OF s SKIP LOCKED) c;
             n := coalesce(cardinality(sid), 0);
-            IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
-                SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
-                  INTO acc, sid, ad, nbo
-                  FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                               (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                          FROM subbilling.subscriptions s
-                          JOIN subbilling.accounts a ON a.id = s.account_id
-                         WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                           AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
-                           AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                         ORDER BY s.next_bill_on, s.account_id, s.id
-                         LIMIT bill_batch.batch_size - n
-                           FOR UPDATE OF s SKIP LOCKED) c;
-                n := coalesce(cardinality(sid), 0);
-            END IF;
-        ELSE
-            -- Citus locks rows only by their account: the due subscriptions are read
-            -- without locks, then claimed one by one by (account_id, id), skipping the
-            -- ones held elsewhere or billed meanwhile (docs/citus.md)
-            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
-              INTO acc, sid, ad, nbo
-              FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                      FROM subbilling.subscriptions s
-                      JOIN subbilling.accounts a ON a.id = s.account_id
-                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                     ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size) c;
-            n := 0;
-            FOR k IN 1 .. coalesce(cardinality(sid), 0) LOOP
-                PERFORM FROM subbilling.subscriptions x
-                  WHERE x.account_id = acc[k] AND x.id = sid[k] AND x.next_bill_on = nbo[k]
-                    FOR UPDATE SKIP LOCKED;
-                IF FOUND THEN
-                    n := n + 1;
-                    acc[n] := acc[k]; sid[n] := sid[k]; ad[n] := ad[k]; nbo[n] := nbo[k];
-                END IF;
-            END LOOP;
-            acc := acc[1:n]; sid := sid[1:n]; ad := ad[1:n]; nbo := nbo[1:n];
-            IF n = 0 THEN
-                more := false;
-                EXIT;
-            END IF;
         END IF;
         more := n = bill_batch.batch_size;
         EXIT WHEN n = 0;
@@ -1794,6 +1769,9 @@ DECLARE
     cand    record;
     acc     bigint;
     ids     bigint[];
+    a_inv   bigint[];
+    on_citus boolean := false;
+    open_amt subbilling.price;
     c_acc   bigint[] := '{}';
     c_inv   bigint[] := '{}';
     ok_acc  bigint[] := '{}';
@@ -1825,6 +1803,29 @@ BEGIN
     err_at := as_of::timestamp AT TIME ZONE 'UTC';
 
     -- due invoices that still owe something and did not fail on this date
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        -- Citus: the due invoices read across the shards, then each checked on its own
+        -- account's rows (a query joining them to the open amounts spans the shards)
+        on_citus := true;
+        -- one connection per node: fee invoices write reference tables (invoice series)
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        n := 0;
+        FOR cand IN SELECT d.account_id, d.invoice_id FROM dunning_due(as_of) d
+                     ORDER BY d.next_on, d.account_id, d.invoice_id LOOP
+            CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.billing_errors e
+                                   WHERE e.account_id = cand.account_id AND e.invoice_id = cand.invoice_id
+                                     AND e.resolved_at IS NULL AND e.as_of >= err_at);
+            open_amt := invoice_open_amount(cand.account_id, cand.invoice_id);
+            CONTINUE WHEN open_amt IS NULL OR NOT open_amt > price_minor(0, currency(open_amt));
+            c_acc := c_acc || cand.account_id;
+            c_inv := c_inv || cand.invoice_id;
+            n := n + 1;
+            EXIT WHEN n = batch_size;
+        END LOOP;
+        -- claimed account by account below, in account order
+        SELECT coalesce(array_agg(u.a ORDER BY u.a, u.i), '{}'), coalesce(array_agg(u.i ORDER BY u.a, u.i), '{}')
+          INTO c_acc, c_inv FROM unnest(c_acc, c_inv) AS u(a, i);
+    ELSE
     SELECT array_agg(q.account_id ORDER BY q.account_id, q.invoice_id), array_agg(q.invoice_id ORDER BY q.account_id, q.invoice_id),
            count(*)
       INTO c_acc, c_inv, n
@@ -1837,6 +1838,7 @@ BEGIN
                                                                                     WHERE x.account_id = d.account_id AND x.id = d.invoice_id))
              ORDER BY d.next_on, d.account_id, d.invoice_id
              LIMIT batch_size) q;
+    END IF;
     more := n = batch_size;
     IF n = 0 THEN
         RETURN;
@@ -1845,9 +1847,11 @@ BEGIN
     -- claim per account; a row locked by a payment or another batch is skipped
     ids := '{}';
     FOR acc IN SELECT DISTINCT u FROM unnest(c_acc) u ORDER BY u LOOP
+        -- (the account's invoices first, then one query on the account's rows)
+        a_inv := ARRAY(SELECT c_inv[j] FROM generate_subscripts(c_acc, 1) j WHERE c_acc[j] = acc);
         ids := ids || ARRAY(SELECT x.id FROM subbilling.invoices x
                              WHERE x.account_id = acc
-                               AND x.id = ANY (ARRAY(SELECT c_inv[j] FROM generate_subscripts(c_acc, 1) j WHERE c_acc[j] = acc))
+                               AND x.id = ANY (a_inv)
                                AND x.status = 'open'
                              ORDER BY x.id
                                FOR UPDATE SKIP LOCKED);
@@ -1881,7 +1885,13 @@ BEGIN
     END;
     -- open dunning errors of invoices dunned successfully now are resolved
     -- (a cheap test first: there are rarely any open errors)
-    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
+    IF on_citus THEN
+        FOR acc IN SELECT DISTINCT u FROM unnest(ok_acc) u ORDER BY u LOOP
+            UPDATE subbilling.billing_errors e SET resolved_at = now()
+             WHERE e.account_id = acc AND e.resolved_at IS NULL
+               AND e.invoice_id = ANY (ARRAY(SELECT ok_inv[j] FROM generate_subscripts(ok_acc, 1) j WHERE ok_acc[j] = acc));
+        END LOOP;
+    ELSIF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
         UPDATE subbilling.billing_errors e SET resolved_at = now()
           FROM unnest(ok_acc, ok_inv) AS x(account_id, invoice_id)
          WHERE e.account_id = x.account_id AND e.invoice_id = x.invoice_id AND e.resolved_at IS NULL;
@@ -2082,9 +2092,14 @@ CREATE OR REPLACE FUNCTION subbilling_internal.billing_charges(account_ids bigin
                    kind text, description text, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, currency text,
                    tax_treatment text)
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+-- every distributed table is also filtered by account_ids: on Citus, a call
+-- for one account is routed to that account's shard as one query
+RETURN QUERY
 WITH b AS (
     SELECT x.account_id, x.subscription_id, x.as_of
       FROM unnest(account_ids, subscription_ids, as_of_dates) AS x(account_id, subscription_id, as_of)
@@ -2102,12 +2117,12 @@ s AS MATERIALIZED (
                                                     period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
                               FROM subbilling.subscription_items i
                               JOIN subbilling.plans p ON p.id = i.plan_id
-                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = ANY (account_ids)
                                AND p.pricing_model = 'usage'))
            END AS kfloor
       FROM b
-      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id
-      JOIN subbilling.accounts a ON a.id = s.account_id
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = ANY (account_ids)
+      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = ANY (account_ids)
 ),
 -- items with their plan; v_hi is where charging ends: a cancellation
 -- without credit_unused keeps the period holding it charged in full
@@ -2129,6 +2144,7 @@ it AS MATERIALIZED (
       FROM s
       JOIN subbilling.subscription_items i
         ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
+       AND i.account_id = ANY (account_ids)
       JOIN subbilling.plans p ON p.id = i.plan_id
 ),
 -- the periods of each item from its key floor up to one period past the horizon
@@ -2159,13 +2175,13 @@ segp AS (
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
             FROM (SELECT p.during FROM subbilling.subscription_pauses p
-                   WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
+                   WHERE p.account_id = seg.account_id AND p.account_id = ANY (account_ids) AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id
+                   WHERE u.account_id = seg.account_id AND u.account_id = ANY (account_ids) AND u.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT k.held FROM subbilling.delivery_records k
-                   WHERE k.account_id = seg.account_id AND k.subscription_id = seg.subscription_id
+                   WHERE k.account_id = seg.account_id AND k.account_id = ANY (account_ids) AND k.subscription_id = seg.subscription_id
                      AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
@@ -2180,10 +2196,9 @@ rec AS MATERIALIZED (
                 THEN greatest(min(g.seg_lo), max(CASE WHEN g.seg_lo > g.ps THEN g.seg_lo END),
                               max(CASE WHEN g.seg_hi < g.pe THEN g.seg_hi END), max(g.bound))
                 ELSE least(g.pe, min(g.cancel_at)) END AS corr_due,
-           sum(CASE g.model
-                   WHEN 'flat' THEN g.price
-                   WHEN 'per_unit' THEN g.price * g.qty
-                   WHEN 'package' THEN package_price(g.qty, g.package_size, g.price)
+           sum(CASE WHEN g.model = 'flat' THEN g.price
+                    WHEN g.model = 'per_unit' THEN g.price * g.qty
+                    WHEN g.model = 'package' THEN package_price(g.qty, g.package_size, g.price)
                    ELSE tiered_price(g.qty, g.tiers, g.model) END
                * (g.days - g.paused)) / (g.pe - g.ps) AS expected,
            count(*) = 1 AND min(g.seg_lo) = g.ps AND max(g.seg_hi) = g.pe AS whole,
@@ -2207,6 +2222,7 @@ dsc AS MATERIALIZED (
            c.name, c.plan_codes
       FROM s
       JOIN subbilling.subscription_discounts d ON d.account_id = s.account_id AND d.subscription_id = s.subscription_id
+       AND d.account_id = ANY (account_ids)
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
 ),
 disc AS (
@@ -2237,7 +2253,7 @@ usg AS (
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
-           WHERE x.account_id = g.account_id AND x.item_id = g.item_id
+           WHERE x.account_id = g.account_id AND x.account_id = ANY (account_ids) AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
@@ -2291,9 +2307,9 @@ inv AS (
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
-        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.charge_type IS NOT NULL
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = ANY (account_ids) AND l.charge_type IS NOT NULL
        AND l.key_start >= s.kfloor
-      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = ANY (account_ids)
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
        AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
@@ -2337,7 +2353,7 @@ d0 AS (
       -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
-                           WHERE a.id = j.account_id LIMIT 1) a
+                           WHERE a.id = j.account_id AND a.id = ANY (account_ids) LIMIT 1) a
       -- the treatment and rate at the tax point: the start of the period for
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
@@ -2381,17 +2397,16 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        -- descriptions only for the lines that are made
        CASE WHEN NOT d.emit THEN NULL
             WHEN d.invoiced IS NULL THEN
-                CASE d.charge_type
-                WHEN 'setup' THEN d.dname || ' setup fee'
+                CASE WHEN d.charge_type = 'setup' THEN d.dname || ' setup fee'
                 ELSE d.dname || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1)
                      || CASE WHEN d.dsegs IS NOT NULL
                              THEN ', prorated ' || d.dsegs || ' of ' || (upper(d.period) - lower(d.period)) ELSE '' END
                      || CASE WHEN d.dpaused > 0 THEN ', ' || d.dpaused || ' days paused' ELSE '' END
                      || CASE WHEN d.dunits IS NOT NULL THEN ', ' || trim_scale(d.dunits) || ' units' ELSE '' END
                 END
-            ELSE CASE d.charge_type WHEN 'discount' THEN 'Discount adjustment'
-                                    WHEN 'setup' THEN 'Setup fee adjustment'
-                                    WHEN 'usage' THEN 'Usage adjustment'
+            ELSE CASE WHEN d.charge_type = 'discount' THEN 'Discount adjustment'
+                      WHEN d.charge_type = 'setup' THEN 'Setup fee adjustment'
+                      WHEN d.charge_type = 'usage' THEN 'Usage adjustment'
                                     ELSE CASE WHEN d.diff > d.zero THEN 'Additional charge' ELSE 'Credit' END END
                  || ' for ' || d.plan_name || ' ' || d.key_start
                  || CASE WHEN d.charge_type = 'setup' THEN '' ELSE ' – ' || (upper(d.period) - 1) END
@@ -2403,7 +2418,8 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        CASE WHEN d.emit THEN price_minor(floor(d.exact)::bigint + CASE WHEN d.rk <= d.extra THEN 1 ELSE 0 END, d.currency)
             ELSE tax(d.diff, d.rate) END,
        d.currency, d.treatment
-  FROM dv d
+  FROM dv d;
+END
 $$;
 COMMENT ON FUNCTION subbilling_internal.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 
@@ -5481,7 +5497,22 @@ COMMENT ON VIEW subbilling_internal.ar_aging_ref IS 'internal: the definition of
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_open_items_add() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    k   record;
 BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        -- on Citus this runs on a shard: one open item at a time, each on one account's rows
+        FOR k IN SELECT n.account_id, n.invoice_id, sum(subbilling.minor_units(n.amount))::bigint AS m
+                   FROM new_lines n WHERE n.invoice_id IS NOT NULL GROUP BY 1, 2 LOOP
+            INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
+            SELECT i.account_id, i.id, i.currency, i.due_date, k.m
+              FROM subbilling.invoices i WHERE i.account_id = k.account_id AND i.id = k.invoice_id
+            ON CONFLICT (account_id, invoice_id) DO UPDATE SET open_minor = o.open_minor + excluded.open_minor;
+            DELETE FROM subbilling_internal.kpi_open_items o
+             WHERE o.account_id = k.account_id AND o.invoice_id = k.invoice_id AND o.open_minor = 0;
+        END LOOP;
+        RETURN NULL;
+    END IF;
     INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
     SELECT n.account_id, n.invoice_id, i.currency, i.due_date, sum(subbilling.minor_units(n.amount))::bigint
       FROM new_lines n
@@ -6920,6 +6951,9 @@ BEGIN
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
+        -- billing, payments, dunning: the billing engine runs on the account's shard, and
+        -- the functions it calls there read reference tables (tax rules, exchange rates)
+        EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
     END IF;
 
     RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
@@ -7130,6 +7164,575 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.base_item_on(subbilling.subscriptions, date) IS 'internal: the base item in effect on a date (else the latest one)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.invoice_lines_check_totals() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+    k   record;
+    hit boolean := false;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        -- on Citus this runs on a shard: one invoice at a time, each query on one account's rows
+        FOR k IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
+            SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
+              FROM subbilling.invoices i,
+                   (SELECT sum(l.net) AS net, sum(l.tax) AS tax FROM subbilling.invoice_lines l
+                     WHERE l.account_id = k.account_id AND l.invoice_id = k.invoice_id) t
+             WHERE i.account_id = k.account_id AND i.id = k.invoice_id
+               AND i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax);
+            hit := FOUND;
+            EXIT WHEN hit;
+        END LOOP;
+    ELSE
+        SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
+          FROM (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n) k
+          -- one primary-key lookup per invoice (LIMIT 1 keeps the planner from
+          -- hashing the whole table when its statistics predate a large run)
+          CROSS JOIN LATERAL (SELECT i.* FROM subbilling.invoices i
+                               WHERE i.account_id = k.account_id AND i.id = k.invoice_id LIMIT 1) i
+          CROSS JOIN LATERAL (SELECT sum(l.net) AS net, sum(l.tax) AS tax
+                                FROM subbilling.invoice_lines l
+                               WHERE l.account_id = i.account_id AND l.invoice_id = i.id) t
+         WHERE i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax)
+         LIMIT 1;
+        hit := FOUND;
+    END IF;
+    IF hit THEN
+        RAISE EXCEPTION 'the totals of invoice % are not the sum of its lines', coalesce(bad.number, bad.id::text)
+            USING ERRCODE = 'integrity_constraint_violation',
+                  DETAIL = format('Invoice net %s, VAT %s; lines net %s, VAT %s.', bad.net, bad.tax, bad.lines_net, bad.lines_tax),
+                  HINT = 'Issued invoices get no new lines; a credit note corrects them.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_lines_check_totals() IS 'trigger: after each insert of lines, every issued invoice that got lines has net and VAT equal to the sums of its lines';
+
+CREATE OR REPLACE FUNCTION subbilling.reference_of(kind text, invoice_id bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+       WHEN kind = 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
+       WHEN kind = 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
+       WHEN kind = 'fik' THEN subbilling.fik_reference(invoice_id::text)
+       WHEN kind = 'fi'  THEN subbilling.fi_reference((invoice_id + 100)::text)
+       ELSE subbilling.luhn_reference(invoice_id::text)
+       END;
+COMMENT ON FUNCTION subbilling.reference_of(text, bigint) IS 'the payment reference of kind ocr, kid, fik, fi or luhn (anything else) for an invoice id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.journal_lines_balanced() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+    k   record;
+    hit boolean := false;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        -- on Citus this runs on a shard: one entry at a time, each query on one account's rows
+        FOR k IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
+            SELECT k.account_id, k.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
+              FROM subbilling.journal_lines l
+             WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+             GROUP BY currency(l.amount)
+            HAVING minor_units(sum(l.amount)) <> 0
+             LIMIT 1;
+            hit := FOUND;
+            EXIT WHEN hit;
+        END LOOP;
+    ELSE
+        SELECT k.account_id, k.entry_id, b.currency, b.diff INTO bad
+          FROM (SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n) k
+          CROSS JOIN LATERAL (SELECT currency(l.amount) AS currency, sum(l.amount) AS diff
+                                FROM subbilling.journal_lines l
+                               WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+                               GROUP BY currency(l.amount)
+                              HAVING minor_units(sum(l.amount)) <> 0
+                               LIMIT 1) b
+         ORDER BY k.account_id, k.entry_id
+         LIMIT 1;
+        hit := FOUND;
+    END IF;
+    IF hit THEN
+        RAISE EXCEPTION 'journal entry % does not balance', bad.entry_id
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Its %s lines of account %s sum to %s, not zero.', bad.currency, bad.account_id, bad.diff),
+                  HINT = 'Debits (positive amounts) must equal credits (negative amounts) in every currency; write an entry''s lines in one statement.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.journal_lines_balanced() IS 'trigger (after each statement inserting journal lines): every entry that got lines sums to zero per currency';
+
+CREATE OR REPLACE FUNCTION subbilling.invoice_open_amount(account_id bigint, invoice_id bigint) RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- PL/pgSQL: Citus plans its query with the parameters' values (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce((SELECT sum(l.amount) FROM subbilling.journal_lines l
+                          WHERE l.account_id = invoice_open_amount.account_id
+                            AND l.invoice_id = invoice_open_amount.invoice_id),
+                        price_minor(0, i.currency))
+          FROM subbilling.invoices i
+         WHERE i.account_id = invoice_open_amount.account_id AND i.id = invoice_open_amount.invoice_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling.invoice_open_amount(bigint, bigint) IS 'what is still due on an invoice: the sum of its receivables lines in the journal (0 before booking, negative for an unapplied credit); NULL if there is no such invoice';
+
+CREATE OR REPLACE FUNCTION subbilling.customer_credit(account_id bigint) RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- PL/pgSQL: Citus plans its query with the parameters' values (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce(-(SELECT sum(l.amount) FROM subbilling.journal_lines l
+                           WHERE l.account_id = customer_credit.account_id AND l.subledger = 'customer_credit'),
+                        price_minor(0, a.currency))
+          FROM subbilling.accounts a WHERE a.id = customer_credit.account_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling.customer_credit(bigint) IS 'the customer credit of an account (overpayments and unused credit notes, positive), from the journal; NULL if there is no such account';
+
+CREATE OR REPLACE FUNCTION subbilling.dunning_due(as_of date)
+    RETURNS TABLE (account_id bigint, invoice_id bigint, due_date date, policy_id bigint,
+                   last_step_no integer, next_step_no integer, next_action text, next_on date)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+-- PL/pgSQL: Citus plans its query with the parameter's value (not an SQL function's)
+BEGIN
+    RETURN QUERY
+    SELECT i.account_id, i.id, i.due_date, pol.id, l.step_no,
+           CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 0 ELSE s.step_no END,
+           CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 'overdue' ELSE s.action END,
+           CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN i.due_date + 1
+                ELSE greatest(i.due_date + s.days_after_due,
+                                         l.executed_on + greatest(s.days_after_due - l.days_after_due, 0)) END
+      FROM subbilling.invoices i
+      JOIN subbilling.accounts a ON a.id = i.account_id
+      LEFT JOIN subbilling.dunning_policies pol
+        ON pol.id = coalesce(a.dunning_policy_id, (SELECT d.id FROM subbilling.dunning_policies d WHERE d.is_default))
+      LEFT JOIN LATERAL (
+          SELECT x.step_no FROM subbilling.dunning_actions x
+           WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no = 0) o ON true
+      LEFT JOIN LATERAL (
+          SELECT x.step_no, x.executed_on, x.days_after_due FROM subbilling.dunning_actions x
+           WHERE x.account_id = i.account_id AND x.invoice_id = i.id AND x.step_no > 0
+           ORDER BY x.step_no DESC LIMIT 1) l ON true
+      LEFT JOIN LATERAL (
+          SELECT x.step_no, x.action, x.days_after_due FROM subbilling.dunning_steps x
+           WHERE x.policy_id = pol.id AND x.step_no > coalesce(l.step_no, 0)
+           ORDER BY x.step_no LIMIT 1) s ON true
+     WHERE i.status = 'open' AND i.kind = 'invoice' AND i.due_date <= dunning_due.as_of
+       AND NOT EXISTS (SELECT 1 FROM subbilling.dunning_actions f
+                        WHERE f.account_id = i.account_id AND f.fee_invoice_id = i.id)
+       AND ((i.due_date < dunning_due.as_of AND o.step_no IS NULL)
+            OR greatest(i.due_date + s.days_after_due,
+                                   l.executed_on + greatest(s.days_after_due - l.days_after_due, 0))
+               <= dunning_due.as_of);
+END
+$$;
+COMMENT ON FUNCTION subbilling.dunning_due(date) IS 'the open invoices on which a dunning step is due as of a date: the overdue notice (step 0) or the next policy step, with the date it fell due';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.dunning_policy_of(account_id bigint) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+-- PL/pgSQL: Citus plans its query with the parameter's value (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce(a.dunning_policy_id, (SELECT p.id FROM subbilling.dunning_policies p WHERE p.is_default))
+              FROM subbilling.accounts a WHERE a.id = dunning_policy_of.account_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.dunning_policy_of(bigint) IS 'the id of the dunning policy of an account: its dunning_policy_id, else the default policy';
+
+CREATE OR REPLACE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    i       subbilling.invoices;
+    a       subbilling.accounts;
+    today   date;
+    t       record;
+    num     record;
+    ref     text;
+BEGIN
+    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
+    IF i.status <> 'draft' THEN
+        RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT sum(l.net) AS net, sum(l.tax) AS tax, count(*) AS n INTO t
+      FROM subbilling.invoice_lines l WHERE l.account_id = i.account_id AND l.invoice_id = i.id;
+    IF t.n = 0 THEN
+        RAISE EXCEPTION 'draft invoice % has no lines', i.id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF currency(t.net) <> i.currency THEN
+        RAISE EXCEPTION 'the lines of draft invoice % are not in its currency %', i.id, i.currency
+            USING ERRCODE = 'data_exception';
+    END IF;
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
+    today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
+    num := subbilling_internal.take_invoice_number(today);
+    -- computed here: Citus refuses a STABLE function of the row's columns in an UPDATE
+    ref := payment_reference(a.country, i.id);
+    UPDATE subbilling.invoices x
+       SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
+           net = t.net, tax = t.tax, total = t.net + t.tax,
+           kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
+                       THEN 'credit_note' ELSE x.kind END,
+           issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
+           reference = ref, finalized_at = now()
+     WHERE x.account_id = i.account_id AND x.id = i.id
+    RETURNING x.* INTO i;
+    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
+        jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
+                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
+                           'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
+                           'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
+                           'due_date', i.due_date, 'reference', i.reference), i.id);
+    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
+    RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    inv     subbilling.invoices;
+    eid     bigint;
+    codes   text[];
+    amounts subbilling.price[];
+    subs    text[];
+    oitems  bigint[];
+    l_kind  text[];
+    l_plan  bigint[];
+    l_rate  numeric[];
+    l_treat text[];
+    l_net   subbilling.price[];
+    l_tax   subbilling.price[];
+    booked  integer := 0;
+    unsupported boolean;
+BEGIN
+    -- what this does not do on Citus yet: refused, so that the caller records it
+    -- (each test its own statement: one query per shard, the credit summed on the coordinator)
+    IF EXISTS (SELECT FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note')) THEN
+        unsupported := true;
+    ELSIF EXISTS (SELECT FROM subbilling.payment_methods pm
+                   WHERE pm.account_id = acct AND pm.is_default AND pm.active AND pm.automatic) THEN
+        unsupported := true;
+    ELSE
+        unsupported := coalesce(minor_units(customer_credit(acct)), 0) > 0;
+    END IF;
+    IF unsupported THEN
+        RAISE EXCEPTION 'on Citus, booking does not yet handle void invoices, credit notes, customer credit or automatic payments'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Account %s has one of them.', acct);
+    END IF;
+
+    FOR inv IN SELECT * FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
+                  AND i.status IN ('open', 'paid', 'uncollectible')
+                ORDER BY i.id LOOP
+        -- booked once
+        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                               WHERE e.account_id = acct AND e.invoice_id = inv.id
+                                 AND e.kind IN ('invoice', 'credit_note'));
+        -- the lines, read on the account's shard
+        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
+               array_agg(l.net), array_agg(l.tax)
+          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
+          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
+        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
+               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
+          INTO codes, amounts, subs, oitems
+          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
+                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
+                UNION ALL
+                SELECT k.code, -sum(k.net), NULL, NULL, 1
+                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
+                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
+                               g.net
+                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
+                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
+                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
+                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
+                                 GROUP BY 1, 2, 3, 4) g) k
+                 GROUP BY k.code
+                UNION ALL
+                SELECT k.code, -sum(k.tax), NULL, NULL, 2
+                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
+                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
+                               c.tax
+                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
+                         WHERE minor_units(c.tax) <> 0) k
+                 GROUP BY k.code) q
+         WHERE minor_units(q.amount) <> 0;
+        IF cardinality(codes) >= 2 THEN
+            booked := booked + 1;
+            eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+            INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
+            VALUES (acct, eid, inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number);
+            -- the entry's lines in one statement (the balance is checked per statement), as
+            -- a multi-row VALUES: Citus routes it to the account's shard
+            EXECUTE 'INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id) VALUES '
+                    || (SELECT string_agg(format('(%s, %s, %L, %L::subbilling.price, %L, %s)', acct, eid, u.code, u.amount,
+                                                 u.subledger, coalesce(u.invoice_id::text, 'NULL')), ', ' ORDER BY u.ord)
+                          FROM unnest(codes, amounts, subs, oitems) WITH ORDINALITY AS u(code, amount, subledger, invoice_id, ord));
+        END IF;
+        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
+            UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+             WHERE x.account_id = acct AND x.id = inv.id;
+            PERFORM subbilling_internal.emit_event(acct, 'invoice.paid', inv.subscription_id,
+                        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
+                                           'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
+                                           'payment_id', NULL), inv.id);
+            PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
+        END IF;
+    END LOOP;
+    RETURN booked;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices (one entry each, once; a zero total is paid at once), one account''s rows per statement; returns the entries booked';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
+                                                       as_of timestamptz, series_ids bigint[],
+                                                       INOUT next_numbers bigint[],
+                                                       OUT invoice_ids bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    a       subbilling.accounts;
+    ref_kind text;
+    s_cur   text;
+    stamp   timestamptz := clock_timestamp();
+    h       record;
+    k       integer;
+    num     bigint;
+    inv     subbilling.invoices;
+    notify  boolean := subbilling_internal.notify_enabled();
+    ev      record;
+BEGIN
+    invoice_ids := '{}';
+    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = acct;
+    SELECT cs.reference_kind INTO ref_kind FROM subbilling.country_settings cs WHERE cs.country = a.country;
+    SELECT ss.currency INTO s_cur FROM subbilling.seller_settings ss;
+
+    IF to_regclass('pg_temp.subbilling_citus_charges') IS NULL THEN
+        CREATE TEMP TABLE subbilling_citus_charges ON COMMIT DELETE ROWS AS
+            SELECT * FROM subbilling_internal.billing_charges('{}', '{}', '{}') WITH NO DATA;
+    ELSE
+        DELETE FROM pg_temp.subbilling_citus_charges;
+    END IF;
+    INSERT INTO pg_temp.subbilling_citus_charges
+    SELECT * FROM subbilling_internal.billing_charges(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
+                                                      subscription_ids, as_of_dates);
+
+    -- each subscription's bookkeeping
+    UPDATE subbilling.subscriptions x
+       SET next_bill_on = st.next_on,
+           bill_from = coalesce(st.from_d, greatest(st.as_of, x.billed_as_of) + 1),
+           billed_as_of = greatest(st.as_of, x.billed_as_of),
+           billed_at = stamp
+      FROM (SELECT b.subscription_id, b.as_of,
+                   (SELECT min(c.due_date) FROM pg_temp.subbilling_citus_charges c
+                     WHERE c.subscription_id = b.subscription_id AND c.pending) AS next_on,
+                   (SELECT min(c.key_start) FROM pg_temp.subbilling_citus_charges c
+                     WHERE c.subscription_id = b.subscription_id AND c.pending) AS from_d
+              FROM unnest(subscription_ids, as_of_dates) AS b(subscription_id, as_of)) st
+     WHERE x.account_id = acct AND x.id = st.subscription_id;
+
+    -- one invoice per subscription with lines due, in subscription order
+    FOR h IN
+        SELECT c.subscription_id, b.as_of AS issue_date, min(c.currency) AS currency,
+               sum(c.net) AS net, sum(c.tax) AS tax, array_agg(DISTINCT c.tax_treatment) AS treatments
+          FROM pg_temp.subbilling_citus_charges c
+          JOIN unnest(subscription_ids, as_of_dates) AS b(subscription_id, as_of) ON b.subscription_id = c.subscription_id
+         WHERE c.emit
+         GROUP BY c.subscription_id, b.as_of
+         ORDER BY c.subscription_id
+    LOOP
+        SELECT sr.id, sr.prefix, sr.digits, sr.code INTO ev
+          FROM subbilling.invoice_series sr WHERE sr.code = to_char(h.issue_date, 'FMYYYY');
+        k := array_position(series_ids, ev.id);
+        IF k IS NULL THEN
+            RAISE EXCEPTION 'invoice series % is not held by this billing batch', ev.code
+                USING ERRCODE = 'internal_error';
+        END IF;
+        num := next_numbers[k];
+        next_numbers[k] := num + 1;
+        inv.id := nextval('subbilling.invoices_id_seq'::regclass);
+        inv.seller_currency := s_cur;
+        -- every value computed here, on the coordinator: the INSERT carries constants only
+        inv.exchange_rate := CASE WHEN s_cur <> h.currency THEN subbilling_internal.exchange_rate_for(h.currency, h.issue_date) END;
+        inv.kind := CASE WHEN h.net + h.tax < price_minor(0, h.currency) THEN 'credit_note' ELSE 'invoice' END;
+        inv.number := subbilling_internal.format_invoice_number(ev.prefix, ev.digits, num);
+        inv.reference := reference_of(coalesce(ref_kind, 'luhn'), inv.id);
+        inv.tax_notes := subbilling_internal.tax_notes_for(h.treatments);
+        inv.total := h.net + h.tax;
+        inv.due_date := h.issue_date + a.payment_terms_days;
+        inv.tax_seller_currency := CASE WHEN s_cur IS NOT NULL
+                                        THEN subbilling_internal.convert_price(h.tax, coalesce(inv.exchange_rate, 1), s_cur) END;
+        inv.finalized_at := now();
+        INSERT INTO subbilling.invoices AS i
+               (account_id, id, subscription_id, kind, status, series_id, number_seq, number, currency,
+                net, tax, total, issue_date, due_date, reference, as_of, finalized_at,
+                tax_notes, buyer_vat_number, seller_currency, exchange_rate, tax_seller_currency)
+        VALUES (acct, inv.id, h.subscription_id, inv.kind, 'open', ev.id, num, inv.number, h.currency,
+                h.net, h.tax, inv.total, h.issue_date, inv.due_date, inv.reference, bill_account_citus.as_of,
+                inv.finalized_at, inv.tax_notes, a.vat_number, s_cur, inv.exchange_rate, inv.tax_seller_currency)
+        RETURNING i.* INTO inv;
+        INSERT INTO subbilling.invoice_lines
+               (account_id, invoice_id, subscription_id, plan_id, kind, charge_type, key_start, description,
+                period, quantity, unit_price, net, tax_rate, tax, tax_treatment)
+        SELECT acct, inv.id, c.subscription_id, c.plan_id, c.kind, c.charge_type, c.key_start,
+               c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax, c.tax_treatment
+          FROM pg_temp.subbilling_citus_charges c
+         WHERE c.subscription_id = h.subscription_id AND c.emit
+         ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, c.plan_id;
+        PERFORM subbilling_internal.emit_event(acct, 'invoice.created', inv.subscription_id,
+                    jsonb_build_object('invoice_id', inv.id, 'kind', inv.kind,
+                                       'currency', inv.currency, 'net', inv.net::text, 'tax', inv.tax::text,
+                                       'total', inv.total::text, 'as_of', inv.as_of), inv.id);
+        PERFORM subbilling_internal.emit_event(acct, 'invoice.finalized', inv.subscription_id,
+                    jsonb_build_object('invoice_id', inv.id, 'kind', inv.kind, 'status', inv.status,
+                                       'number', inv.number, 'series', ev.code,
+                                       'currency', inv.currency, 'net', inv.net::text, 'tax', inv.tax::text,
+                                       'total', inv.total::text, 'total_minor', minor_units(inv.total),
+                                       'issue_date', inv.issue_date, 'due_date', inv.due_date,
+                                       'reference', inv.reference), inv.id);
+        invoice_ids := invoice_ids || inv.id;
+    END LOOP;
+    IF cardinality(invoice_ids) > 0 THEN
+        PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[]) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement; numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch_citus(batch_size integer, as_of timestamptz,
+                                                     OUT invoices integer, OUT errors integer, OUT more boolean)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    acc     bigint[];
+    sid     bigint[];
+    ad      date[];
+    nbo     date[];
+    accounts bigint[];
+    a_sid   bigint[];
+    a_ad    date[];
+    ser     bigint[];
+    nxt     bigint[];
+    nxt_try bigint[];
+    first_  bigint[];
+    tried   bigint[];
+    got     bigint[];
+    k       bigint;
+    claimed integer := 0;
+    st      text;
+    msg     text;
+    det     text;
+BEGIN
+    invoices := 0;
+    errors := 0;
+    -- one connection per node: the batch writes reference tables (invoice series and
+    -- counters) after reading the distributed ones
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+           array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+           array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+           array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+      INTO acc, sid, ad, nbo
+      FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                   (bill_batch_citus.as_of AT TIME ZONE a.time_zone)::date AS local_date
+              FROM subbilling.subscriptions s
+              JOIN subbilling.accounts a ON a.id = s.account_id
+             WHERE s.next_bill_on <= (bill_batch_citus.as_of AT TIME ZONE 'UTC')::date + 1
+               AND s.next_bill_on <= (bill_batch_citus.as_of AT TIME ZONE a.time_zone)::date
+             ORDER BY s.next_bill_on, s.account_id, s.id
+             LIMIT bill_batch_citus.batch_size) c;
+    more := coalesce(cardinality(sid), 0) = bill_batch_citus.batch_size;
+    IF sid IS NULL THEN
+        RETURN;
+    END IF;
+    -- the series of the issue dates, created if missing, their counters locked for the batch
+    PERFORM subbilling_internal.series_for(y) FROM (SELECT DISTINCT d FROM unnest(ad) d) q(y);
+    SELECT array_agg(c.series_id ORDER BY c.series_id), array_agg(c.next_number ORDER BY c.series_id)
+      INTO ser, nxt
+      FROM (SELECT ct.series_id, ct.next_number
+              FROM subbilling.invoice_counters ct
+             WHERE ct.series_id IN (SELECT sr.id FROM subbilling.invoice_series sr
+                                     WHERE sr.code IN (SELECT DISTINCT to_char(d, 'FMYYYY') FROM unnest(ad) d))
+               FOR UPDATE) c;
+    first_ := nxt;
+    FOR k IN SELECT DISTINCT x FROM unnest(acc) x ORDER BY x LOOP
+        -- claim the account's due subscriptions of the batch
+        -- (each statement either local or on the account's shard alone)
+        a_sid := ARRAY(SELECT u.sid FROM unnest(acc, sid) AS u(acc, sid) WHERE u.acc = k);
+        SELECT array_agg(x.id ORDER BY x.id) INTO a_sid
+          FROM (SELECT x.id FROM subbilling.subscriptions x
+                 WHERE x.account_id = k AND x.id = ANY (a_sid)
+                   AND x.next_bill_on <= (bill_batch_citus.as_of AT TIME ZONE 'UTC')::date + 1
+                   FOR UPDATE SKIP LOCKED) x;
+        CONTINUE WHEN a_sid IS NULL;
+        a_ad := ARRAY(SELECT b.ad FROM unnest(acc, sid, ad) AS b(acc, sid, ad)
+                       WHERE b.acc = k AND b.sid = ANY (a_sid) ORDER BY b.sid);
+        claimed := claimed + cardinality(a_sid);
+        BEGIN
+            SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
+              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_batch_citus.as_of, ser, nxt) r;
+            UPDATE subbilling.billing_errors e SET resolved_at = now()
+             WHERE e.account_id = k AND e.subscription_id = ANY (a_sid) AND e.resolved_at IS NULL;
+            nxt := nxt_try;
+            invoices := invoices + cardinality(got);
+        EXCEPTION WHEN OTHERS THEN
+            -- one subscription at a time, each in its own subtransaction
+            FOR j IN 1 .. cardinality(a_sid) LOOP
+                BEGIN
+                    SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
+                      FROM subbilling_internal.bill_account_citus(k, ARRAY[a_sid[j]], ARRAY[a_ad[j]], bill_batch_citus.as_of, ser, nxt) r;
+                    UPDATE subbilling.billing_errors e SET resolved_at = now()
+                     WHERE e.account_id = k AND e.subscription_id = a_sid[j] AND e.resolved_at IS NULL;
+                    nxt := nxt_try;
+                    invoices := invoices + cardinality(got);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (k, a_sid[j], current_run_id(), bill_batch_citus.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = a_ad[j] + 1
+                     WHERE x.account_id = k AND x.id = a_sid[j];
+                    errors := errors + 1;
+                END;
+            END LOOP;
+        END;
+    END LOOP;
+    -- a full batch that claimed nothing (all held elsewhere) ends the run
+    more := more AND claimed > 0;
+    -- the counters moved once, by what the batch numbered
+    UPDATE subbilling.invoice_counters ct SET next_number = u.nxt
+      FROM unnest(ser, nxt, first_) AS u(series_id, nxt, first_)
+     WHERE ct.series_id = u.series_id AND u.nxt <> u.first_;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bill_batch_citus(integer, timestamptz) IS 'internal (Citus): bill_batch account by account: claim by (account_id, id) with SKIP LOCKED, bill each account in its own subtransaction, number from one block per series, move the counters once';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -7731,58 +8334,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.void_invoice(bigint, text) IS 'void an open invoice without credit notes (it keeps its number); its charges count as not invoiced, so the next billing run bills what is still due; returns the invoice id; event invoice.voided';
-
-CREATE OR REPLACE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
-    RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    i       subbilling.invoices;
-    a       subbilling.accounts;
-    today   date;
-    t       record;
-    num     record;
-BEGIN
-    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
-    IF i.status <> 'draft' THEN
-        RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    SELECT sum(l.net) AS net, sum(l.tax) AS tax, count(*) AS n INTO t
-      FROM subbilling.invoice_lines l WHERE l.account_id = i.account_id AND l.invoice_id = i.id;
-    IF t.n = 0 THEN
-        RAISE EXCEPTION 'draft invoice % has no lines', i.id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF currency(t.net) <> i.currency THEN
-        RAISE EXCEPTION 'the lines of draft invoice % are not in its currency %', i.id, i.currency
-            USING ERRCODE = 'data_exception';
-    END IF;
-    SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
-    today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
-    num := subbilling_internal.take_invoice_number(today);
-    UPDATE subbilling.invoices x
-       SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
-           net = t.net, tax = t.tax, total = t.net + t.tax,
-           kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
-                       THEN 'credit_note' ELSE x.kind END,
-           issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
-           reference = payment_reference(a.country, x.id), finalized_at = now()
-     WHERE x.account_id = i.account_id AND x.id = i.id
-    RETURNING x.* INTO i;
-    PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,
-        jsonb_build_object('invoice_id', i.id, 'kind', i.kind, 'status', i.status, 'number', i.number,
-                           'series', (SELECT sr.code FROM subbilling.invoice_series sr WHERE sr.id = i.series_id),
-                           'currency', i.currency, 'net', i.net::text, 'tax', i.tax::text, 'total', i.total::text,
-                           'total_minor', minor_units(i.total), 'issue_date', i.issue_date,
-                           'due_date', i.due_date, 'reference', i.reference), i.id);
-    PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
-    RETURN i.id;
-END
-$$;
-COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';
 
 CREATE OR REPLACE FUNCTION subbilling.run_billing_batch(batch_size int, as_of timestamptz)
 RETURNS TABLE (invoices int, errors int, more boolean)
