@@ -400,17 +400,17 @@ CREATE FUNCTION subbilling_internal.invoice_lines_check_totals() RETURNS trigger
 AS $$
 DECLARE
     bad record;
-    k   record;
+    one record;
     hit boolean := false;
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one invoice at a time, each query on one account's rows
-        FOR k IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
+        FOR one IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
             SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
               FROM subbilling.invoices i,
                    (SELECT sum(l.net) AS net, sum(l.tax) AS tax FROM subbilling.invoice_lines l
-                     WHERE l.account_id = k.account_id AND l.invoice_id = k.invoice_id) t
-             WHERE i.account_id = k.account_id AND i.id = k.invoice_id
+                     WHERE l.account_id = one.account_id AND l.invoice_id = one.invoice_id) t
+             WHERE i.account_id = one.account_id AND i.id = one.invoice_id
                AND i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax);
             hit := FOUND;
             EXIT WHEN hit;

@@ -196,7 +196,7 @@ DECLARE
     st      text;
     msg     text;
     det     text;
-    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
+    on_citus boolean := subbilling_internal.on_citus();
 BEGIN
     IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'

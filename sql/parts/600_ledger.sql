@@ -215,15 +215,15 @@ CREATE FUNCTION subbilling_internal.journal_lines_balanced() RETURNS trigger
 AS $$
 DECLARE
     bad record;
-    k   record;
+    one record;
     hit boolean := false;
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one entry at a time, each query on one account's rows
-        FOR k IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
-            SELECT k.account_id, k.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
+        FOR one IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
+            SELECT one.account_id, one.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
               FROM subbilling.journal_lines l
-             WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+             WHERE l.account_id = one.account_id AND l.entry_id = one.entry_id
              GROUP BY currency(l.amount)
             HAVING minor_units(sum(l.amount)) <> 0
              LIMIT 1;

@@ -543,7 +543,7 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
         SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
                    k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j

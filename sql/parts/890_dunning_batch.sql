@@ -58,7 +58,7 @@ BEGIN
     err_at := as_of::timestamp AT TIME ZONE 'UTC';
 
     -- due invoices that still owe something and did not fail on this date
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- Citus: the due invoices read across the shards, then each checked on its own
         -- account's rows (a query joining them to the open amounts spans the shards)
         on_citus := true;

@@ -17,6 +17,27 @@
 -- invoices written use numbers).
 -- ============================================================================
 
+-- Whether this database runs on Citus (the citus extension is installed):
+-- decided once per session and kept in a session setting, so the billing
+-- batch, the booking, dunning and the line triggers ask a setting, not the
+-- catalog, each time.  distribute() clears it in its session.
+CREATE FUNCTION subbilling_internal.on_citus() RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v   text := current_setting('subbilling_internal.on_citus', true);
+BEGIN
+    IF v IS NULL OR v = '' THEN
+        v := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus')::text;
+        PERFORM set_config('subbilling_internal.on_citus', v, false);
+    END IF;
+    RETURN v::boolean;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.on_citus() IS 'internal: true when the citus extension is installed, decided once per session (setting subbilling_internal.on_citus)';
+REVOKE ALL ON FUNCTION subbilling_internal.on_citus() FROM PUBLIC;
+
 -- book_invoices on Citus, for one account: books issued invoices as
 -- book_invoices does (one entry each, receivables = total, revenue per
 -- account code, VAT per rate, once; a zero total is paid at once), every
@@ -263,14 +284,12 @@ DECLARE
     sid     bigint[];
     ad      date[];
     nbo     date[];
-    accounts bigint[];
     a_sid   bigint[];
     a_ad    date[];
     ser     bigint[];
     nxt     bigint[];
     nxt_try bigint[];
     first_  bigint[];
-    tried   bigint[];
     got     bigint[];
     k       bigint;
     claimed integer := 0;

@@ -360,7 +360,7 @@ DECLARE
     st      text;
     msg     text;
     det     text;
-    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
+    on_citus boolean := subbilling_internal.on_citus();
 BEGIN
     IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
@@ -471,17 +471,17 @@ CREATE OR REPLACE FUNCTION subbilling_internal.invoice_lines_check_totals() RETU
 AS $$
 DECLARE
     bad record;
-    k   record;
+    one record;
     hit boolean := false;
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one invoice at a time, each query on one account's rows
-        FOR k IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
+        FOR one IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
             SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
               FROM subbilling.invoices i,
                    (SELECT sum(l.net) AS net, sum(l.tax) AS tax FROM subbilling.invoice_lines l
-                     WHERE l.account_id = k.account_id AND l.invoice_id = k.invoice_id) t
-             WHERE i.account_id = k.account_id AND i.id = k.invoice_id
+                     WHERE l.account_id = one.account_id AND l.invoice_id = one.invoice_id) t
+             WHERE i.account_id = one.account_id AND i.id = one.invoice_id
                AND i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax);
             hit := FOUND;
             EXIT WHEN hit;
@@ -526,15 +526,15 @@ CREATE OR REPLACE FUNCTION subbilling_internal.journal_lines_balanced() RETURNS 
 AS $$
 DECLARE
     bad record;
-    k   record;
+    one record;
     hit boolean := false;
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one entry at a time, each query on one account's rows
-        FOR k IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
-            SELECT k.account_id, k.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
+        FOR one IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
+            SELECT one.account_id, one.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
               FROM subbilling.journal_lines l
-             WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+             WHERE l.account_id = one.account_id AND l.entry_id = one.entry_id
              GROUP BY currency(l.amount)
             HAVING minor_units(sum(l.amount)) <> 0
              LIMIT 1;
@@ -567,18 +567,18 @@ $$;
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_open_items_add() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
-    k   record;
+    one record;
 BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one open item at a time, each on one account's rows
-        FOR k IN SELECT n.account_id, n.invoice_id, sum(subbilling.minor_units(n.amount))::bigint AS m
+        FOR one IN SELECT n.account_id, n.invoice_id, sum(subbilling.minor_units(n.amount))::bigint AS m
                    FROM new_lines n WHERE n.invoice_id IS NOT NULL GROUP BY 1, 2 LOOP
             INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
-            SELECT i.account_id, i.id, i.currency, i.due_date, k.m
-              FROM subbilling.invoices i WHERE i.account_id = k.account_id AND i.id = k.invoice_id
+            SELECT i.account_id, i.id, i.currency, i.due_date, one.m
+              FROM subbilling.invoices i WHERE i.account_id = one.account_id AND i.id = one.invoice_id
             ON CONFLICT (account_id, invoice_id) DO UPDATE SET open_minor = o.open_minor + excluded.open_minor;
             DELETE FROM subbilling_internal.kpi_open_items o
-             WHERE o.account_id = k.account_id AND o.invoice_id = k.invoice_id AND o.open_minor = 0;
+             WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
         END LOOP;
         RETURN NULL;
     END IF;
@@ -709,7 +709,7 @@ BEGIN
     err_at := as_of::timestamp AT TIME ZONE 'UTC';
 
     -- due invoices that still owe something and did not fail on this date
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- Citus: the due invoices read across the shards, then each checked on its own
         -- account's rows (a query joining them to the open amounts spans the shards)
         on_citus := true;
@@ -894,7 +894,7 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+    IF subbilling_internal.on_citus() THEN
         -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
         SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
                    k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j
@@ -1115,6 +1115,8 @@ BEGIN
         -- billing, payments, dunning: the billing engine runs on the account's shard, and
         -- the functions it calls there read reference tables (tax rules, exchange rates)
         EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
+        -- the session decides again whether it runs on Citus (subbilling_internal.on_citus)
+        PERFORM set_config('subbilling_internal.on_citus', '', false);
     END IF;
 
     RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
@@ -1139,6 +1141,27 @@ $fn$;
 -- each, and moves the counters once at the end of the batch (gapless: only
 -- invoices written use numbers).
 -- ============================================================================
+
+-- Whether this database runs on Citus (the citus extension is installed):
+-- decided once per session and kept in a session setting, so the billing
+-- batch, the booking, dunning and the line triggers ask a setting, not the
+-- catalog, each time.  distribute() clears it in its session.
+CREATE FUNCTION subbilling_internal.on_citus() RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v   text := current_setting('subbilling_internal.on_citus', true);
+BEGIN
+    IF v IS NULL OR v = '' THEN
+        v := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus')::text;
+        PERFORM set_config('subbilling_internal.on_citus', v, false);
+    END IF;
+    RETURN v::boolean;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.on_citus() IS 'internal: true when the citus extension is installed, decided once per session (setting subbilling_internal.on_citus)';
+REVOKE ALL ON FUNCTION subbilling_internal.on_citus() FROM PUBLIC;
 
 -- book_invoices on Citus, for one account: books issued invoices as
 -- book_invoices does (one entry each, receivables = total, revenue per
@@ -1386,14 +1409,12 @@ DECLARE
     sid     bigint[];
     ad      date[];
     nbo     date[];
-    accounts bigint[];
     a_sid   bigint[];
     a_ad    date[];
     ser     bigint[];
     nxt     bigint[];
     nxt_try bigint[];
     first_  bigint[];
-    tried   bigint[];
     got     bigint[];
     k       bigint;
     claimed integer := 0;
