@@ -195,8 +195,6 @@ BEGIN
         -- billing, payments, dunning: the billing engine runs on the account's shard, and
         -- the functions it calls there read reference tables (tax rules, exchange rates)
         EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
-        -- the session decides again whether it runs on Citus (subbilling_internal.on_citus)
-        PERFORM set_config('subbilling_internal.on_citus', '', false);
     END IF;
 
     RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;

@@ -20,7 +20,8 @@
 -- Whether this database runs on Citus (the citus extension is installed):
 -- decided once per session and kept in a session setting, so the billing
 -- batch, the booking, dunning and the line triggers ask a setting, not the
--- catalog, each time.  distribute() clears it in its session.
+-- catalog, each time (a session that asked before citus was installed keeps
+-- its answer: connect again after distribute()).
 CREATE FUNCTION subbilling_internal.on_citus() RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp

@@ -16,9 +16,26 @@ CREATE OR REPLACE FUNCTION subbilling_internal.billing_charges(account_ids bigin
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+    -- on Citus the billing of one account: every table is also filtered by that account,
+    -- so that the query is routed to the account's shard (on a single server NULL: the
+    -- filters fold away)
+    one_account bigint;
+    -- the plan: on a single server one generic plan, as the SQL function this was had
+    -- (the batch's size unknown to it: index probes per subscription); on Citus a plan
+    -- for the account's values, which Citus routes to its shard
+    pcm     text := current_setting('plan_cache_mode');
 BEGIN
--- every distributed table is also filtered by account_ids: on Citus, a call
--- for one account is routed to that account's shard as one query
+IF subbilling_internal.on_citus() THEN
+    one_account := account_ids[1];
+    IF EXISTS (SELECT FROM unnest(account_ids) a WHERE a IS DISTINCT FROM one_account) THEN
+        RAISE EXCEPTION 'on Citus, the billing engine computes the charges of one account at a time'
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+ELSE
+    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+END IF;
 RETURN QUERY
 WITH b AS (
     SELECT x.account_id, x.subscription_id, x.as_of
@@ -37,12 +54,12 @@ s AS MATERIALIZED (
                                                     period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
                               FROM subbilling.subscription_items i
                               JOIN subbilling.plans p ON p.id = i.plan_id
-                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = ANY (account_ids)
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = coalesce(one_account, i.account_id)
                                AND p.pricing_model = 'usage'))
            END AS kfloor
       FROM b
-      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = ANY (account_ids)
-      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = ANY (account_ids)
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = coalesce(one_account, s.account_id)
+      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = coalesce(one_account, a.id)
 ),
 -- items with their plan; v_hi is where charging ends: a cancellation
 -- without credit_unused keeps the period holding it charged in full
@@ -64,7 +81,7 @@ it AS MATERIALIZED (
       FROM s
       JOIN subbilling.subscription_items i
         ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
-       AND i.account_id = ANY (account_ids)
+       AND i.account_id = coalesce(one_account, i.account_id)
       JOIN subbilling.plans p ON p.id = i.plan_id
 ),
 -- the periods of each item from its key floor up to one period past the horizon
@@ -95,13 +112,13 @@ segp AS (
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
             FROM (SELECT p.during FROM subbilling.subscription_pauses p
-                   WHERE p.account_id = seg.account_id AND p.account_id = ANY (account_ids) AND p.subscription_id = seg.subscription_id
+                   WHERE p.account_id = seg.account_id AND p.account_id = coalesce(one_account, p.account_id) AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.account_id = ANY (account_ids) AND u.subscription_id = seg.subscription_id
+                   WHERE u.account_id = seg.account_id AND u.account_id = coalesce(one_account, u.account_id) AND u.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT k.held FROM subbilling.delivery_records k
-                   WHERE k.account_id = seg.account_id AND k.account_id = ANY (account_ids) AND k.subscription_id = seg.subscription_id
+                   WHERE k.account_id = seg.account_id AND k.account_id = coalesce(one_account, k.account_id) AND k.subscription_id = seg.subscription_id
                      AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
@@ -142,7 +159,7 @@ dsc AS MATERIALIZED (
            c.name, c.plan_codes
       FROM s
       JOIN subbilling.subscription_discounts d ON d.account_id = s.account_id AND d.subscription_id = s.subscription_id
-       AND d.account_id = ANY (account_ids)
+       AND d.account_id = coalesce(one_account, d.account_id)
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
 ),
 disc AS (
@@ -173,7 +190,7 @@ usg AS (
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
-           WHERE x.account_id = g.account_id AND x.account_id = ANY (account_ids) AND x.item_id = g.item_id
+           WHERE x.account_id = g.account_id AND x.account_id = coalesce(one_account, x.account_id) AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
@@ -227,9 +244,9 @@ inv AS (
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
-        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = ANY (account_ids) AND l.charge_type IS NOT NULL
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = coalesce(one_account, l.account_id) AND l.charge_type IS NOT NULL
        AND l.key_start >= s.kfloor
-      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = ANY (account_ids)
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = coalesce(one_account, v.account_id)
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
        AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
@@ -273,7 +290,7 @@ d0 AS (
       -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
-                           WHERE a.id = j.account_id AND a.id = ANY (account_ids) LIMIT 1) a
+                           WHERE a.id = j.account_id AND a.id = coalesce(one_account, a.id) LIMIT 1) a
       -- the treatment and rate at the tax point: the start of the period for
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
@@ -339,6 +356,7 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
             ELSE tax(d.diff, d.rate) END,
        d.currency, d.treatment
   FROM dv d;
+PERFORM set_config('plan_cache_mode', pcm, true);
 END
 $$;
 
@@ -1115,8 +1133,6 @@ BEGIN
         -- billing, payments, dunning: the billing engine runs on the account's shard, and
         -- the functions it calls there read reference tables (tax rules, exchange rates)
         EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
-        -- the session decides again whether it runs on Citus (subbilling_internal.on_citus)
-        PERFORM set_config('subbilling_internal.on_citus', '', false);
     END IF;
 
     RETURN QUERY SELECT p.rel, p.how FROM pg_temp.subbilling_distribute_plan p ORDER BY p.how, p.rel::text;
@@ -1145,7 +1161,8 @@ $fn$;
 -- Whether this database runs on Citus (the citus extension is installed):
 -- decided once per session and kept in a session setting, so the billing
 -- batch, the booking, dunning and the line triggers ask a setting, not the
--- catalog, each time.  distribute() clears it in its session.
+-- catalog, each time (a session that asked before citus was installed keeps
+-- its answer: connect again after distribute()).
 CREATE FUNCTION subbilling_internal.on_citus() RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
