@@ -27,31 +27,9 @@ CREATE FUNCTION subbilling_internal.billing_charges(account_ids bigint[], subscr
                    kind text, description text, quantity numeric, unit_price subbilling.price,
                    net subbilling.price, tax_rate numeric, tax subbilling.price, currency text,
                    tax_treatment text)
-    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    -- on Citus the billing of one account: every table is also filtered by that account,
-    -- so that the query is routed to the account's shard (on a single server NULL: the
-    -- filters fold away)
-    one_account bigint;
-    -- the plan: on a single server one generic plan, as the SQL function this was had
-    -- (the batch's size unknown to it: index probes per subscription); on Citus a plan
-    -- for the account's values, which Citus routes to its shard
-    pcm     text := current_setting('plan_cache_mode');
-BEGIN
-IF subbilling_internal.on_citus() THEN
-    one_account := account_ids[1];
-    IF EXISTS (SELECT FROM unnest(account_ids) a WHERE a IS DISTINCT FROM one_account) THEN
-        RAISE EXCEPTION 'on Citus, the billing engine computes the charges of one account at a time'
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
-    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-ELSE
-    PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
-END IF;
-RETURN QUERY
 WITH b AS (
     SELECT x.account_id, x.subscription_id, x.as_of
       FROM unnest(account_ids, subscription_ids, as_of_dates) AS x(account_id, subscription_id, as_of)
@@ -69,12 +47,12 @@ s AS MATERIALIZED (
                                                     period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
                               FROM subbilling.subscription_items i
                               JOIN subbilling.plans p ON p.id = i.plan_id
-                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = coalesce(one_account, i.account_id)
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id
                                AND p.pricing_model = 'usage'))
            END AS kfloor
       FROM b
-      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = coalesce(one_account, s.account_id)
-      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = coalesce(one_account, a.id)
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id
+      JOIN subbilling.accounts a ON a.id = s.account_id
 ),
 -- items with their plan; v_hi is where charging ends: a cancellation
 -- without credit_unused keeps the period holding it charged in full
@@ -96,7 +74,6 @@ it AS MATERIALIZED (
       FROM s
       JOIN subbilling.subscription_items i
         ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
-       AND i.account_id = coalesce(one_account, i.account_id)
       JOIN subbilling.plans p ON p.id = i.plan_id
 ),
 -- the periods of each item from its key floor up to one period past the horizon
@@ -127,13 +104,13 @@ segp AS (
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
             FROM (SELECT p.during FROM subbilling.subscription_pauses p
-                   WHERE p.account_id = seg.account_id AND p.account_id = coalesce(one_account, p.account_id) AND p.subscription_id = seg.subscription_id
+                   WHERE p.account_id = seg.account_id AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.account_id = coalesce(one_account, u.account_id) AND u.subscription_id = seg.subscription_id
+                   WHERE u.account_id = seg.account_id AND u.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT k.held FROM subbilling.delivery_records k
-                   WHERE k.account_id = seg.account_id AND k.account_id = coalesce(one_account, k.account_id) AND k.subscription_id = seg.subscription_id
+                   WHERE k.account_id = seg.account_id AND k.subscription_id = seg.subscription_id
                      AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
@@ -148,9 +125,10 @@ rec AS MATERIALIZED (
                 THEN greatest(min(g.seg_lo), max(CASE WHEN g.seg_lo > g.ps THEN g.seg_lo END),
                               max(CASE WHEN g.seg_hi < g.pe THEN g.seg_hi END), max(g.bound))
                 ELSE least(g.pe, min(g.cancel_at)) END AS corr_due,
-           sum(CASE WHEN g.model = 'flat' THEN g.price
-                    WHEN g.model = 'per_unit' THEN g.price * g.qty
-                    WHEN g.model = 'package' THEN package_price(g.qty, g.package_size, g.price)
+           sum(CASE g.model
+                   WHEN 'flat' THEN g.price
+                   WHEN 'per_unit' THEN g.price * g.qty
+                   WHEN 'package' THEN package_price(g.qty, g.package_size, g.price)
                    ELSE tiered_price(g.qty, g.tiers, g.model) END
                * (g.days - g.paused)) / (g.pe - g.ps) AS expected,
            count(*) = 1 AND min(g.seg_lo) = g.ps AND max(g.seg_hi) = g.pe AS whole,
@@ -174,7 +152,6 @@ dsc AS MATERIALIZED (
            c.name, c.plan_codes
       FROM s
       JOIN subbilling.subscription_discounts d ON d.account_id = s.account_id AND d.subscription_id = s.subscription_id
-       AND d.account_id = coalesce(one_account, d.account_id)
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
 ),
 disc AS (
@@ -205,7 +182,7 @@ usg AS (
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
-           WHERE x.account_id = g.account_id AND x.account_id = coalesce(one_account, x.account_id) AND x.item_id = g.item_id
+           WHERE x.account_id = g.account_id AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
@@ -259,9 +236,9 @@ inv AS (
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
-        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = coalesce(one_account, l.account_id) AND l.charge_type IS NOT NULL
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.charge_type IS NOT NULL
        AND l.key_start >= s.kfloor
-      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = coalesce(one_account, v.account_id)
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
        AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
@@ -305,7 +282,7 @@ d0 AS (
       -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
-                           WHERE a.id = j.account_id AND a.id = coalesce(one_account, a.id) LIMIT 1) a
+                           WHERE a.id = j.account_id LIMIT 1) a
       -- the treatment and rate at the tax point: the start of the period for
       -- what is billed in advance (and setup fees), its last day for what is
       -- billed in arrears; a key already invoiced keeps its first line's
@@ -349,16 +326,17 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        -- descriptions only for the lines that are made
        CASE WHEN NOT d.emit THEN NULL
             WHEN d.invoiced IS NULL THEN
-                CASE WHEN d.charge_type = 'setup' THEN d.dname || ' setup fee'
+                CASE d.charge_type
+                WHEN 'setup' THEN d.dname || ' setup fee'
                 ELSE d.dname || ' ' || lower(d.period) || ' – ' || (upper(d.period) - 1)
                      || CASE WHEN d.dsegs IS NOT NULL
                              THEN ', prorated ' || d.dsegs || ' of ' || (upper(d.period) - lower(d.period)) ELSE '' END
                      || CASE WHEN d.dpaused > 0 THEN ', ' || d.dpaused || ' days paused' ELSE '' END
                      || CASE WHEN d.dunits IS NOT NULL THEN ', ' || trim_scale(d.dunits) || ' units' ELSE '' END
                 END
-            ELSE CASE WHEN d.charge_type = 'discount' THEN 'Discount adjustment'
-                      WHEN d.charge_type = 'setup' THEN 'Setup fee adjustment'
-                      WHEN d.charge_type = 'usage' THEN 'Usage adjustment'
+            ELSE CASE d.charge_type WHEN 'discount' THEN 'Discount adjustment'
+                                    WHEN 'setup' THEN 'Setup fee adjustment'
+                                    WHEN 'usage' THEN 'Usage adjustment'
                                     ELSE CASE WHEN d.diff > d.zero THEN 'Additional charge' ELSE 'Credit' END END
                  || ' for ' || d.plan_name || ' ' || d.key_start
                  || CASE WHEN d.charge_type = 'setup' THEN '' ELSE ' – ' || (upper(d.period) - 1) END
@@ -370,9 +348,7 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
        CASE WHEN d.emit THEN price_minor(floor(d.exact)::bigint + CASE WHEN d.rk <= d.extra THEN 1 ELSE 0 END, d.currency)
             ELSE tax(d.diff, d.rate) END,
        d.currency, d.treatment
-  FROM dv d;
-PERFORM set_config('plan_cache_mode', pcm, true);
-END
+  FROM dv d
 $$;
 COMMENT ON FUNCTION subbilling_internal.billing_charges(bigint[], bigint[], date[]) IS 'internal: every charge key of the subscriptions up to their horizon, expected and invoiced, the line that settles the difference and whether it is due as of each account-local date';
 
@@ -395,6 +371,17 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM subbilling_internal.check_date('as_of', preview_invoice.as_of);
+    IF subbilling_internal.on_citus() THEN
+        -- Citus: the engine's copy routed to the account's shard (sql/parts/985_citus_billing.sql)
+        RETURN QUERY
+            SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
+                   p.code, c.charge_type, c.key_start
+              FROM subbilling_internal.billing_charges_citus(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+              JOIN subbilling.plans p ON p.id = c.plan_id
+             WHERE c.emit
+             ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
+        RETURN;
+    END IF;
     RETURN QUERY
         SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
                p.code, c.charge_type, c.key_start
