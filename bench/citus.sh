@@ -64,10 +64,13 @@ load() {
         INSERT INTO subbilling.plans (code, product_id, name, billing_period, pricing_model, price)
         SELECT 'bench-monthly', id, 'Monthly', '1 month', 'flat', '99.00 SEK' FROM subbilling.products WHERE code = 'bench';
         INSERT INTO subbilling.accounts (name, country, currency)
-        SELECT 'Customer ' || g, 'SE', 'SEK' FROM generate_series(1, $N) g;" \
-      -c "DO \$\$ DECLARE a bigint; BEGIN
+        SELECT 'Customer ' || g, 'SE', 'SEK' FROM generate_series(1, $N) g;"
+    # one transaction per account, as an application subscribes (on Citus a transaction that
+    # subscribes accounts on several workers is refused)
+    q "$1" -c "DO \$\$ DECLARE a bigint; BEGIN
             FOR a IN SELECT id FROM subbilling.accounts ORDER BY id LOOP
                 PERFORM subbilling.subscribe(a, 'bench-monthly', 1, current_date - 40);
+                COMMIT;
             END LOOP; END \$\$"
 }
 cycle() {   # prints: seconds invoices errors

@@ -110,10 +110,11 @@ is "the accounts are spread over the workers" \
      WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a.id) FROM subbilling.accounts a))" "2"
 # one call per account, as an application makes them (a call inside a query over accounts
 # would run on the shards)
-runs "subscribe on every account" "$SETUP
+runs "subscribe on every account" "
     DO \$\$ DECLARE a bigint; BEGIN
         FOR a IN SELECT id FROM subbilling.accounts ORDER BY id LOOP
             PERFORM subbilling.subscribe(a, 'citus-monthly', 1, current_date - 40);
+            COMMIT;
         END LOOP; END \$\$"
 is "a subscription per account" "SELECT count(*) FROM subbilling.subscriptions" "8"
 ACC=$(qc -c "SELECT min(id) FROM subbilling.accounts")
@@ -128,14 +129,63 @@ is "the new quantity" "SELECT quantity FROM subbilling.subscription_items
     WHERE subscription_id = $SUB AND kind = 'base' AND voided_at IS NULL AND upper_inf(validity)" "2"
 runs "run_billing" "SELECT subbilling.run_billing(now())"
 is "billing wrote invoices" "SELECT count(*) > 0 FROM subbilling.invoices" "t"
+
+# billing, payments, dunning
+# (8 subscriptions started 40 days ago, two monthly periods of 100.00 SEK + 25 % VAT each;
+# the campaign subscription started today, 10 % off its first period)
+is "billing: no billing errors" "SELECT count(*) FROM subbilling.billing_errors" "0"
+is "billing: one invoice per due subscription, every account" \
+   "SELECT count(*) || '/' || count(DISTINCT subscription_id) || '/' || count(DISTINCT account_id) FROM subbilling.invoices" "9/9/8"
+is "billing: invoiced accounts on both workers" \
+   "SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard_placement p
+     WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', i.account_id)
+                                  FROM subbilling.invoices i))" "2"
+is "billing: amounts (two periods each, the campaign's first period 10 % off)" \
+   "SELECT count(*) FILTER (WHERE total = '250.00 SEK') || ' x 250.00 SEK, ' || count(*) FILTER (WHERE total = '112.50 SEK')
+           || ' x 112.50 SEK, sum ' || sum(minor_units(total)) FROM subbilling.invoices" "8 x 250.00 SEK, 1 x 112.50 SEK, sum 211250"
+is "billing: a line per period (and the campaign's discount line)" \
+   "SELECT count(*) FILTER (WHERE minor_units(net) = 10000) || '/' || count(*) FILTER (WHERE kind = 'discount')
+      FROM subbilling.invoice_lines" "17/1"
+is "billing: numbers 1 to 9 of one series, gapless, the counter moved once to 10" \
+   "SELECT min(i.number_seq) || '-' || max(i.number_seq) || '/' || count(DISTINCT i.number_seq) || ' next ' ||
+           max(c.next_number) || ' series ' || count(DISTINCT c.series_id)
+      FROM subbilling.invoices i JOIN subbilling.invoice_counters c ON c.series_id = i.series_id" "1-9/9 next 10 series 1"
+is "billing: each invoice booked once" \
+   "SELECT count(*) || '/' || count(DISTINCT invoice_id) || '/' || bool_and(kind = 'invoice') FROM subbilling.journal_entries" "9/9/true"
+is "billing: the journal balances, receivables = the invoices' totals" \
+   "SELECT sum(minor_units(amount)) || '/' || sum(minor_units(amount)) FILTER (WHERE subledger = 'receivables')
+      FROM subbilling.journal_lines" "0/211250"
+is "billing: events invoice.created and invoice.finalized for each" \
+   "SELECT count(*) FILTER (WHERE type = 'invoice.created') || '/' || count(*) FILTER (WHERE type = 'invoice.finalized')
+      FROM subbilling.events" "9/9"
+is "billing: a second run bills nothing" "SELECT subbilling.run_billing(now())" "0"
+SUB2=$(qc -c "SELECT min(id) FROM subbilling.subscriptions WHERE account_id = $ACC")
+is "preview_invoice: the next period" \
+   "SELECT string_agg(kind || ' ' || net::text || ' ' || tax::text, ',') FROM subbilling.preview_invoice($SUB2, current_date + 31)" \
+   "recurring 100.00 SEK 25.00 SEK"
+is "account_balance: the account's two open invoices" "SELECT subbilling.account_balance($ACC)" "362.50 SEK"
 runs "events_after reads the outbox" "SELECT count(*) FROM subbilling.events_after(0)"
 is "event ids are unique" "SELECT count(*) = count(DISTINCT id) FROM subbilling.events" "t"
-INV=$(qc -c "SELECT i.total || '|' || subbilling.payment_reference('SE', i.id) FROM subbilling.invoices i
-              WHERE i.status = 'open' ORDER BY i.id LIMIT 1" 2>&1)
-runs "register_payment by reference" "SELECT subbilling.register_payment('${INV%%|*}', '${INV#*|}', current_date, 'bankgiro')"
+INV=$(qc -c "SELECT i.total || '|' || subbilling.payment_reference('SE', i.id) || '|' || i.id || '|' || i.account_id
+              FROM subbilling.invoices i WHERE i.status = 'open' AND i.account_id = $ACC ORDER BY i.id LIMIT 1" 2>&1)
+IFS='|' read -r INV_TOTAL INV_REF INV_ID INV_ACC <<<"$INV"
+runs "register_payment by reference" "SELECT subbilling.register_payment('$INV_TOTAL', '$INV_REF', current_date, 'bankgiro')"
 is "the payment is booked on its invoice" "SELECT count(*) FROM subbilling.payments" "1"
-runs "account_balance" "SELECT subbilling.account_balance($ACC)"
+is "payment: the invoice is paid, its open amount zero"    "SELECT i.status || ' ' || subbilling.invoice_open_amount($INV_ACC, $INV_ID)::text FROM subbilling.invoices i
+     WHERE i.account_id = $INV_ACC AND i.id = $INV_ID" "paid 0.00 SEK"
+is "payment: its entry (bank against receivables)"    "SELECT count(*) || ' ' || (sum(l.amount) FILTER (WHERE l.subledger = 'receivables'))::text
+      FROM subbilling.journal_entries e JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+     WHERE e.account_id = $INV_ACC AND e.kind = 'payment'" "2 -$INV_TOTAL"
+is "account_balance: less the payment" "SELECT subbilling.account_balance($ACC)" \
+   "$(qc -c "SELECT (price '362.50 SEK' - price '$INV_TOTAL')::text")"
 runs "run_dunning" "SELECT subbilling.run_dunning(current_date + 60)"
+is "dunning: no dunning errors" "SELECT count(*) FROM subbilling.billing_errors WHERE invoice_id IS NOT NULL" "0"
+is "dunning: every overdue open invoice got its overdue notice (step 0), on both workers" \
+   "SELECT count(*) || '/' || count(DISTINCT p.nodeport)
+      FROM subbilling.dunning_actions d
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', d.account_id)
+     WHERE d.step_no = 0" \
+   "$(qc -c "SELECT count(*) FROM subbilling.invoices WHERE status = 'open' AND kind = 'invoice' AND due_date < current_date + 60")/2"
 
 # ---------------------------------------------------------------- the id-taking API and the schema
 # External ids unique across the cluster, the foreign keys kept, ids unique across the workers,

@@ -104,11 +104,11 @@ INSERT INTO subbilling.country_settings (country, reference_kind, description, r
 -- id + 100 (at least 3 digits, no leading zero).
 CREATE FUNCTION subbilling.reference_of(kind text, invoice_id bigint) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE kind
-       WHEN 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
-       WHEN 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
-       WHEN 'fik' THEN subbilling.fik_reference(invoice_id::text)
-       WHEN 'fi'  THEN subbilling.fi_reference((invoice_id + 100)::text)
+RETURN CASE
+       WHEN kind = 'ocr' THEN subbilling.ocr_reference(invoice_id::text, true)
+       WHEN kind = 'kid' THEN subbilling.kid_reference(invoice_id::text, 'mod10')
+       WHEN kind = 'fik' THEN subbilling.fik_reference(invoice_id::text)
+       WHEN kind = 'fi'  THEN subbilling.fi_reference((invoice_id + 100)::text)
        ELSE subbilling.luhn_reference(invoice_id::text)
        END;
 COMMENT ON FUNCTION subbilling.reference_of(text, bigint) IS 'the payment reference of kind ocr, kid, fik, fi or luhn (anything else) for an invoice id';
@@ -400,19 +400,36 @@ CREATE FUNCTION subbilling_internal.invoice_lines_check_totals() RETURNS trigger
 AS $$
 DECLARE
     bad record;
+    one record;
+    hit boolean := false;
 BEGIN
-    SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
-      FROM (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n) k
-      -- one primary-key lookup per invoice (LIMIT 1 keeps the planner from
-      -- hashing the whole table when its statistics predate a large run)
-      CROSS JOIN LATERAL (SELECT i.* FROM subbilling.invoices i
-                           WHERE i.account_id = k.account_id AND i.id = k.invoice_id LIMIT 1) i
-      CROSS JOIN LATERAL (SELECT sum(l.net) AS net, sum(l.tax) AS tax
-                            FROM subbilling.invoice_lines l
-                           WHERE l.account_id = i.account_id AND l.invoice_id = i.id) t
-     WHERE i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax)
-     LIMIT 1;
-    IF FOUND THEN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one invoice at a time, each query on one account's rows
+        FOR one IN SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n LOOP
+            SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
+              FROM subbilling.invoices i,
+                   (SELECT sum(l.net) AS net, sum(l.tax) AS tax FROM subbilling.invoice_lines l
+                     WHERE l.account_id = one.account_id AND l.invoice_id = one.invoice_id) t
+             WHERE i.account_id = one.account_id AND i.id = one.invoice_id
+               AND i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax);
+            hit := FOUND;
+            EXIT WHEN hit;
+        END LOOP;
+    ELSE
+        SELECT i.id, i.number, i.net, i.tax, t.net AS lines_net, t.tax AS lines_tax INTO bad
+          FROM (SELECT DISTINCT n.account_id, n.invoice_id FROM new_lines n) k
+          -- one primary-key lookup per invoice (LIMIT 1 keeps the planner from
+          -- hashing the whole table when its statistics predate a large run)
+          CROSS JOIN LATERAL (SELECT i.* FROM subbilling.invoices i
+                               WHERE i.account_id = k.account_id AND i.id = k.invoice_id LIMIT 1) i
+          CROSS JOIN LATERAL (SELECT sum(l.net) AS net, sum(l.tax) AS tax
+                                FROM subbilling.invoice_lines l
+                               WHERE l.account_id = i.account_id AND l.invoice_id = i.id) t
+         WHERE i.status <> 'draft' AND (t.net <> i.net OR t.tax <> i.tax)
+         LIMIT 1;
+        hit := FOUND;
+    END IF;
+    IF hit THEN
         RAISE EXCEPTION 'the totals of invoice % are not the sum of its lines', coalesce(bad.number, bad.id::text)
             USING ERRCODE = 'integrity_constraint_violation',
                   DETAIL = format('Invoice net %s, VAT %s; lines net %s, VAT %s.', bad.net, bad.tax, bad.lines_net, bad.lines_tax),

@@ -371,6 +371,17 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM subbilling_internal.check_date('as_of', preview_invoice.as_of);
+    IF subbilling_internal.on_citus() THEN
+        -- Citus: the engine's copy routed to the account's shard (sql/parts/985_citus_billing.sql)
+        RETURN QUERY
+            SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
+                   p.code, c.charge_type, c.key_start
+              FROM subbilling_internal.billing_charges_citus(ARRAY[s.account_id], ARRAY[s.id], ARRAY[preview_invoice.as_of]) c
+              JOIN subbilling.plans p ON p.id = c.plan_id
+             WHERE c.emit
+             ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, p.code;
+        RETURN;
+    END IF;
     RETURN QUERY
         SELECT c.kind, c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax,
                p.code, c.charge_type, c.key_start

@@ -196,7 +196,7 @@ DECLARE
     st      text;
     msg     text;
     det     text;
-    on_citus boolean := EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus');
+    on_citus boolean := subbilling_internal.on_citus();
 BEGIN
     IF bill_batch.batch_size IS NULL OR bill_batch.batch_size < 1 THEN
         RAISE EXCEPTION 'batch_size must be a positive number of subscriptions'
@@ -210,9 +210,9 @@ BEGIN
     invoices := 0;
     errors := 0;
     IF on_citus THEN
-        -- one connection per node: the batch writes reference tables (invoice series)
-        -- after reading the distributed ones
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        -- Citus: account by account, each on its own shard (sql/parts/985_citus_billing.sql)
+        SELECT * INTO invoices, errors, more FROM subbilling_internal.bill_batch_citus(bill_batch.batch_size, bill_batch.as_of);
+        RETURN;
     END IF;
     -- In one session, each batch for the same as_of goes on where the last
     -- one ended (keyset on the claim index): the rows already billed keep
@@ -234,75 +234,41 @@ BEGIN
     -- that a caller judging progress by invoices + errors never sees a full
     -- batch without progress.
     LOOP
-        IF NOT on_citus THEN
-            -- due: next_bill_on on or before the account-local date of as_of
-            -- (no zone is more than a day ahead of UTC, which bounds the index scan)
-            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+        -- due: next_bill_on on or before the account-local date of as_of
+        -- (no zone is more than a day ahead of UTC, which bounds the index scan)
+        SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
+               array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
+          INTO acc, sid, ad, nbo
+          FROM (SELECT s.account_id, s.id, s.next_bill_on,
+                       (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
+                  FROM subbilling.subscriptions s
+                  JOIN subbilling.accounts a ON a.id = s.account_id
+                 WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
+                   AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                   AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
+                 ORDER BY s.next_bill_on, s.account_id, s.id
+                 LIMIT bill_batch.batch_size
+                   FOR UPDATE OF s SKIP LOCKED) c;
+        n := coalesce(cardinality(sid), 0);
+        IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
+            SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
+                   nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
               INTO acc, sid, ad, nbo
               FROM (SELECT s.account_id, s.id, s.next_bill_on,
                            (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
                       FROM subbilling.subscriptions s
                       JOIN subbilling.accounts a ON a.id = s.account_id
                      WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND (s.next_bill_on, s.account_id, s.id) > (after_d, after_a, after_i)
+                       AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
                        AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
                      ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size
+                     LIMIT bill_batch.batch_size - n
                        FOR UPDATE OF s SKIP LOCKED) c;
             n := coalesce(cardinality(sid), 0);
-            IF n < bill_batch.batch_size AND (after_d, after_a, after_i) > ('-infinity'::date, 0::bigint, 0::bigint) THEN
-                SELECT acc || coalesce(array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       sid || coalesce(array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       ad || coalesce(array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id), '{}'),
-                       nbo || coalesce(array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id), '{}')
-                  INTO acc, sid, ad, nbo
-                  FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                               (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                          FROM subbilling.subscriptions s
-                          JOIN subbilling.accounts a ON a.id = s.account_id
-                         WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                           AND (s.next_bill_on, s.account_id, s.id) <= (after_d, after_a, after_i)
-                           AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                         ORDER BY s.next_bill_on, s.account_id, s.id
-                         LIMIT bill_batch.batch_size - n
-                           FOR UPDATE OF s SKIP LOCKED) c;
-                n := coalesce(cardinality(sid), 0);
-            END IF;
-        ELSE
-            -- Citus locks rows only by their account: the due subscriptions are read
-            -- without locks, then claimed one by one by (account_id, id), skipping the
-            -- ones held elsewhere or billed meanwhile (docs/citus.md)
-            SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-                   array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
-              INTO acc, sid, ad, nbo
-              FROM (SELECT s.account_id, s.id, s.next_bill_on,
-                           (bill_batch.as_of AT TIME ZONE a.time_zone)::date AS local_date
-                      FROM subbilling.subscriptions s
-                      JOIN subbilling.accounts a ON a.id = s.account_id
-                     WHERE s.next_bill_on <= (bill_batch.as_of AT TIME ZONE 'UTC')::date + 1
-                       AND s.next_bill_on <= (bill_batch.as_of AT TIME ZONE a.time_zone)::date
-                     ORDER BY s.next_bill_on, s.account_id, s.id
-                     LIMIT bill_batch.batch_size) c;
-            n := 0;
-            FOR k IN 1 .. coalesce(cardinality(sid), 0) LOOP
-                PERFORM FROM subbilling.subscriptions x
-                  WHERE x.account_id = acc[k] AND x.id = sid[k] AND x.next_bill_on = nbo[k]
-                    FOR UPDATE SKIP LOCKED;
-                IF FOUND THEN
-                    n := n + 1;
-                    acc[n] := acc[k]; sid[n] := sid[k]; ad[n] := ad[k]; nbo[n] := nbo[k];
-                END IF;
-            END LOOP;
-            acc := acc[1:n]; sid := sid[1:n]; ad := ad[1:n]; nbo := nbo[1:n];
-            IF n = 0 THEN
-                more := false;
-                EXIT;
-            END IF;
         END IF;
         more := n = bill_batch.batch_size;
         EXIT WHEN n = 0;

@@ -236,6 +236,7 @@ DECLARE
     today   date;
     t       record;
     num     record;
+    ref     text;
 BEGIN
     i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
     IF i.status <> 'draft' THEN
@@ -255,13 +256,15 @@ BEGIN
     SELECT * INTO a FROM subbilling.accounts x WHERE x.id = i.account_id;
     today := coalesce(i.issue_date, (now() AT TIME ZONE a.time_zone)::date);
     num := subbilling_internal.take_invoice_number(today);
+    -- computed here: Citus refuses a STABLE function of the row's columns in an UPDATE
+    ref := payment_reference(a.country, i.id);
     UPDATE subbilling.invoices x
        SET status = 'open', series_id = num.series_id, number_seq = num.number_seq, number = num.number,
            net = t.net, tax = t.tax, total = t.net + t.tax,
            kind = CASE WHEN x.credits_invoice_id IS NULL AND t.net + t.tax < price_minor(0, x.currency)
                        THEN 'credit_note' ELSE x.kind END,
            issue_date = today, due_date = coalesce(x.due_date, today + a.payment_terms_days),
-           reference = payment_reference(a.country, x.id), finalized_at = now()
+           reference = ref, finalized_at = now()
      WHERE x.account_id = i.account_id AND x.id = i.id
     RETURNING x.* INTO i;
     PERFORM subbilling_internal.emit_event(i.account_id, 'invoice.finalized', i.subscription_id,

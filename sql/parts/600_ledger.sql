@@ -215,18 +215,35 @@ CREATE FUNCTION subbilling_internal.journal_lines_balanced() RETURNS trigger
 AS $$
 DECLARE
     bad record;
+    one record;
+    hit boolean := false;
 BEGIN
-    SELECT k.account_id, k.entry_id, b.currency, b.diff INTO bad
-      FROM (SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n) k
-      CROSS JOIN LATERAL (SELECT currency(l.amount) AS currency, sum(l.amount) AS diff
-                            FROM subbilling.journal_lines l
-                           WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
-                           GROUP BY currency(l.amount)
-                          HAVING minor_units(sum(l.amount)) <> 0
-                           LIMIT 1) b
-     ORDER BY k.account_id, k.entry_id
-     LIMIT 1;
-    IF FOUND THEN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one entry at a time, each query on one account's rows
+        FOR one IN SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n ORDER BY 1, 2 LOOP
+            SELECT one.account_id, one.entry_id, currency(l.amount) AS currency, sum(l.amount) AS diff INTO bad
+              FROM subbilling.journal_lines l
+             WHERE l.account_id = one.account_id AND l.entry_id = one.entry_id
+             GROUP BY currency(l.amount)
+            HAVING minor_units(sum(l.amount)) <> 0
+             LIMIT 1;
+            hit := FOUND;
+            EXIT WHEN hit;
+        END LOOP;
+    ELSE
+        SELECT k.account_id, k.entry_id, b.currency, b.diff INTO bad
+          FROM (SELECT DISTINCT n.account_id, n.entry_id FROM new_lines n) k
+          CROSS JOIN LATERAL (SELECT currency(l.amount) AS currency, sum(l.amount) AS diff
+                                FROM subbilling.journal_lines l
+                               WHERE l.account_id = k.account_id AND l.entry_id = k.entry_id
+                               GROUP BY currency(l.amount)
+                              HAVING minor_units(sum(l.amount)) <> 0
+                               LIMIT 1) b
+         ORDER BY k.account_id, k.entry_id
+         LIMIT 1;
+        hit := FOUND;
+    END IF;
+    IF hit THEN
         RAISE EXCEPTION 'journal entry % does not balance', bad.entry_id
             USING ERRCODE = 'check_violation',
                   DETAIL = format('Its %s lines of account %s sum to %s, not zero.', bad.currency, bad.account_id, bad.diff),

@@ -543,6 +543,15 @@ BEGIN
     IF coalesce(cardinality(invoice_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
+    IF subbilling_internal.on_citus() THEN
+        -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
+        SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
+                   k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j
+                                        WHERE account_ids[j] = k.account_id))), 0)
+          INTO booked
+          FROM (SELECT DISTINCT u AS account_id FROM unnest(account_ids) u ORDER BY 1) k;
+        RETURN booked;
+    END IF;
     PERFORM subbilling_internal.outbox_reserve();
     SELECT coalesce(bool_or(i.status = 'void'), false), coalesce(bool_or(i.kind = 'credit_note'), false)
       INTO has_void, has_cn

@@ -179,10 +179,15 @@ REVOKE ALL ON FUNCTION subbilling_internal.price_in_currency(subbilling.price[],
 
 -- The dunning policy of an account: its own, else the default.
 CREATE FUNCTION subbilling_internal.dunning_policy_of(account_id bigint) RETURNS bigint
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN (SELECT coalesce(a.dunning_policy_id, (SELECT p.id FROM subbilling.dunning_policies p WHERE p.is_default))
-          FROM subbilling.accounts a WHERE a.id = dunning_policy_of.account_id);
+AS $$
+-- PL/pgSQL: Citus plans its query with the parameter's value (not an SQL function's)
+BEGIN
+    RETURN (SELECT coalesce(a.dunning_policy_id, (SELECT p.id FROM subbilling.dunning_policies p WHERE p.is_default))
+              FROM subbilling.accounts a WHERE a.id = dunning_policy_of.account_id);
+END
+$$;
 COMMENT ON FUNCTION subbilling_internal.dunning_policy_of(bigint) IS 'the id of the dunning policy of an account: its dunning_policy_id, else the default policy';
 
 -- The fee of a step for an invoice: the step's fee (fixed, or the

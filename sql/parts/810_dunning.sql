@@ -104,9 +104,13 @@ CREATE TRIGGER dunning_actions_guard
 CREATE FUNCTION subbilling.dunning_due(as_of date)
     RETURNS TABLE (account_id bigint, invoice_id bigint, due_date date, policy_id bigint,
                    last_step_no integer, next_step_no integer, next_action text, next_on date)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+-- PL/pgSQL: Citus plans its query with the parameter's value (not an SQL function's)
+BEGIN
+    RETURN QUERY
     SELECT i.account_id, i.id, i.due_date, pol.id, l.step_no,
            CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 0 ELSE s.step_no END,
            CASE WHEN i.due_date < dunning_due.as_of AND o.step_no IS NULL THEN 'overdue' ELSE s.action END,
@@ -134,7 +138,8 @@ AS $$
        AND ((i.due_date < dunning_due.as_of AND o.step_no IS NULL)
             OR greatest(i.due_date + s.days_after_due,
                                    l.executed_on + greatest(s.days_after_due - l.days_after_due, 0))
-               <= dunning_due.as_of)
+               <= dunning_due.as_of);
+END
 $$;
 COMMENT ON FUNCTION subbilling.dunning_due(date) IS 'the open invoices on which a dunning step is due as of a date: the overdue notice (step 0) or the next policy step, with the date it fell due';
 

@@ -705,7 +705,25 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_open_items',
 
 CREATE FUNCTION subbilling_internal.kpi_open_items_add() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    one record;
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one open item at a time, each on one account's rows
+        FOR one IN SELECT n.account_id, n.invoice_id, sum(subbilling.minor_units(n.amount))::bigint AS m
+                   FROM new_lines n WHERE n.invoice_id IS NOT NULL GROUP BY 1, 2 LOOP
+            INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
+            SELECT i.account_id, i.id, i.currency, i.due_date, one.m
+              FROM subbilling.invoices i WHERE i.account_id = one.account_id AND i.id = one.invoice_id
+            ON CONFLICT (account_id, invoice_id) DO UPDATE SET open_minor = o.open_minor + excluded.open_minor;
+            DELETE FROM subbilling_internal.kpi_open_items o
+             WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
+        END LOOP;
+        FOR one IN SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1 LOOP
+            PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.account_id]);
+        END LOOP;
+        RETURN NULL;
+    END IF;
     INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
     SELECT n.account_id, n.invoice_id, i.currency, i.due_date, sum(subbilling.minor_units(n.amount))::bigint
       FROM new_lines n

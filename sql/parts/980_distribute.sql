@@ -234,6 +234,9 @@ BEGIN
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
+        -- billing, payments, dunning: the billing engine runs on the account's shard, and
+        -- the functions it calls there read reference tables (tax rules, exchange rates)
+        EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
     END IF;
 
     -- the tables kept off the account's node are reference tables (a second call, which
