@@ -34,7 +34,12 @@ DECLARE
     acc bigint;
 BEGIN
     -- the account first, then the row locked by (account_id, id): on Citus a row is locked
-    -- on its account's shard only
+    -- on its account's shard only.  On Citus the look-up by id alone reads every shard: over
+    -- one connection per node, so that the invoice series (reference tables) may still be
+    -- written in this transaction
+    IF subbilling_internal.on_citus() THEN
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
     SELECT * INTO i FROM subbilling.invoices x
      WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;

@@ -1308,7 +1308,31 @@ CREATE TRIGGER subscriptions_kpi_usage AFTER UPDATE ON subbilling.subscriptions
 
 CREATE FUNCTION subbilling_internal.kpi_usage_items_sync() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    one record;
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one item at a time, each statement on one account's rows
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            FOR one IN SELECT o.account_id, o.id FROM old_items o LOOP
+                DELETE FROM subbilling_internal.kpi_usage_items c WHERE c.account_id = one.account_id AND c.id = one.id;
+            END LOOP;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            FOR one IN SELECT n.account_id, n.id, n.subscription_id, n.plan_id, n.kind, n.validity, n.voided_at
+                         FROM new_items n LOOP
+                IF EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                            WHERE w.account_id = one.account_id AND w.subscription_id = one.subscription_id) THEN
+                    INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+                    VALUES (one.account_id, one.id, one.subscription_id, one.plan_id, one.kind, one.validity, one.voided_at)
+                    ON CONFLICT (account_id, id) DO UPDATE
+                       SET subscription_id = excluded.subscription_id, plan_id = excluded.plan_id, kind = excluded.kind,
+                           validity = excluded.validity, voided_at = excluded.voided_at;
+                END IF;
+            END LOOP;
+        END IF;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         DELETE FROM subbilling_internal.kpi_usage_items c USING old_items o
          WHERE c.account_id = o.account_id AND c.id = o.id;

@@ -230,7 +230,14 @@ BEGIN
                            ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
-            EXECUTE format('SELECT run_command_on_workers(%L)', fk.def);
+            -- a worker refuses DDL on the extension's objects unless propagation is off for
+            -- the command; run_command_on_workers reports a failure without raising it
+            EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
+                           'SET citus.enable_ddl_propagation = off; ' || fk.def) INTO fk.src;
+            IF fk.src IS NOT NULL THEN
+                RAISE EXCEPTION 'could not give % its body for Citus on the workers', fk.dst
+                    USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.src;
+            END IF;
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());

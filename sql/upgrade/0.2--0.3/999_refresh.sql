@@ -7045,7 +7045,31 @@ COMMENT ON FUNCTION subbilling_internal.kpi_usage_subscription_sync() IS 'intern
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_items_sync() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    one record;
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one item at a time, each statement on one account's rows
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            FOR one IN SELECT o.account_id, o.id FROM old_items o LOOP
+                DELETE FROM subbilling_internal.kpi_usage_items c WHERE c.account_id = one.account_id AND c.id = one.id;
+            END LOOP;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            FOR one IN SELECT n.account_id, n.id, n.subscription_id, n.plan_id, n.kind, n.validity, n.voided_at
+                         FROM new_items n LOOP
+                IF EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                            WHERE w.account_id = one.account_id AND w.subscription_id = one.subscription_id) THEN
+                    INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+                    VALUES (one.account_id, one.id, one.subscription_id, one.plan_id, one.kind, one.validity, one.voided_at)
+                    ON CONFLICT (account_id, id) DO UPDATE
+                       SET subscription_id = excluded.subscription_id, plan_id = excluded.plan_id, kind = excluded.kind,
+                           validity = excluded.validity, voided_at = excluded.voided_at;
+                END IF;
+            END LOOP;
+        END IF;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         DELETE FROM subbilling_internal.kpi_usage_items c USING old_items o
          WHERE c.account_id = o.account_id AND c.id = o.id;
@@ -7278,7 +7302,14 @@ BEGIN
                            ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
-            EXECUTE format('SELECT run_command_on_workers(%L)', fk.def);
+            -- a worker refuses DDL on the extension's objects unless propagation is off for
+            -- the command; run_command_on_workers reports a failure without raising it
+            EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
+                           'SET citus.enable_ddl_propagation = off; ' || fk.def) INTO fk.src;
+            IF fk.src IS NOT NULL THEN
+                RAISE EXCEPTION 'could not give % its body for Citus on the workers', fk.dst
+                    USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.src;
+            END IF;
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
@@ -7442,7 +7473,12 @@ DECLARE
     acc bigint;
 BEGIN
     -- the account first, then the row locked by (account_id, id): on Citus a row is locked
-    -- on its account's shard only
+    -- on its account's shard only.  On Citus the look-up by id alone reads every shard: over
+    -- one connection per node, so that the invoice series (reference tables) may still be
+    -- written in this transaction
+    IF subbilling_internal.on_citus() THEN
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
     SELECT * INTO i FROM subbilling.invoices x
      WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;
