@@ -488,6 +488,7 @@ DECLARE
     cur         text;
     zero        subbilling.price;
     remaining   subbilling.price;
+    refunded    subbilling.price;
     credit      subbilling.price;
     open_       subbilling.price;
     capacity    subbilling.price;
@@ -540,8 +541,11 @@ BEGIN
     PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
-    remaining := p.amount - coalesce((SELECT sum(r.amount) FROM subbilling.refunds r
-                                       WHERE r.account_id = p.account_id AND r.payment_id = p.id), zero);
+    -- the refunded sum read on its own (Citus sends a subquery inside an expression to the
+    -- worker without the types of the expression's other variables)
+    SELECT sum(r.amount) INTO refunded FROM subbilling.refunds r
+     WHERE r.account_id = p.account_id AND r.payment_id = p.id;
+    remaining := p.amount - coalesce(refunded, zero);
     credit := greatest(customer_credit(p.account_id), zero);
     open_ := invoice_open_amount(p.account_id, p.invoice_id);
     -- what may go back on the invoice: what this payment paid on it (less

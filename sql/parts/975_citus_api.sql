@@ -232,3 +232,20 @@ $$;
 COMMENT ON FUNCTION subbilling_internal.citus_customer_credit(bigint) IS
     'internal: on Citus, distribute() makes this the body of customer_credit (plpgsql, one shard per statement)';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_customer_credit(bigint) FROM PUBLIC;
+
+CREATE FUNCTION subbilling_internal.citus_invoice_uncredited(i subbilling.invoices)
+    RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    credited subbilling.price;
+BEGIN
+    SELECT sum(c.total) INTO credited FROM subbilling.invoices c
+     WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id AND c.status <> 'void';
+    RETURN i.total + coalesce(credited, price_minor(0, i.currency));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_invoice_uncredited(subbilling.invoices) IS
+    'internal: on Citus, distribute() makes this the body of invoice_uncredited (plpgsql, one shard per statement)';
+REVOKE ALL ON FUNCTION subbilling_internal.citus_invoice_uncredited(subbilling.invoices) FROM PUBLIC;

@@ -227,7 +227,8 @@ BEGIN
                                   '^CREATE OR REPLACE FUNCTION subbilling_internal\.citus_[a-z_]+\(',
                                   'CREATE OR REPLACE FUNCTION ' || v.dst || '(') AS def
               FROM (VALUES ('subbilling_internal.citus_invoice_open_amount(bigint,bigint)', 'subbilling.invoice_open_amount'),
-                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
+                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit'),
+                           ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
             -- a worker refuses DDL on the extension's objects unless propagation is off for

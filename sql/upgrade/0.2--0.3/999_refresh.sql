@@ -977,6 +977,7 @@ DECLARE
     cur         text;
     zero        subbilling.price;
     remaining   subbilling.price;
+    refunded    subbilling.price;
     credit      subbilling.price;
     open_       subbilling.price;
     capacity    subbilling.price;
@@ -1029,8 +1030,11 @@ BEGIN
     PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
-    remaining := p.amount - coalesce((SELECT sum(r.amount) FROM subbilling.refunds r
-                                       WHERE r.account_id = p.account_id AND r.payment_id = p.id), zero);
+    -- the refunded sum read on its own (Citus sends a subquery inside an expression to the
+    -- worker without the types of the expression's other variables)
+    SELECT sum(r.amount) INTO refunded FROM subbilling.refunds r
+     WHERE r.account_id = p.account_id AND r.payment_id = p.id;
+    remaining := p.amount - coalesce(refunded, zero);
     credit := greatest(customer_credit(p.account_id), zero);
     open_ := invoice_open_amount(p.account_id, p.invoice_id);
     -- what may go back on the invoice: what this payment paid on it (less
@@ -7299,7 +7303,8 @@ BEGIN
                                   '^CREATE OR REPLACE FUNCTION subbilling_internal\.citus_[a-z_]+\(',
                                   'CREATE OR REPLACE FUNCTION ' || v.dst || '(') AS def
               FROM (VALUES ('subbilling_internal.citus_invoice_open_amount(bigint,bigint)', 'subbilling.invoice_open_amount'),
-                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit')) AS v(src, dst)
+                           ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit'),
+                           ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
             -- a worker refuses DDL on the extension's objects unless propagation is off for
@@ -8631,6 +8636,22 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.citus_customer_credit(bigint) IS
     'internal: on Citus, distribute() makes this the body of customer_credit (plpgsql, one shard per statement)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_invoice_uncredited(i subbilling.invoices)
+    RETURNS subbilling.price
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    credited subbilling.price;
+BEGIN
+    SELECT sum(c.total) INTO credited FROM subbilling.invoices c
+     WHERE c.account_id = i.account_id AND c.credits_invoice_id = i.id AND c.status <> 'void';
+    RETURN i.total + coalesce(credited, price_minor(0, i.currency));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_invoice_uncredited(subbilling.invoices) IS
+    'internal: on Citus, distribute() makes this the body of invoice_uncredited (plpgsql, one shard per statement)';
 
 CREATE OR REPLACE FUNCTION subbilling.subscription_history(subscription_id bigint)
     RETURNS SETOF subbilling.subscription_item_history
