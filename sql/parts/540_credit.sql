@@ -85,7 +85,12 @@ DECLARE
     cid     bigint;
     cn      subbilling.invoices;
 BEGIN
-    -- the account's money, then the invoice, both read again under the locks
+    -- the account's money, then the invoice, both read again under the locks.  On Citus the
+    -- look-ups by invoice id read every shard: over one connection per node, so that the
+    -- invoice series (reference tables) may still be written in this transaction
+    IF subbilling_internal.on_citus() THEN
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     PERFORM subbilling_internal.lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
     i := subbilling_internal.invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN

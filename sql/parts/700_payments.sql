@@ -489,6 +489,7 @@ DECLARE
     zero        subbilling.price;
     remaining   subbilling.price;
     refunded    subbilling.price;
+    paid_on_invoice subbilling.price;
     credit      subbilling.price;
     open_       subbilling.price;
     capacity    subbilling.price;
@@ -541,8 +542,8 @@ BEGIN
     PERFORM subbilling_internal.lock_account_credit(p.account_id);
     SELECT * INTO inv FROM subbilling.invoices x WHERE x.account_id = p.account_id AND x.id = p.invoice_id FOR UPDATE;
 
-    -- the refunded sum read on its own (Citus sends a subquery inside an expression to the
-    -- worker without the types of the expression's other variables)
+    -- sums read on their own, not as subqueries inside expressions (Citus sends such a
+    -- subquery to the worker without the types of the expression's other variables)
     SELECT sum(r.amount) INTO refunded FROM subbilling.refunds r
      WHERE r.account_id = p.account_id AND r.payment_id = p.id;
     remaining := p.amount - coalesce(refunded, zero);
@@ -550,12 +551,12 @@ BEGIN
     open_ := invoice_open_amount(p.account_id, p.invoice_id);
     -- what may go back on the invoice: what this payment paid on it (less
     -- what earlier refunds reopened), at most what is uncredited and not open
+    SELECT sum(l.amount) INTO paid_on_invoice
+      FROM subbilling.journal_lines l
+      JOIN subbilling.journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
+     WHERE e.account_id = p.account_id AND e.payment_id = p.id AND l.invoice_id = p.invoice_id;
     capacity := CASE WHEN inv.kind = 'invoice' AND inv.status IN ('open', 'paid', 'uncollectible') THEN
-                    greatest(least(-coalesce((SELECT sum(l.amount)
-                                                FROM subbilling.journal_lines l
-                                                JOIN subbilling.journal_entries e ON e.account_id = l.account_id AND e.id = l.entry_id
-                                               WHERE e.account_id = p.account_id AND e.payment_id = p.id
-                                                 AND l.invoice_id = p.invoice_id), zero),
+                    greatest(least(-coalesce(paid_on_invoice, zero),
                                    subbilling_internal.invoice_uncredited(inv) - open_), zero)
                 ELSE zero END;
     from_credit := least(amount, credit);
