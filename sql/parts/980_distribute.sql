@@ -228,7 +228,9 @@ BEGIN
                                   'CREATE OR REPLACE FUNCTION ' || v.dst || '(') AS def
               FROM (VALUES ('subbilling_internal.citus_invoice_open_amount(bigint,bigint)', 'subbilling.invoice_open_amount'),
                            ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit'),
-                           ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited')) AS v(src, dst)
+                           ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited'),
+                           ('subbilling_internal.citus_invoice_parties(subbilling.invoices)', 'subbilling_internal.invoice_parties'),
+                           ('subbilling_internal.citus_document_lines(subbilling.invoices,boolean)', 'subbilling_internal.document_lines')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
             -- a worker refuses DDL on the extension's objects unless propagation is off for

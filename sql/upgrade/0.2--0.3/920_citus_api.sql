@@ -253,6 +253,83 @@ COMMENT ON FUNCTION subbilling_internal.citus_invoice_uncredited(subbilling.invo
     'internal: on Citus, distribute() makes this the body of invoice_uncredited (plpgsql, one shard per statement)';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_invoice_uncredited(subbilling.invoices) FROM PUBLIC;
 
+CREATE FUNCTION subbilling_internal.citus_invoice_parties(inv subbilling.invoices,
+    OUT seller_country text, OUT seller_currency text, OUT seller_vat text, OUT seller_name text,
+    OUT seller_org text, OUT seller_street text, OUT seller_postal_code text, OUT seller_city text,
+    OUT seller_address text, OUT seller_scheme text, OUT seller_endpoint text,
+    OUT seller_email text, OUT seller_phone text, OUT f_skatt boolean, OUT foretaksregisteret boolean,
+    OUT bankgiro text, OUT plusgiro text, OUT iban text, OUT bic text, OUT bank_account text,
+    OUT buyer_country text, OUT buyer_name text, OUT buyer_legal_name text, OUT buyer_org text,
+    OUT buyer_street text, OUT buyer_postal_code text, OUT buyer_city text, OUT buyer_email text,
+    OUT buyer_scheme text, OUT buyer_endpoint text, OUT buyer_reference text, OUT order_reference text,
+    OUT contact_name text, OUT language text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT s.country, s.currency, s.vat_number, s.legal_name,
+           coalesce(sd.org_number, subbilling_internal.org_number_of_vat(s.vat_number)),
+           sd.street, sd.postal_code, sd.city, s.address,
+           coalesce(sd.electronic_address_scheme, sdef.scheme), coalesce(sd.electronic_address, sdef.id),
+           sd.email, sd.phone, s.f_skatt, s.foretaksregisteret,
+           sd.bankgiro, sd.plusgiro, sd.iban, sd.bic, sd.bank_account,
+           a.country, a.name, coalesce(ad.legal_name, a.name),
+           coalesce(ad.org_number, subbilling_internal.org_number_of_vat(inv.buyer_vat_number)),
+           ad.street, ad.postal_code, ad.city, a.email,
+           coalesce(ad.electronic_address_scheme, bdef.scheme), coalesce(ad.electronic_address, bdef.id),
+           ad.buyer_reference, ad.order_reference, ad.contact_name,
+           coalesce(ad.language, CASE WHEN a.country = 'SE' THEN 'sv' WHEN a.country = 'NO' THEN 'nb'
+                                      WHEN a.country = 'DK' THEN 'da' WHEN a.country = 'FI' THEN 'fi'
+                                      ELSE 'en' END)
+      INTO seller_country, seller_currency, seller_vat, seller_name, seller_org, seller_street, seller_postal_code, seller_city, seller_address, seller_scheme, seller_endpoint, seller_email, seller_phone, f_skatt, foretaksregisteret, bankgiro, plusgiro, iban, bic, bank_account, buyer_country, buyer_name, buyer_legal_name, buyer_org, buyer_street, buyer_postal_code, buyer_city, buyer_email, buyer_scheme, buyer_endpoint, buyer_reference, order_reference, contact_name, language
+      FROM subbilling.accounts a
+      LEFT JOIN subbilling.seller_settings s ON true
+      LEFT JOIN subbilling.seller_invoice_details sd ON true
+      LEFT JOIN subbilling.account_invoice_details ad ON ad.account_id = a.id
+      LEFT JOIN LATERAL subbilling_internal.default_electronic_address(
+                    s.country, coalesce(sd.org_number, subbilling_internal.org_number_of_vat(s.vat_number)),
+                    s.vat_number) sdef ON true
+      LEFT JOIN LATERAL subbilling_internal.default_electronic_address(
+                    a.country, coalesce(ad.org_number, subbilling_internal.org_number_of_vat(inv.buyer_vat_number)),
+                    inv.buyer_vat_number) bdef ON true
+     WHERE a.id = inv.account_id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_invoice_parties(subbilling.invoices) IS
+    'internal: on Citus, distribute() makes this the body of invoice_parties (plpgsql, one shard per statement)';
+REVOKE ALL ON FUNCTION subbilling_internal.citus_invoice_parties(subbilling.invoices) FROM PUBLIC;
+
+CREATE FUNCTION subbilling_internal.citus_document_lines(inv subbilling.invoices, seller_registered boolean)
+    RETURNS TABLE (ord bigint, description text, plan_code text, period daterange, quantity numeric,
+                   price numeric, net subbilling.price, tax subbilling.price, rate numeric, vat_code text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT row_number() OVER (ORDER BY l.id), l.description, p.code, l.period,
+           (q.qty * sign(minor_units(l.net) * s.s))::numeric,
+           -- the net unit price: at least two decimals, at most six
+           round(pr0.price, greatest(2, scale(trim_scale(pr0.price)))),
+           l.net * s.s, l.tax * s.s, l.tax_rate,
+           subbilling_internal.vat_category_code(l.tax_treatment, l.tax_rate, coalesce(pr.tax_category, 'standard'),
+                                                 seller_registered)
+      FROM subbilling.invoice_lines l
+      CROSS JOIN (SELECT CASE WHEN inv.kind = 'credit_note' THEN -1 ELSE 1 END AS s) s
+      CROSS JOIN LATERAL (SELECT CASE WHEN l.quantity IS NULL OR l.quantity = 0 THEN 1::numeric
+                                      ELSE abs(l.quantity) END AS qty) q
+      CROSS JOIN LATERAL (SELECT round(CASE WHEN minor_units(l.net) = 0 THEN coalesce(abs(minor_units(l.unit_price)), 0)
+                                            ELSE abs(minor_units(l.net)) / q.qty END
+                                       / power(10::numeric, currency_exponent(inv.currency)), 6) AS price) pr0
+      LEFT JOIN subbilling.plans p ON p.id = l.plan_id
+      LEFT JOIN subbilling.products pr ON pr.id = p.product_id
+     WHERE l.account_id = inv.account_id AND l.invoice_id = inv.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_document_lines(subbilling.invoices, boolean) IS
+    'internal: on Citus, distribute() makes this the body of document_lines (plpgsql, one shard per statement)';
+REVOKE ALL ON FUNCTION subbilling_internal.citus_document_lines(subbilling.invoices, boolean) FROM PUBLIC;
+
 
 -- Functions that Citus could not plan as SQL functions (parameters), now plpgsql; re-created
 -- as sql/parts defines them by 999_refresh.sql.
