@@ -24,6 +24,23 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
 
+-- The account of the invoice with this id (NULL if none).  On Citus the look-up by id
+-- alone reads every shard: it goes over one connection per node, so that the invoice
+-- series (reference tables) may still be written in the same transaction.
+CREATE FUNCTION subbilling_internal.invoice_account(invoice_id bigint) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF subbilling_internal.on_citus() THEN
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    RETURN (SELECT x.account_id FROM subbilling.invoices x WHERE x.id = invoice_account.invoice_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_account(bigint) IS 'internal: the account of an invoice id (NULL if none); on Citus read over one connection per node';
+REVOKE ALL ON FUNCTION subbilling_internal.invoice_account(bigint) FROM PUBLIC;
+
 -- The invoice with this id, locked; 42704 if none.
 CREATE FUNCTION subbilling_internal.invoice_for_update(invoice_id bigint) RETURNS subbilling.invoices
     LANGUAGE plpgsql VOLATILE
@@ -34,13 +51,8 @@ DECLARE
     acc bigint;
 BEGIN
     -- the account first, then the row locked by (account_id, id): on Citus a row is locked
-    -- on its account's shard only.  On Citus the look-up by id alone reads every shard: over
-    -- one connection per node, so that the invoice series (reference tables) may still be
-    -- written in this transaction
-    IF subbilling_internal.on_citus() THEN
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    END IF;
-    SELECT x.account_id INTO acc FROM subbilling.invoices x WHERE x.id = invoice_for_update.invoice_id;
+    -- on its account's shard only
+    acc := subbilling_internal.invoice_account(invoice_for_update.invoice_id);
     SELECT * INTO i FROM subbilling.invoices x
      WHERE x.account_id = acc AND x.id = invoice_for_update.invoice_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -85,13 +97,8 @@ DECLARE
     cid     bigint;
     cn      subbilling.invoices;
 BEGIN
-    -- the account's money, then the invoice, both read again under the locks.  On Citus the
-    -- look-ups by invoice id read every shard: over one connection per node, so that the
-    -- invoice series (reference tables) may still be written in this transaction
-    IF subbilling_internal.on_citus() THEN
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    END IF;
-    PERFORM subbilling_internal.lock_account_credit((SELECT x.account_id FROM subbilling.invoices x WHERE x.id = credit_invoice.invoice_id));
+    -- the account's money, then the invoice, both read again under the locks
+    PERFORM subbilling_internal.lock_account_credit(subbilling_internal.invoice_account(credit_invoice.invoice_id));
     i := subbilling_internal.invoice_for_update(credit_invoice.invoice_id);
     IF i.kind <> 'invoice' OR i.status NOT IN ('open', 'paid', 'uncollectible') THEN
         RAISE EXCEPTION 'invoice % cannot be credited', coalesce(i.number, i.id::text)

@@ -362,3 +362,21 @@ BEGIN
      ORDER BY h.kind DESC, h.plan_code;
 END
 $$;
+
+-- The account of the invoice with this id (NULL if none).  On Citus the look-up by id
+-- alone reads every shard: it goes over one connection per node, so that the invoice
+-- series (reference tables) may still be written in the same transaction.
+CREATE FUNCTION subbilling_internal.invoice_account(invoice_id bigint) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF subbilling_internal.on_citus() THEN
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    RETURN (SELECT x.account_id FROM subbilling.invoices x WHERE x.id = invoice_account.invoice_id);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.invoice_account(bigint) IS 'internal: the account of an invoice id (NULL if none); on Citus read over one connection per node';
+REVOKE ALL ON FUNCTION subbilling_internal.invoice_account(bigint) FROM PUBLIC;
+
