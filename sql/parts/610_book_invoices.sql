@@ -544,8 +544,8 @@ BEGIN
         RETURN 0;
     END IF;
     IF subbilling_internal.on_citus() THEN
-        -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
-        SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
+        -- Citus: account by account, each on the account's shard (sql/parts/976_citus_booking.sql)
+        SELECT coalesce(sum(subbilling_internal.book_account_citus(
                    k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j
                                         WHERE account_ids[j] = k.account_id))), 0)
           INTO booked

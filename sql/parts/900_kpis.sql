@@ -1164,6 +1164,11 @@ DECLARE
     new_acc bigint[];
     new_sub bigint[];
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- one subscription's rows per statement (sql/parts/977_citus_usage.sql)
+        PERFORM subbilling_internal.kpi_usage_periods_apply_citus(acc, sub, days, qty);
+        RETURN;
+    END IF;
     WITH ins AS (
         INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
         SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]

@@ -326,3 +326,97 @@ $$;
 COMMENT ON FUNCTION subbilling_internal.citus_document_lines(subbilling.invoices, boolean) IS
     'internal: on Citus, distribute() makes this the body of document_lines (plpgsql, one shard per statement)';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_document_lines(subbilling.invoices, boolean) FROM PUBLIC;
+
+-- The delivery schedule (skip_delivery, delivery_schedule) account by account, every
+-- distributed table restricted to that account, so that Citus plans each query for one shard.
+CREATE FUNCTION subbilling_internal.citus_delivery_schedule(from_date date, to_date date, only_subscription bigint)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, plan_code text,
+                   items jsonb, quantity bigint, address jsonb, status text, delivery_id bigint,
+                   bills_per_delivery boolean, period daterange)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    acc     bigint;
+BEGIN
+    IF only_subscription IS NOT NULL THEN
+        -- the subscription's account: a read of every shard, over one connection per node (so
+        -- that the reference tables may still be written in the transaction)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    FOR acc IN
+        SELECT DISTINCT s.account_id
+          FROM subbilling.subscriptions s
+          JOIN subbilling.subscription_items i
+            ON i.account_id = s.account_id AND i.subscription_id = s.id AND i.kind = 'base' AND i.voided_at IS NULL
+          JOIN subbilling.plans p ON p.id = i.plan_id
+         WHERE (only_subscription IS NULL OR s.id = only_subscription) AND p.delivery_period IS NOT NULL
+         ORDER BY 1
+    LOOP
+        RETURN QUERY
+        WITH bi AS (
+            SELECT s.account_id, s.id AS subscription_id, s.billing_anchor AS anchor, p.code AS plan_code,
+                   p.delivery_period AS dp,
+                   p.delivery_period = p.billing_period AND p.pricing_model <> 'usage' AS per_delivery,
+                   greatest(lower(i.validity), s.start_date, from_date) AS lo,
+                   least(upper(i.validity), s.cancel_at, to_date + 1) AS hi
+              FROM subbilling.subscriptions s
+              JOIN subbilling.subscription_items i
+                ON i.account_id = s.account_id AND i.subscription_id = s.id AND i.kind = 'base' AND i.voided_at IS NULL
+              JOIN subbilling.plans p ON p.id = i.plan_id
+             WHERE s.account_id = acc AND i.account_id = acc AND p.delivery_period IS NOT NULL
+               AND (only_subscription IS NULL OR s.id = only_subscription)
+               AND i.validity && daterange(from_date, to_date, '[]')
+               AND (s.cancel_at IS NULL OR s.cancel_at > from_date)
+        ),
+        dd AS (
+            SELECT bi.account_id, bi.subscription_id, bi.plan_code, bi.per_delivery, per.d, per.d_next
+              FROM bi
+              CROSS JOIN LATERAL generate_series(period_index(bi.anchor, bi.dp, bi.lo),
+                                                 period_index(bi.anchor, bi.dp, bi.hi - 1)) AS k(n)
+              CROSS JOIN LATERAL (SELECT period_start(bi.anchor, bi.dp, k.n) AS d,
+                                         period_start(bi.anchor, bi.dp, k.n + 1) AS d_next) per
+             WHERE bi.hi > bi.lo AND per.d >= bi.lo AND per.d < bi.hi
+               AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_pauses z
+                                WHERE z.account_id = acc AND z.subscription_id = bi.subscription_id
+                                  AND z.during @> per.d)
+               AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_suspensions u
+                                WHERE u.account_id = acc AND u.subscription_id = bi.subscription_id
+                                  AND u.suspended_from <= per.d AND (u.lifted_on IS NULL OR u.lifted_on > per.d))
+        )
+        SELECT dd.account_id, dd.subscription_id, dd.d, dd.plan_code,
+               coalesce(r.items, li.items),
+               (SELECT sum((e.value ->> 'quantity')::bigint)::bigint
+                  FROM jsonb_array_elements(coalesce(r.items, li.items)) AS e),
+               CASE WHEN r.fixed_at IS NOT NULL THEN r.address ELSE la.address END,
+               coalesce(r.status, 'planned'),
+               r.id,
+               dd.per_delivery,
+               daterange(dd.d, dd.d_next)
+          FROM dd
+          LEFT JOIN subbilling.delivery_records r
+            ON r.account_id = acc AND r.subscription_id = dd.subscription_id AND r.delivery_date = dd.d
+          LEFT JOIN LATERAL (
+              SELECT jsonb_agg(jsonb_build_object('sku', x.sku, 'description', x.description, 'quantity', x.quantity)
+                               ORDER BY x.sku) AS items
+                FROM (SELECT di.sku, max(di.description) AS description, sum(di.quantity::bigint * i.quantity)::bigint AS quantity
+                        FROM subbilling.subscription_items i
+                        JOIN subbilling.plan_delivery_items di ON di.plan_id = i.plan_id
+                       WHERE i.account_id = acc AND i.subscription_id = dd.subscription_id
+                         AND i.voided_at IS NULL AND i.validity @> dd.d
+                       GROUP BY di.sku) x) li ON r.fixed_at IS NULL
+          LEFT JOIN LATERAL (
+              SELECT jsonb_build_object('name', a.name, 'line1', a.line1, 'line2', a.line2, 'postal_code', a.postal_code,
+                                        'city', a.city, 'country', a.country) AS address
+                FROM subbilling.shipping_addresses a
+               WHERE a.account_id = acc AND a.valid_from <= dd.d
+               ORDER BY a.valid_from DESC
+               LIMIT 1) la ON r.fixed_at IS NULL
+         WHERE coalesce(r.items, li.items) IS NOT NULL;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_delivery_schedule(date, date, bigint) IS
+    'internal: on Citus, distribute() makes this the body of delivery_schedule (plpgsql, account by account, one shard per query)';
+REVOKE ALL ON FUNCTION subbilling_internal.citus_delivery_schedule(date, date, bigint) FROM PUBLIC;

@@ -16,6 +16,30 @@
 -- to each other).  Nothing here runs on a single server unless it is called.
 -- ============================================================================
 
+-- Runs one command on every worker node with DDL propagation off (a worker refuses DDL on
+-- the extension's objects otherwise) and raises if any worker refuses it:
+-- run_command_on_workers only reports a failure.  distribute() runs every command it
+-- sends to the workers through it.
+CREATE FUNCTION subbilling_internal.run_on_workers(command text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed  text;
+BEGIN
+    EXECUTE $q$SELECT string_agg(w.nodename || ':' || w.nodeport || ': ' || w.result, '; ' ORDER BY w.nodename, w.nodeport)
+                 FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success$q$
+       INTO failed USING 'SET citus.enable_ddl_propagation = off; ' || command;
+    IF failed IS NOT NULL THEN
+        RAISE EXCEPTION 'a worker node refused a command of distribute()'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Command: %s; refused by %s', command, failed);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.run_on_workers(text) IS 'internal (Citus): run a command on every worker node with DDL propagation off; raises 55000 if any worker refuses it';
+REVOKE ALL ON FUNCTION subbilling_internal.run_on_workers(text) FROM PUBLIC;
+
 CREATE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
     RETURNS TABLE (table_name regclass, placement text)
     LANGUAGE plpgsql VOLATILE
@@ -132,8 +156,8 @@ BEGIN
              ORDER BY 1, 2
         LOOP
             EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
-            EXECUTE format('SELECT run_command_on_workers(%L)',
-                           format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+            PERFORM subbilling_internal.run_on_workers(
+                        format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
             IF fk.src_how <> 'distributed' AND fk.dst_how = 'distributed' THEN
                 -- Citus keeps no foreign key from a reference table to a distributed one
                 RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
@@ -154,8 +178,7 @@ BEGIN
              ORDER BY 1, 2
         LOOP
             EXECUTE format('DROP TRIGGER %I ON %s', fk.tgname, fk.rel);
-            EXECUTE format('SELECT run_command_on_workers(%L)',
-                           format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
+            PERFORM subbilling_internal.run_on_workers(format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
             trgs := trgs || fk.def;
         END LOOP;
 
@@ -193,8 +216,8 @@ BEGIN
                      WHERE k.conrelid = r.rel AND k.contype = 'f' AND k.confrelid <> r.rel AND NOT t.converted
                 LOOP
                     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, fk.conname);
-                    EXECUTE format('SELECT run_command_on_workers(%L)',
-                                   format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
+                    PERFORM subbilling_internal.run_on_workers(
+                                format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
                     fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, fk.conname, fk.def);
                 END LOOP;
                 CONTINUE;
@@ -230,17 +253,11 @@ BEGIN
                            ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit'),
                            ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited'),
                            ('subbilling_internal.citus_invoice_parties(subbilling.invoices)', 'subbilling_internal.invoice_parties'),
-                           ('subbilling_internal.citus_document_lines(subbilling.invoices,boolean)', 'subbilling_internal.document_lines')) AS v(src, dst)
+                           ('subbilling_internal.citus_document_lines(subbilling.invoices,boolean)', 'subbilling_internal.document_lines'),
+                           ('subbilling_internal.citus_delivery_schedule(date,date,bigint)', 'subbilling_internal.delivery_schedule')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
-            -- a worker refuses DDL on the extension's objects unless propagation is off for
-            -- the command; run_command_on_workers reports a failure without raising it
-            EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
-                           'SET citus.enable_ddl_propagation = off; ' || fk.def) INTO fk.src;
-            IF fk.src IS NOT NULL THEN
-                RAISE EXCEPTION 'could not give % its body for Citus on the workers', fk.dst
-                    USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.src;
-            END IF;
+            PERFORM subbilling_internal.run_on_workers(fk.def);
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
