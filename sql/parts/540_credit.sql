@@ -14,7 +14,25 @@ CREATE FUNCTION subbilling_internal.take_invoice_number(issue_date date,
 AS $$
 DECLARE
     sid bigint := subbilling_internal.series_for(issue_date);
+    nxt text;
 BEGIN
+    IF subbilling_internal.on_citus() AND current_setting('subbilling_internal.number_block', true) = 'on' THEN
+        -- Citus, in a dunning batch: the counter row (a reference table, on every node) is
+        -- locked once and read, the numbers counted in a transaction-local setting (undone
+        -- with a rolled-back subtransaction, so the numbers stay gapless) and the counter
+        -- moved once at the end of the batch (number_block_flush)
+        nxt := current_setting('subbilling_internal.number_next_' || sid, true);
+        IF coalesce(nxt, '') = '' THEN
+            SELECT ct.next_number::text INTO nxt FROM subbilling.invoice_counters ct WHERE ct.series_id = sid FOR UPDATE;
+            PERFORM set_config('subbilling_internal.number_block_series',
+                               concat_ws(',', nullif(current_setting('subbilling_internal.number_block_series', true), ''), sid), true);
+        END IF;
+        PERFORM set_config('subbilling_internal.number_next_' || sid, (nxt::bigint + 1)::text, true);
+        SELECT sr.id, nxt::bigint, subbilling_internal.format_invoice_number(sr.prefix, sr.digits, nxt::bigint)
+          INTO series_id, number_seq, number
+          FROM subbilling.invoice_series sr WHERE sr.id = sid;
+        RETURN;
+    END IF;
     UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
       FROM subbilling.invoice_series sr
      WHERE ct.series_id = sid AND sr.id = sid
@@ -23,6 +41,29 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.take_invoice_number(date) IS 'internal: the next number of the issue date''s series, under the series row lock (held until commit)';
+
+-- Citus: the end of a block of numbers taken by take_invoice_number (a dunning batch):
+-- each series' counter moved once to after the last number taken, and the block closed.
+CREATE FUNCTION subbilling_internal.number_block_flush() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid     bigint;
+BEGIN
+    FOR sid IN SELECT x::bigint FROM unnest(string_to_array(nullif(current_setting('subbilling_internal.number_block_series', true), ''), ',')) x
+                ORDER BY 1 LOOP
+        UPDATE subbilling.invoice_counters ct
+           SET next_number = current_setting('subbilling_internal.number_next_' || sid)::bigint
+         WHERE ct.series_id = sid;
+        PERFORM set_config('subbilling_internal.number_next_' || sid, '', true);
+    END LOOP;
+    PERFORM set_config('subbilling_internal.number_block_series', '', true);
+    PERFORM set_config('subbilling_internal.number_block', 'off', true);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.number_block_flush() IS 'internal (Citus): close a block of invoice numbers (subbilling_internal.number_block): each series'' counter moved once to after the last number taken';
+REVOKE ALL ON FUNCTION subbilling_internal.number_block_flush() FROM PUBLIC;
 
 -- The account of the invoice with this id (NULL if none).  On Citus the look-up by id
 -- alone reads every shard: it goes over one connection per node, so that the invoice

@@ -116,6 +116,10 @@ BEGIN
       INTO c_acc, c_inv
       FROM generate_subscripts(c_inv, 1) j WHERE c_inv[j] = ANY (ids);
     n := cardinality(c_inv);
+    IF on_citus THEN
+        -- the fee invoices of the batch numbered from one block per series (take_invoice_number)
+        PERFORM set_config('subbilling_internal.number_block', 'on', true);
+    END IF;
 
     BEGIN
         FOR k IN 1 .. n LOOP
@@ -141,6 +145,8 @@ BEGIN
     -- open dunning errors of invoices dunned successfully now are resolved
     -- (a cheap test first: there are rarely any open errors)
     IF on_citus THEN
+        -- the counters moved once, by what the batch numbered
+        PERFORM subbilling_internal.number_block_flush();
         FOR acc IN SELECT DISTINCT u FROM unnest(ok_acc) u ORDER BY u LOOP
             UPDATE subbilling.billing_errors e SET resolved_at = now()
              WHERE e.account_id = acc AND e.resolved_at IS NULL

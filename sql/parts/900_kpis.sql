@@ -720,7 +720,8 @@ BEGIN
              WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
         END LOOP;
         FOR one IN SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1 LOOP
-            PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.account_id]);
+            -- (sql/parts/977_citus_kpis.sql: on the account's shard alone)
+            PERFORM subbilling_internal.kpi_aging_refresh_citus(one.account_id);
         END LOOP;
         RETURN NULL;
     END IF;
@@ -1165,7 +1166,7 @@ DECLARE
     new_sub bigint[];
 BEGIN
     IF subbilling_internal.on_citus() THEN
-        -- one subscription's rows per statement (sql/parts/977_citus_usage.sql)
+        -- one subscription's rows per statement (sql/parts/977_citus_kpis.sql)
         PERFORM subbilling_internal.kpi_usage_periods_apply_citus(acc, sub, days, qty);
         RETURN;
     END IF;

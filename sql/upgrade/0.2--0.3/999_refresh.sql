@@ -1373,8 +1373,8 @@ BEGIN
         RETURN 0;
     END IF;
     IF subbilling_internal.on_citus() THEN
-        -- Citus: account by account, each on the account's shard (sql/parts/985_citus_billing.sql)
-        SELECT coalesce(sum(subbilling_internal.book_new_invoices_citus(
+        -- Citus: account by account, each on the account's shard (sql/parts/976_citus_booking.sql)
+        SELECT coalesce(sum(subbilling_internal.book_account_citus(
                    k.account_id, ARRAY(SELECT invoice_ids[j] FROM generate_subscripts(account_ids, 1) j
                                         WHERE account_ids[j] = k.account_id))), 0)
           INTO booked
@@ -1866,6 +1866,10 @@ BEGIN
       INTO c_acc, c_inv
       FROM generate_subscripts(c_inv, 1) j WHERE c_inv[j] = ANY (ids);
     n := cardinality(c_inv);
+    IF on_citus THEN
+        -- the fee invoices of the batch numbered from one block per series (take_invoice_number)
+        PERFORM set_config('subbilling_internal.number_block', 'on', true);
+    END IF;
 
     BEGIN
         FOR k IN 1 .. n LOOP
@@ -1891,6 +1895,8 @@ BEGIN
     -- open dunning errors of invoices dunned successfully now are resolved
     -- (a cheap test first: there are rarely any open errors)
     IF on_citus THEN
+        -- the counters moved once, by what the batch numbered
+        PERFORM subbilling_internal.number_block_flush();
         FOR acc IN SELECT DISTINCT u FROM unnest(ok_acc) u ORDER BY u LOOP
             UPDATE subbilling.billing_errors e SET resolved_at = now()
              WHERE e.account_id = acc AND e.resolved_at IS NULL
@@ -5634,7 +5640,8 @@ BEGIN
              WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
         END LOOP;
         FOR one IN SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1 LOOP
-            PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.account_id]);
+            -- (sql/parts/977_citus_kpis.sql: on the account's shard alone)
+            PERFORM subbilling_internal.kpi_aging_refresh_citus(one.account_id);
         END LOOP;
         RETURN NULL;
     END IF;
@@ -6924,6 +6931,11 @@ DECLARE
     new_acc bigint[];
     new_sub bigint[];
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- one subscription's rows per statement (sql/parts/977_citus_kpis.sql)
+        PERFORM subbilling_internal.kpi_usage_periods_apply_citus(acc, sub, days, qty);
+        RETURN;
+    END IF;
     WITH ins AS (
         INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
         SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
@@ -7209,8 +7221,8 @@ BEGIN
              ORDER BY 1, 2
         LOOP
             EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
-            EXECUTE format('SELECT run_command_on_workers(%L)',
-                           format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
+            PERFORM subbilling_internal.run_on_workers(
+                        format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.rel, fk.conname));
             IF fk.src_how <> 'distributed' AND fk.dst_how = 'distributed' THEN
                 -- Citus keeps no foreign key from a reference table to a distributed one
                 RAISE NOTICE 'foreign key % of % is not kept on Citus', fk.conname, fk.rel;
@@ -7231,8 +7243,7 @@ BEGIN
              ORDER BY 1, 2
         LOOP
             EXECUTE format('DROP TRIGGER %I ON %s', fk.tgname, fk.rel);
-            EXECUTE format('SELECT run_command_on_workers(%L)',
-                           format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
+            PERFORM subbilling_internal.run_on_workers(format('DROP TRIGGER IF EXISTS %I ON %s', fk.tgname, fk.rel));
             trgs := trgs || fk.def;
         END LOOP;
 
@@ -7270,8 +7281,8 @@ BEGIN
                      WHERE k.conrelid = r.rel AND k.contype = 'f' AND k.confrelid <> r.rel AND NOT t.converted
                 LOOP
                     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, fk.conname);
-                    EXECUTE format('SELECT run_command_on_workers(%L)',
-                                   format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
+                    PERFORM subbilling_internal.run_on_workers(
+                                format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', r.rel, fk.conname));
                     fks := fks || format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, fk.conname, fk.def);
                 END LOOP;
                 CONTINUE;
@@ -7307,17 +7318,11 @@ BEGIN
                            ('subbilling_internal.citus_customer_credit(bigint)', 'subbilling.customer_credit'),
                            ('subbilling_internal.citus_invoice_uncredited(subbilling.invoices)', 'subbilling_internal.invoice_uncredited'),
                            ('subbilling_internal.citus_invoice_parties(subbilling.invoices)', 'subbilling_internal.invoice_parties'),
-                           ('subbilling_internal.citus_document_lines(subbilling.invoices,boolean)', 'subbilling_internal.document_lines')) AS v(src, dst)
+                           ('subbilling_internal.citus_document_lines(subbilling.invoices,boolean)', 'subbilling_internal.document_lines'),
+                           ('subbilling_internal.citus_delivery_schedule(date,date,bigint)', 'subbilling_internal.delivery_schedule')) AS v(src, dst)
         LOOP
             EXECUTE fk.def;
-            -- a worker refuses DDL on the extension's objects unless propagation is off for
-            -- the command; run_command_on_workers reports a failure without raising it
-            EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
-                           'SET citus.enable_ddl_propagation = off; ' || fk.def) INTO fk.src;
-            IF fk.src IS NOT NULL THEN
-                RAISE EXCEPTION 'could not give % its body for Citus on the workers', fk.dst
-                    USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.src;
-            END IF;
+            PERFORM subbilling_internal.run_on_workers(fk.def);
         END LOOP;
         -- triggers run on the shards (they touch their own table's rows of one account)
         EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
@@ -8770,6 +8775,529 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.invoice_account(bigint) IS 'internal: the account of an invoice id (NULL if none); on Citus read over one connection per node';
 
+CREATE OR REPLACE FUNCTION subbilling_internal.run_on_workers(command text) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed  text;
+BEGIN
+    EXECUTE $q$SELECT string_agg(w.nodename || ':' || w.nodeport || ': ' || w.result, '; ' ORDER BY w.nodename, w.nodeport)
+                 FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success$q$
+       INTO failed USING 'SET citus.enable_ddl_propagation = off; ' || command;
+    IF failed IS NOT NULL THEN
+        RAISE EXCEPTION 'a worker node refused a command of distribute()'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Command: %s; refused by %s', command, failed);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.run_on_workers(text) IS 'internal (Citus): run a command on every worker node with DDL propagation off; raises 55000 if any worker refuses it';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_delivery_schedule(from_date date, to_date date, only_subscription bigint)
+    RETURNS TABLE (account_id bigint, subscription_id bigint, delivery_date date, plan_code text,
+                   items jsonb, quantity bigint, address jsonb, status text, delivery_id bigint,
+                   bills_per_delivery boolean, period daterange)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    acc     bigint;
+BEGIN
+    IF only_subscription IS NOT NULL THEN
+        -- the subscription's account: a read of every shard, over one connection per node (so
+        -- that the reference tables may still be written in the transaction)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    FOR acc IN
+        SELECT DISTINCT s.account_id
+          FROM subbilling.subscriptions s
+          JOIN subbilling.subscription_items i
+            ON i.account_id = s.account_id AND i.subscription_id = s.id AND i.kind = 'base' AND i.voided_at IS NULL
+          JOIN subbilling.plans p ON p.id = i.plan_id
+         WHERE (only_subscription IS NULL OR s.id = only_subscription) AND p.delivery_period IS NOT NULL
+         ORDER BY 1
+    LOOP
+        RETURN QUERY
+        WITH bi AS (
+            SELECT s.account_id, s.id AS subscription_id, s.billing_anchor AS anchor, p.code AS plan_code,
+                   p.delivery_period AS dp,
+                   p.delivery_period = p.billing_period AND p.pricing_model <> 'usage' AS per_delivery,
+                   greatest(lower(i.validity), s.start_date, from_date) AS lo,
+                   least(upper(i.validity), s.cancel_at, to_date + 1) AS hi
+              FROM subbilling.subscriptions s
+              JOIN subbilling.subscription_items i
+                ON i.account_id = s.account_id AND i.subscription_id = s.id AND i.kind = 'base' AND i.voided_at IS NULL
+              JOIN subbilling.plans p ON p.id = i.plan_id
+             WHERE s.account_id = acc AND i.account_id = acc AND p.delivery_period IS NOT NULL
+               AND (only_subscription IS NULL OR s.id = only_subscription)
+               AND i.validity && daterange(from_date, to_date, '[]')
+               AND (s.cancel_at IS NULL OR s.cancel_at > from_date)
+        ),
+        dd AS (
+            SELECT bi.account_id, bi.subscription_id, bi.plan_code, bi.per_delivery, per.d, per.d_next
+              FROM bi
+              CROSS JOIN LATERAL generate_series(period_index(bi.anchor, bi.dp, bi.lo),
+                                                 period_index(bi.anchor, bi.dp, bi.hi - 1)) AS k(n)
+              CROSS JOIN LATERAL (SELECT period_start(bi.anchor, bi.dp, k.n) AS d,
+                                         period_start(bi.anchor, bi.dp, k.n + 1) AS d_next) per
+             WHERE bi.hi > bi.lo AND per.d >= bi.lo AND per.d < bi.hi
+               AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_pauses z
+                                WHERE z.account_id = acc AND z.subscription_id = bi.subscription_id
+                                  AND z.during @> per.d)
+               AND NOT EXISTS (SELECT 1 FROM subbilling.subscription_suspensions u
+                                WHERE u.account_id = acc AND u.subscription_id = bi.subscription_id
+                                  AND u.suspended_from <= per.d AND (u.lifted_on IS NULL OR u.lifted_on > per.d))
+        )
+        SELECT dd.account_id, dd.subscription_id, dd.d, dd.plan_code,
+               coalesce(r.items, li.items),
+               (SELECT sum((e.value ->> 'quantity')::bigint)::bigint
+                  FROM jsonb_array_elements(coalesce(r.items, li.items)) AS e),
+               CASE WHEN r.fixed_at IS NOT NULL THEN r.address ELSE la.address END,
+               coalesce(r.status, 'planned'),
+               r.id,
+               dd.per_delivery,
+               daterange(dd.d, dd.d_next)
+          FROM dd
+          LEFT JOIN subbilling.delivery_records r
+            ON r.account_id = acc AND r.subscription_id = dd.subscription_id AND r.delivery_date = dd.d
+          LEFT JOIN LATERAL (
+              SELECT jsonb_agg(jsonb_build_object('sku', x.sku, 'description', x.description, 'quantity', x.quantity)
+                               ORDER BY x.sku) AS items
+                FROM (SELECT di.sku, max(di.description) AS description, sum(di.quantity::bigint * i.quantity)::bigint AS quantity
+                        FROM subbilling.subscription_items i
+                        JOIN subbilling.plan_delivery_items di ON di.plan_id = i.plan_id
+                       WHERE i.account_id = acc AND i.subscription_id = dd.subscription_id
+                         AND i.voided_at IS NULL AND i.validity @> dd.d
+                       GROUP BY di.sku) x) li ON r.fixed_at IS NULL
+          LEFT JOIN LATERAL (
+              SELECT jsonb_build_object('name', a.name, 'line1', a.line1, 'line2', a.line2, 'postal_code', a.postal_code,
+                                        'city', a.city, 'country', a.country) AS address
+                FROM subbilling.shipping_addresses a
+               WHERE a.account_id = acc AND a.valid_from <= dd.d
+               ORDER BY a.valid_from DESC
+               LIMIT 1) la ON r.fixed_at IS NULL
+         WHERE coalesce(r.items, li.items) IS NOT NULL;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_delivery_schedule(date, date, bigint) IS
+    'internal: on Citus, distribute() makes this the body of delivery_schedule (plpgsql, account by account, one shard per query)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.number_block_flush() RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    sid     bigint;
+BEGIN
+    FOR sid IN SELECT x::bigint FROM unnest(string_to_array(nullif(current_setting('subbilling_internal.number_block_series', true), ''), ',')) x
+                ORDER BY 1 LOOP
+        UPDATE subbilling.invoice_counters ct
+           SET next_number = current_setting('subbilling_internal.number_next_' || sid)::bigint
+         WHERE ct.series_id = sid;
+        PERFORM set_config('subbilling_internal.number_next_' || sid, '', true);
+    END LOOP;
+    PERFORM set_config('subbilling_internal.number_block_series', '', true);
+    PERFORM set_config('subbilling_internal.number_block', 'off', true);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.number_block_flush() IS 'internal (Citus): close a block of invoice numbers (subbilling_internal.number_block): each series'' counter moved once to after the last number taken';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.post_entry_citus(acct bigint, eid bigint, kind text, booked_on date,
+                                                     invoice_id bigint, memo text, codes text[],
+                                                     amounts subbilling.price[], subledgers text[], line_invoices bigint[])
+    RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
+    VALUES (acct, eid, post_entry_citus.kind, post_entry_citus.booked_on, post_entry_citus.invoice_id, post_entry_citus.memo);
+    EXECUTE 'INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id) VALUES '
+            || (SELECT string_agg(format('(%s, %s, %L, %L::subbilling.price, %L, %s)', acct, eid, u.code, u.amount,
+                                         u.subledger, coalesce(u.invoice_id::text, 'NULL')), ', ' ORDER BY u.ord)
+                  FROM unnest(codes, amounts, subledgers, line_invoices) WITH ORDINALITY AS u(code, amount, subledger, invoice_id, ord));
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.post_entry_citus(bigint, bigint, text, date, bigint, text, text[], subbilling.price[], text[], bigint[]) IS 'internal (Citus): write one journal entry and its lines (in order, one statement) on the account''s shard';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_account_citus(acct bigint, invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    inv     subbilling.invoices;
+    o       subbilling.invoices;
+    pm      subbilling.payment_methods;
+    rq      subbilling.payment_requests;
+    a_tz    text;
+    booked  integer := 0;
+    eid     bigint;
+    bk      bigint;
+    zero    subbilling.price;
+    open_   subbilling.price;
+    amt     subbilling.price;
+    onto    subbilling.price;
+    credit  subbilling.price;
+    on_day  date;
+    codes   text[];
+    amounts subbilling.price[];
+    subs    text[];
+    oitems  bigint[];
+    l_kind  text[];
+    l_plan  bigint[];
+    l_rate  numeric[];
+    l_treat text[];
+    l_net   subbilling.price[];
+    l_tax   subbilling.price[];
+    t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
+    paid    bigint[] := '{}';
+    k       bigint;
+BEGIN
+    -- nothing but issued invoices to book: billing's own booking
+    IF NOT EXISTS (SELECT FROM subbilling.invoices i
+                    WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note'))
+       AND NOT EXISTS (SELECT FROM subbilling.payment_methods x
+                        WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
+       AND coalesce(minor_units(customer_credit(acct)), 0) <= 0 THEN
+        RETURN subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+    END IF;
+    PERFORM subbilling_internal.outbox_reserve();
+    SELECT a.time_zone INTO a_tz FROM subbilling.accounts a WHERE a.id = acct;
+
+    -- a booked credit note is final (as book_void_invoices)
+    SELECT * INTO inv FROM subbilling.invoices c
+     WHERE c.account_id = acct AND c.id = ANY (invoice_ids) AND c.kind = 'credit_note' AND c.status = 'void'
+       AND EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                    WHERE e.account_id = acct AND e.invoice_id = c.id AND e.kind = 'credit_note')
+     ORDER BY c.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'credit note % cannot be voided', inv.number
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A credit note is booked and applied when it is issued.',
+                  HINT = 'Issue a new invoice for what the credit note should not have credited.';
+    END IF;
+
+    -- 1. issued documents not yet booked: one entry each
+    FOR inv IN SELECT * FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
+                ORDER BY i.id LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                               WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind IN ('invoice', 'credit_note'));
+        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
+               array_agg(l.net), array_agg(l.tax)
+          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
+          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
+        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
+               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
+          INTO codes, amounts, subs, oitems
+          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
+                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
+                UNION ALL
+                SELECT r.code, -sum(r.net), NULL, NULL, 1
+                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
+                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
+                               g.net
+                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
+                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
+                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
+                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
+                                 GROUP BY 1, 2, 3, 4) g) r
+                 GROUP BY r.code
+                UNION ALL
+                SELECT v.code, -sum(v.tax), NULL, NULL, 2
+                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
+                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
+                               c.tax
+                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
+                         WHERE minor_units(c.tax) <> 0) v
+                 GROUP BY v.code) q
+         WHERE minor_units(q.amount) <> 0;
+        IF cardinality(codes) >= 2 THEN
+            booked := booked + 1;
+            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+                        inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number,
+                        codes, amounts, subs, oitems);
+        END IF;
+        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
+            t_inv := t_inv || inv.id;
+        END IF;
+    END LOOP;
+
+    -- 2. void invoices: their booking reversed once; what was paid on them becomes customer credit
+    FOR inv IN SELECT * FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status = 'void'
+                ORDER BY i.id LOOP
+        SELECT e.id INTO bk FROM subbilling.journal_entries e
+         WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind = 'invoice' ORDER BY e.id LIMIT 1;
+        CONTINUE WHEN bk IS NULL OR EXISTS (SELECT 1 FROM subbilling.journal_entries r
+                                             WHERE r.account_id = acct AND r.invoice_id = inv.id AND r.kind = 'void');
+        open_ := invoice_open_amount(acct, inv.id);
+        SELECT array_agg(q.code ORDER BY q.ord, q.lid), array_agg(q.amount ORDER BY q.ord, q.lid),
+               array_agg(q.subledger ORDER BY q.ord, q.lid), array_agg(q.invoice_id ORDER BY q.ord, q.lid)
+          INTO codes, amounts, subs, oitems
+          FROM (SELECT ledger_code('receivables', inv.currency) AS code, -open_ AS amount, 'receivables'::text AS subledger,
+                       inv.id AS invoice_id, 0 AS ord, 0::bigint AS lid
+                 WHERE minor_units(open_) <> 0
+                UNION ALL
+                SELECT x.code, x.amount, x.subledger, NULL, 1, x.lid
+                  FROM unnest(ARRAY(SELECT l.ledger_code FROM subbilling.journal_lines l
+                                     WHERE l.account_id = acct AND l.entry_id = bk AND l.subledger IS DISTINCT FROM 'receivables' ORDER BY l.id),
+                              ARRAY(SELECT -l.amount FROM subbilling.journal_lines l
+                                     WHERE l.account_id = acct AND l.entry_id = bk AND l.subledger IS DISTINCT FROM 'receivables' ORDER BY l.id),
+                              ARRAY(SELECT l.subledger FROM subbilling.journal_lines l
+                                     WHERE l.account_id = acct AND l.entry_id = bk AND l.subledger IS DISTINCT FROM 'receivables' ORDER BY l.id))
+                       WITH ORDINALITY AS x(code, amount, subledger, lid)
+                UNION ALL
+                SELECT ledger_code('customer_credit', inv.currency), open_ - inv.total, 'customer_credit', NULL, 2, 0
+                 WHERE open_ <> inv.total) q;
+        booked := booked + 1;
+        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+                    'void', coalesce((inv.voided_at AT TIME ZONE a_tz)::date, inv.issue_date), inv.id,
+                    'void invoice ' || inv.number, codes, amounts, subs, oitems);
+        UPDATE subbilling.payment_requests r
+           SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+         WHERE r.account_id = acct AND r.invoice_id = inv.id
+           AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
+    END LOOP;
+
+    -- 3. credit notes: onto the invoice they credit (up to its open amount), the rest to customer credit
+    FOR inv IN SELECT * FROM subbilling.invoices c
+                WHERE c.account_id = acct AND c.id = ANY (invoice_ids) AND c.kind = 'credit_note' AND c.status <> 'void'
+                ORDER BY c.id LOOP
+        o := NULL;
+        IF inv.credits_invoice_id IS NOT NULL THEN
+            SELECT * INTO o FROM subbilling.invoices x
+             WHERE x.account_id = acct AND x.id = inv.credits_invoice_id FOR UPDATE;
+        END IF;
+        amt := -invoice_open_amount(acct, inv.id);
+        CONTINUE WHEN minor_units(amt) <= 0;
+        zero := price_minor(0, inv.currency);
+        IF o.kind = 'invoice' AND o.status IN ('open', 'uncollectible') THEN
+            onto := least(amt, greatest(invoice_open_amount(acct, o.id), zero));
+        ELSE
+            onto := zero;
+        END IF;
+        codes := ARRAY[ledger_code('receivables', inv.currency)];
+        amounts := ARRAY[amt];
+        subs := ARRAY['receivables'];
+        oitems := ARRAY[inv.id];
+        IF minor_units(onto) <> 0 THEN
+            codes := codes || ledger_code('receivables', inv.currency);
+            amounts := amounts || -onto;
+            subs := subs || 'receivables'::text;
+            oitems := oitems || o.id;
+            t_inv := t_inv || o.id;
+        END IF;
+        IF onto <> amt THEN
+            codes := codes || ledger_code('customer_credit', inv.currency);
+            amounts := amounts || (onto - amt);
+            subs := subs || 'customer_credit'::text;
+            oitems := oitems || NULL::bigint;
+        END IF;
+        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+                    'allocation', inv.issue_date, inv.id,
+                    'credit note ' || inv.number || coalesce(' on invoice ' || o.number, ''), codes, amounts, subs, oitems);
+    END LOOP;
+
+    -- 4. customer credit onto open invoices, oldest due first (left for next time when
+    --    another transaction is using the account's credit)
+    credit := customer_credit(acct);
+    IF coalesce(minor_units(credit), 0) > 0 AND subbilling_internal.lock_account_credit(acct, false) THEN
+        credit := customer_credit(acct);
+        SELECT max(i.issue_date) INTO on_day FROM subbilling.invoices i WHERE i.account_id = acct AND i.id = ANY (invoice_ids);
+        on_day := coalesce(on_day, subbilling_internal.account_today(acct));
+        FOR o IN SELECT * FROM subbilling.invoices i
+                  WHERE i.account_id = acct AND i.kind = 'invoice' AND i.status IN ('open', 'uncollectible')
+                  ORDER BY i.due_date, i.id LOOP
+            EXIT WHEN minor_units(credit) <= 0;
+            open_ := invoice_open_amount(acct, o.id);
+            CONTINUE WHEN minor_units(open_) <= 0;
+            PERFORM FROM subbilling.invoices x WHERE x.account_id = acct AND x.id = o.id FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            open_ := invoice_open_amount(acct, o.id);
+            CONTINUE WHEN minor_units(open_) <= 0;
+            amt := least(open_, credit);
+            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+                        'credit_applied', on_day, o.id, 'customer credit on invoice ' || o.number,
+                        ARRAY[ledger_code('customer_credit', o.currency), ledger_code('receivables', o.currency)],
+                        ARRAY[amt, -amt], ARRAY['customer_credit', 'receivables'], ARRAY[NULL, o.id]::bigint[]);
+            PERFORM subbilling_internal.emit_event(acct, 'credit.applied', o.subscription_id,
+                jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
+                                   'amount', amt::text, 'open_amount', (open_ - amt)::text,
+                                   'credit_left', (credit - amt)::text), o.id);
+            credit := credit - amt;
+            IF amt = open_ THEN
+                t_inv := t_inv || o.id;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 5. invoices whose open amount reached zero are paid
+    FOREACH k IN ARRAY ARRAY(SELECT DISTINCT u FROM unnest(t_inv) u ORDER BY 1) LOOP
+        CONTINUE WHEN minor_units(invoice_open_amount(acct, k)) <> 0;
+        UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+         WHERE x.account_id = acct AND x.id = k AND x.kind = 'invoice' AND x.status IN ('open', 'uncollectible')
+        RETURNING x.* INTO o;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE subbilling.payment_requests r
+           SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+         WHERE r.account_id = acct AND r.invoice_id = k
+           AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
+        PERFORM subbilling_internal.emit_event(acct, 'invoice.paid', o.subscription_id,
+            jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
+                               'total', o.total::text, 'paid_at', o.paid_at,
+                               'via', CASE WHEN minor_units(o.total) = 0 THEN 'zero total' ELSE 'credit' END,
+                               'payment_id', NULL), o.id);
+        paid := paid || k;
+    END LOOP;
+    FOREACH k IN ARRAY paid LOOP
+        PERFORM subbilling_internal.after_invoice_paid(acct, k);
+    END LOOP;
+
+    -- 6. payment requests for the new open invoices when the account pays automatically
+    SELECT * INTO pm FROM subbilling.payment_methods x
+     WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic ORDER BY x.id LIMIT 1;
+    IF FOUND THEN
+        FOR inv IN SELECT * FROM subbilling.invoices i
+                    WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'invoice' AND i.status = 'open'
+                      AND NOT EXISTS (SELECT 1 FROM subbilling.payment_requests x
+                                       WHERE x.account_id = acct AND x.invoice_id = i.id)
+                    ORDER BY i.id LOOP
+            open_ := invoice_open_amount(acct, inv.id);
+            CONTINUE WHEN minor_units(open_) <= 0;
+            INSERT INTO subbilling.payment_requests AS r (account_id, invoice_id, payment_method_id, amount, requested_on)
+            VALUES (acct, inv.id, pm.id, open_, inv.issue_date)
+            RETURNING r.* INTO rq;
+            PERFORM subbilling_internal.emit_event(acct, 'payment.requested', inv.subscription_id,
+                jsonb_build_object('payment_request_id', rq.id, 'invoice_id', rq.invoice_id, 'number', inv.number,
+                                   'reference', inv.reference, 'due_date', inv.due_date, 'currency', inv.currency,
+                                   'amount', rq.amount::text, 'amount_minor', minor_units(rq.amount),
+                                   'payment_method_id', rq.payment_method_id, 'method', pm.kind,
+                                   'attempt', rq.attempt, 'requested_on', rq.requested_on), inv.id);
+        END LOOP;
+    END IF;
+    RETURN booked;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s documents, one document per statement on the account''s shard: issued documents, void invoices (reversed, payment requests canceled), credit notes (applied, the rest customer credit), customer credit onto open invoices, settled invoices paid, payment requests for automatic payment methods; returns the entries booked or reversed';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_aging_refresh_citus(acct bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT DISTINCT o.account_id, o.currency, ''::text, '{}'::date[], '{0}'::bigint[], 0::bigint
+      FROM subbilling_internal.kpi_open_items o
+     WHERE o.account_id = acct
+    ON CONFLICT DO NOTHING;
+    PERFORM FROM subbilling_internal.kpi_aging g WHERE g.account_id = acct ORDER BY g.currency FOR UPDATE;
+    WITH s AS (
+        SELECT d.account_id, d.currency, a.time_zone,
+               coalesce(array_agg(d.due_date ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}') AS due_dates,
+               '{0}'::bigint[] || coalesce(array_agg(d.cum::bigint ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}') AS cum_minor,
+               coalesce(sum(d.open_minor) FILTER (WHERE d.due_date IS NULL), 0)::bigint AS undated_minor
+          FROM (SELECT o.account_id, o.currency, o.due_date, sum(o.open_minor) AS open_minor,
+                       sum(sum(o.open_minor)) OVER (PARTITION BY o.account_id, o.currency ORDER BY o.due_date) AS cum
+                  FROM subbilling_internal.kpi_open_items o
+                 WHERE o.account_id = acct
+                 GROUP BY o.account_id, o.currency, o.due_date) d
+          JOIN subbilling.accounts a ON a.id = d.account_id
+         WHERE a.id = acct
+         GROUP BY d.account_id, d.currency, a.time_zone
+    ),
+    gone AS (DELETE FROM subbilling_internal.kpi_aging g
+              WHERE g.account_id = acct
+                AND NOT EXISTS (SELECT FROM s WHERE s.currency = g.currency))
+    INSERT INTO subbilling_internal.kpi_aging AS g (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT s.account_id, s.currency, s.time_zone, s.due_dates, s.cum_minor, s.undated_minor FROM s
+    ON CONFLICT (account_id, currency) DO UPDATE
+       SET time_zone = excluded.time_zone, due_dates = excluded.due_dates, cum_minor = excluded.cum_minor,
+           undated_minor = excluded.undated_minor;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_aging_refresh_citus(bigint) IS 'internal (Citus): kpi_aging_refresh of one account, every statement on its shard';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_periods_apply_citus(acc bigint[], sub bigint[], days date[], qty numeric[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    one     record;
+BEGIN
+    FOR one IN SELECT d.a, d.s FROM unnest(acc, sub) AS d(a, s) GROUP BY d.a, d.s ORDER BY d.a, d.s LOOP
+        INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+        VALUES (one.a, one.s, NULL, NULL, '{}', '{}')
+        ON CONFLICT DO NOTHING;
+        IF FOUND THEN
+            -- the subscription's first usage: its status, currency, anchor and items, read
+            -- under a share lock (as on one server)
+            PERFORM FROM subbilling.subscriptions s WHERE s.account_id = one.a AND s.id = one.s FOR SHARE;
+            UPDATE subbilling_internal.kpi_usage_periods w
+               SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+              FROM subbilling.subscriptions s
+             WHERE s.account_id = one.a AND s.id = one.s AND w.account_id = one.a AND w.subscription_id = one.s;
+            INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+            SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+              FROM subbilling.subscription_items i
+             WHERE i.account_id = one.a AND i.subscription_id = one.s
+            ON CONFLICT (account_id, id) DO UPDATE
+               SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+        END IF;
+        PERFORM FROM subbilling_internal.kpi_usage_periods w
+         WHERE w.account_id = one.a AND w.subscription_id = one.s FOR UPDATE;
+        WITH d AS (
+            SELECT d.day, d.q FROM unnest(acc, sub, days, qty) AS d(a, s, day, q) WHERE d.a = one.a AND d.s = one.s
+        ),
+        k0 AS (
+            SELECT w.starts, w.used, w.billing_anchor AS kept_anchor, w.billing_period AS kept_period, s.billing_anchor,
+                   (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
+                     WHERE i.account_id = one.a AND i.subscription_id = one.s AND i.kind = 'base'
+                       AND i.voided_at IS NULL AND i.validity @> current_date
+                     ORDER BY i.id LIMIT 1) AS billing_period
+              FROM subbilling_internal.kpi_usage_periods w
+              JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
+             WHERE w.account_id = one.a AND w.subscription_id = one.s AND s.account_id = one.a AND s.id = one.s
+        ),
+        k AS (
+            SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
+              FROM k0
+        ),
+        t AS (
+            -- the same key: the kept totals and the changes
+            SELECT x.ps, x.q
+              FROM k CROSS JOIN LATERAL unnest(k.starts, k.used) AS x(ps, q)
+             WHERE k.same
+            UNION ALL
+            SELECT subbilling.period_start(k.billing_anchor, k.billing_period,
+                                           subbilling.period_index(k.billing_anchor, k.billing_period, d.day)), d.q
+              FROM k CROSS JOIN d
+             WHERE k.same AND d.day IS NOT NULL
+            UNION ALL
+            -- a new key: all the usage
+            SELECT subbilling.period_start(k.billing_anchor, k.billing_period,
+                                           subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
+              FROM k JOIN subbilling.usage u ON u.account_id = one.a AND u.subscription_id = one.s
+             WHERE NOT k.same AND k.billing_period IS NOT NULL
+        ),
+        tot AS (
+            SELECT t.ps, sum(t.q) AS q FROM t GROUP BY t.ps HAVING sum(t.q) <> 0
+        ),
+        r AS (
+            SELECT CASE WHEN k.billing_period IS NOT NULL THEN k.billing_anchor END AS billing_anchor, k.billing_period,
+                   coalesce((SELECT array_agg(tot.ps ORDER BY tot.ps) FROM tot), '{}') AS starts,
+                   coalesce((SELECT array_agg(tot.q ORDER BY tot.ps) FROM tot), '{}') AS used
+              FROM k
+        )
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
+          FROM r
+         WHERE w.account_id = one.a AND w.subscription_id = one.s;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_apply_citus(bigint[], bigint[], date[], numeric[]) IS 'internal (Citus): kpi_usage_periods_apply one subscription at a time, every statement on its account''s shard';
+
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -9298,7 +9826,25 @@ CREATE OR REPLACE FUNCTION subbilling_internal.take_invoice_number(issue_date da
 AS $$
 DECLARE
     sid bigint := subbilling_internal.series_for(issue_date);
+    nxt text;
 BEGIN
+    IF subbilling_internal.on_citus() AND current_setting('subbilling_internal.number_block', true) = 'on' THEN
+        -- Citus, in a dunning batch: the counter row (a reference table, on every node) is
+        -- locked once and read, the numbers counted in a transaction-local setting (undone
+        -- with a rolled-back subtransaction, so the numbers stay gapless) and the counter
+        -- moved once at the end of the batch (number_block_flush)
+        nxt := current_setting('subbilling_internal.number_next_' || sid, true);
+        IF coalesce(nxt, '') = '' THEN
+            SELECT ct.next_number::text INTO nxt FROM subbilling.invoice_counters ct WHERE ct.series_id = sid FOR UPDATE;
+            PERFORM set_config('subbilling_internal.number_block_series',
+                               concat_ws(',', nullif(current_setting('subbilling_internal.number_block_series', true), ''), sid), true);
+        END IF;
+        PERFORM set_config('subbilling_internal.number_next_' || sid, (nxt::bigint + 1)::text, true);
+        SELECT sr.id, nxt::bigint, subbilling_internal.format_invoice_number(sr.prefix, sr.digits, nxt::bigint)
+          INTO series_id, number_seq, number
+          FROM subbilling.invoice_series sr WHERE sr.id = sid;
+        RETURN;
+    END IF;
     UPDATE subbilling.invoice_counters ct SET next_number = ct.next_number + 1
       FROM subbilling.invoice_series sr
      WHERE ct.series_id = sid AND sr.id = sid
