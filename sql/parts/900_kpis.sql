@@ -720,7 +720,7 @@ BEGIN
              WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
         END LOOP;
         FOR one IN SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1 LOOP
-            PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.account_id]);
+            PERFORM subbilling_internal.citus_kpi_aging_refresh(one.account_id);
         END LOOP;
         RETURN NULL;
     END IF;

@@ -179,3 +179,43 @@ $$;
 COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
 REVOKE ALL ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) FROM PUBLIC;
 
+
+-- kpi_aging_refresh for one account on Citus (sql/parts/900_kpis.sql): the aging source
+-- with every table filtered by the account inside, so that each statement runs on the
+-- account's shard alone (through the view, the filter stays above its grouping and Citus
+-- sends the query to every shard).
+CREATE FUNCTION subbilling_internal.citus_kpi_aging_refresh(acct bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT DISTINCT o.account_id, o.currency, ''::text, '{}'::date[], '{0}'::bigint[], 0::bigint
+      FROM subbilling_internal.kpi_open_items o
+     WHERE o.account_id = acct
+    ON CONFLICT DO NOTHING;
+    PERFORM FROM subbilling_internal.kpi_aging g WHERE g.account_id = acct ORDER BY g.currency FOR UPDATE;
+    DELETE FROM subbilling_internal.kpi_aging g
+     WHERE g.account_id = acct
+       AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_open_items o
+                        WHERE o.account_id = acct AND o.currency = g.currency);
+    INSERT INTO subbilling_internal.kpi_aging AS g (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT d.account_id, d.currency, a.time_zone,
+           coalesce(array_agg(d.due_date ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}'),
+           '{0}'::bigint[] || coalesce(array_agg(d.cum::bigint ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}'),
+           coalesce(sum(d.open_minor) FILTER (WHERE d.due_date IS NULL), 0)::bigint
+      FROM (SELECT o.account_id, o.currency, o.due_date, sum(o.open_minor) AS open_minor,
+                   sum(sum(o.open_minor)) OVER (PARTITION BY o.account_id, o.currency ORDER BY o.due_date) AS cum
+              FROM subbilling_internal.kpi_open_items o
+             WHERE o.account_id = acct
+             GROUP BY o.account_id, o.currency, o.due_date) d
+      JOIN subbilling.accounts a ON a.id = d.account_id AND a.id = acct
+     GROUP BY d.account_id, d.currency, a.time_zone
+    ON CONFLICT (account_id, currency) DO UPDATE
+       SET time_zone = excluded.time_zone, due_dates = excluded.due_dates, cum_minor = excluded.cum_minor,
+           undated_minor = excluded.undated_minor;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_kpi_aging_refresh(bigint) IS 'internal (Citus): kpi_aging_refresh for one account, every statement on the account''s shard';
+REVOKE ALL ON FUNCTION subbilling_internal.citus_kpi_aging_refresh(bigint) FROM PUBLIC;
+

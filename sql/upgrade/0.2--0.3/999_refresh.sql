@@ -5634,7 +5634,7 @@ BEGIN
              WHERE o.account_id = one.account_id AND o.invoice_id = one.invoice_id AND o.open_minor = 0;
         END LOOP;
         FOR one IN SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1 LOOP
-            PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.account_id]);
+            PERFORM subbilling_internal.citus_kpi_aging_refresh(one.account_id);
         END LOOP;
         RETURN NULL;
     END IF;
@@ -8655,6 +8655,40 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_kpi_aging_refresh(acct bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT DISTINCT o.account_id, o.currency, ''::text, '{}'::date[], '{0}'::bigint[], 0::bigint
+      FROM subbilling_internal.kpi_open_items o
+     WHERE o.account_id = acct
+    ON CONFLICT DO NOTHING;
+    PERFORM FROM subbilling_internal.kpi_aging g WHERE g.account_id = acct ORDER BY g.currency FOR UPDATE;
+    DELETE FROM subbilling_internal.kpi_aging g
+     WHERE g.account_id = acct
+       AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_open_items o
+                        WHERE o.account_id = acct AND o.currency = g.currency);
+    INSERT INTO subbilling_internal.kpi_aging AS g (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
+    SELECT d.account_id, d.currency, a.time_zone,
+           coalesce(array_agg(d.due_date ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}'),
+           '{0}'::bigint[] || coalesce(array_agg(d.cum::bigint ORDER BY d.due_date) FILTER (WHERE d.due_date IS NOT NULL), '{}'),
+           coalesce(sum(d.open_minor) FILTER (WHERE d.due_date IS NULL), 0)::bigint
+      FROM (SELECT o.account_id, o.currency, o.due_date, sum(o.open_minor) AS open_minor,
+                   sum(sum(o.open_minor)) OVER (PARTITION BY o.account_id, o.currency ORDER BY o.due_date) AS cum
+              FROM subbilling_internal.kpi_open_items o
+             WHERE o.account_id = acct
+             GROUP BY o.account_id, o.currency, o.due_date) d
+      JOIN subbilling.accounts a ON a.id = d.account_id AND a.id = acct
+     GROUP BY d.account_id, d.currency, a.time_zone
+    ON CONFLICT (account_id, currency) DO UPDATE
+       SET time_zone = excluded.time_zone, due_dates = excluded.due_dates, cum_minor = excluded.cum_minor,
+           undated_minor = excluded.undated_minor;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_kpi_aging_refresh(bigint) IS 'internal (Citus): kpi_aging_refresh for one account, every statement on the account''s shard';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.accounts_external_id() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
