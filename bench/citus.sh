@@ -6,8 +6,13 @@
 #   PG_CONFIG=/path/to/pg_config bash bench/citus.sh [SUBSCRIPTIONS]     (default 10000)
 # Environment: CITUS_BENCH_PORT (first of four loopback ports, default 5650).
 # The subscriptions: one per account, monthly, started 40 days ago, so that one cycle bills
-# each once; made with subscribe() one call per account through the coordinator, as an
-# application would.  On one machine the cluster measures overhead, not scale.
+# each once, made with subscribe() one call per account on the single server.  The cluster
+# gets the same rows: with CITUS_BENCH_LOAD=copy (the default) the customer tables are copied
+# from the single server into the distributed tables through the coordinator (COPY, in
+# foreign-key order, and the coordinator's sequences set past the copied ids), so that 100k
+# subscriptions load in minutes; with CITUS_BENCH_LOAD=api they are made with subscribe()
+# through the coordinator too, as an application would (slow: a commit across nodes per
+# account).  On one machine the cluster measures overhead, not scale.
 set -u
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -58,11 +63,15 @@ q "$COORD" -c "CREATE EXTENSION subbilling CASCADE" \
 q "$COORD" -c "SELECT count(*) FROM subbilling.distribute(32)" >/dev/null 2>"$WORK/distribute.log" \
     || { cat "$WORK/distribute.log"; exit 1; }
 
-load() {
+catalog() {
     q "$1" -c "
         INSERT INTO subbilling.products (code, name, tax_rate) VALUES ('bench', 'Bench', 25);
         INSERT INTO subbilling.plans (code, product_id, name, billing_period, pricing_model, price)
-        SELECT 'bench-monthly', id, 'Monthly', '1 month', 'flat', '99.00 SEK' FROM subbilling.products WHERE code = 'bench';
+        SELECT 'bench-monthly', id, 'Monthly', '1 month', 'flat', '99.00 SEK' FROM subbilling.products WHERE code = 'bench';"
+}
+load() {
+    catalog "$1"
+    q "$1" -c "
         INSERT INTO subbilling.accounts (name, country, currency)
         SELECT 'Customer ' || g, 'SE', 'SEK' FROM generate_series(1, $N) g;"
     # one transaction per account, as an application subscribes (on Citus a transaction that
@@ -73,6 +82,33 @@ load() {
                 COMMIT;
             END LOOP; END \$\$"
 }
+# the single server's customer rows into the cluster: every distributed table that holds rows,
+# referenced tables first; then the coordinator's sequences past the copied ids
+copy_load() {
+    local t
+    catalog "$COORD"
+    for t in $(q "$SINGLE" -c "
+        WITH RECURSIVE t AS (
+            SELECT c.oid FROM pg_class c
+             WHERE c.relkind = 'r' AND c.relnamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)),
+        d(oid, depth) AS (
+            SELECT t.oid, 0 FROM t
+            UNION ALL
+            SELECT k.conrelid, d.depth + 1 FROM d JOIN pg_constraint k ON k.contype = 'f' AND k.confrelid = d.oid
+                                                                    AND k.conrelid <> k.confrelid
+             WHERE d.depth < 12)
+        SELECT d.oid::regclass FROM d GROUP BY d.oid ORDER BY max(d.depth), 1"); do
+        q "$COORD" -c "SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = '$t'::regclass AND partmethod = 'h')" \
+            | grep -q t || continue
+        [ "$(q "$SINGLE" -c "SELECT EXISTS (SELECT FROM $t)")" = "t" ] || continue
+        q "$SINGLE" -c "COPY $t TO STDOUT" | q "$COORD" -c "COPY $t FROM STDIN" || { echo "copy of $t failed"; exit 1; }
+    done
+    q "$SINGLE" -c "SELECT format('SELECT setval(%L, %s, %L);', c.oid::regclass, s.last_value, s.is_called)
+                      FROM pg_class c, LATERAL (SELECT * FROM pg_sequence_last_value(c.oid) v(last_value)) x,
+                           LATERAL (SELECT coalesce(x.last_value, 1) AS last_value, x.last_value IS NOT NULL AS is_called) s
+                     WHERE c.relkind = 'S' AND c.relnamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)" \
+        | q "$COORD" >/dev/null
+}
 cycle() {   # prints: seconds invoices errors
     local t0 t1
     t0=$(date +%s.%N)
@@ -81,12 +117,17 @@ cycle() {   # prints: seconds invoices errors
     echo "$(echo "$t1 - $t0" | bc) $(q "$1" -c "SELECT count(*) FROM subbilling.invoices") $(q "$1" -c "SELECT count(*) FROM subbilling.billing_errors")"
 }
 echo "== $N subscriptions, one billing cycle (run_billing), same machine"
-load "$SINGLE"; read -r ts is es < <(cycle "$SINGLE")
+load "$SINGLE"
+[ "${CITUS_BENCH_LOAD:-copy}" = api ] || copy_load     # before billing: the same rows, not yet billed
+read -r ts is es < <(cycle "$SINGLE")
 echo "single server:                 ${ts}s, $is invoices, $es billing errors"
-load "$COORD"; read -r tc ic ec < <(cycle "$COORD")
+[ "${CITUS_BENCH_LOAD:-copy}" = api ] && load "$COORD"
+echo "cluster loaded: $(q "$COORD" -c "SELECT count(*) FROM subbilling.subscriptions") subscriptions"
+read -r tc ic ec < <(cycle "$COORD")
 echo "coordinator + 2 workers:       ${tc}s, $ic invoices, $ec billing errors"
 if [ "$ic" = "$is" ] && [ "$ec" = "0" ]; then
     echo "ratio (cluster / single):      $(echo "scale=2; $tc / $ts" | bc)"
+    echo "per subscription:              single $(echo "scale=3; $ts * 1000 / $is" | bc) ms, cluster $(echo "scale=3; $tc * 1000 / $ic" | bc) ms"
 else
     echo "ratio: none — the cluster did not bill what the single server billed (docs/citus.md, limits)"
 fi

@@ -167,6 +167,17 @@ is "billing: the journal balances, receivables = the invoices' totals" \
 is "billing: events invoice.created and invoice.finalized for each" \
    "SELECT count(*) FILTER (WHERE type = 'invoice.created') || '/' || count(*) FILTER (WHERE type = 'invoice.finalized')
       FROM subbilling.events" "9/9"
+is "billing ran on the workers (delegated by shard): each line's id from its account's worker's range, ids unique" \
+   "SELECT bool_and((l.id >> 48) = n.groupid) || '/' || (count(*) = count(DISTINCT l.id)) || '/' || count(DISTINCT n.groupid)
+      FROM subbilling.invoice_lines l
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', l.account_id)
+      JOIN pg_dist_node n ON n.nodeport = p.nodeport" "true/true/2"
+is "billing: invoice, journal-entry and event ids drawn on the coordinator (below the workers' ranges)" \
+   "SELECT (SELECT max(id) < 1::bigint << 48 FROM subbilling.invoices) AND (SELECT max(id) < 1::bigint << 48 FROM subbilling.journal_entries)
+       AND (SELECT max(id) < 1::bigint << 48 FROM subbilling.events)" "t"
+is "billing: events_after on the coordinator hands out every event, in id order" \
+   "SELECT (SELECT array_agg(id) FROM subbilling.events_after(0, 100000))
+           = (SELECT array_agg(id ORDER BY id) FROM subbilling.events)" "t"
 is "billing: a second run bills nothing" "SELECT subbilling.run_billing(now())" "0"
 SUB2=$(qc -c "SELECT min(id) FROM subbilling.subscriptions WHERE account_id = $ACC")
 is "preview_invoice: the next period" \
@@ -266,8 +277,16 @@ if grep -q "table accounts already holds customer rows" <<<"$out"; then ok "dist
 else nok "distribute() refuses a database with customer rows (55000)" "$out"; fi
 got=$("$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d withdata -qAt -c "SELECT count(*) FROM pg_dist_partition" 2>&1)
 if [ "$got" = "0" ]; then ok "... and converts nothing"; else nok "... and converts nothing" "$got"; fi
-is "no function is registered for delegation (ids are drawn on the coordinator)" \
-   "SELECT count(*) FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" "0"
+is "one function registered for delegation by account: the billing of a shard's accounts" \
+   "SELECT string_agg(objid::regproc::text || ' ' || distribution_argument_index || ' ' ||
+                      (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'subbilling.accounts'::regclass)), ',')
+      FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" \
+   "subbilling_internal.bill_accounts_citus 0 true"
+is "the workers' sequences have ranges of their own (group id << 48)" \
+   "SELECT string_agg(result, ',' ORDER BY nodeport) FROM run_command_on_workers(\$\$SELECT count(*) FILTER (WHERE s.seqmin = (l.groupid::bigint << 48) + 1)
+        || '/' || count(*) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid, pg_dist_local_group l
+     WHERE c.relname IN ('events_id_seq', 'invoices_id_seq', 'invoice_lines_id_seq', 'journal_lines_id_seq', 'billing_errors_id_seq')\$\$)" \
+   "5/5,5/5"
 
 fi
 

@@ -266,6 +266,48 @@ BEGIN
         EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
     END IF;
 
+    -- ---------------------------------------------------------------- delegated billing
+    -- (sql/parts/985_citus_billing.sql; each call, so that a worker added since gets it too)
+    -- Ids drawn on a worker: CREATE EXTENSION made the extension's sequences on each worker,
+    -- starting at 1 as on the coordinator, and Citus gives node ranges only to the
+    -- sequences it creates itself.  Each worker's bigint sequences get a range of their own,
+    -- from its group id shifted by 48 bits (the coordinator, group 0, keeps 1 to 2^48 - 1),
+    -- so that a row inserted on a worker (an invoice line of the delegated billing) never
+    -- takes an id that the coordinator or another worker hands out.
+    EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
+                   $w$DO $d$
+DECLARE
+    g   bigint := (SELECT l.groupid FROM pg_catalog.pg_dist_local_group l);
+    r   record;
+BEGIN
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    FOR r IN SELECT s.seqrelid::regclass AS seq
+               FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
+              WHERE c.relnamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)
+                AND s.seqtypid = 'pg_catalog.int8'::regtype AND g > 0 AND s.seqmin < (g << 48)
+              ORDER BY 1 LOOP
+        EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START WITH %s RESTART WITH %s',
+                       r.seq, (g << 48) + 1, ((g + 1) << 48) - 1, (g << 48) + 1, (g << 48) + 1);
+    END LOOP;
+END
+$d$$w$) INTO fk;
+    IF fk.string_agg IS NOT NULL THEN
+        RAISE EXCEPTION 'could not give the workers'' sequences ranges of their own'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.string_agg;
+    END IF;
+    -- The billing of a shard's accounts runs on the shard's worker: registered for delegation
+    -- by account (its first argument), colocated with accounts.
+    EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_object o
+                               WHERE o.classid = 'pg_catalog.pg_proc'::regclass
+                                 AND o.objid = 'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)'::regprocedure
+                                 AND o.distribution_argument_index IS NOT NULL)$q$ INTO citus;
+    IF NOT citus THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        EXECUTE $q$SELECT create_distributed_function(
+                      'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
+                      'acct', colocate_with := 'subbilling.accounts')$q$;
+    END IF;
+
     -- the tables kept off the account's node are reference tables (a second call, which
     -- converts nothing, returns the placements of the first)
     UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';

@@ -7331,6 +7331,48 @@ BEGIN
         EXECUTE format('ALTER DATABASE %I SET citus.allow_nested_distributed_execution = on', current_database());
     END IF;
 
+    -- ---------------------------------------------------------------- delegated billing
+    -- (sql/parts/985_citus_billing.sql; each call, so that a worker added since gets it too)
+    -- Ids drawn on a worker: CREATE EXTENSION made the extension's sequences on each worker,
+    -- starting at 1 as on the coordinator, and Citus gives node ranges only to the
+    -- sequences it creates itself.  Each worker's bigint sequences get a range of their own,
+    -- from its group id shifted by 48 bits (the coordinator, group 0, keeps 1 to 2^48 - 1),
+    -- so that a row inserted on a worker (an invoice line of the delegated billing) never
+    -- takes an id that the coordinator or another worker hands out.
+    EXECUTE format('SELECT string_agg(w.nodeport || '': '' || w.result, ''; '') FROM run_command_on_workers(%L) w WHERE NOT w.success',
+                   $w$DO $d$
+DECLARE
+    g   bigint := (SELECT l.groupid FROM pg_catalog.pg_dist_local_group l);
+    r   record;
+BEGIN
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    FOR r IN SELECT s.seqrelid::regclass AS seq
+               FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
+              WHERE c.relnamespace IN ('subbilling'::regnamespace, 'subbilling_internal'::regnamespace)
+                AND s.seqtypid = 'pg_catalog.int8'::regtype AND g > 0 AND s.seqmin < (g << 48)
+              ORDER BY 1 LOOP
+        EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START WITH %s RESTART WITH %s',
+                       r.seq, (g << 48) + 1, ((g + 1) << 48) - 1, (g << 48) + 1, (g << 48) + 1);
+    END LOOP;
+END
+$d$$w$) INTO fk;
+    IF fk.string_agg IS NOT NULL THEN
+        RAISE EXCEPTION 'could not give the workers'' sequences ranges of their own'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.string_agg;
+    END IF;
+    -- The billing of a shard's accounts runs on the shard's worker: registered for delegation
+    -- by account (its first argument), colocated with accounts.
+    EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_object o
+                               WHERE o.classid = 'pg_catalog.pg_proc'::regclass
+                                 AND o.objid = 'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)'::regprocedure
+                                 AND o.distribution_argument_index IS NOT NULL)$q$ INTO citus;
+    IF NOT citus THEN
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        EXECUTE $q$SELECT create_distributed_function(
+                      'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
+                      'acct', colocate_with := 'subbilling.accounts')$q$;
+    END IF;
+
     -- the tables kept off the account's node are reference tables (a second call, which
     -- converts nothing, returns the placements of the first)
     UPDATE pg_temp.subbilling_distribute_plan p SET how = 'reference' WHERE p.how = 'local';
@@ -8233,7 +8275,7 @@ BEGIN
          WHERE minor_units(q.amount) <> 0;
         IF cardinality(codes) >= 2 THEN
             booked := booked + 1;
-            eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+            eid := subbilling_internal.citus_take_id('journal_entries');
             INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
             VALUES (acct, eid, inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number);
             -- the entry's lines in one statement (the balance is checked per statement), as
@@ -8246,7 +8288,7 @@ BEGIN
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
             UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
              WHERE x.account_id = acct AND x.id = inv.id;
-            PERFORM subbilling_internal.emit_event(acct, 'invoice.paid', inv.subscription_id,
+            PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', inv.subscription_id,
                         jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
                                            'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
                                            'payment_id', NULL), inv.id);
@@ -8274,23 +8316,20 @@ DECLARE
     k       integer;
     num     bigint;
     inv     subbilling.invoices;
-    notify  boolean := subbilling_internal.notify_enabled();
     ev      record;
+    ch      subbilling_internal.citus_charge[];
 BEGIN
     invoice_ids := '{}';
     SELECT * INTO a FROM subbilling.accounts x WHERE x.id = acct;
     SELECT cs.reference_kind INTO ref_kind FROM subbilling.country_settings cs WHERE cs.country = a.country;
     SELECT ss.currency INTO s_cur FROM subbilling.seller_settings ss;
 
-    IF to_regclass('pg_temp.subbilling_citus_charges') IS NULL THEN
-        CREATE TEMP TABLE subbilling_citus_charges ON COMMIT DELETE ROWS AS
-            SELECT * FROM subbilling_internal.billing_charges_citus('{}', '{}', '{}') WITH NO DATA;
-    ELSE
-        DELETE FROM pg_temp.subbilling_citus_charges;
-    END IF;
-    INSERT INTO pg_temp.subbilling_citus_charges
-    SELECT * FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
-                                                      subscription_ids, as_of_dates);
+    -- the charges kept in a variable, not a temporary table: on a worker this runs inside
+    -- the coordinator's transaction, which is prepared (two-phase commit), and PostgreSQL
+    -- cannot prepare a transaction that touched a temporary table
+    ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
+                  FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
+                                                                 subscription_ids, as_of_dates) c);
 
     -- each subscription's bookkeeping
     UPDATE subbilling.subscriptions x
@@ -8299,9 +8338,9 @@ BEGIN
            billed_as_of = greatest(st.as_of, x.billed_as_of),
            billed_at = stamp
       FROM (SELECT b.subscription_id, b.as_of,
-                   (SELECT min(c.due_date) FROM pg_temp.subbilling_citus_charges c
+                   (SELECT min(c.due_date) FROM unnest(ch) c
                      WHERE c.subscription_id = b.subscription_id AND c.pending) AS next_on,
-                   (SELECT min(c.key_start) FROM pg_temp.subbilling_citus_charges c
+                   (SELECT min(c.key_start) FROM unnest(ch) c
                      WHERE c.subscription_id = b.subscription_id AND c.pending) AS from_d
               FROM unnest(subscription_ids, as_of_dates) AS b(subscription_id, as_of)) st
      WHERE x.account_id = acct AND x.id = st.subscription_id;
@@ -8310,7 +8349,7 @@ BEGIN
     FOR h IN
         SELECT c.subscription_id, b.as_of AS issue_date, min(c.currency) AS currency,
                sum(c.net) AS net, sum(c.tax) AS tax, array_agg(DISTINCT c.tax_treatment) AS treatments
-          FROM pg_temp.subbilling_citus_charges c
+          FROM unnest(ch) c
           JOIN unnest(subscription_ids, as_of_dates) AS b(subscription_id, as_of) ON b.subscription_id = c.subscription_id
          WHERE c.emit
          GROUP BY c.subscription_id, b.as_of
@@ -8325,7 +8364,7 @@ BEGIN
         END IF;
         num := next_numbers[k];
         next_numbers[k] := num + 1;
-        inv.id := nextval('subbilling.invoices_id_seq'::regclass);
+        inv.id := subbilling_internal.citus_take_id('invoices');
         inv.seller_currency := s_cur;
         -- every value computed here, on the coordinator: the INSERT carries constants only
         inv.exchange_rate := CASE WHEN s_cur <> h.currency THEN subbilling_internal.exchange_rate_for(h.currency, h.issue_date) END;
@@ -8351,14 +8390,14 @@ BEGIN
                 period, quantity, unit_price, net, tax_rate, tax, tax_treatment)
         SELECT acct, inv.id, c.subscription_id, c.plan_id, c.kind, c.charge_type, c.key_start,
                c.description, c.period, c.quantity, c.unit_price, c.net, c.tax_rate, c.tax, c.tax_treatment
-          FROM pg_temp.subbilling_citus_charges c
+          FROM unnest(ch) c
          WHERE c.subscription_id = h.subscription_id AND c.emit
          ORDER BY c.key_start, c.charge_type = 'discount', c.charge_type, minor_units(c.net) >= 0, c.plan_id;
-        PERFORM subbilling_internal.emit_event(acct, 'invoice.created', inv.subscription_id,
+        PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.created', inv.subscription_id,
                     jsonb_build_object('invoice_id', inv.id, 'kind', inv.kind,
                                        'currency', inv.currency, 'net', inv.net::text, 'tax', inv.tax::text,
                                        'total', inv.total::text, 'as_of', inv.as_of), inv.id);
-        PERFORM subbilling_internal.emit_event(acct, 'invoice.finalized', inv.subscription_id,
+        PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.finalized', inv.subscription_id,
                     jsonb_build_object('invoice_id', inv.id, 'kind', inv.kind, 'status', inv.status,
                                        'number', inv.number, 'series', ev.code,
                                        'currency', inv.currency, 'net', inv.net::text, 'tax', inv.tax::text,
@@ -8383,30 +8422,30 @@ DECLARE
     acc     bigint[];
     sid     bigint[];
     ad      date[];
-    nbo     date[];
-    a_sid   bigint[];
-    a_ad    date[];
+    shard   bigint[];
     ser     bigint[];
     nxt     bigint[];
-    nxt_try bigint[];
     first_  bigint[];
-    got     bigint[];
-    k       bigint;
+    res     bigint[];
+    grp     record;
+    ev      record;
+    n       integer;
+    ids_i   bigint[];
+    ids_j   bigint[];
+    ids_e   bigint[];
     claimed integer := 0;
-    st      text;
-    msg     text;
-    det     text;
+    run     bigint := current_run_id();
+    notify  boolean := subbilling_internal.notify_enabled();
 BEGIN
     invoices := 0;
     errors := 0;
     -- one connection per node: the batch writes reference tables (invoice series and
-    -- counters) after reading the distributed ones
+    -- counters, the outbox slot) besides the groups' shards
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     SELECT array_agg(c.account_id ORDER BY c.next_bill_on, c.account_id, c.id),
            array_agg(c.id ORDER BY c.next_bill_on, c.account_id, c.id),
-           array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id),
-           array_agg(c.next_bill_on ORDER BY c.next_bill_on, c.account_id, c.id)
-      INTO acc, sid, ad, nbo
+           array_agg(c.local_date ORDER BY c.next_bill_on, c.account_id, c.id)
+      INTO acc, sid, ad
       FROM (SELECT s.account_id, s.id, s.next_bill_on,
                    (bill_batch_citus.as_of AT TIME ZONE a.time_zone)::date AS local_date
               FROM subbilling.subscriptions s
@@ -8429,46 +8468,47 @@ BEGIN
                                      WHERE sr.code IN (SELECT DISTINCT to_char(d, 'FMYYYY') FROM unnest(ad) d))
                FOR UPDATE) c;
     first_ := nxt;
-    FOR k IN SELECT DISTINCT x FROM unnest(acc) x ORDER BY x LOOP
-        -- claim the account's due subscriptions of the batch
-        -- (each statement either local or on the account's shard alone)
-        a_sid := ARRAY(SELECT u.sid FROM unnest(acc, sid) AS u(acc, sid) WHERE u.acc = k);
-        SELECT array_agg(x.id ORDER BY x.id) INTO a_sid
-          FROM (SELECT x.id FROM subbilling.subscriptions x
-                 WHERE x.account_id = k AND x.id = ANY (a_sid)
-                   AND x.next_bill_on <= (bill_batch_citus.as_of AT TIME ZONE 'UTC')::date + 1
-                   FOR UPDATE SKIP LOCKED) x;
-        CONTINUE WHEN a_sid IS NULL;
-        a_ad := ARRAY(SELECT b.ad FROM unnest(acc, sid, ad) AS b(acc, sid, ad)
-                       WHERE b.acc = k AND b.sid = ANY (a_sid) ORDER BY b.sid);
-        claimed := claimed + cardinality(a_sid);
-        BEGIN
-            SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
-              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_batch_citus.as_of, ser, nxt) r;
-            UPDATE subbilling.billing_errors e SET resolved_at = now()
-             WHERE e.account_id = k AND e.subscription_id = ANY (a_sid) AND e.resolved_at IS NULL;
-            nxt := nxt_try;
-            invoices := invoices + cardinality(got);
-        EXCEPTION WHEN OTHERS THEN
-            -- one subscription at a time, each in its own subtransaction
-            FOR j IN 1 .. cardinality(a_sid) LOOP
-                BEGIN
-                    SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
-                      FROM subbilling_internal.bill_account_citus(k, ARRAY[a_sid[j]], ARRAY[a_ad[j]], bill_batch_citus.as_of, ser, nxt) r;
-                    UPDATE subbilling.billing_errors e SET resolved_at = now()
-                     WHERE e.account_id = k AND e.subscription_id = a_sid[j] AND e.resolved_at IS NULL;
-                    nxt := nxt_try;
-                    invoices := invoices + cardinality(got);
-                EXCEPTION WHEN OTHERS THEN
-                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
-                    VALUES (k, a_sid[j], current_run_id(), bill_batch_citus.as_of, st, msg, nullif(det, ''));
-                    UPDATE subbilling.subscriptions x SET next_bill_on = a_ad[j] + 1
-                     WHERE x.account_id = k AND x.id = a_sid[j];
-                    errors := errors + 1;
-                END;
+    -- the shard of each account (one group for all without the citus extension)
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension x WHERE x.extname = 'citus') THEN
+        EXECUTE $q$SELECT array_agg(pg_catalog.get_shard_id_for_distribution_column('subbilling.accounts', u.a) ORDER BY u.o)
+                     FROM unnest($1) WITH ORDINALITY AS u(a, o)$q$ INTO shard USING acc;
+    ELSE
+        shard := array_fill(0::bigint, ARRAY[cardinality(acc)]);
+    END IF;
+    -- the outbox slot, held before the event ids are drawn (events_after's watermark)
+    PERFORM subbilling_internal.outbox_reserve();
+    FOR grp IN
+        SELECT min(u.acc) AS first_acc, array_agg(u.acc ORDER BY u.acc, u.sid) AS accs,
+               array_agg(u.sid ORDER BY u.acc, u.sid) AS sids, array_agg(u.ad ORDER BY u.acc, u.sid) AS ads
+          FROM unnest(shard, acc, sid, ad) AS u(shard, acc, sid, ad)
+         GROUP BY u.shard
+         ORDER BY min(u.acc)
+    LOOP
+        n := cardinality(grp.sids);
+        ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
+        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, n));
+        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 3 * n));
+        -- routed to the worker that holds the group's shard, and run there
+        SELECT subbilling_internal.bill_accounts_citus(a.id, grp.accs, grp.sids, grp.ads, bill_batch_citus.as_of, run,
+                                                       ser, nxt, subbilling_internal.citus_id_pool(ids_i),
+                                                       subbilling_internal.citus_id_pool(ids_j),
+                                                       subbilling_internal.citus_id_pool(ids_e))
+          INTO res
+          FROM subbilling.accounts a
+         WHERE a.id = grp.first_acc;
+        CONTINUE WHEN res IS NULL;
+        invoices := invoices + res[1];
+        errors := errors + res[2];
+        claimed := claimed + res[3];
+        nxt := res[4:];
+        IF notify AND res[1] > 0 THEN
+            FOR ev IN SELECT e.id, e.type, e.account_id, e.subscription_id, e.invoice_id
+                        FROM subbilling.events e
+                       WHERE e.account_id = ANY (grp.accs) AND e.id = ANY (ids_e)
+                       ORDER BY e.id LOOP
+                PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
             END LOOP;
-        END;
+        END IF;
     END LOOP;
     -- a full batch that claimed nothing (all held elsewhere) ends the run
     more := more AND claimed > 0;
@@ -8478,7 +8518,148 @@ BEGIN
      WHERE ct.series_id = u.series_id AND u.nxt <> u.first_;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_batch_citus(integer, timestamptz) IS 'internal (Citus): bill_batch account by account: claim by (account_id, id) with SKIP LOCKED, bill each account in its own subtransaction, number from one block per series, move the counters once';
+COMMENT ON FUNCTION subbilling_internal.bill_batch_citus(integer, timestamptz) IS 'internal (Citus): bill_batch by shard: the due accounts grouped by shard, each group billed by one call of bill_accounts_citus on its worker (claims by (account_id, id) with SKIP LOCKED, a subtransaction per account), ids drawn on the coordinator, numbers from one block per series, counters moved once';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_id_pool(ids bigint[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT '+' || coalesce(string_agg(r.lo || '-' || r.hi, ',' ORDER BY r.lo), '')
+      FROM (SELECT min(v) AS lo, max(v) AS hi
+              FROM (SELECT v, v - row_number() OVER (ORDER BY v) AS g FROM unnest(ids) AS v) q
+             GROUP BY q.g) r
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_id_pool(bigint[]) IS 'internal (Citus): the text form of a pool of ids (ranges) for citus_take_id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_take_id(pool text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    name    text := 'subbilling_internal.ids_' || pool;
+    p       text := current_setting(name, true);
+    k       integer;
+    head    text;
+    rest    text;
+    lo      bigint;
+    hi      bigint;
+BEGIN
+    IF p IS NULL OR p = '' THEN
+        RETURN nextval(format('subbilling.%I', pool || '_id_seq')::regclass);
+    END IF;
+    p := substr(p, 2);
+    IF p = '' THEN
+        RAISE EXCEPTION 'the % ids handed to this billing call are used up', pool
+            USING ERRCODE = 'internal_error';
+    END IF;
+    k := position(',' IN p);
+    head := CASE WHEN k = 0 THEN p ELSE left(p, k - 1) END;
+    rest := CASE WHEN k = 0 THEN '' ELSE substr(p, k + 1) END;
+    lo := split_part(head, '-', 1)::bigint;
+    hi := split_part(head, '-', 2)::bigint;
+    IF lo < hi THEN
+        rest := (lo + 1) || '-' || hi || CASE WHEN rest = '' THEN '' ELSE ',' || rest END;
+    END IF;
+    PERFORM set_config(name, '+' || rest, true);
+    RETURN lo;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_take_id(text) IS 'internal (Citus): the next id of a pool handed down by the coordinator (setting subbilling_internal.ids_<pool>), else nextval of subbilling.<pool>_id_seq';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.citus_emit_event(account_id bigint, type text, subscription_id bigint,
+                                                     payload jsonb, invoice_id bigint DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    eid     bigint;
+BEGIN
+    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') = '' THEN
+        RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
+    END IF;
+    eid := subbilling_internal.citus_take_id('events');
+    INSERT INTO subbilling.events (account_id, id, type, subscription_id, invoice_id, payload)
+    VALUES (citus_emit_event.account_id, eid, citus_emit_event.type, citus_emit_event.subscription_id,
+            citus_emit_event.invoice_id, coalesce(citus_emit_event.payload, '{}'));
+    RETURN eid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, account_ids bigint[], subscription_ids bigint[],
+                                                        as_of_dates date[], as_of timestamptz, run_id bigint,
+                                                        series_ids bigint[], next_numbers bigint[],
+                                                        invoice_pool text, entry_pool text, event_pool text)
+    RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    nxt     bigint[] := next_numbers;
+    nxt_try bigint[];
+    got     bigint[];
+    a_sid   bigint[];
+    a_ad    date[];
+    k       bigint;
+    invoices integer := 0;
+    errors  integer := 0;
+    claimed integer := 0;
+    st      text;
+    msg     text;
+    det     text;
+BEGIN
+    PERFORM set_config('subbilling_internal.ids_invoices', invoice_pool, true),
+            set_config('subbilling_internal.ids_journal_entries', entry_pool, true),
+            set_config('subbilling_internal.ids_events', event_pool, true);
+    FOR k IN SELECT DISTINCT x FROM unnest(account_ids) x ORDER BY x LOOP
+        -- claim the account's due subscriptions of the batch
+        a_sid := ARRAY(SELECT u.sid FROM unnest(account_ids, subscription_ids) AS u(acc, sid) WHERE u.acc = k);
+        SELECT array_agg(x.id ORDER BY x.id) INTO a_sid
+          FROM (SELECT x.id FROM subbilling.subscriptions x
+                 WHERE x.account_id = k AND x.id = ANY (a_sid)
+                   AND x.next_bill_on <= (bill_accounts_citus.as_of AT TIME ZONE 'UTC')::date + 1
+                   FOR UPDATE SKIP LOCKED) x;
+        CONTINUE WHEN a_sid IS NULL;
+        a_ad := ARRAY(SELECT b.ad FROM unnest(account_ids, subscription_ids, as_of_dates) AS b(acc, sid, ad)
+                       WHERE b.acc = k AND b.sid = ANY (a_sid) ORDER BY b.sid);
+        claimed := claimed + cardinality(a_sid);
+        BEGIN
+            SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
+              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt) r;
+            UPDATE subbilling.billing_errors e SET resolved_at = now()
+             WHERE e.account_id = k AND e.subscription_id = ANY (a_sid) AND e.resolved_at IS NULL;
+            nxt := nxt_try;
+            invoices := invoices + cardinality(got);
+        EXCEPTION WHEN OTHERS THEN
+            -- one subscription at a time, each in its own subtransaction
+            FOR j IN 1 .. cardinality(a_sid) LOOP
+                BEGIN
+                    SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
+                      FROM subbilling_internal.bill_account_citus(k, ARRAY[a_sid[j]], ARRAY[a_ad[j]], bill_accounts_citus.as_of,
+                                                                  series_ids, nxt) r;
+                    UPDATE subbilling.billing_errors e SET resolved_at = now()
+                     WHERE e.account_id = k AND e.subscription_id = a_sid[j] AND e.resolved_at IS NULL;
+                    nxt := nxt_try;
+                    invoices := invoices + cardinality(got);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
+                    VALUES (k, a_sid[j], bill_accounts_citus.run_id, bill_accounts_citus.as_of, st, msg, nullif(det, ''));
+                    UPDATE subbilling.subscriptions x SET next_bill_on = a_ad[j] + 1
+                     WHERE x.account_id = k AND x.id = a_sid[j];
+                    errors := errors + 1;
+                END;
+            END LOOP;
+        END;
+    END LOOP;
+    PERFORM set_config('subbilling_internal.ids_invoices', '', true),
+            set_config('subbilling_internal.ids_journal_entries', '', true),
+            set_config('subbilling_internal.ids_events', '', true);
+    RETURN ARRAY[invoices, errors, claimed]::bigint[] || nxt;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.accounts_external_id() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
