@@ -1276,6 +1276,8 @@ CREATE FUNCTION subbilling_internal.kpi_usage_periods_add() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     one record;
+    acc bigint[];
+    sub bigint[];
 BEGIN
     IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one row at a time, each statement on one account's rows
@@ -1302,14 +1304,19 @@ BEGIN
         SELECT o.account_id, o.subscription_id, o.usage_date, -o.quantity FROM old_usage o;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
-        SELECT n.account_id, n.subscription_id, n.usage_date, n.quantity FROM new_usage n;
-        -- a subscription's first usage (an index probe each; rare after that)
-        PERFORM subbilling_internal.kpi_usage_periods_enter(array_agg(n.account_id), array_agg(n.subscription_id))
-           FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM new_usage x
-                  WHERE NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
-                                     WHERE w.account_id = x.account_id AND w.subscription_id = x.subscription_id)) n
-         HAVING count(*) > 0;
+        -- one statement: the queue rows, and the subscriptions with their first usage (an index
+        -- probe each)
+        WITH q AS (
+            INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+            SELECT n.account_id, n.subscription_id, n.usage_date, n.quantity FROM new_usage n
+        )
+        SELECT array_agg(n.account_id), array_agg(n.subscription_id) INTO acc, sub
+          FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM new_usage x
+                 WHERE NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                                    WHERE w.account_id = x.account_id AND w.subscription_id = x.subscription_id)) n;
+        IF acc IS NOT NULL THEN
+            PERFORM subbilling_internal.kpi_usage_periods_enter(acc, sub);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
