@@ -7025,15 +7025,16 @@ BEGIN
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         -- one statement: the queue rows, and the subscriptions with their first usage (an index
-        -- probe each)
+        -- probe each: OFFSET 0 keeps the probe a subplan, so the plan cached for a large
+        -- statement never scans every kept row for a one-row one)
         WITH q AS (
             INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
             SELECT n.account_id, n.subscription_id, n.usage_date, n.quantity FROM new_usage n
         )
         SELECT array_agg(n.account_id), array_agg(n.subscription_id) INTO acc, sub
-          FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM new_usage x
-                 WHERE NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
-                                    WHERE w.account_id = x.account_id AND w.subscription_id = x.subscription_id)) n;
+          FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM new_usage x) n
+         WHERE NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                            WHERE w.account_id = n.account_id AND w.subscription_id = n.subscription_id OFFSET 0);
         IF acc IS NOT NULL THEN
             PERFORM subbilling_internal.kpi_usage_periods_enter(acc, sub);
         END IF;
