@@ -1242,7 +1242,31 @@ LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     new_acc bigint[];
     new_sub bigint[];
+    k       integer;
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one subscription at a time, each statement on one
+        -- account's rows
+        FOR k IN 1 .. coalesce(pg_catalog.cardinality(acc), 0) LOOP
+            INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+            VALUES (acc[k], sub[k], NULL, NULL, '{}', '{}')
+            ON CONFLICT DO NOTHING;
+            IF FOUND THEN
+                PERFORM FROM subbilling.subscriptions s WHERE s.account_id = acc[k] AND s.id = sub[k] FOR SHARE;
+                UPDATE subbilling_internal.kpi_usage_periods w
+                   SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+                  FROM subbilling.subscriptions s
+                 WHERE s.account_id = acc[k] AND s.id = sub[k] AND w.account_id = acc[k] AND w.subscription_id = sub[k];
+                INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+                SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+                  FROM subbilling.subscription_items i
+                 WHERE i.account_id = acc[k] AND i.subscription_id = sub[k]
+                ON CONFLICT (account_id, id) DO UPDATE
+                   SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+            END IF;
+        END LOOP;
+        RETURN;
+    END IF;
     WITH ins AS (
         INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
         SELECT DISTINCT d.a, d.s, NULL::date, NULL::subbilling.billing_period, '{}'::date[], '{}'::numeric[]
