@@ -14,7 +14,7 @@ SET LOCAL client_min_messages = warning;
 SET LOCAL subbilling.notify = off;
 \ir 600_fixture.psql
 
-SELECT plan(57);
+SELECT plan(58);
 SELECT setseed(0.4242);
 
 CREATE FUNCTION pg_temp.rnd(n integer) RETURNS integer LANGUAGE sql VOLATILE RETURN floor(random() * n)::integer;
@@ -148,6 +148,12 @@ SELECT is((SELECT count(*) FROM ((TABLE folded_once EXCEPT ALL TABLE subbilling_
                                  UNION ALL (TABLE subbilling_internal.kpi_usage_periods EXCEPT ALL TABLE folded_once)) x),
           0::bigint, 'folding twice changes nothing');
 SELECT is(pg_temp.udiff(), 0::bigint, 'folded: the definition''s rows');
+-- the worker's step: refresh_kpi_snapshots folds the queue first
+INSERT INTO usage (account_id, subscription_id, item_id, plan_id, quantity, at, usage_date, idempotency_key)
+SELECT account_id, subscription_id, item_id, plan_id, 1, at, usage_date, 'kk-refresh' FROM usage ORDER BY id LIMIT 1;
+SELECT refresh_kpi_snapshots(true) IS NOT NULL AS refreshed;
+SELECT is((SELECT count(*) FROM subbilling_internal.kpi_usage_queue), 0::bigint,
+          'refresh_kpi_snapshots (the worker''s KPI step) folds the usage queue');
 -- some change plan or cancel
 SELECT count(*) FROM (SELECT change_plan(id, (ARRAY['kk_l', 'kk_q2'])[1 + pg_temp.rnd(2)], greatest(s.start_date + 1, current_date - pg_temp.rnd(120)))
                         FROM sub JOIN subscriptions s USING (id) WHERE k % 5 = 1) x;
