@@ -14,7 +14,7 @@ SET search_path = subbilling, public;
 SET jit = off;
 SET subbilling.notify = off;
 
--- a bulk load that wrote ids itself leaves the sequences behind: past the highest ids
+-- a bulk load that wrote ids itself leaves the sequences behind (never used: last_value NULL): past the highest ids
 SELECT setval(pg_get_serial_sequence('subbilling.' || t, 'id'), x)
   FROM (VALUES ('journal_entries', (SELECT max(id) FROM subbilling.journal_entries)),
                ('journal_lines', (SELECT max(id) FROM subbilling.journal_lines)),
@@ -22,7 +22,7 @@ SELECT setval(pg_get_serial_sequence('subbilling.' || t, 'id'), x)
                ('unmatched_payments', (SELECT max(id) FROM subbilling.unmatched_payments)),
                ('usage', (SELECT max(id) FROM subbilling.usage))) AS v(t, x)
  WHERE x IS NOT NULL AND pg_get_serial_sequence('subbilling.' || t, 'id') IS NOT NULL
-   AND x > (SELECT last_value FROM pg_sequences WHERE schemaname || '.' || sequencename = pg_get_serial_sequence('subbilling.' || t, 'id'));
+   AND x > (SELECT coalesce(last_value, 0) FROM pg_sequences WHERE schemaname || '.' || sequencename = pg_get_serial_sequence('subbilling.' || t, 'id'));
 CREATE TEMP TABLE src AS
 SELECT u.account_id, u.subscription_id, u.item_id, u.plan_id, u.quantity, u.at, u.usage_date, 'cost-' || u.id AS key
   FROM subbilling.usage u ORDER BY u.account_id, u.id LIMIT 100000;

@@ -530,6 +530,11 @@ BEGIN
         RAISE EXCEPTION 'only_marked must not be null' USING ERRCODE = '22004';
     END IF;
     LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
+    -- the queued usage into the kept per-period usage (upsell_candidates); not on Citus, where
+    -- recording usage does not work yet (docs/citus.md)
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' AND NOT subbilling_internal.on_citus() THEN
+        PERFORM subbilling_internal.kpi_usage_fold();
+    END IF;
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
                                   AND NOT z.building) THEN
@@ -706,7 +711,10 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_open_items',
 CREATE FUNCTION subbilling_internal.kpi_open_items_add() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
-    one record;
+    one        record;
+    left_minor bigint;
+    cur        text;
+    due        date;
 BEGIN
     IF subbilling_internal.on_citus() THEN
         -- on Citus this runs on a shard: one open item at a time, each on one account's rows
@@ -725,6 +733,57 @@ BEGIN
         END LOOP;
         RETURN NULL;
     END IF;
+    -- the lines of one item that is kept already (a payment, a refund, a credit): the change
+    -- alone, added to the item and to its aging row's running totals from its due date on
+    SELECT min(n.account_id) AS a, max(n.account_id) AS a2, min(n.invoice_id) AS i, max(n.invoice_id) AS i2,
+           sum(subbilling.minor_units(n.amount))::bigint AS m
+      INTO one FROM new_lines n WHERE n.invoice_id IS NOT NULL;
+    IF one.a IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF one.a = one.a2 AND one.i = one.i2 THEN
+        IF one.m = 0 THEN
+            RETURN NULL;
+        END IF;
+        UPDATE subbilling_internal.kpi_open_items o SET open_minor = o.open_minor + one.m
+         WHERE o.account_id = one.a AND o.invoice_id = one.i
+        RETURNING o.open_minor, o.currency, o.due_date INTO left_minor, cur, due;
+        IF FOUND THEN
+            IF left_minor = 0 THEN
+                DELETE FROM subbilling_internal.kpi_open_items o WHERE o.account_id = one.a AND o.invoice_id = one.i;
+            END IF;
+            -- locks the aging row: what follows reads the open items as committed after it
+            IF due IS NULL THEN
+                UPDATE subbilling_internal.kpi_aging g SET undated_minor = g.undated_minor + one.m
+                 WHERE g.account_id = one.a AND g.currency = cur;
+            ELSE
+                UPDATE subbilling_internal.kpi_aging g
+                   SET cum_minor = ARRAY(SELECT x.c + CASE WHEN x.k > pg_catalog.array_position(g.due_dates, due) THEN one.m ELSE 0 END
+                                           FROM unnest(g.cum_minor) WITH ORDINALITY AS x(c, k) ORDER BY x.k)
+                 WHERE g.account_id = one.a AND g.currency = cur AND due = ANY (g.due_dates);
+            END IF;
+            IF NOT FOUND THEN
+                -- no aging row with its due date (not expected): computed from the open items
+                PERFORM subbilling_internal.kpi_aging_refresh(ARRAY[one.a]);
+            ELSIF left_minor = 0 THEN
+                -- the item is gone: the account's row with it when no other item is open in its
+                -- currency, else its due date when no other item has it
+                IF NOT EXISTS (SELECT FROM subbilling_internal.kpi_open_items o
+                                WHERE o.account_id = one.a AND o.currency = cur) THEN
+                    DELETE FROM subbilling_internal.kpi_aging g WHERE g.account_id = one.a AND g.currency = cur;
+                ELSIF due IS NOT NULL AND NOT EXISTS (SELECT FROM subbilling_internal.kpi_open_items o
+                                                       WHERE o.account_id = one.a AND o.currency = cur AND o.due_date = due) THEN
+                    UPDATE subbilling_internal.kpi_aging g
+                       SET due_dates = g.due_dates[:pg_catalog.array_position(g.due_dates, due) - 1]
+                                       || g.due_dates[pg_catalog.array_position(g.due_dates, due) + 1:],
+                           cum_minor = g.cum_minor[:pg_catalog.array_position(g.due_dates, due)]
+                                       || g.cum_minor[pg_catalog.array_position(g.due_dates, due) + 2:]
+                     WHERE g.account_id = one.a AND g.currency = cur AND due = ANY (g.due_dates);
+                END IF;
+            END IF;
+            RETURN NULL;
+        END IF;
+    END IF;
     INSERT INTO subbilling_internal.kpi_open_items AS o (account_id, invoice_id, currency, due_date, open_minor)
     SELECT n.account_id, n.invoice_id, i.currency, i.due_date, sum(subbilling.minor_units(n.amount))::bigint
       FROM new_lines n
@@ -739,7 +798,7 @@ BEGIN
         ARRAY(SELECT DISTINCT n.account_id FROM new_lines n WHERE n.invoice_id IS NOT NULL ORDER BY 1));
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_open_items_add() IS 'internal trigger (after each statement inserting journal lines): adds the receivables lines to their open items, drops the items that reach zero, and refreshes the aging rows of their accounts';
+COMMENT ON FUNCTION subbilling_internal.kpi_open_items_add() IS 'internal trigger (after each statement inserting journal lines): adds the receivables lines to their open items, drops the items that reach zero, and updates the aging rows of their accounts (by the change for one kept item, else computed again)';
 REVOKE ALL ON FUNCTION subbilling_internal.kpi_open_items_add() FROM PUBLIC;
 CREATE TRIGGER journal_lines_kpi_open_items AFTER INSERT ON subbilling.journal_lines
     REFERENCING NEW TABLE AS new_lines
@@ -954,6 +1013,32 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_
 SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_months', 'WHERE false');
 SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_recognition_dirty', 'WHERE false');
 
+-- The recognition rows of each account, live (sign 1) and as in its
+-- snapshot (sign -1): summed over some accounts, how their sums changed
+-- since the snapshot (as kpi_movement_parts gives for MRR).  The one
+-- definition that kpi_recognition_parts (on reading, the marked accounts)
+-- and kpi_recognition_delta (the marked-only refresh) both sum.
+CREATE VIEW subbilling_internal.kpi_recognition_changes WITH (security_barrier) AS
+SELECT 1 AS sign, c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+  FROM subbilling_internal.kpi_recognition_accounts c
+UNION ALL
+SELECT -1, c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+  FROM subbilling_internal.kpi_recognition_snapshot c;
+COMMENT ON VIEW subbilling_internal.kpi_recognition_changes IS 'internal: per account, currency and month, the recognition rows computed live (sign 1) and as in the snapshot (sign -1)';
+REVOKE ALL ON subbilling_internal.kpi_recognition_changes FROM PUBLIC;
+
+CREATE FUNCTION subbilling_internal.kpi_recognition_delta(accounts bigint[])
+RETURNS SETOF subbilling_internal.kpi_recognition_months
+LANGUAGE sql STABLE SET search_path = subbilling, pg_catalog, pg_temp AS $$
+SELECT r.currency, r.month, sum(r.sign * r.line_months)::bigint, sum(r.sign * r.billed)::bigint,
+       sum(r.sign * r.recognised)::bigint
+  FROM subbilling_internal.kpi_recognition_changes r
+ WHERE r.account_id = ANY (accounts)
+ GROUP BY r.currency, r.month
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_recognition_delta(bigint[]) IS 'internal: per currency and month, the recognition sums of the given accounts computed live less their snapshot rows';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_recognition_delta(bigint[]) FROM PUBLIC;
+
 CREATE VIEW subbilling_internal.kpi_recognition_parts WITH (security_barrier) AS
 WITH st AS (
     -- current_schema() is parallel unsafe: it keeps the planner from a parallel
@@ -968,13 +1053,10 @@ r AS (
       FROM subbilling_internal.kpi_recognition_accounts c
      WHERE NOT (SELECT st.usable OR st.building FROM st)
     UNION ALL
-    SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
-      FROM subbilling_internal.kpi_recognition_accounts c
+    -- the marked accounts live less their snapshot rows
+    SELECT c.sign, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_changes c
      WHERE (SELECT st.usable AND st.dirty IS NOT NULL FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
-    UNION ALL
-    SELECT -1, c.currency, c.month, c.line_months, c.billed, c.recognised
-      FROM subbilling_internal.kpi_recognition_snapshot c
-     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
     UNION ALL
     SELECT 1, c.currency, c.month, c.line_months, c.billed, c.recognised
       FROM subbilling_internal.kpi_recognition_snapshot c
@@ -985,25 +1067,6 @@ SELECT r.currency, r.month, sum(r.sign * r.line_months)::bigint AS line_months,
   FROM r
  GROUP BY r.currency, r.month;
 COMMENT ON VIEW subbilling_internal.kpi_recognition_parts IS 'internal: recognition summed per currency and month: marked accounts live less their snapshot rows (usable snapshot), everything live (none), the snapshot rows (while building)';
-
--- The recognition sums of some accounts, live less snapshot (as
--- kpi_movement_parts gives for MRR).
-CREATE FUNCTION subbilling_internal.kpi_recognition_delta(accounts bigint[])
-RETURNS SETOF subbilling_internal.kpi_recognition_months
-LANGUAGE sql STABLE SET search_path = subbilling, pg_catalog, pg_temp AS $$
-SELECT r.currency, r.month, sum(r.sign * r.line_months)::bigint, sum(r.sign * r.billed)::bigint,
-       sum(r.sign * r.recognised)::bigint
-  FROM (SELECT 1 AS sign, c.currency, c.month, c.line_months, c.billed, c.recognised
-          FROM subbilling_internal.kpi_recognition_accounts c
-         WHERE c.account_id = ANY (accounts)
-        UNION ALL
-        SELECT -1, c.currency, c.month, c.line_months, c.billed, c.recognised
-          FROM subbilling_internal.kpi_recognition_snapshot c
-         WHERE c.account_id = ANY (accounts)) r
- GROUP BY r.currency, r.month
-$$;
-COMMENT ON FUNCTION subbilling_internal.kpi_recognition_delta(bigint[]) IS 'internal: per currency and month, the recognition sums of the given accounts computed live less their snapshot rows';
-REVOKE ALL ON FUNCTION subbilling_internal.kpi_recognition_delta(bigint[]) FROM PUBLIC;
 
 CREATE TRIGGER invoices_kpi_mark_new AFTER INSERT OR DELETE ON subbilling.invoices
     FOR EACH ROW EXECUTE FUNCTION subbilling_internal.kpi_mark_account('recognition');
@@ -1153,21 +1216,56 @@ SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_usage_items'
 SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_usage_periods', 'WHERE false');
 CREATE INDEX usage_subscription_date_idx ON subbilling.usage (account_id, subscription_id, usage_date) INCLUDE (quantity);
 
--- Adds the usage changes (quantity negative for removed usage) to their
--- subscriptions' rows; a subscription that is new, or whose key changed, is
--- summed again from all its usage under its current key.  One transaction
--- at a time per subscription: the rows are locked (created first), and the
--- statement after the lock reads them as then committed.
-CREATE FUNCTION subbilling_internal.kpi_usage_periods_apply(acc bigint[], sub bigint[], days date[], qty numeric[])
+-- Recording usage does not touch the kept rows: the triggers on usage only
+-- append each change (quantity negative for removed usage) to an
+-- insert-only queue, so two transactions recording usage of one
+-- subscription never wait for each other.  The worker folds the queue into
+-- the kept rows (kpi_usage_fold, at each KPI refresh), and upsell_candidates
+-- adds the rows not yet folded on reading, so it is never stale.  Only a
+-- subscription's first usage creates its kept row (unkeyed: read from the
+-- usage until the next fold keys it).
+CREATE TABLE subbilling_internal.kpi_usage_queue (
+    account_id      bigint NOT NULL,
+    subscription_id bigint NOT NULL,
+    usage_date      date NOT NULL,
+    quantity        numeric NOT NULL
+);
+COMMENT ON TABLE subbilling_internal.kpi_usage_queue IS 'internal: usage changes (quantity negative for removed usage) not yet folded into kpi_usage_periods; appended by triggers on usage, emptied by kpi_usage_fold';
+SELECT pg_catalog.pg_extension_config_dump('subbilling_internal.kpi_usage_queue', 'WHERE false');
+
+-- A subscription's first usage: its kept row, unkeyed and empty (read from
+-- the usage until a fold keys it), and the copies of its status, currency,
+-- anchor and items.  Two first recorders of one subscription: the second
+-- waits for the first's row (once per subscription, never again).
+CREATE FUNCTION subbilling_internal.kpi_usage_periods_enter(acc bigint[], sub bigint[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     new_acc bigint[];
     new_sub bigint[];
+    k       integer;
 BEGIN
     IF subbilling_internal.on_citus() THEN
-        -- one subscription's rows per statement (sql/parts/977_citus_kpis.sql)
-        PERFORM subbilling_internal.kpi_usage_periods_apply_citus(acc, sub, days, qty);
+        -- on Citus this runs on a shard: one subscription at a time, each statement on one
+        -- account's rows
+        FOR k IN 1 .. coalesce(pg_catalog.cardinality(acc), 0) LOOP
+            INSERT INTO subbilling_internal.kpi_usage_periods (account_id, subscription_id, billing_anchor, billing_period, starts, used)
+            VALUES (acc[k], sub[k], NULL, NULL, '{}', '{}')
+            ON CONFLICT DO NOTHING;
+            IF FOUND THEN
+                PERFORM FROM subbilling.subscriptions s WHERE s.account_id = acc[k] AND s.id = sub[k] FOR SHARE;
+                UPDATE subbilling_internal.kpi_usage_periods w
+                   SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+                  FROM subbilling.subscriptions s
+                 WHERE s.account_id = acc[k] AND s.id = sub[k] AND w.account_id = acc[k] AND w.subscription_id = sub[k];
+                INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+                SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+                  FROM subbilling.subscription_items i
+                 WHERE i.account_id = acc[k] AND i.subscription_id = sub[k]
+                ON CONFLICT (account_id, id) DO UPDATE
+                   SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+            END IF;
+        END LOOP;
         RETURN;
     END IF;
     WITH ins AS (
@@ -1177,29 +1275,118 @@ BEGIN
         ON CONFLICT DO NOTHING
         RETURNING account_id, subscription_id)
     SELECT array_agg(ins.account_id), array_agg(ins.subscription_id) INTO new_acc, new_sub FROM ins;
-    IF new_acc IS NOT NULL THEN
-        -- a subscription's first usage: its status, currency, anchor and items, read under a
-        -- share lock (a change of them, which locks the subscription, commits before or waits,
-        -- and then sees the new row and keeps it)
-        PERFORM FROM subbilling.subscriptions s JOIN unnest(new_acc, new_sub) AS d(a, s) ON s.account_id = d.a AND s.id = d.s
-         ORDER BY s.account_id, s.id FOR SHARE OF s;
-        UPDATE subbilling_internal.kpi_usage_periods w
-           SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
-          FROM unnest(new_acc, new_sub) AS d(a, s)
-          JOIN subbilling.subscriptions s ON s.account_id = d.a AND s.id = d.s
-         WHERE w.account_id = d.a AND w.subscription_id = d.s;
-        INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
-        SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
-          FROM unnest(new_acc, new_sub) AS d(a, s)
-          JOIN subbilling.subscription_items i ON i.account_id = d.a AND i.subscription_id = d.s
-        ON CONFLICT (account_id, id) DO UPDATE
-           SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+    IF new_acc IS NULL THEN
+        RETURN;
     END IF;
-    PERFORM FROM subbilling_internal.kpi_usage_periods w
-      JOIN (SELECT DISTINCT d.a, d.s FROM unnest(acc, sub) AS d(a, s)) d ON w.account_id = d.a AND w.subscription_id = d.s
-     ORDER BY w.account_id, w.subscription_id FOR UPDATE OF w;
-    WITH d AS (
-        SELECT d.a AS account_id, d.s AS subscription_id, d.day, d.q FROM unnest(acc, sub, days, qty) AS d(a, s, day, q)
+    -- their status, currency, anchor and items, read under a share lock (a change of them,
+    -- which locks the subscription, commits before or waits, and then sees the new row and
+    -- keeps it)
+    PERFORM FROM subbilling.subscriptions s JOIN unnest(new_acc, new_sub) AS d(a, s) ON s.account_id = d.a AND s.id = d.s
+     ORDER BY s.account_id, s.id FOR SHARE OF s;
+    UPDATE subbilling_internal.kpi_usage_periods w
+       SET sub_status = s.status, sub_currency = s.currency, sub_anchor = s.billing_anchor
+      FROM unnest(new_acc, new_sub) AS d(a, s)
+      JOIN subbilling.subscriptions s ON s.account_id = d.a AND s.id = d.s
+     WHERE w.account_id = d.a AND w.subscription_id = d.s;
+    INSERT INTO subbilling_internal.kpi_usage_items (account_id, id, subscription_id, plan_id, kind, validity, voided_at)
+    SELECT i.account_id, i.id, i.subscription_id, i.plan_id, i.kind, i.validity, i.voided_at
+      FROM unnest(new_acc, new_sub) AS d(a, s)
+      JOIN subbilling.subscription_items i ON i.account_id = d.a AND i.subscription_id = d.s
+    ON CONFLICT (account_id, id) DO UPDATE
+       SET plan_id = excluded.plan_id, kind = excluded.kind, validity = excluded.validity, voided_at = excluded.voided_at;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_enter(bigint[], bigint[]) IS 'internal: creates the kept usage rows (unkeyed, empty) of subscriptions with their first usage, with the copies of their status, currency, anchor and items';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_periods_enter(bigint[], bigint[]) FROM PUBLIC;
+
+CREATE FUNCTION subbilling_internal.kpi_usage_periods_add() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    one record;
+    acc bigint[];
+    sub bigint[];
+BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus this runs on a shard: one row at a time, each statement on one account's rows
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            FOR one IN SELECT o.account_id, o.subscription_id, o.usage_date, o.quantity FROM old_usage o LOOP
+                INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+                VALUES (one.account_id, one.subscription_id, one.usage_date, -one.quantity);
+            END LOOP;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            FOR one IN SELECT n.account_id, n.subscription_id, n.usage_date, n.quantity FROM new_usage n LOOP
+                INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+                VALUES (one.account_id, one.subscription_id, one.usage_date, one.quantity);
+                IF NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                                WHERE w.account_id = one.account_id AND w.subscription_id = one.subscription_id) THEN
+                    PERFORM subbilling_internal.kpi_usage_periods_enter(ARRAY[one.account_id], ARRAY[one.subscription_id]);
+                END IF;
+            END LOOP;
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+        SELECT o.account_id, o.subscription_id, o.usage_date, -o.quantity FROM old_usage o;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        -- one statement: the queue rows, and the subscriptions with their first usage (an index
+        -- probe each: OFFSET 0 keeps the probe a subplan, so the plan cached for a large
+        -- statement never scans every kept row for a one-row one)
+        WITH q AS (
+            INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+            SELECT n.account_id, n.subscription_id, n.usage_date, n.quantity FROM new_usage n
+        )
+        SELECT array_agg(n.account_id), array_agg(n.subscription_id) INTO acc, sub
+          FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM new_usage x) n
+         WHERE NOT EXISTS (SELECT FROM subbilling_internal.kpi_usage_periods w
+                            WHERE w.account_id = n.account_id AND w.subscription_id = n.subscription_id OFFSET 0);
+        IF acc IS NOT NULL THEN
+            PERFORM subbilling_internal.kpi_usage_periods_enter(acc, sub);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_add() IS 'internal trigger (after each statement inserting, updating or deleting usage): appends the change to the usage queue (the worker folds it into the kept per-period usage) and creates the kept rows of subscriptions with their first usage';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_periods_add() FROM PUBLIC;
+CREATE TRIGGER usage_kpi_periods AFTER INSERT ON subbilling.usage
+    REFERENCING NEW TABLE AS new_usage
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
+CREATE TRIGGER usage_kpi_periods_update AFTER UPDATE ON subbilling.usage
+    REFERENCING NEW TABLE AS new_usage OLD TABLE AS old_usage
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
+CREATE TRIGGER usage_kpi_periods_delete AFTER DELETE ON subbilling.usage
+    REFERENCING OLD TABLE AS old_usage
+    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
+
+-- The fold: claims the queued changes and adds them to the kept rows of
+-- their subscriptions, in one statement, so the queue rows it deletes, the
+-- kept rows it reads and the usage it sums are all of one snapshot: a
+-- subscription that is unkeyed, or whose key (anchor, base plan's period)
+-- changed, is summed again from all its usage under its current key, and
+-- exactly the queued changes that usage includes leave the queue.  Folds
+-- take turns (a transaction-level advisory lock); recorders never wait for
+-- it (they only append to the queue).  Safe to repeat: an empty queue
+-- changes nothing.  In READ COMMITTED only (the statement's snapshot must
+-- follow the lock).  Returns the queue rows folded.
+CREATE FUNCTION subbilling_internal.kpi_usage_fold() RETURNS bigint
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
+    WITH q AS (
+        DELETE FROM subbilling_internal.kpi_usage_queue q
+        RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
+    ),
+    d AS (
+        SELECT q.account_id, q.subscription_id, q.usage_date AS day, sum(q.quantity) AS q, count(*) AS n
+          FROM q GROUP BY q.account_id, q.subscription_id, q.usage_date
     ),
     k0 AS (
         SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
@@ -1226,9 +1413,9 @@ BEGIN
                subbilling.period_start(k.billing_anchor, k.billing_period,
                                        subbilling.period_index(k.billing_anchor, k.billing_period, d.day)), d.q
           FROM k JOIN d ON d.account_id = k.account_id AND d.subscription_id = k.subscription_id
-         WHERE k.same AND d.day IS NOT NULL
+         WHERE k.same
         UNION ALL
-        -- a new key: all the usage
+        -- unkeyed or a new key: all the usage (which includes the changes claimed)
         SELECT k.account_id, k.subscription_id,
                subbilling.period_start(k.billing_anchor, k.billing_period,
                                        subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
@@ -1247,53 +1434,18 @@ BEGIN
                coalesce(array_agg(tot.q ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS used
           FROM k LEFT JOIN tot ON tot.account_id = k.account_id AND tot.subscription_id = k.subscription_id
          GROUP BY k.account_id, k.subscription_id, k.billing_anchor, k.billing_period
+    ),
+    up AS (
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
+          FROM r
+         WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id
     )
-    UPDATE subbilling_internal.kpi_usage_periods w
-       SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
-      FROM r
-     WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id;
+    SELECT coalesce(sum(d.n), 0) INTO n FROM d;
+    RETURN n;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_apply(bigint[], bigint[], date[], numeric[]) IS 'internal: adds usage changes (account, subscription, day, quantity; negative for removed usage) to the kept per-period usage of their subscriptions, summing a new or re-keyed subscription from all its usage';
-REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_periods_apply(bigint[], bigint[], date[], numeric[]) FROM PUBLIC;
-
-CREATE FUNCTION subbilling_internal.kpi_usage_periods_add() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
-                                                            array_agg(n.usage_date), array_agg(n.q))
-           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, sum(x.quantity) AS q FROM new_usage x
-                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
-         HAVING count(*) > 0;
-    ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
-                                                            array_agg(n.usage_date), array_agg(n.q))
-           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, sum(x.q) AS q
-                   FROM (SELECT y.account_id, y.subscription_id, y.usage_date, y.quantity AS q FROM new_usage y
-                         UNION ALL
-                         SELECT y.account_id, y.subscription_id, y.usage_date, -y.quantity FROM old_usage y) x
-                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
-         HAVING count(*) > 0;
-    ELSE
-        PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(n.account_id), array_agg(n.subscription_id),
-                                                            array_agg(n.usage_date), array_agg(n.q))
-           FROM (SELECT x.account_id, x.subscription_id, x.usage_date, -sum(x.quantity) AS q FROM old_usage x
-                  GROUP BY x.account_id, x.subscription_id, x.usage_date) n
-         HAVING count(*) > 0;
-    END IF;
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_periods_add() IS 'internal trigger (after each statement inserting, updating or deleting usage): adds the change to the kept per-period usage of its subscriptions';
-REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_periods_add() FROM PUBLIC;
-CREATE TRIGGER usage_kpi_periods AFTER INSERT ON subbilling.usage
-    REFERENCING NEW TABLE AS new_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
-CREATE TRIGGER usage_kpi_periods_update AFTER UPDATE ON subbilling.usage
-    REFERENCING NEW TABLE AS new_usage OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
-CREATE TRIGGER usage_kpi_periods_delete AFTER DELETE ON subbilling.usage
-    REFERENCING OLD TABLE AS old_usage
-    FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold() IS 'internal: folds the queued usage changes into the kept per-period usage of their subscriptions (keying unkeyed and re-keyed subscriptions from all their usage); one fold at a time, safe to repeat; returns the queue rows folded';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_fold() FROM PUBLIC;
 
 -- The copies of the subscriptions' status, currency and anchor, and of
 -- their items, follow every change of those rows in the same transaction.
@@ -1413,25 +1565,42 @@ per AS (
       FROM xs
     WINDOW s AS (PARTITION BY xs.account_id, xs.subscription_id)
 ),
+qa AS (
+    -- the queued usage changes not yet folded into the kept rows, per subscription
+    SELECT q.account_id, q.subscription_id, array_agg(q.usage_date) AS q_days, array_agg(q.quantity) AS q_qty
+      FROM subbilling_internal.kpi_usage_queue q
+     GROUP BY q.account_id, q.subscription_id
+),
 u AS MATERIALIZED (
     -- one row per current base item; materialized: each period's usage once (the expressions
-    -- below read it twice)
+    -- below read it twice).  Kept: the kept total plus the queued changes of the period;
+    -- unkeyed or keyed otherwise: summed from the usage (which the queue is part of)
     SELECT per.account_id, per.subscription_id, per.currency, per.plan_code, per.product_id, per.billing_period,
            CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps1)], 0)
+                                   + CASE WHEN qa.q_days IS NULL THEN 0
+                                          ELSE (SELECT coalesce(sum(y.q), 0) FROM unnest(qa.q_days, qa.q_qty) AS y(d, q)
+                                                 WHERE y.d >= per.ps1 AND y.d < per.pe) END
                 ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
                        WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
                          AND x.usage_date >= per.ps1 AND x.usage_date < per.pe) END AS used1,
            CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps2)], 0)
+                                   + CASE WHEN qa.q_days IS NULL THEN 0
+                                          ELSE (SELECT coalesce(sum(y.q), 0) FROM unnest(qa.q_days, qa.q_qty) AS y(d, q)
+                                                 WHERE y.d >= per.ps2 AND y.d < per.ps1) END
                 ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
                        WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
                          AND x.usage_date >= per.ps2 AND x.usage_date < per.ps1) END AS used2,
            CASE WHEN per.kept THEN coalesce(per.used[pg_catalog.array_position(per.starts, per.ps3)], 0)
+                                   + CASE WHEN qa.q_days IS NULL THEN 0
+                                          ELSE (SELECT coalesce(sum(y.q), 0) FROM unnest(qa.q_days, qa.q_qty) AS y(d, q)
+                                                 WHERE y.d >= per.ps3 AND y.d < per.ps2) END
                 ELSE (SELECT coalesce(sum(x.quantity), 0) FROM subbilling.usage x
                        WHERE x.account_id = per.account_id AND x.subscription_id = per.subscription_id
                          AND x.usage_date >= per.ps3 AND x.usage_date < per.ps2) END AS used3,
            per.allowance1, per.allowance2, per.allowance3
       FROM (SELECT per.*, coalesce(per.key_anchor = per.billing_anchor AND per.key_period = per.billing_period, false) AS kept
               FROM per WHERE per.current_base) per
+      LEFT JOIN qa ON qa.account_id = per.account_id AND qa.subscription_id = per.subscription_id
 ),
 c AS (
     SELECT u.account_id, u.subscription_id, u.currency, u.plan_code, u.product_id, u.billing_period,
@@ -1456,12 +1625,12 @@ SELECT DISTINCT ON (c.account_id, c.subscription_id)
  ORDER BY c.account_id, c.subscription_id, r.price, r.included_units DESC, r.code;
 COMMENT ON VIEW subbilling.upsell_candidates IS 'subscriptions with usage above their included units in at least 2 of their last 3 complete billing periods, with the cheapest active flat base plan of the same product, currency and period that covers the average';
 
--- The open items, the aging rows and the per-period usage are kept by
--- triggers in the transaction of each change.  Data written with triggers
--- off (a bulk load under session_replication_role = replica) bypasses them:
--- this rebuilds them from the journal and the usage (the upgrade that
--- created them runs it).  Inserts into the journal and the usage wait while it runs.  Owner
--- only.
+-- The open items and the aging rows are kept by triggers in the transaction
+-- of each change, the per-period usage by the usage queue and its fold.
+-- Data written with triggers off (a bulk load under session_replication_role
+-- = replica) bypasses them: this rebuilds them from the journal and the
+-- usage (the upgrade that created them runs it) and empties the queue.
+-- Inserts into the journal and the usage wait while it runs.  Owner only.
 CREATE FUNCTION subbilling_internal.kpi_rebuild_kept() RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = subbilling, pg_catalog, pg_temp AS $$
 BEGIN
@@ -1481,12 +1650,19 @@ BEGIN
     INSERT INTO subbilling_internal.kpi_aging (account_id, currency, time_zone, due_dates, cum_minor, undated_minor)
     SELECT s.account_id, s.currency, s.time_zone, s.due_dates, s.cum_minor, s.undated_minor
       FROM subbilling_internal.kpi_aging_source s;
-    -- every subscription with usage, summed from all its usage (no row has a key)
-    PERFORM subbilling_internal.kpi_usage_periods_apply(array_agg(u.account_id), array_agg(u.subscription_id), '{}', '{}')
+    -- every subscription with usage, entered unkeyed, and folded: summed from all its usage
+    -- (a zero change per subscription in the emptied queue names them to the fold)
+    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
+    DELETE FROM subbilling_internal.kpi_usage_queue;
+    PERFORM subbilling_internal.kpi_usage_periods_enter(array_agg(u.account_id), array_agg(u.subscription_id))
        FROM (SELECT DISTINCT x.account_id, x.subscription_id FROM subbilling.usage x) u
      HAVING count(*) > 0;
+    INSERT INTO subbilling_internal.kpi_usage_queue (account_id, subscription_id, usage_date, quantity)
+    SELECT x.account_id, x.subscription_id, min(x.usage_date), 0 FROM subbilling.usage x
+     GROUP BY x.account_id, x.subscription_id;
+    PERFORM subbilling_internal.kpi_usage_fold();
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_rebuild_kept() IS 'internal: rebuilds the open items, the aging rows and the per-period usage that triggers keep (after data written with triggers off)';
+COMMENT ON FUNCTION subbilling_internal.kpi_rebuild_kept() IS 'internal: rebuilds the open items, the aging rows and the per-period usage (emptying the usage queue) from the journal and the usage (after data written with triggers off)';
 REVOKE ALL ON FUNCTION subbilling_internal.kpi_rebuild_kept() FROM PUBLIC;
 
 -- ---------------------------------------------------------------- privileges

@@ -47,7 +47,8 @@ SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname)
             WHERE x.extname = 'subbilling' AND u.cond <> ''),
           ARRAY['country_settings', 'delivery_settings', 'dunning_policies', 'dunning_steps', 'entitlement_policy',
                 'kpi_aging', 'kpi_dirty_accounts', 'kpi_open_items', 'kpi_recognition_dirty', 'kpi_recognition_months', 'kpi_recognition_snapshot',
-                'kpi_snapshot_customers', 'kpi_snapshot_months', 'kpi_snapshot_state', 'kpi_usage_items', 'kpi_usage_periods',  -- never dumped
+                'kpi_snapshot_customers', 'kpi_snapshot_months', 'kpi_snapshot_state', 'kpi_usage_items', 'kpi_usage_periods',
+                'kpi_usage_queue',  -- never dumped
                 'ledger_accounts', 'ledger_mappings',
                 'outbox_slots', 'payment_settings', 'reference_rates', 'subscription_transitions',
                 'tax_categories', 'tax_rates', 'vat_boxes'],
