@@ -18,7 +18,7 @@ SET LOCAL client_min_messages = warning;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL subbilling.notify = off;
 
-SELECT plan(27);
+SELECT plan(25);
 SELECT setseed(0.4242);
 
 INSERT INTO products (code, name) VALUES ('d_saas', 'Days SaaS');
