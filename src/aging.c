@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * aging.c
- *	  kpi_aging_amounts(): the receivables aging buckets of one kept
- *	  account row (subbilling_internal.kpi_aging) in one call, as the
- *	  numeric amounts ar_aging shows.
+ *	  subbilling.aging_buckets() (C symbol kpi_aging_amounts): the
+ *	  receivables aging buckets of one kept account row
+ *	  (subbilling_internal.kpi_aging) in one call, as the numeric amounts
+ *	  ar_aging shows.
  *
  * The arithmetic is plain C in src/core/aging.c (aging.h has the
  * formulas).  This wrapper reads the arrays in place (no deconstruction),
@@ -49,7 +50,7 @@ plain_array_length(ArrayType *a, const char *name)
 }
 
 /*
- * kpi_aging_amounts(due_dates date[], cum_minor bigint[], undated_minor
+ * aging_buckets(due_dates date[], cum_minor bigint[], undated_minor
  * bigint, today date, currency text): current, overdue_1_30,
  * overdue_31_60, overdue_61_90, overdue_90_plus, total (numeric, major
  * units of the currency).
@@ -112,7 +113,7 @@ kpi_aging_amounts(PG_FUNCTION_ARGS)
 		if (get_call_result_type(fcinfo, NULL, &rt) != TYPEFUNC_COMPOSITE || rt->natts != AGING_BUCKETS)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("kpi_aging_amounts must return a record of six numeric columns")));
+					 errmsg("aging_buckets must return a record of six numeric columns")));
 		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 		tupdesc = BlessTupleDesc(CreateTupleDescCopy(rt));
 		MemoryContextSwitchTo(old);

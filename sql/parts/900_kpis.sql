@@ -1062,25 +1062,23 @@ CREATE TRIGGER accounts_kpi_aging_time_zone AFTER UPDATE OF time_zone ON subbill
 
 -- The six amounts of one kept row in one call (src/aging.c, formulas in
 -- src/core/aging.h): a binary search over the due dates for each boundary,
--- the difference of two running totals per bucket.  The view calls it as
--- its caller, so the roles that read ar_aging execute it (and PUBLIC not).
-CREATE FUNCTION subbilling_internal.kpi_aging_amounts(due_dates date[], cum_minor bigint[], undated_minor bigint,
-                                                      today date, currency text,
-                                                      OUT current numeric, OUT overdue_1_30 numeric,
-                                                      OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
-                                                      OUT overdue_90_plus numeric, OUT total numeric)
+-- the difference of two running totals per bucket.  A pure function of its
+-- arguments, executable by everyone like the price type's functions: the
+-- view calls it as its caller (docs/kpis.md documents it).
+CREATE FUNCTION subbilling.aging_buckets(due_dates date[], cum_minor bigint[], undated_minor bigint,
+                                         today date, currency text,
+                                         OUT current numeric, OUT overdue_1_30 numeric,
+                                         OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
+                                         OUT overdue_90_plus numeric, OUT total numeric)
     RETURNS record
     AS 'MODULE_PATHNAME', 'kpi_aging_amounts' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text) IS 'internal: the aging buckets (major units) of one kpi_aging row on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total';
-REVOKE ALL ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text)
-    TO subbilling_reader, subbilling_operator;
+COMMENT ON FUNCTION subbilling.aging_buckets(date[], bigint[], bigint, date, text) IS 'receivables aging of open amounts kept as running totals over ascending due dates (cum_minor[k + 1] = minor units due on or before due_dates[k], cum_minor[1] = 0) on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total (with undated_minor), in major units of the currency';
 
 CREATE VIEW subbilling.ar_aging WITH (security_barrier) AS
 SELECT k.account_id, k.currency, (k.a).current, (k.a).overdue_1_30, (k.a).overdue_31_60, (k.a).overdue_61_90,
        (k.a).overdue_90_plus, (k.a).total
   FROM (SELECT g.account_id, g.currency,
-               subbilling_internal.kpi_aging_amounts(g.due_dates, g.cum_minor, g.undated_minor,
+               subbilling.aging_buckets(g.due_dates, g.cum_minor, g.undated_minor,
                                                      (pg_catalog.now() AT TIME ZONE g.time_zone)::date, g.currency) AS a
           FROM subbilling_internal.kpi_aging g
         OFFSET 0) k;  -- OFFSET 0: one call per row

@@ -1,7 +1,7 @@
 -- KPI snapshots that age by the day, and ar_aging in one C call per row
 -- (docs/kpis.md): kpi_customer_movements_recent computes the months from the
 -- snapshot's boundary month on (the closed months before it stay valid on
--- later days); kpi_aging_amounts gives the aging buckets of one kept row.
+-- later days); aging_buckets gives the aging buckets of one kept row.
 -- kpi_movement_parts, kpi_movements, refresh_kpi_snapshots and ar_aging are
 -- re-created by 999_refresh.sql.  Copies of the objects of sql/parts/900_kpis.sql.
 
@@ -114,14 +114,16 @@ SELECT c.account_id, c.currency, x.month, x.cur, x.prev, x.subscriptions,
  WHERE x.month >= c.b;
 COMMENT ON VIEW subbilling_internal.kpi_customer_movements_recent IS 'internal: kpi_customer_movements from the KPI snapshot''s boundary month on (the month of its day or of today, the earlier), live, the first month with MRR from the snapshot''s closed months';
 
-CREATE FUNCTION subbilling_internal.kpi_aging_amounts(due_dates date[], cum_minor bigint[], undated_minor bigint,
-                                                      today date, currency text,
-                                                      OUT current numeric, OUT overdue_1_30 numeric,
-                                                      OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
-                                                      OUT overdue_90_plus numeric, OUT total numeric)
+-- The six amounts of one kept row in one call (src/aging.c, formulas in
+-- src/core/aging.h): a binary search over the due dates for each boundary,
+-- the difference of two running totals per bucket.  A pure function of its
+-- arguments, executable by everyone like the price type's functions: the
+-- view calls it as its caller (docs/kpis.md documents it).
+CREATE FUNCTION subbilling.aging_buckets(due_dates date[], cum_minor bigint[], undated_minor bigint,
+                                         today date, currency text,
+                                         OUT current numeric, OUT overdue_1_30 numeric,
+                                         OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
+                                         OUT overdue_90_plus numeric, OUT total numeric)
     RETURNS record
     AS 'MODULE_PATHNAME', 'kpi_aging_amounts' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text) IS 'internal: the aging buckets (major units) of one kpi_aging row on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total';
-REVOKE ALL ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text)
-    TO subbilling_reader, subbilling_operator;
+COMMENT ON FUNCTION subbilling.aging_buckets(date[], bigint[], bigint, date, text) IS 'receivables aging of open amounts kept as running totals over ascending due dates (cum_minor[k + 1] = minor units due on or before due_dates[k], cum_minor[1] = 0) on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total (with undated_minor), in major units of the currency';

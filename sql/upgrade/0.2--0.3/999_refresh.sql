@@ -4902,7 +4902,7 @@ CREATE OR REPLACE VIEW subbilling.ar_aging WITH (security_barrier) AS
 SELECT k.account_id, k.currency, (k.a).current, (k.a).overdue_1_30, (k.a).overdue_31_60, (k.a).overdue_61_90,
        (k.a).overdue_90_plus, (k.a).total
   FROM (SELECT g.account_id, g.currency,
-               subbilling_internal.kpi_aging_amounts(g.due_dates, g.cum_minor, g.undated_minor,
+               subbilling.aging_buckets(g.due_dates, g.cum_minor, g.undated_minor,
                                                      (pg_catalog.now() AT TIME ZONE g.time_zone)::date, g.currency) AS a
           FROM subbilling_internal.kpi_aging g
         OFFSET 0) k;
@@ -7303,14 +7303,14 @@ SELECT c.account_id, c.currency, x.month, x.cur, x.prev, x.subscriptions,
  WHERE x.month >= c.b;
 COMMENT ON VIEW subbilling_internal.kpi_customer_movements_recent IS 'internal: kpi_customer_movements from the KPI snapshot''s boundary month on (the month of its day or of today, the earlier), live, the first month with MRR from the snapshot''s closed months';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.kpi_aging_amounts(due_dates date[], cum_minor bigint[], undated_minor bigint,
-                                                      today date, currency text,
-                                                      OUT current numeric, OUT overdue_1_30 numeric,
-                                                      OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
-                                                      OUT overdue_90_plus numeric, OUT total numeric)
+CREATE OR REPLACE FUNCTION subbilling.aging_buckets(due_dates date[], cum_minor bigint[], undated_minor bigint,
+                                         today date, currency text,
+                                         OUT current numeric, OUT overdue_1_30 numeric,
+                                         OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
+                                         OUT overdue_90_plus numeric, OUT total numeric)
     RETURNS record
     AS 'MODULE_PATHNAME', 'kpi_aging_amounts' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION subbilling_internal.kpi_aging_amounts(date[], bigint[], bigint, date, text) IS 'internal: the aging buckets (major units) of one kpi_aging row on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total';
+COMMENT ON FUNCTION subbilling.aging_buckets(date[], bigint[], bigint, date, text) IS 'receivables aging of open amounts kept as running totals over ascending due dates (cum_minor[k + 1] = minor units due on or before due_dates[k], cum_minor[1] = 0) on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total (with undated_minor), in major units of the currency';
 
 CREATE OR REPLACE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
     RETURNS TABLE (table_name regclass, placement text)
