@@ -33,7 +33,8 @@ $$;
 CREATE TEMP TABLE t (name text, what text, ms numeric, base_ms numeric);
 \pset footer off
 
--- ar_aging, and its previous formula
+-- ar_aging, and its previous formula; every column computed (count(*) over the view alone
+-- lets the planner drop the columns nobody reads: the 'count(*)' row)
 CREATE TEMP VIEW ar_aging_before AS
 SELECT k.account_id, k.currency,
        subbilling.amount(subbilling.price_minor(k.cum_minor[cardinality(k.cum_minor)]
@@ -53,8 +54,10 @@ SELECT k.account_id, k.currency,
 SELECT count(*) AS differing_rows FROM ((TABLE ar_aging EXCEPT ALL TABLE ar_aging_before)
                                         UNION ALL (TABLE ar_aging_before EXCEPT ALL TABLE ar_aging)) x;
 INSERT INTO t VALUES
-    ('ar_aging', 'SELECT *', pg_temp.ms('SELECT * FROM subbilling.ar_aging'), pg_temp.base('{journal_lines,invoices,accounts}')),
-    ('ar_aging (before: width_bucket)', 'SELECT *', pg_temp.ms('SELECT * FROM ar_aging_before'), pg_temp.base('{journal_lines,invoices,accounts}')),
+    ('ar_aging', 'SELECT *', pg_temp.ms('SELECT x FROM (SELECT * FROM subbilling.ar_aging) x WHERE x IS NOT NULL'),
+     pg_temp.base('{journal_lines,invoices,accounts}')),
+    ('ar_aging (before: width_bucket)', 'SELECT *', pg_temp.ms('SELECT x FROM (SELECT * FROM ar_aging_before) x WHERE x IS NOT NULL'),
+     pg_temp.base('{journal_lines,invoices,accounts}')),
     ('ar_aging', 'count(*)', pg_temp.ms('SELECT 1 FROM subbilling.ar_aging'), pg_temp.base('{journal_lines,invoices,accounts}'));
 
 -- the MRR views: a snapshot of today, then of yesterday (computed live from its boundary month)
