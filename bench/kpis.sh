@@ -12,6 +12,8 @@
 #   KEEP=1 bash bench/kpis.sh ...     keeps the database (building 1,000,000 subscriptions takes long)
 #   REUSE=1 bash bench/kpis.sh ...    times on the kept database instead of building a new one
 #   DATA_ONLY=1 bash bench/kpis.sh .. builds the data and keeps it, no timing
+#   DAYS=1 bash bench/kpis.sh ...     after the timing, bench/kpis_days.sql: the MRR views on the day after
+#                                     the snapshot, the daily refresh, ar_aging against its previous formula
 #   DB=name                           the database (default subbilling_bench_kpis)
 #   REFRESH=0 bash bench/kpis.sh ...  no full refresh of the snapshots before timing (with SKIP for
 #                                     the MRR views and revenue_recognition, which then compute live)
@@ -30,6 +32,9 @@ fi
 if [ -z "${DATA_ONLY:-}" ]; then
   N=$(psql -qXAt -d $DB -c 'SELECT count(*) FROM subbilling.subscriptions')
   psql -X -d $DB -v n="$N" -v runs="$RUNS" -v skip="${SKIP:-^$}" -v refresh="${REFRESH:-1}" -f bench/kpis.sql
+  if [ -n "${DAYS:-}" ]; then
+    psql -X -d $DB -v runs="$RUNS" -f bench/kpis_days.sql
+  fi
   echo "N = $N subscriptions; $((SECONDS - start)) s in all"
 fi
 if [ -z "${KEEP:-}${REUSE:-}${DATA_ONLY:-}" ]; then

@@ -689,8 +689,10 @@ worker_cycle(void)
 }
 
 /*
- * After a cycle: the marked accounts' KPI snapshots (the whole snapshots
- * when they are not of today), when subbilling.kpi_refresh_interval has
+ * After a cycle: the marked accounts' KPI snapshots (first thing after
+ * midnight the months from the snapshot's boundary month on; the whole
+ * snapshots when there are none or they are of another time zone), when
+ * subbilling.kpi_refresh_interval has
  * passed since the last refresh.  Not part of the run: a failure is logged
  * and the next cycle tries again.
  */

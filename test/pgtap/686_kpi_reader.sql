@@ -35,7 +35,7 @@ SELECT ok(has_table_privilege('subbilling_operator', 'subbilling.' || v, 'SELECT
 -- executable by the reader fails here until it is reviewed and listed.
 CREATE TEMP TABLE reader_allowed (proname name PRIMARY KEY);
 INSERT INTO reader_allowed VALUES
-    ('abs'), ('allocate'), ('amount'), ('avg'), ('bgmax_summary'), ('bgmax_warnings'),
+    ('abs'), ('aging_buckets'), ('allocate'), ('amount'), ('avg'), ('bgmax_summary'), ('bgmax_warnings'),
     ('billing_period_cmp'), ('billing_period_eq'), ('billing_period_ge'), ('billing_period_gt'), ('billing_period_hash'), ('billing_period_hash_extended'),
     ('billing_period_in'), ('billing_period_le'), ('billing_period_lt'), ('billing_period_ne'), ('billing_period_out'), ('billing_period_recv'),
     ('billing_period_send'), ('billing_period_to_interval'), ('currency'), ('currency_exponent'), ('current_run_id'), ('fi_reference'),

@@ -4821,8 +4821,9 @@ WITH agg AS (
       FROM (SELECT s.*
               FROM subbilling_internal.kpi_snapshot_months s
              WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
-                            WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
-                              AND NOT z.building)
+                            WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building
+                              AND (z.computed_on = current_date
+                                   OR s.month < date_trunc('month', LEAST(z.computed_on, current_date))))
             UNION ALL
             SELECT p.* FROM subbilling_internal.kpi_movement_parts p) x
      GROUP BY x.currency, x.month
@@ -4904,19 +4905,11 @@ SELECT v.month, v.currency, v.new_customers, v.reactivated_customers, v.churned_
 COMMENT ON VIEW subbilling.kpi_growth IS 'per month and currency: new, reactivated and churned customers, net new MRR, quick ratio = (new + expansion + reactivation) / (contraction + churn), NULL without losses';
 
 CREATE OR REPLACE VIEW subbilling.ar_aging WITH (security_barrier) AS
-SELECT k.account_id, k.currency,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.cardinality(k.cum_minor)]
-                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 1, k.due_dates) + 1], k.currency)) AS current,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 1, k.due_dates) + 1]
-                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 31, k.due_dates) + 1], k.currency)) AS overdue_1_30,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 31, k.due_dates) + 1]
-                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 61, k.due_dates) + 1], k.currency)) AS overdue_31_60,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 61, k.due_dates) + 1]
-                                                - k.cum_minor[pg_catalog.width_bucket(k.today - 91, k.due_dates) + 1], k.currency)) AS overdue_61_90,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.width_bucket(k.today - 91, k.due_dates) + 1], k.currency)) AS overdue_90_plus,
-       subbilling.amount(subbilling.price_minor(k.cum_minor[pg_catalog.cardinality(k.cum_minor)] + k.undated_minor, k.currency)) AS total
-  FROM (SELECT g.account_id, g.currency, g.due_dates, g.cum_minor, g.undated_minor,
-               (pg_catalog.now() AT TIME ZONE g.time_zone)::date AS today
+SELECT k.account_id, k.currency, (k.a).current, (k.a).overdue_1_30, (k.a).overdue_31_60, (k.a).overdue_61_90,
+       (k.a).overdue_90_plus, (k.a).total
+  FROM (SELECT g.account_id, g.currency,
+               subbilling.aging_buckets(g.due_dates, g.cum_minor, g.undated_minor,
+                                                     (pg_catalog.now() AT TIME ZONE g.time_zone)::date, g.currency) AS a
           FROM subbilling_internal.kpi_aging g
         OFFSET 0) k;
 COMMENT ON VIEW subbilling.ar_aging IS 'per account and currency: open receivables (from the journal) by days past due on the account''s local today: current, 1-30, 31-60, 61-90, over 90';
@@ -5402,21 +5395,36 @@ WITH st AS (
     SELECT EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                     WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
                       AND NOT z.building) AS usable,
+           EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                    WHERE z.computed_on <> current_date AND z.time_zone = current_setting('TimeZone')
+                      AND NOT z.building) AS aged,
+           (SELECT date_trunc('month', LEAST(z.computed_on, current_date))::date
+              FROM subbilling_internal.kpi_snapshot_state z) AS b,
            EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z WHERE z.building) AS building,
            (SELECT array_agg(DISTINCT d.account_id) FROM subbilling_internal.kpi_dirty_accounts d) AS dirty
 ),
 r AS (
     SELECT 1 AS sign, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
       FROM subbilling_internal.kpi_customer_movements c
-     WHERE NOT (SELECT st.usable OR st.building FROM st)
+     WHERE NOT (SELECT st.usable OR st.aged OR st.building FROM st)
     UNION ALL
     SELECT 1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
       FROM subbilling_internal.kpi_customer_movements c
-     WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+     WHERE (SELECT st.usable OR st.aged FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
     UNION ALL
     SELECT -1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
       FROM subbilling_internal.kpi_snapshot_customers c
      WHERE (SELECT st.usable FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+    UNION ALL
+    SELECT -1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_snapshot_customers c
+     WHERE (SELECT st.aged FROM st) AND c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[])
+       AND c.month < (SELECT st.b FROM st)
+    UNION ALL
+    SELECT 1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements_recent c
+     WHERE (SELECT st.aged FROM st)
+       AND NOT coalesce(c.account_id = ANY ((SELECT st.dirty FROM st)::bigint[]), false)
     UNION ALL
     SELECT 1, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
       FROM subbilling_internal.kpi_snapshot_customers c
@@ -5439,7 +5447,7 @@ SELECT r.currency, r.month,
        sum(r.sign * r.subscriptions)::bigint AS subscriptions_end
   FROM r
  GROUP BY r.currency, r.month;
-COMMENT ON VIEW subbilling_internal.kpi_movement_parts IS 'internal: customer movements summed per currency and month: marked accounts live less their snapshot rows (usable snapshots), everything live (none), the snapshot rows (while building)';
+COMMENT ON VIEW subbilling_internal.kpi_movement_parts IS 'internal: customer movements summed per currency and month: marked accounts live less their snapshot rows (snapshot of today; of an earlier day: in the closed months, and every other account live from the boundary month on), everything live (none), the snapshot rows (while building)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_mark_account() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp AS $$
@@ -5476,6 +5484,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = subbilling, pg_cata
 DECLARE
     n     bigint;
     dirty bigint[];
+    b     date;
 BEGIN
     IF only_marked IS NULL THEN
         RAISE EXCEPTION 'only_marked must not be null' USING ERRCODE = '22004';
@@ -5487,8 +5496,7 @@ BEGIN
         PERFORM subbilling_internal.kpi_usage_fold();
     END IF;
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
-                                WHERE z.computed_on = current_date AND z.time_zone = current_setting('TimeZone')
-                                  AND NOT z.building) THEN
+                                WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building) THEN
         -- recognition: the same for the accounts whose invoices changed
         WITH gone AS (DELETE FROM subbilling_internal.kpi_recognition_dirty d RETURNING d.account_id)
         SELECT array_agg(DISTINCT gone.account_id) INTO dirty FROM gone;
@@ -5503,6 +5511,99 @@ BEGIN
             SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
               FROM subbilling_internal.kpi_recognition_accounts c
              WHERE c.account_id = ANY (dirty);
+        END IF;
+        SELECT date_trunc('month', LEAST(z.computed_on, current_date))::date INTO b
+          FROM subbilling_internal.kpi_snapshot_state z
+         WHERE z.computed_on <> current_date;
+        IF b IS NOT NULL THEN
+            -- an earlier day's snapshot: the months from b on for everyone, the
+            -- marked accounts whole; the month sums are the sums of the rows
+            -- (the closed months' sums corrected by the marked accounts)
+            LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
+            WITH gone AS (DELETE FROM subbilling_internal.kpi_dirty_accounts d RETURNING d.account_id)
+            SELECT array_agg(DISTINCT gone.account_id) INTO dirty FROM gone;
+            DELETE FROM subbilling_internal.kpi_snapshot_months s WHERE s.month >= b;
+            WITH r AS (
+                DELETE FROM subbilling_internal.kpi_snapshot_customers c
+                 WHERE c.month >= b OR c.account_id = ANY (dirty)
+                RETURNING -1 AS sign, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+            )
+            INSERT INTO subbilling_internal.kpi_snapshot_months AS m
+    SELECT r.currency, r.month,
+           sum(r.sign)::bigint, sum(r.sign * r.prev)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.cur - r.prev)) FILTER (WHERE r.prev > 0 AND r.cur > r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.prev - r.cur)) FILTER (WHERE r.cur > 0 AND r.cur < r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.prev) FILTER (WHERE r.cur = 0), 0)::bigint,
+           sum(r.sign * r.cur)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev > 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur = 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur > 0), 0)::bigint,
+           sum(r.sign * r.subscriptions)::bigint
+      FROM r
+     WHERE r.month < b
+     GROUP BY r.currency, r.month
+    ON CONFLICT (currency, month) DO UPDATE
+       SET customer_rows = m.customer_rows + excluded.customer_rows, start_mrr = m.start_mrr + excluded.start_mrr,
+           new_mrr = m.new_mrr + excluded.new_mrr, expansion_mrr = m.expansion_mrr + excluded.expansion_mrr,
+           reactivation_mrr = m.reactivation_mrr + excluded.reactivation_mrr,
+           contraction_mrr = m.contraction_mrr + excluded.contraction_mrr,
+           churned_mrr = m.churned_mrr + excluded.churned_mrr, end_mrr = m.end_mrr + excluded.end_mrr,
+           customers_start = m.customers_start + excluded.customers_start,
+           new_customers = m.new_customers + excluded.new_customers,
+           reactivated_customers = m.reactivated_customers + excluded.reactivated_customers,
+           churned_customers = m.churned_customers + excluded.churned_customers,
+           customers_end = m.customers_end + excluded.customers_end,
+           subscriptions_end = m.subscriptions_end + excluded.subscriptions_end;
+            WITH r AS (
+                INSERT INTO subbilling_internal.kpi_snapshot_customers
+                       (account_id, currency, month, cur, prev, subscriptions, first_month)
+                SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+                  FROM subbilling_internal.kpi_customer_movements_recent c
+                 WHERE NOT coalesce(c.account_id = ANY (dirty), false)
+                UNION ALL
+                SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+                  FROM subbilling_internal.kpi_customer_movements c
+                 WHERE c.account_id = ANY (dirty)
+                RETURNING 1 AS sign, currency, month, cur, prev, subscriptions, first_month
+            ),
+            s AS (
+            INSERT INTO subbilling_internal.kpi_snapshot_months AS m
+    SELECT r.currency, r.month,
+           sum(r.sign)::bigint, sum(r.sign * r.prev)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.cur - r.prev)) FILTER (WHERE r.prev > 0 AND r.cur > r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.prev - r.cur)) FILTER (WHERE r.cur > 0 AND r.cur < r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.prev) FILTER (WHERE r.cur = 0), 0)::bigint,
+           sum(r.sign * r.cur)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev > 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur = 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur > 0), 0)::bigint,
+           sum(r.sign * r.subscriptions)::bigint
+      FROM r
+     GROUP BY r.currency, r.month
+    ON CONFLICT (currency, month) DO UPDATE
+       SET customer_rows = m.customer_rows + excluded.customer_rows, start_mrr = m.start_mrr + excluded.start_mrr,
+           new_mrr = m.new_mrr + excluded.new_mrr, expansion_mrr = m.expansion_mrr + excluded.expansion_mrr,
+           reactivation_mrr = m.reactivation_mrr + excluded.reactivation_mrr,
+           contraction_mrr = m.contraction_mrr + excluded.contraction_mrr,
+           churned_mrr = m.churned_mrr + excluded.churned_mrr, end_mrr = m.end_mrr + excluded.end_mrr,
+           customers_start = m.customers_start + excluded.customers_start,
+           new_customers = m.new_customers + excluded.new_customers,
+           reactivated_customers = m.reactivated_customers + excluded.reactivated_customers,
+           churned_customers = m.churned_customers + excluded.churned_customers,
+           customers_end = m.customers_end + excluded.customers_end,
+           subscriptions_end = m.subscriptions_end + excluded.subscriptions_end
+            RETURNING 1)
+            SELECT count(*) INTO n FROM r;
+            UPDATE subbilling_internal.kpi_snapshot_state SET computed_on = current_date, refreshed_at = pg_catalog.now();
+            RETURN n;
         END IF;
         -- one statement: the marks it claims are the ones kpi_movement_parts
         -- sees (the same snapshot), whose sums (live less snapshot rows of
@@ -7104,6 +7205,124 @@ BEGIN
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION subbilling_internal.kpi_usage_items_sync() IS 'internal trigger (after each statement inserting, updating or deleting subscription items): keeps the copies of the items of the subscriptions with usage';
+
+CREATE OR REPLACE VIEW subbilling_internal.kpi_customer_movements_recent WITH (security_barrier) AS
+SELECT c.account_id, c.currency, x.month, x.cur, x.prev, x.subscriptions,
+       -- an earlier first month with MRR is in the snapshot's closed months (index, first row)
+       coalesce((SELECT s.first_month FROM subbilling_internal.kpi_snapshot_customers s
+                  WHERE s.account_id = c.account_id AND s.currency = c.currency AND s.month < c.b
+                  ORDER BY s.month LIMIT 1), c.first_month) AS first_month
+  FROM (SELECT cm.account_id, cm.currency, cm.month, cm.mrr, cm.subscriptions, cm.b,
+               min(cm.month) OVER w AS first_month,
+               lag(cm.month) OVER w AS prev_month, lag(cm.mrr) OVER w AS prev_mrr,
+               lead(cm.month) OVER w AS next_month
+          FROM (SELECT ism.account_id, ism.currency, ism.month, ism.b, sum(ism.mrr)::bigint AS mrr,
+                       count(*) AS subscriptions
+                  FROM (SELECT im.account_id, im.currency, im.month, im.b, im.subscription_id, sum(im.mrr) AS mrr
+                  FROM (SELECT it.account_id, it.subscription_id, it.currency, g.month, it.b,
+                               CASE WHEN NOT it.discounted THEN it.mrr
+                                    ELSE (SELECT subbilling.minor_units(subbilling.monthly(
+                                                     it.full_price - LEAST(it.full_price, coalesce(sum(
+                                                         CASE WHEN d.percent_off IS NOT NULL
+                                                              THEN it.full_price * (d.percent_off / 100)
+                                                              ELSE d.amount_off END),
+                                                         subbilling.price_minor(0, it.currency))),
+                                                     it.billing_period))
+                                            FROM subbilling.subscription_discounts d
+                                            JOIN subbilling.campaigns c ON c.id = d.campaign_id
+                                           CROSS JOIN LATERAL (
+                                                 SELECT subbilling.period_start(it.billing_anchor, it.billing_period,
+                                                            subbilling.period_index(it.billing_anchor, it.billing_period, g.day))
+                                                        AS key_start) k
+                                           WHERE d.account_id = it.account_id AND d.subscription_id = it.subscription_id
+                                             AND c.duration <> 'once'
+                                             AND d.starts_on <= k.key_start
+                                             AND (d.periods IS NULL
+                                                  OR subbilling.period_index(it.billing_anchor, it.billing_period, k.key_start)
+                                                     - subbilling.period_index(it.billing_anchor, it.billing_period, d.starts_on)
+                                                     < d.periods)
+                                             AND (c.plan_codes IS NULL OR it.plan_code = ANY (c.plan_codes))
+                                             AND (d.percent_off IS NOT NULL OR it.kind = 'base')) END AS mrr
+                          FROM (SELECT i.account_id, i.subscription_id, i.kind, i.validity, s.currency, s.status,
+                                       s.billing_anchor, p.billing_period, p.code AS plan_code,
+                                       coalesce(s.trial_end, s.start_date) AS from_day, f.full_price, f.mrr,
+                                       f.m0, f.m1, f.discounted, f.held, bb.b
+                                  FROM subbilling.subscription_items i
+                                  JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
+                                  JOIN subbilling.plans p ON p.id = i.plan_id AND p.pricing_model <> 'usage'
+                                 CROSS JOIN LATERAL (
+                                       -- per item; the planner may compute this before the join to
+                                       -- the subscription is checked, so nothing here may fail for
+                                       -- another subscription's row (the zero is the price's own)
+                                       SELECT q.full_price,
+                                              subbilling.minor_units(subbilling.monthly(
+                                                  q.full_price - LEAST(q.full_price, q.full_price * 0),
+                                                  p.billing_period)) AS mrr,
+                                              date_trunc('month', GREATEST(lower(i.validity), coalesce(s.trial_end, s.start_date))) AS m0,
+                                              date_trunc('month', LEAST(coalesce(upper(i.validity) - 1, current_date), current_date)) AS m1,
+                                              EXISTS (SELECT FROM subbilling.subscription_discounts d
+                                                       WHERE d.account_id = i.account_id
+                                                         AND d.subscription_id = i.subscription_id) AS discounted,
+                                              EXISTS (SELECT FROM subbilling.subscription_pauses z
+                                                       WHERE z.account_id = i.account_id
+                                                         AND z.subscription_id = i.subscription_id)
+                                              OR EXISTS (SELECT FROM subbilling.dunning_actions a
+                                                          WHERE a.account_id = i.account_id
+                                                            AND a.subscription_id = i.subscription_id
+                                                            AND a.action = 'payment_stop') AS held
+                                         FROM (SELECT CASE WHEN p.pricing_model = 'flat' THEN p.price
+                                                           WHEN p.pricing_model = 'per_unit' THEN p.price * i.quantity
+                                                           WHEN p.pricing_model = 'package'
+                                                                THEN subbilling.package_price(i.quantity, p.package_size, p.price)
+                                                           ELSE subbilling.tiered_price(i.quantity, p.tiers, p.pricing_model) END
+                                                          AS full_price
+                                                OFFSET 0) q
+                                       OFFSET 0) f
+                                 CROSS JOIN (SELECT date_trunc('month', LEAST(z.computed_on, current_date))::date AS b
+                                               FROM subbilling_internal.kpi_snapshot_state z) bb
+                                 WHERE i.voided_at IS NULL
+                                   -- items with MRR in the month before the boundary or later
+                                   AND coalesce(upper(i.validity) - 1, current_date) >= (bb.b - interval '1 month')::date) it
+                         CROSS JOIN LATERAL (
+                               SELECT m::date AS month,
+                                      LEAST((m + interval '1 month' - interval '1 day')::date, current_date) AS day
+                                 FROM generate_series(GREATEST(it.m0, it.b - interval '1 month'), it.m1,
+                                                      interval '1 month') AS m) g
+                         WHERE g.day <@ it.validity
+                           AND g.day >= it.from_day
+                           AND NOT (g.day = current_date AND it.status = 'suspended')
+                           AND (NOT it.held
+                                OR (NOT EXISTS (SELECT FROM subbilling.subscription_pauses z
+                                                 WHERE z.account_id = it.account_id AND z.subscription_id = it.subscription_id
+                                                   AND z.during @> g.day)
+                                    AND NOT EXISTS (SELECT FROM subbilling.dunning_actions a
+                                                     WHERE a.account_id = it.account_id
+                                                       AND a.subscription_id = it.subscription_id
+                                                       AND a.action = 'payment_stop' AND a.executed_on <= g.day
+                                                       AND (a.lifted_at IS NULL OR a.lifted_at::date > g.day))))) im
+                         GROUP BY im.account_id, im.currency, im.month, im.b, im.subscription_id) ism
+                 GROUP BY ism.account_id, ism.currency, ism.month, ism.b) cm
+         WHERE cm.mrr > 0
+        WINDOW w AS (PARTITION BY cm.account_id, cm.currency ORDER BY cm.month)) c
+ CROSS JOIN LATERAL (
+       SELECT c.month, c.mrr, CASE WHEN c.prev_month = (c.month - interval '1 month')::date THEN c.prev_mrr ELSE 0 END,
+              c.subscriptions
+        UNION ALL
+       SELECT (c.month + interval '1 month')::date, 0::bigint, c.mrr, 0::bigint
+        WHERE c.month < date_trunc('month', current_date)
+          AND (c.next_month IS NULL OR c.next_month <> (c.month + interval '1 month')::date))
+       AS x(month, cur, prev, subscriptions)
+ WHERE x.month >= c.b;
+COMMENT ON VIEW subbilling_internal.kpi_customer_movements_recent IS 'internal: kpi_customer_movements from the KPI snapshot''s boundary month on (the month of its day or of today, the earlier), live, the first month with MRR from the snapshot''s closed months';
+
+CREATE OR REPLACE FUNCTION subbilling.aging_buckets(due_dates date[], cum_minor bigint[], undated_minor bigint,
+                                         today date, currency text,
+                                         OUT current numeric, OUT overdue_1_30 numeric,
+                                         OUT overdue_31_60 numeric, OUT overdue_61_90 numeric,
+                                         OUT overdue_90_plus numeric, OUT total numeric)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'kpi_aging_amounts' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION subbilling.aging_buckets(date[], bigint[], bigint, date, text) IS 'receivables aging of open amounts kept as running totals over ascending due dates (cum_minor[k + 1] = minor units due on or before due_dates[k], cum_minor[1] = 0) on the given today: current, 1-30, 31-60, 61-90, over 90 days past due, total (with undated_minor), in major units of the currency';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_periods_enter(acc bigint[], sub bigint[])
 RETURNS void
