@@ -118,7 +118,7 @@ DECLARE
 BEGIN
     CREATE TEMP TABLE shipped_snap (rel text, content text);
     FOR r IN SELECT tg.tgrelid::regclass AS rel FROM pg_trigger tg
-              WHERE tg.tgname LIKE '%\_shipped\_row' ORDER BY 1::text LOOP
+              WHERE tg.tgname LIKE '%\_shipped\_row' ORDER BY tg.tgrelid::regclass::text LOOP
         EXECUTE format('SELECT count(*) || '' '' || coalesce(md5(string_agg(j::text, E''\n'' ORDER BY j::text)), ''-'')
                           FROM (SELECT to_jsonb(t) - ''id'' - ''created_at'' - ''updated_at'' - ''policy_id'' - ''origin'' AS j
                                   FROM %s t WHERE t.origin IN (''shipped'', ''edited'')) s', r.rel) INTO h;
