@@ -13,7 +13,8 @@
 #   REUSE=1 bash bench/kpis.sh ...    times on the kept database instead of building a new one
 #   DATA_ONLY=1 bash bench/kpis.sh .. builds the data and keeps it, no timing
 #   DAYS=1 bash bench/kpis.sh ...     after the timing, bench/kpis_days.sql: the MRR views on the day after
-#                                     the snapshot, the daily refresh, ar_aging against its previous formula
+#                                     the snapshot (read modes exact and snapshot), the daily refresh,
+#                                     ar_aging against its previous formula
 #   DB=name                           the database (default subbilling_bench_kpis)
 #   REFRESH=0 bash bench/kpis.sh ...  no full refresh of the snapshots before timing (with SKIP for
 #                                     the MRR views and revenue_recognition, which then compute live)

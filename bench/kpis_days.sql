@@ -1,7 +1,9 @@
 -- KPI snapshots across days and ar_aging (bench/kpis.sh with DAYS=1), on the data that
 -- bench/kpis_data.sql built and a snapshot refresh_kpi_snapshots() took today: every MRR
 -- view's current month read on the day after the snapshot (computed_on set back one day:
--- the closed months from the snapshot, the current month live), the daily refresh that
+-- the closed months from the snapshot, the current month live), the same in read mode
+-- snapshot (subbilling.kpi_read: the snapshot's month sums as they are, nothing live; on a
+-- snapshot of today and of yesterday, the same work), the daily refresh that
 -- brings it to today (refresh_kpi_snapshots(true)), and ar_aging against its previous
 -- formula (width_bucket per boundary, amount() per column), each against count(*) of the
 -- tables it reads in the same run.  Not a test: nothing passes or fails.
@@ -69,7 +71,25 @@ INSERT INTO t
 SELECT v.name, 'snapshot of today, current month',
        pg_temp.ms('SELECT * FROM subbilling.' || v.name || ' WHERE month = date_trunc(''month'', current_date)'), :mrr_base
   FROM v;
+SET subbilling.kpi_read = snapshot;
+INSERT INTO t
+SELECT v.name, 'snapshot of today, mode snapshot, current month',
+       pg_temp.ms('SELECT * FROM subbilling.' || v.name || ' WHERE month = date_trunc(''month'', current_date)'), :mrr_base
+  FROM v;
+RESET subbilling.kpi_read;
 UPDATE subbilling_internal.kpi_snapshot_state SET computed_on = current_date - 1;
+-- read mode snapshot on yesterday's snapshot: its last month (yesterday's) and 24 months
+SET subbilling.kpi_read = snapshot;
+SELECT as_of, read_mode, marked_accounts FROM subbilling.kpi_snapshot_status;
+INSERT INTO t
+SELECT v.name, 'snapshot of yesterday, mode snapshot, its month',
+       pg_temp.ms('SELECT * FROM subbilling.' || v.name || ' WHERE month = date_trunc(''month'', current_date - 1)'), :mrr_base
+  FROM v;
+INSERT INTO t
+SELECT 'kpi_mrr', 'snapshot of yesterday, mode snapshot, 24 months',
+       pg_temp.ms('SELECT * FROM subbilling.kpi_mrr WHERE month > date_trunc(''month'', current_date - 1) - interval ''24 months'''),
+       :mrr_base;
+RESET subbilling.kpi_read;
 INSERT INTO t
 SELECT v.name, 'snapshot of yesterday, current month (one run)',
        pg_temp.ms('SELECT * FROM subbilling.' || v.name || ' WHERE month = date_trunc(''month'', current_date)', true), :mrr_base

@@ -82,6 +82,26 @@ static char *subbilling_current_run_id = NULL;
 static int	subbilling_kpi_refresh_interval = 60;
 
 /*
+ * subbilling.kpi_read: how the MRR views read their monthly snapshots.  The
+ * views read it with current_setting('subbilling.kpi_read', true), so they
+ * work without the library too; defining it here makes a wrong value an
+ * error when it is set.
+ */
+typedef enum KpiReadMode
+{
+	KPI_READ_EXACT,
+	KPI_READ_SNAPSHOT
+}			KpiReadMode;
+
+static const struct config_enum_entry kpi_read_options[] = {
+	{"exact", KPI_READ_EXACT, false},
+	{"snapshot", KPI_READ_SNAPSHOT, false},
+	{NULL, 0, false}
+};
+
+static int	subbilling_kpi_read = KPI_READ_EXACT;
+
+/*
  * What the worker shares with the sessions that want to wake it.  Lives in
  * shared memory when the library is preloaded; worker_shared stays NULL in
  * a server that did not preload the library.
@@ -306,6 +326,18 @@ subbilling_worker_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("subbilling.kpi_read",
+							 gettext_noop("How the MRR views read the KPI snapshots: exact or snapshot."),
+							 gettext_noop("exact gives the definition's figures, computed live where the snapshot "
+										  "is of an earlier day or accounts changed since; snapshot gives the latest "
+										  "snapshot's figures as they are (see kpi_snapshot_status)."),
+							 &subbilling_kpi_read,
+							 KPI_READ_EXACT,
+							 kpi_read_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("subbilling.current_run_id",
 							   gettext_noop("Id of the subbilling.worker_runs row of the run in progress."),

@@ -531,9 +531,20 @@ COMMENT ON VIEW subbilling_internal.kpi_movement_parts IS 'internal: customer mo
 
 -- MRR movements and customer counts per month and currency, from the
 -- currency's first month to the current one: the snapshot sums corrected by
--- kpi_movement_parts; the same rows as kpi_movements_ref.
+-- kpi_movement_parts; the same rows as kpi_movements_ref.  In read mode
+-- snapshot (subbilling.kpi_read, read without the library too) and with a
+-- usable snapshot (one, of the reader's time zone, not being built): the
+-- snapshot's month sums as they are, up to the snapshot's month, nothing
+-- computed live (kpi_movement_parts is not run); kpi_snapshot_status says
+-- how old they are.
 CREATE VIEW subbilling_internal.kpi_movements WITH (security_barrier) AS
-WITH agg AS (
+WITH snap AS (
+    SELECT z.computed_on
+      FROM subbilling_internal.kpi_snapshot_state z
+     WHERE pg_catalog.current_setting('subbilling.kpi_read', true) = 'snapshot'
+       AND z.time_zone = pg_catalog.current_setting('TimeZone') AND NOT z.building
+),
+agg AS (
     SELECT x.currency, x.month,
            sum(x.start_mrr) AS start_mrr, sum(x.new_mrr) AS new_mrr, sum(x.expansion_mrr) AS expansion_mrr,
            sum(x.reactivation_mrr) AS reactivation_mrr, sum(x.contraction_mrr) AS contraction_mrr,
@@ -543,19 +554,23 @@ WITH agg AS (
            sum(x.customers_end) AS customers_end, sum(x.subscriptions_end) AS subscriptions_end
       FROM (SELECT s.*
               FROM subbilling_internal.kpi_snapshot_months s
-             WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+             WHERE EXISTS (SELECT FROM snap)
+                OR EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                             WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building
                               AND (z.computed_on = current_date
                                    OR s.month < date_trunc('month', LEAST(z.computed_on, current_date))))
             UNION ALL
-            SELECT p.* FROM subbilling_internal.kpi_movement_parts p) x
+            SELECT p.* FROM subbilling_internal.kpi_movement_parts p WHERE NOT EXISTS (SELECT FROM snap)) x
      GROUP BY x.currency, x.month
     HAVING sum(x.customer_rows) > 0
 ),
 months AS (
     SELECT r.currency, g::date AS month
       FROM (SELECT a.currency, min(a.month) AS m0 FROM agg a GROUP BY a.currency) r
-     CROSS JOIN LATERAL generate_series(r.m0, date_trunc('month', current_date), interval '1 month') AS g
+     CROSS JOIN LATERAL generate_series(r.m0,
+                                        coalesce((SELECT date_trunc('month', snap.computed_on) FROM snap),
+                                                 date_trunc('month', current_date)),
+                                        interval '1 month') AS g
 )
 SELECT m.month, m.currency,
        coalesce(a.start_mrr, 0)::bigint AS start_mrr,
@@ -573,7 +588,7 @@ SELECT m.month, m.currency,
        coalesce(a.subscriptions_end, 0)::bigint AS subscriptions_end
   FROM months m
   LEFT JOIN agg a ON a.currency = m.currency AND a.month = m.month;
-COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency, from the snapshots where usable (the same rows as kpi_movements_ref)';
+COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency, from the snapshots where usable (the same rows as kpi_movements_ref); with subbilling.kpi_read = snapshot and a usable snapshot, its month sums as they are';
 
 -- Marks: the account of every changed row of the dated history.
 CREATE FUNCTION subbilling_internal.kpi_mark_account() RETURNS trigger
@@ -813,6 +828,8 @@ BEGIN
                    customers_end = m.customers_end + excluded.customers_end,
                    subscriptions_end = m.subscriptions_end + excluded.subscriptions_end)
         SELECT array_agg(DISTINCT gone.account_id) INTO dirty FROM gone;
+        -- the snapshot now has every change committed before this refresh
+        UPDATE subbilling_internal.kpi_snapshot_state SET refreshed_at = pg_catalog.now();
         IF dirty IS NULL THEN
             RETURN 0;
         END IF;
@@ -915,6 +932,27 @@ SELECT v.month, v.currency, v.new_customers, v.reactivated_customers, v.churned_
            / NULLIF(v.contraction_mrr + v.churned_mrr, 0) AS quick_ratio
   FROM subbilling_internal.kpi_movements v;
 COMMENT ON VIEW subbilling.kpi_growth IS 'per month and currency: new, reactivated and churned customers, net new MRR, quick ratio = (new + expansion + reactivation) / (contraction + churn), NULL without losses';
+
+-- How old the snapshot the MRR views read is, and which read mode this
+-- session gets (subbilling.kpi_read): one row, also without a snapshot.
+-- A snapshot is usable when there is one (none: never built, or
+-- invalidated by a change of plans or campaigns), of the reader's time
+-- zone, and not being built.
+CREATE VIEW subbilling.kpi_snapshot_status WITH (security_barrier) AS
+SELECT z.computed_on AS as_of, z.refreshed_at, z.time_zone,
+       (SELECT count(DISTINCT d.account_id) FROM subbilling_internal.kpi_dirty_accounts d) AS marked_accounts,
+       coalesce(z.computed_on = current_date AND z.time_zone = pg_catalog.current_setting('TimeZone')
+                AND NOT z.building, false) AS of_today,
+       CASE WHEN coalesce(pg_catalog.current_setting('subbilling.kpi_read', true), '') <> 'snapshot' THEN 'exact'
+            WHEN z.computed_on IS NOT NULL AND z.time_zone = pg_catalog.current_setting('TimeZone')
+                 AND NOT z.building THEN 'snapshot'
+            ELSE 'exact_no_snapshot' END AS read_mode,
+       CASE WHEN z.computed_on IS NULL THEN 'no snapshot'
+            WHEN z.building THEN 'being built'
+            WHEN z.time_zone <> pg_catalog.current_setting('TimeZone') THEN 'other time zone' END AS unusable_reason
+  FROM (SELECT true) one
+  LEFT JOIN subbilling_internal.kpi_snapshot_state z ON true;
+COMMENT ON VIEW subbilling.kpi_snapshot_status IS 'one row: the day (as_of), refresh time and time zone of the KPI snapshot the MRR views read, the accounts marked since, whether it is of today, the read mode this session gets (exact, snapshot, exact_no_snapshot) and why a snapshot is not usable';
 
 -- ---------------------------------------------------------------- receivables aging
 
@@ -1914,10 +1952,10 @@ REVOKE ALL ON FUNCTION subbilling_internal.kpi_rebuild_kept() FROM PUBLIC;
 
 REVOKE ALL ON subbilling.kpi_mrr, subbilling.kpi_mrr_movements, subbilling.kpi_churn, subbilling.kpi_ltv,
               subbilling.kpi_growth, subbilling.ar_aging, subbilling.revenue_recognition,
-              subbilling.upsell_candidates FROM PUBLIC;
+              subbilling.upsell_candidates, subbilling.kpi_snapshot_status FROM PUBLIC;
 GRANT SELECT ON subbilling.kpi_mrr, subbilling.kpi_mrr_movements, subbilling.kpi_churn, subbilling.kpi_ltv,
                 subbilling.kpi_growth, subbilling.ar_aging, subbilling.revenue_recognition,
-                subbilling.upsell_candidates
+                subbilling.upsell_candidates, subbilling.kpi_snapshot_status
     TO subbilling_reader, subbilling_operator;
 
 -- The reader reads the KPI views above and no other relation: the views of

@@ -66,11 +66,12 @@ SELECT results_eq(
         FROM pg_catalog.pg_settings WHERE name LIKE 'subbilling.%' AND name NOT LIKE 'subbilling.webhook%' ORDER BY name$$,
     $$VALUES ('subbilling.batch_size', 'sighup', 'integer', '1000', '1', '1000000', ''),
              ('subbilling.database', 'sighup', 'string', 'postgres', '', '', ''),
+             ('subbilling.kpi_read', 'user', 'enum', 'exact', '', '', ''),
              ('subbilling.kpi_refresh_interval', 'sighup', 'integer', '60', '0', '2147483647', 's'),
              ('subbilling.naptime', 'sighup', 'integer', '60', '1', '2147483647', 's'),
              ('subbilling.notify', 'superuser', 'bool', 'on', '', '', ''),
              ('subbilling.worker_enabled', 'sighup', 'bool', 'on', '', '', '')$$,
-    'the six settings: contexts, types, defaults, ranges, units');
+    'the seven settings: contexts, types, defaults, ranges, units');
 SELECT is((SELECT row(c.enabled, c.naptime, c.batch_size, c.database, c.notify)::text
              FROM subbilling.worker_config() c),
           row(current_setting('subbilling.worker_enabled')::boolean,

@@ -18,7 +18,8 @@ SELECT is((SELECT array_agg(n.nspname || '.' || c.relname ORDER BY n.nspname, c.
               AND (has_table_privilege('subbilling_reader', c.oid, 'SELECT')
                    OR has_any_column_privilege('subbilling_reader', c.oid, 'SELECT'))),
           ARRAY['subbilling.ar_aging', 'subbilling.kpi_churn', 'subbilling.kpi_growth', 'subbilling.kpi_ltv',
-                'subbilling.kpi_mrr', 'subbilling.kpi_mrr_movements', 'subbilling.revenue_recognition',
+                'subbilling.kpi_mrr', 'subbilling.kpi_mrr_movements', 'subbilling.kpi_snapshot_status',
+                'subbilling.revenue_recognition',
                 'subbilling.upsell_candidates']::text[],
           'every relation the reader can read is a KPI view, and it reads all of them');
 SELECT ok(NOT has_schema_privilege('subbilling_reader', 'subbilling_internal', 'USAGE'),

@@ -61,11 +61,18 @@ is(sql($marked), '0', 'no account is marked after the full refresh');
 is(sql(q{SELECT count(*) FROM subbilling_internal.kpi_snapshot_customers}) > 0 ? 1 : 0, 1, 'with customer rows');
 
 my $refreshed_at = sql(q{SELECT refreshed_at FROM subbilling_internal.kpi_snapshot_state});
+# the other accounts' snapshot rows, by the transaction that wrote them
+my $others = q{SELECT string_agg(c.xmin::text, ',' ORDER BY c.account_id, c.currency, c.month)
+                 FROM subbilling_internal.kpi_snapshot_customers c JOIN subbilling.accounts a ON a.id = c.account_id
+                WHERE a.external_id <> 'k2'};
+my $others_before = sql($others);
 sql(q{SELECT subbilling.change_plan(s.id, 'pro', current_date - 3)
         FROM subbilling.subscriptions s JOIN subbilling.accounts a ON a.id = s.account_id WHERE a.external_id = 'k2'});
 is(poll($marked, '0'), '0', 'a later cycle claims the mark of a lifecycle change');
-is(sql(q{SELECT refreshed_at FROM subbilling_internal.kpi_snapshot_state}), $refreshed_at,
-   'by the marked-only refresh (the snapshots are not rebuilt)');
+is(sql($others), $others_before,
+   'by the marked-only refresh (the snapshots are not rebuilt: the other accounts\' rows stay)');
+is(sql(qq{SELECT refreshed_at > '$refreshed_at' FROM subbilling_internal.kpi_snapshot_state}), 't',
+   'which sets refreshed_at (kpi_snapshot_status)');
 is(sql($differ), '0', q{the figures are the definition's});
 is(sql(q{SELECT end_mrr FROM subbilling_internal.kpi_snapshot_months WHERE month = date_trunc('month', current_date)}),
    '69500', q{the month's sum includes the change (4 x 99.00 + 299.00)});

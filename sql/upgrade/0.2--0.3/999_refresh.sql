@@ -4810,7 +4810,13 @@ HAVING sum(x.mrr) > 0;
 COMMENT ON VIEW subbilling_internal.kpi_customer_months IS 'internal: MRR (minor units) and counted subscriptions per account, currency and month where MRR > 0';
 
 CREATE OR REPLACE VIEW subbilling_internal.kpi_movements WITH (security_barrier) AS
-WITH agg AS (
+WITH snap AS (
+    SELECT z.computed_on
+      FROM subbilling_internal.kpi_snapshot_state z
+     WHERE pg_catalog.current_setting('subbilling.kpi_read', true) = 'snapshot'
+       AND z.time_zone = pg_catalog.current_setting('TimeZone') AND NOT z.building
+),
+agg AS (
     SELECT x.currency, x.month,
            sum(x.start_mrr) AS start_mrr, sum(x.new_mrr) AS new_mrr, sum(x.expansion_mrr) AS expansion_mrr,
            sum(x.reactivation_mrr) AS reactivation_mrr, sum(x.contraction_mrr) AS contraction_mrr,
@@ -4820,19 +4826,23 @@ WITH agg AS (
            sum(x.customers_end) AS customers_end, sum(x.subscriptions_end) AS subscriptions_end
       FROM (SELECT s.*
               FROM subbilling_internal.kpi_snapshot_months s
-             WHERE EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+             WHERE EXISTS (SELECT FROM snap)
+                OR EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                             WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building
                               AND (z.computed_on = current_date
                                    OR s.month < date_trunc('month', LEAST(z.computed_on, current_date))))
             UNION ALL
-            SELECT p.* FROM subbilling_internal.kpi_movement_parts p) x
+            SELECT p.* FROM subbilling_internal.kpi_movement_parts p WHERE NOT EXISTS (SELECT FROM snap)) x
      GROUP BY x.currency, x.month
     HAVING sum(x.customer_rows) > 0
 ),
 months AS (
     SELECT r.currency, g::date AS month
       FROM (SELECT a.currency, min(a.month) AS m0 FROM agg a GROUP BY a.currency) r
-     CROSS JOIN LATERAL generate_series(r.m0, date_trunc('month', current_date), interval '1 month') AS g
+     CROSS JOIN LATERAL generate_series(r.m0,
+                                        coalesce((SELECT date_trunc('month', snap.computed_on) FROM snap),
+                                                 date_trunc('month', current_date)),
+                                        interval '1 month') AS g
 )
 SELECT m.month, m.currency,
        coalesce(a.start_mrr, 0)::bigint AS start_mrr,
@@ -4850,7 +4860,7 @@ SELECT m.month, m.currency,
        coalesce(a.subscriptions_end, 0)::bigint AS subscriptions_end
   FROM months m
   LEFT JOIN agg a ON a.currency = m.currency AND a.month = m.month;
-COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency, from the snapshots where usable (the same rows as kpi_movements_ref)';
+COMMENT ON VIEW subbilling_internal.kpi_movements IS 'internal: MRR movements and customer counts (minor units) per month and currency, from the snapshots where usable (the same rows as kpi_movements_ref); with subbilling.kpi_read = snapshot and a usable snapshot, its month sums as they are';
 
 CREATE OR REPLACE VIEW subbilling.kpi_mrr WITH (security_barrier) AS
 SELECT v.month, v.currency,
@@ -5625,6 +5635,8 @@ BEGIN
                    customers_end = m.customers_end + excluded.customers_end,
                    subscriptions_end = m.subscriptions_end + excluded.subscriptions_end)
         SELECT array_agg(DISTINCT gone.account_id) INTO dirty FROM gone;
+        -- the snapshot now has every change committed before this refresh
+        UPDATE subbilling_internal.kpi_snapshot_state SET refreshed_at = pg_catalog.now();
         IF dirty IS NULL THEN
             RETURN 0;
         END IF;
@@ -7468,6 +7480,22 @@ UNION ALL
 SELECT -1, c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
   FROM subbilling_internal.kpi_recognition_snapshot c;
 COMMENT ON VIEW subbilling_internal.kpi_recognition_changes IS 'internal: per account, currency and month, the recognition rows computed live (sign 1) and as in the snapshot (sign -1)';
+
+CREATE OR REPLACE VIEW subbilling.kpi_snapshot_status WITH (security_barrier) AS
+SELECT z.computed_on AS as_of, z.refreshed_at, z.time_zone,
+       (SELECT count(DISTINCT d.account_id) FROM subbilling_internal.kpi_dirty_accounts d) AS marked_accounts,
+       coalesce(z.computed_on = current_date AND z.time_zone = pg_catalog.current_setting('TimeZone')
+                AND NOT z.building, false) AS of_today,
+       CASE WHEN coalesce(pg_catalog.current_setting('subbilling.kpi_read', true), '') <> 'snapshot' THEN 'exact'
+            WHEN z.computed_on IS NOT NULL AND z.time_zone = pg_catalog.current_setting('TimeZone')
+                 AND NOT z.building THEN 'snapshot'
+            ELSE 'exact_no_snapshot' END AS read_mode,
+       CASE WHEN z.computed_on IS NULL THEN 'no snapshot'
+            WHEN z.building THEN 'being built'
+            WHEN z.time_zone <> pg_catalog.current_setting('TimeZone') THEN 'other time zone' END AS unusable_reason
+  FROM (SELECT true) one
+  LEFT JOIN subbilling_internal.kpi_snapshot_state z ON true;
+COMMENT ON VIEW subbilling.kpi_snapshot_status IS 'one row: the day (as_of), refresh time and time zone of the KPI snapshot the MRR views read, the accounts marked since, whether it is of today, the read mode this session gets (exact, snapshot, exact_no_snapshot) and why a snapshot is not usable';
 
 CREATE OR REPLACE FUNCTION subbilling.distribute(shard_count integer DEFAULT 32)
     RETURNS TABLE (table_name regclass, placement text)
