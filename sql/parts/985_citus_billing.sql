@@ -47,7 +47,8 @@ REVOKE ALL ON FUNCTION subbilling_internal.on_citus() FROM PUBLIC;
 -- table also filtered by account_id = ANY (the accounts), so that Citus routes the whole
 -- query to the one shard that holds them (the delegated billing passes one shard's
 -- accounts, preview_invoice one account; accounts of several shards are refused by Citus),
--- CASE WHEN x = ... for CASE x WHEN.  The single server keeps the SQL function: its one
+-- CASE WHEN x = ... for CASE x WHEN, and the tax treatment and rate computed once per
+-- distinct inputs rather than once per key.  The single server keeps the SQL function: its one
 -- plan without the batch's values is what makes the set-based batch fast there.
 CREATE FUNCTION subbilling_internal.billing_charges_citus(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
     RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
@@ -303,17 +304,14 @@ j AS (
         ON v.account_id = e.account_id AND v.subscription_id = e.subscription_id AND v.plan_id = e.plan_id
        AND v.charge_type = e.charge_type AND v.key_start = e.key_start
 ),
-d0 AS (
-    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
-           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
-                                   ELSE period_of(j.anchor, p.billing_period, j.key_start) END) AS period,
-           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
-           j.first_qty, j.first_unit, j.zero, j.currency,
-           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
-           j.due_date > j.as_of AS pending,
-           coalesce(j.orig_treatment, tx.treatment) AS treatment,
-           coalesce(j.orig_rate, tx.rate) AS rate,
-           p.name AS plan_name
+-- the keys with what their tax depends on: the tax point is the start of the period for
+-- what is billed in advance (and setup fees), its last day for what is billed in arrears
+jt AS MATERIALIZED (
+    SELECT j.*, p.name AS plan_name, p.billing_period AS bperiod, a.country, a.vat_number,
+           pr.tax_category, pr.tax_rate AS product_rate,
+           CASE WHEN j.charge_type = 'usage' OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
+                THEN coalesce(upper(j.period), j.key_start + 1) - 1
+                ELSE j.key_start END AS tax_point
       FROM j
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
@@ -321,16 +319,34 @@ d0 AS (
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
                            WHERE a.id = j.account_id AND a.id = ANY (accts) LIMIT 1) a
-      -- the treatment and rate at the tax point: the start of the period for
-      -- what is billed in advance (and setup fees), its last day for what is
-      -- billed in arrears; a key already invoiced keeps its first line's
-      LEFT JOIN LATERAL (
-          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
-                                 CASE WHEN j.charge_type = 'usage'
-                                           OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
-                                      THEN coalesce(upper(j.period), j.key_start + 1) - 1
-                                      ELSE j.key_start END)
-           WHERE j.orig_rate IS NULL) tx ON true
+),
+-- the treatment and rate once per distinct set of inputs (on Citus each call of line_tax
+-- is a few statements that Citus plans, so not once per key); a key already invoiced
+-- keeps its first line's
+txd AS MATERIALIZED (
+    SELECT q.tax_exempt, q.country, q.vat_number, q.tax_category, q.product_rate, q.tax_point, t.treatment, t.rate
+      FROM (SELECT DISTINCT jt.tax_exempt, jt.country, jt.vat_number, jt.tax_category, jt.product_rate, jt.tax_point
+              FROM jt WHERE jt.orig_rate IS NULL) q
+      CROSS JOIN LATERAL subbilling_internal.line_tax(q.tax_exempt, q.country, q.vat_number, q.tax_category,
+                                                      q.product_rate, q.tax_point) t
+),
+d0 AS (
+    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
+           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
+                                   ELSE period_of(j.anchor, j.bperiod, j.key_start) END) AS period,
+           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
+           j.first_qty, j.first_unit, j.zero, j.currency,
+           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
+           j.due_date > j.as_of AS pending,
+           coalesce(j.orig_treatment, tx.treatment) AS treatment,
+           coalesce(j.orig_rate, tx.rate) AS rate,
+           j.plan_name
+      FROM jt j
+      LEFT JOIN txd tx
+        ON j.orig_rate IS NULL
+       AND tx.tax_exempt IS NOT DISTINCT FROM j.tax_exempt AND tx.country IS NOT DISTINCT FROM j.country
+       AND tx.vat_number IS NOT DISTINCT FROM j.vat_number AND tx.tax_category IS NOT DISTINCT FROM j.tax_category
+       AND tx.product_rate IS NOT DISTINCT FROM j.product_rate AND tx.tax_point IS NOT DISTINCT FROM j.tax_point
 ),
 d AS (
     SELECT d0.*, NOT d0.pending AND d0.diff <> d0.zero AS emit FROM d0
@@ -606,6 +622,7 @@ CREATE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription
                                                        as_of timestamptz, series_ids bigint[],
                                                        INOUT next_numbers bigint[],
                                                        charges subbilling_internal.citus_charge[] DEFAULT NULL,
+                                                       plain_booking boolean DEFAULT false,
                                                        OUT invoice_ids bigint[])
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -715,14 +732,22 @@ BEGIN
         invoice_ids := invoice_ids || inv.id;
     END LOOP;
     IF cardinality(invoice_ids) > 0 THEN
-        -- the one booking path on Citus: the new invoices alone (book_new_invoices_citus), or
-        -- with customer credit applied and payment requests made for an automatic method
-        PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
+        -- the one booking path on Citus (book_account_citus): the new invoices alone
+        -- (book_new_invoices_citus), or with customer credit applied and payment requests
+        -- made for an automatic method.  plain_booking: the caller found for the whole group
+        -- that the account has neither customer credit nor an automatic payment method, so
+        -- that only a credit note among the new invoices needs book_account_citus's tests.
+        IF plain_booking AND NOT EXISTS (SELECT FROM subbilling.invoices i
+                                          WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'credit_note') THEN
+            PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+        ELSE
+            PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
+        END IF;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[]) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
-REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[]) FROM PUBLIC;
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so book_new_invoices_citus unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) FROM PUBLIC;
 
 -- The billing of a group of accounts that live in one shard, run on the worker that holds
 -- the shard (bill_batch_citus calls it in a query routed to that shard; distribute()
@@ -755,6 +780,7 @@ DECLARE
     a_sid   bigint[];
     a_ad    date[];
     ok_sid  bigint[] := '{}';
+    full_accs bigint[];
     k       bigint;
     invoices integer := 0;
     errors  integer := 0;
@@ -781,6 +807,14 @@ BEGIN
                       ON b.acc = c.acc AND b.sid = c.sid
                    ORDER BY c.o);
     claimed := cardinality(c_sid);
+    -- the accounts whose booking has more to do than the new invoices (customer credit, an
+    -- automatic payment method), found for the whole group in one statement on the shard
+    full_accs := ARRAY(SELECT pm.account_id FROM subbilling.payment_methods pm
+                        WHERE pm.account_id = ANY (accs) AND pm.is_default AND pm.active AND pm.automatic)
+                 || ARRAY(SELECT l.account_id FROM subbilling.journal_lines l
+                           WHERE l.account_id = ANY (accs) AND l.subledger = 'customer_credit'
+                           GROUP BY l.account_id
+                          HAVING minor_units(-sum(l.amount)) > 0);
     -- the engine once for the whole group (one query on the shard); if it fails, each
     -- account computes its own below, so that the failing one is found and recorded
     BEGIN
@@ -796,7 +830,8 @@ BEGIN
         a_ch := CASE WHEN all_ch IS NOT NULL THEN ARRAY(SELECT c FROM unnest(all_ch) c WHERE c.account_id = k) END;
         BEGIN
             SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
-              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt, a_ch) r;
+              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt, a_ch,
+                                                          NOT (k = ANY (full_accs))) r;
             nxt := nxt_try;
             invoices := invoices + cardinality(got);
             ok_sid := ok_sid || a_sid;

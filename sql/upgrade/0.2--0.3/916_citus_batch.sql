@@ -76,5 +76,6 @@ COMMENT ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbill
 REVOKE ALL ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) FROM PUBLIC;
 
 -- bill_account_citus takes the charges that bill_accounts_citus computed for the shard's
--- whole group (re-created with its new argument by 999_refresh.sql)
+-- whole group and whether its booking is plain (re-created with its new arguments by
+-- 999_refresh.sql)
 DROP FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[]);
