@@ -510,6 +510,38 @@ is "booking: a payment request for the new invoice, event payment.requested" \
 runs "booking: void_invoice of the requested invoice" "SELECT subbilling.void_invoice($F1)"
 is "booking: its payment request canceled" "SELECT status FROM subbilling.payment_requests WHERE account_id = $F AND invoice_id = $F1" "canceled"
 
+# billing books through the same path (book_account_citus, inside the delegated call on the
+# worker): an account with customer credit (D, 500.00 SEK left) and one with an automatic
+# payment method (F) billed, the credit applied, the payment requested, as on one server
+runs "billing with customer credit and an automatic payment method: subscriptions" \
+     "SELECT subbilling.subscribe($D, 'citus-monthly', 1, current_date - 10); SELECT subbilling.subscribe($F, 'citus-monthly', 1, current_date - 10)"
+runs "billing with customer credit and an automatic payment method: run_billing" "SELECT subbilling.run_billing(now())"
+is "billing with customer credit and an automatic payment method: no billing errors" \
+   "SELECT count(*) FROM subbilling.billing_errors WHERE account_id IN ($D, $F)" "0"
+is "billing with customer credit: the new invoice paid by the credit, credit left, event credit.applied" \
+   "SELECT i.total::text || ' ' || i.status || ' ' || subbilling.customer_credit($D)::text || ' ' ||
+           (SELECT string_agg((payload->>'amount') || '/' || (payload->>'credit_left'), ',') FROM subbilling.events
+             WHERE account_id = $D AND type = 'credit.applied' AND invoice_id = i.id)
+      FROM subbilling.invoices i JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
+     WHERE i.account_id = $D" "125.00 SEK paid 375.00 SEK 125.00 SEK/375.00 SEK"
+is "billing with customer credit: its entries, line by line, as on one server" \
+   "SELECT string_agg(e.kind || ':' || l.ledger_code || ':' || l.amount::text || ':' || coalesce(l.subledger, ''), ',' ORDER BY e.id, l.id)
+      FROM subbilling.journal_entries e JOIN subbilling.journal_lines l ON l.account_id = e.account_id AND l.entry_id = e.id
+     WHERE e.account_id = $D AND e.invoice_id = (SELECT max(i.id) FROM subbilling.invoices i WHERE i.account_id = $D AND i.subscription_id IS NOT NULL)" \
+   "invoice:1510:125.00 SEK:receivables,invoice:3001:-100.00 SEK:,invoice:2611:-25.00 SEK:,credit_applied:2420:125.00 SEK:customer_credit,credit_applied:1510:-125.00 SEK:receivables"
+is "billing with an automatic payment method: the payment request, event payment.requested" \
+   "SELECT i.total::text || ' ' || i.status || ' ' || r.amount::text || ' ' || r.status || ' ' ||
+           (SELECT count(*) FROM subbilling.events e WHERE e.account_id = $F AND e.type = 'payment.requested' AND e.invoice_id = i.id)
+      FROM subbilling.invoices i JOIN subbilling.payment_requests r ON r.account_id = i.account_id AND r.invoice_id = i.id
+     WHERE i.account_id = $F AND i.subscription_id IS NOT NULL" "125.00 SEK open 125.00 SEK requested 1"
+is "billing with credit and automatic payments: the journal balances per account" \
+   "SELECT string_agg(s::text, ',' ORDER BY a) FROM (SELECT account_id AS a, sum(minor_units(amount)) AS s
+      FROM subbilling.journal_lines WHERE account_id IN ($D, $F) GROUP BY account_id) x" "0,0"
+is "billing with credit and automatic payments: entry and event ids from the coordinator, events_after in id order" \
+   "SELECT (SELECT max(id) < 1::bigint << 48 FROM subbilling.journal_entries WHERE account_id IN ($D, $F))
+       AND (SELECT max(id) < 1::bigint << 48 FROM subbilling.events WHERE account_id IN ($D, $F))
+       AND (SELECT array_agg(id) FROM subbilling.events_after(0, 100000)) = (SELECT array_agg(id ORDER BY id) FROM subbilling.events)" "t"
+
 # several accounts, on both workers, subscribed in one transaction (the plan grants features)
 runs "subscribe: several accounts in one transaction" "
     DO \$\$ DECLARE a bigint; BEGIN

@@ -7,11 +7,15 @@
 -- accounts (sql/parts/610_book_invoices.sql).  On Citus a statement that
 -- joins the batch's arrays with the customer tables has no account to route
 -- by, so book_invoices books account by account there: the issued invoices of
--- an account with nothing more to do go to book_new_invoices_citus (billing's
--- fast path, sql/parts/985_citus_billing.sql); an account with a void invoice
--- or a credit note among them, customer credit or an automatic payment
--- method goes through book_account_citus, the six steps one document at a
--- time.  Nothing here runs on a single server.
+-- an account with nothing more to do go to book_new_invoices_citus (the fast
+-- path, sql/parts/985_citus_billing.sql); an account with a void invoice or a
+-- credit note among them, customer credit or an automatic payment method goes
+-- through the six steps one document at a time.  Both book an issued document
+-- with book_invoice_entry_citus.  Billing on Citus books through
+-- book_account_citus too, inside its delegated call on the worker: the entry
+-- and event ids then come from the coordinator's pools (citus_take_id,
+-- citus_emit_event), elsewhere from the sequences.  Nothing here runs on a
+-- single server.
 -- ============================================================================
 
 -- One journal entry with its lines, on the account's shard: the lines in one
@@ -51,7 +55,6 @@ DECLARE
     rq      subbilling.payment_requests;
     a_tz    text;
     booked  integer := 0;
-    eid     bigint;
     bk      bigint;
     zero    subbilling.price;
     open_   subbilling.price;
@@ -63,15 +66,10 @@ DECLARE
     amounts subbilling.price[];
     subs    text[];
     oitems  bigint[];
-    l_kind  text[];
-    l_plan  bigint[];
-    l_rate  numeric[];
-    l_treat text[];
-    l_net   subbilling.price[];
-    l_tax   subbilling.price[];
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
+    b       boolean;
 BEGIN
     -- nothing but issued invoices to book: billing's own booking
     IF NOT EXISTS (SELECT FROM subbilling.invoices i
@@ -81,7 +79,11 @@ BEGIN
        AND coalesce(minor_units(customer_credit(acct)), 0) <= 0 THEN
         RETURN subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
     END IF;
-    PERFORM subbilling_internal.outbox_reserve();
+    -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
+    -- the event ids: citus_emit_event)
+    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') = '' THEN
+        PERFORM subbilling_internal.outbox_reserve();
+    END IF;
     SELECT a.time_zone INTO a_tz FROM subbilling.accounts a WHERE a.id = acct;
 
     -- a booked credit note is final (as book_void_invoices)
@@ -97,47 +99,14 @@ BEGIN
                   HINT = 'Issue a new invoice for what the credit note should not have credited.';
     END IF;
 
-    -- 1. issued documents not yet booked: one entry each
+    -- 1. issued documents not yet booked: one entry each (shared with billing's booking)
     FOR inv IN SELECT * FROM subbilling.invoices i
                 WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
                 ORDER BY i.id LOOP
-        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
-                               WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind IN ('invoice', 'credit_note'));
-        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
-               array_agg(l.net), array_agg(l.tax)
-          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
-          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
-        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
-               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
-          INTO codes, amounts, subs, oitems
-          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
-                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
-                UNION ALL
-                SELECT r.code, -sum(r.net), NULL, NULL, 1
-                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
-                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
-                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
-                               g.net
-                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
-                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
-                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
-                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
-                                 GROUP BY 1, 2, 3, 4) g) r
-                 GROUP BY r.code
-                UNION ALL
-                SELECT v.code, -sum(v.tax), NULL, NULL, 2
-                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
-                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
-                               c.tax
-                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
-                         WHERE minor_units(c.tax) <> 0) v
-                 GROUP BY v.code) q
-         WHERE minor_units(q.amount) <> 0;
-        IF cardinality(codes) >= 2 THEN
+        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
+        CONTINUE WHEN b IS NULL;
+        IF b THEN
             booked := booked + 1;
-            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
-                        inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number,
-                        codes, amounts, subs, oitems);
         END IF;
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
             t_inv := t_inv || inv.id;
@@ -172,7 +141,7 @@ BEGIN
                 SELECT ledger_code('customer_credit', inv.currency), open_ - inv.total, 'customer_credit', NULL, 2, 0
                  WHERE open_ <> inv.total) q;
         booked := booked + 1;
-        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+        PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                     'void', coalesce((inv.voided_at AT TIME ZONE a_tz)::date, inv.issue_date), inv.id,
                     'void invoice ' || inv.number, codes, amounts, subs, oitems);
         UPDATE subbilling.payment_requests r
@@ -215,7 +184,7 @@ BEGIN
             subs := subs || 'customer_credit'::text;
             oitems := oitems || NULL::bigint;
         END IF;
-        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+        PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                     'allocation', inv.issue_date, inv.id,
                     'credit note ' || inv.number || coalesce(' on invoice ' || o.number, ''), codes, amounts, subs, oitems);
     END LOOP;
@@ -238,11 +207,11 @@ BEGIN
             open_ := invoice_open_amount(acct, o.id);
             CONTINUE WHEN minor_units(open_) <= 0;
             amt := least(open_, credit);
-            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+            PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                         'credit_applied', on_day, o.id, 'customer credit on invoice ' || o.number,
                         ARRAY[ledger_code('customer_credit', o.currency), ledger_code('receivables', o.currency)],
                         ARRAY[amt, -amt], ARRAY['customer_credit', 'receivables'], ARRAY[NULL, o.id]::bigint[]);
-            PERFORM subbilling_internal.emit_event(acct, 'credit.applied', o.subscription_id,
+            PERFORM subbilling_internal.citus_emit_event(acct, 'credit.applied', o.subscription_id,
                 jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
                                    'amount', amt::text, 'open_amount', (open_ - amt)::text,
                                    'credit_left', (credit - amt)::text), o.id);
@@ -264,7 +233,7 @@ BEGIN
            SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
          WHERE r.account_id = acct AND r.invoice_id = k
            AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
-        PERFORM subbilling_internal.emit_event(acct, 'invoice.paid', o.subscription_id,
+        PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', o.subscription_id,
             jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
                                'total', o.total::text, 'paid_at', o.paid_at,
                                'via', CASE WHEN minor_units(o.total) = 0 THEN 'zero total' ELSE 'credit' END,
@@ -289,7 +258,7 @@ BEGIN
             INSERT INTO subbilling.payment_requests AS r (account_id, invoice_id, payment_method_id, amount, requested_on)
             VALUES (acct, inv.id, pm.id, open_, inv.issue_date)
             RETURNING r.* INTO rq;
-            PERFORM subbilling_internal.emit_event(acct, 'payment.requested', inv.subscription_id,
+            PERFORM subbilling_internal.citus_emit_event(acct, 'payment.requested', inv.subscription_id,
                 jsonb_build_object('payment_request_id', rq.id, 'invoice_id', rq.invoice_id, 'number', inv.number,
                                    'reference', inv.reference, 'due_date', inv.due_date, 'currency', inv.currency,
                                    'amount', rq.amount::text, 'amount_minor', minor_units(rq.amount),

@@ -41,13 +41,15 @@ REVOKE ALL ON FUNCTION subbilling_internal.on_citus() FROM PUBLIC;
 
 -- ---------------------------------------------------------------- the engine on Citus
 
--- billing_charges for one account on Citus: the same query (kept equal to it;
--- test/pgtap/985_citus_billing.sql compares what both bill), in PL/pgSQL (Citus
--- plans a PL/pgSQL function's query with the arguments' values, not an SQL
--- function's), every table also filtered by the account (Citus routes the
--- whole query to the account's shard), CASE WHEN x = ... for CASE x WHEN.  The
--- single server keeps the SQL function: its one plan without the batch's
--- values is what makes the set-based batch fast there.
+-- billing_charges for the accounts of one shard on Citus: the same query (kept equal to
+-- it; test/pgtap/985_citus_billing.sql compares what both bill), in PL/pgSQL (Citus plans
+-- a PL/pgSQL function's query with the arguments' values, not an SQL function's), every
+-- table also filtered by account_id = ANY (the accounts), so that Citus routes the whole
+-- query to the one shard that holds them (the delegated billing passes one shard's
+-- accounts, preview_invoice one account; accounts of several shards are refused by Citus),
+-- CASE WHEN x = ... for CASE x WHEN, and the tax treatment and rate computed once per
+-- distinct inputs rather than once per key.  The single server keeps the SQL function: its one
+-- plan without the batch's values is what makes the set-based batch fast there.
 CREATE FUNCTION subbilling_internal.billing_charges_citus(account_ids bigint[], subscription_ids bigint[], as_of_dates date[])
     RETURNS TABLE (account_id bigint, subscription_id bigint, plan_id bigint, charge_type text, key_start date,
                    period daterange, due_date date, pending boolean, emit boolean,
@@ -61,14 +63,10 @@ CREATE FUNCTION subbilling_internal.billing_charges_citus(account_ids bigint[], 
 AS $$
 #variable_conflict use_column
 DECLARE
-    -- the account: every table is also filtered by it, so that the query is routed to
-    -- the account's shard as a whole
-    one_account bigint := account_ids[1];
+    -- the accounts: every table is also filtered by them, so that the query is routed to
+    -- their shard as a whole
+    accts   bigint[] := ARRAY(SELECT DISTINCT a FROM unnest(account_ids) a WHERE a IS NOT NULL ORDER BY 1);
 BEGIN
-IF EXISTS (SELECT FROM unnest(account_ids) a WHERE a IS DISTINCT FROM one_account) THEN
-    RAISE EXCEPTION 'on Citus, the billing engine computes the charges of one account at a time'
-        USING ERRCODE = 'feature_not_supported';
-END IF;
 RETURN QUERY
 WITH b AS (
     SELECT x.account_id, x.subscription_id, x.as_of
@@ -87,12 +85,12 @@ s AS MATERIALIZED (
                                                     period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
                               FROM subbilling.subscription_items i
                               JOIN subbilling.plans p ON p.id = i.plan_id
-                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = one_account
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = ANY (accts)
                                AND p.pricing_model = 'usage'))
            END AS kfloor
       FROM b
-      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = one_account
-      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = one_account
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = ANY (accts)
+      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = ANY (accts)
 ),
 -- items with their plan; v_hi is where charging ends: a cancellation
 -- without credit_unused keeps the period holding it charged in full
@@ -114,7 +112,7 @@ it AS MATERIALIZED (
       FROM s
       JOIN subbilling.subscription_items i
         ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
-       AND i.account_id = one_account
+       AND i.account_id = ANY (accts)
       JOIN subbilling.plans p ON p.id = i.plan_id
 ),
 -- the periods of each item from its key floor up to one period past the horizon
@@ -145,13 +143,13 @@ segp AS (
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
             FROM (SELECT p.during FROM subbilling.subscription_pauses p
-                   WHERE p.account_id = seg.account_id AND p.account_id = one_account AND p.subscription_id = seg.subscription_id
+                   WHERE p.account_id = seg.account_id AND p.account_id = ANY (accts) AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.account_id = one_account AND u.subscription_id = seg.subscription_id
+                   WHERE u.account_id = seg.account_id AND u.account_id = ANY (accts) AND u.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT k.held FROM subbilling.delivery_records k
-                   WHERE k.account_id = seg.account_id AND k.account_id = one_account AND k.subscription_id = seg.subscription_id
+                   WHERE k.account_id = seg.account_id AND k.account_id = ANY (accts) AND k.subscription_id = seg.subscription_id
                      AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
@@ -192,7 +190,7 @@ dsc AS MATERIALIZED (
            c.name, c.plan_codes
       FROM s
       JOIN subbilling.subscription_discounts d ON d.account_id = s.account_id AND d.subscription_id = s.subscription_id
-       AND d.account_id = one_account
+       AND d.account_id = ANY (accts)
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
 ),
 disc AS (
@@ -223,7 +221,7 @@ usg AS (
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
-           WHERE x.account_id = g.account_id AND x.account_id = one_account AND x.item_id = g.item_id
+           WHERE x.account_id = g.account_id AND x.account_id = ANY (accts) AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
@@ -277,9 +275,9 @@ inv AS (
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
-        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = one_account AND l.charge_type IS NOT NULL
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = ANY (accts) AND l.charge_type IS NOT NULL
        AND l.key_start >= s.kfloor
-      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = one_account
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = ANY (accts)
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
        AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
@@ -306,34 +304,49 @@ j AS (
         ON v.account_id = e.account_id AND v.subscription_id = e.subscription_id AND v.plan_id = e.plan_id
        AND v.charge_type = e.charge_type AND v.key_start = e.key_start
 ),
-d0 AS (
-    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
-           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
-                                   ELSE period_of(j.anchor, p.billing_period, j.key_start) END) AS period,
-           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
-           j.first_qty, j.first_unit, j.zero, j.currency,
-           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
-           j.due_date > j.as_of AS pending,
-           coalesce(j.orig_treatment, tx.treatment) AS treatment,
-           coalesce(j.orig_rate, tx.rate) AS rate,
-           p.name AS plan_name
+-- the keys with what their tax depends on: the tax point is the start of the period for
+-- what is billed in advance (and setup fees), its last day for what is billed in arrears
+jt AS MATERIALIZED (
+    SELECT j.*, p.name AS plan_name, p.billing_period AS bperiod, a.country, a.vat_number,
+           pr.tax_category, pr.tax_rate AS product_rate,
+           CASE WHEN j.charge_type = 'usage' OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
+                THEN coalesce(upper(j.period), j.key_start + 1) - 1
+                ELSE j.key_start END AS tax_point
       FROM j
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
       -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
-                           WHERE a.id = j.account_id AND a.id = one_account LIMIT 1) a
-      -- the treatment and rate at the tax point: the start of the period for
-      -- what is billed in advance (and setup fees), its last day for what is
-      -- billed in arrears; a key already invoiced keeps its first line's
-      LEFT JOIN LATERAL (
-          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
-                                 CASE WHEN j.charge_type = 'usage'
-                                           OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
-                                      THEN coalesce(upper(j.period), j.key_start + 1) - 1
-                                      ELSE j.key_start END)
-           WHERE j.orig_rate IS NULL) tx ON true
+                           WHERE a.id = j.account_id AND a.id = ANY (accts) LIMIT 1) a
+),
+-- the treatment and rate once per distinct set of inputs (on Citus each call of line_tax
+-- is a few statements that Citus plans, so not once per key); a key already invoiced
+-- keeps its first line's
+txd AS MATERIALIZED (
+    SELECT q.tax_exempt, q.country, q.vat_number, q.tax_category, q.product_rate, q.tax_point, t.treatment, t.rate
+      FROM (SELECT DISTINCT jt.tax_exempt, jt.country, jt.vat_number, jt.tax_category, jt.product_rate, jt.tax_point
+              FROM jt WHERE jt.orig_rate IS NULL) q
+      CROSS JOIN LATERAL subbilling_internal.line_tax(q.tax_exempt, q.country, q.vat_number, q.tax_category,
+                                                      q.product_rate, q.tax_point) t
+),
+d0 AS (
+    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
+           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
+                                   ELSE period_of(j.anchor, j.bperiod, j.key_start) END) AS period,
+           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
+           j.first_qty, j.first_unit, j.zero, j.currency,
+           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
+           j.due_date > j.as_of AS pending,
+           coalesce(j.orig_treatment, tx.treatment) AS treatment,
+           coalesce(j.orig_rate, tx.rate) AS rate,
+           j.plan_name
+      FROM jt j
+      LEFT JOIN txd tx
+        ON j.orig_rate IS NULL
+       AND tx.tax_exempt IS NOT DISTINCT FROM j.tax_exempt AND tx.country IS NOT DISTINCT FROM j.country
+       AND tx.vat_number IS NOT DISTINCT FROM j.vat_number AND tx.tax_category IS NOT DISTINCT FROM j.tax_category
+       AND tx.product_rate IS NOT DISTINCT FROM j.product_rate AND tx.tax_point IS NOT DISTINCT FROM j.tax_point
 ),
 d AS (
     SELECT d0.*, NOT d0.pending AND d0.diff <> d0.zero AS emit FROM d0
@@ -391,7 +404,7 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
   FROM dv d;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) IS 'internal (Citus): billing_charges for the subscriptions of one account, every table filtered by the account (routed to its shard)';
+COMMENT ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) IS 'internal (Citus): billing_charges for the subscriptions of the accounts of one shard, every table filtered by the accounts (routed to their shard)';
 REVOKE ALL ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) FROM PUBLIC;
 
 -- ---------------------------------------------------------------- delegated billing: ids
@@ -494,21 +507,19 @@ $$;
 COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) FROM PUBLIC;
 
--- book_invoices on Citus, for one account: books issued invoices as
--- book_invoices does (one entry each, receivables = total, revenue per
--- account code, VAT per rate, once; a zero total is paid at once), every
--- statement on the account's rows.  What it does not do yet on Citus (void
--- invoices, credit notes, customer credit, automatic payments) is refused
--- with 0A000: the caller records it (billing_errors) instead of booking
--- half of it.
-CREATE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
-    RETURNS integer
+-- The entry of one issued document (invoice or credit note) on Citus, the step that
+-- billing's booking (book_new_invoices_citus) and the account-by-account booking
+-- (book_account_citus) share: receivables = total, revenue per account code, VAT per
+-- rate, one entry, once, every statement on the account's shard.  The entry's id is
+-- taken with citus_take_id: from the coordinator's pool in a delegated billing call,
+-- else from the sequence.  Returns true when it wrote the entry, false when there was
+-- nothing to book (a zero total), NULL when the document was already booked.
+CREATE FUNCTION subbilling_internal.book_invoice_entry_citus(acct bigint, inv subbilling.invoices)
+    RETURNS boolean
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
-    inv     subbilling.invoices;
-    eid     bigint;
     codes   text[];
     amounts subbilling.price[];
     subs    text[];
@@ -519,76 +530,77 @@ DECLARE
     l_treat text[];
     l_net   subbilling.price[];
     l_tax   subbilling.price[];
-    booked  integer := 0;
-    unsupported boolean;
 BEGIN
-    -- what this does not do on Citus yet: refused, so that the caller records it
-    -- (each test its own statement: one query per shard, the credit summed on the coordinator)
-    IF EXISTS (SELECT FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note')) THEN
-        unsupported := true;
-    ELSIF EXISTS (SELECT FROM subbilling.payment_methods pm
-                   WHERE pm.account_id = acct AND pm.is_default AND pm.active AND pm.automatic) THEN
-        unsupported := true;
-    ELSE
-        unsupported := coalesce(minor_units(customer_credit(acct)), 0) > 0;
+    -- booked once
+    IF EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind IN ('invoice', 'credit_note')) THEN
+        RETURN NULL;
     END IF;
-    IF unsupported THEN
-        RAISE EXCEPTION 'on Citus, booking does not yet handle void invoices, credit notes, customer credit or automatic payments'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = format('Account %s has one of them.', acct);
+    -- the lines, read on the account's shard
+    SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
+           array_agg(l.net), array_agg(l.tax)
+      INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
+      FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
+    SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
+           array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
+      INTO codes, amounts, subs, oitems
+      FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
+                   'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
+            UNION ALL
+            SELECT k.code, -sum(k.net), NULL, NULL, 1
+              FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                                THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
+                                ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
+                           g.net
+                      FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
+                              FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
+                              LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
+                              LEFT JOIN subbilling.products p ON p.id = pl.product_id
+                             GROUP BY 1, 2, 3, 4) g) k
+             GROUP BY k.code
+            UNION ALL
+            SELECT k.code, -sum(k.tax), NULL, NULL, 2
+              FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
+                                                                 ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
+                           c.tax
+                      FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
+                     WHERE minor_units(c.tax) <> 0) k
+             GROUP BY k.code) q
+     WHERE minor_units(q.amount) <> 0;
+    IF coalesce(cardinality(codes), 0) < 2 THEN
+        RETURN false;
     END IF;
+    PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
+                inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number,
+                codes, amounts, subs, oitems);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) IS 'internal (Citus): the journal entry of one issued document on the account''s shard (once; the id from the coordinator''s pool in a delegated billing call); true when written, false when nothing to book, NULL when already booked';
+REVOKE ALL ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) FROM PUBLIC;
 
+-- book_invoices on Citus for an account's new issued invoices when there is nothing more
+-- to do (no void invoice or credit note among them, no customer credit, no automatic
+-- payment method: book_account_citus decides, and calls this): one entry each, once; a
+-- zero total is paid at once.  Every statement on the account's rows.
+CREATE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    inv     subbilling.invoices;
+    b       boolean;
+    booked  integer := 0;
+BEGIN
     FOR inv IN SELECT * FROM subbilling.invoices i
                 WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
                   AND i.status IN ('open', 'paid', 'uncollectible')
                 ORDER BY i.id LOOP
-        -- booked once
-        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
-                               WHERE e.account_id = acct AND e.invoice_id = inv.id
-                                 AND e.kind IN ('invoice', 'credit_note'));
-        -- the lines, read on the account's shard
-        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
-               array_agg(l.net), array_agg(l.tax)
-          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
-          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
-        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
-               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
-          INTO codes, amounts, subs, oitems
-          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
-                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
-                UNION ALL
-                SELECT k.code, -sum(k.net), NULL, NULL, 1
-                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
-                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
-                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
-                               g.net
-                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
-                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
-                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
-                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
-                                 GROUP BY 1, 2, 3, 4) g) k
-                 GROUP BY k.code
-                UNION ALL
-                SELECT k.code, -sum(k.tax), NULL, NULL, 2
-                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
-                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
-                               c.tax
-                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
-                         WHERE minor_units(c.tax) <> 0) k
-                 GROUP BY k.code) q
-         WHERE minor_units(q.amount) <> 0;
-        IF cardinality(codes) >= 2 THEN
+        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
+        CONTINUE WHEN b IS NULL;
+        IF b THEN
             booked := booked + 1;
-            eid := subbilling_internal.citus_take_id('journal_entries');
-            INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
-            VALUES (acct, eid, inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number);
-            -- the entry's lines in one statement (the balance is checked per statement), as
-            -- a multi-row VALUES: Citus routes it to the account's shard
-            EXECUTE 'INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id) VALUES '
-                    || (SELECT string_agg(format('(%s, %s, %L, %L::subbilling.price, %L, %s)', acct, eid, u.code, u.amount,
-                                                 u.subledger, coalesce(u.invoice_id::text, 'NULL')), ', ' ORDER BY u.ord)
-                          FROM unnest(codes, amounts, subs, oitems) WITH ORDINALITY AS u(code, amount, subledger, invoice_id, ord));
         END IF;
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
             UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
@@ -603,12 +615,14 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices (one entry each, once; a zero total is paid at once), one account''s rows per statement; returns the entries booked';
+COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices when nothing more is to be done (book_account_citus decides): one entry each, once (book_invoice_entry_citus); a zero total is paid at once; returns the entries booked';
 REVOKE ALL ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) FROM PUBLIC;
 
 CREATE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
                                                        as_of timestamptz, series_ids bigint[],
                                                        INOUT next_numbers bigint[],
+                                                       charges subbilling_internal.citus_charge[] DEFAULT NULL,
+                                                       plain_booking boolean DEFAULT false,
                                                        OUT invoice_ids bigint[])
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -633,9 +647,14 @@ BEGIN
     -- the charges kept in a variable, not a temporary table: on a worker this runs inside
     -- the coordinator's transaction, which is prepared (two-phase commit), and PostgreSQL
     -- cannot prepare a transaction that touched a temporary table
-    ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
-                  FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
-                                                                 subscription_ids, as_of_dates) c);
+    -- (computed for the shard's whole group by bill_accounts_citus and handed in, else here)
+    IF charges IS NOT NULL THEN
+        ch := charges;
+    ELSE
+        ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
+                      FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
+                                                                     subscription_ids, as_of_dates) c);
+    END IF;
 
     -- each subscription's bookkeeping
     UPDATE subbilling.subscriptions x
@@ -713,12 +732,22 @@ BEGIN
         invoice_ids := invoice_ids || inv.id;
     END LOOP;
     IF cardinality(invoice_ids) > 0 THEN
-        PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+        -- the one booking path on Citus (book_account_citus): the new invoices alone
+        -- (book_new_invoices_citus), or with customer credit applied and payment requests
+        -- made for an automatic method.  plain_booking: the caller found for the whole group
+        -- that the account has neither customer credit nor an automatic payment method, so
+        -- that only a credit note among the new invoices needs book_account_citus's tests.
+        IF plain_booking AND NOT EXISTS (SELECT FROM subbilling.invoices i
+                                          WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'credit_note') THEN
+            PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+        ELSE
+            PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
+        END IF;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[]) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement; numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
-REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so book_new_invoices_citus unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) FROM PUBLIC;
 
 -- The billing of a group of accounts that live in one shard, run on the worker that holds
 -- the shard (bill_batch_citus calls it in a query routed to that shard; distribute()
@@ -742,8 +771,16 @@ DECLARE
     nxt     bigint[] := next_numbers;
     nxt_try bigint[];
     got     bigint[];
+    accs    bigint[] := ARRAY(SELECT DISTINCT x FROM unnest(account_ids) x ORDER BY x);
+    c_acc   bigint[];
+    c_sid   bigint[];
+    c_ad    date[];
+    all_ch  subbilling_internal.citus_charge[];
+    a_ch    subbilling_internal.citus_charge[];
     a_sid   bigint[];
     a_ad    date[];
+    ok_sid  bigint[] := '{}';
+    full_accs bigint[];
     k       bigint;
     invoices integer := 0;
     errors  integer := 0;
@@ -755,25 +792,49 @@ BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', invoice_pool, true),
             set_config('subbilling_internal.ids_journal_entries', entry_pool, true),
             set_config('subbilling_internal.ids_events', event_pool, true);
-    FOR k IN SELECT DISTINCT x FROM unnest(account_ids) x ORDER BY x LOOP
-        -- claim the account's due subscriptions of the batch
-        a_sid := ARRAY(SELECT u.sid FROM unnest(account_ids, subscription_ids) AS u(acc, sid) WHERE u.acc = k);
-        SELECT array_agg(x.id ORDER BY x.id) INTO a_sid
-          FROM (SELECT x.id FROM subbilling.subscriptions x
-                 WHERE x.account_id = k AND x.id = ANY (a_sid)
-                   AND x.next_bill_on <= (bill_accounts_citus.as_of AT TIME ZONE 'UTC')::date + 1
-                   FOR UPDATE SKIP LOCKED) x;
-        CONTINUE WHEN a_sid IS NULL;
-        a_ad := ARRAY(SELECT b.ad FROM unnest(account_ids, subscription_ids, as_of_dates) AS b(acc, sid, ad)
-                       WHERE b.acc = k AND b.sid = ANY (a_sid) ORDER BY b.sid);
-        claimed := claimed + cardinality(a_sid);
+    -- claim the group's due subscriptions of the batch, in one statement on the shard
+    SELECT array_agg(x.account_id ORDER BY x.account_id, x.id), array_agg(x.id ORDER BY x.account_id, x.id)
+      INTO c_acc, c_sid
+      FROM (SELECT x.account_id, x.id FROM subbilling.subscriptions x
+             WHERE x.account_id = ANY (accs) AND x.id = ANY (subscription_ids)
+               AND x.next_bill_on <= (bill_accounts_citus.as_of AT TIME ZONE 'UTC')::date + 1
+               FOR UPDATE SKIP LOCKED) x;
+    IF c_sid IS NULL THEN
+        RETURN ARRAY[0, 0, 0]::bigint[] || nxt;
+    END IF;
+    c_ad := ARRAY(SELECT b.ad FROM unnest(c_acc, c_sid) WITH ORDINALITY AS c(acc, sid, o)
+                    JOIN unnest(account_ids, subscription_ids, as_of_dates) AS b(acc, sid, ad)
+                      ON b.acc = c.acc AND b.sid = c.sid
+                   ORDER BY c.o);
+    claimed := cardinality(c_sid);
+    -- the accounts whose booking has more to do than the new invoices (customer credit, an
+    -- automatic payment method), found for the whole group in one statement on the shard
+    full_accs := ARRAY(SELECT pm.account_id FROM subbilling.payment_methods pm
+                        WHERE pm.account_id = ANY (accs) AND pm.is_default AND pm.active AND pm.automatic)
+                 || ARRAY(SELECT l.account_id FROM subbilling.journal_lines l
+                           WHERE l.account_id = ANY (accs) AND l.subledger = 'customer_credit'
+                           GROUP BY l.account_id
+                          HAVING minor_units(-sum(l.amount)) > 0);
+    -- the engine once for the whole group (one query on the shard); if it fails, each
+    -- account computes its own below, so that the failing one is found and recorded
+    BEGIN
+        all_ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
+                          FROM subbilling_internal.billing_charges_citus(c_acc, c_sid, c_ad) c
+                         ORDER BY c.account_id);
+    EXCEPTION WHEN OTHERS THEN
+        all_ch := NULL;
+    END;
+    FOR k IN SELECT DISTINCT x FROM unnest(c_acc) x ORDER BY x LOOP
+        a_sid := ARRAY(SELECT u.sid FROM unnest(c_acc, c_sid) AS u(acc, sid) WHERE u.acc = k ORDER BY u.sid);
+        a_ad := ARRAY(SELECT u.ad FROM unnest(c_acc, c_sid, c_ad) AS u(acc, sid, ad) WHERE u.acc = k ORDER BY u.sid);
+        a_ch := CASE WHEN all_ch IS NOT NULL THEN ARRAY(SELECT c FROM unnest(all_ch) c WHERE c.account_id = k) END;
         BEGIN
             SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
-              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt) r;
-            UPDATE subbilling.billing_errors e SET resolved_at = now()
-             WHERE e.account_id = k AND e.subscription_id = ANY (a_sid) AND e.resolved_at IS NULL;
+              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt, a_ch,
+                                                          NOT (k = ANY (full_accs))) r;
             nxt := nxt_try;
             invoices := invoices + cardinality(got);
+            ok_sid := ok_sid || a_sid;
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR j IN 1 .. cardinality(a_sid) LOOP
@@ -781,10 +842,9 @@ BEGIN
                     SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
                       FROM subbilling_internal.bill_account_citus(k, ARRAY[a_sid[j]], ARRAY[a_ad[j]], bill_accounts_citus.as_of,
                                                                   series_ids, nxt) r;
-                    UPDATE subbilling.billing_errors e SET resolved_at = now()
-                     WHERE e.account_id = k AND e.subscription_id = a_sid[j] AND e.resolved_at IS NULL;
                     nxt := nxt_try;
                     invoices := invoices + cardinality(got);
+                    ok_sid := ok_sid || a_sid[j];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
@@ -796,6 +856,11 @@ BEGIN
             END LOOP;
         END;
     END LOOP;
+    -- the billed subscriptions' earlier errors resolved, in one statement on the shard
+    IF cardinality(ok_sid) > 0 THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+         WHERE e.account_id = ANY (accs) AND e.subscription_id = ANY (ok_sid) AND e.resolved_at IS NULL;
+    END IF;
     PERFORM set_config('subbilling_internal.ids_invoices', '', true),
             set_config('subbilling_internal.ids_journal_entries', '', true),
             set_config('subbilling_internal.ids_events', '', true);
@@ -810,8 +875,9 @@ REVOKE ALL ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[],
 -- billed by one call of bill_accounts_citus, routed to the worker that holds the shard
 -- (a query on the group's first account), so that a batch costs one round trip per shard
 -- rather than some fifteen per account.  Before a group the coordinator holds the outbox
--- slot and draws the group's invoice, journal-entry and event ids (at most one invoice and
--- entry and three events per subscription; unused ids are left unused), and after it
+-- slot and draws the group's invoice, journal-entry and event ids (one invoice, two entries
+-- and five events per subscription, and a few more per group: the booking may apply
+-- customer credit and request a payment; unused ids are left unused), and after it
 -- announces the group's events (subbilling.notify).  The counters of the batch's series
 -- are locked once, each group continues their blocks, and they are moved once, at the end:
 -- the numbers stay gapless and follow the order of the groups.  Without the citus
@@ -889,8 +955,8 @@ BEGIN
     LOOP
         n := cardinality(grp.sids);
         ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
-        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, n));
-        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 3 * n));
+        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4));
+        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8));
         -- routed to the worker that holds the group's shard, and run there
         SELECT subbilling_internal.bill_accounts_citus(a.id, grp.accs, grp.sids, grp.ads, bill_batch_citus.as_of, run,
                                                        ser, nxt, subbilling_internal.citus_id_pool(ids_i),

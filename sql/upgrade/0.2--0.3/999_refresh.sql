@@ -8256,14 +8256,10 @@ CREATE OR REPLACE FUNCTION subbilling_internal.billing_charges_citus(account_ids
 AS $$
 #variable_conflict use_column
 DECLARE
-    -- the account: every table is also filtered by it, so that the query is routed to
-    -- the account's shard as a whole
-    one_account bigint := account_ids[1];
+    -- the accounts: every table is also filtered by them, so that the query is routed to
+    -- their shard as a whole
+    accts   bigint[] := ARRAY(SELECT DISTINCT a FROM unnest(account_ids) a WHERE a IS NOT NULL ORDER BY 1);
 BEGIN
-IF EXISTS (SELECT FROM unnest(account_ids) a WHERE a IS DISTINCT FROM one_account) THEN
-    RAISE EXCEPTION 'on Citus, the billing engine computes the charges of one account at a time'
-        USING ERRCODE = 'feature_not_supported';
-END IF;
 RETURN QUERY
 WITH b AS (
     SELECT x.account_id, x.subscription_id, x.as_of
@@ -8282,12 +8278,12 @@ s AS MATERIALIZED (
                                                     period_index(s.billing_anchor, p.billing_period, s.bill_from) - 1))
                               FROM subbilling.subscription_items i
                               JOIN subbilling.plans p ON p.id = i.plan_id
-                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = one_account
+                             WHERE i.account_id = s.account_id AND i.subscription_id = s.id AND i.account_id = ANY (accts)
                                AND p.pricing_model = 'usage'))
            END AS kfloor
       FROM b
-      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = one_account
-      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = one_account
+      JOIN subbilling.subscriptions s ON s.account_id = b.account_id AND s.id = b.subscription_id AND s.account_id = ANY (accts)
+      JOIN subbilling.accounts a ON a.id = s.account_id AND a.id = ANY (accts)
 ),
 -- items with their plan; v_hi is where charging ends: a cancellation
 -- without credit_unused keeps the period holding it charged in full
@@ -8309,7 +8305,7 @@ it AS MATERIALIZED (
       FROM s
       JOIN subbilling.subscription_items i
         ON i.account_id = s.account_id AND i.subscription_id = s.subscription_id AND i.voided_at IS NULL
-       AND i.account_id = one_account
+       AND i.account_id = ANY (accts)
       JOIN subbilling.plans p ON p.id = i.plan_id
 ),
 -- the periods of each item from its key floor up to one period past the horizon
@@ -8340,13 +8336,13 @@ segp AS (
                  max(greatest(CASE WHEN lower(pz.during) > seg.seg_lo THEN lower(pz.during) END,
                               CASE WHEN upper(pz.during) < seg.seg_hi THEN upper(pz.during) END)) AS bound
             FROM (SELECT p.during FROM subbilling.subscription_pauses p
-                   WHERE p.account_id = seg.account_id AND p.account_id = one_account AND p.subscription_id = seg.subscription_id
+                   WHERE p.account_id = seg.account_id AND p.account_id = ANY (accts) AND p.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT daterange(u.suspended_from, u.lifted_on) FROM subbilling.subscription_suspensions u
-                   WHERE u.account_id = seg.account_id AND u.account_id = one_account AND u.subscription_id = seg.subscription_id
+                   WHERE u.account_id = seg.account_id AND u.account_id = ANY (accts) AND u.subscription_id = seg.subscription_id
                   UNION ALL
                   SELECT k.held FROM subbilling.delivery_records k
-                   WHERE k.account_id = seg.account_id AND k.account_id = one_account AND k.subscription_id = seg.subscription_id
+                   WHERE k.account_id = seg.account_id AND k.account_id = ANY (accts) AND k.subscription_id = seg.subscription_id
                      AND k.held IS NOT NULL) pz
            WHERE pz.during && daterange(seg.seg_lo, seg.seg_hi)) z ON true
       LEFT JOIN LATERAL (
@@ -8387,7 +8383,7 @@ dsc AS MATERIALIZED (
            c.name, c.plan_codes
       FROM s
       JOIN subbilling.subscription_discounts d ON d.account_id = s.account_id AND d.subscription_id = s.subscription_id
-       AND d.account_id = one_account
+       AND d.account_id = ANY (accts)
       JOIN subbilling.campaigns c ON c.id = d.campaign_id
 ),
 disc AS (
@@ -8418,7 +8414,7 @@ usg AS (
       FROM seg g
       LEFT JOIN LATERAL (
           SELECT sum(x.quantity) AS total FROM subbilling.usage x
-           WHERE x.account_id = g.account_id AND x.account_id = one_account AND x.item_id = g.item_id
+           WHERE x.account_id = g.account_id AND x.account_id = ANY (accts) AND x.item_id = g.item_id
              AND x.usage_date >= g.seg_lo AND x.usage_date < g.seg_hi) u ON true
      WHERE g.model = 'usage'
      GROUP BY g.account_id, g.subscription_id, g.plan_id, g.ps, g.pe, g.included_units, g.price, g.tiers, g.plan_name,
@@ -8472,9 +8468,9 @@ inv AS (
            s.anchor, s.as_of, s.zero, s.tax_exempt, s.currency
       FROM s
       JOIN subbilling.invoice_lines l
-        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = one_account AND l.charge_type IS NOT NULL
+        ON l.account_id = s.account_id AND l.subscription_id = s.subscription_id AND l.account_id = ANY (accts) AND l.charge_type IS NOT NULL
        AND l.key_start >= s.kfloor
-      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = one_account
+      JOIN subbilling.invoices v ON v.account_id = l.account_id AND v.id = l.invoice_id AND v.account_id = ANY (accts)
       JOIN subbilling.plans p ON p.id = l.plan_id
      WHERE v.status <> 'void'
        AND l.key_start >= CASE WHEN s.from_d IS NULL THEN '-infinity'::date
@@ -8501,34 +8497,49 @@ j AS (
         ON v.account_id = e.account_id AND v.subscription_id = e.subscription_id AND v.plan_id = e.plan_id
        AND v.charge_type = e.charge_type AND v.key_start = e.key_start
 ),
-d0 AS (
-    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
-           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
-                                   ELSE period_of(j.anchor, p.billing_period, j.key_start) END) AS period,
-           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
-           j.first_qty, j.first_unit, j.zero, j.currency,
-           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
-           j.due_date > j.as_of AS pending,
-           coalesce(j.orig_treatment, tx.treatment) AS treatment,
-           coalesce(j.orig_rate, tx.rate) AS rate,
-           p.name AS plan_name
+-- the keys with what their tax depends on: the tax point is the start of the period for
+-- what is billed in advance (and setup fees), its last day for what is billed in arrears
+jt AS MATERIALIZED (
+    SELECT j.*, p.name AS plan_name, p.billing_period AS bperiod, a.country, a.vat_number,
+           pr.tax_category, pr.tax_rate AS product_rate,
+           CASE WHEN j.charge_type = 'usage' OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
+                THEN coalesce(upper(j.period), j.key_start + 1) - 1
+                ELSE j.key_start END AS tax_point
       FROM j
       JOIN subbilling.plans p ON p.id = j.plan_id
       JOIN subbilling.products pr ON pr.id = p.product_id
       -- one primary-key probe per key (LIMIT 1 keeps the planner from looping
       -- over the accounts when its statistics predate a large batch)
       CROSS JOIN LATERAL (SELECT a.country, a.vat_number FROM subbilling.accounts a
-                           WHERE a.id = j.account_id AND a.id = one_account LIMIT 1) a
-      -- the treatment and rate at the tax point: the start of the period for
-      -- what is billed in advance (and setup fees), its last day for what is
-      -- billed in arrears; a key already invoiced keeps its first line's
-      LEFT JOIN LATERAL (
-          SELECT * FROM subbilling_internal.line_tax(j.tax_exempt, a.country, a.vat_number, pr.tax_category, pr.tax_rate,
-                                 CASE WHEN j.charge_type = 'usage'
-                                           OR (j.charge_type <> 'setup' AND p.billing_timing = 'in_arrears')
-                                      THEN coalesce(upper(j.period), j.key_start + 1) - 1
-                                      ELSE j.key_start END)
-           WHERE j.orig_rate IS NULL) tx ON true
+                           WHERE a.id = j.account_id AND a.id = ANY (accts) LIMIT 1) a
+),
+-- the treatment and rate once per distinct set of inputs (on Citus each call of line_tax
+-- is a few statements that Citus plans, so not once per key); a key already invoiced
+-- keeps its first line's
+txd AS MATERIALIZED (
+    SELECT q.tax_exempt, q.country, q.vat_number, q.tax_category, q.product_rate, q.tax_point, t.treatment, t.rate
+      FROM (SELECT DISTINCT jt.tax_exempt, jt.country, jt.vat_number, jt.tax_category, jt.product_rate, jt.tax_point
+              FROM jt WHERE jt.orig_rate IS NULL) q
+      CROSS JOIN LATERAL subbilling_internal.line_tax(q.tax_exempt, q.country, q.vat_number, q.tax_category,
+                                                      q.product_rate, q.tax_point) t
+),
+d0 AS (
+    SELECT j.account_id, j.subscription_id, j.plan_id, j.charge_type, j.key_start,
+           coalesce(j.period, CASE WHEN j.charge_type = 'setup' THEN daterange(j.key_start, j.key_start, '[]')
+                                   ELSE period_of(j.anchor, j.bperiod, j.key_start) END) AS period,
+           j.expected, j.invoiced, j.due_date, j.first_kind, j.dname, j.dsegs, j.dpaused, j.dunits,
+           j.first_qty, j.first_unit, j.zero, j.currency,
+           coalesce(j.expected, j.zero) - coalesce(j.invoiced, j.zero) AS diff,
+           j.due_date > j.as_of AS pending,
+           coalesce(j.orig_treatment, tx.treatment) AS treatment,
+           coalesce(j.orig_rate, tx.rate) AS rate,
+           j.plan_name
+      FROM jt j
+      LEFT JOIN txd tx
+        ON j.orig_rate IS NULL
+       AND tx.tax_exempt IS NOT DISTINCT FROM j.tax_exempt AND tx.country IS NOT DISTINCT FROM j.country
+       AND tx.vat_number IS NOT DISTINCT FROM j.vat_number AND tx.tax_category IS NOT DISTINCT FROM j.tax_category
+       AND tx.product_rate IS NOT DISTINCT FROM j.product_rate AND tx.tax_point IS NOT DISTINCT FROM j.tax_point
 ),
 d AS (
     SELECT d0.*, NOT d0.pending AND d0.diff <> d0.zero AS emit FROM d0
@@ -8586,7 +8597,7 @@ SELECT d.account_id, d.subscription_id, d.plan_id, d.charge_type, d.key_start, d
   FROM dv d;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) IS 'internal (Citus): billing_charges for the subscriptions of one account, every table filtered by the account (routed to its shard)';
+COMMENT ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) IS 'internal (Citus): billing_charges for the subscriptions of the accounts of one shard, every table filtered by the accounts (routed to their shard)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
     RETURNS integer
@@ -8595,87 +8606,17 @@ CREATE OR REPLACE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigi
 AS $$
 DECLARE
     inv     subbilling.invoices;
-    eid     bigint;
-    codes   text[];
-    amounts subbilling.price[];
-    subs    text[];
-    oitems  bigint[];
-    l_kind  text[];
-    l_plan  bigint[];
-    l_rate  numeric[];
-    l_treat text[];
-    l_net   subbilling.price[];
-    l_tax   subbilling.price[];
+    b       boolean;
     booked  integer := 0;
-    unsupported boolean;
 BEGIN
-    -- what this does not do on Citus yet: refused, so that the caller records it
-    -- (each test its own statement: one query per shard, the credit summed on the coordinator)
-    IF EXISTS (SELECT FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note')) THEN
-        unsupported := true;
-    ELSIF EXISTS (SELECT FROM subbilling.payment_methods pm
-                   WHERE pm.account_id = acct AND pm.is_default AND pm.active AND pm.automatic) THEN
-        unsupported := true;
-    ELSE
-        unsupported := coalesce(minor_units(customer_credit(acct)), 0) > 0;
-    END IF;
-    IF unsupported THEN
-        RAISE EXCEPTION 'on Citus, booking does not yet handle void invoices, credit notes, customer credit or automatic payments'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = format('Account %s has one of them.', acct);
-    END IF;
-
     FOR inv IN SELECT * FROM subbilling.invoices i
                 WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
                   AND i.status IN ('open', 'paid', 'uncollectible')
                 ORDER BY i.id LOOP
-        -- booked once
-        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
-                               WHERE e.account_id = acct AND e.invoice_id = inv.id
-                                 AND e.kind IN ('invoice', 'credit_note'));
-        -- the lines, read on the account's shard
-        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
-               array_agg(l.net), array_agg(l.tax)
-          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
-          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
-        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
-               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
-          INTO codes, amounts, subs, oitems
-          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
-                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
-                UNION ALL
-                SELECT k.code, -sum(k.net), NULL, NULL, 1
-                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
-                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
-                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
-                               g.net
-                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
-                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
-                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
-                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
-                                 GROUP BY 1, 2, 3, 4) g) k
-                 GROUP BY k.code
-                UNION ALL
-                SELECT k.code, -sum(k.tax), NULL, NULL, 2
-                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
-                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
-                               c.tax
-                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
-                         WHERE minor_units(c.tax) <> 0) k
-                 GROUP BY k.code) q
-         WHERE minor_units(q.amount) <> 0;
-        IF cardinality(codes) >= 2 THEN
+        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
+        CONTINUE WHEN b IS NULL;
+        IF b THEN
             booked := booked + 1;
-            eid := subbilling_internal.citus_take_id('journal_entries');
-            INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, memo)
-            VALUES (acct, eid, inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number);
-            -- the entry's lines in one statement (the balance is checked per statement), as
-            -- a multi-row VALUES: Citus routes it to the account's shard
-            EXECUTE 'INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id) VALUES '
-                    || (SELECT string_agg(format('(%s, %s, %L, %L::subbilling.price, %L, %s)', acct, eid, u.code, u.amount,
-                                                 u.subledger, coalesce(u.invoice_id::text, 'NULL')), ', ' ORDER BY u.ord)
-                          FROM unnest(codes, amounts, subs, oitems) WITH ORDINALITY AS u(code, amount, subledger, invoice_id, ord));
         END IF;
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
             UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
@@ -8690,11 +8631,13 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices (one entry each, once; a zero total is paid at once), one account''s rows per statement; returns the entries booked';
+COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices when nothing more is to be done (book_account_citus decides): one entry each, once (book_invoice_entry_citus); a zero total is paid at once; returns the entries booked';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
                                                        as_of timestamptz, series_ids bigint[],
                                                        INOUT next_numbers bigint[],
+                                                       charges subbilling_internal.citus_charge[] DEFAULT NULL,
+                                                       plain_booking boolean DEFAULT false,
                                                        OUT invoice_ids bigint[])
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -8719,9 +8662,14 @@ BEGIN
     -- the charges kept in a variable, not a temporary table: on a worker this runs inside
     -- the coordinator's transaction, which is prepared (two-phase commit), and PostgreSQL
     -- cannot prepare a transaction that touched a temporary table
-    ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
-                  FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
-                                                                 subscription_ids, as_of_dates) c);
+    -- (computed for the shard's whole group by bill_accounts_citus and handed in, else here)
+    IF charges IS NOT NULL THEN
+        ch := charges;
+    ELSE
+        ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
+                      FROM subbilling_internal.billing_charges_citus(array_fill(acct, ARRAY[cardinality(subscription_ids)]),
+                                                                     subscription_ids, as_of_dates) c);
+    END IF;
 
     -- each subscription's bookkeeping
     UPDATE subbilling.subscriptions x
@@ -8799,11 +8747,21 @@ BEGIN
         invoice_ids := invoice_ids || inv.id;
     END LOOP;
     IF cardinality(invoice_ids) > 0 THEN
-        PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+        -- the one booking path on Citus (book_account_citus): the new invoices alone
+        -- (book_new_invoices_citus), or with customer credit applied and payment requests
+        -- made for an automatic method.  plain_booking: the caller found for the whole group
+        -- that the account has neither customer credit nor an automatic payment method, so
+        -- that only a credit note among the new invoices needs book_account_citus's tests.
+        IF plain_booking AND NOT EXISTS (SELECT FROM subbilling.invoices i
+                                          WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'credit_note') THEN
+            PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+        ELSE
+            PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
+        END IF;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[]) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement; numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so book_new_invoices_citus unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch_citus(batch_size integer, as_of timestamptz,
                                                      OUT invoices integer, OUT errors integer, OUT more boolean)
@@ -8878,8 +8836,8 @@ BEGIN
     LOOP
         n := cardinality(grp.sids);
         ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
-        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, n));
-        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 3 * n));
+        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4));
+        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8));
         -- routed to the worker that holds the group's shard, and run there
         SELECT subbilling_internal.bill_accounts_citus(a.id, grp.accs, grp.sids, grp.ads, bill_batch_citus.as_of, run,
                                                        ser, nxt, subbilling_internal.citus_id_pool(ids_i),
@@ -8991,8 +8949,16 @@ DECLARE
     nxt     bigint[] := next_numbers;
     nxt_try bigint[];
     got     bigint[];
+    accs    bigint[] := ARRAY(SELECT DISTINCT x FROM unnest(account_ids) x ORDER BY x);
+    c_acc   bigint[];
+    c_sid   bigint[];
+    c_ad    date[];
+    all_ch  subbilling_internal.citus_charge[];
+    a_ch    subbilling_internal.citus_charge[];
     a_sid   bigint[];
     a_ad    date[];
+    ok_sid  bigint[] := '{}';
+    full_accs bigint[];
     k       bigint;
     invoices integer := 0;
     errors  integer := 0;
@@ -9004,25 +8970,49 @@ BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', invoice_pool, true),
             set_config('subbilling_internal.ids_journal_entries', entry_pool, true),
             set_config('subbilling_internal.ids_events', event_pool, true);
-    FOR k IN SELECT DISTINCT x FROM unnest(account_ids) x ORDER BY x LOOP
-        -- claim the account's due subscriptions of the batch
-        a_sid := ARRAY(SELECT u.sid FROM unnest(account_ids, subscription_ids) AS u(acc, sid) WHERE u.acc = k);
-        SELECT array_agg(x.id ORDER BY x.id) INTO a_sid
-          FROM (SELECT x.id FROM subbilling.subscriptions x
-                 WHERE x.account_id = k AND x.id = ANY (a_sid)
-                   AND x.next_bill_on <= (bill_accounts_citus.as_of AT TIME ZONE 'UTC')::date + 1
-                   FOR UPDATE SKIP LOCKED) x;
-        CONTINUE WHEN a_sid IS NULL;
-        a_ad := ARRAY(SELECT b.ad FROM unnest(account_ids, subscription_ids, as_of_dates) AS b(acc, sid, ad)
-                       WHERE b.acc = k AND b.sid = ANY (a_sid) ORDER BY b.sid);
-        claimed := claimed + cardinality(a_sid);
+    -- claim the group's due subscriptions of the batch, in one statement on the shard
+    SELECT array_agg(x.account_id ORDER BY x.account_id, x.id), array_agg(x.id ORDER BY x.account_id, x.id)
+      INTO c_acc, c_sid
+      FROM (SELECT x.account_id, x.id FROM subbilling.subscriptions x
+             WHERE x.account_id = ANY (accs) AND x.id = ANY (subscription_ids)
+               AND x.next_bill_on <= (bill_accounts_citus.as_of AT TIME ZONE 'UTC')::date + 1
+               FOR UPDATE SKIP LOCKED) x;
+    IF c_sid IS NULL THEN
+        RETURN ARRAY[0, 0, 0]::bigint[] || nxt;
+    END IF;
+    c_ad := ARRAY(SELECT b.ad FROM unnest(c_acc, c_sid) WITH ORDINALITY AS c(acc, sid, o)
+                    JOIN unnest(account_ids, subscription_ids, as_of_dates) AS b(acc, sid, ad)
+                      ON b.acc = c.acc AND b.sid = c.sid
+                   ORDER BY c.o);
+    claimed := cardinality(c_sid);
+    -- the accounts whose booking has more to do than the new invoices (customer credit, an
+    -- automatic payment method), found for the whole group in one statement on the shard
+    full_accs := ARRAY(SELECT pm.account_id FROM subbilling.payment_methods pm
+                        WHERE pm.account_id = ANY (accs) AND pm.is_default AND pm.active AND pm.automatic)
+                 || ARRAY(SELECT l.account_id FROM subbilling.journal_lines l
+                           WHERE l.account_id = ANY (accs) AND l.subledger = 'customer_credit'
+                           GROUP BY l.account_id
+                          HAVING minor_units(-sum(l.amount)) > 0);
+    -- the engine once for the whole group (one query on the shard); if it fails, each
+    -- account computes its own below, so that the failing one is found and recorded
+    BEGIN
+        all_ch := ARRAY(SELECT ROW(c.*)::subbilling_internal.citus_charge
+                          FROM subbilling_internal.billing_charges_citus(c_acc, c_sid, c_ad) c
+                         ORDER BY c.account_id);
+    EXCEPTION WHEN OTHERS THEN
+        all_ch := NULL;
+    END;
+    FOR k IN SELECT DISTINCT x FROM unnest(c_acc) x ORDER BY x LOOP
+        a_sid := ARRAY(SELECT u.sid FROM unnest(c_acc, c_sid) AS u(acc, sid) WHERE u.acc = k ORDER BY u.sid);
+        a_ad := ARRAY(SELECT u.ad FROM unnest(c_acc, c_sid, c_ad) AS u(acc, sid, ad) WHERE u.acc = k ORDER BY u.sid);
+        a_ch := CASE WHEN all_ch IS NOT NULL THEN ARRAY(SELECT c FROM unnest(all_ch) c WHERE c.account_id = k) END;
         BEGIN
             SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
-              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt) r;
-            UPDATE subbilling.billing_errors e SET resolved_at = now()
-             WHERE e.account_id = k AND e.subscription_id = ANY (a_sid) AND e.resolved_at IS NULL;
+              FROM subbilling_internal.bill_account_citus(k, a_sid, a_ad, bill_accounts_citus.as_of, series_ids, nxt, a_ch,
+                                                          NOT (k = ANY (full_accs))) r;
             nxt := nxt_try;
             invoices := invoices + cardinality(got);
+            ok_sid := ok_sid || a_sid;
         EXCEPTION WHEN OTHERS THEN
             -- one subscription at a time, each in its own subtransaction
             FOR j IN 1 .. cardinality(a_sid) LOOP
@@ -9030,10 +9020,9 @@ BEGIN
                     SELECT r.next_numbers, r.invoice_ids INTO STRICT nxt_try, got
                       FROM subbilling_internal.bill_account_citus(k, ARRAY[a_sid[j]], ARRAY[a_ad[j]], bill_accounts_citus.as_of,
                                                                   series_ids, nxt) r;
-                    UPDATE subbilling.billing_errors e SET resolved_at = now()
-                     WHERE e.account_id = k AND e.subscription_id = a_sid[j] AND e.resolved_at IS NULL;
                     nxt := nxt_try;
                     invoices := invoices + cardinality(got);
+                    ok_sid := ok_sid || a_sid[j];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
@@ -9045,6 +9034,11 @@ BEGIN
             END LOOP;
         END;
     END LOOP;
+    -- the billed subscriptions' earlier errors resolved, in one statement on the shard
+    IF cardinality(ok_sid) > 0 THEN
+        UPDATE subbilling.billing_errors e SET resolved_at = now()
+         WHERE e.account_id = ANY (accs) AND e.subscription_id = ANY (ok_sid) AND e.resolved_at IS NULL;
+    END IF;
     PERFORM set_config('subbilling_internal.ids_invoices', '', true),
             set_config('subbilling_internal.ids_journal_entries', '', true),
             set_config('subbilling_internal.ids_events', '', true);
@@ -9052,6 +9046,70 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_invoice_entry_citus(acct bigint, inv subbilling.invoices)
+    RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    codes   text[];
+    amounts subbilling.price[];
+    subs    text[];
+    oitems  bigint[];
+    l_kind  text[];
+    l_plan  bigint[];
+    l_rate  numeric[];
+    l_treat text[];
+    l_net   subbilling.price[];
+    l_tax   subbilling.price[];
+BEGIN
+    -- booked once
+    IF EXISTS (SELECT 1 FROM subbilling.journal_entries e
+                WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind IN ('invoice', 'credit_note')) THEN
+        RETURN NULL;
+    END IF;
+    -- the lines, read on the account's shard
+    SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
+           array_agg(l.net), array_agg(l.tax)
+      INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
+      FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
+    SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
+           array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
+      INTO codes, amounts, subs, oitems
+      FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
+                   'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
+            UNION ALL
+            SELECT k.code, -sum(k.net), NULL, NULL, 1
+              FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
+                                THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
+                                ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
+                           g.net
+                      FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
+                              FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
+                              LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
+                              LEFT JOIN subbilling.products p ON p.id = pl.product_id
+                             GROUP BY 1, 2, 3, 4) g) k
+             GROUP BY k.code
+            UNION ALL
+            SELECT k.code, -sum(k.tax), NULL, NULL, 2
+              FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
+                                                                 ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
+                           c.tax
+                      FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
+                     WHERE minor_units(c.tax) <> 0) k
+             GROUP BY k.code) q
+     WHERE minor_units(q.amount) <> 0;
+    IF coalesce(cardinality(codes), 0) < 2 THEN
+        RETURN false;
+    END IF;
+    PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
+                inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number,
+                codes, amounts, subs, oitems);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) IS 'internal (Citus): the journal entry of one issued document on the account''s shard (once; the id from the coordinator''s pool in a delegated billing call); true when written, false when nothing to book, NULL when already booked';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.accounts_external_id() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -9508,7 +9566,6 @@ DECLARE
     rq      subbilling.payment_requests;
     a_tz    text;
     booked  integer := 0;
-    eid     bigint;
     bk      bigint;
     zero    subbilling.price;
     open_   subbilling.price;
@@ -9520,15 +9577,10 @@ DECLARE
     amounts subbilling.price[];
     subs    text[];
     oitems  bigint[];
-    l_kind  text[];
-    l_plan  bigint[];
-    l_rate  numeric[];
-    l_treat text[];
-    l_net   subbilling.price[];
-    l_tax   subbilling.price[];
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
+    b       boolean;
 BEGIN
     -- nothing but issued invoices to book: billing's own booking
     IF NOT EXISTS (SELECT FROM subbilling.invoices i
@@ -9538,7 +9590,11 @@ BEGIN
        AND coalesce(minor_units(customer_credit(acct)), 0) <= 0 THEN
         RETURN subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
     END IF;
-    PERFORM subbilling_internal.outbox_reserve();
+    -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
+    -- the event ids: citus_emit_event)
+    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') = '' THEN
+        PERFORM subbilling_internal.outbox_reserve();
+    END IF;
     SELECT a.time_zone INTO a_tz FROM subbilling.accounts a WHERE a.id = acct;
 
     -- a booked credit note is final (as book_void_invoices)
@@ -9554,47 +9610,14 @@ BEGIN
                   HINT = 'Issue a new invoice for what the credit note should not have credited.';
     END IF;
 
-    -- 1. issued documents not yet booked: one entry each
+    -- 1. issued documents not yet booked: one entry each (shared with billing's booking)
     FOR inv IN SELECT * FROM subbilling.invoices i
                 WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
                 ORDER BY i.id LOOP
-        CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.journal_entries e
-                               WHERE e.account_id = acct AND e.invoice_id = inv.id AND e.kind IN ('invoice', 'credit_note'));
-        SELECT array_agg(l.kind), array_agg(l.plan_id), array_agg(l.tax_rate), array_agg(l.tax_treatment),
-               array_agg(l.net), array_agg(l.tax)
-          INTO l_kind, l_plan, l_rate, l_treat, l_net, l_tax
-          FROM subbilling.invoice_lines l WHERE l.account_id = acct AND l.invoice_id = inv.id;
-        SELECT array_agg(q.code ORDER BY q.ord, q.code), array_agg(q.amount ORDER BY q.ord, q.code),
-               array_agg(q.subledger ORDER BY q.ord, q.code), array_agg(q.invoice_id ORDER BY q.ord, q.code)
-          INTO codes, amounts, subs, oitems
-          FROM (SELECT ledger_code('receivables', inv.currency) AS code, inv.total AS amount,
-                       'receivables'::text AS subledger, inv.id AS invoice_id, 0 AS ord
-                UNION ALL
-                SELECT r.code, -sum(r.net), NULL, NULL, 1
-                  FROM (SELECT CASE WHEN NOT g.is_fee AND g.tax_treatment IN ('reverse_charge', 'oss', 'outside_scope')
-                                    THEN ledger_code('revenue_rate', inv.currency, g.tax_treatment)
-                                    ELSE subbilling_internal.revenue_code(inv.currency, g.product, g.tax_rate, g.is_fee) END AS code,
-                               g.net
-                          FROM (SELECT c.kind = 'fee' AS is_fee, c.tax_rate, c.tax_treatment, p.code AS product, sum(c.net) AS net
-                                  FROM unnest(l_kind, l_plan, l_rate, l_treat, l_net) AS c(kind, plan_id, tax_rate, tax_treatment, net)
-                                  LEFT JOIN subbilling.plans pl ON pl.id = c.plan_id
-                                  LEFT JOIN subbilling.products p ON p.id = pl.product_id
-                                 GROUP BY 1, 2, 3, 4) g) r
-                 GROUP BY r.code
-                UNION ALL
-                SELECT v.code, -sum(v.tax), NULL, NULL, 2
-                  FROM (SELECT ledger_code('vat', inv.currency, CASE WHEN c.tax_treatment = 'oss' THEN 'oss'
-                                                                     ELSE subbilling_internal.rate_detail(c.tax_rate) END) AS code,
-                               c.tax
-                          FROM unnest(l_rate, l_treat, l_tax) AS c(tax_rate, tax_treatment, tax)
-                         WHERE minor_units(c.tax) <> 0) v
-                 GROUP BY v.code) q
-         WHERE minor_units(q.amount) <> 0;
-        IF cardinality(codes) >= 2 THEN
+        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
+        CONTINUE WHEN b IS NULL;
+        IF b THEN
             booked := booked + 1;
-            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
-                        inv.kind, inv.issue_date, inv.id, replace(inv.kind, '_', ' ') || ' ' || inv.number,
-                        codes, amounts, subs, oitems);
         END IF;
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
             t_inv := t_inv || inv.id;
@@ -9629,7 +9652,7 @@ BEGIN
                 SELECT ledger_code('customer_credit', inv.currency), open_ - inv.total, 'customer_credit', NULL, 2, 0
                  WHERE open_ <> inv.total) q;
         booked := booked + 1;
-        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+        PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                     'void', coalesce((inv.voided_at AT TIME ZONE a_tz)::date, inv.issue_date), inv.id,
                     'void invoice ' || inv.number, codes, amounts, subs, oitems);
         UPDATE subbilling.payment_requests r
@@ -9672,7 +9695,7 @@ BEGIN
             subs := subs || 'customer_credit'::text;
             oitems := oitems || NULL::bigint;
         END IF;
-        PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+        PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                     'allocation', inv.issue_date, inv.id,
                     'credit note ' || inv.number || coalesce(' on invoice ' || o.number, ''), codes, amounts, subs, oitems);
     END LOOP;
@@ -9695,11 +9718,11 @@ BEGIN
             open_ := invoice_open_amount(acct, o.id);
             CONTINUE WHEN minor_units(open_) <= 0;
             amt := least(open_, credit);
-            PERFORM subbilling_internal.post_entry_citus(acct, nextval('subbilling.journal_entries_id_seq'::regclass),
+            PERFORM subbilling_internal.post_entry_citus(acct, subbilling_internal.citus_take_id('journal_entries'),
                         'credit_applied', on_day, o.id, 'customer credit on invoice ' || o.number,
                         ARRAY[ledger_code('customer_credit', o.currency), ledger_code('receivables', o.currency)],
                         ARRAY[amt, -amt], ARRAY['customer_credit', 'receivables'], ARRAY[NULL, o.id]::bigint[]);
-            PERFORM subbilling_internal.emit_event(acct, 'credit.applied', o.subscription_id,
+            PERFORM subbilling_internal.citus_emit_event(acct, 'credit.applied', o.subscription_id,
                 jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
                                    'amount', amt::text, 'open_amount', (open_ - amt)::text,
                                    'credit_left', (credit - amt)::text), o.id);
@@ -9721,7 +9744,7 @@ BEGIN
            SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
          WHERE r.account_id = acct AND r.invoice_id = k
            AND (r.status = 'requested' OR r.next_attempt_on IS NOT NULL);
-        PERFORM subbilling_internal.emit_event(acct, 'invoice.paid', o.subscription_id,
+        PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', o.subscription_id,
             jsonb_build_object('invoice_id', o.id, 'number', o.number, 'currency', o.currency,
                                'total', o.total::text, 'paid_at', o.paid_at,
                                'via', CASE WHEN minor_units(o.total) = 0 THEN 'zero total' ELSE 'credit' END,
@@ -9746,7 +9769,7 @@ BEGIN
             INSERT INTO subbilling.payment_requests AS r (account_id, invoice_id, payment_method_id, amount, requested_on)
             VALUES (acct, inv.id, pm.id, open_, inv.issue_date)
             RETURNING r.* INTO rq;
-            PERFORM subbilling_internal.emit_event(acct, 'payment.requested', inv.subscription_id,
+            PERFORM subbilling_internal.citus_emit_event(acct, 'payment.requested', inv.subscription_id,
                 jsonb_build_object('payment_request_id', rq.id, 'invoice_id', rq.invoice_id, 'number', inv.number,
                                    'reference', inv.reference, 'due_date', inv.due_date, 'currency', inv.currency,
                                    'amount', rq.amount::text, 'amount_minor', minor_units(rq.amount),
