@@ -577,10 +577,22 @@ BEGIN
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
     IF reopen > zero AND inv.status = 'paid' THEN
-        PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
-        UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
-         WHERE x.account_id = inv.account_id AND x.id = inv.id;
-        PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        IF subbilling_internal.on_citus() THEN
+            -- on Citus the invoice's trigger runs on its worker: the setting is made there, by
+            -- a query on the invoice's row that Citus routes to its shard (on the connection
+            -- the UPDATE then takes)
+            PERFORM set_config('subbilling_internal.reopen_invoice', x.id::text, true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+        ELSE
+            PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        END IF;
         PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
@@ -625,13 +637,21 @@ DECLARE
     days    integer[];
     nxt     date;
     inv     subbilling.invoices;
+    acct    bigint;
 BEGIN
     IF failed_on IS NULL OR NOT isfinite(failed_on) THEN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('failed_on', failed_on);
-    SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus the request is locked by (account_id, id), on its own shard
+        SELECT y.account_id INTO acct FROM subbilling.payment_requests y WHERE y.id = payment_request_id;
+        SELECT * INTO r FROM subbilling.payment_requests x
+         WHERE x.account_id = acct AND x.id = payment_request_id FOR UPDATE;
+    ELSE
+        SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';

@@ -125,12 +125,16 @@ COMMENT ON FUNCTION subbilling_internal.webhook_new_secret() IS
     'internal: a new webhook secret, whsec_ + base64 of 32 bytes from the server''s cryptographic random source';
 
 -- Whether host is allowed by webhook_allowed_hosts.
+-- (a body in quotes, not a RETURN clause: Citus, on the coordinator, parses the source text of
+-- a SQL function it runs, which a RETURN clause leaves empty)
 CREATE FUNCTION subbilling_internal.webhook_host_allowed(host text) RETURNS boolean
     LANGUAGE sql STABLE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
-                WHERE a.pattern = host
-                   OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)));
+AS $$
+    SELECT EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
+                    WHERE a.pattern = host
+                       OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)))
+$$;
 COMMENT ON FUNCTION subbilling_internal.webhook_host_allowed(text) IS
     'internal: whether host matches a webhook_allowed_hosts pattern (exact, or *.domain for hosts under domain)';
 
@@ -242,6 +246,11 @@ DECLARE
     last    bigint;
     evs     subbilling.events[];
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- the events are read over every shard one shard at a time, so that the transaction
+        -- may then write the deliveries (a reference table)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     INSERT INTO subbilling_internal.webhook_cursor (singleton, last_event_id) VALUES (true, 0)
         ON CONFLICT (singleton) DO NOTHING;
     SELECT c.last_event_id INTO cur FROM subbilling_internal.webhook_cursor c FOR UPDATE;
