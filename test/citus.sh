@@ -25,6 +25,7 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 
 stop_all() {
     local p
+    [ -n "${WHPID:-}" ] && kill "$WHPID" 2>/dev/null
     for p in $PORTS; do
         [ -d "$WORK/n$p" ] && as_pg "$BIN/pg_ctl" -D "$WORK/n$p" -m immediate stop >/dev/null 2>&1
     done
@@ -706,12 +707,16 @@ WKACC="(SELECT id FROM subbilling.accounts WHERE name LIKE 'WK %')"
 is "worker: their accounts on both workers" \
    "SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard_placement p
      WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a.id) FROM subbilling.accounts a WHERE a.name LIKE 'WK %'))" "2"
-# webhooks: an endpoint (a reference table), the events of the accounts on both workers fanned
-# out into deliveries by the webhooks worker that starts on the coordinator with the worker's
-# database (sending them does not work on Citus yet: docs/citus.md)
-is "webhooks: an endpoint for the invoice events" \
+# webhooks: an endpoint (a reference table) on a receiver on loopback (test/webhook_receiver.py),
+# the events of the accounts on both workers fanned out and delivered by the webhooks worker
+# that starts on the coordinator with the worker's database
+python3 test/webhook_receiver.py --port-file "$WORK/whport" --log "$WORK/wh.log" >"$WORK/wh.out" 2>&1 &
+WHPID=$!
+for i in $(seq 1 100); do [ -s "$WORK/whport" ] && break; sleep 0.1; done
+WHPORT=$(cat "$WORK/whport" 2>/dev/null)
+is "webhooks: an endpoint for the invoice events on the receiver" \
    "INSERT INTO subbilling.webhook_allowed_hosts (pattern, note) VALUES ('127.0.0.1', 'citus tier');
-    SELECT count(*) FROM subbilling.create_webhook_endpoint('http://127.0.0.1:9/ok/citus', '{invoice.created}')" "1"
+    SELECT count(*) FROM subbilling.create_webhook_endpoint('http://127.0.0.1:$WHPORT/ok/citus', '{invoice.created}')" "1"
 WKRUN=$(qc -c "SELECT coalesce(max(id), 0) FROM subbilling.worker_runs")
 runs "worker: enabled on the coordinator (naptime 1 s, KPI refresh every second)" "ALTER SYSTEM SET subbilling.worker_enabled = on" && qc -c "ALTER SYSTEM SET subbilling.database = 'subbilling'" -c "ALTER SYSTEM SET subbilling.naptime = 1" \
          -c "ALTER SYSTEM SET subbilling.kpi_refresh_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
@@ -720,7 +725,7 @@ until [ "$(qc -c "SELECT count(*) FROM subbilling.invoices WHERE account_id IN $
       && [ "$(qc -c "SELECT count(*) FROM subbilling.worker_runs WHERE id > $WKRUN AND status = 'ok' AND invoices > 0" 2>/dev/null)" = "1" ] \
       && [ "$(qc -c "SELECT count(*) FROM subbilling_internal.kpi_usage_queue" 2>/dev/null)" = "0" ] \
       && [ "$(qc -c "SELECT (SELECT last_event_id FROM subbilling_internal.relay_cursor) = (SELECT max(id) FROM subbilling.events)" 2>/dev/null)" = "t" ] \
-      && [ "$(qc -c "SELECT count(*) FROM subbilling.webhook_deliveries WHERE account_id IN $WKACC" 2>/dev/null)" = "4" ] \
+      && [ "$(qc -c "SELECT count(*) FROM subbilling.webhook_deliveries WHERE status = 'succeeded' AND account_id IN $WKACC" 2>/dev/null)" = "4" ] \
       || [ "$(date +%s)" -ge "$deadline" ]; do
     sleep 1
 done
@@ -737,11 +742,14 @@ is "worker: disabled on the worker nodes" \
    "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SHOW subbilling.worker_enabled\$\$)" "off,off"
 is "worker: every run by the coordinator's worker" \
    "SELECT bool_and(r.pid = a.pid) FROM subbilling.worker_runs r, pg_stat_activity a WHERE r.id > $WKRUN AND a.backend_type = 'subbilling worker'" "t"
-is "webhooks: a delivery of invoice.created per invoice the worker made, accounts on both workers" \
-   "SELECT count(*) || '/' || count(DISTINCT p.nodeport) || '/' || bool_and(d.event_type = 'invoice.created')
+is "webhooks: a delivery of invoice.created per invoice the worker made, accounts on both workers, delivered" \
+   "SELECT count(*) || '/' || count(DISTINCT p.nodeport) || '/' || bool_and(d.event_type = 'invoice.created' AND d.status = 'succeeded' AND d.last_status_code = 200)
       FROM subbilling.webhook_deliveries d
       JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', d.account_id)
      WHERE d.account_id IN $WKACC" "4/2/true"
+WHN=$(grep -c 'invoice.created' "$WORK/wh.log" 2>/dev/null)
+is "webhooks: the receiver got them" "SELECT ${WHN:-0} >= 4" "t"
+kill "$WHPID" 2>/dev/null
 qc -c "ALTER SYSTEM RESET subbilling.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null
 
 # a worker that crashed (a trigger on a shard that reached another node, then a commit) is

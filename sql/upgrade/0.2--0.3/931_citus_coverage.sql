@@ -4,8 +4,8 @@
 -- an invoice with the setting made on the invoice's worker; the usage queue folded account by
 -- account (kpi_usage_fold_citus) by refresh_kpi_snapshots, which builds no snapshot there;
 -- the background worker's events relay (worker_relay_events); webhook_host_allowed with a
--- quoted body (Citus runs it), webhook_fanout reading the events one shard at a time; new in
--- 0.3.
+-- quoted body (Citus runs it), webhook_fanout reading the events one shard at a time, webhook_claim and webhook_record
+-- with no volatile call in an UPDATE (webhook_backoff with a quoted body); new in 0.3.
 
 CREATE FUNCTION subbilling_internal.lock_payment_requests_citus(accts bigint[], ids bigint[]) RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
@@ -865,5 +865,139 @@ BEGIN
         UPDATE subbilling_internal.webhook_cursor SET last_event_id = last;
     END IF;
     more := events >= max_events;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_backoff(n integer, retry_base_ms integer) RETURNS interval
+    LANGUAGE sql VOLATILE STRICT
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
+                                  * (0.5 + 0.5 * random())) / 1000.0)
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_claim(max_deliveries integer, busy bigint[],
+                                                  retry_base_ms integer, max_attempts integer)
+    RETURNS TABLE (delivery_id bigint, endpoint_id bigint, attempt integer, url text,
+                   msg_id text, msg_timestamp bigint, body text, secrets text[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    ts      bigint := floor(extract(epoch FROM pg_catalog.clock_timestamp()))::bigint;
+    n       integer := 0;
+    nxt     timestamptz;
+BEGIN
+    FOR r IN
+        SELECT d.id, d.endpoint_id AS ep, d.account_id, d.event_id, d.attempts, d.total_attempts,
+               w.url AS ep_url, w.host, w.secret,
+               CASE WHEN w.previous_secret_expires_at > pg_catalog.now() THEN w.previous_secret END AS prev
+          FROM subbilling.webhook_endpoints w
+          CROSS JOIN LATERAL (SELECT * FROM subbilling.webhook_deliveries d
+                               WHERE d.endpoint_id = w.id AND d.status = 'pending'
+                               ORDER BY d.event_id LIMIT 1) d
+         WHERE w.active
+           AND NOT (w.id = ANY (coalesce(busy, '{}')))
+           AND d.next_attempt_at <= pg_catalog.now()
+         ORDER BY d.next_attempt_at, d.id
+    LOOP
+        EXIT WHEN n >= max_deliveries;
+        IF NOT subbilling_internal.webhook_host_allowed(r.host) THEN
+            -- no request: a failed attempt, with the same retries as any other
+            -- the next attempt's time drawn first: Citus refuses a volatile function in an
+            -- UPDATE of a reference table
+            SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+              FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
+            UPDATE subbilling.webhook_deliveries d
+               SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+                   last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
+             WHERE d.id = r.id;
+            INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
+            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
+            PERFORM subbilling_internal.webhook_record(r.id, r.total_attempts + 1, NULL,
+                        format('host "%s" is not in subbilling.webhook_allowed_hosts; no request was made', r.host),
+                        0, max_attempts);
+            CONTINUE;
+        END IF;
+        SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+          FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
+        UPDATE subbilling.webhook_deliveries d
+           SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
+               last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
+         WHERE d.id = r.id;
+        INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
+        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
+        delivery_id := r.id;
+        endpoint_id := r.ep;
+        attempt := r.total_attempts + 1;
+        url := r.ep_url;
+        msg_id := r.event_id::text;
+        msg_timestamp := ts;
+        SELECT to_jsonb(e)::text INTO body FROM subbilling.events e
+         WHERE e.account_id = r.account_id AND e.id = r.event_id;
+        secrets := CASE WHEN r.prev IS NULL THEN ARRAY[r.secret] ELSE ARRAY[r.secret, r.prev] END;
+        n := n + 1;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION subbilling_internal.webhook_record(delivery_id bigint, attempt integer, status_code integer,
+                                                   error text, duration_ms double precision, max_attempts integer)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    d       subbilling.webhook_deliveries;
+    ok      boolean := status_code BETWEEN 200 AND 299;
+    err     text := CASE WHEN status_code BETWEEN 200 AND 299 THEN NULL
+                         ELSE coalesce(error, format('HTTP status %s', status_code)) END;
+    fin     timestamptz;
+BEGIN
+    SELECT * INTO d FROM subbilling.webhook_deliveries x WHERE x.id = webhook_record.delivery_id FOR UPDATE;
+    IF NOT FOUND OR d.total_attempts <> webhook_record.attempt THEN
+        RETURN 'stale';     -- deleted, or attempted again meanwhile
+    END IF;
+    fin := pg_catalog.clock_timestamp();     -- not in the UPDATE: Citus refuses it there
+    UPDATE subbilling.webhook_delivery_attempts a
+       SET finished_at = fin, duration_ms = webhook_record.duration_ms,
+           status_code = webhook_record.status_code, error = err,
+           next_attempt_at = CASE WHEN ok OR d.attempts >= max_attempts OR d.status <> 'pending' THEN NULL
+                                  ELSE d.next_attempt_at END
+     WHERE a.delivery_id = d.id AND a.attempt = webhook_record.attempt;
+    IF d.status <> 'pending' THEN
+        RETURN d.status;
+    END IF;
+    IF ok THEN
+        UPDATE subbilling.webhook_deliveries x
+           SET status = 'succeeded', finished_at = pg_catalog.now(), next_attempt_at = NULL,
+               last_status_code = webhook_record.status_code, last_error = NULL,
+               last_duration_ms = webhook_record.duration_ms
+         WHERE x.id = d.id;
+        RETURN 'succeeded';
+    END IF;
+    IF d.attempts >= max_attempts THEN
+        UPDATE subbilling.webhook_deliveries x
+           SET status = 'failed', finished_at = pg_catalog.now(), next_attempt_at = NULL,
+               last_status_code = webhook_record.status_code, last_error = err,
+               last_duration_ms = webhook_record.duration_ms
+         WHERE x.id = d.id;
+        -- the failure of a webhook.failed delivery is not announced again
+        IF d.event_type <> 'webhook.failed' THEN
+            PERFORM subbilling_internal.emit_event(d.account_id, 'webhook.failed', NULL,
+                jsonb_build_object('delivery_id', d.id, 'endpoint_id', d.endpoint_id,
+                                   'event_id', d.event_id, 'event_type', d.event_type,
+                                   'attempts', d.attempts, 'status_code', webhook_record.status_code,
+                                   'error', err));
+        END IF;
+        RETURN 'failed';
+    END IF;
+    UPDATE subbilling.webhook_deliveries x
+       SET last_status_code = webhook_record.status_code, last_error = err,
+           last_duration_ms = webhook_record.duration_ms
+     WHERE x.id = d.id;
+    RETURN 'retry';
 END
 $$;
