@@ -620,6 +620,11 @@ is "payment_failed: the request failed, a retry scheduled, event payment.failed"
    "SELECT r.status || ' ' || r.failure_reason || ' ' || (r.next_attempt_on IS NOT NULL) || ' ' ||
            (SELECT count(*) FROM subbilling.events e WHERE e.account_id = r.account_id AND e.type = 'payment.failed')
       FROM subbilling.payment_requests r WHERE r.account_id = $DD2 AND r.invoice_id = $DI2" "failed autogiro: insufficient funds true 1"
+runs "run_payment_retries: the due retries (requests locked one by one on their shards)" "SELECT subbilling.run_payment_retries(current_date + 60)"
+is "run_payment_retries: the failed request requested again, attempt 2, event payment.requested" \
+   "SELECT r.status || ' ' || r.attempt || ' ' || r.amount::text || ' ' ||
+           (SELECT count(*) FROM subbilling.events e WHERE e.account_id = r.account_id AND e.type = 'payment.requested')
+      FROM subbilling.payment_requests r WHERE r.account_id = $DD2 AND r.invoice_id = $DI2" "requested 2 1000.00 SEK 2"
 DP1=$(qc -c "SELECT id FROM subbilling.payments WHERE account_id = $DD1 AND invoice_id = $DI1")
 is "autogiro_refund: a refund to pay back, the invoice reopened by it" \
    "SELECT r.outcome || ' ' || r.amount::text || ' ' || subbilling.invoice_open_amount($DD1, $DI1)::text

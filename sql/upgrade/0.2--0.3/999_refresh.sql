@@ -1943,12 +1943,57 @@ DECLARE
     r       record;
     n       integer := 0;
     req     subbilling.payment_requests;
+    c       record;
+    open_amt subbilling.price;
+    inv     subbilling.invoices;
+    mkind   text;
 BEGIN
     IF as_of IS NULL OR NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('as_of', as_of);
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the due requests are read without
+        -- locks, then each is locked by (account_id, id) on its shard (skipped when another
+        -- transaction holds it) and read again there
+        FOR c IN SELECT x.account_id, x.id FROM subbilling.payment_requests x
+                  WHERE x.next_attempt_on <= as_of
+                  ORDER BY x.next_attempt_on, x.account_id, x.id LOOP
+            SELECT x.account_id, x.id, x.invoice_id, i.status AS invoice_status, pm.active AS method_active
+              INTO r
+              FROM subbilling.payment_requests x
+              JOIN subbilling.invoices i ON i.account_id = x.account_id AND i.id = x.invoice_id
+              JOIN subbilling.payment_methods pm ON pm.account_id = x.account_id AND pm.id = x.payment_method_id
+             WHERE x.account_id = c.account_id AND x.id = c.id AND x.next_attempt_on <= as_of
+               FOR UPDATE OF x SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            open_amt := invoice_open_amount(r.account_id, r.invoice_id);
+            IF r.invoice_status NOT IN ('open', 'uncollectible') OR minor_units(open_amt) <= 0 OR NOT r.method_active THEN
+                UPDATE subbilling.payment_requests x SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+                 WHERE x.account_id = r.account_id AND x.id = r.id;
+                CONTINUE;
+            END IF;
+            UPDATE subbilling.payment_requests x
+               SET status = 'requested', attempt = x.attempt + 1, amount = open_amt, requested_on = as_of,
+                   next_attempt_on = NULL, updated_at = now()
+             WHERE x.account_id = r.account_id AND x.id = r.id
+            RETURNING x.* INTO req;
+            -- the payload of payment_request_payload, read here (Citus cannot plan that SQL
+            -- function's parameters)
+            SELECT * INTO inv FROM subbilling.invoices i WHERE i.account_id = req.account_id AND i.id = req.invoice_id;
+            SELECT x.kind INTO mkind FROM subbilling.payment_methods x
+             WHERE x.account_id = req.account_id AND x.id = req.payment_method_id;
+            PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested', inv.subscription_id,
+                jsonb_build_object('payment_request_id', req.id, 'invoice_id', req.invoice_id, 'number', inv.number,
+                                   'reference', inv.reference, 'due_date', inv.due_date, 'currency', currency(req.amount),
+                                   'amount', req.amount::text, 'amount_minor', minor_units(req.amount),
+                                   'payment_method_id', req.payment_method_id, 'method', mkind, 'attempt', req.attempt,
+                                   'requested_on', req.requested_on), req.invoice_id);
+            n := n + 1;
+        END LOOP;
+        RETURN n;
+    END IF;
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
