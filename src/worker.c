@@ -195,13 +195,17 @@ static const char *const sql_start_sql_run =
 
 static const char *const sql_finish_run =
 "UPDATE subbilling.worker_runs"
-"   SET finished_at = pg_catalog.clock_timestamp(), status = 'ok', batches = $2, invoices = $3,"
+"   SET finished_at = $8, status = 'ok', batches = $2, invoices = $3,"
 "       errors = $4, dunning_steps = $5, transitions = $6, message = $7"
 " WHERE id = $1";
 
 /* the KPI snapshots: the marked accounts, or everything once a day */
 static const char *const sql_kpi_refresh =
 "SELECT subbilling.refresh_kpi_snapshots(true)";
+
+/* on Citus with subbilling.notify off: the events announced from the coordinator */
+static const char *const sql_relay_events =
+"SELECT subbilling_internal.worker_relay_events()";
 
 /* run_worker_cycle() sets current_run_id for its transaction only */
 static const char *const sql_set_local_run_id =
@@ -244,6 +248,7 @@ static void worker_iteration(void);
 static void worker_recover(void);
 static void worker_cycle(void);
 static void worker_kpi_refresh(void);
+static void worker_relay_events(void);
 static bool cycle_start(void);
 static void cycle_init(WorkerCycle *c, bool own_xacts, MemoryContext note_context);
 static void cycle_steps(WorkerCycle *c);
@@ -714,7 +719,10 @@ worker_cycle(void)
 		cycle_finish(&cycle);
 		cycle.in_progress = false;
 		if (!cycle.stopped)
+		{
 			worker_kpi_refresh();
+			worker_relay_events();
+		}
 	}
 
 	cycle.in_progress = false;
@@ -742,6 +750,21 @@ worker_kpi_refresh(void)
 	last_kpi_refresh = now;
 	xact_begin("subbilling worker: refreshing the KPI snapshots");
 	spi_run(sql_kpi_refresh, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	xact_commit();
+}
+
+/*
+ * After a cycle, on Citus only (the citus extension in the database): the
+ * events relay (relay_events, when subbilling.notify is off), so that the
+ * coordinator's listeners hear of the events the workers' shards hold.  On
+ * one server nothing is run.  Not part of the run, like the KPI refresh.
+ */
+static void
+worker_relay_events(void)
+{
+	xact_begin("subbilling worker: relaying events");
+	if (OidIsValid(get_extension_oid("citus", true)))
+		spi_run(sql_relay_events, 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	xact_commit();
 }
 
@@ -944,9 +967,10 @@ cycle_add_note(WorkerCycle *c, const char *note)
 static void
 cycle_finish(WorkerCycle *c)
 {
-	Oid			argtypes[7] = {INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[8] = {INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, TEXTOID,
+	TIMESTAMPTZOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		work;
 
 	values[0] = Int64GetDatum(c->run_id);
@@ -963,8 +987,15 @@ cycle_finish(WorkerCycle *c)
 		nulls[6] = 'n';
 	}
 
+	/*
+	 * the clock read here, not by clock_timestamp() in the UPDATE: on Citus
+	 * (worker_runs a reference table) an UPDATE may not call a volatile
+	 * function
+	 */
+	values[7] = TimestampTzGetDatum(GetCurrentTimestamp());
+
 	step_begin(c, "subbilling worker: finishing a run");
-	spi_run(sql_finish_run, 7, argtypes, values, nulls, SPI_OK_UPDATE);
+	spi_run(sql_finish_run, 8, argtypes, values, nulls, SPI_OK_UPDATE);
 	set_run_id(c, "");
 	step_end(c);
 

@@ -25,6 +25,7 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 
 stop_all() {
     local p
+    [ -n "${WHPID:-}" ] && kill "$WHPID" 2>/dev/null
     for p in $PORTS; do
         [ -d "$WORK/n$p" ] && as_pg "$BIN/pg_ctl" -D "$WORK/n$p" -m immediate stop >/dev/null 2>&1
     done
@@ -588,6 +589,206 @@ is "kpi_aging (kept on the shards) equals its source" \
                           UNION ALL
                           (SELECT account_id, currency, due_dates, cum_minor, undated_minor FROM subbilling_internal.kpi_aging_source
                            EXCEPT SELECT account_id, currency, due_dates, cum_minor, undated_minor FROM subbilling_internal.kpi_aging)) x" "0"
+# ---- citcov
+# The rest of the API on Citus (docs/citus.md "Limits"): direct debit and the bank files, the
+# usage fold, the background worker.  Events on every node with subbilling.notify = off (a
+# NOTIFY in a transaction that writes on several nodes cannot be prepared; relay_events
+# announces them), as docs/citus.md tells users to.
+for p in $PORTS; do
+    q "$p" -c "SET citus.enable_ddl_propagation = off" -c "ALTER DATABASE subbilling SET subbilling.notify = off" >/dev/null
+done
+runs "direct debit: accounts paying by Autogiro and AvtaleGiro, mandates and an agreement" "$SETUP
+    INSERT INTO accounts (name, country, currency)
+    VALUES ('DD 1', 'SE', 'SEK'), ('DD 2', 'SE', 'SEK'), ('DD 3', 'SE', 'SEK'), ('DD NO', 'NO', 'NOK'), ('BG 1', 'SE', 'SEK'), ('NETS 1', 'NO', 'NOK');
+    INSERT INTO payment_methods (account_id, kind, is_default)
+    SELECT id, CASE WHEN name = 'DD NO' THEN 'avtalegiro' ELSE 'autogiro' END, true FROM accounts WHERE name IN ('DD 1', 'DD 2', 'DD NO');
+    SELECT register_autogiro_mandate((SELECT id FROM accounts WHERE name = 'DD 1'), '1001', current_date - 10);
+    SELECT register_autogiro_mandate((SELECT id FROM accounts WHERE name = 'DD 2'), '1002', current_date - 10);
+    SELECT register_avtalegiro_agreement((SELECT id FROM accounts WHERE name = 'DD NO'), '1234567890123', false, current_date - 10)"
+DD1=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'DD 1'"); DD2=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'DD 2'")
+DD3=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'DD 3'"); DDNO=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'DD NO'")
+BG1=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'BG 1'"); NETS1=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'NETS 1'")
+is "direct debit: the accounts on both workers" \
+   "SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard_placement p
+     WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a) FROM unnest(ARRAY[$DD1, $DD2, $DDNO]) a))" "2"
+is "request_autogiro_mandate: requested, in the mandate file" \
+   "SELECT m.status || ' ' || m.request || ' ' || (SELECT count(*) FROM regexp_split_to_table(subbilling.autogiro_mandate_file(current_date, '123456', '9912346'), E'\r\n') l
+                                                  WHERE l LIKE '04%1003%')
+      FROM subbilling.request_autogiro_mandate($DD3, '1003', '8327-9 1234 5678', '5560000001', current_date) m" "requested new 1"
+runs "import_autogiro_mandates: the advice activates it" "SELECT subbilling.import_autogiro_mandates(
+    rpad('01AUTOGIRO' || repeat(' ', 14) || to_char(current_date, 'YYYYMMDD') || repeat(' ', 12) || 'AG-MEDAVI' || repeat(' ', 11) || '1234560009912346', 80) || E'\r\n' ||
+    rpad('73' || '0009912346' || '0000000000001003' || '0008327912345678' || '005560000001' || '00000' || '04' || '32' || to_char(current_date, 'YYYYMMDD'), 80) || E'\r\n' ||
+    rpad('09' || to_char(current_date, 'YYYYMMDD') || '9900' || '0000001', 80) || E'\r\n')"
+is "the mandate active" "SELECT status FROM subbilling.autogiro_mandates WHERE payer_number = '1003'" "active"
+runs "cancel_autogiro_mandate" "SELECT subbilling.cancel_autogiro_mandate('1003', current_date)"
+is "the mandate cancelled, its cancellation for the next mandate file" \
+   "SELECT status || ' ' || coalesce(request, '') FROM subbilling.autogiro_mandates WHERE payer_number = '1003'" "cancelled cancel"
+DI1=$(issued "$DD1" '800.00 SEK' '200.00 SEK' 2>&1); DI2=$(issued "$DD2" '800.00 SEK' '200.00 SEK' 2>&1)
+DIN=$(qc -c "INSERT INTO subbilling.invoices (account_id, currency, net, tax, total) VALUES ($DDNO, 'NOK', '0 NOK', '0 NOK', '0 NOK') RETURNING id" 2>&1)
+runs "direct debit: a NOK invoice issued" "INSERT INTO subbilling.invoice_lines (account_id, invoice_id, kind, description, net, tax_rate, tax)
+           VALUES ($DDNO, $DIN, 'setup', 'Setup', '800.00 NOK', 25, '200.00 NOK'); SELECT subbilling.finalize_invoice($DIN)"
+is "direct debit: payment requests for the three invoices" \
+   "SELECT count(*) FROM subbilling.payment_requests WHERE status = 'requested' AND account_id IN ($DD1, $DD2, $DDNO)" "3"
+is "autogiro_claim_file: a claim per requested payment with an active mandate (requests locked by account on their shards)" \
+   "SELECT count(*) FROM regexp_split_to_table(subbilling.autogiro_claim_file(current_date, '123456', '9912346'), E'\r\n') l WHERE l LIKE '82%'" "2"
+is "autogiro_claims: the two requests claimed" "SELECT string_agg(payer_number, ',' ORDER BY payer_number) FROM subbilling.autogiro_claims" "1001,1002"
+is "avtalegiro_claim_file: the NOK request claimed" \
+   "SELECT count(*) FROM regexp_split_to_table(subbilling.avtalegiro_claim_file(current_date, '12345678', '000123456', '12345678903'), E'\n') l
+     WHERE l LIKE 'NY2102%'" "3"
+AGANS=$(qc -c "SELECT string_agg(rec, E'\r\n' ORDER BY k) || E'\r\n' FROM (
+    SELECT 1 AS k, rpad('01AUTOGIRO' || repeat(' ', 14) || to_char(current_date, 'YYYYMMDD') || '061500000000BET. SPEC & STOPP TK1234560009912346', 80) AS rec
+    UNION ALL SELECT 2, rpad('15' || repeat('0', 35) || to_char(current_date, 'YYYYMMDD') || '00017' || lpad('100000', 18, '0') || '   ' || '00000001', 80)
+    UNION ALL SELECT 2 + row_number() OVER (ORDER BY c.payer_number),
+           '82' || to_char(c.due_date, 'YYYYMMDD') || '0    ' || lpad(c.payer_number, 16, '0') || lpad(subbilling.minor_units(c.amount)::text, 12, '0')
+           || '0009912346' || rpad(c.reference, 16) || repeat(' ', 10) || CASE WHEN c.payer_number = '1001' THEN '0' ELSE '1' END
+      FROM subbilling.autogiro_claims c
+    UNION ALL SELECT 9, rpad('09' || to_char(current_date, 'YYYYMMDD') || '9900000001000000000001' || repeat('0', 36), 80)) t")
+is "import_autogiro_payments: one approved (register_payment), one insufficient funds (payment_failed)" \
+   "SELECT approved || '/' || rejected || '/' || unknown FROM subbilling.import_autogiro_payments('$AGANS')" "1/1/0"
+is "the approved claim: invoice paid, request succeeded" \
+   "SELECT i.status || ' ' || r.status FROM subbilling.invoices i JOIN subbilling.payment_requests r ON r.account_id = i.account_id AND r.invoice_id = i.id
+     WHERE i.account_id = $DD1 AND i.id = $DI1" "paid succeeded"
+is "payment_failed: the request failed, a retry scheduled, event payment.failed" \
+   "SELECT r.status || ' ' || r.failure_reason || ' ' || (r.next_attempt_on IS NOT NULL) || ' ' ||
+           (SELECT count(*) FROM subbilling.events e WHERE e.account_id = r.account_id AND e.type = 'payment.failed')
+      FROM subbilling.payment_requests r WHERE r.account_id = $DD2 AND r.invoice_id = $DI2" "failed autogiro: insufficient funds true 1"
+runs "run_payment_retries: the due retries (requests locked one by one on their shards)" "SELECT subbilling.run_payment_retries(current_date + 60)"
+is "run_payment_retries: the failed request requested again, attempt 2, event payment.requested" \
+   "SELECT r.status || ' ' || r.attempt || ' ' || r.amount::text || ' ' ||
+           (SELECT count(*) FROM subbilling.events e WHERE e.account_id = r.account_id AND e.type = 'payment.requested')
+      FROM subbilling.payment_requests r WHERE r.account_id = $DD2 AND r.invoice_id = $DI2" "requested 2 1000.00 SEK 2"
+DP1=$(qc -c "SELECT id FROM subbilling.payments WHERE account_id = $DD1 AND invoice_id = $DI1")
+is "autogiro_refund: a refund to pay back, the invoice reopened by it" \
+   "SELECT r.outcome || ' ' || r.amount::text || ' ' || subbilling.invoice_open_amount($DD1, $DI1)::text
+      FROM subbilling.autogiro_refund($DP1, '100.00 SEK', current_date + 5) r" "sent 100.00 SEK 100.00 SEK"
+is "autogiro_claim_file: the refund paid back (an outgoing payment, 32)" \
+   "SELECT count(*) FROM regexp_split_to_table(subbilling.autogiro_claim_file(current_date + 1, '123456', '9912346'), E'\r\n') l WHERE l LIKE '32%'" "1"
+# the bank files: BgMax and Nets OCR made as the pgTAP tests make them (test/pgtap/710_bank_import.sql)
+BANKFN=$(awk '/^CREATE FUNCTION pg_temp.bgmax_file/ {f = 1} f {print} f && /^END \$\$;/ {n++; if (n == 2) exit}' test/pgtap/710_bank_import.sql)
+BI1=$(issued "$BG1" '400.00 SEK' '100.00 SEK' 2>&1)
+BREF=$(qc -c "SELECT reference FROM subbilling.invoices WHERE account_id = $BG1 AND id = $BI1")
+is "import_bgmax through the coordinator: a payment by reference, one unmatched" \
+   "SET client_min_messages = error; $BANKFN
+    SELECT payments || '/' || imported || '/' || unmatched FROM subbilling.import_bgmax(pg_temp.bgmax_file(jsonb_build_array(
+        jsonb_build_object('date', to_char(current_date, 'YYYYMMDD'), 'payments', jsonb_build_array(
+            jsonb_build_object('ref', '$BREF', 'minor', 50000, 'serial', 1001),
+            jsonb_build_object('ref', '9999999999', 'minor', 30000, 'serial', 1002))))))" "2/1/1"
+is "import_bgmax: the invoice paid" "SELECT status FROM subbilling.invoices WHERE account_id = $BG1 AND id = $BI1" "paid"
+NI1=$(qc -c "INSERT INTO subbilling.invoices (account_id, currency, net, tax, total) VALUES ($NETS1, 'NOK', '0 NOK', '0 NOK', '0 NOK') RETURNING id" 2>&1)
+qc -c "INSERT INTO subbilling.invoice_lines (account_id, invoice_id, kind, description, net, tax_rate, tax)
+       VALUES ($NETS1, $NI1, 'setup', 'Setup', '400.00 NOK', 25, '100.00 NOK'); SELECT subbilling.finalize_invoice($NI1)" >/dev/null 2>&1
+NREF=$(qc -c "SELECT reference FROM subbilling.invoices WHERE account_id = $NETS1 AND id = $NI1")
+is "import_nets_ocr through the coordinator: a payment by KID and the AvtaleGiro claim settled" \
+   "SET client_min_messages = error; $BANKFN
+    SELECT payments || '/' || imported || '/' || unmatched FROM subbilling.import_nets_ocr(pg_temp.nets_file(jsonb_build_array(
+        jsonb_build_object('number', 41, 'transactions', jsonb_build_array(
+            jsonb_build_object('type', 10, 'number', 1, 'date', to_char(current_date, 'DDMMYY'), 'minor', 50000, 'kid', '$NREF'),
+            jsonb_build_object('type', 15, 'number', 2, 'date', to_char(current_date, 'DDMMYY'), 'minor', 100000, 'kid', '1234567890123'))))))" "2/2/0"
+is "import_nets_ocr: both invoices paid" "SELECT string_agg(status, ',') FROM subbilling.invoices WHERE id IN ($DIN, $NI1)" "paid,paid"
+is "import_nets_ocr: the AvtaleGiro request succeeded" \
+   "SELECT status FROM subbilling.payment_requests WHERE account_id = $DDNO AND invoice_id = $DIN" "succeeded"
+
+# the usage queue folded on Citus: refresh_kpi_snapshots folds it account by account, each on
+# its shard (kpi_usage_fold_citus); upsell_candidates reads the same before and after
+runs "usage fold: plans with included units, two accounts on both workers, usage in the last three months" "$SETUP
+    INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price, included_units)
+    SELECT v.code, p.id, v.code, '1 month', 'flat', v.price::price, v.inc FROM products p,
+           (VALUES ('up-s', '100.00 SEK', 1000), ('up-m', '250.00 SEK', 5000)) AS v(code, price, inc)
+     WHERE p.code = 'api';
+    INSERT INTO accounts (name, country, currency) VALUES ('UP 1', 'SE', 'SEK'), ('UP 2', 'SE', 'SEK'), ('UP 3', 'SE', 'SEK'), ('UP 4', 'SE', 'SEK')"
+runs "usage fold: subscriptions and their usage (record_usage)" "
+    DO \$\$ DECLARE a bigint; s bigint; k integer; BEGIN
+        FOR a IN SELECT id FROM subbilling.accounts WHERE name LIKE 'UP %' ORDER BY id LOOP
+            s := subbilling.subscribe(a, 'up-s', 1, (date_trunc('month', current_date) - interval '4 months')::date);
+            FOR k IN 1 .. 3 LOOP
+                PERFORM subbilling.record_usage(s, 'up-s', CASE k WHEN 1 THEN 1500 WHEN 2 THEN 900 ELSE 3000 END + a % 7,
+                            date_trunc('month', current_date) - k * interval '1 month' + interval '1 day', 'up-' || a || '-' || k);
+            END LOOP;
+        END LOOP; END \$\$"
+UPACC="(SELECT id FROM subbilling.accounts WHERE name LIKE 'UP %')"
+UPSELL="SELECT string_agg(account_id || ':' || plan_code || ':' || periods_over || ':' || average_usage || ':' || suggested_plan_code, ',' ORDER BY account_id)
+          FROM subbilling.upsell_candidates WHERE account_id IN $UPACC"
+UPBEFORE=$(qc -c "$UPSELL" 2>&1)
+is "usage fold: the usage queued on the accounts' shards, on both workers" \
+   "SELECT count(*) || '/' || count(DISTINCT p.nodeport) FROM subbilling_internal.kpi_usage_queue q
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', q.account_id)
+     WHERE q.account_id IN $UPACC" "12/2"
+is "usage fold: upsell_candidates before the fold (read from the usage)" \
+   "SELECT count(*) FROM subbilling.upsell_candidates WHERE account_id IN $UPACC AND suggested_plan_code = 'up-m' AND periods_over = 2" "4"
+runs "usage fold: refresh_kpi_snapshots folds the queue on Citus" "SELECT subbilling.refresh_kpi_snapshots()"
+is "usage fold: the queue emptied" "SELECT count(*) FROM subbilling_internal.kpi_usage_queue" "0"
+UPKEPT="SELECT sum(x) FROM subbilling_internal.kpi_usage_periods w CROSS JOIN LATERAL unnest(w.used) x WHERE w.account_id IN $UPACC"
+UPUSED="SELECT sum(quantity) FROM subbilling.usage WHERE account_id IN $UPACC"
+is "usage fold: the kept rows keyed" "SELECT bool_and(billing_period IS NOT NULL) FROM subbilling_internal.kpi_usage_periods WHERE account_id IN $UPACC" "t"
+is "usage fold: the kept totals are the usage's" "$UPKEPT" "$(qc -c "$UPUSED")"
+is "usage fold: upsell_candidates the same after the fold" "$UPSELL" "$UPBEFORE"
+runs "usage fold: more usage after the fold" "SELECT subbilling.record_usage((SELECT min(s.id) FROM subbilling.subscriptions s WHERE s.account_id IN $UPACC), 'up-s', 1000,
+    date_trunc('month', current_date) - interval '2 months' + interval '2 days', 'up-more')"
+runs "usage fold: refresh_kpi_snapshots(true) folds it" "SELECT subbilling.refresh_kpi_snapshots(true)"
+is "usage fold: the queue emptied again" "SELECT count(*) FROM subbilling_internal.kpi_usage_queue" "0"
+is "usage fold: the new usage in the kept totals" "$UPKEPT" "$(qc -c "$UPUSED")"
+
+# the background worker on the coordinator only (the workers keep subbilling.worker_enabled off):
+# it bills, dunns, folds the usage queue (refresh_kpi_snapshots) and relays the events
+runs "worker: accounts with due subscriptions, new usage queued" "
+    INSERT INTO subbilling.accounts (name, country, currency) SELECT 'WK ' || g, 'SE', 'SEK' FROM generate_series(1, 4) g;
+    SELECT subbilling.record_usage((SELECT min(s.id) FROM subbilling.subscriptions s WHERE s.account_id IN $UPACC), 'up-s', 10,
+        date_trunc('month', current_date) - interval '1 month' + interval '3 days', 'up-worker')"
+runs "worker: subscriptions started 40 days ago" "
+    DO \$\$ DECLARE a bigint; BEGIN
+        FOR a IN SELECT id FROM subbilling.accounts WHERE name LIKE 'WK %' ORDER BY id LOOP
+            PERFORM subbilling.subscribe(a, 'api-basic', 1, current_date - 40);
+            COMMIT;
+        END LOOP; END \$\$"
+WKACC="(SELECT id FROM subbilling.accounts WHERE name LIKE 'WK %')"
+is "worker: their accounts on both workers" \
+   "SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard_placement p
+     WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a.id) FROM subbilling.accounts a WHERE a.name LIKE 'WK %'))" "2"
+# webhooks: an endpoint (a reference table) on a receiver on loopback (test/webhook_receiver.py),
+# the events of the accounts on both workers fanned out and delivered by the webhooks worker
+# that starts on the coordinator with the worker's database
+python3 test/webhook_receiver.py --port-file "$WORK/whport" --log "$WORK/wh.log" >"$WORK/wh.out" 2>&1 &
+WHPID=$!
+for i in $(seq 1 100); do [ -s "$WORK/whport" ] && break; sleep 0.1; done
+WHPORT=$(cat "$WORK/whport" 2>/dev/null)
+is "webhooks: an endpoint for the invoice events on the receiver" \
+   "INSERT INTO subbilling.webhook_allowed_hosts (pattern, note) VALUES ('127.0.0.1', 'citus tier');
+    SELECT count(*) FROM subbilling.create_webhook_endpoint('http://127.0.0.1:$WHPORT/ok/citus', '{invoice.created}')" "1"
+WKRUN=$(qc -c "SELECT coalesce(max(id), 0) FROM subbilling.worker_runs")
+runs "worker: enabled on the coordinator (naptime 1 s, KPI refresh every second)" "ALTER SYSTEM SET subbilling.worker_enabled = on" && qc -c "ALTER SYSTEM SET subbilling.database = 'subbilling'" -c "ALTER SYSTEM SET subbilling.naptime = 1" \
+         -c "ALTER SYSTEM SET subbilling.kpi_refresh_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
+deadline=$(($(date +%s) + 90))
+until [ "$(qc -c "SELECT count(*) FROM subbilling.invoices WHERE account_id IN $WKACC" 2>/dev/null)" = "4" ] \
+      && [ "$(qc -c "SELECT count(*) FROM subbilling.worker_runs WHERE id > $WKRUN AND status = 'ok' AND invoices > 0" 2>/dev/null)" = "1" ] \
+      && [ "$(qc -c "SELECT count(*) FROM subbilling_internal.kpi_usage_queue" 2>/dev/null)" = "0" ] \
+      && [ "$(qc -c "SELECT (SELECT last_event_id FROM subbilling_internal.relay_cursor) = (SELECT max(id) FROM subbilling.events)" 2>/dev/null)" = "t" ] \
+      && [ "$(qc -c "SELECT count(*) FROM subbilling.webhook_deliveries WHERE status = 'succeeded' AND account_id IN $WKACC" 2>/dev/null)" = "4" ] \
+      || [ "$(date +%s)" -ge "$deadline" ]; do
+    sleep 1
+done
+is "worker: a run on the coordinator billed (status ok)" \
+   "SELECT count(*) > 0 AND bool_and(status = 'ok') FROM subbilling.worker_runs WHERE id > $WKRUN AND invoices > 0" "t"
+is "worker: the four subscriptions (accounts on both workers) invoiced" "SELECT count(*) FROM subbilling.invoices WHERE account_id IN $WKACC" "4"
+is "worker: no billing errors" "SELECT count(*) FROM subbilling.billing_errors WHERE account_id IN $WKACC" "0"
+is "worker: its runs end ok (billing and dunning batches on Citus)" \
+   "SELECT bool_and(status = 'ok') AND min(batches) >= 2 FROM subbilling.worker_runs WHERE id > $WKRUN AND status <> 'running'" "t"
+is "worker: the KPI refresh folded the usage queue" "SELECT count(*) FROM subbilling_internal.kpi_usage_queue" "0"
+is "worker: the events relayed (the relay's cursor at the last event)" \
+   "SELECT (SELECT last_event_id FROM subbilling_internal.relay_cursor) = (SELECT max(id) FROM subbilling.events)" "t"
+is "worker: disabled on the worker nodes" \
+   "SELECT string_agg(result, ',') FROM run_command_on_workers(\$\$SHOW subbilling.worker_enabled\$\$)" "off,off"
+is "worker: every run by the coordinator's worker" \
+   "SELECT bool_and(r.pid = a.pid) FROM subbilling.worker_runs r, pg_stat_activity a WHERE r.id > $WKRUN AND a.backend_type = 'subbilling worker'" "t"
+is "webhooks: a delivery of invoice.created per invoice the worker made, accounts on both workers, delivered" \
+   "SELECT count(*) || '/' || count(DISTINCT p.nodeport) || '/' || bool_and(d.event_type = 'invoice.created' AND d.status = 'succeeded' AND d.last_status_code = 200)
+      FROM subbilling.webhook_deliveries d
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', d.account_id)
+     WHERE d.account_id IN $WKACC" "4/2/true"
+WHN=$(grep -c 'invoice.created' "$WORK/wh.log" 2>/dev/null)
+is "webhooks: the receiver got them" "SELECT ${WHN:-0} >= 4" "t"
+kill "$WHPID" 2>/dev/null
+qc -c "ALTER SYSTEM RESET subbilling.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null
+
 # a worker that crashed (a trigger on a shard that reached another node, then a commit) is
 # restarted by its postmaster and the next check may pass: the logs tell
 crashed=$(grep -l "terminated by signal" "$WORK"/n*.log 2>/dev/null | paste -sd, -)

@@ -577,10 +577,22 @@ BEGIN
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
     IF reopen > zero AND inv.status = 'paid' THEN
-        PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
-        UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
-         WHERE x.account_id = inv.account_id AND x.id = inv.id;
-        PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        IF subbilling_internal.on_citus() THEN
+            -- on Citus the invoice's trigger runs on its worker: the setting is made there, by
+            -- a query on the invoice's row that Citus routes to its shard (on the connection
+            -- the UPDATE then takes)
+            PERFORM set_config('subbilling_internal.reopen_invoice', x.id::text, true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+        ELSE
+            PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        END IF;
         PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
@@ -625,13 +637,21 @@ DECLARE
     days    integer[];
     nxt     date;
     inv     subbilling.invoices;
+    acct    bigint;
 BEGIN
     IF failed_on IS NULL OR NOT isfinite(failed_on) THEN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('failed_on', failed_on);
-    SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus the request is locked by (account_id, id), on its own shard
+        SELECT y.account_id INTO acct FROM subbilling.payment_requests y WHERE y.id = payment_request_id;
+        SELECT * INTO r FROM subbilling.payment_requests x
+         WHERE x.account_id = acct AND x.id = payment_request_id FOR UPDATE;
+    ELSE
+        SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
@@ -669,12 +689,57 @@ DECLARE
     r       record;
     n       integer := 0;
     req     subbilling.payment_requests;
+    c       record;
+    open_amt subbilling.price;
+    inv     subbilling.invoices;
+    mkind   text;
 BEGIN
     IF as_of IS NULL OR NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('as_of', as_of);
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the due requests are read without
+        -- locks, then each is locked by (account_id, id) on its shard (skipped when another
+        -- transaction holds it) and read again there
+        FOR c IN SELECT x.account_id, x.id FROM subbilling.payment_requests x
+                  WHERE x.next_attempt_on <= as_of
+                  ORDER BY x.next_attempt_on, x.account_id, x.id LOOP
+            SELECT x.account_id, x.id, x.invoice_id, i.status AS invoice_status, pm.active AS method_active
+              INTO r
+              FROM subbilling.payment_requests x
+              JOIN subbilling.invoices i ON i.account_id = x.account_id AND i.id = x.invoice_id
+              JOIN subbilling.payment_methods pm ON pm.account_id = x.account_id AND pm.id = x.payment_method_id
+             WHERE x.account_id = c.account_id AND x.id = c.id AND x.next_attempt_on <= as_of
+               FOR UPDATE OF x SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            open_amt := invoice_open_amount(r.account_id, r.invoice_id);
+            IF r.invoice_status NOT IN ('open', 'uncollectible') OR minor_units(open_amt) <= 0 OR NOT r.method_active THEN
+                UPDATE subbilling.payment_requests x SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+                 WHERE x.account_id = r.account_id AND x.id = r.id;
+                CONTINUE;
+            END IF;
+            UPDATE subbilling.payment_requests x
+               SET status = 'requested', attempt = x.attempt + 1, amount = open_amt, requested_on = as_of,
+                   next_attempt_on = NULL, updated_at = now()
+             WHERE x.account_id = r.account_id AND x.id = r.id
+            RETURNING x.* INTO req;
+            -- the payload of payment_request_payload, read here (Citus cannot plan that SQL
+            -- function's parameters)
+            SELECT * INTO inv FROM subbilling.invoices i WHERE i.account_id = req.account_id AND i.id = req.invoice_id;
+            SELECT x.kind INTO mkind FROM subbilling.payment_methods x
+             WHERE x.account_id = req.account_id AND x.id = req.payment_method_id;
+            PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested', inv.subscription_id,
+                jsonb_build_object('payment_request_id', req.id, 'invoice_id', req.invoice_id, 'number', inv.number,
+                                   'reference', inv.reference, 'due_date', inv.due_date, 'currency', currency(req.amount),
+                                   'amount', req.amount::text, 'amount_minor', minor_units(req.amount),
+                                   'payment_method_id', req.payment_method_id, 'method', mkind, 'attempt', req.attempt,
+                                   'requested_on', req.requested_on), req.invoice_id);
+            n := n + 1;
+        END LOOP;
+        RETURN n;
+    END IF;
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,

@@ -184,6 +184,7 @@ DECLARE
     refs    text[];
     out_ids bigint[];
     outs    record;
+    locked  bigint[];
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('autogiro_claims');
@@ -191,23 +192,55 @@ BEGIN
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
     END IF;
-    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
-      INTO ids, attempts, accts, payers, dues, amounts, refs
-      FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
-              FROM subbilling.payment_requests r
-              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
-              JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
-             WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
-               AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
-                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
-               FOR UPDATE OF r) d;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the candidates are locked one by one
+        -- by (account_id, id), then read again; the reads over every shard go one shard at a
+        -- time, so that the transaction may then write the claims (reference tables)
+        -- (docs/citus.md)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
+          INTO accts, ids
+          FROM subbilling.payment_requests r
+          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+          JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+         WHERE pm.kind = 'autogiro' AND r.status = 'requested';
+        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, payers, dues, amounts, refs
+          FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+                 WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   AND r.id = ANY (locked)) d;
+    ELSE
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, payers, dues, amounts, refs
+          FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+                 WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   FOR UPDATE OF r) d;
+    END IF;
     -- refunds to pay back (autogiro_refund): outgoing payments (32), written as negative amounts
     SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}') AS ids,
            coalesce(array_agg(o.payer_number ORDER BY o.id), '{}') AS payers,
@@ -252,6 +285,7 @@ DECLARE
     digest  bytea;
     pid     bigint;
     reason  text;
+    ref     text;
 BEGIN
     approved := 0; rejected := 0; unknown := 0;
     IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'payments') THEN
@@ -281,10 +315,12 @@ BEGIN
             CONTINUE;
         END IF;
         IF r.status = 0 THEN
-            pid := subbilling.register_payment(c.amount, (SELECT i.reference FROM subbilling.payment_requests q
-                                                            JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
-                                                           WHERE q.account_id = c.account_id AND q.id = c.payment_request_id),
-                                               r.settled_on, 'autogiro',
+            -- the reference read on its own: a call with a subquery on one account's rows as its
+            -- argument would run, call and all, on the account's shard on Citus
+            SELECT i.reference INTO ref FROM subbilling.payment_requests q
+              JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+             WHERE q.account_id = c.account_id AND q.id = c.payment_request_id;
+            pid := subbilling.register_payment(c.amount, ref, r.settled_on, 'autogiro',
                                                format('autogiro:%s:%s:%s:%s', r.bankgiro, to_char(r.settled_on, 'YYYYMMDD'),
                                                       r.section_serial, c.payment_request_id || '.' || c.attempt));
             UPDATE subbilling.autogiro_claims x SET outcome = 'approved', status_code = 0, payment_id = pid
@@ -498,6 +534,7 @@ DECLARE
     amounts subbilling.price[];
     names   text[];
     specs   text[];
+    locked  bigint[];
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('avtalegiro_claims');
@@ -506,28 +543,65 @@ BEGIN
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
     END IF;
-    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
-      INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
-      FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
-                   left(ac.name, 10) AS name,
-                   'Faktura ' || coalesce(i.number, i.id::text) AS spec
-              FROM subbilling.payment_requests r
-              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
-              JOIN subbilling.accounts ac ON ac.id = r.account_id
-              JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
-             WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
-               AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
-                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
-               FOR UPDATE OF r) d;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the candidates are locked one by one
+        -- by (account_id, id), then read again; the reads over every shard go one shard at a
+        -- time, so that the transaction may then write the claims (reference tables)
+        -- (docs/citus.md)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
+          INTO accts, ids
+          FROM subbilling.payment_requests r
+          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+          JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+         WHERE pm.kind = 'avtalegiro' AND r.status = 'requested';
+        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+          FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                       left(ac.name, 10) AS name,
+                       'Faktura ' || coalesce(i.number, i.id::text) AS spec
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.accounts ac ON ac.id = r.account_id
+                  JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+                 WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   AND r.id = ANY (locked)) d;
+    ELSE
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+          FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                       left(ac.name, 10) AS name,
+                       'Faktura ' || coalesce(i.number, i.id::text) AS spec
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.accounts ac ON ac.id = r.account_id
+                  JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+                 WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   FOR UPDATE OF r) d;
+    END IF;
     INSERT INTO subbilling.avtalegiro_files AS f (kind, run_date, sha256, content)
     VALUES ('claims', run_date, '\x'::bytea, '')
     RETURNING f.id INTO fid;

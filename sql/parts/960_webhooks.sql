@@ -125,12 +125,16 @@ COMMENT ON FUNCTION subbilling_internal.webhook_new_secret() IS
     'internal: a new webhook secret, whsec_ + base64 of 32 bytes from the server''s cryptographic random source';
 
 -- Whether host is allowed by webhook_allowed_hosts.
+-- (a body in quotes, not a RETURN clause: Citus, on the coordinator, parses the source text of
+-- a SQL function it runs, which a RETURN clause leaves empty)
 CREATE FUNCTION subbilling_internal.webhook_host_allowed(host text) RETURNS boolean
     LANGUAGE sql STABLE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
-                WHERE a.pattern = host
-                   OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)));
+AS $$
+    SELECT EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
+                    WHERE a.pattern = host
+                       OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)))
+$$;
 COMMENT ON FUNCTION subbilling_internal.webhook_host_allowed(text) IS
     'internal: whether host matches a webhook_allowed_hosts pattern (exact, or *.domain for hosts under domain)';
 
@@ -224,8 +228,10 @@ COMMENT ON FUNCTION subbilling_internal.webhook_check_types(text[]) IS
 CREATE FUNCTION subbilling_internal.webhook_backoff(n integer, retry_base_ms integer) RETURNS interval
     LANGUAGE sql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
-                               * (0.5 + 0.5 * random())) / 1000.0);
+AS $$
+    SELECT make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
+                                  * (0.5 + 0.5 * random())) / 1000.0)
+$$;
 COMMENT ON FUNCTION subbilling_internal.webhook_backoff(integer, integer) IS
     'internal: delay before the next attempt after the n-th failed one: d = min(1 h, retry_base * 2^(n-1)), then a uniform random time in [d/2, d]';
 
@@ -242,6 +248,11 @@ DECLARE
     last    bigint;
     evs     subbilling.events[];
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- the events are read over every shard one shard at a time, so that the transaction
+        -- may then write the deliveries (a reference table)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     INSERT INTO subbilling_internal.webhook_cursor (singleton, last_event_id) VALUES (true, 0)
         ON CONFLICT (singleton) DO NOTHING;
     SELECT c.last_event_id INTO cur FROM subbilling_internal.webhook_cursor c FOR UPDATE;
@@ -283,6 +294,7 @@ DECLARE
     r       record;
     ts      bigint := floor(extract(epoch FROM pg_catalog.clock_timestamp()))::bigint;
     n       integer := 0;
+    nxt     timestamptz;
 BEGIN
     FOR r IN
         SELECT d.id, d.endpoint_id AS ep, d.account_id, d.event_id, d.attempts, d.total_attempts,
@@ -300,27 +312,29 @@ BEGIN
         EXIT WHEN n >= max_deliveries;
         IF NOT subbilling_internal.webhook_host_allowed(r.host) THEN
             -- no request: a failed attempt, with the same retries as any other
+            -- the next attempt's time drawn first: Citus refuses a volatile function in an
+            -- UPDATE of a reference table
+            SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+              FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
             UPDATE subbilling.webhook_deliveries d
                SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
-                   last_attempt_at = pg_catalog.now(),
-                   next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+                   last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
              WHERE d.id = r.id;
             INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
-            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
-                    (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
             PERFORM subbilling_internal.webhook_record(r.id, r.total_attempts + 1, NULL,
                         format('host "%s" is not in subbilling.webhook_allowed_hosts; no request was made', r.host),
                         0, max_attempts);
             CONTINUE;
         END IF;
+        SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+          FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
         UPDATE subbilling.webhook_deliveries d
            SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
-               last_attempt_at = pg_catalog.now(),
-               next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+               last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
          WHERE d.id = r.id;
         INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
-        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
-                (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
         delivery_id := r.id;
         endpoint_id := r.ep;
         attempt := r.total_attempts + 1;
@@ -352,13 +366,15 @@ DECLARE
     ok      boolean := status_code BETWEEN 200 AND 299;
     err     text := CASE WHEN status_code BETWEEN 200 AND 299 THEN NULL
                          ELSE coalesce(error, format('HTTP status %s', status_code)) END;
+    fin     timestamptz;
 BEGIN
     SELECT * INTO d FROM subbilling.webhook_deliveries x WHERE x.id = webhook_record.delivery_id FOR UPDATE;
     IF NOT FOUND OR d.total_attempts <> webhook_record.attempt THEN
         RETURN 'stale';     -- deleted, or attempted again meanwhile
     END IF;
+    fin := pg_catalog.clock_timestamp();     -- not in the UPDATE: Citus refuses it there
     UPDATE subbilling.webhook_delivery_attempts a
-       SET finished_at = pg_catalog.clock_timestamp(), duration_ms = webhook_record.duration_ms,
+       SET finished_at = fin, duration_ms = webhook_record.duration_ms,
            status_code = webhook_record.status_code, error = err,
            next_attempt_at = CASE WHEN ok OR d.attempts >= max_attempts OR d.status <> 'pending' THEN NULL
                                   ELSE d.next_attempt_at END

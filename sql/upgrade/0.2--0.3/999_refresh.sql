@@ -1066,10 +1066,22 @@ BEGIN
                        ARRAY[-amount, from_credit, reopen], p.invoice_id, p.id,
                        format('refund %s of payment %s', rid, p.id));
     IF reopen > zero AND inv.status = 'paid' THEN
-        PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
-        UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
-         WHERE x.account_id = inv.account_id AND x.id = inv.id;
-        PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        IF subbilling_internal.on_citus() THEN
+            -- on Citus the invoice's trigger runs on its worker: the setting is made there, by
+            -- a query on the invoice's row that Citus routes to its shard (on the connection
+            -- the UPDATE then takes)
+            PERFORM set_config('subbilling_internal.reopen_invoice', x.id::text, true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true)
+               FROM subbilling.invoices x WHERE x.account_id = inv.account_id AND x.id = inv.id;
+        ELSE
+            PERFORM set_config('subbilling_internal.reopen_invoice', inv.id::text, true);
+            UPDATE subbilling.invoices x SET status = 'open', paid_at = NULL
+             WHERE x.account_id = inv.account_id AND x.id = inv.id;
+            PERFORM set_config('subbilling_internal.reopen_invoice', '', true);
+        END IF;
         PERFORM subbilling_internal.emit_event(inv.account_id, 'invoice.reopened', inv.subscription_id,
             jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', cur,
                                'open_amount', (open_ + reopen)::text, 'refund_id', rid, 'payment_id', p.id),
@@ -1729,13 +1741,21 @@ DECLARE
     days    integer[];
     nxt     date;
     inv     subbilling.invoices;
+    acct    bigint;
 BEGIN
     IF failed_on IS NULL OR NOT isfinite(failed_on) THEN
         RAISE EXCEPTION 'failed_on must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('failed_on', failed_on);
-    SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus the request is locked by (account_id, id), on its own shard
+        SELECT y.account_id INTO acct FROM subbilling.payment_requests y WHERE y.id = payment_request_id;
+        SELECT * INTO r FROM subbilling.payment_requests x
+         WHERE x.account_id = acct AND x.id = payment_request_id FOR UPDATE;
+    ELSE
+        SELECT * INTO r FROM subbilling.payment_requests x WHERE x.id = payment_request_id FOR UPDATE;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'payment request % does not exist', coalesce(payment_request_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
@@ -1923,12 +1943,57 @@ DECLARE
     r       record;
     n       integer := 0;
     req     subbilling.payment_requests;
+    c       record;
+    open_amt subbilling.price;
+    inv     subbilling.invoices;
+    mkind   text;
 BEGIN
     IF as_of IS NULL OR NOT isfinite(as_of) THEN
         RAISE EXCEPTION 'as_of must be a finite date'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM subbilling_internal.check_date('as_of', as_of);
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the due requests are read without
+        -- locks, then each is locked by (account_id, id) on its shard (skipped when another
+        -- transaction holds it) and read again there
+        FOR c IN SELECT x.account_id, x.id FROM subbilling.payment_requests x
+                  WHERE x.next_attempt_on <= as_of
+                  ORDER BY x.next_attempt_on, x.account_id, x.id LOOP
+            SELECT x.account_id, x.id, x.invoice_id, i.status AS invoice_status, pm.active AS method_active
+              INTO r
+              FROM subbilling.payment_requests x
+              JOIN subbilling.invoices i ON i.account_id = x.account_id AND i.id = x.invoice_id
+              JOIN subbilling.payment_methods pm ON pm.account_id = x.account_id AND pm.id = x.payment_method_id
+             WHERE x.account_id = c.account_id AND x.id = c.id AND x.next_attempt_on <= as_of
+               FOR UPDATE OF x SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            open_amt := invoice_open_amount(r.account_id, r.invoice_id);
+            IF r.invoice_status NOT IN ('open', 'uncollectible') OR minor_units(open_amt) <= 0 OR NOT r.method_active THEN
+                UPDATE subbilling.payment_requests x SET status = 'canceled', next_attempt_on = NULL, updated_at = now()
+                 WHERE x.account_id = r.account_id AND x.id = r.id;
+                CONTINUE;
+            END IF;
+            UPDATE subbilling.payment_requests x
+               SET status = 'requested', attempt = x.attempt + 1, amount = open_amt, requested_on = as_of,
+                   next_attempt_on = NULL, updated_at = now()
+             WHERE x.account_id = r.account_id AND x.id = r.id
+            RETURNING x.* INTO req;
+            -- the payload of payment_request_payload, read here (Citus cannot plan that SQL
+            -- function's parameters)
+            SELECT * INTO inv FROM subbilling.invoices i WHERE i.account_id = req.account_id AND i.id = req.invoice_id;
+            SELECT x.kind INTO mkind FROM subbilling.payment_methods x
+             WHERE x.account_id = req.account_id AND x.id = req.payment_method_id;
+            PERFORM subbilling_internal.emit_event(req.account_id, 'payment.requested', inv.subscription_id,
+                jsonb_build_object('payment_request_id', req.id, 'invoice_id', req.invoice_id, 'number', inv.number,
+                                   'reference', inv.reference, 'due_date', inv.due_date, 'currency', currency(req.amount),
+                                   'amount', req.amount::text, 'amount_minor', minor_units(req.amount),
+                                   'payment_method_id', req.payment_method_id, 'method', mkind, 'attempt', req.attempt,
+                                   'requested_on', req.requested_on), req.invoice_id);
+            n := n + 1;
+        END LOOP;
+        RETURN n;
+    END IF;
     FOR r IN
         SELECT x.account_id, x.id, i.status AS invoice_status,
                invoice_open_amount(x.account_id, x.invoice_id) AS open_amount,
@@ -4101,6 +4166,7 @@ DECLARE
     refs    text[];
     out_ids bigint[];
     outs    record;
+    locked  bigint[];
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('autogiro_claims');
@@ -4108,23 +4174,55 @@ BEGIN
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
     END IF;
-    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
-      INTO ids, attempts, accts, payers, dues, amounts, refs
-      FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
-              FROM subbilling.payment_requests r
-              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
-              JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
-             WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
-               AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
-                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
-               FOR UPDATE OF r) d;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the candidates are locked one by one
+        -- by (account_id, id), then read again; the reads over every shard go one shard at a
+        -- time, so that the transaction may then write the claims (reference tables)
+        -- (docs/citus.md)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
+          INTO accts, ids
+          FROM subbilling.payment_requests r
+          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+          JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+         WHERE pm.kind = 'autogiro' AND r.status = 'requested';
+        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, payers, dues, amounts, refs
+          FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+                 WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   AND r.id = ANY (locked)) d;
+    ELSE
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.payer_number ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(coalesce(d.reference, '') ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, payers, dues, amounts, refs
+          FROM (SELECT r.id, r.attempt, r.account_id, m.payer_number, greatest(i.due_date, run_date) AS due, r.amount, i.reference
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
+                 WHERE pm.kind = 'autogiro' AND r.status = 'requested' AND i.currency = 'SEK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.autogiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   FOR UPDATE OF r) d;
+    END IF;
     -- refunds to pay back (autogiro_refund): outgoing payments (32), written as negative amounts
     SELECT coalesce(array_agg(o.id ORDER BY o.id), '{}') AS ids,
            coalesce(array_agg(o.payer_number ORDER BY o.id), '{}') AS payers,
@@ -4169,6 +4267,7 @@ DECLARE
     digest  bytea;
     pid     bigint;
     reason  text;
+    ref     text;
 BEGIN
     approved := 0; rejected := 0; unknown := 0;
     IF EXISTS (SELECT 1 FROM subbilling.parse_autogiro(file) p WHERE p.kind <> 'payments') THEN
@@ -4198,10 +4297,12 @@ BEGIN
             CONTINUE;
         END IF;
         IF r.status = 0 THEN
-            pid := subbilling.register_payment(c.amount, (SELECT i.reference FROM subbilling.payment_requests q
-                                                            JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
-                                                           WHERE q.account_id = c.account_id AND q.id = c.payment_request_id),
-                                               r.settled_on, 'autogiro',
+            -- the reference read on its own: a call with a subquery on one account's rows as its
+            -- argument would run, call and all, on the account's shard on Citus
+            SELECT i.reference INTO ref FROM subbilling.payment_requests q
+              JOIN subbilling.invoices i ON i.account_id = q.account_id AND i.id = q.invoice_id
+             WHERE q.account_id = c.account_id AND q.id = c.payment_request_id;
+            pid := subbilling.register_payment(c.amount, ref, r.settled_on, 'autogiro',
                                                format('autogiro:%s:%s:%s:%s', r.bankgiro, to_char(r.settled_on, 'YYYYMMDD'),
                                                       r.section_serial, c.payment_request_id || '.' || c.attempt));
             UPDATE subbilling.autogiro_claims x SET outcome = 'approved', status_code = 0, payment_id = pid
@@ -4350,6 +4451,7 @@ DECLARE
     amounts subbilling.price[];
     names   text[];
     specs   text[];
+    locked  bigint[];
 BEGIN
     PERFORM subbilling_internal.check_date('run_date', run_date);
     PERFORM subbilling_internal.lock_row('avtalegiro_claims');
@@ -4358,28 +4460,65 @@ BEGIN
     IF FOUND THEN
         RETURN body;        -- rebuilt for the same day: the same claims
     END IF;
-    SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
-           coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
-      INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
-      FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
-                   left(ac.name, 10) AS name,
-                   'Faktura ' || coalesce(i.number, i.id::text) AS spec
-              FROM subbilling.payment_requests r
-              JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-              JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
-              JOIN subbilling.accounts ac ON ac.id = r.account_id
-              JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
-             WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
-               AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
-                                WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
-               FOR UPDATE OF r) d;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus a query over every shard cannot lock: the candidates are locked one by one
+        -- by (account_id, id), then read again; the reads over every shard go one shard at a
+        -- time, so that the transaction may then write the claims (reference tables)
+        -- (docs/citus.md)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
+          INTO accts, ids
+          FROM subbilling.payment_requests r
+          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+          JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+         WHERE pm.kind = 'avtalegiro' AND r.status = 'requested';
+        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+          FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                       left(ac.name, 10) AS name,
+                       'Faktura ' || coalesce(i.number, i.id::text) AS spec
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.accounts ac ON ac.id = r.account_id
+                  JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+                 WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   AND r.id = ANY (locked)) d;
+    ELSE
+        SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.kid ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.notify ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.due ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.amount ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.name ORDER BY d.account_id, d.id), '{}'),
+               coalesce(array_agg(d.spec ORDER BY d.account_id, d.id), '{}')
+          INTO ids, attempts, accts, kids, notes, dues, amounts, names, specs
+          FROM (SELECT r.id, r.attempt, r.account_id, g.kid, g.notify, greatest(i.due_date, run_date) AS due, r.amount,
+                       left(ac.name, 10) AS name,
+                       'Faktura ' || coalesce(i.number, i.id::text) AS spec
+                  FROM subbilling.payment_requests r
+                  JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                  JOIN subbilling.invoices i ON i.account_id = r.account_id AND i.id = r.invoice_id
+                  JOIN subbilling.accounts ac ON ac.id = r.account_id
+                  JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
+                 WHERE pm.kind = 'avtalegiro' AND r.status = 'requested' AND i.currency = 'NOK'
+                   AND NOT EXISTS (SELECT 1 FROM subbilling.avtalegiro_claims c
+                                    WHERE c.payment_request_id = r.id AND c.attempt = r.attempt)
+                   FOR UPDATE OF r) d;
+    END IF;
     INSERT INTO subbilling.avtalegiro_files AS f (kind, run_date, sha256, content)
     VALUES ('claims', run_date, '\x'::bytea, '')
     RETURNING f.id INTO fid;
@@ -5500,10 +5639,21 @@ BEGIN
         RAISE EXCEPTION 'only_marked must not be null' USING ERRCODE = '22004';
     END IF;
     LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
-    -- the queued usage into the kept per-period usage (upsell_candidates); not on Citus, where
-    -- recording usage does not work yet (docs/citus.md)
-    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' AND NOT subbilling_internal.on_citus() THEN
-        PERFORM subbilling_internal.kpi_usage_fold();
+    -- the queued usage into the kept per-period usage (upsell_candidates); on Citus account by
+    -- account, each on its shard (sql/parts/978_citus_coverage.sql)
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
+        IF subbilling_internal.on_citus() THEN
+            PERFORM subbilling_internal.kpi_usage_fold_citus();
+        ELSE
+            PERFORM subbilling_internal.kpi_usage_fold();
+        END IF;
+    END IF;
+    IF subbilling_internal.on_citus() THEN
+        -- the snapshots' queries read every shard in ways Citus cannot plan yet (docs/citus.md):
+        -- the fold above is all a refresh does there
+        RAISE NOTICE 'the KPI snapshots are not built on Citus yet: only the usage queue was folded'
+            USING HINT = 'See "Not yet working" in docs/citus.md.';
+        RETURN 0;
     END IF;
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building) THEN
@@ -5951,9 +6101,11 @@ COMMENT ON FUNCTION subbilling_internal.webhook_new_secret() IS
 CREATE OR REPLACE FUNCTION subbilling_internal.webhook_host_allowed(host text) RETURNS boolean
     LANGUAGE sql STABLE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
-                WHERE a.pattern = host
-                   OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)));
+AS $$
+    SELECT EXISTS (SELECT FROM subbilling.webhook_allowed_hosts a
+                    WHERE a.pattern = host
+                       OR (a.pattern LIKE '*.%' AND host LIKE '%' || substr(a.pattern, 2)))
+$$;
 COMMENT ON FUNCTION subbilling_internal.webhook_host_allowed(text) IS
     'internal: whether host matches a webhook_allowed_hosts pattern (exact, or *.domain for hosts under domain)';
 
@@ -6043,8 +6195,10 @@ COMMENT ON FUNCTION subbilling_internal.webhook_check_types(text[]) IS
 CREATE OR REPLACE FUNCTION subbilling_internal.webhook_backoff(n integer, retry_base_ms integer) RETURNS interval
     LANGUAGE sql VOLATILE STRICT
     SET search_path = subbilling, pg_catalog, pg_temp
-RETURN make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
-                               * (0.5 + 0.5 * random())) / 1000.0);
+AS $$
+    SELECT make_interval(secs => (least(3600000.0, retry_base_ms * power(2.0, least(greatest(n, 1) - 1, 40)))
+                                  * (0.5 + 0.5 * random())) / 1000.0)
+$$;
 COMMENT ON FUNCTION subbilling_internal.webhook_backoff(integer, integer) IS
     'internal: delay before the next attempt after the n-th failed one: d = min(1 h, retry_base * 2^(n-1)), then a uniform random time in [d/2, d]';
 
@@ -6058,6 +6212,11 @@ DECLARE
     last    bigint;
     evs     subbilling.events[];
 BEGIN
+    IF subbilling_internal.on_citus() THEN
+        -- the events are read over every shard one shard at a time, so that the transaction
+        -- may then write the deliveries (a reference table)
+        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
     INSERT INTO subbilling_internal.webhook_cursor (singleton, last_event_id) VALUES (true, 0)
         ON CONFLICT (singleton) DO NOTHING;
     SELECT c.last_event_id INTO cur FROM subbilling_internal.webhook_cursor c FOR UPDATE;
@@ -6095,6 +6254,7 @@ DECLARE
     r       record;
     ts      bigint := floor(extract(epoch FROM pg_catalog.clock_timestamp()))::bigint;
     n       integer := 0;
+    nxt     timestamptz;
 BEGIN
     FOR r IN
         SELECT d.id, d.endpoint_id AS ep, d.account_id, d.event_id, d.attempts, d.total_attempts,
@@ -6112,27 +6272,29 @@ BEGIN
         EXIT WHEN n >= max_deliveries;
         IF NOT subbilling_internal.webhook_host_allowed(r.host) THEN
             -- no request: a failed attempt, with the same retries as any other
+            -- the next attempt's time drawn first: Citus refuses a volatile function in an
+            -- UPDATE of a reference table
+            SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+              FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
             UPDATE subbilling.webhook_deliveries d
                SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
-                   last_attempt_at = pg_catalog.now(),
-                   next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+                   last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
              WHERE d.id = r.id;
             INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
-            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
-                    (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+            VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
             PERFORM subbilling_internal.webhook_record(r.id, r.total_attempts + 1, NULL,
                         format('host "%s" is not in subbilling.webhook_allowed_hosts; no request was made', r.host),
                         0, max_attempts);
             CONTINUE;
         END IF;
+        SELECT pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms) INTO nxt
+          FROM subbilling.webhook_deliveries d WHERE d.id = r.id;
         UPDATE subbilling.webhook_deliveries d
            SET attempts = d.attempts + 1, total_attempts = d.total_attempts + 1,
-               last_attempt_at = pg_catalog.now(),
-               next_attempt_at = pg_catalog.now() + subbilling_internal.webhook_backoff(d.attempts + 1, retry_base_ms)
+               last_attempt_at = pg_catalog.now(), next_attempt_at = nxt
          WHERE d.id = r.id;
         INSERT INTO subbilling.webhook_delivery_attempts (delivery_id, attempt, webhook_timestamp, started_at, next_attempt_at)
-        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(),
-                (SELECT d.next_attempt_at FROM subbilling.webhook_deliveries d WHERE d.id = r.id));
+        VALUES (r.id, r.total_attempts + 1, ts, pg_catalog.clock_timestamp(), nxt);
         delivery_id := r.id;
         endpoint_id := r.ep;
         attempt := r.total_attempts + 1;
@@ -6161,13 +6323,15 @@ DECLARE
     ok      boolean := status_code BETWEEN 200 AND 299;
     err     text := CASE WHEN status_code BETWEEN 200 AND 299 THEN NULL
                          ELSE coalesce(error, format('HTTP status %s', status_code)) END;
+    fin     timestamptz;
 BEGIN
     SELECT * INTO d FROM subbilling.webhook_deliveries x WHERE x.id = webhook_record.delivery_id FOR UPDATE;
     IF NOT FOUND OR d.total_attempts <> webhook_record.attempt THEN
         RETURN 'stale';     -- deleted, or attempted again meanwhile
     END IF;
+    fin := pg_catalog.clock_timestamp();     -- not in the UPDATE: Citus refuses it there
     UPDATE subbilling.webhook_delivery_attempts a
-       SET finished_at = pg_catalog.clock_timestamp(), duration_ms = webhook_record.duration_ms,
+       SET finished_at = fin, duration_ms = webhook_record.duration_ms,
            status_code = webhook_record.status_code, error = err,
            next_attempt_at = CASE WHEN ok OR d.attempts >= max_attempts OR d.status <> 'pending' THEN NULL
                                   ELSE d.next_attempt_at END
@@ -9815,6 +9979,140 @@ BEGIN
            undated_minor = excluded.undated_minor;
 END $$;
 COMMENT ON FUNCTION subbilling_internal.kpi_aging_refresh_citus(bigint) IS 'internal (Citus): kpi_aging_refresh of one account, every statement on its shard';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_payment_requests_citus(accts bigint[], ids bigint[]) RETURNS bigint[]
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    k       integer;
+    locked  bigint[] := '{}';
+BEGIN
+    FOR k IN 1 .. coalesce(pg_catalog.cardinality(ids), 0) LOOP
+        PERFORM FROM subbilling.payment_requests r
+         WHERE r.account_id = accts[k] AND r.id = ids[k] AND r.status = 'requested'
+           FOR UPDATE;
+        IF FOUND THEN
+            locked := locked || ids[k];
+        END IF;
+    END LOOP;
+    RETURN locked;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.lock_payment_requests_citus(bigint[], bigint[]) IS 'internal (Citus): locks the payment requests (account_id, id) still requested, one statement on each one''s shard; returns the ids locked';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_fold_account(acct bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH q AS (
+        DELETE FROM subbilling_internal.kpi_usage_queue q
+         WHERE q.account_id = acct
+        RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
+    ),
+    d AS (
+        SELECT q.account_id, q.subscription_id, q.usage_date AS day, sum(q.quantity) AS q, count(*) AS n
+          FROM q GROUP BY q.account_id, q.subscription_id, q.usage_date
+    ),
+    k0 AS (
+        SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
+               w.billing_period AS kept_period, s.billing_anchor,
+               (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
+                 WHERE i.account_id = acct AND i.subscription_id = w.subscription_id AND i.kind = 'base'
+                   AND i.voided_at IS NULL AND i.validity @> current_date
+                 ORDER BY i.id LIMIT 1) AS billing_period
+          FROM subbilling_internal.kpi_usage_periods w
+          JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
+         WHERE w.account_id = acct AND s.account_id = acct
+           AND w.subscription_id IN (SELECT d.subscription_id FROM d)
+    ),
+    k AS (
+        SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
+          FROM k0
+    ),
+    t AS (
+        -- the same key: the kept totals and the changes
+        SELECT k.account_id, k.subscription_id, x.ps, x.q
+          FROM k CROSS JOIN LATERAL unnest(k.starts, k.used) AS x(ps, q)
+         WHERE k.same
+        UNION ALL
+        SELECT k.account_id, k.subscription_id,
+               subbilling.period_start(k.billing_anchor, k.billing_period,
+                                       subbilling.period_index(k.billing_anchor, k.billing_period, d.day)), d.q
+          FROM k JOIN d ON d.account_id = k.account_id AND d.subscription_id = k.subscription_id
+         WHERE k.same
+        UNION ALL
+        -- unkeyed or a new key: all the usage (which includes the changes claimed)
+        SELECT k.account_id, k.subscription_id,
+               subbilling.period_start(k.billing_anchor, k.billing_period,
+                                       subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
+          FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
+         WHERE NOT k.same AND k.billing_period IS NOT NULL AND u.account_id = acct
+    ),
+    tot AS (
+        SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
+          FROM t GROUP BY t.account_id, t.subscription_id, t.ps
+        HAVING sum(t.q) <> 0
+    ),
+    r AS (
+        SELECT k.account_id, k.subscription_id,
+               CASE WHEN k.billing_period IS NOT NULL THEN k.billing_anchor END AS billing_anchor, k.billing_period,
+               coalesce(array_agg(tot.ps ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS starts,
+               coalesce(array_agg(tot.q ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS used
+          FROM k LEFT JOIN tot ON tot.account_id = k.account_id AND tot.subscription_id = k.subscription_id
+         GROUP BY k.account_id, k.subscription_id, k.billing_anchor, k.billing_period
+    ),
+    up AS (
+        UPDATE subbilling_internal.kpi_usage_periods w
+           SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
+          FROM r
+         WHERE w.account_id = acct AND w.account_id = r.account_id AND w.subscription_id = r.subscription_id
+    )
+    SELECT coalesce(sum(d.n), 0) INTO n FROM d;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) IS 'internal (Citus): kpi_usage_fold of one account''s queued usage, one statement on the account''s shard; returns the queue rows folded';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_fold_citus() RETURNS bigint
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n    bigint := 0;
+    acct bigint;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
+    FOR acct IN SELECT DISTINCT q.account_id FROM subbilling_internal.kpi_usage_queue q ORDER BY 1 LOOP
+        n := n + subbilling_internal.kpi_usage_fold_account(acct);
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_citus() IS 'internal (Citus): kpi_usage_fold account by account (kpi_usage_fold_account, each on its shard), under the fold''s lock; returns the queue rows folded';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.worker_relay_events() RETURNS integer
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer := 0;
+    k   integer;
+BEGIN
+    IF NOT subbilling_internal.on_citus() OR subbilling_internal.notify_enabled() THEN
+        RETURN 0;
+    END IF;
+    LOOP
+        k := subbilling.relay_events(1000);
+        n := n + k;
+        EXIT WHEN k < 1000;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.worker_relay_events() IS 'internal (Citus): the background worker''s events relay after each cycle: relay_events until every committed event is announced, when subbilling.notify is off; 0 otherwise';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
