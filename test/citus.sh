@@ -56,6 +56,8 @@ qc() { q "$PORT" "$@"; }
 N=0; FAILED=0
 ok() { N=$((N + 1)); echo "ok $N - $1"; }
 nok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; [ -n "${2:-}" ] && sed 's/^/# /' <<<"$2"; }
+# a check calling a helper not (yet) defined fails instead of being skipped
+command_not_found_handle() { nok "no such command in test/citus.sh: $1"; return 127; }
 # is DESC SQL EXPECTED: the coordinator's answer to SQL is EXPECTED
 is() {
     local got
@@ -66,6 +68,13 @@ is() {
 runs() {
     local out
     if out=$(qc -c "$2" 2>&1); then ok "$1"; else nok "$1" "$out"; fi
+}
+# fails DESC SQL PATTERN: SQL fails on the coordinator with a message matching PATTERN
+fails() {
+    local out
+    if out=$(qc -c "$2" 2>&1); then nok "$1" "succeeded: $out"
+    elif grep -q -- "$3" <<<"$out"; then ok "$1"
+    else nok "$1" "$out"; fi
 }
 
 for p in $PORTS; do
@@ -230,13 +239,6 @@ is "dunning: no dunning errors after the second run" "SELECT count(*) FROM subbi
 # every public function that takes an account, subscription, invoice or payment id called once
 # through the coordinator with a check of what it did, and the events relay.
 S="SET search_path = subbilling, public;"
-# fails DESC SQL PATTERN: SQL fails on the coordinator with a message matching PATTERN
-fails() {
-    local out
-    if out=$(qc -c "$2" 2>&1); then nok "$1" "succeeded: $out"
-    elif grep -q -- "$3" <<<"$out"; then ok "$1"
-    else nok "$1" "$out"; fi
-}
 # node_of TABLE VALUE: the port of the node holding VALUE's shard of TABLE
 node_of() {
     qc -c "SELECT p.nodeport FROM pg_dist_shard_placement p

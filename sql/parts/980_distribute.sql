@@ -19,7 +19,9 @@
 -- Runs one command on every worker node with DDL propagation off (a worker refuses DDL on
 -- the extension's objects otherwise) and raises if any worker refuses it:
 -- run_command_on_workers only reports a failure.  distribute() runs every command it
--- sends to the workers through it.
+-- sends to the workers through it.  The command goes as one statement (a DO block that turns
+-- propagation off and EXECUTEs it): run_command_on_workers reports only the first result of
+-- a string of several statements, so a refusal of the second would pass unseen.
 CREATE FUNCTION subbilling_internal.run_on_workers(command text) RETURNS void
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -29,7 +31,9 @@ DECLARE
 BEGIN
     EXECUTE $q$SELECT string_agg(w.nodename || ':' || w.nodeport || ': ' || w.result, '; ' ORDER BY w.nodename, w.nodeport)
                  FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success$q$
-       INTO failed USING 'SET citus.enable_ddl_propagation = off; ' || command;
+       INTO failed
+      USING format('DO $subbilling_run$BEGIN PERFORM pg_catalog.set_config(%L, %L, true); EXECUTE %L; END$subbilling_run$',
+                   'citus.enable_ddl_propagation', 'off', command);
     IF failed IS NOT NULL THEN
         RAISE EXCEPTION 'a worker node refused a command of distribute()'
             USING ERRCODE = 'object_not_in_prerequisite_state',

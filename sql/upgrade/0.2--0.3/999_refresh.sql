@@ -9579,7 +9579,9 @@ DECLARE
 BEGIN
     EXECUTE $q$SELECT string_agg(w.nodename || ':' || w.nodeport || ': ' || w.result, '; ' ORDER BY w.nodename, w.nodeport)
                  FROM pg_catalog.run_command_on_workers($1) w WHERE NOT w.success$q$
-       INTO failed USING 'SET citus.enable_ddl_propagation = off; ' || command;
+       INTO failed
+      USING format('DO $subbilling_run$BEGIN PERFORM pg_catalog.set_config(%L, %L, true); EXECUTE %L; END$subbilling_run$',
+                   'citus.enable_ddl_propagation', 'off', command);
     IF failed IS NOT NULL THEN
         RAISE EXCEPTION 'a worker node refused a command of distribute()'
             USING ERRCODE = 'object_not_in_prerequisite_state',
