@@ -157,6 +157,8 @@ static bool extension_missing_logged = false;
 static TimestampTz last_cycle_end = 0;
 static TimestampTz next_cycle = 0;
 static TimestampTz last_kpi_refresh = 0;
+/* the citus extension in the database: looked up in each cycle's first transaction */
+static bool cycle_on_citus = false;
 
 /* SQL run by the worker; every object is schema-qualified */
 static const char *const sql_mark_interrupted =
@@ -754,17 +756,20 @@ worker_kpi_refresh(void)
 }
 
 /*
- * After a cycle, on Citus only (the citus extension in the database): the
- * events relay (relay_events, when subbilling.notify is off), so that the
- * coordinator's listeners hear of the events the workers' shards hold.  On
- * one server nothing is run.  Not part of the run, like the KPI refresh.
+ * After a cycle, on Citus only (the citus extension in the database, as
+ * cycle_start found it in the cycle's first transaction): the events relay
+ * (relay_events, when subbilling.notify is off), so that the coordinator's
+ * listeners hear of the events the workers' shards hold.  On one server
+ * nothing is run and no transaction is opened.  Not part of the run, like the
+ * KPI refresh.
  */
 static void
 worker_relay_events(void)
 {
+	if (!cycle_on_citus)
+		return;
 	xact_begin("subbilling worker: relaying events");
-	if (OidIsValid(get_extension_oid("citus", true)))
-		spi_run(sql_relay_events, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	spi_run(sql_relay_events, 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	xact_commit();
 }
 
@@ -823,6 +828,8 @@ cycle_start(void)
 						connected_database)));
 		extension_missing_logged = false;
 	}
+	/* for the events relay after the cycle (worker_relay_events) */
+	cycle_on_citus = OidIsValid(get_extension_oid("citus", true));
 
 	spi_run(sql_mark_interrupted, 0, NULL, NULL, NULL, SPI_OK_UPDATE);
 	if (SPI_processed > 0)

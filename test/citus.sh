@@ -691,7 +691,7 @@ is "import_nets_ocr: the AvtaleGiro request succeeded" \
    "SELECT status FROM subbilling.payment_requests WHERE account_id = $DDNO AND invoice_id = $DIN" "succeeded"
 
 # the usage queue folded on Citus: refresh_kpi_snapshots folds it account by account, each on
-# its shard (kpi_usage_fold_citus); upsell_candidates reads the same before and after
+# its shard (kpi_usage_fold); upsell_candidates reads the same before and after
 runs "usage fold: plans with included units, two accounts on both workers, usage in the last three months" "$SETUP
     INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price, included_units)
     SELECT v.code, p.id, v.code, '1 month', 'flat', v.price::price, v.inc FROM products p,
@@ -790,6 +790,72 @@ WHN=$(grep -c 'invoice.created' "$WORK/wh.log" 2>/dev/null)
 is "webhooks: the receiver got them" "SELECT ${WHN:-0} >= 4" "t"
 kill "$WHPID" 2>/dev/null
 qc -c "ALTER SYSTEM RESET subbilling.worker_enabled" -c "SELECT pg_reload_conf()" >/dev/null
+
+# ---- cids
+# Ids inside the billing batch (issue #18): every event and journal entry written inside the
+# delegated call (bill_accounts_citus, on the worker) takes its id from the coordinator's
+# pools, on whatever path; an account whose credit settles more open invoices than the
+# pools cover is billed again with larger pools, not recorded as a billing error.
+# 1. a payment stop lifted by customer credit inside the billing batch
+G=$(qc -c "INSERT INTO subbilling.accounts (name, country, currency) VALUES ('Cids stop', 'SE', 'SEK') RETURNING id")
+GS1=$(qc -c "SELECT subbilling.subscribe($G, 'citus-monthly', 1, current_date - 10)")
+runs "ids: the stopped subscription's first invoice billed" "SELECT subbilling.run_billing(now())"
+G1=$(qc -c "SELECT max(id) FROM subbilling.invoices WHERE account_id = $G AND subscription_id = $GS1")
+GSE=$(qc -c "SELECT subbilling_internal.emit_event($G, 'dunning.payment_stop', $GS1, '{}', $G1)")
+runs "ids: a payment stop on the overdue invoice, the subscription suspended" "
+    INSERT INTO subbilling.dunning_actions (account_id, invoice_id, step_no, action, days_after_due, executed_on,
+                                            open_amount, subscription_id, event_id)
+    SELECT account_id, id, 3, 'payment_stop', 30, current_date, total, subscription_id, ${GSE:-0}
+      FROM subbilling.invoices WHERE account_id = $G AND id = $G1;
+    SELECT subbilling.set_subscription_status($GS1, 'suspended', 'cids check')"
+G0=$(issued "$G" '100.00 SEK' '25.00 SEK' 2>&1)
+runs "ids: customer credit (an overpayment)" \
+     "SELECT subbilling.register_payment('250.00 SEK', '$(qc -c "$REF_OF $G AND id = $G0" 2>&1)', current_date, 'bankgiro', 'cids-pay-g0')"
+is "ids: the older invoice still open, credit 125.00 SEK" \
+   "SELECT status || ' ' || subbilling.customer_credit($G)::text FROM subbilling.invoices WHERE account_id = $G AND id = $G1" "open 125.00 SEK"
+GEV=$(qc -c "SELECT max(id) FROM subbilling.events")
+runs "ids: a second subscription billed (the credit settles the older invoice)" \
+     "SELECT subbilling.subscribe($G, 'citus-monthly', 1, current_date - 10); SELECT subbilling.run_billing(now())"
+is "ids: no billing errors" "SELECT count(*) FROM subbilling.billing_errors WHERE account_id = $G" "0"
+is "ids: the older invoice paid by the credit, the payment stop lifted, the subscription active" \
+   "SELECT i.status || ' ' || (d.lifted_at IS NOT NULL) || ' ' || s.status
+      FROM subbilling.invoices i
+      JOIN subbilling.dunning_actions d ON d.account_id = i.account_id AND d.invoice_id = i.id
+      JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = $GS1
+     WHERE i.account_id = $G AND i.id = $G1" "paid true active"
+is "ids: event dunning.payment_stop_lifted, its id from the coordinator's pool (below 2^48)" \
+   "SELECT count(*) || ' ' || bool_and(id < 1::bigint << 48) FROM subbilling.events
+     WHERE account_id = $G AND type = 'dunning.payment_stop_lifted'" "1 true"
+is "ids: every event and entry of the account from the coordinator" \
+   "SELECT (SELECT bool_and(id < 1::bigint << 48) FROM subbilling.events WHERE account_id = $G)
+       AND (SELECT bool_and(id < 1::bigint << 48) FROM subbilling.journal_entries WHERE account_id = $G)" "t"
+is "ids: events_after hands out the lifted stop's event, every event in id order" \
+   "SELECT (SELECT count(*) FROM subbilling.events_after($GEV, 100000) WHERE account_id = $G AND type = 'dunning.payment_stop_lifted')
+       || ' ' || ((SELECT array_agg(id) FROM subbilling.events_after(0, 100000)) = (SELECT array_agg(id ORDER BY id) FROM subbilling.events))" "1 true"
+# 2. credit settling more open invoices than the default pools cover (an entry and two
+# events each): the account billed again with pools sized by its open invoices
+H=$(qc -c "INSERT INTO subbilling.accounts (name, country, currency) VALUES ('Cids many', 'SE', 'SEK') RETURNING id")
+for k in $(seq 1 12); do issued "$H" '10.00 SEK' '2.50 SEK' >/dev/null 2>&1; done
+H0=$(issued "$H" '10.00 SEK' '2.50 SEK' 2>&1)
+runs "pools: customer credit for twelve open invoices and more" \
+     "SELECT subbilling.register_payment('500.00 SEK', '$(qc -c "$REF_OF $H AND id = $H0" 2>&1)', current_date, 'bankgiro', 'cids-pay-h0')"
+is "pools: twelve open invoices, credit 487.50 SEK" \
+   "SELECT count(*) FILTER (WHERE status = 'open') || ' ' || subbilling.customer_credit($H)::text FROM subbilling.invoices WHERE account_id = $H" \
+   "12 487.50 SEK"
+runs "pools: a subscription billed" "SELECT subbilling.subscribe($H, 'citus-monthly', 1, current_date - 10); SELECT subbilling.run_billing(now())"
+is "pools: no billing errors" "SELECT count(*) FROM subbilling.billing_errors WHERE account_id = $H" "0"
+is "pools: every invoice paid by the credit, the new one too, credit left" \
+   "SELECT count(*) || ' ' || bool_and(status = 'paid') || ' ' || subbilling.customer_credit($H)::text
+      FROM subbilling.invoices WHERE account_id = $H" "14 true 212.50 SEK"
+is "pools: thirteen credit.applied events, ids from the coordinator, events_after in id order" \
+   "SELECT (SELECT count(*) FROM subbilling.events WHERE account_id = $H AND type = 'credit.applied') || ' ' ||
+           ((SELECT bool_and(id < 1::bigint << 48) FROM subbilling.events WHERE account_id = $H)
+            AND (SELECT bool_and(id < 1::bigint << 48) FROM subbilling.journal_entries WHERE account_id = $H)
+            AND (SELECT array_agg(id) FROM subbilling.events_after(0, 100000)) = (SELECT array_agg(id ORDER BY id) FROM subbilling.events))" \
+   "13 true"
+is "pools: the journal balances, no receivables left" \
+   "SELECT sum(minor_units(amount)) || ' ' || coalesce(sum(minor_units(amount)) FILTER (WHERE subledger = 'receivables'), 0)
+      FROM subbilling.journal_lines WHERE account_id = $H" "0 0"
 
 # a worker that crashed (a trigger on a shard that reached another node, then a commit) is
 # restarted by its postmaster and the next check may pass: the logs tell

@@ -139,6 +139,17 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
+    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') <> '' THEN
+        -- inside a delegated billing call on a Citus worker (bill_accounts_citus): the id
+        -- from the pool the coordinator drew (events_after's order), the coordinator holds
+        -- the outbox slot and announces the call's events; whatever path writes the event
+        -- (the booking, a payment stop lifted, a subscription's status) takes it from there
+        ev.id := subbilling_internal.citus_take_id('events');
+        INSERT INTO subbilling.events (account_id, id, type, subscription_id, invoice_id, payload)
+        VALUES (emit_event.account_id, ev.id, emit_event.type, emit_event.subscription_id,
+                emit_event.invoice_id, coalesce(emit_event.payload, '{}'));
+        RETURN ev.id;
+    END IF;
     PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
@@ -148,7 +159,7 @@ BEGIN
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
+COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction; inside a delegated billing call on Citus the id comes from the coordinator''s pool (citus_take_id), announced by the coordinator';
 
 -- Committed events after last_id, in id order, at most max of them.  Only
 -- events below the watermark are handed out: no event with a smaller id can

@@ -357,7 +357,12 @@ BEGIN
 
     -- one statement: the entry and its lines are checked together even
     -- under SET CONSTRAINTS ALL IMMEDIATE
-    eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    -- (inside a delegated billing call on a Citus worker: from the coordinator's pool)
+    IF coalesce(current_setting('subbilling_internal.ids_journal_entries', true), '') = '' THEN
+        eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    ELSE
+        eid := subbilling_internal.citus_take_id('journal_entries');
+    END IF;
     WITH e AS (
         INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
         VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,

@@ -194,17 +194,8 @@ BEGIN
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- on Citus a query over every shard cannot lock: the candidates are locked one by one
-        -- by (account_id, id), then read again; the reads over every shard go one shard at a
-        -- time, so that the transaction may then write the claims (reference tables)
-        -- (docs/citus.md)
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
-          INTO accts, ids
-          FROM subbilling.payment_requests r
-          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-          JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
-         WHERE pm.kind = 'autogiro' AND r.status = 'requested';
-        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        -- by (account_id, id), then read again (docs/citus.md)
+        locked := subbilling_internal.lock_payment_requests_citus('autogiro');
         SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
@@ -545,17 +536,8 @@ BEGIN
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- on Citus a query over every shard cannot lock: the candidates are locked one by one
-        -- by (account_id, id), then read again; the reads over every shard go one shard at a
-        -- time, so that the transaction may then write the claims (reference tables)
-        -- (docs/citus.md)
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
-          INTO accts, ids
-          FROM subbilling.payment_requests r
-          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-          JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
-         WHERE pm.kind = 'avtalegiro' AND r.status = 'requested';
-        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        -- by (account_id, id), then read again (docs/citus.md)
+        locked := subbilling_internal.lock_payment_requests_citus('avtalegiro');
         SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),

@@ -694,13 +694,9 @@ BEGIN
     END IF;
     LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
     -- the queued usage into the kept per-period usage (upsell_candidates); on Citus account by
-    -- account, each on its shard (sql/parts/978_citus_coverage.sql)
+    -- account, each on its shard (kpi_usage_fold)
     IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
-        IF subbilling_internal.on_citus() THEN
-            PERFORM subbilling_internal.kpi_usage_fold_citus();
-        ELSE
-            PERFORM subbilling_internal.kpi_usage_fold();
-        END IF;
+        PERFORM subbilling_internal.kpi_usage_fold();
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- the snapshots' queries read every shard in ways Citus cannot plan yet (docs/citus.md):
@@ -1653,29 +1649,22 @@ CREATE TRIGGER usage_kpi_periods_delete AFTER DELETE ON subbilling.usage
     REFERENCING OLD TABLE AS old_usage
     FOR EACH STATEMENT EXECUTE FUNCTION subbilling_internal.kpi_usage_periods_add();
 
--- The fold: claims the queued changes and adds them to the kept rows of
--- their subscriptions, in one statement, so the queue rows it deletes, the
--- kept rows it reads and the usage it sums are all of one snapshot: a
--- subscription that is unkeyed, or whose key (anchor, base plan's period)
--- changed, is summed again from all its usage under its current key, and
--- exactly the queued changes that usage includes leave the queue.  Folds
--- take turns (a transaction-level advisory lock); recorders never wait for
--- it (they only append to the queue).  Safe to repeat: an empty queue
--- changes nothing.  In READ COMMITTED only (the statement's snapshot must
--- follow the lock).  Returns the queue rows folded.
-CREATE FUNCTION subbilling_internal.kpi_usage_fold() RETURNS bigint
+-- The fold's one statement (kpi_usage_fold): the queued changes of every account (acct
+-- NULL: kpi_usage_fold on one server), or of one account with every table read and written
+-- on that account's rows alone (the fold on Citus, kpi_usage_fold: Citus routes the
+-- statement as a whole to the account's shard).  The account's condition is written into
+-- the statement's text where each table is read ({x}: AND x.account_id = the account, a
+-- constant, which Citus prunes by; nothing for every account, so that one server's plan is
+-- the plain fold's).  The caller holds the fold's lock.
+CREATE FUNCTION subbilling_internal.kpi_usage_fold_account(acct bigint) RETURNS bigint
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN
-    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
-            USING ERRCODE = 'active_sql_transaction',
-                  DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
+    EXECUTE regexp_replace($f$
     WITH q AS (
         DELETE FROM subbilling_internal.kpi_usage_queue q
+         WHERE true {q}
         RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
     ),
     d AS (
@@ -1686,12 +1675,12 @@ BEGIN
         SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
                w.billing_period AS kept_period, s.billing_anchor,
                (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
-                 WHERE i.account_id = w.account_id AND i.subscription_id = w.subscription_id AND i.kind = 'base'
-                   AND i.voided_at IS NULL AND i.validity @> current_date
+                 WHERE i.account_id = w.account_id {i} AND i.subscription_id = w.subscription_id
+                   AND i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date
                  ORDER BY i.id LIMIT 1) AS billing_period
           FROM subbilling_internal.kpi_usage_periods w
           JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-         WHERE (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d)
+         WHERE (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d) {w} {s}
     ),
     k AS (
         SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
@@ -1714,7 +1703,7 @@ BEGIN
                subbilling.period_start(k.billing_anchor, k.billing_period,
                                        subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
           FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
-         WHERE NOT k.same AND k.billing_period IS NOT NULL
+         WHERE NOT k.same AND k.billing_period IS NOT NULL {u}
     ),
     tot AS (
         SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
@@ -1733,12 +1722,51 @@ BEGIN
         UPDATE subbilling_internal.kpi_usage_periods w
            SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
           FROM r
-         WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id
+         WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id {w}
     )
-    SELECT coalesce(sum(d.n), 0) INTO n FROM d;
+    SELECT coalesce(sum(d.n), 0) FROM d
+    $f$, '\{([a-z])\}', CASE WHEN acct IS NULL THEN '' ELSE 'AND \1.account_id = ' || acct END, 'g') INTO n;
     RETURN n;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold() IS 'internal: folds the queued usage changes into the kept per-period usage of their subscriptions (keying unkeyed and re-keyed subscriptions from all their usage); one fold at a time, safe to repeat; returns the queue rows folded';
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) IS 'internal: the usage fold''s one statement: every account''s queued usage (NULL, kpi_usage_fold) or one account''s, every table read on its rows (Citus: on the account''s shard); returns the queue rows folded';
+REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) FROM PUBLIC;
+
+-- The fold: claims the queued changes and adds them to the kept rows of
+-- their subscriptions, in one statement, so the queue rows it deletes, the
+-- kept rows it reads and the usage it sums are all of one snapshot: a
+-- subscription that is unkeyed, or whose key (anchor, base plan's period)
+-- changed, is summed again from all its usage under its current key, and
+-- exactly the queued changes that usage includes leave the queue.  Folds
+-- take turns (a transaction-level advisory lock); recorders never wait for
+-- it (they only append to the queue).  Safe to repeat: an empty queue
+-- changes nothing.  In READ COMMITTED only (the statement's snapshot must
+-- follow the lock).  Returns the queue rows folded.
+CREATE FUNCTION subbilling_internal.kpi_usage_fold() RETURNS bigint
+LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+    acct bigint;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus account by account, each account's fold one statement routed to its shard
+        -- (the accounts with queued usage read over every shard, without locks; the lock is
+        -- the coordinator's: folds take turns there, as on one server)
+        n := 0;
+        FOR acct IN SELECT DISTINCT q.account_id FROM subbilling_internal.kpi_usage_queue q ORDER BY 1 LOOP
+            n := n + subbilling_internal.kpi_usage_fold_account(acct);
+        END LOOP;
+        RETURN n;
+    END IF;
+    -- the fold's one statement over every queued account
+    RETURN subbilling_internal.kpi_usage_fold_account(NULL);
+END $$;
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold() IS 'internal: folds the queued usage changes into the kept per-period usage of their subscriptions (keying unkeyed and re-keyed subscriptions from all their usage; on Citus account by account, each on its shard); one fold at a time, safe to repeat; returns the queue rows folded';
 REVOKE ALL ON FUNCTION subbilling_internal.kpi_usage_fold() FROM PUBLIC;
 
 -- The copies of the subscriptions' status, currency and anchor, and of

@@ -7,8 +7,8 @@
 -- accounts (sql/parts/610_book_invoices.sql).  On Citus a statement that
 -- joins the batch's arrays with the customer tables has no account to route
 -- by, so book_invoices books account by account there: the issued invoices of
--- an account with nothing more to do go to book_new_invoices_citus (the fast
--- path, sql/parts/985_citus_billing.sql); an account with a void invoice or a
+-- an account with nothing more to do take the short way (their entries,
+-- book_issued_citus in sql/parts/985_citus_billing.sql); an account with a void invoice or a
 -- credit note among them, customer credit or an automatic payment method goes
 -- through the six steps one document at a time.  Both book an issued document
 -- with book_invoice_entry_citus.  Billing on Citus books through
@@ -42,8 +42,11 @@ REVOKE ALL ON FUNCTION subbilling_internal.post_entry_citus(bigint, bigint, text
 
 -- book_invoices for one account's documents on Citus: the six steps of
 -- sql/parts/610_book_invoices.sql with the same entries, events and results,
--- one document per statement.  Returns the entries booked and reversed.
-CREATE FUNCTION subbilling_internal.book_account_citus(acct bigint, invoice_ids bigint[])
+-- one document per statement; the short way when they are issued invoices alone
+-- and the account has neither customer credit nor an automatic payment method
+-- (plain: billing found that for the account's whole group).  Returns the
+-- entries booked and reversed.
+CREATE FUNCTION subbilling_internal.book_account_citus(acct bigint, invoice_ids bigint[], plain boolean DEFAULT false)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -69,15 +72,27 @@ DECLARE
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
-    b       boolean;
+    r       record;
 BEGIN
-    -- nothing but issued invoices to book: billing's own booking
+    -- nothing but issued invoices to book, nothing more to do: the short way (billing's own
+    -- booking): one entry each, a zero total paid at once
     IF NOT EXISTS (SELECT FROM subbilling.invoices i
                     WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note'))
-       AND NOT EXISTS (SELECT FROM subbilling.payment_methods x
-                        WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
-       AND coalesce(minor_units(customer_credit(acct)), 0) <= 0 THEN
-        RETURN subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+       AND (plain OR (NOT EXISTS (SELECT FROM subbilling.payment_methods x
+                                   WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
+                      AND coalesce(minor_units(customer_credit(acct)), 0) <= 0)) THEN
+        SELECT * INTO r FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
+        FOREACH k IN ARRAY r.zero_total LOOP
+            UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+             WHERE x.account_id = acct AND x.id = k
+            RETURNING x.* INTO inv;
+            PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', inv.subscription_id,
+                        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
+                                           'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
+                                           'payment_id', NULL), inv.id);
+            PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
+        END LOOP;
+        RETURN r.booked;
     END IF;
     -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
     -- the event ids: citus_emit_event)
@@ -99,19 +114,9 @@ BEGIN
                   HINT = 'Issue a new invoice for what the credit note should not have credited.';
     END IF;
 
-    -- 1. issued documents not yet booked: one entry each (shared with billing's booking)
-    FOR inv IN SELECT * FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
-                ORDER BY i.id LOOP
-        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
-        CONTINUE WHEN b IS NULL;
-        IF b THEN
-            booked := booked + 1;
-        END IF;
-        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
-            t_inv := t_inv || inv.id;
-        END IF;
-    END LOOP;
+    -- 1. issued documents not yet booked: one entry each (shared with billing's booking);
+    --    a zero total is paid in step 5
+    SELECT x.booked, x.zero_total INTO booked, t_inv FROM subbilling_internal.book_issued_citus(acct, invoice_ids) x;
 
     -- 2. void invoices: their booking reversed once; what was paid on them becomes customer credit
     FOR inv IN SELECT * FROM subbilling.invoices i
@@ -269,5 +274,5 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s documents, one document per statement on the account''s shard: issued documents, void invoices (reversed, payment requests canceled), credit notes (applied, the rest customer credit), customer credit onto open invoices, settled invoices paid, payment requests for automatic payment methods; returns the entries booked or reversed';
-REVOKE ALL ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[], boolean) IS 'internal (Citus): book_invoices for one account''s documents, one document per statement on the account''s shard (the short way, entries alone, for issued invoices of an account without credit or automatic payment method; plain: known so by the caller): issued documents, void invoices (reversed, payment requests canceled), credit notes (applied, the rest customer credit), customer credit onto open invoices, settled invoices paid, payment requests for automatic payment methods; returns the entries booked or reversed';
+REVOKE ALL ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[], boolean) FROM PUBLIC;

@@ -429,7 +429,8 @@ CREATE TYPE subbilling_internal.citus_charge AS (
 COMMENT ON TYPE subbilling_internal.citus_charge IS 'internal (Citus): a row of billing_charges_citus, kept in an array while an account is billed';
 
 -- A pool of ids for the setting subbilling_internal.ids_<pool>: '+' then ranges lo-hi,
--- ascending, comma-separated ('+' alone: a pool used up).
+-- ascending, comma-separated ('+' alone: a pool used up).  The coordinator marks the pools
+-- of its last try with '=' instead of '+' (citus_take_id).
 CREATE FUNCTION subbilling_internal.citus_id_pool(ids bigint[]) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -445,7 +446,10 @@ REVOKE ALL ON FUNCTION subbilling_internal.citus_id_pool(bigint[]) FROM PUBLIC;
 -- The next id of a pool ('invoices', 'journal_entries', 'events'): from the pool that the
 -- coordinator handed to this call when there is one (a pool used up is an error, never a
 -- draw from this node's sequence), else nextval of the table's sequence.  The pool is a
--- transaction-local setting: a rolled-back subtransaction gives its ids back.
+-- transaction-local setting: a rolled-back subtransaction gives its ids back.  A pool used
+-- up raises SQLSTATE SBID0, which bill_accounts_citus turns into "needs more" (the
+-- coordinator bills the account again with larger pools), or, in a pool of the
+-- coordinator's last try ('='), internal_error: an error of the account (billing_errors).
 CREATE FUNCTION subbilling_internal.citus_take_id(pool text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -458,14 +462,20 @@ DECLARE
     rest    text;
     lo      bigint;
     hi      bigint;
+    mark    text;
 BEGIN
     IF p IS NULL OR p = '' THEN
         RETURN nextval(format('subbilling.%I', pool || '_id_seq')::regclass);
     END IF;
+    mark := left(p, 1);
     p := substr(p, 2);
     IF p = '' THEN
+        IF mark = '=' THEN
+            RAISE EXCEPTION 'the % ids handed to this billing call are used up', pool
+                USING ERRCODE = 'internal_error';
+        END IF;
         RAISE EXCEPTION 'the % ids handed to this billing call are used up', pool
-            USING ERRCODE = 'internal_error';
+            USING ERRCODE = 'SBID0', HINT = 'The coordinator bills the account again with more ids.';
     END IF;
     k := position(',' IN p);
     head := CASE WHEN k = 0 THEN p ELSE left(p, k - 1) END;
@@ -475,40 +485,33 @@ BEGIN
     IF lo < hi THEN
         rest := (lo + 1) || '-' || hi || CASE WHEN rest = '' THEN '' ELSE ',' || rest END;
     END IF;
-    PERFORM set_config(name, '+' || rest, true);
+    PERFORM set_config(name, mark || rest, true);
     RETURN lo;
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.citus_take_id(text) IS 'internal (Citus): the next id of a pool handed down by the coordinator (setting subbilling_internal.ids_<pool>), else nextval of subbilling.<pool>_id_seq';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_take_id(text) FROM PUBLIC;
 
--- emit_event for the account-by-account billing: with an events pool (a delegated call)
--- the row is written with an id of the pool and announced by the coordinator after the
--- call (which also holds the outbox slot); without one it is emit_event.
+-- emit_event for the account-by-account billing.  emit_event itself takes the id from the
+-- events pool in a delegated call (and leaves the announcement to the coordinator, which
+-- also holds the outbox slot), so that every event written inside the call, on whatever
+-- path (a payment stop lifted, a subscription's status, a fee invoice voided), has an id
+-- of the coordinator's; this name stays for the Citus booking's callers.
 CREATE FUNCTION subbilling_internal.citus_emit_event(account_id bigint, type text, subscription_id bigint,
                                                      payload jsonb, invoice_id bigint DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-DECLARE
-    eid     bigint;
 BEGIN
-    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') = '' THEN
-        RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
-    END IF;
-    eid := subbilling_internal.citus_take_id('events');
-    INSERT INTO subbilling.events (account_id, id, type, subscription_id, invoice_id, payload)
-    VALUES (citus_emit_event.account_id, eid, citus_emit_event.type, citus_emit_event.subscription_id,
-            citus_emit_event.invoice_id, coalesce(citus_emit_event.payload, '{}'));
-    RETURN eid;
+    RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) FROM PUBLIC;
 
 -- The entry of one issued document (invoice or credit note) on Citus, the step that
--- billing's booking (book_new_invoices_citus) and the account-by-account booking
+-- billing's booking and the account-by-account booking (both book_account_citus)
 -- (book_account_citus) share: receivables = total, revenue per account code, VAT per
 -- rate, one entry, once, every statement on the account's shard.  The entry's id is
 -- taken with citus_take_id: from the coordinator's pool in a delegated billing call,
@@ -579,23 +582,24 @@ $$;
 COMMENT ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) IS 'internal (Citus): the journal entry of one issued document on the account''s shard (once; the id from the coordinator''s pool in a delegated billing call); true when written, false when nothing to book, NULL when already booked';
 REVOKE ALL ON FUNCTION subbilling_internal.book_invoice_entry_citus(bigint, subbilling.invoices) FROM PUBLIC;
 
--- book_invoices on Citus for an account's new issued invoices when there is nothing more
--- to do (no void invoice or credit note among them, no customer credit, no automatic
--- payment method: book_account_citus decides, and calls this): one entry each, once; a
--- zero total is paid at once.  Every statement on the account's rows.
-CREATE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
-    RETURNS integer
+-- Step 1 of book_invoices on Citus, for book_account_citus's short way (billing's new
+-- invoices alone) and for its first step: the entry of each issued
+-- document of the account not yet booked (book_invoice_entry_citus), in id order.  Returns
+-- the entries written and the invoices with a zero total among those it booked, which the
+-- caller marks paid.
+CREATE FUNCTION subbilling_internal.book_issued_citus(acct bigint, invoice_ids bigint[],
+                                                      OUT booked integer, OUT zero_total bigint[])
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
     inv     subbilling.invoices;
     b       boolean;
-    booked  integer := 0;
 BEGIN
+    booked := 0;
+    zero_total := '{}';
     FOR inv IN SELECT * FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
-                  AND i.status IN ('open', 'paid', 'uncollectible')
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
                 ORDER BY i.id LOOP
         b := subbilling_internal.book_invoice_entry_citus(acct, inv);
         CONTINUE WHEN b IS NULL;
@@ -603,20 +607,14 @@ BEGIN
             booked := booked + 1;
         END IF;
         IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
-            UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
-             WHERE x.account_id = acct AND x.id = inv.id;
-            PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', inv.subscription_id,
-                        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
-                                           'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
-                                           'payment_id', NULL), inv.id);
-            PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
+            zero_total := zero_total || inv.id;
         END IF;
     END LOOP;
-    RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices when nothing more is to be done (book_account_citus decides): one entry each, once (book_invoice_entry_citus); a zero total is paid at once; returns the entries booked';
-REVOKE ALL ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION subbilling_internal.book_issued_citus(bigint, bigint[]) IS 'internal (Citus): the entries of an account''s issued documents not yet booked (book_invoice_entry_citus), in id order; returns the entries written and the zero-total invoices among them (to be paid by the caller)';
+REVOKE ALL ON FUNCTION subbilling_internal.book_issued_citus(bigint, bigint[]) FROM PUBLIC;
+
 
 CREATE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
                                                        as_of timestamptz, series_ids bigint[],
@@ -732,21 +730,16 @@ BEGIN
         invoice_ids := invoice_ids || inv.id;
     END LOOP;
     IF cardinality(invoice_ids) > 0 THEN
-        -- the one booking path on Citus (book_account_citus): the new invoices alone
-        -- (book_new_invoices_citus), or with customer credit applied and payment requests
-        -- made for an automatic method.  plain_booking: the caller found for the whole group
-        -- that the account has neither customer credit nor an automatic payment method, so
-        -- that only a credit note among the new invoices needs book_account_citus's tests.
-        IF plain_booking AND NOT EXISTS (SELECT FROM subbilling.invoices i
-                                          WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'credit_note') THEN
-            PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
-        ELSE
-            PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
-        END IF;
+        -- the one booking path on Citus (book_account_citus): the new invoices alone (its
+        -- short way), or with customer credit applied and payment requests made for an
+        -- automatic method.  plain_booking: the caller found for the whole group that the
+        -- account has neither customer credit nor an automatic payment method, so that only
+        -- a credit note among the new invoices needs book_account_citus's tests.
+        PERFORM subbilling_internal.book_account_citus(acct, invoice_ids, plain_booking);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so book_new_invoices_citus unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so its short way unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
 REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) FROM PUBLIC;
 
 -- The billing of a group of accounts that live in one shard, run on the worker that holds
@@ -758,7 +751,8 @@ REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], 
 -- works on the group's shard alone and runs there locally.  Invoice numbers continue the
 -- batch's blocks (next_numbers); invoice, journal-entry and event ids come from the pools
 -- the coordinator drew.  Returns invoices, errors, subscriptions claimed, then the next
--- number of each series.
+-- number of each series, then, when a pool ran out for some accounts (their work rolled
+-- back), the number of their open invoices and the subscriptions to bill again with more.
 CREATE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, account_ids bigint[], subscription_ids bigint[],
                                                         as_of_dates date[], as_of timestamptz, run_id bigint,
                                                         series_ids bigint[], next_numbers bigint[],
@@ -788,6 +782,8 @@ DECLARE
     st      text;
     msg     text;
     det     text;
+    again   bigint[] := '{}';     -- subscriptions to bill again with more ids
+    need    bigint := 0;          -- their accounts' open invoices
 BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', invoice_pool, true),
             set_config('subbilling_internal.ids_journal_entries', entry_pool, true),
@@ -836,6 +832,16 @@ BEGIN
             invoices := invoices + cardinality(got);
             ok_sid := ok_sid || a_sid;
         EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE;
+            IF st = 'SBID0' THEN
+                -- the ids ran out (customer credit settling many open invoices, each an entry
+                -- and events): the account is billed again by the coordinator, with pools
+                -- sized by its open invoices (its work here rolled back, ids given back)
+                again := again || a_sid;
+                need := need + (SELECT count(*) FROM subbilling.invoices i
+                                 WHERE i.account_id = k AND i.status IN ('open', 'uncollectible'));
+                CONTINUE;
+            END IF;
             -- one subscription at a time, each in its own subtransaction
             FOR j IN 1 .. cardinality(a_sid) LOOP
                 BEGIN
@@ -847,6 +853,13 @@ BEGIN
                     ok_sid := ok_sid || a_sid[j];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    IF st = 'SBID0' THEN
+                        -- this and the account's remaining subscriptions billed again, as above
+                        again := again || a_sid[j:];
+                        need := need + (SELECT count(*) FROM subbilling.invoices i
+                                         WHERE i.account_id = k AND i.status IN ('open', 'uncollectible'));
+                        EXIT;
+                    END IF;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
                     VALUES (k, a_sid[j], bill_accounts_citus.run_id, bill_accounts_citus.as_of, st, msg, nullif(det, ''));
                     UPDATE subbilling.subscriptions x SET next_bill_on = a_ad[j] + 1
@@ -864,10 +877,12 @@ BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', '', true),
             set_config('subbilling_internal.ids_journal_entries', '', true),
             set_config('subbilling_internal.ids_events', '', true);
-    RETURN ARRAY[invoices, errors, claimed]::bigint[] || nxt;
+    -- the subscriptions billed again are claimed again by the coordinator's next call
+    RETURN ARRAY[invoices, errors, claimed - cardinality(again)]::bigint[] || nxt
+           || CASE WHEN cardinality(again) > 0 THEN need || again ELSE '{}'::bigint[] END;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
+COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers, then (when a pool ran out) the accounts'' open invoices and the subscriptions to bill again';
 REVOKE ALL ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) FROM PUBLIC;
 
 -- The billing batch on Citus: the due subscriptions are read without locks (Citus locks
@@ -902,6 +917,14 @@ DECLARE
     ids_i   bigint[];
     ids_j   bigint[];
     ids_e   bigint[];
+    c_acc   bigint[];
+    c_sid   bigint[];
+    c_ad    date[];
+    try     integer;
+    extra   bigint;
+    need    bigint;
+    nser    integer;
+    mark    text;
     claimed integer := 0;
     run     bigint := current_run_id();
     notify  boolean := subbilling_internal.notify_enabled();
@@ -953,31 +976,55 @@ BEGIN
          GROUP BY u.shard
          ORDER BY min(u.acc)
     LOOP
-        n := cardinality(grp.sids);
-        ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
-        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4));
-        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8));
-        -- routed to the worker that holds the group's shard, and run there
-        SELECT subbilling_internal.bill_accounts_citus(a.id, grp.accs, grp.sids, grp.ads, bill_batch_citus.as_of, run,
-                                                       ser, nxt, subbilling_internal.citus_id_pool(ids_i),
-                                                       subbilling_internal.citus_id_pool(ids_j),
-                                                       subbilling_internal.citus_id_pool(ids_e))
-          INTO res
-          FROM subbilling.accounts a
-         WHERE a.id = grp.first_acc;
-        CONTINUE WHEN res IS NULL;
-        invoices := invoices + res[1];
-        errors := errors + res[2];
-        claimed := claimed + res[3];
-        nxt := res[4:];
-        IF notify AND res[1] > 0 THEN
-            FOR ev IN SELECT e.id, e.type, e.account_id, e.subscription_id, e.invoice_id
-                        FROM subbilling.events e
-                       WHERE e.account_id = ANY (grp.accs) AND e.id = ANY (ids_e)
-                       ORDER BY e.id LOOP
-                PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
-            END LOOP;
-        END IF;
+        c_acc := grp.accs;
+        c_sid := grp.sids;
+        c_ad := grp.ads;
+        try := 1;
+        LOOP
+            n := cardinality(c_sid);
+            -- the pools: one invoice, two entries and five events per subscription and four
+            -- entries and eight events more per call; when the call said its accounts need
+            -- more (customer credit settling many open invoices), their subscriptions are billed
+            -- again with four entries and eight events more per open invoice, doubled on the
+            -- third and last try (whose pools, marked '=', make running out an account's error)
+            extra := CASE WHEN try = 1 THEN 0 ELSE greatest(need, n) * (1 << (try - 2)) END;
+            mark := CASE WHEN try >= 3 THEN '=' ELSE '+' END;
+            ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
+            ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4 + 4 * extra));
+            ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8 + 8 * extra));
+            -- routed to the worker that holds the group's shard, and run there
+            SELECT subbilling_internal.bill_accounts_citus(a.id, c_acc, c_sid, c_ad, bill_batch_citus.as_of, run,
+                                                           ser, nxt, mark || substr(subbilling_internal.citus_id_pool(ids_i), 2),
+                                                           mark || substr(subbilling_internal.citus_id_pool(ids_j), 2),
+                                                           mark || substr(subbilling_internal.citus_id_pool(ids_e), 2))
+              INTO res
+              FROM subbilling.accounts a
+             WHERE a.id = c_acc[1];
+            EXIT WHEN res IS NULL;
+            invoices := invoices + res[1];
+            errors := errors + res[2];
+            claimed := claimed + res[3];
+            nser := coalesce(cardinality(ser), 0);
+            nxt := res[4:3 + nser];
+            IF notify AND res[1] > 0 THEN
+                FOR ev IN SELECT e.id, e.type, e.account_id, e.subscription_id, e.invoice_id
+                            FROM subbilling.events e
+                           WHERE e.account_id = ANY (c_acc) AND e.id = ANY (ids_e)
+                           ORDER BY e.id LOOP
+                    PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
+                END LOOP;
+            END IF;
+            EXIT WHEN cardinality(res) <= 3 + nser;
+            -- the subscriptions to bill again, with pools sized by their accounts' open invoices
+            need := res[4 + nser];
+            SELECT array_agg(u.acc ORDER BY u.acc, u.sid), array_agg(u.sid ORDER BY u.acc, u.sid),
+                   array_agg(u.ad ORDER BY u.acc, u.sid)
+              INTO c_acc, c_sid, c_ad
+              FROM unnest(c_acc, c_sid, c_ad) AS u(acc, sid, ad)
+             WHERE u.sid = ANY (res[5 + nser:]);
+            EXIT WHEN c_sid IS NULL;
+            try := try + 1;
+        END LOOP;
     END LOOP;
     -- a full batch that claimed nothing (all held elsewhere) ends the run
     more := more AND claimed > 0;

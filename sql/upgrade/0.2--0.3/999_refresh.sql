@@ -709,6 +709,17 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
+    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') <> '' THEN
+        -- inside a delegated billing call on a Citus worker (bill_accounts_citus): the id
+        -- from the pool the coordinator drew (events_after's order), the coordinator holds
+        -- the outbox slot and announces the call's events; whatever path writes the event
+        -- (the booking, a payment stop lifted, a subscription's status) takes it from there
+        ev.id := subbilling_internal.citus_take_id('events');
+        INSERT INTO subbilling.events (account_id, id, type, subscription_id, invoice_id, payload)
+        VALUES (emit_event.account_id, ev.id, emit_event.type, emit_event.subscription_id,
+                emit_event.invoice_id, coalesce(emit_event.payload, '{}'));
+        RETURN ev.id;
+    END IF;
     PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,
@@ -718,7 +729,7 @@ BEGIN
     RETURN ev.id;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction';
+COMMENT ON FUNCTION subbilling_internal.emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal: write an event row and pg_notify(''subbilling'') its identifiers in the current transaction; inside a delegated billing call on Citus the id comes from the coordinator''s pool (citus_take_id), announced by the coordinator';
 
 CREATE OR REPLACE FUNCTION subbilling.events_after(last_id bigint, max integer DEFAULT 1000)
     RETURNS SETOF subbilling.events
@@ -4176,17 +4187,8 @@ BEGIN
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- on Citus a query over every shard cannot lock: the candidates are locked one by one
-        -- by (account_id, id), then read again; the reads over every shard go one shard at a
-        -- time, so that the transaction may then write the claims (reference tables)
-        -- (docs/citus.md)
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
-          INTO accts, ids
-          FROM subbilling.payment_requests r
-          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-          JOIN subbilling.autogiro_mandates m ON m.account_id = r.account_id AND m.status = 'active'
-         WHERE pm.kind = 'autogiro' AND r.status = 'requested';
-        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        -- by (account_id, id), then read again (docs/citus.md)
+        locked := subbilling_internal.lock_payment_requests_citus('autogiro');
         SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
@@ -4462,17 +4464,8 @@ BEGIN
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- on Citus a query over every shard cannot lock: the candidates are locked one by one
-        -- by (account_id, id), then read again; the reads over every shard go one shard at a
-        -- time, so that the transaction may then write the claims (reference tables)
-        -- (docs/citus.md)
-        PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
-          INTO accts, ids
-          FROM subbilling.payment_requests r
-          JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
-          JOIN subbilling.avtalegiro_agreements g ON g.account_id = r.account_id AND g.status = 'active'
-         WHERE pm.kind = 'avtalegiro' AND r.status = 'requested';
-        locked := subbilling_internal.lock_payment_requests_citus(accts, ids);
+        -- by (account_id, id), then read again (docs/citus.md)
+        locked := subbilling_internal.lock_payment_requests_citus('avtalegiro');
         SELECT coalesce(array_agg(d.id ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.attempt ORDER BY d.account_id, d.id), '{}'),
                coalesce(array_agg(d.account_id ORDER BY d.account_id, d.id), '{}'),
@@ -5640,13 +5633,9 @@ BEGIN
     END IF;
     LOCK TABLE subbilling_internal.kpi_snapshot_state IN EXCLUSIVE MODE;
     -- the queued usage into the kept per-period usage (upsell_candidates); on Citus account by
-    -- account, each on its shard (sql/parts/978_citus_coverage.sql)
+    -- account, each on its shard (kpi_usage_fold)
     IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
-        IF subbilling_internal.on_citus() THEN
-            PERFORM subbilling_internal.kpi_usage_fold_citus();
-        ELSE
-            PERFORM subbilling_internal.kpi_usage_fold();
-        END IF;
+        PERFORM subbilling_internal.kpi_usage_fold();
     END IF;
     IF subbilling_internal.on_citus() THEN
         -- the snapshots' queries read every shard in ways Citus cannot plan yet (docs/citus.md):
@@ -7564,6 +7553,7 @@ CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_fold() RETURNS bigint
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
+    acct bigint;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
@@ -7571,71 +7561,20 @@ BEGIN
                   DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
-    WITH q AS (
-        DELETE FROM subbilling_internal.kpi_usage_queue q
-        RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
-    ),
-    d AS (
-        SELECT q.account_id, q.subscription_id, q.usage_date AS day, sum(q.quantity) AS q, count(*) AS n
-          FROM q GROUP BY q.account_id, q.subscription_id, q.usage_date
-    ),
-    k0 AS (
-        SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
-               w.billing_period AS kept_period, s.billing_anchor,
-               (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
-                 WHERE i.account_id = w.account_id AND i.subscription_id = w.subscription_id AND i.kind = 'base'
-                   AND i.voided_at IS NULL AND i.validity @> current_date
-                 ORDER BY i.id LIMIT 1) AS billing_period
-          FROM subbilling_internal.kpi_usage_periods w
-          JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-         WHERE (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d)
-    ),
-    k AS (
-        SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
-          FROM k0
-    ),
-    t AS (
-        -- the same key: the kept totals and the changes
-        SELECT k.account_id, k.subscription_id, x.ps, x.q
-          FROM k CROSS JOIN LATERAL unnest(k.starts, k.used) AS x(ps, q)
-         WHERE k.same
-        UNION ALL
-        SELECT k.account_id, k.subscription_id,
-               subbilling.period_start(k.billing_anchor, k.billing_period,
-                                       subbilling.period_index(k.billing_anchor, k.billing_period, d.day)), d.q
-          FROM k JOIN d ON d.account_id = k.account_id AND d.subscription_id = k.subscription_id
-         WHERE k.same
-        UNION ALL
-        -- unkeyed or a new key: all the usage (which includes the changes claimed)
-        SELECT k.account_id, k.subscription_id,
-               subbilling.period_start(k.billing_anchor, k.billing_period,
-                                       subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
-          FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
-         WHERE NOT k.same AND k.billing_period IS NOT NULL
-    ),
-    tot AS (
-        SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
-          FROM t GROUP BY t.account_id, t.subscription_id, t.ps
-        HAVING sum(t.q) <> 0
-    ),
-    r AS (
-        SELECT k.account_id, k.subscription_id,
-               CASE WHEN k.billing_period IS NOT NULL THEN k.billing_anchor END AS billing_anchor, k.billing_period,
-               coalesce(array_agg(tot.ps ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS starts,
-               coalesce(array_agg(tot.q ORDER BY tot.ps) FILTER (WHERE tot.ps IS NOT NULL), '{}') AS used
-          FROM k LEFT JOIN tot ON tot.account_id = k.account_id AND tot.subscription_id = k.subscription_id
-         GROUP BY k.account_id, k.subscription_id, k.billing_anchor, k.billing_period
-    ),
-    up AS (
-        UPDATE subbilling_internal.kpi_usage_periods w
-           SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
-          FROM r
-         WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id
-    )
-    SELECT coalesce(sum(d.n), 0) INTO n FROM d;
-    RETURN n;
+    IF subbilling_internal.on_citus() THEN
+        -- on Citus account by account, each account's fold one statement routed to its shard
+        -- (the accounts with queued usage read over every shard, without locks; the lock is
+        -- the coordinator's: folds take turns there, as on one server)
+        n := 0;
+        FOR acct IN SELECT DISTINCT q.account_id FROM subbilling_internal.kpi_usage_queue q ORDER BY 1 LOOP
+            n := n + subbilling_internal.kpi_usage_fold_account(acct);
+        END LOOP;
+        RETURN n;
+    END IF;
+    -- the fold's one statement over every queued account
+    RETURN subbilling_internal.kpi_usage_fold_account(NULL);
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold() IS 'internal: folds the queued usage changes into the kept per-period usage of their subscriptions (keying unkeyed and re-keyed subscriptions from all their usage); one fold at a time, safe to repeat; returns the queue rows folded';
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold() IS 'internal: folds the queued usage changes into the kept per-period usage of their subscriptions (keying unkeyed and re-keyed subscriptions from all their usage; on Citus account by account, each on its shard); one fold at a time, safe to repeat; returns the queue rows folded';
 
 CREATE OR REPLACE VIEW subbilling_internal.kpi_recognition_changes WITH (security_barrier) AS
 SELECT 1 AS sign, c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
@@ -8763,40 +8702,6 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.billing_charges_citus(bigint[], bigint[], date[]) IS 'internal (Citus): billing_charges for the subscriptions of the accounts of one shard, every table filtered by the accounts (routed to their shard)';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.book_new_invoices_citus(acct bigint, invoice_ids bigint[])
-    RETURNS integer
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-DECLARE
-    inv     subbilling.invoices;
-    b       boolean;
-    booked  integer := 0;
-BEGIN
-    FOR inv IN SELECT * FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids)
-                  AND i.status IN ('open', 'paid', 'uncollectible')
-                ORDER BY i.id LOOP
-        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
-        CONTINUE WHEN b IS NULL;
-        IF b THEN
-            booked := booked + 1;
-        END IF;
-        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
-            UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
-             WHERE x.account_id = acct AND x.id = inv.id;
-            PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', inv.subscription_id,
-                        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
-                                           'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
-                                           'payment_id', NULL), inv.id);
-            PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
-        END IF;
-    END LOOP;
-    RETURN booked;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.book_new_invoices_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s issued invoices when nothing more is to be done (book_account_citus decides): one entry each, once (book_invoice_entry_citus); a zero total is paid at once; returns the entries booked';
-
 CREATE OR REPLACE FUNCTION subbilling_internal.bill_account_citus(acct bigint, subscription_ids bigint[], as_of_dates date[],
                                                        as_of timestamptz, series_ids bigint[],
                                                        INOUT next_numbers bigint[],
@@ -8911,21 +8816,16 @@ BEGIN
         invoice_ids := invoice_ids || inv.id;
     END LOOP;
     IF cardinality(invoice_ids) > 0 THEN
-        -- the one booking path on Citus (book_account_citus): the new invoices alone
-        -- (book_new_invoices_citus), or with customer credit applied and payment requests
-        -- made for an automatic method.  plain_booking: the caller found for the whole group
-        -- that the account has neither customer credit nor an automatic payment method, so
-        -- that only a credit note among the new invoices needs book_account_citus's tests.
-        IF plain_booking AND NOT EXISTS (SELECT FROM subbilling.invoices i
-                                          WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.kind = 'credit_note') THEN
-            PERFORM subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
-        ELSE
-            PERFORM subbilling_internal.book_account_citus(acct, invoice_ids);
-        END IF;
+        -- the one booking path on Citus (book_account_citus): the new invoices alone (its
+        -- short way), or with customer credit applied and payment requests made for an
+        -- automatic method.  plain_booking: the caller found for the whole group that the
+        -- account has neither customer credit nor an automatic payment method, so that only
+        -- a credit note among the new invoices needs book_account_citus's tests.
+        PERFORM subbilling_internal.book_account_citus(acct, invoice_ids, plain_booking);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so book_new_invoices_citus unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
+COMMENT ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], date[], timestamptz, bigint[], bigint[], subbilling_internal.citus_charge[], boolean) IS 'internal (Citus): bill claimed subscriptions of one account as of their account-local dates, one account''s rows per statement, with the charges handed in (else computed), booked by book_account_citus (plain_booking: no credit or automatic payment method, so its short way unless a credit note); numbers from the batch''s blocks (next_numbers moved on); returns the invoice ids';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.bill_batch_citus(batch_size integer, as_of timestamptz,
                                                      OUT invoices integer, OUT errors integer, OUT more boolean)
@@ -8947,6 +8847,14 @@ DECLARE
     ids_i   bigint[];
     ids_j   bigint[];
     ids_e   bigint[];
+    c_acc   bigint[];
+    c_sid   bigint[];
+    c_ad    date[];
+    try     integer;
+    extra   bigint;
+    need    bigint;
+    nser    integer;
+    mark    text;
     claimed integer := 0;
     run     bigint := current_run_id();
     notify  boolean := subbilling_internal.notify_enabled();
@@ -8998,31 +8906,55 @@ BEGIN
          GROUP BY u.shard
          ORDER BY min(u.acc)
     LOOP
-        n := cardinality(grp.sids);
-        ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
-        ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4));
-        ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8));
-        -- routed to the worker that holds the group's shard, and run there
-        SELECT subbilling_internal.bill_accounts_citus(a.id, grp.accs, grp.sids, grp.ads, bill_batch_citus.as_of, run,
-                                                       ser, nxt, subbilling_internal.citus_id_pool(ids_i),
-                                                       subbilling_internal.citus_id_pool(ids_j),
-                                                       subbilling_internal.citus_id_pool(ids_e))
-          INTO res
-          FROM subbilling.accounts a
-         WHERE a.id = grp.first_acc;
-        CONTINUE WHEN res IS NULL;
-        invoices := invoices + res[1];
-        errors := errors + res[2];
-        claimed := claimed + res[3];
-        nxt := res[4:];
-        IF notify AND res[1] > 0 THEN
-            FOR ev IN SELECT e.id, e.type, e.account_id, e.subscription_id, e.invoice_id
-                        FROM subbilling.events e
-                       WHERE e.account_id = ANY (grp.accs) AND e.id = ANY (ids_e)
-                       ORDER BY e.id LOOP
-                PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
-            END LOOP;
-        END IF;
+        c_acc := grp.accs;
+        c_sid := grp.sids;
+        c_ad := grp.ads;
+        try := 1;
+        LOOP
+            n := cardinality(c_sid);
+            -- the pools: one invoice, two entries and five events per subscription and four
+            -- entries and eight events more per call; when the call said its accounts need
+            -- more (customer credit settling many open invoices), their subscriptions are billed
+            -- again with four entries and eight events more per open invoice, doubled on the
+            -- third and last try (whose pools, marked '=', make running out an account's error)
+            extra := CASE WHEN try = 1 THEN 0 ELSE greatest(need, n) * (1 << (try - 2)) END;
+            mark := CASE WHEN try >= 3 THEN '=' ELSE '+' END;
+            ids_i := ARRAY(SELECT nextval('subbilling.invoices_id_seq'::regclass) FROM generate_series(1, n));
+            ids_j := ARRAY(SELECT nextval('subbilling.journal_entries_id_seq'::regclass) FROM generate_series(1, 2 * n + 4 + 4 * extra));
+            ids_e := ARRAY(SELECT nextval('subbilling.events_id_seq'::regclass) FROM generate_series(1, 5 * n + 8 + 8 * extra));
+            -- routed to the worker that holds the group's shard, and run there
+            SELECT subbilling_internal.bill_accounts_citus(a.id, c_acc, c_sid, c_ad, bill_batch_citus.as_of, run,
+                                                           ser, nxt, mark || substr(subbilling_internal.citus_id_pool(ids_i), 2),
+                                                           mark || substr(subbilling_internal.citus_id_pool(ids_j), 2),
+                                                           mark || substr(subbilling_internal.citus_id_pool(ids_e), 2))
+              INTO res
+              FROM subbilling.accounts a
+             WHERE a.id = c_acc[1];
+            EXIT WHEN res IS NULL;
+            invoices := invoices + res[1];
+            errors := errors + res[2];
+            claimed := claimed + res[3];
+            nser := coalesce(cardinality(ser), 0);
+            nxt := res[4:3 + nser];
+            IF notify AND res[1] > 0 THEN
+                FOR ev IN SELECT e.id, e.type, e.account_id, e.subscription_id, e.invoice_id
+                            FROM subbilling.events e
+                           WHERE e.account_id = ANY (c_acc) AND e.id = ANY (ids_e)
+                           ORDER BY e.id LOOP
+                    PERFORM subbilling_internal.outbox_notify(ev.id, ev.type, ev.account_id, ev.subscription_id, ev.invoice_id);
+                END LOOP;
+            END IF;
+            EXIT WHEN cardinality(res) <= 3 + nser;
+            -- the subscriptions to bill again, with pools sized by their accounts' open invoices
+            need := res[4 + nser];
+            SELECT array_agg(u.acc ORDER BY u.acc, u.sid), array_agg(u.sid ORDER BY u.acc, u.sid),
+                   array_agg(u.ad ORDER BY u.acc, u.sid)
+              INTO c_acc, c_sid, c_ad
+              FROM unnest(c_acc, c_sid, c_ad) AS u(acc, sid, ad)
+             WHERE u.sid = ANY (res[5 + nser:]);
+            EXIT WHEN c_sid IS NULL;
+            try := try + 1;
+        END LOOP;
     END LOOP;
     -- a full batch that claimed nothing (all held elsewhere) ends the run
     more := more AND claimed > 0;
@@ -9057,14 +8989,20 @@ DECLARE
     rest    text;
     lo      bigint;
     hi      bigint;
+    mark    text;
 BEGIN
     IF p IS NULL OR p = '' THEN
         RETURN nextval(format('subbilling.%I', pool || '_id_seq')::regclass);
     END IF;
+    mark := left(p, 1);
     p := substr(p, 2);
     IF p = '' THEN
+        IF mark = '=' THEN
+            RAISE EXCEPTION 'the % ids handed to this billing call are used up', pool
+                USING ERRCODE = 'internal_error';
+        END IF;
         RAISE EXCEPTION 'the % ids handed to this billing call are used up', pool
-            USING ERRCODE = 'internal_error';
+            USING ERRCODE = 'SBID0', HINT = 'The coordinator bills the account again with more ids.';
     END IF;
     k := position(',' IN p);
     head := CASE WHEN k = 0 THEN p ELSE left(p, k - 1) END;
@@ -9074,7 +9012,7 @@ BEGIN
     IF lo < hi THEN
         rest := (lo + 1) || '-' || hi || CASE WHEN rest = '' THEN '' ELSE ',' || rest END;
     END IF;
-    PERFORM set_config(name, '+' || rest, true);
+    PERFORM set_config(name, mark || rest, true);
     RETURN lo;
 END
 $$;
@@ -9086,17 +9024,8 @@ CREATE OR REPLACE FUNCTION subbilling_internal.citus_emit_event(account_id bigin
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
-DECLARE
-    eid     bigint;
 BEGIN
-    IF coalesce(current_setting('subbilling_internal.ids_events', true), '') = '' THEN
-        RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
-    END IF;
-    eid := subbilling_internal.citus_take_id('events');
-    INSERT INTO subbilling.events (account_id, id, type, subscription_id, invoice_id, payload)
-    VALUES (citus_emit_event.account_id, eid, citus_emit_event.type, citus_emit_event.subscription_id,
-            citus_emit_event.invoice_id, coalesce(citus_emit_event.payload, '{}'));
-    RETURN eid;
+    RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
@@ -9130,6 +9059,8 @@ DECLARE
     st      text;
     msg     text;
     det     text;
+    again   bigint[] := '{}';     -- subscriptions to bill again with more ids
+    need    bigint := 0;          -- their accounts' open invoices
 BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', invoice_pool, true),
             set_config('subbilling_internal.ids_journal_entries', entry_pool, true),
@@ -9178,6 +9109,16 @@ BEGIN
             invoices := invoices + cardinality(got);
             ok_sid := ok_sid || a_sid;
         EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE;
+            IF st = 'SBID0' THEN
+                -- the ids ran out (customer credit settling many open invoices, each an entry
+                -- and events): the account is billed again by the coordinator, with pools
+                -- sized by its open invoices (its work here rolled back, ids given back)
+                again := again || a_sid;
+                need := need + (SELECT count(*) FROM subbilling.invoices i
+                                 WHERE i.account_id = k AND i.status IN ('open', 'uncollectible'));
+                CONTINUE;
+            END IF;
             -- one subscription at a time, each in its own subtransaction
             FOR j IN 1 .. cardinality(a_sid) LOOP
                 BEGIN
@@ -9189,6 +9130,13 @@ BEGIN
                     ok_sid := ok_sid || a_sid[j];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    IF st = 'SBID0' THEN
+                        -- this and the account's remaining subscriptions billed again, as above
+                        again := again || a_sid[j:];
+                        need := need + (SELECT count(*) FROM subbilling.invoices i
+                                         WHERE i.account_id = k AND i.status IN ('open', 'uncollectible'));
+                        EXIT;
+                    END IF;
                     INSERT INTO subbilling.billing_errors (account_id, subscription_id, run_id, as_of, sqlstate, message, detail)
                     VALUES (k, a_sid[j], bill_accounts_citus.run_id, bill_accounts_citus.as_of, st, msg, nullif(det, ''));
                     UPDATE subbilling.subscriptions x SET next_bill_on = a_ad[j] + 1
@@ -9206,10 +9154,12 @@ BEGIN
     PERFORM set_config('subbilling_internal.ids_invoices', '', true),
             set_config('subbilling_internal.ids_journal_entries', '', true),
             set_config('subbilling_internal.ids_events', '', true);
-    RETURN ARRAY[invoices, errors, claimed]::bigint[] || nxt;
+    -- the subscriptions billed again are claimed again by the coordinator's next call
+    RETURN ARRAY[invoices, errors, claimed - cardinality(again)]::bigint[] || nxt
+           || CASE WHEN cardinality(again) > 0 THEN need || again ELSE '{}'::bigint[] END;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers';
+COMMENT ON FUNCTION subbilling_internal.bill_accounts_citus(bigint, bigint[], bigint[], date[], timestamptz, bigint, bigint[], bigint[], text, text, text) IS 'internal (Citus): bill the claimed due subscriptions of a group of accounts of one shard, on the shard''s worker (delegated by account): claim by (account_id, id) with SKIP LOCKED, a subtransaction per account; ids from the coordinator''s pools; returns invoices, errors, claimed, next numbers, then (when a pool ran out) the accounts'' open invoices and the subscriptions to bill again';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.book_invoice_entry_citus(acct bigint, inv subbilling.invoices)
     RETURNS boolean
@@ -9720,7 +9670,7 @@ END
 $$;
 COMMENT ON FUNCTION subbilling_internal.post_entry_citus(bigint, bigint, text, date, bigint, text, text[], subbilling.price[], text[], bigint[]) IS 'internal (Citus): write one journal entry and its lines (in order, one statement) on the account''s shard';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.book_account_citus(acct bigint, invoice_ids bigint[])
+CREATE OR REPLACE FUNCTION subbilling_internal.book_account_citus(acct bigint, invoice_ids bigint[], plain boolean DEFAULT false)
     RETURNS integer
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
@@ -9746,15 +9696,27 @@ DECLARE
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
-    b       boolean;
+    r       record;
 BEGIN
-    -- nothing but issued invoices to book: billing's own booking
+    -- nothing but issued invoices to book, nothing more to do: the short way (billing's own
+    -- booking): one entry each, a zero total paid at once
     IF NOT EXISTS (SELECT FROM subbilling.invoices i
                     WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND (i.status = 'void' OR i.kind = 'credit_note'))
-       AND NOT EXISTS (SELECT FROM subbilling.payment_methods x
-                        WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
-       AND coalesce(minor_units(customer_credit(acct)), 0) <= 0 THEN
-        RETURN subbilling_internal.book_new_invoices_citus(acct, invoice_ids);
+       AND (plain OR (NOT EXISTS (SELECT FROM subbilling.payment_methods x
+                                   WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
+                      AND coalesce(minor_units(customer_credit(acct)), 0) <= 0)) THEN
+        SELECT * INTO r FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
+        FOREACH k IN ARRAY r.zero_total LOOP
+            UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
+             WHERE x.account_id = acct AND x.id = k
+            RETURNING x.* INTO inv;
+            PERFORM subbilling_internal.citus_emit_event(acct, 'invoice.paid', inv.subscription_id,
+                        jsonb_build_object('invoice_id', inv.id, 'number', inv.number, 'currency', inv.currency,
+                                           'total', inv.total::text, 'paid_at', now(), 'via', 'zero total',
+                                           'payment_id', NULL), inv.id);
+            PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
+        END LOOP;
+        RETURN r.booked;
     END IF;
     -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
     -- the event ids: citus_emit_event)
@@ -9776,19 +9738,9 @@ BEGIN
                   HINT = 'Issue a new invoice for what the credit note should not have credited.';
     END IF;
 
-    -- 1. issued documents not yet booked: one entry each (shared with billing's booking)
-    FOR inv IN SELECT * FROM subbilling.invoices i
-                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
-                ORDER BY i.id LOOP
-        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
-        CONTINUE WHEN b IS NULL;
-        IF b THEN
-            booked := booked + 1;
-        END IF;
-        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
-            t_inv := t_inv || inv.id;
-        END IF;
-    END LOOP;
+    -- 1. issued documents not yet booked: one entry each (shared with billing's booking);
+    --    a zero total is paid in step 5
+    SELECT x.booked, x.zero_total INTO booked, t_inv FROM subbilling_internal.book_issued_citus(acct, invoice_ids) x;
 
     -- 2. void invoices: their booking reversed once; what was paid on them becomes customer credit
     FOR inv IN SELECT * FROM subbilling.invoices i
@@ -9946,7 +9898,7 @@ BEGIN
     RETURN booked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[]) IS 'internal (Citus): book_invoices for one account''s documents, one document per statement on the account''s shard: issued documents, void invoices (reversed, payment requests canceled), credit notes (applied, the rest customer credit), customer credit onto open invoices, settled invoices paid, payment requests for automatic payment methods; returns the entries booked or reversed';
+COMMENT ON FUNCTION subbilling_internal.book_account_citus(bigint, bigint[], boolean) IS 'internal (Citus): book_invoices for one account''s documents, one document per statement on the account''s shard (the short way, entries alone, for issued invoices of an account without credit or automatic payment method; plain: known so by the caller): issued documents, void invoices (reversed, payment requests canceled), credit notes (applied, the rest customer credit), customer credit onto open invoices, settled invoices paid, payment requests for automatic payment methods; returns the entries booked or reversed';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_aging_refresh_citus(acct bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
@@ -9982,14 +9934,24 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION subbilling_internal.kpi_aging_refresh_citus(bigint) IS 'internal (Citus): kpi_aging_refresh of one account, every statement on its shard';
 
-CREATE OR REPLACE FUNCTION subbilling_internal.lock_payment_requests_citus(accts bigint[], ids bigint[]) RETURNS bigint[]
+CREATE OR REPLACE FUNCTION subbilling_internal.lock_payment_requests_citus(method text) RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 DECLARE
+    accts   bigint[];
+    ids     bigint[];
     k       integer;
     locked  bigint[] := '{}';
 BEGIN
+    PERFORM pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    EXECUTE format($q$SELECT array_agg(r.account_id ORDER BY r.account_id, r.id), array_agg(r.id ORDER BY r.account_id, r.id)
+                        FROM subbilling.payment_requests r
+                        JOIN subbilling.payment_methods pm ON pm.account_id = r.account_id AND pm.id = r.payment_method_id
+                        JOIN subbilling.%I m ON m.account_id = r.account_id AND m.status = 'active'
+                       WHERE pm.kind = $1 AND r.status = 'requested'$q$,
+                   CASE method WHEN 'autogiro' THEN 'autogiro_mandates' ELSE 'avtalegiro_agreements' END)
+       INTO accts, ids USING method;
     FOR k IN 1 .. coalesce(pg_catalog.cardinality(ids), 0) LOOP
         PERFORM FROM subbilling.payment_requests r
          WHERE r.account_id = accts[k] AND r.id = ids[k] AND r.status = 'requested'
@@ -10001,16 +9963,17 @@ BEGIN
     RETURN locked;
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.lock_payment_requests_citus(bigint[], bigint[]) IS 'internal (Citus): locks the payment requests (account_id, id) still requested, one statement on each one''s shard; returns the ids locked';
+COMMENT ON FUNCTION subbilling_internal.lock_payment_requests_citus(text) IS 'internal (Citus): the requested payment requests of the accounts paying by autogiro (active mandate) or avtalegiro (active agreement), read over every shard, then locked one by one by (account_id, id) on their shards; returns the ids locked';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_fold_account(acct bigint) RETURNS bigint
 LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN
+    EXECUTE format($f$
     WITH q AS (
         DELETE FROM subbilling_internal.kpi_usage_queue q
-         WHERE q.account_id = acct
+         WHERE q.account_id %1$s
         RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
     ),
     d AS (
@@ -10021,13 +9984,13 @@ BEGIN
         SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
                w.billing_period AS kept_period, s.billing_anchor,
                (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
-                 WHERE i.account_id = acct AND i.subscription_id = w.subscription_id AND i.kind = 'base'
-                   AND i.voided_at IS NULL AND i.validity @> current_date
+                 WHERE i.account_id %1$s AND i.account_id = w.account_id AND i.subscription_id = w.subscription_id
+                   AND i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date
                  ORDER BY i.id LIMIT 1) AS billing_period
           FROM subbilling_internal.kpi_usage_periods w
           JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-         WHERE w.account_id = acct AND s.account_id = acct
-           AND w.subscription_id IN (SELECT d.subscription_id FROM d)
+         WHERE w.account_id %1$s AND s.account_id %1$s
+           AND (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d)
     ),
     k AS (
         SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
@@ -10050,7 +10013,7 @@ BEGIN
                subbilling.period_start(k.billing_anchor, k.billing_period,
                                        subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
           FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
-         WHERE NOT k.same AND k.billing_period IS NOT NULL AND u.account_id = acct
+         WHERE NOT k.same AND k.billing_period IS NOT NULL AND u.account_id %1$s
     ),
     tot AS (
         SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
@@ -10069,31 +10032,13 @@ BEGIN
         UPDATE subbilling_internal.kpi_usage_periods w
            SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
           FROM r
-         WHERE w.account_id = acct AND w.account_id = r.account_id AND w.subscription_id = r.subscription_id
+         WHERE w.account_id %1$s AND w.account_id = r.account_id AND w.subscription_id = r.subscription_id
     )
-    SELECT coalesce(sum(d.n), 0) INTO n FROM d;
+    SELECT coalesce(sum(d.n), 0) FROM d
+    $f$, CASE WHEN acct IS NULL THEN 'IS NOT NULL' ELSE '= ' || acct END) INTO n;
     RETURN n;
 END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) IS 'internal (Citus): kpi_usage_fold of one account''s queued usage, one statement on the account''s shard; returns the queue rows folded';
-
-CREATE OR REPLACE FUNCTION subbilling_internal.kpi_usage_fold_citus() RETURNS bigint
-LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
-DECLARE
-    n    bigint := 0;
-    acct bigint;
-BEGIN
-    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'kpi_usage_fold runs in a read committed transaction'
-            USING ERRCODE = 'active_sql_transaction',
-                  DETAIL = 'The fold reads the usage and the queue as committed after it takes its lock.';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock('subbilling_internal.kpi_usage_queue'::pg_catalog.regclass::oid::bigint);
-    FOR acct IN SELECT DISTINCT q.account_id FROM subbilling_internal.kpi_usage_queue q ORDER BY 1 LOOP
-        n := n + subbilling_internal.kpi_usage_fold_account(acct);
-    END LOOP;
-    RETURN n;
-END $$;
-COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_citus() IS 'internal (Citus): kpi_usage_fold account by account (kpi_usage_fold_account, each on its shard), under the fold''s lock; returns the queue rows folded';
+COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) IS 'internal: the usage fold''s one statement: every account''s queued usage (NULL, kpi_usage_fold) or one account''s, every table read on its rows (Citus: on the account''s shard); returns the queue rows folded';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.worker_relay_events() RETURNS integer
     LANGUAGE plpgsql VOLATILE
@@ -10115,6 +10060,125 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.worker_relay_events() IS 'internal (Citus): the background worker''s events relay after each cycle: relay_events until every committed event is announced, when subbilling.notify is off; 0 otherwise';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_entry(account_id bigint, kind text, booked_on date, codes text[],
+                                      amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
+                                      payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cur     text;
+    n       integer := coalesce(cardinality(codes), 0);
+    eid     bigint;
+    bad     text;
+    diff    subbilling.price;
+    rc      text;
+    cc      text;
+BEGIN
+    IF account_id IS NULL OR kind IS NULL OR booked_on IS NULL THEN
+        RAISE EXCEPTION 'book_entry needs an account, a kind and a booking date'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = book_entry.account_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % does not exist', book_entry.account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF n < 2 OR n <> coalesce(cardinality(amounts), 0) THEN
+        RAISE EXCEPTION 'a journal entry needs at least two lines, one code per amount'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s codes and %s amounts.', n, coalesce(cardinality(amounts), 0));
+    END IF;
+    IF array_position(codes, NULL) IS NOT NULL OR array_position(amounts, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'journal line codes and amounts must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c INTO bad FROM unnest(codes) c
+     WHERE NOT EXISTS (SELECT 1 FROM subbilling.ledger_accounts la WHERE la.code = c) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'unknown ledger account "%"', bad
+            USING ERRCODE = 'foreign_key_violation', HINT = 'See subbilling.ledger_accounts.';
+    END IF;
+    SELECT x::text INTO bad FROM unnest(amounts) x WHERE currency(x) <> cur LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'amount % is not in the account''s currency %', bad, cur
+            USING ERRCODE = 'data_exception';
+    END IF;
+    diff := (SELECT sum(x) FROM unnest(amounts) x);
+    IF minor_units(diff) <> 0 THEN
+        RAISE EXCEPTION 'journal entry does not balance'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Its lines sum to %s, not zero.', diff),
+                  HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
+    END IF;
+    rc := subbilling_internal.ledger_mapping('receivables', cur, NULL);
+    cc := subbilling_internal.ledger_mapping('customer_credit', cur, NULL);
+    IF rc = ANY (codes) AND invoice_id IS NULL THEN
+        RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Lines on the receivables account change an open item: pass invoice_id.';
+    END IF;
+    IF invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM subbilling.invoices i
+                                               WHERE i.account_id = book_entry.account_id AND i.id = book_entry.invoice_id
+                                                 AND i.status <> 'draft') THEN
+        RAISE EXCEPTION 'invoice % is not an issued invoice of account %', invoice_id, account_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+
+    -- one statement: the entry and its lines are checked together even
+    -- under SET CONSTRAINTS ALL IMMEDIATE
+    -- (inside a delegated billing call on a Citus worker: from the coordinator's pool)
+    IF coalesce(current_setting('subbilling_internal.ids_journal_entries', true), '') = '' THEN
+        eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    ELSE
+        eid := subbilling_internal.citus_take_id('journal_entries');
+    END IF;
+    WITH e AS (
+        INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
+        VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,
+                book_entry.payment_id, book_entry.memo)
+    )
+    INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
+    SELECT book_entry.account_id, eid, x.code, x.amount,
+           CASE x.code WHEN rc THEN 'receivables' WHEN cc THEN 'customer_credit' END,
+           CASE WHEN x.code = rc THEN book_entry.invoice_id END
+      FROM unnest(codes, amounts) WITH ORDINALITY AS x(code, amount, ord)
+     WHERE minor_units(x.amount) <> 0
+     ORDER BY x.ord;
+    RETURN eid;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.book_issued_citus(acct bigint, invoice_ids bigint[],
+                                                      OUT booked integer, OUT zero_total bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    inv     subbilling.invoices;
+    b       boolean;
+BEGIN
+    booked := 0;
+    zero_total := '{}';
+    FOR inv IN SELECT * FROM subbilling.invoices i
+                WHERE i.account_id = acct AND i.id = ANY (invoice_ids) AND i.status IN ('open', 'paid', 'uncollectible')
+                ORDER BY i.id LOOP
+        b := subbilling_internal.book_invoice_entry_citus(acct, inv);
+        CONTINUE WHEN b IS NULL;
+        IF b THEN
+            booked := booked + 1;
+        END IF;
+        IF inv.kind = 'invoice' AND minor_units(inv.total) = 0 THEN
+            zero_total := zero_total || inv.id;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.book_issued_citus(bigint, bigint[]) IS 'internal (Citus): the entries of an account''s issued documents not yet booked (book_invoice_entry_citus), in id order; returns the entries written and the zero-total invoices among them (to be paid by the caller)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
@@ -10758,93 +10822,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling.ledger_code(text, text, text) IS 'the ledger account for a purpose (receivables, bank, customer_credit, revenue, revenue_rate, vat, fees, interest, write_off, rounding), currency and detail (revenue: product code, else by the product''s VAT rate; vat, revenue_rate: the rate); SQLSTATE 42704 if unmapped';
-
-CREATE OR REPLACE FUNCTION subbilling_internal.book_entry(account_id bigint, kind text, booked_on date, codes text[],
-                                      amounts subbilling.price[], invoice_id bigint DEFAULT NULL,
-                                      payment_id bigint DEFAULT NULL, memo text DEFAULT NULL)
-    RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-    SET search_path = subbilling, pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cur     text;
-    n       integer := coalesce(cardinality(codes), 0);
-    eid     bigint;
-    bad     text;
-    diff    subbilling.price;
-    rc      text;
-    cc      text;
-BEGIN
-    IF account_id IS NULL OR kind IS NULL OR booked_on IS NULL THEN
-        RAISE EXCEPTION 'book_entry needs an account, a kind and a booking date'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT a.currency INTO cur FROM subbilling.accounts a WHERE a.id = book_entry.account_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'account % does not exist', book_entry.account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    IF n < 2 OR n <> coalesce(cardinality(amounts), 0) THEN
-        RAISE EXCEPTION 'a journal entry needs at least two lines, one code per amount'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Got %s codes and %s amounts.', n, coalesce(cardinality(amounts), 0));
-    END IF;
-    IF array_position(codes, NULL) IS NOT NULL OR array_position(amounts, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'journal line codes and amounts must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT c INTO bad FROM unnest(codes) c
-     WHERE NOT EXISTS (SELECT 1 FROM subbilling.ledger_accounts la WHERE la.code = c) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'unknown ledger account "%"', bad
-            USING ERRCODE = 'foreign_key_violation', HINT = 'See subbilling.ledger_accounts.';
-    END IF;
-    SELECT x::text INTO bad FROM unnest(amounts) x WHERE currency(x) <> cur LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'amount % is not in the account''s currency %', bad, cur
-            USING ERRCODE = 'data_exception';
-    END IF;
-    diff := (SELECT sum(x) FROM unnest(amounts) x);
-    IF minor_units(diff) <> 0 THEN
-        RAISE EXCEPTION 'journal entry does not balance'
-            USING ERRCODE = 'check_violation',
-                  DETAIL = format('Its lines sum to %s, not zero.', diff),
-                  HINT = 'Debits (positive amounts) must equal credits (negative amounts).';
-    END IF;
-    rc := subbilling_internal.ledger_mapping('receivables', cur, NULL);
-    cc := subbilling_internal.ledger_mapping('customer_credit', cur, NULL);
-    IF rc = ANY (codes) AND invoice_id IS NULL THEN
-        RAISE EXCEPTION 'a receivables line needs the invoice it belongs to'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Lines on the receivables account change an open item: pass invoice_id.';
-    END IF;
-    IF invoice_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM subbilling.invoices i
-                                               WHERE i.account_id = book_entry.account_id AND i.id = book_entry.invoice_id
-                                                 AND i.status <> 'draft') THEN
-        RAISE EXCEPTION 'invoice % is not an issued invoice of account %', invoice_id, account_id
-            USING ERRCODE = 'undefined_object';
-    END IF;
-
-    -- one statement: the entry and its lines are checked together even
-    -- under SET CONSTRAINTS ALL IMMEDIATE
-    eid := nextval('subbilling.journal_entries_id_seq'::regclass);
-    WITH e AS (
-        INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
-        VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,
-                book_entry.payment_id, book_entry.memo)
-    )
-    INSERT INTO subbilling.journal_lines (account_id, entry_id, ledger_code, amount, subledger, invoice_id)
-    SELECT book_entry.account_id, eid, x.code, x.amount,
-           CASE x.code WHEN rc THEN 'receivables' WHEN cc THEN 'customer_credit' END,
-           CASE WHEN x.code = rc THEN book_entry.invoice_id END
-      FROM unnest(codes, amounts) WITH ORDINALITY AS x(code, amount, ord)
-     WHERE minor_units(x.amount) <> 0
-     ORDER BY x.ord;
-    RETURN eid;
-END
-$$;
-COMMENT ON FUNCTION subbilling_internal.book_entry(bigint, text, date, text[], subbilling.price[], bigint, bigint, text) IS 'book one balanced journal entry for an account: codes[i] gets amounts[i] (debit > 0, credit < 0, zero amounts skipped); receivables lines belong to invoice_id; returns the entry id';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.revenue_code(currency text, product_code text, rate numeric, is_fee boolean)
     RETURNS text
