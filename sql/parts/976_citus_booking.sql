@@ -72,7 +72,7 @@ DECLARE
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
-    r       record;
+    issued  record;
 BEGIN
     -- nothing but issued invoices to book, nothing more to do: the short way (billing's own
     -- booking): one entry each, a zero total paid at once
@@ -81,8 +81,8 @@ BEGIN
        AND (plain OR (NOT EXISTS (SELECT FROM subbilling.payment_methods x
                                    WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
                       AND coalesce(minor_units(customer_credit(acct)), 0) <= 0)) THEN
-        SELECT * INTO r FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
-        FOREACH k IN ARRAY r.zero_total LOOP
+        SELECT * INTO issued FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
+        FOREACH k IN ARRAY issued.zero_total LOOP
             UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
              WHERE x.account_id = acct AND x.id = k
             RETURNING x.* INTO inv;
@@ -92,7 +92,7 @@ BEGIN
                                            'payment_id', NULL), inv.id);
             PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
         END LOOP;
-        RETURN r.booked;
+        RETURN issued.booked;
     END IF;
     -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
     -- the event ids: citus_emit_event)
