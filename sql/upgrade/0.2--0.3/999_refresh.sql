@@ -9696,7 +9696,7 @@ DECLARE
     t_inv   bigint[] := '{}';       -- invoices whose open amount may have reached zero
     paid    bigint[] := '{}';
     k       bigint;
-    r       record;
+    issued  record;
 BEGIN
     -- nothing but issued invoices to book, nothing more to do: the short way (billing's own
     -- booking): one entry each, a zero total paid at once
@@ -9705,8 +9705,8 @@ BEGIN
        AND (plain OR (NOT EXISTS (SELECT FROM subbilling.payment_methods x
                                    WHERE x.account_id = acct AND x.is_default AND x.active AND x.automatic)
                       AND coalesce(minor_units(customer_credit(acct)), 0) <= 0)) THEN
-        SELECT * INTO r FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
-        FOREACH k IN ARRAY r.zero_total LOOP
+        SELECT * INTO issued FROM subbilling_internal.book_issued_citus(acct, invoice_ids);
+        FOREACH k IN ARRAY issued.zero_total LOOP
             UPDATE subbilling.invoices x SET status = 'paid', paid_at = now()
              WHERE x.account_id = acct AND x.id = k
             RETURNING x.* INTO inv;
@@ -9716,7 +9716,7 @@ BEGIN
                                            'payment_id', NULL), inv.id);
             PERFORM subbilling_internal.after_invoice_paid(acct, inv.id);
         END LOOP;
-        RETURN r.booked;
+        RETURN issued.booked;
     END IF;
     -- the outbox slot (in a delegated billing call the coordinator holds it and hands down
     -- the event ids: citus_emit_event)
@@ -9970,10 +9970,10 @@ LANGUAGE plpgsql SET search_path = subbilling, pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
 BEGIN
-    EXECUTE format($f$
+    EXECUTE regexp_replace($f$
     WITH q AS (
         DELETE FROM subbilling_internal.kpi_usage_queue q
-         WHERE q.account_id %1$s
+         WHERE true {q}
         RETURNING q.account_id, q.subscription_id, q.usage_date, q.quantity
     ),
     d AS (
@@ -9984,13 +9984,12 @@ BEGIN
         SELECT w.account_id, w.subscription_id, w.starts, w.used, w.billing_anchor AS kept_anchor,
                w.billing_period AS kept_period, s.billing_anchor,
                (SELECT p.billing_period FROM subbilling.subscription_items i JOIN subbilling.plans p ON p.id = i.plan_id
-                 WHERE i.account_id %1$s AND i.account_id = w.account_id AND i.subscription_id = w.subscription_id
+                 WHERE i.account_id = w.account_id {i} AND i.subscription_id = w.subscription_id
                    AND i.kind = 'base' AND i.voided_at IS NULL AND i.validity @> current_date
                  ORDER BY i.id LIMIT 1) AS billing_period
           FROM subbilling_internal.kpi_usage_periods w
           JOIN subbilling.subscriptions s ON s.account_id = w.account_id AND s.id = w.subscription_id
-         WHERE w.account_id %1$s AND s.account_id %1$s
-           AND (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d)
+         WHERE (w.account_id, w.subscription_id) IN (SELECT d.account_id, d.subscription_id FROM d) {w} {s}
     ),
     k AS (
         SELECT k0.*, coalesce(k0.kept_anchor = k0.billing_anchor AND k0.kept_period = k0.billing_period, false) AS same
@@ -10013,7 +10012,7 @@ BEGIN
                subbilling.period_start(k.billing_anchor, k.billing_period,
                                        subbilling.period_index(k.billing_anchor, k.billing_period, u.usage_date)), u.quantity
           FROM k JOIN subbilling.usage u ON u.account_id = k.account_id AND u.subscription_id = k.subscription_id
-         WHERE NOT k.same AND k.billing_period IS NOT NULL AND u.account_id %1$s
+         WHERE NOT k.same AND k.billing_period IS NOT NULL {u}
     ),
     tot AS (
         SELECT t.account_id, t.subscription_id, t.ps, sum(t.q) AS q
@@ -10032,10 +10031,10 @@ BEGIN
         UPDATE subbilling_internal.kpi_usage_periods w
            SET billing_anchor = r.billing_anchor, billing_period = r.billing_period, starts = r.starts, used = r.used
           FROM r
-         WHERE w.account_id %1$s AND w.account_id = r.account_id AND w.subscription_id = r.subscription_id
+         WHERE w.account_id = r.account_id AND w.subscription_id = r.subscription_id {w}
     )
     SELECT coalesce(sum(d.n), 0) FROM d
-    $f$, CASE WHEN acct IS NULL THEN 'IS NOT NULL' ELSE '= ' || acct END) INTO n;
+    $f$, '\{([a-z])\}', CASE WHEN acct IS NULL THEN '' ELSE 'AND \1.account_id = ' || acct END, 'g') INTO n;
     RETURN n;
 END $$;
 COMMENT ON FUNCTION subbilling_internal.kpi_usage_fold_account(bigint) IS 'internal: the usage fold''s one statement: every account''s queued usage (NULL, kpi_usage_fold) or one account''s, every table read on its rows (Citus: on the account''s shard); returns the queue rows folded';
