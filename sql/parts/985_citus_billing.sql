@@ -507,12 +507,12 @@ BEGIN
     RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
+COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event for the Citus booking (emit_event takes the id from the events pool in a delegated billing call; the coordinator announces those events)';
 REVOKE ALL ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) FROM PUBLIC;
 
 -- The entry of one issued document (invoice or credit note) on Citus, the step that
--- billing's booking and the account-by-account booking (both book_account_citus)
--- (book_account_citus) share: receivables = total, revenue per account code, VAT per
+-- billing's booking and the account-by-account booking (both book_account_citus, through
+-- book_issued_citus) share: receivables = total, revenue per account code, VAT per
 -- rate, one entry, once, every statement on the account's shard.  The entry's id is
 -- taken with citus_take_id: from the coordinator's pool in a delegated billing call,
 -- else from the sequence.  Returns true when it wrote the entry, false when there was

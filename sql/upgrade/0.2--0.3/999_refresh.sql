@@ -9028,7 +9028,7 @@ BEGIN
     RETURN subbilling_internal.emit_event(account_id, type, subscription_id, payload, invoice_id);
 END
 $$;
-COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event, or with an events pool (delegated billing) the event row with an id of the pool, announced by the coordinator';
+COMMENT ON FUNCTION subbilling_internal.citus_emit_event(bigint, text, bigint, jsonb, bigint) IS 'internal (Citus): emit_event for the Citus booking (emit_event takes the id from the events pool in a delegated billing call; the coordinator announces those events)';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, account_ids bigint[], subscription_ids bigint[],
                                                         as_of_dates date[], as_of timestamptz, run_id bigint,
