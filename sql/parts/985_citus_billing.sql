@@ -753,6 +753,11 @@ REVOKE ALL ON FUNCTION subbilling_internal.bill_account_citus(bigint, bigint[], 
 -- the coordinator drew.  Returns invoices, errors, subscriptions claimed, then the next
 -- number of each series, then, when a pool ran out for some accounts (their work rolled
 -- back), the number of their open invoices and the subscriptions to bill again with more.
+-- Its statements (and those of the functions it calls) are planned for each execution
+-- (plan_cache_mode): Citus 13.2 keeps one more local plan in a cached generic plan of a
+-- statement on a distributed table at every execution on the shard's node (citusdata/citus
+-- pull request 8824), so that a worker's session that billed 100,000 accounts grew past
+-- 11 GB and was killed; planned each time, its memory stays flat, and it bills faster.
 CREATE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, account_ids bigint[], subscription_ids bigint[],
                                                         as_of_dates date[], as_of timestamptz, run_id bigint,
                                                         series_ids bigint[], next_numbers bigint[],
@@ -760,6 +765,7 @@ CREATE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, account_ids
     RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
+    SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     nxt     bigint[] := next_numbers;

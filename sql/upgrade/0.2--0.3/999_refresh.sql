@@ -9037,6 +9037,7 @@ CREATE OR REPLACE FUNCTION subbilling_internal.bill_accounts_citus(acct bigint, 
     RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
+    SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     nxt     bigint[] := next_numbers;
