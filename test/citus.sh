@@ -857,6 +857,107 @@ is "pools: the journal balances, no receivables left" \
    "SELECT sum(minor_units(amount)) || ' ' || coalesce(sum(minor_units(amount)) FILTER (WHERE subledger = 'receivables'), 0)
       FROM subbilling.journal_lines WHERE account_id = $H" "0 0"
 
+# ---- ckpi
+# The KPI snapshots on Citus: refresh_kpi_snapshots builds them through the coordinator (each
+# shard's customer rows computed by one command routed to it), the MRR views read them, and
+# their figures are a single server's with the same rows: a database without citus on the
+# coordinator's node ("single"), to which the rows the views read are copied.
+KPIS="SELECT md5(string_agg(v, ',' ORDER BY v)) || '/' || count(*) FROM (
+          SELECT 'mrr' || t::text AS v FROM subbilling.kpi_mrr t UNION ALL
+          SELECT 'mov' || t::text FROM subbilling.kpi_mrr_movements t UNION ALL
+          SELECT 'churn' || t::text FROM subbilling.kpi_churn t UNION ALL
+          SELECT 'ltv' || t::text FROM subbilling.kpi_ltv t UNION ALL
+          SELECT 'growth' || t::text FROM subbilling.kpi_growth t) x"
+SNAPROWS="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) || '/' || count(*) FROM subbilling_internal.kpi_snapshot_customers t"
+SNAPMONTHS="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) || '/' || count(*) FROM subbilling_internal.kpi_snapshot_months t WHERE t.customer_rows <> 0"
+KPITABLES="products plans campaigns accounts subscriptions subscription_items subscription_discounts subscription_pauses dunning_actions"
+qs() { "$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d single -v ON_ERROR_STOP=1 -qAt "$@"; }
+# the rows the MRR views read, copied from the cluster (through the coordinator) to "single",
+# which then has no snapshot (its views compute the definition)
+to_single() {
+    local t cols
+    qs -c "SET session_replication_role = replica" -c "SET client_min_messages = warning" \
+       -c "TRUNCATE $(for t in $KPITABLES; do printf 'subbilling.%s,' "$t"; done | sed 's/,$//') CASCADE" || return 1
+    for t in $KPITABLES; do
+        cols=$(qs -c "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+                       WHERE attrelid = 'subbilling.$t'::regclass AND attnum > 0 AND NOT attisdropped") || return 1
+        qc -c "COPY (SELECT $cols FROM subbilling.$t) TO STDOUT" \
+            | qs -c "SET session_replication_role = replica" -c "COPY subbilling.$t ($cols) FROM STDIN" || return 1
+    done
+    # copied past the triggers that mark changed accounts: no snapshot there, the views compute live
+    qs -c "DELETE FROM subbilling_internal.kpi_snapshot_state" -c "DELETE FROM subbilling_internal.kpi_dirty_accounts"
+}
+if "$BIN/createdb" -h "$WORK" -p "$PORT" -U postgres single 2>>"$WORK/setup.log" \
+   && qs -c "CREATE EXTENSION subbilling CASCADE" >/dev/null 2>>"$WORK/setup.log"; then
+    ok "ckpi: a database without citus on the coordinator's node (the single server)"
+else
+    nok "ckpi: a database without citus on the coordinator's node (the single server)" "$(tail -5 "$WORK/setup.log")"
+fi
+KPISUB="SELECT s.id FROM subbilling.subscriptions s JOIN subbilling.subscription_items i ON i.account_id = s.account_id AND i.subscription_id = s.id
+         WHERE s.status = 'active' AND s.cancel_at IS NULL AND i.voided_at IS NULL AND upper(i.validity) IS NULL
+           AND s.start_date < current_date - 70"
+runs "ckpi: a backdated churn and expansion (accounts on both workers)" "
+    DO \$\$ DECLARE s bigint; BEGIN
+        SELECT min(x.id) INTO s FROM ($KPISUB) x;
+        PERFORM subbilling.cancel(s, current_date - 35);
+        SELECT max(x.id) INTO s FROM ($KPISUB) x;
+        PERFORM subbilling.change_quantity(s, 3, current_date - 40);
+    END \$\$"
+runs "ckpi: no snapshot (made unusable)" "DELETE FROM subbilling_internal.kpi_snapshot_state"
+is "ckpi: kpi_snapshot_status says so" "SELECT read_mode || '/' || unusable_reason FROM subbilling.kpi_snapshot_status" "exact/no snapshot"
+if to_single; then ok "ckpi: the rows copied to the single server"; else nok "ckpi: the rows copied to the single server"; fi
+is "ckpi: the single server has the cluster's subscription items" "SELECT count(*) FROM subbilling.subscription_items" \
+   "$(qs -c "SELECT count(*) FROM subbilling.subscription_items")"
+KPI0=$(qs -c "$KPIS")
+is "ckpi: MRR views with movements to compare (churn, expansion, months)" \
+   "SELECT count(*) FILTER (WHERE churned_mrr > 0) > 0 AND count(*) FILTER (WHERE expansion_mrr > 0) > 0 AND count(*) >= 3 FROM subbilling.kpi_mrr_movements" "t"
+is "ckpi: exact without a snapshot (computed shard by shard): the five MRR views as the single server's" "$KPIS" "$KPI0"
+KPIN=$(qc -c "SELECT subbilling.refresh_kpi_snapshots()" 2>&1)
+is "ckpi: refresh_kpi_snapshots builds the snapshot on Citus (returns the customer rows written)" \
+   "SELECT count(*) || '/' || (count(*) > 0) FROM subbilling_internal.kpi_snapshot_customers" "$KPIN/true"
+is "ckpi: the snapshot rows are on the accounts' shards, on both workers" \
+   "SELECT count(DISTINCT p.nodeport) FROM subbilling_internal.kpi_snapshot_customers c
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', c.account_id)" "2"
+qs -c "SELECT subbilling.refresh_kpi_snapshots()" >/dev/null 2>&1
+is "ckpi: the snapshot's customer rows are the single server's" "$SNAPROWS" "$(qs -c "$SNAPROWS")"
+is "ckpi: the snapshot's month sums are the single server's" "$SNAPMONTHS" "$(qs -c "$SNAPMONTHS")"
+is "ckpi: kpi_snapshot_status: of today, nothing marked" \
+   "SELECT (as_of = current_date) || '/' || of_today || '/' || marked_accounts || '/' || read_mode FROM subbilling.kpi_snapshot_status" "true/true/0/exact"
+is "ckpi: exact with the snapshot: the five MRR views as the single server's" "$KPIS" "$KPI0"
+is "ckpi: read mode snapshot: kpi_snapshot_status says snapshot" \
+   "SET subbilling.kpi_read = snapshot; SELECT read_mode FROM subbilling.kpi_snapshot_status" "snapshot"
+is "ckpi: read mode snapshot: the five MRR views as the single server's" "SET subbilling.kpi_read = snapshot; $KPIS" "$KPI0"
+runs "ckpi: a backdated change after the refresh (a cancellation 50 days back)" "
+    SELECT subbilling.cancel((SELECT min(x.id) FROM ($KPISUB) x), current_date - 50)"
+is "ckpi: its account is marked" "SELECT marked_accounts FROM subbilling.kpi_snapshot_status" "1"
+if to_single; then ok "ckpi: the rows copied to the single server again"; else nok "ckpi: the rows copied to the single server again"; fi
+KPI1=$(qs -c "$KPIS")
+is "ckpi: the change moves the figures" "SELECT '$KPI1' <> '$KPI0'" "t"
+is "ckpi: exact with a marked account (it live, less its snapshot rows): the single server's" "$KPIS" "$KPI1"
+is "ckpi: read mode snapshot: the snapshot's figures as stored (nothing live)" "SET subbilling.kpi_read = snapshot; $KPIS" "$KPI0"
+KPIACC=$(qc -c "SELECT account_id FROM subbilling_internal.kpi_dirty_accounts LIMIT 1")
+KPIN=$(qc -c "SELECT subbilling.refresh_kpi_snapshots(true)" 2>&1)
+is "ckpi: refresh_kpi_snapshots(true) recomputes the marked account only (returns its rows)" \
+   "SELECT count(*) FROM subbilling_internal.kpi_snapshot_customers WHERE account_id = ${KPIACC:-0}" "$KPIN"
+is "ckpi: nothing marked after it" "SELECT marked_accounts FROM subbilling.kpi_snapshot_status" "0"
+qs -c "SELECT subbilling.refresh_kpi_snapshots()" >/dev/null 2>&1
+is "ckpi: the snapshot's customer rows are the single server's (rebuilt whole there)" "$SNAPROWS" "$(qs -c "$SNAPROWS")"
+is "ckpi: the snapshot's month sums are the single server's" "$SNAPMONTHS" "$(qs -c "$SNAPMONTHS")"
+is "ckpi: read mode snapshot after it: the single server's" "SET subbilling.kpi_read = snapshot; $KPIS" "$KPI1"
+is "ckpi: exact after it: the single server's" "$KPIS" "$KPI1"
+runs "ckpi: a snapshot of an earlier day" "UPDATE subbilling_internal.kpi_snapshot_state SET computed_on = current_date - 1"
+is "ckpi: exact with an earlier day's snapshot: the single server's" "$KPIS" "$KPI1"
+KPIN=$(qc -c "SELECT subbilling.refresh_kpi_snapshots(true)" 2>&1)
+is "ckpi: refresh_kpi_snapshots(true) on an earlier day's snapshot rebuilds it (the customer rows)" \
+   "SELECT count(*) FROM subbilling_internal.kpi_snapshot_customers" "$KPIN"
+is "ckpi: ... as of today" "SELECT of_today FROM subbilling.kpi_snapshot_status" "t"
+is "ckpi: ... with the single server's rows" "$SNAPROWS" "$(qs -c "$SNAPROWS")"
+# a limit (docs/citus.md): Citus runs a view's query on the shards as the session's user, who
+# has no way into subbilling_internal (the single server's privilege model is kept)
+fails "ckpi: the reader is refused the MRR views on Citus (a limit, docs/citus.md)" \
+      "SET ROLE subbilling_reader; SET subbilling.kpi_read = snapshot; SELECT count(*) FROM subbilling.kpi_mrr" \
+      "permission denied for schema subbilling_internal"
+
 # a worker that crashed (a trigger on a shard that reached another node, then a commit) is
 # restarted by its postmaster and the next check may pass: the logs tell
 crashed=$(grep -l "terminated by signal" "$WORK"/n*.log 2>/dev/null | paste -sd, -)

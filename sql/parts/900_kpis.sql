@@ -699,11 +699,8 @@ BEGIN
         PERFORM subbilling_internal.kpi_usage_fold();
     END IF;
     IF subbilling_internal.on_citus() THEN
-        -- the snapshots' queries read every shard in ways Citus cannot plan yet (docs/citus.md):
-        -- the fold above is all a refresh does there
-        RAISE NOTICE 'the KPI snapshots are not built on Citus yet: only the usage queue was folded'
-            USING HINT = 'See "Not yet working" in docs/citus.md.';
-        RETURN 0;
+        -- the snapshots' rows computed shard by shard (sql/parts/977_citus_kpis.sql)
+        RETURN subbilling_internal.kpi_snapshot_refresh_citus(only_marked);
     END IF;
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building) THEN

@@ -60,6 +60,7 @@ DECLARE
     kept_local  regclass[];
     distributed regclass[];
     referenced  regclass[];
+    ddl         text;
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
         RAISE EXCEPTION 'only a superuser can distribute subbilling'
@@ -311,6 +312,15 @@ $d$$w$) INTO fk;
                       'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
                       'acct', colocate_with := 'subbilling.accounts')$q$;
     END IF;
+
+    -- The MRR views' live part on Citus (sql/parts/977_citus_kpis.sql): kpi_movement_parts gets
+    -- the body of citus_kpi_movement_parts (each call: an extension update puts back the single
+    -- server's), on the coordinator, where the views are read; not propagated to the workers.
+    ddl := pg_catalog.current_setting('citus.enable_ddl_propagation');
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE 'CREATE OR REPLACE VIEW subbilling_internal.kpi_movement_parts WITH (security_barrier) AS '
+            || pg_catalog.pg_get_viewdef('subbilling_internal.citus_kpi_movement_parts'::pg_catalog.regclass);
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', ddl, true);
 
     -- the tables kept off the account's node are reference tables (a second call, which
     -- converts nothing, returns the placements of the first)

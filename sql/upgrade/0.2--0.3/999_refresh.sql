@@ -5638,11 +5638,8 @@ BEGIN
         PERFORM subbilling_internal.kpi_usage_fold();
     END IF;
     IF subbilling_internal.on_citus() THEN
-        -- the snapshots' queries read every shard in ways Citus cannot plan yet (docs/citus.md):
-        -- the fold above is all a refresh does there
-        RAISE NOTICE 'the KPI snapshots are not built on Citus yet: only the usage queue was folded'
-            USING HINT = 'See "Not yet working" in docs/citus.md.';
-        RETURN 0;
+        -- the snapshots' rows computed shard by shard (sql/parts/977_citus_kpis.sql)
+        RETURN subbilling_internal.kpi_snapshot_refresh_citus(only_marked);
     END IF;
     IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
                                 WHERE z.time_zone = current_setting('TimeZone') AND NOT z.building) THEN
@@ -7616,6 +7613,7 @@ DECLARE
     kept_local  regclass[];
     distributed regclass[];
     referenced  regclass[];
+    ddl         text;
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
         RAISE EXCEPTION 'only a superuser can distribute subbilling'
@@ -7867,6 +7865,15 @@ $d$$w$) INTO fk;
                       'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
                       'acct', colocate_with := 'subbilling.accounts')$q$;
     END IF;
+
+    -- The MRR views' live part on Citus (sql/parts/977_citus_kpis.sql): kpi_movement_parts gets
+    -- the body of citus_kpi_movement_parts (each call: an extension update puts back the single
+    -- server's), on the coordinator, where the views are read; not propagated to the workers.
+    ddl := pg_catalog.current_setting('citus.enable_ddl_propagation');
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE 'CREATE OR REPLACE VIEW subbilling_internal.kpi_movement_parts WITH (security_barrier) AS '
+            || pg_catalog.pg_get_viewdef('subbilling_internal.citus_kpi_movement_parts'::pg_catalog.regclass);
+    PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', ddl, true);
 
     -- the tables kept off the account's node are reference tables (a second call, which
     -- converts nothing, returns the placements of the first)
@@ -10179,6 +10186,312 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.book_issued_citus(bigint, bigint[]) IS 'internal (Citus): the entries of an account''s issued documents not yet booked (book_invoice_entry_citus), in id order; returns the entries written and the zero-total invoices among them (to be paid by the caller)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_customer_movements_citus(accts bigint[], today date)
+    RETURNS TABLE (account_id bigint, currency text, month date, cur bigint, prev bigint,
+                   subscriptions bigint, first_month date)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+    SET plan_cache_mode = force_custom_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
+    SELECT c.account_id, c.currency, x.month, x.cur, x.prev, x.subscriptions, c.first_month
+      FROM (SELECT cm.account_id, cm.currency, cm.month, cm.mrr, cm.subscriptions,
+                   min(cm.month) OVER w AS first_month,
+                   lag(cm.month) OVER w AS prev_month, lag(cm.mrr) OVER w AS prev_mrr,
+                   lead(cm.month) OVER w AS next_month
+              FROM (SELECT ism.account_id, ism.currency, ism.month, sum(ism.mrr)::bigint AS mrr,
+                           count(*) AS subscriptions
+                      FROM (SELECT im.account_id, im.currency, im.month, im.subscription_id, sum(im.mrr) AS mrr
+                      FROM (SELECT it.account_id, it.subscription_id, it.currency, g.month,
+                                   CASE WHEN NOT it.discounted THEN it.mrr
+                                        ELSE (SELECT subbilling.minor_units(subbilling.monthly(
+                                                         it.full_price - LEAST(it.full_price, coalesce(sum(
+                                                             CASE WHEN d.percent_off IS NOT NULL
+                                                                  THEN it.full_price * (d.percent_off / 100)
+                                                                  ELSE d.amount_off END),
+                                                             subbilling.price_minor(0, it.currency))),
+                                                         it.billing_period))
+                                                FROM subbilling.subscription_discounts d
+                                                JOIN subbilling.campaigns c ON c.id = d.campaign_id
+                                               CROSS JOIN LATERAL (
+                                                     SELECT subbilling.period_start(it.billing_anchor, it.billing_period,
+                                                                subbilling.period_index(it.billing_anchor, it.billing_period, g.day))
+                                                            AS key_start) k
+                                               WHERE d.account_id = ANY (accts) AND d.account_id = it.account_id AND d.subscription_id = it.subscription_id
+                                                 AND c.duration <> 'once'
+                                                 AND d.starts_on <= k.key_start
+                                                 AND (d.periods IS NULL
+                                                      OR subbilling.period_index(it.billing_anchor, it.billing_period, k.key_start)
+                                                         - subbilling.period_index(it.billing_anchor, it.billing_period, d.starts_on)
+                                                         < d.periods)
+                                                 AND (c.plan_codes IS NULL OR it.plan_code = ANY (c.plan_codes))
+                                                 AND (d.percent_off IS NOT NULL OR it.kind = 'base')) END AS mrr
+                              FROM (SELECT i.account_id, i.subscription_id, i.kind, i.validity, s.currency, s.status,
+                                           s.billing_anchor, p.billing_period, p.code AS plan_code,
+                                           coalesce(s.trial_end, s.start_date) AS from_day, f.full_price, f.mrr,
+                                           f.m0, f.m1, f.discounted, f.held
+                                      FROM subbilling.subscription_items i
+                                      JOIN subbilling.subscriptions s ON s.account_id = i.account_id AND s.id = i.subscription_id
+                                      JOIN subbilling.plans p ON p.id = i.plan_id AND p.pricing_model <> 'usage'
+                                     CROSS JOIN LATERAL (
+                                           -- per item; the planner may compute this before the join to
+                                           -- the subscription is checked, so nothing here may fail for
+                                           -- another subscription's row (the zero is the price's own)
+                                           SELECT q.full_price,
+                                                  subbilling.minor_units(subbilling.monthly(
+                                                      q.full_price - LEAST(q.full_price, q.full_price * 0),
+                                                      p.billing_period)) AS mrr,
+                                                  date_trunc('month', GREATEST(lower(i.validity), coalesce(s.trial_end, s.start_date))) AS m0,
+                                                  date_trunc('month', LEAST(coalesce(upper(i.validity) - 1, today), today)) AS m1,
+                                                  EXISTS (SELECT FROM subbilling.subscription_discounts d
+                                                           WHERE d.account_id = ANY (accts) AND d.account_id = i.account_id
+                                                             AND d.subscription_id = i.subscription_id) AS discounted,
+                                                  EXISTS (SELECT FROM subbilling.subscription_pauses z
+                                                           WHERE z.account_id = ANY (accts) AND z.account_id = i.account_id
+                                                             AND z.subscription_id = i.subscription_id)
+                                                  OR EXISTS (SELECT FROM subbilling.dunning_actions a
+                                                              WHERE a.account_id = ANY (accts) AND a.account_id = i.account_id
+                                                                AND a.subscription_id = i.subscription_id
+                                                                AND a.action = 'payment_stop') AS held
+                                             FROM (SELECT CASE WHEN p.pricing_model = 'flat' THEN p.price
+                                                               WHEN p.pricing_model = 'per_unit' THEN p.price * i.quantity
+                                                               WHEN p.pricing_model = 'package'
+                                                                    THEN subbilling.package_price(i.quantity, p.package_size, p.price)
+                                                               ELSE subbilling.tiered_price(i.quantity, p.tiers, p.pricing_model) END
+                                                              AS full_price
+                                                    OFFSET 0) q
+                                           OFFSET 0) f
+                                     WHERE i.voided_at IS NULL AND i.account_id = ANY (accts) AND s.account_id = ANY (accts)) it
+                             CROSS JOIN LATERAL (
+                                   SELECT m::date AS month,
+                                          LEAST((m + interval '1 month' - interval '1 day')::date, today) AS day
+                                     FROM generate_series(it.m0, it.m1,
+                                                          interval '1 month') AS m) g
+                             WHERE g.day <@ it.validity
+                               AND g.day >= it.from_day
+                               AND NOT (g.day = today AND it.status = 'suspended')
+                               AND (NOT it.held
+                                    OR (NOT EXISTS (SELECT FROM subbilling.subscription_pauses z
+                                                     WHERE z.account_id = ANY (accts) AND z.account_id = it.account_id AND z.subscription_id = it.subscription_id
+                                                       AND z.during @> g.day)
+                                        AND NOT EXISTS (SELECT FROM subbilling.dunning_actions a
+                                                         WHERE a.account_id = ANY (accts) AND a.account_id = it.account_id
+                                                           AND a.subscription_id = it.subscription_id
+                                                           AND a.action = 'payment_stop' AND a.executed_on <= g.day
+                                                           AND (a.lifted_at IS NULL OR a.lifted_at::date > g.day))))) im
+                             GROUP BY im.account_id, im.currency, im.month, im.subscription_id) ism
+                     GROUP BY ism.account_id, ism.currency, ism.month) cm
+             WHERE cm.mrr > 0
+            WINDOW w AS (PARTITION BY cm.account_id, cm.currency ORDER BY cm.month)) c
+     CROSS JOIN LATERAL (
+           SELECT c.month, c.mrr, CASE WHEN c.prev_month = (c.month - interval '1 month')::date THEN c.prev_mrr ELSE 0 END,
+                  c.subscriptions
+            UNION ALL
+           SELECT (c.month + interval '1 month')::date, 0::bigint, c.mrr, 0::bigint
+            WHERE c.month < date_trunc('month', today)
+              AND (c.next_month IS NULL OR c.next_month <> (c.month + interval '1 month')::date))
+           AS x(month, cur, prev, subscriptions);
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_customer_movements_citus(bigint[], date) IS 'internal (Citus): kpi_customer_movements of accounts of one shard as of a day, every table filtered by the accounts (one command on the shard)';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_customer_movements_shards(accts bigint[], today date)
+    RETURNS TABLE (account_id bigint, currency text, month date, cur bigint, prev bigint,
+                   subscriptions bigint, first_month date)
+    LANGUAGE plpgsql STABLE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids   bigint[] := accts;
+    shard bigint[];
+    grp   bigint[];
+BEGIN
+    IF ids IS NULL THEN
+        ids := ARRAY(SELECT a.id FROM subbilling.accounts a);
+    END IF;
+    IF coalesce(cardinality(ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    EXECUTE $q$SELECT array_agg(pg_catalog.get_shard_id_for_distribution_column('subbilling.accounts', u.a) ORDER BY u.o)
+                 FROM unnest($1) WITH ORDINALITY AS u(a, o)$q$ INTO shard USING ids;
+    FOR grp IN SELECT array_agg(DISTINCT u.a ORDER BY u.a) FROM unnest(shard, ids) AS u(s, a)
+                GROUP BY u.s ORDER BY min(u.a) LOOP
+        RETURN QUERY SELECT * FROM subbilling_internal.kpi_customer_movements_citus(grp, today);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_customer_movements_shards(bigint[], date) IS 'internal (Citus): kpi_customer_movements of the given accounts (null: all) as of a day, one command per shard';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_snapshot_refresh_citus(only_marked boolean) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    today date := current_date;
+    tz    text := pg_catalog.current_setting('TimeZone');
+    at    timestamptz := pg_catalog.now();
+    n     bigint;
+    dirty bigint[];
+    rdirty bigint[];
+BEGIN
+    IF only_marked AND EXISTS (SELECT FROM subbilling_internal.kpi_snapshot_state z
+                                WHERE z.computed_on = today AND z.time_zone = tz AND NOT z.building) THEN
+        WITH gone AS (DELETE FROM subbilling_internal.kpi_dirty_accounts d RETURNING d.account_id)
+        SELECT array_agg(DISTINCT gone.account_id) INTO dirty FROM gone;
+        WITH gone AS (DELETE FROM subbilling_internal.kpi_recognition_dirty d RETURNING d.account_id)
+        SELECT array_agg(DISTINCT gone.account_id) INTO rdirty FROM gone;
+        UPDATE subbilling_internal.kpi_snapshot_state SET refreshed_at = at;
+        IF rdirty IS NOT NULL THEN
+            DELETE FROM subbilling_internal.kpi_recognition_snapshot c WHERE c.account_id = ANY (rdirty);
+            INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+            SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+              FROM subbilling_internal.kpi_recognition_accounts c
+             WHERE c.account_id = ANY (rdirty);
+            PERFORM subbilling_internal.kpi_snapshot_sums_citus(false, true);
+        END IF;
+        IF dirty IS NULL THEN
+            RETURN 0;
+        END IF;
+        LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
+        DELETE FROM subbilling_internal.kpi_snapshot_customers c WHERE c.account_id = ANY (dirty);
+        INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+        SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+          FROM subbilling_internal.kpi_customer_movements_shards(dirty, today) c;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        PERFORM subbilling_internal.kpi_snapshot_sums_citus(true, false);
+        RETURN n;
+    END IF;
+    LOCK TABLE subbilling.plans, subbilling.campaigns IN SHARE MODE;
+    DELETE FROM subbilling_internal.kpi_dirty_accounts;
+    DELETE FROM subbilling_internal.kpi_snapshot_customers;
+    DELETE FROM subbilling_internal.kpi_snapshot_state;
+    INSERT INTO subbilling_internal.kpi_snapshot_state (computed_on, time_zone, building, refreshed_at)
+    VALUES (today, tz, true, at);
+    INSERT INTO subbilling_internal.kpi_snapshot_customers (account_id, currency, month, cur, prev, subscriptions, first_month)
+    SELECT c.account_id, c.currency, c.month, c.cur, c.prev, c.subscriptions, c.first_month
+      FROM subbilling_internal.kpi_customer_movements_shards(NULL, today) c;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM subbilling_internal.kpi_recognition_dirty;
+    DELETE FROM subbilling_internal.kpi_recognition_snapshot;
+    INSERT INTO subbilling_internal.kpi_recognition_snapshot (account_id, currency, month, line_months, billed, recognised)
+    SELECT c.account_id, c.currency, c.month, c.line_months, c.billed, c.recognised
+      FROM subbilling_internal.kpi_recognition_accounts c;
+    PERFORM subbilling_internal.kpi_snapshot_sums_citus(true, true);
+    UPDATE subbilling_internal.kpi_snapshot_state SET building = false;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_snapshot_refresh_citus(boolean) IS 'internal (Citus): refresh_kpi_snapshots after the usage fold: the marked accounts'' snapshot rows (only_marked, snapshot of today) or all of them, computed shard by shard, and the month sums summed again; returns the customer rows written';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_snapshot_sums_citus(customers boolean, recognition boolean) RETURNS void
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF customers THEN
+        DELETE FROM subbilling_internal.kpi_snapshot_months;
+        INSERT INTO subbilling_internal.kpi_snapshot_months
+        SELECT r.currency, r.month, count(*),
+               sum(r.prev)::bigint,
+               coalesce(sum(r.cur) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+               coalesce(sum(r.cur - r.prev) FILTER (WHERE r.prev > 0 AND r.cur > r.prev), 0)::bigint,
+               coalesce(sum(r.cur) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+               coalesce(sum(r.prev - r.cur) FILTER (WHERE r.cur > 0 AND r.cur < r.prev), 0)::bigint,
+               coalesce(sum(r.prev) FILTER (WHERE r.cur = 0), 0)::bigint,
+               sum(r.cur)::bigint,
+               count(*) FILTER (WHERE r.prev > 0),
+               count(*) FILTER (WHERE r.prev = 0 AND r.first_month = r.month),
+               count(*) FILTER (WHERE r.prev = 0 AND r.first_month < r.month),
+               count(*) FILTER (WHERE r.cur = 0),
+               count(*) FILTER (WHERE r.cur > 0),
+               sum(r.subscriptions)::bigint
+          FROM subbilling_internal.kpi_snapshot_customers r
+         GROUP BY r.currency, r.month;
+    END IF;
+    IF recognition THEN
+        DELETE FROM subbilling_internal.kpi_recognition_months;
+        INSERT INTO subbilling_internal.kpi_recognition_months
+        SELECT r.currency, r.month, sum(r.line_months)::bigint, sum(r.billed)::bigint, sum(r.recognised)::bigint
+          FROM subbilling_internal.kpi_recognition_snapshot r
+         GROUP BY r.currency, r.month;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_snapshot_sums_citus(boolean, boolean) IS 'internal (Citus): kpi_snapshot_months and/or kpi_recognition_months summed again from the snapshot rows';
+
+CREATE OR REPLACE FUNCTION subbilling_internal.kpi_movement_parts_citus() RETURNS SETOF subbilling_internal.kpi_snapshot_months
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+DECLARE
+    today    date := current_date;
+    tz       text := pg_catalog.current_setting('TimeZone');
+    usable   boolean;
+    aged     boolean;
+    building boolean;
+    b        date;
+    dirty    bigint[];
+    sums     text := $s$SELECT r.currency, r.month, sum(r.sign)::bigint, sum(r.sign * r.prev)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.cur - r.prev)) FILTER (WHERE r.prev > 0 AND r.cur > r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.cur) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign * (r.prev - r.cur)) FILTER (WHERE r.cur > 0 AND r.cur < r.prev), 0)::bigint,
+           coalesce(sum(r.sign * r.prev) FILTER (WHERE r.cur = 0), 0)::bigint,
+           sum(r.sign * r.cur)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev > 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month = r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.prev = 0 AND r.first_month < r.month), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur = 0), 0)::bigint,
+           coalesce(sum(r.sign) FILTER (WHERE r.cur > 0), 0)::bigint,
+           sum(r.sign * r.subscriptions)::bigint
+      FROM (%s) r GROUP BY r.currency, r.month$s$;
+BEGIN
+    SELECT z.computed_on = today AND z.time_zone = tz AND NOT z.building,
+           z.computed_on <> today AND z.time_zone = tz AND NOT z.building,
+           z.building, date_trunc('month', LEAST(z.computed_on, today))::date
+      INTO usable, aged, building, b
+      FROM subbilling_internal.kpi_snapshot_state z;
+    usable := coalesce(usable, false);
+    aged := coalesce(aged, false);
+    building := coalesce(building, false);
+    IF building THEN
+        RETURN QUERY EXECUTE format(sums, $q$SELECT 1 AS sign, c.* FROM subbilling_internal.kpi_snapshot_customers c$q$);
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT d.account_id) INTO dirty FROM subbilling_internal.kpi_dirty_accounts d;
+    IF usable AND dirty IS NULL THEN
+        RETURN;
+    END IF;
+    -- the live rows
+    RETURN QUERY EXECUTE format(sums, $q$SELECT 1 AS sign, c.* FROM subbilling_internal.kpi_customer_movements_shards($1, $2) c
+                                        WHERE NOT $3 OR c.month >= $4 OR c.account_id = ANY ($5)$q$)
+        USING CASE WHEN usable THEN dirty END, today, aged, b, dirty;
+    -- the marked accounts' snapshot rows
+    IF (usable OR aged) AND dirty IS NOT NULL THEN
+        RETURN QUERY EXECUTE format(sums, $q$SELECT -1 AS sign, c.* FROM subbilling_internal.kpi_snapshot_customers c
+                                            WHERE c.account_id = ANY ($1) AND ($2 OR c.month < $3)$q$)
+            USING dirty, usable, b;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.kpi_movement_parts_citus() IS 'internal (Citus): the signed sums of kpi_movement_parts in parts (live rows computed shard by shard, snapshot rows over the shards), several rows per currency and month';
+
+CREATE OR REPLACE VIEW subbilling_internal.citus_kpi_movement_parts WITH (security_barrier) AS
+SELECT p.currency, p.month,
+       sum(p.customer_rows)::bigint AS customer_rows, sum(p.start_mrr)::bigint AS start_mrr,
+       sum(p.new_mrr)::bigint AS new_mrr, sum(p.expansion_mrr)::bigint AS expansion_mrr,
+       sum(p.reactivation_mrr)::bigint AS reactivation_mrr, sum(p.contraction_mrr)::bigint AS contraction_mrr,
+       sum(p.churned_mrr)::bigint AS churned_mrr, sum(p.end_mrr)::bigint AS end_mrr,
+       sum(p.customers_start)::bigint AS customers_start, sum(p.new_customers)::bigint AS new_customers,
+       sum(p.reactivated_customers)::bigint AS reactivated_customers,
+       sum(p.churned_customers)::bigint AS churned_customers, sum(p.customers_end)::bigint AS customers_end,
+       sum(p.subscriptions_end)::bigint AS subscriptions_end
+  FROM subbilling_internal.kpi_movement_parts_citus() p
+ GROUP BY p.currency, p.month;
+COMMENT ON VIEW subbilling_internal.citus_kpi_movement_parts IS 'internal (Citus): the body distribute() gives kpi_movement_parts: the sums of kpi_movement_parts_citus per currency and month';
 
 CREATE OR REPLACE FUNCTION subbilling_internal.transition(s subbilling.subscriptions, to_status text) RETURNS void
     LANGUAGE plpgsql VOLATILE
