@@ -285,6 +285,13 @@ is "one function registered for delegation by account: the billing of a shard's 
                       (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'subbilling.accounts'::regclass)), ',')
       FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" \
    "subbilling_internal.bill_accounts_citus 0 true"
+# Citus 13.2 keeps one more local plan per execution of a cached generic plan on a shard's
+# node (citusdata/citus#8824): the delegated functions plan at each execution, on every worker
+is "the delegated functions plan their statements at each execution, on both workers" \
+   "SELECT string_agg(result, ',' ORDER BY nodeport) FROM run_command_on_workers(\$\$SELECT count(*) FILTER (WHERE 'plan_cache_mode=force_custom_plan' = ANY (p.proconfig))
+        || '/' || count(*) FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
+     WHERE o.classid = 'pg_proc'::regclass AND o.distribution_argument_index IS NOT NULL\$\$)" \
+   "1/1,1/1"
 is "the workers' sequences have ranges of their own (group id << 48)" \
    "SELECT string_agg(result, ',' ORDER BY nodeport) FROM run_command_on_workers(\$\$SELECT count(*) FILTER (WHERE s.seqmin = (l.groupid::bigint << 48) + 1)
         || '/' || count(*) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid, pg_dist_local_group l
