@@ -139,6 +139,11 @@ AS $$
 DECLARE
     ev      subbilling.events;
 BEGIN
+    IF current_setting('subbilling_internal.ids_events', true) <> '' THEN
+        -- Citus, in a call delegated to a worker: the id from the coordinator's pool, the
+        -- coordinator holding the outbox slot and announcing the event (citus_emit_event)
+        RETURN subbilling_internal.citus_emit_event(account_id, type, subscription_id, payload, invoice_id);
+    END IF;
     PERFORM subbilling_internal.outbox_reserve();
     INSERT INTO subbilling.events AS e (account_id, type, subscription_id, invoice_id, payload)
     VALUES (emit_event.account_id, emit_event.type, emit_event.subscription_id,

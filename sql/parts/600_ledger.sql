@@ -357,7 +357,11 @@ BEGIN
 
     -- one statement: the entry and its lines are checked together even
     -- under SET CONSTRAINTS ALL IMMEDIATE
-    eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    IF current_setting('subbilling_internal.ids_journal_entries', true) <> '' THEN
+        eid := subbilling_internal.citus_take_id('journal_entries');    -- Citus: the coordinator's pool
+    ELSE
+        eid := nextval('subbilling.journal_entries_id_seq'::regclass);
+    END IF;
     WITH e AS (
         INSERT INTO subbilling.journal_entries (account_id, id, kind, booked_on, invoice_id, payment_id, memo)
         VALUES (book_entry.account_id, eid, book_entry.kind, book_entry.booked_on, book_entry.invoice_id,
