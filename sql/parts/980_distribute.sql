@@ -309,8 +309,8 @@ $d$$w$) INTO fk;
                                      AND o.distribution_argument_index IS NOT NULL)$q$ INTO citus USING r.f;
         IF NOT citus THEN
             PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-            EXECUTE $q$SELECT create_distributed_function($1::text, 'acct', colocate_with := 'subbilling.accounts')$q$
-              USING r.f::text;
+            EXECUTE $q$SELECT create_distributed_function($1, 'acct', colocate_with := 'subbilling.accounts')$q$
+              USING r.f;
         END IF;
     END LOOP;
 

@@ -130,6 +130,8 @@ DECLARE
     errors  integer := 0;
     n       integer;
     k       integer;
+    e_acc   bigint;
+    e_inv   bigint;
     st      text;
     msg     text;
     det     text;
@@ -165,8 +167,11 @@ BEGIN
                     ok_inv := ok_inv || c_inv[k];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    -- (no subscripts in a distributed statement: Citus's deparser cannot take them)
+                    e_acc := c_acc[k];
+                    e_inv := c_inv[k];
                     INSERT INTO subbilling.billing_errors (account_id, invoice_id, run_id, as_of, sqlstate, message, detail)
-                    VALUES (c_acc[k], c_inv[k], run_id, err_at, st, msg, nullif(det, ''));
+                    VALUES (e_acc, e_inv, run_id, err_at, st, msg, nullif(det, ''));
                     errors := errors + 1;
                 END;
             END LOOP;
@@ -207,9 +212,10 @@ DECLARE
     acc     bigint[];
     inv     bigint[];
     shard   bigint[];
+    sid     bigint;
     ser     bigint[];
     nxt     bigint[];
-    first_  bigint[];
+    first_  bigint;
     res     bigint[];
     grp     record;
     ev      record;
@@ -247,9 +253,11 @@ BEGIN
     END IF;
     n := cardinality(inv);
     -- the fee invoices' series (dated as_of), created if missing, its counter locked for the batch
-    ser := ARRAY[subbilling_internal.series_for(as_of)];
-    nxt := ARRAY(SELECT ct.next_number FROM subbilling.invoice_counters ct WHERE ct.series_id = ser[1] FOR UPDATE);
-    first_ := nxt;
+    -- (scalars, not subscripts, in the distributed statements: Citus's deparser cannot take them)
+    sid := subbilling_internal.series_for(as_of);
+    SELECT ct.next_number INTO first_ FROM subbilling.invoice_counters ct WHERE ct.series_id = sid FOR UPDATE;
+    ser := ARRAY[sid];
+    nxt := ARRAY[first_];
     -- the most steps an invoice can take at once: the overdue notice and every step of the
     -- longest policy
     s := 1 + coalesce((SELECT max(c) FROM (SELECT count(*) AS c FROM subbilling.dunning_steps x GROUP BY x.policy_id) q), 0);
@@ -301,8 +309,10 @@ BEGIN
     -- a full batch of which nothing could be done (all claimed elsewhere) is not progress
     more := cardinality(inv) = batch_size AND steps + errors > 0;
     -- the counter moved once, by what the batch numbered
-    UPDATE subbilling.invoice_counters ct SET next_number = nxt[1]
-     WHERE ct.series_id = ser[1] AND nxt[1] <> first_[1];
+    IF nxt[1] <> first_ THEN
+        first_ := nxt[1];
+        UPDATE subbilling.invoice_counters ct SET next_number = first_ WHERE ct.series_id = sid;
+    END IF;
 END
 $$;
 
