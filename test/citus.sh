@@ -280,18 +280,19 @@ if grep -q "table accounts already holds customer rows" <<<"$out"; then ok "dist
 else nok "distribute() refuses a database with customer rows (55000)" "$out"; fi
 got=$("$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d withdata -qAt -c "SELECT count(*) FROM pg_dist_partition" 2>&1)
 if [ "$got" = "0" ]; then ok "... and converts nothing"; else nok "... and converts nothing" "$got"; fi
-is "one function registered for delegation by account: the billing of a shard's accounts" \
+is "two functions registered for delegation by account: the billing and the dunning of a shard's accounts" \
    "SELECT string_agg(objid::regproc::text || ' ' || distribution_argument_index || ' ' ||
-                      (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'subbilling.accounts'::regclass)), ',')
+                      (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'subbilling.accounts'::regclass)), ','
+                      ORDER BY objid::regproc::text)
       FROM pg_dist_object WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL" \
-   "subbilling_internal.bill_accounts_citus 0 true"
+   "subbilling_internal.bill_accounts_citus 0 true,subbilling_internal.dunning_accounts_citus 0 true"
 # Citus 13.2 keeps one more local plan per execution of a cached generic plan on a shard's
 # node (citusdata/citus#8824): the delegated functions plan at each execution, on every worker
 is "the delegated functions plan their statements at each execution, on both workers" \
    "SELECT string_agg(result, ',' ORDER BY nodeport) FROM run_command_on_workers(\$\$SELECT count(*) FILTER (WHERE 'plan_cache_mode=force_custom_plan' = ANY (p.proconfig))
         || '/' || count(*) FROM pg_dist_object o JOIN pg_proc p ON p.oid = o.objid
      WHERE o.classid = 'pg_proc'::regclass AND o.distribution_argument_index IS NOT NULL\$\$)" \
-   "1/1,1/1"
+   "2/2,2/2"
 is "the workers' sequences have ranges of their own (group id << 48)" \
    "SELECT string_agg(result, ',' ORDER BY nodeport) FROM run_command_on_workers(\$\$SELECT count(*) FILTER (WHERE s.seqmin = (l.groupid::bigint << 48) + 1)
         || '/' || count(*) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid, pg_dist_local_group l
@@ -969,6 +970,143 @@ fails "ckpi: the reader is refused the MRR views on Citus (a limit, docs/citus.m
 # restarted by its postmaster and the next check may pass: the logs tell
 crashed=$(grep -l "terminated by signal" "$WORK"/n*.log 2>/dev/null | paste -sd, -)
 if [ -z "$crashed" ]; then ok "no node crashed"; else nok "no node crashed" "$(grep -h -B3 "terminated by signal" "$WORK"/n*.log)"; fi
+
+# ---- cdun: dunning delegated by shard (docs/citus.md "Dunning on Citus"), compared with the same
+# runs on one server (a database without citus on the coordinator's node); import_autogiro_rejections
+# through the coordinator
+"$BIN/createdb" -h "$WORK" -p "$PORT" -U postgres cdun_plain
+qp() { "$BIN/psql" -X -h "$WORK" -p "$PORT" -U postgres -d cdun_plain -v ON_ERROR_STOP=1 -qAt "$@"; }
+qp -c "SET client_min_messages = warning" -c "CREATE EXTENSION subbilling CASCADE" >/dev/null
+# a policy with every kind of step, eight accounts on it (both workers), a subscription each,
+# billed; the same on one server
+CD_SETUP="SET search_path = subbilling, public;
+    INSERT INTO products (code, name, tax_rate) VALUES ('citus', 'Citus product', 25) ON CONFLICT (code) DO NOTHING;
+    INSERT INTO plans (code, product_id, name, billing_period, pricing_model, price)
+    SELECT 'citus-monthly', id, 'Monthly', '1 month', 'flat', '100.00 SEK' FROM products WHERE code = 'citus'
+        ON CONFLICT (code) DO NOTHING;
+    DO \$\$ DECLARE pol bigint; BEGIN
+        INSERT INTO subbilling.dunning_policies (code, name) VALUES ('cdun', 'Every kind of step') RETURNING id INTO pol;
+        INSERT INTO subbilling.dunning_steps (policy_id, step_no, days_after_due, action, fee_kind, fees, charge_interest)
+        VALUES (pol, 1, 5, 'reminder', 'fixed', '{\"60.00 SEK\"}', false), (pol, 2, 15, 'reminder', 'country', NULL, true),
+               (pol, 3, 25, 'payment_stop', 'none', NULL, false), (pol, 4, 35, 'collection', 'none', NULL, true),
+               (pol, 5, 50, 'write_off', 'none', NULL, false);
+        INSERT INTO subbilling.accounts (name, country, currency, dunning_policy_id)
+        SELECT 'CDUN ' || g, 'SE', 'SEK', pol FROM generate_series(1, 8) g;
+    END \$\$"
+CD_SUB="DO \$\$ DECLARE a record; BEGIN
+        FOR a IN SELECT id, substr(name, 6)::int AS g FROM subbilling.accounts WHERE name LIKE 'CDUN %' ORDER BY name LOOP
+            PERFORM subbilling.subscribe(a.id, 'citus-monthly', 1 + a.g % 3, current_date - 40);
+            COMMIT;
+        END LOOP; END \$\$"
+runs "cdun: a policy with every kind of step, eight accounts, a subscription each" "$CD_SETUP"
+runs "cdun: subscribed" "$CD_SUB"
+qp -c "$CD_SETUP" -c "$CD_SUB" >/dev/null
+is "cdun: the accounts on both workers" \
+   "SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard_placement p
+     WHERE p.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('subbilling.accounts', a.id)
+                                  FROM subbilling.accounts a WHERE a.name LIKE 'CDUN %'))" "2"
+runs "cdun: billed" "SELECT subbilling.run_billing(now())"
+qp -c "SELECT subbilling.run_billing(now())" >/dev/null
+# what dunning did to the CDUN accounts, by account name (ids differ between the databases)
+CD_SIG="SELECT string_agg(a.name || ' ' || d.step_no || ' ' || d.action || ' ' || d.executed_on - current_date || ' '
+                          || d.open_amount::text || ' ' || coalesce(d.fee::text, '-') || ' ' || coalesce(d.interest::text, '-')
+                          || ' ' || coalesce(d.written_off::text, '-') || ' ' || (d.subscription_id IS NOT NULL) || ' '
+                          || coalesce(f.total::text || ' ' || f.status || ' ' || f.due_date - current_date, '-'),
+                          E'\n' ORDER BY a.name, d.step_no)
+      FROM subbilling.dunning_actions d
+      JOIN subbilling.accounts a ON a.id = d.account_id
+      LEFT JOIN subbilling.invoices f ON f.account_id = d.account_id AND f.id = d.fee_invoice_id
+     WHERE a.name LIKE 'CDUN %'"
+CD_STATE="SELECT (SELECT string_agg(a.name || ' ' || s.status, ',' ORDER BY a.name) FROM subbilling.subscriptions s
+                   JOIN subbilling.accounts a ON a.id = s.account_id WHERE a.name LIKE 'CDUN %') || ' | ' ||
+                 (SELECT string_agg(a.name || ' ' || i.status || ' ' || i.total::text, ',' ORDER BY a.name, i.total, i.status)
+                    FROM subbilling.invoices i JOIN subbilling.accounts a ON a.id = i.account_id WHERE a.name LIKE 'CDUN %') || ' | ' ||
+                 (SELECT string_agg(t.type || ' ' || t.n, ',' ORDER BY t.type)
+                    FROM (SELECT e.type, count(*) AS n FROM subbilling.events e JOIN subbilling.accounts a ON a.id = e.account_id
+                           WHERE a.name LIKE 'CDUN %' GROUP BY e.type) t) || ' | ' ||
+                 (SELECT sum(subbilling.minor_units(l.amount)) || ' ' || count(*)
+                    FROM subbilling.journal_lines l JOIN subbilling.accounts a ON a.id = l.account_id
+                   WHERE a.name LIKE 'CDUN %' AND l.subledger = 'receivables')"
+EV0=$(qc -c "SELECT coalesce(max(id), 0) FROM subbilling.events")
+for d in 45 100 110 120 135; do   # a run per step: each is due days after the one before
+    runs "cdun: run_dunning(current_date + $d) through the coordinator" "SELECT subbilling.run_dunning(current_date + $d)"
+    qp -c "SELECT subbilling.run_dunning(current_date + $d)" >/dev/null
+    is "cdun: after +$d, the same actions and fee invoices as on one server" "$CD_SIG" "$(qp -c "$CD_SIG" 2>&1)"
+done
+CD_N="SELECT count(*) || '/' || count(DISTINCT d.step_no) || '/' || count(d.fee_invoice_id) || '/' || count(*) FILTER (WHERE d.action = 'write_off')
+      FROM subbilling.dunning_actions d JOIN subbilling.accounts a ON a.id = d.account_id WHERE a.name LIKE 'CDUN %'"
+is "cdun: every step taken on every invoice (the notice and five steps, eight write-offs), fee invoices as on one server" \
+   "$CD_N" "$(qp -c "$CD_N" 2>&1)"
+is "cdun: ... that is 48 actions of 6 steps" "SELECT split_part(($CD_N), '/', 1) || '/' || split_part(($CD_N), '/', 2) || '/' || split_part(($CD_N), '/', 4)" "48/6/8"
+is "cdun: subscriptions, invoices, events and receivables as on one server" "$CD_STATE" "$(qp -c "$CD_STATE" 2>&1)"
+is "cdun: no dunning errors" "SELECT count(*) FROM subbilling.billing_errors WHERE invoice_id IS NOT NULL AND resolved_at IS NULL" "0"
+is "cdun: the steps ran on the workers (each action's id from its account's worker's range)" \
+   "SELECT bool_and((d.id >> 48) = n.groupid) || '/' || count(DISTINCT n.groupid)
+      FROM subbilling.dunning_actions d JOIN subbilling.accounts a ON a.id = d.account_id
+      JOIN pg_dist_shard_placement p ON p.shardid = get_shard_id_for_distribution_column('subbilling.accounts', d.account_id)
+      JOIN pg_dist_node n ON n.nodeport = p.nodeport
+     WHERE a.name LIKE 'CDUN %'" "true/2"
+is "cdun: fee invoice, journal-entry and event ids drawn on the coordinator (below the workers' ranges)" \
+   "SELECT (SELECT max(f.id) < 1::bigint << 48 FROM subbilling.dunning_actions d
+             JOIN subbilling.invoices f ON f.account_id = d.account_id AND f.id = d.fee_invoice_id)
+       AND (SELECT max(id) < 1::bigint << 48 FROM subbilling.journal_entries)
+       AND (SELECT max(id) < 1::bigint << 48 FROM subbilling.events)" "t"
+is "cdun: every series' numbers gapless from 1, its counter after the last" \
+   "SELECT bool_and(q.n = q.d AND q.mn = 1 AND q.mx = q.n AND c.next_number = q.mx + 1) || '/' || count(*)
+      FROM (SELECT i.series_id, count(*) AS n, count(DISTINCT i.number_seq) AS d, min(i.number_seq) AS mn, max(i.number_seq) AS mx
+              FROM subbilling.invoices i WHERE i.number_seq IS NOT NULL GROUP BY i.series_id) q
+      JOIN subbilling.invoice_counters c ON c.series_id = q.series_id" \
+   "true/$(qc -c "SELECT count(DISTINCT series_id) FROM subbilling.invoices WHERE number_seq IS NOT NULL")"
+is "cdun: events_after hands out the dunning's events, in id order" \
+   "SELECT (SELECT array_agg(id) FROM subbilling.events_after($EV0, 100000))
+           = (SELECT array_agg(id ORDER BY id) FROM subbilling.events WHERE id > $EV0)
+       AND (SELECT count(*) FROM subbilling.events WHERE id > $EV0 AND type LIKE 'dunning.%') >= 40" "t"
+is "cdun: a second run takes nothing" "SELECT subbilling.run_dunning(current_date + 135)" "0"
+is "cdun: a second run takes nothing on one server either" "SELECT 0" "$(qp -c "SELECT subbilling.run_dunning(current_date + 135)" 2>&1)"
+
+# import_autogiro_rejections through the coordinator: an account paying by Autogiro, its claim
+# refused by Bankgirot (comment 03, mandate stopped), one claim not ours, and the refund paid back
+# earlier (an outgoing payment, 32) refused; the report made as docs/directdebit.md makes it
+runs "cdun: an Autogiro account with a mandate" "$SETUP
+    INSERT INTO accounts (name, country, currency) VALUES ('CDUN AG', 'SE', 'SEK');
+    INSERT INTO payment_methods (account_id, kind, is_default) SELECT id, 'autogiro', true FROM accounts WHERE name = 'CDUN AG';
+    SELECT register_autogiro_mandate((SELECT id FROM accounts WHERE name = 'CDUN AG'), '7001', current_date - 10)"
+CAG=$(qc -c "SELECT id FROM subbilling.accounts WHERE name = 'CDUN AG'")
+CAI=$(issued "$CAG" '400.00 SEK' '100.00 SEK' 2>&1)
+is "cdun: its invoice's payment request in a claim file" \
+   "SELECT count(*) FROM regexp_split_to_table(subbilling.autogiro_claim_file(current_date + 3, '123456', '9912346'), E'\r\n') l
+     WHERE l LIKE '82%' AND l LIKE '%0000000000007001%'" "1"
+AGREJ=$(qc -c "WITH r AS (
+        SELECT 1 AS k, '82' || to_char(c.due_date, 'YYYYMMDD') || '0   ' || lpad(c.payer_number, 16, '0')
+               || lpad(subbilling.minor_units(c.amount)::text, 12, '0') || rpad(c.reference, 16) || '03' AS rec,
+               0::bigint AS n32, 0::bigint AS s32, 1::bigint AS n82, subbilling.minor_units(c.amount) AS s82
+          FROM subbilling.autogiro_claims c WHERE c.payer_number = '7001' AND c.outcome = 'sent'
+        UNION ALL
+        SELECT 2, '82' || to_char(current_date + 3, 'YYYYMMDD') || '0   ' || lpad('7999', 16, '0') || lpad('12300', 12, '0')
+               || rpad('NOT OURS', 16) || '01', 0, 0, 1, 12300
+        UNION ALL
+        SELECT 3, '32' || to_char(o.pay_date, 'YYYYMMDD') || '0   ' || lpad(o.payer_number, 16, '0')
+               || lpad(subbilling.minor_units(o.amount)::text, 12, '0') || rpad(o.reference, 16) || '09',
+               1, subbilling.minor_units(o.amount), 0, 0
+          FROM subbilling.autogiro_payouts o WHERE o.outcome = 'sent' AND o.file_id IS NOT NULL)
+    SELECT rpad('01AUTOGIRO' || repeat(' ', 14) || to_char(current_date + 3, 'YYYYMMDD') || repeat(' ', 12) || 'AVVISADE BET UPPDR  1234560009912346', 80)
+           || E'\r\n' || string_agg(rpad(r.rec, 80), E'\r\n' ORDER BY r.k) || E'\r\n'
+           || rpad('09' || to_char(current_date + 3, 'YYYYMMDD') || '9900' || lpad(sum(r.n32)::text, 6, '0') || lpad(sum(r.s32)::text, 12, '0')
+                   || lpad(sum(r.n82)::text, 6, '0') || lpad(sum(r.s82)::text, 12, '0'), 80) || E'\r\n'
+      FROM r" 2>&1)
+NPO=$(qc -c "SELECT count(*) FROM subbilling.autogiro_payouts WHERE outcome = 'sent' AND file_id IS NOT NULL")
+is "import_autogiro_rejections through the coordinator: the claim and the payout refused, one claim not ours" \
+   "SELECT refused || '/' || unknown || '/' || repeated FROM subbilling.import_autogiro_rejections('$AGREJ')" "$((1 + NPO))/1/false"
+is "import_autogiro_rejections: the claim refused (comment 03), its request failed with the reason" \
+   "SELECT c.outcome || ' ' || c.status_code || ' ' || r.status || ' ' || r.failure_reason
+      FROM subbilling.autogiro_claims c JOIN subbilling.payment_requests r ON r.account_id = c.account_id AND r.id = c.payment_request_id
+     WHERE c.payer_number = '7001'" "refused 3 failed autogiro: mandate stopped"
+is "import_autogiro_rejections: event payment.failed on the account" \
+   "SELECT count(*) FROM subbilling.events WHERE account_id = $CAG AND type = 'payment.failed'" "1"
+is "import_autogiro_rejections: the payouts refused" \
+   "SELECT count(*) FROM subbilling.autogiro_payouts WHERE outcome = 'sent' AND file_id IS NOT NULL" "0"
+is "import_autogiro_rejections: the same report again changes nothing" \
+   "SELECT refused || '/' || unknown || '/' || repeated FROM subbilling.import_autogiro_rejections('$AGREJ')" "0/0/true"
 
 echo "1..$N"
 [ -n "${CITUS_KEEP:-}" ] && echo "# cluster kept in $WORK (ports $PORTS)"

@@ -58,6 +58,53 @@ REVOKE ALL ON FUNCTION subbilling_internal.record_suspension(bigint, bigint, tex
 
 -- set_subscription_status() with the date the change takes effect: dunning
 -- suspends on the step's date and lifts on the day the payment was received.
+-- The _row form takes the subscription row locked by the caller (dunning's payment stop,
+-- which knows the account: on Citus nothing there looks a subscription up by its id alone).
+CREATE FUNCTION subbilling_internal.set_subscription_status_row(s subbilling.subscriptions, status text, reason text,
+                                                                on_date date)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    st  text;
+BEGIN
+    IF set_subscription_status_row.status IS NULL
+       OR set_subscription_status_row.status NOT IN ('past_due', 'suspended', 'active') THEN
+        RAISE EXCEPTION 'set_subscription_status sets past_due, suspended or active, not %',
+                        coalesce(set_subscription_status_row.status, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
+    END IF;
+    IF set_subscription_status_row.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
+        RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF set_subscription_status_row.status = s.status THEN
+        RAISE EXCEPTION 'subscription % is already %', s.id, s.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM subbilling_internal.transition(s, set_subscription_status_row.status);
+    PERFORM subbilling_internal.record_suspension(s.account_id, s.id, s.status, set_subscription_status_row.status,
+                                                  on_date, reason);
+    IF set_subscription_status_row.status = 'active' THEN
+        -- back from a payment state to what the dates say (active, or canceled)
+        st := subbilling_internal.refresh_status(s.id, s.account_id);
+    ELSE
+        st := set_subscription_status_row.status;
+    END IF;
+    PERFORM subbilling_internal.emit_event(s.account_id,
+                       CASE set_subscription_status_row.status WHEN 'active' THEN 'subscription.reactivated'
+                            ELSE 'subscription.' || set_subscription_status_row.status END,
+                       s.id,
+                       jsonb_build_object('previous_status', s.status, 'status', st, 'reason', reason));
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.set_subscription_status_row(subbilling.subscriptions, text, text, date) IS 'internal: set_subscription_status_on of a subscription row locked by the caller';
+REVOKE ALL ON FUNCTION subbilling_internal.set_subscription_status_row(subbilling.subscriptions, text, text, date) FROM PUBLIC;
+
 CREATE FUNCTION subbilling_internal.set_subscription_status_on(subscription_id bigint, status text, reason text,
                                                                on_date date)
     RETURNS text
@@ -65,9 +112,6 @@ CREATE FUNCTION subbilling_internal.set_subscription_status_on(subscription_id b
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
-DECLARE
-    s   subbilling.subscriptions;
-    st  text;
 BEGIN
     IF set_subscription_status_on.status IS NULL
        OR set_subscription_status_on.status NOT IN ('past_due', 'suspended', 'active') THEN
@@ -76,30 +120,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Trials, pauses and cancellations follow from subscribe, pause, resume and cancel.';
     END IF;
-    s := subbilling_internal.subscription_for_update(set_subscription_status_on.subscription_id);
-    IF set_subscription_status_on.status = 'active' AND s.status NOT IN ('past_due', 'suspended') THEN
-        RAISE EXCEPTION 'subscription % is %, not past_due or suspended', s.id, s.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF set_subscription_status_on.status = s.status THEN
-        RAISE EXCEPTION 'subscription % is already %', s.id, s.status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    PERFORM subbilling_internal.transition(s, set_subscription_status_on.status);
-    PERFORM subbilling_internal.record_suspension(s.account_id, s.id, s.status, set_subscription_status_on.status,
-                                                  on_date, reason);
-    IF set_subscription_status_on.status = 'active' THEN
-        -- back from a payment state to what the dates say (active, or canceled)
-        st := subbilling_internal.refresh_status(s.id, s.account_id);
-    ELSE
-        st := set_subscription_status_on.status;
-    END IF;
-    PERFORM subbilling_internal.emit_event(s.account_id,
-                       CASE set_subscription_status_on.status WHEN 'active' THEN 'subscription.reactivated'
-                            ELSE 'subscription.' || set_subscription_status_on.status END,
-                       s.id,
-                       jsonb_build_object('previous_status', s.status, 'status', st, 'reason', reason));
-    RETURN st;
+    RETURN subbilling_internal.set_subscription_status_row(
+               subbilling_internal.subscription_for_update(set_subscription_status_on.subscription_id),
+               set_subscription_status_on.status, reason, on_date);
 END
 $$;
 COMMENT ON FUNCTION subbilling_internal.set_subscription_status_on(bigint, text, text, date) IS 'internal: set_subscription_status() taking effect on a date (the suspension opens or is lifted on it)';

@@ -282,21 +282,21 @@ COMMENT ON FUNCTION subbilling.void_invoice(bigint, text) IS 'void an open invoi
 
 -- ---------------------------------------------------------------- drafts
 
-CREATE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+-- Finalises a draft invoice locked by the caller (finalize_invoice; dunning's fee invoices,
+-- which know the account: on Citus nothing here looks an invoice up by its id alone).
+CREATE FUNCTION subbilling_internal.finalize_draft(i subbilling.invoices)
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    LANGUAGE plpgsql VOLATILE
     SET search_path = subbilling, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    i       subbilling.invoices;
     a       subbilling.accounts;
     today   date;
     t       record;
     num     record;
     ref     text;
 BEGIN
-    i := subbilling_internal.invoice_for_update(finalize_invoice.invoice_id);
     IF i.status <> 'draft' THEN
         RAISE EXCEPTION 'invoice % is %, not a draft', coalesce(i.number, i.id::text), i.status
             USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -333,6 +333,18 @@ BEGIN
                            'due_date', i.due_date, 'reference', i.reference), i.id);
     PERFORM subbilling_internal.book_invoices(ARRAY[i.account_id], ARRAY[i.id]);   -- the receivables ledger
     RETURN i.id;
+END
+$$;
+COMMENT ON FUNCTION subbilling_internal.finalize_draft(subbilling.invoices) IS 'internal: finalize_invoice of a draft invoice row locked by the caller; returns its id';
+REVOKE ALL ON FUNCTION subbilling_internal.finalize_draft(subbilling.invoices) FROM PUBLIC;
+
+CREATE FUNCTION subbilling.finalize_invoice(invoice_id bigint)
+    RETURNS bigint
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = subbilling, pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN subbilling_internal.finalize_draft(subbilling_internal.invoice_for_update(finalize_invoice.invoice_id));
 END
 $$;
 COMMENT ON FUNCTION subbilling.finalize_invoice(bigint) IS 'finalise a draft invoice: totals from its lines, the next number of its issue year''s series, due date from the payment terms, payment reference; returns its id; event invoice.finalized';

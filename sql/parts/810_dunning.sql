@@ -161,10 +161,16 @@ CREATE FUNCTION subbilling_internal.dunning_fee_invoice(i subbilling.invoices, s
 AS $$
 DECLARE
     zero        subbilling.price := price_minor(0, i.currency);
-    fid         bigint := nextval('subbilling.invoices_id_seq'::regclass);
+    fid         bigint;
     fees_code   text;
     int_code    text;
+    draft       subbilling.invoices;
 BEGIN
+    IF current_setting('subbilling_internal.ids_invoices', true) <> '' THEN
+        fid := subbilling_internal.citus_take_id('invoices');   -- Citus: the coordinator's pool
+    ELSE
+        fid := nextval('subbilling.invoices_id_seq'::regclass);
+    END IF;
     INSERT INTO subbilling.invoices (account_id, id, subscription_id, kind, status, currency, net, tax, total,
                                      issue_date, due_date, reason)
     VALUES (i.account_id, fid, i.subscription_id, 'invoice', 'draft', i.currency, zero, zero, zero,
@@ -176,7 +182,9 @@ BEGIN
                    (2, interest_text, interest_period, interest)) AS v(ord, description, period, amount)
      WHERE v.amount IS NOT NULL AND v.amount > zero
      ORDER BY v.ord;
-    PERFORM finalize_invoice(fid);      -- numbers, announces and books it (book_invoices)
+    -- numbers, announces and books it (book_invoices), as finalize_invoice
+    SELECT * INTO draft FROM subbilling.invoices x WHERE x.account_id = i.account_id AND x.id = fid FOR UPDATE;
+    PERFORM subbilling_internal.finalize_draft(draft);
     -- book_invoices credits every fee line to the fees account; interest
     -- is income of its own: move it there unless the booking already did
     IF interest IS NOT NULL AND interest > zero THEN
@@ -228,6 +236,7 @@ DECLARE
     label       text;
     sid         bigint;
     sst         text;
+    srow        subbilling.subscriptions;
     stop_note   text;
     wo          subbilling.price;
     wo_ids      bigint[] := '{}';
@@ -301,11 +310,12 @@ BEGIN
         IF i.subscription_id IS NULL THEN
             stop_note := 'the invoice has no subscription';
         ELSE
-            SELECT x.status INTO sst FROM subbilling.subscriptions x
+            SELECT * INTO srow FROM subbilling.subscriptions x
              WHERE x.account_id = i.account_id AND x.id = i.subscription_id FOR UPDATE;
+            sst := srow.status;
             IF sst IN ('active', 'past_due') THEN
-                PERFORM subbilling_internal.set_subscription_status_on(
-                            i.subscription_id, 'suspended', format('payment stop: invoice %s is overdue', i.number), as_of);
+                PERFORM subbilling_internal.set_subscription_status_row(
+                            srow, 'suspended', format('payment stop: invoice %s is overdue', i.number), as_of);
                 sid := i.subscription_id;
             ELSIF sst = 'suspended' AND EXISTS (
                     SELECT 1 FROM subbilling.dunning_actions x

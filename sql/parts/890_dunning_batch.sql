@@ -21,12 +21,9 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     err_at  timestamptz;
-    cand    record;
     acc     bigint;
     ids     bigint[];
     a_inv   bigint[];
-    on_citus boolean := false;
-    open_amt subbilling.price;
     c_acc   bigint[] := '{}';
     c_inv   bigint[] := '{}';
     ok_acc  bigint[] := '{}';
@@ -57,30 +54,14 @@ BEGIN
     errors := 0;
     err_at := as_of::timestamp AT TIME ZONE 'UTC';
 
-    -- due invoices that still owe something and did not fail on this date
+    -- Citus: by shard, each group on its worker (986_citus_dunning.sql)
     IF subbilling_internal.on_citus() THEN
-        -- Citus: the due invoices read across the shards, then each checked on its own
-        -- account's rows (a query joining them to the open amounts spans the shards)
-        on_citus := true;
-        -- one connection per node: fee invoices write reference tables (invoice series)
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        n := 0;
-        FOR cand IN SELECT d.account_id, d.invoice_id FROM dunning_due(as_of) d
-                     ORDER BY d.next_on, d.account_id, d.invoice_id LOOP
-            CONTINUE WHEN EXISTS (SELECT 1 FROM subbilling.billing_errors e
-                                   WHERE e.account_id = cand.account_id AND e.invoice_id = cand.invoice_id
-                                     AND e.resolved_at IS NULL AND e.as_of >= err_at);
-            open_amt := invoice_open_amount(cand.account_id, cand.invoice_id);
-            CONTINUE WHEN open_amt IS NULL OR NOT open_amt > price_minor(0, currency(open_amt));
-            c_acc := c_acc || cand.account_id;
-            c_inv := c_inv || cand.invoice_id;
-            n := n + 1;
-            EXIT WHEN n = batch_size;
-        END LOOP;
-        -- claimed account by account below, in account order
-        SELECT coalesce(array_agg(u.a ORDER BY u.a, u.i), '{}'), coalesce(array_agg(u.i ORDER BY u.a, u.i), '{}')
-          INTO c_acc, c_inv FROM unnest(c_acc, c_inv) AS u(a, i);
-    ELSE
+        SELECT b.steps, b.errors, b.more INTO steps, errors, more
+          FROM subbilling_internal.dunning_batch_citus(batch_size, as_of) b;
+        RETURN;
+    END IF;
+
+    -- due invoices that still owe something and did not fail on this date
     SELECT array_agg(q.account_id ORDER BY q.account_id, q.invoice_id), array_agg(q.invoice_id ORDER BY q.account_id, q.invoice_id),
            count(*)
       INTO c_acc, c_inv, n
@@ -93,7 +74,6 @@ BEGIN
                                                                                     WHERE x.account_id = d.account_id AND x.id = d.invoice_id))
              ORDER BY d.next_on, d.account_id, d.invoice_id
              LIMIT batch_size) q;
-    END IF;
     more := n = batch_size;
     IF n = 0 THEN
         RETURN;
@@ -116,10 +96,6 @@ BEGIN
       INTO c_acc, c_inv
       FROM generate_subscripts(c_inv, 1) j WHERE c_inv[j] = ANY (ids);
     n := cardinality(c_inv);
-    IF on_citus THEN
-        -- the fee invoices of the batch numbered from one block per series (take_invoice_number)
-        PERFORM set_config('subbilling_internal.number_block', 'on', true);
-    END IF;
 
     BEGIN
         FOR k IN 1 .. n LOOP
@@ -144,15 +120,7 @@ BEGIN
     END;
     -- open dunning errors of invoices dunned successfully now are resolved
     -- (a cheap test first: there are rarely any open errors)
-    IF on_citus THEN
-        -- the counters moved once, by what the batch numbered
-        PERFORM subbilling_internal.number_block_flush();
-        FOR acc IN SELECT DISTINCT u FROM unnest(ok_acc) u ORDER BY u LOOP
-            UPDATE subbilling.billing_errors e SET resolved_at = now()
-             WHERE e.account_id = acc AND e.resolved_at IS NULL
-               AND e.invoice_id = ANY (ARRAY(SELECT ok_inv[j] FROM generate_subscripts(ok_acc, 1) j WHERE ok_acc[j] = acc));
-        END LOOP;
-    ELSIF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
+    IF EXISTS (SELECT FROM subbilling.billing_errors e WHERE e.resolved_at IS NULL AND e.invoice_id IS NOT NULL) THEN
         UPDATE subbilling.billing_errors e SET resolved_at = now()
           FROM unnest(ok_acc, ok_inv) AS x(account_id, invoice_id)
          WHERE e.account_id = x.account_id AND e.invoice_id = x.invoice_id AND e.resolved_at IS NULL;

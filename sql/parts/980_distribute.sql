@@ -300,18 +300,20 @@ $d$$w$) INTO fk;
         RAISE EXCEPTION 'could not give the workers'' sequences ranges of their own'
             USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = fk.string_agg;
     END IF;
-    -- The billing of a shard's accounts runs on the shard's worker: registered for delegation
-    -- by account (its first argument), colocated with accounts.
-    EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_object o
-                               WHERE o.classid = 'pg_catalog.pg_proc'::regclass
-                                 AND o.objid = 'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)'::regprocedure
-                                 AND o.distribution_argument_index IS NOT NULL)$q$ INTO citus;
-    IF NOT citus THEN
-        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-        EXECUTE $q$SELECT create_distributed_function(
-                      'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
-                      'acct', colocate_with := 'subbilling.accounts')$q$;
-    END IF;
+    -- The billing and the dunning of a shard's accounts run on the shard's worker: registered
+    -- for delegation by account (their first argument), colocated with accounts.
+    FOR r IN SELECT f::regprocedure AS f FROM unnest(ARRAY[
+                 'subbilling_internal.bill_accounts_citus(bigint,bigint[],bigint[],date[],timestamptz,bigint,bigint[],bigint[],text,text,text)',
+                 'subbilling_internal.dunning_accounts_citus(bigint,bigint[],bigint[],date,bigint,bigint[],bigint[],text,text,text)']) f LOOP
+        EXECUTE $q$SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_object o
+                                   WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = $1
+                                     AND o.distribution_argument_index IS NOT NULL)$q$ INTO citus USING r.f;
+        IF NOT citus THEN
+            PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+            EXECUTE $q$SELECT create_distributed_function($1, 'acct', colocate_with := 'subbilling.accounts')$q$
+              USING r.f;
+        END IF;
+    END LOOP;
 
     -- The MRR views' live part on Citus (sql/parts/977_citus_kpis.sql): kpi_movement_parts gets
     -- the body of citus_kpi_movement_parts (each call: an extension update puts back the single
