@@ -960,11 +960,32 @@ is "ckpi: refresh_kpi_snapshots(true) on an earlier day's snapshot rebuilds it (
    "SELECT count(*) FROM subbilling_internal.kpi_snapshot_customers" "$KPIN"
 is "ckpi: ... as of today" "SELECT of_today FROM subbilling.kpi_snapshot_status" "t"
 is "ckpi: ... with the single server's rows" "$SNAPROWS" "$(qs -c "$SNAPROWS")"
-# a limit (docs/citus.md): Citus runs a view's query on the shards as the session's user, who
-# has no way into subbilling_internal (the single server's privilege model is kept)
-fails "ckpi: the reader is refused the MRR views on Citus (a limit, docs/citus.md)" \
-      "SET ROLE subbilling_reader; SET subbilling.kpi_read = snapshot; SELECT count(*) FROM subbilling.kpi_mrr" \
-      "permission denied for schema subbilling_internal"
+# The readers on Citus: Citus plans a view's query on the shards as the session's user, who has
+# no way into subbilling_internal; distribute() makes each KPI view read its query through a
+# SECURITY DEFINER function, so the reader (a role without LOGIN, which Citus could not even
+# connect to the workers as) reads what the owner reads, and still nothing internal.
+for v in kpi_mrr kpi_mrr_movements kpi_churn kpi_ltv kpi_growth kpi_snapshot_status ar_aging upsell_candidates; do
+    VQ="SELECT count(*) || ' ' || coalesce(md5(string_agg(x::text, ',' ORDER BY x::text)), '-') FROM subbilling.$v x"
+    for mode in exact snapshot; do
+        want=$(qc -c "SET subbilling.kpi_read = $mode; $VQ" 2>&1)
+        is "readers on Citus: subbilling_reader reads $v ($mode) as the owner does" \
+           "SET subbilling.kpi_read = $mode; SET ROLE subbilling_reader; $VQ" "$want"
+    done
+done
+is "readers on Citus: the rows of ar_aging are there to compare" "SELECT count(*) > 0 FROM subbilling.ar_aging" "t"
+fails "readers on Citus: the reader still cannot read a view's query directly" \
+      "SET ROLE subbilling_reader; SELECT count(*) FROM subbilling_internal.citus_kpi_mrr_q" "permission denied"
+runs "readers on Citus: distribute() again leaves the views wrapped once" \
+     "SELECT count(*) FROM subbilling.distribute(4)"
+is "readers on Citus: ... each view reads its function, members of the extension" \
+   "SELECT count(*) FILTER (WHERE pg_get_viewdef(c.oid) ~ ('citus_' || c.relname || '_rows\\(')) || '/' ||
+           (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+               AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'subbilling')
+               AND ((d.classid = 'pg_proc'::regclass AND d.objid::regproc::text ~ '^subbilling_internal.citus_.*_rows$')
+                 OR (d.classid = 'pg_class'::regclass AND d.objid::regclass::text ~ '^subbilling_internal.citus_.*_q$')))
+      FROM pg_class c WHERE c.relnamespace = 'subbilling'::regnamespace AND c.relkind = 'v'
+       AND c.relname IN ('kpi_mrr', 'kpi_mrr_movements', 'kpi_churn', 'kpi_ltv', 'kpi_growth',
+                         'kpi_snapshot_status', 'ar_aging', 'upsell_candidates', 'revenue_recognition')" "9/18"
 
 # a worker that crashed (a trigger on a shard that reached another node, then a commit) is
 # restarted by its postmaster and the next check may pass: the logs tell

@@ -410,3 +410,17 @@ SELECT p.currency, p.month,
  GROUP BY p.currency, p.month;
 COMMENT ON VIEW subbilling_internal.citus_kpi_movement_parts IS 'internal (Citus): the body distribute() gives kpi_movement_parts: the sums of kpi_movement_parts_citus per currency and month';
 REVOKE ALL ON subbilling_internal.citus_kpi_movement_parts FROM PUBLIC;
+
+-- ar_aging's query on Citus: the aging buckets of each row of kpi_aging in a LATERAL call.
+-- The single server's view calls aging_buckets in the target list of an OFFSET 0 subquery (one
+-- call per row) and expands the record outside it; Citus sends such a record to the
+-- coordinator untyped ("record type has not been registered").  distribute() makes ar_aging
+-- read this query (through citus_ar_aging_rows, for its readers).
+CREATE VIEW subbilling_internal.citus_ar_aging WITH (security_barrier) AS
+SELECT g.account_id, g.currency, b.current, b.overdue_1_30, b.overdue_31_60, b.overdue_61_90,
+       b.overdue_90_plus, b.total
+  FROM subbilling_internal.kpi_aging g
+ CROSS JOIN LATERAL subbilling.aging_buckets(g.due_dates, g.cum_minor, g.undated_minor,
+                                             (pg_catalog.now() AT TIME ZONE g.time_zone)::date, g.currency) b;
+COMMENT ON VIEW subbilling_internal.citus_ar_aging IS 'internal (Citus): ar_aging''s query as Citus can run it (the buckets in a LATERAL call); distribute() makes ar_aging read it';
+REVOKE ALL ON subbilling_internal.citus_ar_aging FROM PUBLIC;
