@@ -7831,39 +7831,37 @@ $d$$w$) INTO fk;
     -- nothing more.  A view already reading its function is left as it is (a second call);
     -- one that an extension update put back is wrapped again.  The new objects are made
     -- members of the extension.
-    FOR r IN SELECT c.oid::pg_catalog.regclass AS v, c.relname
-               FROM pg_catalog.pg_class c
+    FOR r IN SELECT c.oid::pg_catalog.regclass AS v, x.q, x.fn,
+                    -- the view's query, or Citus's version of it where the extension has one
+                    -- (subbilling_internal.citus_<view>, as for ar_aging: 977_citus_kpis.sql)
+                    coalesce(pg_catalog.to_regclass('subbilling_internal.citus_' || c.relname), c.oid::pg_catalog.regclass) AS src
+               FROM pg_catalog.pg_class c,
+                    LATERAL (SELECT 'citus_' || c.relname || '_q' AS q, 'citus_' || c.relname || '_rows' AS fn) x
               WHERE c.relnamespace = 'subbilling'::pg_catalog.regnamespace AND c.relkind = 'v'
                 AND c.relname IN ('kpi_mrr', 'kpi_mrr_movements', 'kpi_churn', 'kpi_ltv', 'kpi_growth',
                                   'kpi_snapshot_status', 'ar_aging', 'upsell_candidates', 'revenue_recognition')
-                AND pg_catalog.pg_get_viewdef(c.oid) !~ ('citus_' || c.relname || '_rows\(')
-              ORDER BY 2 LOOP
-        IF pg_catalog.to_regprocedure(format('subbilling_internal.%I()', 'citus_' || r.relname || '_rows')) IS NOT NULL THEN
-            EXECUTE format('ALTER EXTENSION subbilling DROP FUNCTION subbilling_internal.%I()', 'citus_' || r.relname || '_rows');
-            EXECUTE format('DROP FUNCTION subbilling_internal.%I()', 'citus_' || r.relname || '_rows');
+                AND pg_catalog.pg_get_viewdef(c.oid) !~ (x.fn || '\(')
+              ORDER BY c.relname LOOP
+        IF pg_catalog.to_regprocedure(format('subbilling_internal.%I()', r.fn)) IS NOT NULL THEN
+            EXECUTE format('ALTER EXTENSION subbilling DROP FUNCTION subbilling_internal.%I()', r.fn);
+            EXECUTE format('DROP FUNCTION subbilling_internal.%I()', r.fn);
         END IF;
-        IF pg_catalog.to_regclass(format('subbilling_internal.%I', 'citus_' || r.relname || '_q')) IS NOT NULL THEN
-            EXECUTE format('ALTER EXTENSION subbilling DROP VIEW subbilling_internal.%I', 'citus_' || r.relname || '_q');
-            EXECUTE format('DROP VIEW subbilling_internal.%I', 'citus_' || r.relname || '_q');
+        IF pg_catalog.to_regclass(format('subbilling_internal.%I', r.q)) IS NOT NULL THEN
+            EXECUTE format('ALTER EXTENSION subbilling DROP VIEW subbilling_internal.%I', r.q);
+            EXECUTE format('DROP VIEW subbilling_internal.%I', r.q);
         END IF;
-        -- (ar_aging: its query as Citus can run it, sql/parts/977_citus_kpis.sql)
         EXECUTE format('CREATE VIEW subbilling_internal.%I WITH (security_barrier) AS %s',
-                       'citus_' || r.relname || '_q',
-                       pg_catalog.pg_get_viewdef(CASE WHEN r.relname = 'ar_aging'
-                                                      THEN 'subbilling_internal.citus_ar_aging'::pg_catalog.regclass
-                                                      ELSE r.v END));
-        EXECUTE format('REVOKE ALL ON subbilling_internal.%I FROM PUBLIC', 'citus_' || r.relname || '_q');
+                       r.q, pg_catalog.pg_get_viewdef(r.src));
+        EXECUTE format('REVOKE ALL ON subbilling_internal.%I FROM PUBLIC', r.q);
         EXECUTE format($q$CREATE FUNCTION subbilling_internal.%1$I() RETURNS SETOF subbilling_internal.%2$I
                             LANGUAGE sql STABLE SECURITY DEFINER SET search_path = subbilling, pg_catalog, pg_temp
-                            AS 'SELECT * FROM subbilling_internal.%2$I'$q$,
-                       'citus_' || r.relname || '_rows', 'citus_' || r.relname || '_q');
-        EXECUTE format('REVOKE ALL ON FUNCTION subbilling_internal.%I() FROM PUBLIC', 'citus_' || r.relname || '_rows');
-        EXECUTE format('GRANT EXECUTE ON FUNCTION subbilling_internal.%I() TO subbilling_reader, subbilling_operator',
-                       'citus_' || r.relname || '_rows');
+                            AS 'SELECT * FROM subbilling_internal.%2$I'$q$, r.fn, r.q);
+        EXECUTE format('REVOKE ALL ON FUNCTION subbilling_internal.%I() FROM PUBLIC', r.fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION subbilling_internal.%I() TO subbilling_reader, subbilling_operator', r.fn);
         EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_barrier) AS SELECT * FROM subbilling_internal.%I()',
-                       r.v, 'citus_' || r.relname || '_rows');
-        EXECUTE format('ALTER EXTENSION subbilling ADD VIEW subbilling_internal.%I', 'citus_' || r.relname || '_q');
-        EXECUTE format('ALTER EXTENSION subbilling ADD FUNCTION subbilling_internal.%I()', 'citus_' || r.relname || '_rows');
+                       r.v, r.fn);
+        EXECUTE format('ALTER EXTENSION subbilling ADD VIEW subbilling_internal.%I', r.q);
+        EXECUTE format('ALTER EXTENSION subbilling ADD FUNCTION subbilling_internal.%I()', r.fn);
     END LOOP;
     PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', ddl, true);
 
